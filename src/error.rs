@@ -1,8 +1,11 @@
 //! The crate-wide error type: every failure is typed, carries a clear message, and maps to a
 //! stable machine-readable `code` (surfaced to JS as `error.code`).
 
-use crate::gguf::GgufError;
+use crate::gguf::{GgufError, MetadataError};
+use crate::model::ModelError;
 use crate::quant::QuantError;
+use crate::reference::ReferenceError;
+use crate::sampling::SamplerError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -11,15 +14,39 @@ pub enum Error {
     #[error(transparent)]
     Gguf(#[from] GgufError),
     #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error(transparent)]
     Quant(#[from] QuantError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error(transparent)]
+    Sampler(#[from] SamplerError),
+    #[error("backend unavailable: {0}")]
+    BackendUnavailable(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
 }
 
 impl Error {
     /// A stable identifier for programs (JS `error.code`).
     pub fn code(&self) -> &'static str {
         match self {
-            Error::Gguf(_) => "BAD_GGUF",
+            Error::Gguf(GgufError::Io { .. }) => "IO_ERROR",
+            Error::Gguf(GgufError::Split(_)) => "BAD_SPLIT",
+            Error::Gguf(GgufError::UnknownTensorType { .. }) => "UNSUPPORTED_TENSOR_TYPE",
+            Error::Gguf(_) | Error::Metadata(_) => "BAD_GGUF",
             Error::Quant(_) => "UNSUPPORTED_TENSOR_TYPE",
+            Error::Model(ModelError::UnsupportedArchitecture(_)) => "UNSUPPORTED_ARCHITECTURE",
+            Error::Model(_) => "BAD_MODEL",
+            Error::Reference(ReferenceError::ContextFull { .. }) => "CONTEXT_FULL",
+            Error::Reference(ReferenceError::BadToken { .. }) => "BAD_TOKEN",
+            Error::Reference(ReferenceError::Model(_)) => "BAD_MODEL",
+            Error::Reference(ReferenceError::Quant(_)) => "UNSUPPORTED_TENSOR_TYPE",
+            Error::Sampler(_) => "INVALID_SAMPLING_PARAMS",
+            Error::BackendUnavailable(_) => "BACKEND_UNAVAILABLE",
+            Error::InvalidArgument(_) => "INVALID_ARGUMENT",
         }
     }
 }

@@ -41,7 +41,7 @@ fn read_header(path: &Path) -> Result<(GgufHeader, Mmap), GgufError> {
     let header = loop {
         let n = f.read(&mut buf).map_err(|e| io_err(path, e))?;
         if n == 0 {
-            parser.finish()?;
+            break *parser.finish()?;
         }
         if let Progress::Done(h) = parser.feed(&buf[..n])? {
             break *h;

@@ -8,6 +8,7 @@ mod reader;
 mod route;
 mod split;
 mod value;
+mod writer;
 #[cfg(not(target_arch = "wasm32"))]
 mod file;
 
@@ -15,6 +16,7 @@ pub use reader::{parse_header, HeaderParser, Progress, DEFAULT_ALIGNMENT, MAX_DI
 pub use route::{TensorChunk, TensorRouter};
 pub use split::{shard_name, split_name_parts, SplitInfo};
 pub use value::{Metadata, MetadataError, Value, ValueType};
+pub use writer::{split_into_shards, str_array, GgufWriter};
 #[cfg(not(target_arch = "wasm32"))]
 pub use file::{GgufModel, TensorRef};
 

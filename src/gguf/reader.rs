@@ -229,7 +229,13 @@ impl HeaderParser {
                     }
                 }
                 Err(Stop::NeedMore { needed }) => {
-                    self.needed = needed;
+                    // Retrying re-parses the current item from its start. Waiting until the
+                    // buffered part has at least doubled keeps that linear overall, even for a
+                    // 128k-entry vocabulary fed one byte at a time.
+                    self.needed = needed.max(self.base + 2 * self.buf.len() as u64);
+                    if let Some(total) = self.total_len {
+                        self.needed = self.needed.min(total);
+                    }
                     return Ok(Progress::NeedMore);
                 }
                 Err(Stop::Fatal(e)) => return Err(e),
@@ -237,12 +243,27 @@ impl HeaderParser {
         }
     }
 
-    /// Call at end of stream: a header that is still incomplete is a truncated file.
-    pub fn finish(&self) -> Result<(), GgufError> {
-        match self.state {
-            State::Done => Ok(()),
-            _ => Err(GgufError::Truncated { what: "header".into(), offset: self.position(), needed: self.needed.saturating_sub(self.position()).max(1) }),
+    /// Call at end of stream. Returns the header if the buffered bytes complete it; otherwise
+    /// the file is truncated.
+    pub fn finish(&mut self) -> Result<Box<GgufHeader>, GgufError> {
+        if matches!(self.state, State::Done) {
+            return Err(GgufError::InvalidValue { key: "<parser>".into(), detail: "finish() after the header was complete".into() });
         }
+        // The stream has ended, so no more bytes can be waited for: parse what is buffered
+        // with its true length, which turns "need more" into a truncation error.
+        let total = self.position();
+        self.total_len = Some(self.total_len.map_or(total, |t| t.min(total)));
+        self.needed = 0;
+        match self.feed(&[])? {
+            Progress::Done(h) => Ok(h),
+            Progress::NeedMore => Err(GgufError::Truncated { what: "header".into(), offset: total, needed: 1 }),
+        }
+    }
+
+    /// After [`Progress::Done`]: the bytes already fed beyond the header, and the absolute file
+    /// offset of the first of them. They belong to the data section and must not be lost.
+    pub fn take_remainder(&mut self) -> (u64, Vec<u8>) {
+        (self.base, std::mem::take(&mut self.buf))
     }
 
     /// Parses one item (preamble, one key/value pair or one tensor info) and says what follows.
@@ -346,12 +367,10 @@ impl HeaderParser {
 /// Parses the header of a complete in-memory GGUF file (or at least its header bytes, if
 /// `total_len` is given separately).
 pub fn parse_header(bytes: &[u8], total_len: Option<u64>) -> Result<GgufHeader, GgufError> {
-    let mut p = HeaderParser::new(Some(total_len.unwrap_or(bytes.len() as u64)));
+    let total = total_len.unwrap_or(bytes.len() as u64);
+    let mut p = HeaderParser::new(Some(total));
     match p.feed(bytes)? {
         Progress::Done(h) => Ok(*h),
-        Progress::NeedMore => {
-            p.finish()?;
-            unreachable!("finish() errors unless done")
-        }
+        Progress::NeedMore => Err(GgufError::Truncated { what: "header".into(), offset: bytes.len() as u64, needed: p.needed.saturating_sub(bytes.len() as u64).max(1) }),
     }
 }

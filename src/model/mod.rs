@@ -1,1 +1,31 @@
-//! TODO
+//! The Llama model graph's shape: hyperparameters from GGUF metadata and the tensors a Llama
+//! GGUF must contain, validated up front so a bad file fails before any weight is touched.
+
+mod config;
+pub use config::{LlamaConfig, RopeScaling};
+
+/// A model file that does not describe a Llama model we can run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("unsupported architecture '{0}' (only 'llama' is supported)")]
+    UnsupportedArchitecture(String),
+    #[error("invalid model hyperparameters: {0}")]
+    BadHparams(String),
+    #[error("model is missing tensor '{0}'")]
+    MissingTensor(String),
+    #[error("tensor '{name}' has shape {found:?}, expected {expected:?}")]
+    BadShape { name: String, expected: Vec<u64>, found: Vec<u64> },
+    #[error(transparent)]
+    Metadata(#[from] crate::gguf::MetadataError),
+}
+
+/// Names of the per-layer tensors, in one place for the CPU reference and the GPU graph.
+pub mod names {
+    pub const TOKEN_EMBD: &str = "token_embd.weight";
+    pub const OUTPUT_NORM: &str = "output_norm.weight";
+    pub const OUTPUT: &str = "output.weight";
+    pub const ROPE_FREQS: &str = "rope_freqs.weight";
+    pub fn blk(layer: usize, what: &str) -> String {
+        format!("blk.{layer}.{what}.weight")
+    }
+}

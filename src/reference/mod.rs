@@ -1,1 +1,227 @@
-//! TODO
+//! The CPU reference forward pass: plain f32 Llama, written for clarity and exactness rather
+//! than speed. Every GPU kernel is tested against it, and it is tested against llama.cpp.
+//!
+//! It follows llama.cpp's graph for `LLM_ARCH_LLAMA`: RMSNorm, "normal" RoPE (adjacent pairs,
+//! since GGUF conversion permutes Q/K), grouped-query attention over a KV cache, SwiGLU, and a
+//! tied or separate output projection.
+
+pub mod ops;
+
+use crate::gguf::{Metadata, TensorInfo};
+use crate::model::{names, LlamaConfig, ModelError};
+use crate::quant;
+use half::f16;
+
+/// Options that make the reference mimic a particular implementation's rounding.
+#[derive(Clone, Copy, Debug)]
+pub struct ReferenceOptions {
+    /// Round K and V to f16 when they enter the cache, as llama.cpp (and the f16 GPU path) do.
+    pub kv_f16: bool,
+}
+
+impl Default for ReferenceOptions {
+    fn default() -> Self {
+        ReferenceOptions { kv_f16: true }
+    }
+}
+
+/// Errors from loading or running the reference model.
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Quant(#[from] quant::QuantError),
+    #[error("token id {id} is outside the vocabulary of {n_vocab}")]
+    BadToken { id: u32, n_vocab: usize },
+    #[error("context is full: {used} + {new} tokens exceed the cache capacity of {capacity}")]
+    ContextFull { used: usize, new: usize, capacity: usize },
+}
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    wq: Vec<f32>,
+    wk: Vec<f32>,
+    wv: Vec<f32>,
+    wo: Vec<f32>,
+    ffn_norm: Vec<f32>,
+    w_gate: Vec<f32>,
+    w_up: Vec<f32>,
+    w_down: Vec<f32>,
+}
+
+/// A Llama model with all weights dequantized to f32.
+pub struct ReferenceModel {
+    pub cfg: LlamaConfig,
+    tok_embd: Vec<f32>,
+    /// `None` when the output projection is tied to `tok_embd`.
+    output: Option<Vec<f32>>,
+    output_norm: Vec<f32>,
+    layers: Vec<Layer>,
+    /// RoPE frequency divisors, one per rotated pair.
+    freq_factors: Option<Vec<f32>>,
+    opts: ReferenceOptions,
+}
+
+/// Keys and values of every processed position, per layer: `[pos][n_head_kv * head_dim]`.
+pub struct KvCache {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    len: usize,
+    capacity: usize,
+}
+
+impl KvCache {
+    /// Positions already processed.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Forgets positions from `len` on (e.g. to re-run a prompt suffix).
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.len {
+            let row = self.k.first().map_or(0, |k| k.len() / self.len);
+            for l in 0..self.k.len() {
+                self.k[l].truncate(len * row);
+                self.v[l].truncate(len * row);
+            }
+            self.len = len;
+        }
+    }
+}
+
+/// Which positions' logits `forward` returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    Last,
+    All,
+}
+
+impl ReferenceModel {
+    /// Builds the model from GGUF metadata and a tensor lookup (name → info and bytes), which
+    /// may span split shards. Shapes are validated before anything is dequantized.
+    pub fn load<'a>(
+        meta: &Metadata,
+        tensor: impl Fn(&str) -> Option<(&'a TensorInfo, &'a [u8])>,
+        opts: ReferenceOptions,
+    ) -> Result<Self, ReferenceError> {
+        let info = |n: &str| tensor(n).map(|(i, _)| i);
+        let cfg = LlamaConfig::from_gguf(meta, info)?;
+        cfg.validate_tensors(info)?;
+        let load = |name: &str| -> Result<Vec<f32>, ReferenceError> {
+            let (i, data) = tensor(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
+            Ok(quant::dequantize(name, i.ggml_type, data, i.n_elements() as usize)?)
+        };
+        let mut layers = Vec::with_capacity(cfg.n_layer);
+        for l in 0..cfg.n_layer {
+            let b = |w: &str| load(&names::blk(l, w));
+            layers.push(Layer {
+                attn_norm: b("attn_norm")?,
+                wq: b("attn_q")?,
+                wk: b("attn_k")?,
+                wv: b("attn_v")?,
+                wo: b("attn_output")?,
+                ffn_norm: b("ffn_norm")?,
+                w_gate: b("ffn_gate")?,
+                w_up: b("ffn_up")?,
+                w_down: b("ffn_down")?,
+            });
+        }
+        let freq_factors = match tensor(names::ROPE_FREQS) {
+            Some(_) => Some(load(names::ROPE_FREQS)?),
+            None => cfg.rope_freq_factors(),
+        };
+        Ok(ReferenceModel {
+            tok_embd: load(names::TOKEN_EMBD)?,
+            output: if cfg.tied_output { None } else { Some(load(names::OUTPUT)?) },
+            output_norm: load(names::OUTPUT_NORM)?,
+            layers,
+            freq_factors,
+            cfg,
+            opts,
+        })
+    }
+
+    /// Loads from an opened (possibly split) GGUF file.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_gguf(model: &crate::gguf::GgufModel, opts: ReferenceOptions) -> Result<Self, ReferenceError> {
+        Self::load(model.metadata(), |n| model.tensor(n).map(|t| (t.info, t.data)), opts)
+    }
+
+    /// An empty cache for up to `capacity` positions (capped at the model's context length).
+    pub fn new_cache(&self, capacity: usize) -> KvCache {
+        let capacity = capacity.min(self.cfg.context_length).max(1);
+        KvCache { k: vec![Vec::new(); self.cfg.n_layer], v: vec![Vec::new(); self.cfg.n_layer], len: 0, capacity }
+    }
+
+    /// Runs `tokens` at the positions following those in `cache`, appends their keys/values,
+    /// and returns logits (`n_vocab` per returned position).
+    pub fn forward(&self, cache: &mut KvCache, tokens: &[u32], which: Logits) -> Result<Vec<f32>, ReferenceError> {
+        let c = &self.cfg;
+        let (t_n, e) = (tokens.len(), c.n_embd);
+        if cache.len + t_n > cache.capacity {
+            return Err(ReferenceError::ContextFull { used: cache.len, new: t_n, capacity: cache.capacity });
+        }
+        if t_n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut x = vec![0f32; t_n * e];
+        for (t, &id) in tokens.iter().enumerate() {
+            let id = id as usize;
+            if id >= c.n_vocab {
+                return Err(ReferenceError::BadToken { id: id as u32, n_vocab: c.n_vocab });
+            }
+            x[t * e..(t + 1) * e].copy_from_slice(&self.tok_embd[id * e..(id + 1) * e]);
+        }
+        let (hd, nq, nkv) = (c.head_dim, c.n_head * c.head_dim, c.n_head_kv * c.head_dim);
+        let pos0 = cache.len;
+        let (cos, sin) = ops::rope_tables(pos0, t_n, c.rope_dim, c.rope_theta, c.rope_freq_scale(), self.freq_factors.as_deref());
+        let mut h = vec![0f32; t_n * e];
+        let (mut q, mut k, mut v) = (vec![0f32; t_n * nq], vec![0f32; t_n * nkv], vec![0f32; t_n * nkv]);
+        let mut attn = vec![0f32; t_n * nq];
+        let (mut g, mut u) = (vec![0f32; t_n * c.n_ff], vec![0f32; t_n * c.n_ff]);
+        let mut o = vec![0f32; t_n * e];
+        for (l, w) in self.layers.iter().enumerate() {
+            ops::rms_norm(&x, &w.attn_norm, c.rms_eps, &mut h);
+            ops::matmul(&h, &w.wq, e, &mut q);
+            ops::matmul(&h, &w.wk, e, &mut k);
+            ops::matmul(&h, &w.wv, e, &mut v);
+            ops::rope(&mut q, hd, &cos, &sin);
+            ops::rope(&mut k, hd, &cos, &sin);
+            if self.opts.kv_f16 {
+                for val in k.iter_mut().chain(v.iter_mut()) {
+                    *val = f16::from_f32(*val).to_f32();
+                }
+            }
+            cache.k[l].extend_from_slice(&k);
+            cache.v[l].extend_from_slice(&v);
+            ops::attention(&q, &cache.k[l], &cache.v[l], pos0, c.n_head, c.n_head_kv, hd, &mut attn);
+            ops::matmul(&attn, &w.wo, nq, &mut o);
+            ops::add_assign(&mut x, &o);
+            ops::rms_norm(&x, &w.ffn_norm, c.rms_eps, &mut h);
+            ops::matmul(&h, &w.w_gate, e, &mut g);
+            ops::matmul(&h, &w.w_up, e, &mut u);
+            ops::swiglu(&mut g, &u);
+            ops::matmul(&g, &w.w_down, c.n_ff, &mut o);
+            ops::add_assign(&mut x, &o);
+        }
+        cache.len += t_n;
+        let rows = match which {
+            Logits::Last => &x[(t_n - 1) * e..],
+            Logits::All => &x[..],
+        };
+        let mut normed = vec![0f32; rows.len()];
+        ops::rms_norm(rows, &self.output_norm, c.rms_eps, &mut normed);
+        let mut logits = vec![0f32; rows.len() / e * c.n_vocab];
+        ops::matmul(&normed, self.output.as_deref().unwrap_or(&self.tok_embd), e, &mut logits);
+        Ok(logits)
+    }
+}

@@ -1,1 +1,288 @@
-//! TODO
+//! Turning logits into the next token: penalties, logit bias, top-k, top-p, min-p, temperature
+//! and a seeded random draw — the same order llama.cpp's default sampler chain uses.
+
+use std::collections::HashMap;
+
+/// Sampling parameters. `temperature <= 0` means greedy (argmax).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct SamplerConfig {
+    pub temperature: f32,
+    /// Keep only the `top_k` most likely tokens; 0 disables.
+    pub top_k: usize,
+    /// Keep the smallest set whose probability reaches `top_p`; 1.0 disables.
+    pub top_p: f32,
+    /// Drop tokens less likely than `min_p` × the most likely one; 0 disables.
+    pub min_p: f32,
+    /// llama.cpp's repetition penalty over the last `penalty_last_n` tokens; 1.0 disables.
+    pub repeat_penalty: f32,
+    /// OpenAI-style penalties: subtract `frequency_penalty · count + presence_penalty`.
+    pub frequency_penalty: f32,
+    pub presence_penalty: f32,
+    /// How many recent tokens the penalties look at.
+    pub penalty_last_n: usize,
+    /// Added to the logit of each listed token (`-inf` bans it).
+    pub logit_bias: Vec<(u32, f32)>,
+    pub seed: u64,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        SamplerConfig {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            penalty_last_n: 64,
+            logit_bias: Vec::new(),
+            seed: 0,
+        }
+    }
+}
+
+/// Parameters outside their meaningful range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid sampling parameter {name} = {value}: {why}")]
+pub struct SamplerError {
+    pub name: &'static str,
+    pub value: String,
+    pub why: &'static str,
+}
+
+impl SamplerConfig {
+    /// Greedy decoding: always the most likely token.
+    pub fn greedy() -> Self {
+        SamplerConfig { temperature: 0.0, top_k: 1, ..Default::default() }
+    }
+
+    pub fn validate(&self) -> Result<(), SamplerError> {
+        let err = |name, value: f32, why| Err(SamplerError { name, value: value.to_string(), why });
+        if !self.temperature.is_finite() || self.temperature < 0.0 {
+            return err("temperature", self.temperature, "must be a finite number >= 0");
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return err("top_p", self.top_p, "must be in (0, 1]");
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return err("min_p", self.min_p, "must be in [0, 1]");
+        }
+        if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
+            return err("repeat_penalty", self.repeat_penalty, "must be a finite number > 0");
+        }
+        if !self.frequency_penalty.is_finite() || self.frequency_penalty.abs() > 2.0 {
+            return err("frequency_penalty", self.frequency_penalty, "must be in [-2, 2]");
+        }
+        if !self.presence_penalty.is_finite() || self.presence_penalty.abs() > 2.0 {
+            return err("presence_penalty", self.presence_penalty, "must be in [-2, 2]");
+        }
+        for &(_, b) in &self.logit_bias {
+            if b.is_nan() || b == f32::INFINITY {
+                return err("logit_bias", b, "must be a number or -infinity");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// SplitMix64: tiny, seedable and identical on every platform and crate version, which is what
+/// "reproducible for a given seed" needs.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// A sampler with its own RNG state; one per generation.
+#[derive(Clone, Debug)]
+pub struct Sampler {
+    cfg: SamplerConfig,
+    rng: Rng,
+}
+
+impl Sampler {
+    pub fn new(cfg: SamplerConfig) -> Result<Self, SamplerError> {
+        cfg.validate()?;
+        let rng = Rng::new(cfg.seed);
+        Ok(Sampler { cfg, rng })
+    }
+
+    pub fn config(&self) -> &SamplerConfig {
+        &self.cfg
+    }
+
+    /// Picks the next token from `logits` given the tokens so far (for penalties).
+    pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+        let mut logits = logits.to_vec();
+        self.apply_penalties(&mut logits, history);
+        for &(id, b) in &self.cfg.logit_bias {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l += b;
+            }
+        }
+        if self.cfg.temperature <= 0.0 || self.cfg.top_k == 1 {
+            return argmax(&logits);
+        }
+        // Candidates sorted by logit, descending; ties broken by id so results are stable.
+        let mut cand: Vec<(u32, f32)> = logits.iter().enumerate().filter(|(_, l)| l.is_finite() || **l == f32::INFINITY).map(|(i, &l)| (i as u32, l)).collect();
+        if cand.is_empty() {
+            return argmax(&logits);
+        }
+        let k = if self.cfg.top_k == 0 { cand.len() } else { self.cfg.top_k.min(cand.len()) };
+        if k < cand.len() {
+            cand.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            cand.truncate(k);
+        }
+        cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let probs = softmax_of(&cand, 1.0);
+        // top-p: smallest prefix reaching the mass (always at least one token).
+        let mut keep = cand.len();
+        if self.cfg.top_p < 1.0 {
+            let mut cum = 0.0;
+            for (i, p) in probs.iter().enumerate() {
+                cum += p;
+                if cum >= self.cfg.top_p as f64 {
+                    keep = i + 1;
+                    break;
+                }
+            }
+        }
+        // min-p relative to the most likely token.
+        if self.cfg.min_p > 0.0 {
+            let floor = probs[0] * self.cfg.min_p as f64;
+            keep = keep.min(probs.iter().take_while(|&&p| p >= floor).count().max(1));
+        }
+        cand.truncate(keep);
+        let probs = softmax_of(&cand, self.cfg.temperature);
+        let r = self.rng.next_f64();
+        let mut cum = 0.0;
+        for (i, p) in probs.iter().enumerate() {
+            cum += p;
+            if r < cum {
+                return cand[i].0;
+            }
+        }
+        cand[cand.len() - 1].0
+    }
+
+    fn apply_penalties(&self, logits: &mut [f32], history: &[u32]) {
+        let c = &self.cfg;
+        if c.repeat_penalty == 1.0 && c.frequency_penalty == 0.0 && c.presence_penalty == 0.0 {
+            return;
+        }
+        let recent = &history[history.len().saturating_sub(c.penalty_last_n)..];
+        let mut counts: HashMap<u32, u32> = HashMap::new();
+        for &t in recent {
+            *counts.entry(t).or_default() += 1;
+        }
+        for (&t, &n) in &counts {
+            let Some(l) = logits.get_mut(t as usize) else { continue };
+            // llama.cpp: divide positive logits, multiply negative ones.
+            if *l <= 0.0 {
+                *l *= c.repeat_penalty;
+            } else {
+                *l /= c.repeat_penalty;
+            }
+            *l -= n as f32 * c.frequency_penalty + c.presence_penalty;
+        }
+    }
+}
+
+/// Index of the largest logit; the lowest id wins ties (NaN is never chosen).
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0usize;
+    let mut best_v = f32::NEG_INFINITY;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > best_v {
+            best = i;
+            best_v = v;
+        }
+    }
+    best as u32
+}
+
+fn softmax_of(cand: &[(u32, f32)], temperature: f32) -> Vec<f64> {
+    let max = cand[0].1 as f64;
+    let t = temperature.max(1e-6) as f64;
+    let e: Vec<f64> = cand.iter().map(|&(_, l)| ((l as f64 - max) / t).exp()).collect();
+    let sum: f64 = e.iter().sum();
+    e.into_iter().map(|x| x / sum).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logits() -> Vec<f32> {
+        vec![1.0, 3.0, 2.0, -1.0, 2.5, 0.0]
+    }
+
+    #[test]
+    fn greedy_is_argmax() {
+        let mut s = Sampler::new(SamplerConfig::greedy()).unwrap();
+        assert_eq!(s.sample(&logits(), &[]), 1);
+    }
+
+    #[test]
+    fn same_seed_same_tokens_and_different_seed_differs() {
+        let cfg = SamplerConfig { temperature: 1.5, top_k: 0, top_p: 1.0, min_p: 0.0, seed: 7, ..Default::default() };
+        let draw = |cfg: &SamplerConfig| {
+            let mut s = Sampler::new(cfg.clone()).unwrap();
+            (0..64).map(|_| s.sample(&logits(), &[])).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(&cfg), draw(&cfg));
+        assert_ne!(draw(&cfg), draw(&SamplerConfig { seed: 8, ..cfg.clone() }));
+        assert!(draw(&cfg).iter().collect::<std::collections::HashSet<_>>().len() > 2);
+    }
+
+    #[test]
+    fn top_k_top_p_min_p_restrict() {
+        let base = SamplerConfig { temperature: 5.0, top_k: 0, top_p: 1.0, min_p: 0.0, ..Default::default() };
+        let seen = |cfg: SamplerConfig| {
+            let mut s = Sampler::new(cfg).unwrap();
+            (0..400).map(|_| s.sample(&logits(), &[])).collect::<std::collections::BTreeSet<_>>()
+        };
+        assert_eq!(seen(SamplerConfig { top_k: 2, ..base.clone() }), [1, 4].into());
+        // probs at T=1: 3.0 → .43, 2.5 → .26, 2.0 → .16: 0.5 needs two tokens.
+        assert_eq!(seen(SamplerConfig { top_p: 0.5, ..base.clone() }), [1, 4].into());
+        // min_p 0.5: e^(l-3) >= .5 ⇔ l >= 2.31.
+        assert_eq!(seen(SamplerConfig { min_p: 0.5, ..base.clone() }), [1, 4].into());
+    }
+
+    #[test]
+    fn penalties_and_bias() {
+        let mut s = Sampler::new(SamplerConfig { repeat_penalty: 2.0, ..SamplerConfig::greedy() }).unwrap();
+        // 3.0 / 2 = 1.5 < 2.5
+        assert_eq!(s.sample(&logits(), &[1]), 4);
+        let mut s = Sampler::new(SamplerConfig { presence_penalty: 1.0, ..SamplerConfig::greedy() }).unwrap();
+        assert_eq!(s.sample(&logits(), &[1, 4]), 2);
+        let mut s = Sampler::new(SamplerConfig { logit_bias: vec![(1, f32::NEG_INFINITY), (5, 10.0)], ..SamplerConfig::greedy() }).unwrap();
+        assert_eq!(s.sample(&logits(), &[]), 5);
+    }
+
+    #[test]
+    fn invalid_parameters_are_rejected() {
+        assert!(Sampler::new(SamplerConfig { temperature: -1.0, ..Default::default() }).is_err());
+        assert!(Sampler::new(SamplerConfig { top_p: 0.0, ..Default::default() }).is_err());
+        assert!(Sampler::new(SamplerConfig { min_p: f32::NAN, ..Default::default() }).is_err());
+        assert!(Sampler::new(SamplerConfig { logit_bias: vec![(0, f32::NAN)], ..Default::default() }).is_err());
+    }
+}

@@ -1,0 +1,219 @@
+use super::{names, ModelError};
+use crate::gguf::{Metadata, TensorInfo};
+
+/// How RoPE frequencies are stretched for long contexts.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RopeScaling {
+    None,
+    /// Positions are divided by `factor`.
+    Linear { factor: f32 },
+    /// Llama 3.1's per-frequency rule (HF `rope_type: "llama3"`).
+    Llama3 { factor: f32, low_freq_factor: f32, high_freq_factor: f32, original_context_length: u32 },
+}
+
+/// Llama hyperparameters, read from `llama.*` GGUF keys.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LlamaConfig {
+    pub n_vocab: usize,
+    pub n_embd: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    pub n_ff: usize,
+    pub context_length: usize,
+    pub rms_eps: f32,
+    pub rope_theta: f32,
+    /// Dimensions of each head that are rotated (llama: all of them).
+    pub rope_dim: usize,
+    pub rope_scaling: RopeScaling,
+    /// No `output.weight`: the output projection reuses `token_embd.weight`.
+    pub tied_output: bool,
+}
+
+impl LlamaConfig {
+    /// Reads and checks hyperparameters. `tensor` looks up tensor infos (for the vocab size
+    /// fallback and tied-output detection) and may span several shards.
+    pub fn from_gguf<'a>(meta: &Metadata, tensor: impl Fn(&str) -> Option<&'a TensorInfo>) -> Result<Self, ModelError> {
+        let arch = meta.str("general.architecture")?;
+        if arch != "llama" {
+            return Err(ModelError::UnsupportedArchitecture(arch.to_string()));
+        }
+        let k = |s: &str| format!("llama.{s}");
+        let get = |s: &str| -> Result<usize, ModelError> { Ok(usize::try_from(meta.u64(&k(s))?).unwrap_or(usize::MAX)) };
+        let n_embd = get("embedding_length")?;
+        let n_layer = get("block_count")?;
+        let n_head = get("attention.head_count")?;
+        let n_head_kv = match meta.u64_opt(&k("attention.head_count_kv"))? {
+            Some(v) => v as usize,
+            None => n_head,
+        };
+        let n_ff = get("feed_forward_length")?;
+        let context_length = get("context_length")?;
+        let rms_eps = meta.f32(&k("attention.layer_norm_rms_epsilon"))?;
+        let rope_theta = meta.f32_opt(&k("rope.freq_base"))?.unwrap_or(10000.0);
+        let bad = |m: String| Err(ModelError::BadHparams(m));
+        if n_embd == 0 || n_layer == 0 || n_head == 0 || n_head_kv == 0 || n_ff == 0 || context_length == 0 {
+            return bad(format!("zero dimension: embd {n_embd}, layers {n_layer}, heads {n_head}/{n_head_kv}, ffn {n_ff}, ctx {context_length}"));
+        }
+        // Bounds keep every later size computation far from overflow.
+        if n_embd > 1 << 16 || n_layer > 1024 || n_head > 1024 || n_ff > 1 << 18 || context_length > 1 << 24 {
+            return bad(format!("implausibly large: embd {n_embd}, layers {n_layer}, heads {n_head}, ffn {n_ff}, ctx {context_length}"));
+        }
+        if n_head % n_head_kv != 0 {
+            return bad(format!("{n_head} query heads are not a multiple of {n_head_kv} KV heads"));
+        }
+        let head_dim = match meta.u64_opt(&k("attention.key_length"))? {
+            Some(v) => v as usize,
+            None => {
+                if n_embd % n_head != 0 {
+                    return bad(format!("embedding {n_embd} not divisible by {n_head} heads"));
+                }
+                n_embd / n_head
+            }
+        };
+        if let Some(vl) = meta.u64_opt(&k("attention.value_length"))? {
+            if vl as usize != head_dim {
+                return bad(format!("value length {vl} differs from key length {head_dim}"));
+            }
+        }
+        if head_dim == 0 || head_dim % 2 != 0 || head_dim > 1024 {
+            return bad(format!("head dimension {head_dim} must be even and at most 1024"));
+        }
+        let rope_dim = meta.u64_opt(&k("rope.dimension_count"))?.map(|v| v as usize).unwrap_or(head_dim);
+        if rope_dim != head_dim {
+            return bad(format!("partial rotary embeddings ({rope_dim} of {head_dim}) are not supported"));
+        }
+        if !(rms_eps > 0.0 && rms_eps < 1.0) || !(rope_theta > 0.0 && rope_theta.is_finite()) {
+            return bad(format!("rms epsilon {rms_eps} or rope base {rope_theta} out of range"));
+        }
+        let rope_scaling = match meta.str_opt(&k("rope.scaling.type"))? {
+            None | Some("none") => RopeScaling::None,
+            Some("linear") => RopeScaling::Linear { factor: meta.f32(&k("rope.scaling.factor"))? },
+            Some("llama3") => RopeScaling::Llama3 {
+                factor: meta.f32(&k("rope.scaling.factor"))?,
+                low_freq_factor: meta.f32_opt(&k("rope.scaling.low_freq_factor"))?.unwrap_or(1.0),
+                high_freq_factor: meta.f32_opt(&k("rope.scaling.high_freq_factor"))?.unwrap_or(4.0),
+                original_context_length: meta.u64(&k("rope.scaling.original_context_length"))? as u32,
+            },
+            Some(other) => return bad(format!("rope scaling type '{other}' is not supported")),
+        };
+        let embd = tensor(names::TOKEN_EMBD).ok_or_else(|| ModelError::MissingTensor(names::TOKEN_EMBD.into()))?;
+        let n_vocab = match meta.u64_opt(&k("vocab_size"))? {
+            Some(v) => v as usize,
+            None => embd.dims.get(1).copied().unwrap_or(0) as usize,
+        };
+        if n_vocab == 0 || n_vocab > 1 << 22 {
+            return bad(format!("vocabulary size {n_vocab}"));
+        }
+        let tied_output = tensor(names::OUTPUT).is_none();
+        Ok(LlamaConfig {
+            n_vocab,
+            n_embd,
+            n_layer,
+            n_head,
+            n_head_kv,
+            head_dim,
+            n_ff,
+            context_length,
+            rms_eps,
+            rope_theta,
+            rope_dim,
+            rope_scaling,
+            tied_output,
+        })
+    }
+
+    /// Every tensor the graph reads, with its expected ggml shape (`[cols, rows]`), and whether
+    /// it is optional.
+    pub fn expected_tensors(&self) -> Vec<(String, Vec<u64>, bool)> {
+        let (e, q, kv, f, v) = (
+            self.n_embd as u64,
+            (self.n_head * self.head_dim) as u64,
+            (self.n_head_kv * self.head_dim) as u64,
+            self.n_ff as u64,
+            self.n_vocab as u64,
+        );
+        let mut t = vec![
+            (names::TOKEN_EMBD.to_string(), vec![e, v], false),
+            (names::OUTPUT_NORM.to_string(), vec![e], false),
+            (names::ROPE_FREQS.to_string(), vec![self.head_dim as u64 / 2], true),
+        ];
+        if !self.tied_output {
+            t.push((names::OUTPUT.to_string(), vec![e, v], false));
+        }
+        for l in 0..self.n_layer {
+            let b = |w: &str| names::blk(l, w);
+            t.extend([
+                (b("attn_norm"), vec![e], false),
+                (b("attn_q"), vec![e, q], false),
+                (b("attn_k"), vec![e, kv], false),
+                (b("attn_v"), vec![e, kv], false),
+                (b("attn_output"), vec![q, e], false),
+                (b("ffn_norm"), vec![e], false),
+                (b("ffn_gate"), vec![e, f], false),
+                (b("ffn_up"), vec![e, f], false),
+                (b("ffn_down"), vec![f, e], false),
+            ]);
+        }
+        t
+    }
+
+    /// Checks that every tensor the graph needs exists with the right shape, naming the first
+    /// one that does not.
+    pub fn validate_tensors<'a>(&self, tensor: impl Fn(&str) -> Option<&'a TensorInfo>) -> Result<(), ModelError> {
+        for (name, shape, optional) in self.expected_tensors() {
+            match tensor(&name) {
+                None if optional => {}
+                None => return Err(ModelError::MissingTensor(name)),
+                Some(t) => {
+                    // ggml drops trailing 1-dims inconsistently between writers; compare padded.
+                    let mut found = t.dims.clone();
+                    while found.len() > shape.len() && found.last() == Some(&1) {
+                        found.pop();
+                    }
+                    if found != shape {
+                        return Err(ModelError::BadShape { name, expected: shape, found: t.dims.clone() });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Per-pair RoPE frequency divisors (llama.cpp's `freq_factors`) implied by `rope_scaling`,
+    /// or `None` when frequencies are unscaled. A `rope_freqs` tensor in the file takes
+    /// precedence over this.
+    pub fn rope_freq_factors(&self) -> Option<Vec<f32>> {
+        let RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_context_length } = self.rope_scaling else {
+            return None;
+        };
+        let old = original_context_length as f32;
+        let low_wavelen = old / low_freq_factor;
+        let high_wavelen = old / high_freq_factor;
+        Some(
+            (0..self.rope_dim / 2)
+                .map(|i| {
+                    let freq = 1.0 / self.rope_theta.powf(2.0 * i as f32 / self.rope_dim as f32);
+                    let wavelen = 2.0 * std::f32::consts::PI / freq;
+                    if wavelen < high_wavelen {
+                        1.0
+                    } else if wavelen > low_wavelen {
+                        factor
+                    } else {
+                        let smooth = (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                        1.0 / ((1.0 - smooth) / factor + smooth)
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// Multiplier on positions for linear scaling (llama.cpp's `freq_scale`).
+    pub fn rope_freq_scale(&self) -> f32 {
+        match self.rope_scaling {
+            RopeScaling::Linear { factor } if factor > 0.0 => 1.0 / factor,
+            _ => 1.0,
+        }
+    }
+}

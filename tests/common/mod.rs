@@ -1,0 +1,26 @@
+//! Shared test helpers: where the test material lives.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A file under `.cache/models`, which `scripts/setup` fills. Missing material is a failure,
+/// not a skip: a test that cannot run must not pass.
+pub fn model(name: &str) -> PathBuf {
+    let p = root().join(".cache/models").join(name);
+    assert!(p.exists(), "{} is missing: run scripts/setup", p.display());
+    p
+}
+
+pub fn smollm2() -> PathBuf {
+    model("SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+pub fn fixture(name: &str) -> serde_json::Value {
+    let p = root().join("tests/fixtures").join(name);
+    let s = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&s).unwrap()
+}
