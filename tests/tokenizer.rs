@@ -346,7 +346,11 @@ fn chat_template_llama31_matches_llama_cpp_up_to_the_date_header() {
 }
 
 fn assert_fast(start: Instant) {
-    eprintln!("TIMING {:?}", start.elapsed());
+    assert_within(start, Duration::from_secs(1));
+}
+
+fn assert_within(start: Instant, limit: Duration) {
+    assert!(start.elapsed() < limit, "took {:?} (limit {limit:?})", start.elapsed());
 }
 
 #[test]
@@ -371,11 +375,12 @@ fn hostile_templates_fail_fast_with_typed_errors() {
     assert!(e.to_string().contains("1048576"), "{e}");
     assert_fast(start);
 
-    // Instructions without output or ranges: the fuel runs out.
+    // Instructions without output or ranges: all 10M units of fuel get burnt (about 0.8 s natively on
+    // one core; the bound leaves room for a loaded machine).
     let start = Instant::now();
     let e = run("{% for m in messages * 100000 %}{% for n in messages * 100000 %}{% set x = 1 %}{% endfor %}{% endfor %}").unwrap_err();
     assert!(matches!(e, TemplateError::FuelExhausted { .. }), "{e}");
-    assert_fast(start);
+    assert_within(start, Duration::from_secs(5));
 
     let start = Instant::now();
     let e = run("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}").unwrap_err();
@@ -476,7 +481,7 @@ fn a_tiny_synthetic_vocab() {
     // User-defined tokens are always split out; control tokens only with parse_special.
     assert_eq!(t.encode("hello<tool>", false).unwrap(), vec![hello, 261]);
     assert_eq!(t.encode("<|end|>", true).unwrap(), vec![262]);
-    assert_eq!(t.encode("<|end|>", false).unwrap().len(), 5); // "<|", "end", "|>" as bytes/merges
+    assert_eq!(t.encode("<|end|>", false).unwrap().len(), 7); // one byte token per character: no merges apply
     assert_eq!(t.decode(&[hello, 261, 262], false), "hello<tool>");
     assert_eq!(t.decode(&[hello, 261, 262], true), "hello<tool><|end|>");
     // gpt2-type vocab defaults: BOS 11 (llama.cpp's default), no add_bos; <|end|> ends generation.
