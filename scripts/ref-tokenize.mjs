@@ -13,6 +13,8 @@
 // ids for unparse_special false and true. It also records the special ids llama.cpp settles on (BOS, EOS,
 // EOT, the whole end-of-generation set, found by asking `llama_vocab_is_eog` about every id) and a few
 // hand-picked id sequences with their detokenization. The output is deterministic (no timestamps).
+// llama.cpp logs "missing tensor 'token_embd.weight'" once while node-llama-cpp inspects the vocab-only
+// file; the vocabulary itself loads and tokenizes normally.
 
 import { fileURLToPath } from "node:url";
 import path from "node:path";

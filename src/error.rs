@@ -1,11 +1,14 @@
 //! The crate-wide error type: every failure is typed, carries a clear message, and maps to a
 //! stable machine-readable `code` (surfaced to JS as `error.code`).
 
+use crate::generate::GenerateError;
 use crate::gguf::{GgufError, MetadataError};
 use crate::model::ModelError;
 use crate::quant::QuantError;
 use crate::reference::ReferenceError;
 use crate::sampling::SamplerError;
+use crate::tokenizer::chat::TemplateError;
+use crate::tokenizer::TokenizerError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -22,7 +25,13 @@ pub enum Error {
     #[error(transparent)]
     Reference(#[from] ReferenceError),
     #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
     Sampler(#[from] SamplerError),
+    #[error(transparent)]
+    Generate(#[from] GenerateError),
     #[error("backend unavailable: {0}")]
     BackendUnavailable(String),
     #[error("invalid argument: {0}")]
@@ -44,7 +53,11 @@ impl Error {
             Error::Reference(ReferenceError::BadToken { .. }) => "BAD_TOKEN",
             Error::Reference(ReferenceError::Model(_)) => "BAD_MODEL",
             Error::Reference(ReferenceError::Quant(_)) => "UNSUPPORTED_TENSOR_TYPE",
+            Error::Tokenizer(_) => "TOKENIZER_ERROR",
+            Error::Template(_) => "TEMPLATE_ERROR",
             Error::Sampler(_) => "INVALID_SAMPLING_PARAMS",
+            Error::Generate(GenerateError::PromptTooLong { .. }) => "PROMPT_TOO_LONG",
+            Error::Generate(_) => "INVALID_PROMPT",
             Error::BackendUnavailable(_) => "BACKEND_UNAVAILABLE",
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",
         }

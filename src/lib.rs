@@ -7,7 +7,7 @@
 //! chat template) → [`web`] (JS bindings, wasm only).
 
 pub mod error;
-// pub mod generate; (enabled once the tokenizer lands)
+pub mod generate;
 pub mod gguf;
 pub mod model;
 pub mod quant;

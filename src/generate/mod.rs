@@ -139,7 +139,7 @@ pub fn generate(
     }
     let mut sampler = Sampler::new(params.sampler.clone())?;
     let mut history: Vec<u32> = prompt.to_vec();
-    let mut decoder = StreamDecoder::new(tokenizer);
+    let mut decoder = StreamDecoder::new(tokenizer, false);
     let mut stops = StopMatcher { stops: &params.stop_strings, pending: String::new() };
     let mut text = String::new();
     let mut tokens = Vec::new();

@@ -30,6 +30,8 @@
 //!   [`Tokenizer::eot_id`] is `<|im_end|>` for SmolLM2. The stop set is the same either way.
 //! * Only byte-level BPE (`tokenizer.ggml.model = "gpt2"`) is supported, and only the
 //!   pre-tokenizer families listed in the error for an unknown `tokenizer.ggml.pre`.
+//! * Special tokens of equal length are tried in id order (llama.cpp's `std::sort` leaves their
+//!   order unspecified); this matters only if two such tokens overlap in the text.
 //! * A merge whose halves or result are not in the vocabulary is dropped (llama.cpp would apply it
 //!   and then fall back to single bytes); no real vocabulary has one.
 //! * The per-model LSTRIP/RSTRIP attributes llama.cpp sets by `general.name` (Phi-3, jina v2,
