@@ -49,7 +49,6 @@ pub fn matmul(x: &[f32], w: &[f32], k_dim: usize, out: &mut [f32]) {
     let n_out = w.len() / k_dim;
     debug_assert_eq!(out.len(), t_n * n_out);
     let nt = threads().min(n_out.div_ceil(64)).max(1);
-    let per = n_out.div_ceil(nt);
     let compute = |n0: usize, n1: usize| -> Vec<f32> {
         let mut part = vec![0f32; (n1 - n0) * t_n];
         for n in n0..n1 {
@@ -74,6 +73,7 @@ pub fn matmul(x: &[f32], w: &[f32], k_dim: usize, out: &mut [f32]) {
     }
     #[cfg(not(target_arch = "wasm32"))]
     std::thread::scope(|s| {
+        let per = n_out.div_ceil(nt);
         let handles: Vec<_> = (0..nt)
             .map(|i| {
                 let (n0, n1) = (i * per, ((i + 1) * per).min(n_out));
