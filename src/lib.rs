@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod generate;
+pub mod gpu;
 pub mod gguf;
 pub mod model;
 pub mod quant;

@@ -86,6 +86,17 @@ fn every_value_type_round_trips() {
 }
 
 #[test]
+fn version_2_files_parse_like_version_3() {
+    let mut bytes = small_model();
+    let v3 = parse_header(&bytes, None).unwrap();
+    bytes[4..8].copy_from_slice(&2u32.to_le_bytes());
+    let v2 = parse_header(&bytes, None).unwrap();
+    assert_eq!(v2.version, 2);
+    assert_eq!(v2.tensors, v3.tensors);
+    assert_eq!(v2.metadata.len(), v3.metadata.len());
+}
+
+#[test]
 fn incremental_parse_matches_whole_parse_for_any_chunking() {
     let bytes = std::fs::read(common::smollm2()).unwrap();
     let whole = parse_header(&bytes, None).unwrap();

@@ -1,0 +1,282 @@
+//! The GPU context: adapter and device setup with feature detection (`shader-f16`, subgroups,
+//! binding limits), a pipeline cache keyed by kernel variant, the WGSL variant preprocessor, and
+//! buffer helpers. Kernels live in `shaders/*.wgsl`, one family per file.
+
+pub mod ops;
+mod preprocess;
+pub use preprocess::{preprocess, ShaderDefs};
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// GPU failures, with enough detail to act on.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    #[error("no WebGPU adapter available: {0}")]
+    NoAdapter(String),
+    #[error("could not create the GPU device: {0}")]
+    RequestDevice(String),
+    #[error("out of GPU memory allocating {what} ({needed} bytes; the largest buffer allowed is {max_buffer} bytes)")]
+    OutOfMemory { what: String, needed: u64, max_buffer: u64 },
+    #[error("GPU validation error in {what}: {message}")]
+    Validation { what: String, message: String },
+    #[error("shader '{kernel}' failed to compile: {message}")]
+    Shader { kernel: String, message: String },
+    #[error("reading back a GPU buffer failed: {0}")]
+    Readback(String),
+    #[error("the GPU device was lost: {0}")]
+    DeviceLost(String),
+}
+
+/// What the caller allows the context to use (forcing a feature off exercises the fallbacks).
+#[derive(Clone, Debug)]
+pub struct GpuOptions {
+    /// Use `shader-f16` when the adapter has it.
+    pub allow_f16: bool,
+    /// Use subgroup operations when the adapter has them.
+    pub allow_subgroups: bool,
+    /// Pretend the storage-binding limit is at most this (tests use 128 MiB, WebGPU's default).
+    pub max_storage_binding: Option<u64>,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        GpuOptions { allow_f16: true, allow_subgroups: true, max_storage_binding: None }
+    }
+}
+
+/// Features the kernels may use on this device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct GpuFeatures {
+    pub f16: bool,
+    pub subgroups: bool,
+    pub subgroup_min_size: u32,
+    pub subgroup_max_size: u32,
+}
+
+/// One WGSL kernel family: a name and its source.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernel {
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
+/// WGSL files that other kernels `#include`.
+pub(crate) const INCLUDES: &[(&str, &str)] = &[];
+
+/// An adapter, device and queue, plus the pipelines compiled for them.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter_info: wgpu::AdapterInfo,
+    pub features: GpuFeatures,
+    /// The device's limits, with `max_storage_buffer_binding_size` lowered to any forced value.
+    pub limits: wgpu::Limits,
+    pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
+}
+
+impl GpuContext {
+    /// Finds an adapter and creates a device with every feature and limit the kernels can use.
+    pub async fn new(opts: GpuOptions) -> Result<Self, GpuError> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions { power_preference: wgpu::PowerPreference::HighPerformance, ..Default::default() })
+            .await
+            .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
+        let available = adapter.features();
+        let mut required = wgpu::Features::empty();
+        let f16 = opts.allow_f16 && available.contains(wgpu::Features::SHADER_F16);
+        if f16 {
+            required |= wgpu::Features::SHADER_F16;
+        }
+        let subgroups = opts.allow_subgroups && available.contains(wgpu::Features::SUBGROUP);
+        if subgroups {
+            required |= wgpu::Features::SUBGROUP;
+        }
+        let adapter_limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("llama-webgpu"),
+                required_features: required,
+                required_limits: adapter_limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
+        let mut limits = device.limits();
+        if let Some(m) = opts.max_storage_binding {
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(m);
+        }
+        let info = adapter.get_info();
+        let features = GpuFeatures {
+            f16,
+            subgroups,
+            subgroup_min_size: if subgroups { info.subgroup_min_size } else { 0 },
+            subgroup_max_size: if subgroups { info.subgroup_max_size } else { 0 },
+        };
+        Ok(GpuContext { device, queue, adapter_info: info, features, limits, pipelines: Mutex::new(HashMap::new()) })
+    }
+
+    /// Native convenience: [`GpuContext::new`] run to completion.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_blocking(opts: GpuOptions) -> Result<Self, GpuError> {
+        pollster::block_on(Self::new(opts))
+    }
+
+    /// Defines every kernel sees: `F16` and `SUBGROUPS` when in use.
+    pub fn base_defs(&self) -> ShaderDefs {
+        let mut d = ShaderDefs::default();
+        if self.features.f16 {
+            d.set("F16", "1");
+        }
+        if self.features.subgroups {
+            d.set("SUBGROUPS", "1");
+        }
+        d
+    }
+
+    /// The compute pipeline for `kernel`'s `entry` with `defs`, compiled once and cached.
+    pub fn pipeline(&self, kernel: Kernel, entry: &str, defs: &ShaderDefs) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
+        let key = format!("{}:{entry}:{}", kernel.name, defs.key());
+        if let Some(p) = self.pipelines.lock().expect("pipeline cache poisoned").get(&key) {
+            return Ok(p.clone());
+        }
+        let source = preprocess(kernel.source, defs, INCLUDES).map_err(|m| GpuError::Shader { kernel: kernel.name.into(), message: m })?;
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(kernel.name), source: wgpu::ShaderSource::Wgsl(source.into()) });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&key),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        if let Some(e) = block_on_scope(scope.pop()) {
+            return Err(GpuError::Shader { kernel: format!("{}::{entry} [{}]", kernel.name, defs.key()), message: e.to_string() });
+        }
+        let p = Arc::new(pipeline);
+        self.pipelines.lock().expect("pipeline cache poisoned").insert(key, p.clone());
+        Ok(p)
+    }
+
+    /// Pipelines compiled so far.
+    pub fn pipeline_count(&self) -> usize {
+        self.pipelines.lock().expect("pipeline cache poisoned").len()
+    }
+
+    /// A storage buffer; out-of-memory and over-limit sizes become [`GpuError::OutOfMemory`].
+    pub fn storage(&self, what: &str, size: u64, extra: wgpu::BufferUsages) -> Result<wgpu::Buffer, GpuError> {
+        let size = size.max(4).next_multiple_of(4);
+        if size > self.limits.max_buffer_size {
+            return Err(GpuError::OutOfMemory { what: what.into(), needed: size, max_buffer: self.limits.max_buffer_size });
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(what),
+            size,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC | extra,
+            mapped_at_creation: false,
+        });
+        if block_on_scope(scope.pop()).is_some() {
+            return Err(GpuError::OutOfMemory { what: what.into(), needed: size, max_buffer: self.limits.max_buffer_size });
+        }
+        Ok(buf)
+    }
+
+    /// A storage buffer holding `bytes` (padded to 4 bytes).
+    pub fn upload(&self, what: &str, bytes: &[u8]) -> Result<wgpu::Buffer, GpuError> {
+        let buf = self.storage(what, bytes.len() as u64, wgpu::BufferUsages::empty())?;
+        self.write(&buf, 0, bytes);
+        Ok(buf)
+    }
+
+    /// Writes bytes into a buffer at `offset`, padding the tail to 4 bytes as WebGPU requires.
+    pub fn write(&self, buf: &wgpu::Buffer, offset: u64, bytes: &[u8]) {
+        if bytes.len() % 4 == 0 {
+            self.queue.write_buffer(buf, offset, bytes);
+        } else {
+            let mut padded = bytes.to_vec();
+            padded.resize(bytes.len().next_multiple_of(4), 0);
+            self.queue.write_buffer(buf, offset, &padded);
+        }
+    }
+
+    /// A bind group for `pipeline`'s group 0 with `buffers` at bindings 0, 1, 2, ...
+    pub fn bind(&self, pipeline: &wgpu::ComputePipeline, buffers: &[wgpu::BindingResource<'_>]) -> wgpu::BindGroup {
+        let layout = pipeline.get_bind_group_layout(0);
+        let entries: Vec<wgpu::BindGroupEntry> =
+            buffers.iter().enumerate().map(|(i, r)| wgpu::BindGroupEntry { binding: i as u32, resource: r.clone() }).collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries })
+    }
+
+    /// Copies `size` bytes at `offset` of `buf` back to the CPU (waits for all prior work).
+    pub async fn read(&self, buf: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>, GpuError> {
+        let size = size.next_multiple_of(4);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(buf, offset, &staging, 0, size);
+        self.queue.submit([enc.finish()]);
+        let (tx, rx) = futures_channel::oneshot::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Readback(e.to_string()))?;
+        rx.await.map_err(|_| GpuError::Readback("map callback dropped".into()))?.map_err(|e| GpuError::Readback(e.to_string()))?;
+        let data = staging.slice(..).get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?.to_vec();
+        staging.unmap();
+        Ok(data)
+    }
+
+    /// Native convenience: read back f32 values.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_f32(&self, buf: &wgpu::Buffer, offset: u64, count: usize) -> Result<Vec<f32>, GpuError> {
+        let bytes = pollster::block_on(self.read(buf, offset, count as u64 * 4))?;
+        Ok(bytemuck::pod_collect_to_vec::<u8, f32>(&bytes[..count * 4]))
+    }
+
+    /// Native convenience: read back u32 values.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_u32(&self, buf: &wgpu::Buffer, offset: u64, count: usize) -> Result<Vec<u32>, GpuError> {
+        let bytes = pollster::block_on(self.read(buf, offset, count as u64 * 4))?;
+        Ok(bytemuck::pod_collect_to_vec::<u8, u32>(&bytes[..count * 4]))
+    }
+}
+
+/// Error scopes resolve immediately natively; on the web they are awaited by async callers,
+/// so here they are only checked where blocking is possible.
+fn block_on_scope<F: std::future::Future<Output = Option<wgpu::Error>>>(f: F) -> Option<wgpu::Error> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        pollster::block_on(f)
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        // The browser reports these asynchronously through the device's uncaptured-error
+        // handler; the web loader checks scopes with awaits of its own.
+        drop(f);
+        None
+    }
+}
+
+/// The kernel families, one file each.
+pub mod kernels {
+    use super::Kernel;
+    pub const ELEMENTWISE: Kernel = Kernel { name: "elementwise", source: include_str!("../../shaders/elementwise.wgsl") };
+}
+
+/// Workgroup counts for `n` invocations of `wg_size`, spilling into y past the 65535 limit.
+pub fn dispatch_1d(n: u32, wg_size: u32) -> (u32, u32, u32) {
+    let groups = n.div_ceil(wg_size).max(1);
+    if groups <= 65535 {
+        (groups, 1, 1)
+    } else {
+        (65535, groups.div_ceil(65535), 1)
+    }
+}

@@ -1,0 +1,44 @@
+//! GPU operations: each one prepares its pipeline, parameter uniform and bind groups once (at
+//! model load), then `record`s its dispatches into the token's single compute pass. Nothing is
+//! allocated or read back while a token is being computed.
+//!
+//! Conventions shared by every kernel:
+//! - activations are f32, row-major `[token][features]`;
+//! - binding order is: the op's buffers, then its `Params` uniform, then the shared [`Step`]
+//!   uniform (written once per submission with `queue.write_buffer`).
+
+mod elementwise;
+pub use elementwise::{AddOp, SwigluOp};
+
+use super::{GpuContext, GpuError};
+
+/// Per-submission values every kernel can read: how many tokens this step processes and the
+/// position of the first one. Mirrors `struct Step` in the WGSL files.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Step {
+    pub n_tokens: u32,
+    /// Position (in the KV cache) of the first token of this step.
+    pub pos: u32,
+    pub _pad: [u32; 2],
+}
+
+/// A uniform buffer holding `bytes` (padded to 16 bytes).
+pub fn uniform(ctx: &GpuContext, what: &str, bytes: &[u8]) -> Result<wgpu::Buffer, GpuError> {
+    let size = (bytes.len() as u64).next_multiple_of(16).max(16);
+    let buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(what),
+        size,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut padded = bytes.to_vec();
+    padded.resize(size as usize, 0);
+    ctx.queue.write_buffer(&buf, 0, &padded);
+    Ok(buf)
+}
+
+/// The shared step uniform.
+pub fn step_buffer(ctx: &GpuContext) -> Result<wgpu::Buffer, GpuError> {
+    uniform(ctx, "step", bytemuck::bytes_of(&Step::default()))
+}
