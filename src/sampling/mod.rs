@@ -272,7 +272,7 @@ mod tests {
         let mut s = Sampler::new(SamplerConfig { repeat_penalty: 2.0, ..SamplerConfig::greedy() }).unwrap();
         // 3.0 / 2 = 1.5 < 2.5
         assert_eq!(s.sample(&logits(), &[1]), 4);
-        let mut s = Sampler::new(SamplerConfig { presence_penalty: 1.0, ..SamplerConfig::greedy() }).unwrap();
+        let mut s = Sampler::new(SamplerConfig { presence_penalty: 1.5, ..SamplerConfig::greedy() }).unwrap();
         assert_eq!(s.sample(&logits(), &[1, 4]), 2);
         let mut s = Sampler::new(SamplerConfig { logit_bias: vec![(1, f32::NEG_INFINITY), (5, 10.0)], ..SamplerConfig::greedy() }).unwrap();
         assert_eq!(s.sample(&logits(), &[]), 5);
