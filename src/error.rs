@@ -3,6 +3,8 @@
 
 use crate::generate::GenerateError;
 use crate::gguf::{GgufError, MetadataError};
+use crate::gpu::model::GpuModelError;
+use crate::gpu::GpuError;
 use crate::model::ModelError;
 use crate::quant::QuantError;
 use crate::reference::ReferenceError;
@@ -32,6 +34,10 @@ pub enum Error {
     Sampler(#[from] SamplerError),
     #[error(transparent)]
     Generate(#[from] GenerateError),
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    #[error(transparent)]
+    GpuModel(#[from] GpuModelError),
     #[error("backend unavailable: {0}")]
     BackendUnavailable(String),
     #[error("invalid argument: {0}")]
@@ -58,6 +64,20 @@ impl Error {
             Error::Sampler(_) => "INVALID_SAMPLING_PARAMS",
             Error::Generate(GenerateError::PromptTooLong { .. }) => "PROMPT_TOO_LONG",
             Error::Generate(_) => "INVALID_PROMPT",
+            Error::Gpu(e) | Error::GpuModel(GpuModelError::Gpu(e)) => match e {
+                GpuError::NoAdapter(_) | GpuError::RequestDevice(_) => "NO_WEBGPU",
+                GpuError::OutOfMemory { .. } => "OUT_OF_MEMORY",
+                GpuError::DeviceLost(_) => "DEVICE_LOST",
+                GpuError::UnsupportedType { .. } => "UNSUPPORTED_TENSOR_TYPE",
+                _ => "GPU_ERROR",
+            },
+            Error::GpuModel(GpuModelError::Model(ModelError::UnsupportedArchitecture(_))) => {
+                "UNSUPPORTED_ARCHITECTURE"
+            }
+            Error::GpuModel(GpuModelError::Model(_)) => "BAD_MODEL",
+            Error::GpuModel(GpuModelError::Quant(_)) => "UNSUPPORTED_TENSOR_TYPE",
+            Error::GpuModel(GpuModelError::BadToken { .. }) => "BAD_TOKEN",
+            Error::GpuModel(GpuModelError::ContextFull { .. }) => "CONTEXT_FULL",
             Error::BackendUnavailable(_) => "BACKEND_UNAVAILABLE",
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",
         }

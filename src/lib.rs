@@ -8,8 +8,8 @@
 
 pub mod error;
 pub mod generate;
-pub mod gpu;
 pub mod gguf;
+pub mod gpu;
 pub mod model;
 pub mod quant;
 pub mod reference;

@@ -4,6 +4,8 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use llama_webgpu::generate::{generate, CpuBackend, GenerateParams, LogitsBackend};
 use llama_webgpu::gguf::GgufModel;
+use llama_webgpu::gpu::model::{GpuBackend, GpuModel};
+use llama_webgpu::gpu::{GpuContext, GpuOptions};
 use llama_webgpu::reference::{ops::log_softmax, Logits, ReferenceModel, ReferenceOptions};
 use llama_webgpu::sampling::SamplerConfig;
 use llama_webgpu::tokenizer::{chat::ChatMessage, Tokenizer};
@@ -12,9 +14,14 @@ use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "llama-webgpu", version, about = "Llama 3.x inference on GGUF models (CPU reference; WebGPU coming)")]
+#[command(
+    name = "llama-webgpu",
+    version,
+    about = "Llama 3.x inference on GGUF models with WebGPU (wgpu) compute shaders"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Command,
@@ -42,17 +49,64 @@ enum Command {
         /// How many top tokens to report per position.
         #[arg(long, default_value_t = 5)]
         top: usize,
+        #[command(flatten)]
+        device: DeviceArgs,
         /// Print JSON (the only format).
         #[arg(long)]
         json: bool,
     },
-    /// Describe a model: architecture, sizes, tensor types, parameters, file size.
+    /// Describe a model: architecture, sizes, tensor types, parameters, file size, and the GPU.
     Info {
         #[arg(short, long)]
         model: PathBuf,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        device: DeviceArgs,
     },
+    /// Measure prefill and decode speed and the effective weight bandwidth of decode.
+    Bench {
+        #[arg(short, long)]
+        model: PathBuf,
+        /// Prompt tokens to prefill.
+        #[arg(long, default_value_t = 128)]
+        prompt_len: usize,
+        /// Tokens to decode.
+        #[arg(short = 'n', default_value_t = 64)]
+        n: usize,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
+}
+
+/// Where to run, and which GPU features to allow (turning them off exercises the fallbacks
+/// that browsers without them get).
+#[derive(Args, Clone)]
+struct DeviceArgs {
+    #[arg(long, value_enum, default_value_t = Backend::Gpu)]
+    backend: Backend,
+    /// Do not use shader-f16 even if the adapter has it.
+    #[arg(long)]
+    no_f16: bool,
+    /// Do not use subgroup operations even if the adapter has them.
+    #[arg(long)]
+    no_subgroups: bool,
+    /// Cap the storage-binding size in bytes (e.g. 134217728 for WebGPU's default).
+    #[arg(long)]
+    max_binding: Option<u64>,
+}
+
+impl DeviceArgs {
+    fn gpu(&self) -> Result<Arc<GpuContext>> {
+        let opts = GpuOptions {
+            allow_f16: !self.no_f16,
+            allow_subgroups: !self.no_subgroups,
+            max_storage_binding: self.max_binding,
+        };
+        Ok(Arc::new(GpuContext::new_blocking(opts)?))
+    }
 }
 
 #[derive(Args)]
@@ -106,8 +160,8 @@ struct GenerateArgs {
     /// Context size (default: the prompt plus -n, capped at the model's context length).
     #[arg(long)]
     ctx: Option<usize>,
-    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
-    backend: Backend,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// After the streamed text, print one JSON object as the last line.
     #[arg(long)]
     json: bool,
@@ -127,15 +181,39 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Command::Tokenize { model, special, text } => {
+        Command::Tokenize {
+            model,
+            special,
+            text,
+        } => {
             let model = GgufModel::open(&model)?;
             let tok = Tokenizer::from_gguf(model.metadata())?;
-            println!("{}", serde_json::to_string(&tok.encode(&text, special)?).expect("ids serialize"));
+            println!(
+                "{}",
+                serde_json::to_string(&tok.encode(&text, special)?).expect("ids serialize")
+            );
             Ok(())
         }
-        Command::Info { model, json } => info(&model, json),
-        Command::Score { model, input, top, json: _ } => score(&model, &input, top),
+        Command::Info {
+            model,
+            json,
+            device,
+        } => info(&model, json, &device),
+        Command::Score {
+            model,
+            input,
+            top,
+            json: _,
+            device,
+        } => score(&model, &input, top, &device),
         Command::Generate(args) => run_generate(args),
+        Command::Bench {
+            model,
+            prompt_len,
+            n,
+            json,
+            device,
+        } => bench(&model, prompt_len, n, json, &device),
     }
 }
 
@@ -164,28 +242,38 @@ fn load(model: &PathBuf) -> Result<(GgufModel, Tokenizer)> {
 }
 
 fn run_generate(a: GenerateArgs) -> Result<()> {
-    if a.backend == Backend::Gpu {
-        return Err(Error::BackendUnavailable("the GPU backend is not built yet; use --backend cpu".into()));
-    }
     let (model, tok) = load(&a.model)?;
-    let mut input = PromptInput { prompt: a.input.prompt.clone(), tokens: a.input.tokens.clone() };
+    let mut input = PromptInput {
+        prompt: a.input.prompt.clone(),
+        tokens: a.input.tokens.clone(),
+    };
     if a.chat {
-        let text = a.input.prompt.clone().ok_or_else(|| Error::InvalidArgument("--chat needs -p TEXT".into()))?;
+        let text = a
+            .input
+            .prompt
+            .clone()
+            .ok_or_else(|| Error::InvalidArgument("--chat needs -p TEXT".into()))?;
         let mut messages = Vec::new();
         if let Some(s) = &a.system {
             messages.push(ChatMessage::system(s.clone()));
         }
         messages.push(ChatMessage::user(text));
-        let rendered = tok
-            .apply_chat_template(&messages, true)
-            .ok_or_else(|| Error::InvalidArgument("this model has no chat template (tokenizer.chat_template)".into()))??;
+        let rendered = tok.apply_chat_template(&messages, true).ok_or_else(|| {
+            Error::InvalidArgument(
+                "this model has no chat template (tokenizer.chat_template)".into(),
+            )
+        })??;
         input.prompt = Some(rendered);
     }
     let prompt = prompt_ids(&tok, &input, a.chat)?;
-    let reference = ReferenceModel::from_gguf(&model, ReferenceOptions::default())?;
-    let ctx = a.ctx.unwrap_or(prompt.len() + a.n).min(reference.cfg.context_length);
-    let mut backend = CpuBackend::new(&reference, ctx);
-    let seed = a.seed.unwrap_or_else(|| web_time::SystemTime::now().duration_since(web_time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64));
+    let ctx = a.ctx.unwrap_or(prompt.len() + a.n);
+    let mut backend = make_backend(&model, ctx, &a.device)?;
+    let backend = backend.as_mut();
+    let seed = a.seed.unwrap_or_else(|| {
+        web_time::SystemTime::now()
+            .duration_since(web_time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    });
     let params = GenerateParams {
         max_tokens: a.n,
         sampler: SamplerConfig {
@@ -201,7 +289,7 @@ fn run_generate(a: GenerateArgs) -> Result<()> {
         stop_strings: a.stop.clone(),
     };
     let mut out = std::io::stdout().lock();
-    let g = generate(&mut backend, &tok, &prompt, &params, |piece| {
+    let g = generate(backend, &tok, &prompt, &params, |piece| {
         let _ = out.write_all(piece.as_bytes());
         let _ = out.flush();
         true
@@ -224,13 +312,41 @@ fn run_generate(a: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-fn score(model: &PathBuf, input: &PromptInput, top: usize) -> Result<()> {
+/// A CPU reference or GPU backend holding the model. The CPU reference is leaked on purpose:
+/// it lives for the whole (short-lived) process and the backend borrows it.
+fn make_backend(
+    model: &GgufModel,
+    ctx: usize,
+    device: &DeviceArgs,
+) -> Result<Box<dyn LogitsBackend>> {
+    Ok(match device.backend {
+        Backend::Cpu => {
+            let reference: &'static ReferenceModel = Box::leak(Box::new(
+                ReferenceModel::from_gguf(model, ReferenceOptions::default())?,
+            ));
+            Box::new(CpuBackend::new(reference, ctx))
+        }
+        Backend::Gpu => Box::new(GpuBackend(GpuModel::from_gguf(device.gpu()?, model, ctx)?)),
+    })
+}
+
+fn score(model: &PathBuf, input: &PromptInput, top: usize, device: &DeviceArgs) -> Result<()> {
     let (model, tok) = load(model)?;
     let ids = prompt_ids(&tok, input, false)?;
-    let reference = ReferenceModel::from_gguf(&model, ReferenceOptions::default())?;
-    let mut cache = reference.new_cache(ids.len());
-    let logits = reference.forward(&mut cache, &ids, Logits::All)?;
-    let n_vocab = reference.cfg.n_vocab;
+    let (logits, n_vocab) = match device.backend {
+        Backend::Cpu => {
+            let reference = ReferenceModel::from_gguf(&model, ReferenceOptions::default())?;
+            let mut cache = reference.new_cache(ids.len());
+            (
+                reference.forward(&mut cache, &ids, Logits::All)?,
+                reference.cfg.n_vocab,
+            )
+        }
+        Backend::Gpu => {
+            let mut gpu = GpuModel::from_gguf(device.gpu()?, &model, ids.len())?;
+            (pollster::block_on(gpu.forward_all(&ids))?, gpu.cfg.n_vocab)
+        }
+    };
     let positions: Vec<_> = logits
         .chunks_exact(n_vocab)
         .map(|row| {
@@ -247,21 +363,114 @@ fn score(model: &PathBuf, input: &PromptInput, top: usize) -> Result<()> {
     Ok(())
 }
 
-fn info(path: &PathBuf, as_json: bool) -> Result<()> {
+/// Adapter, features and limits as JSON, or why there is no GPU.
+fn gpu_json(device: &DeviceArgs) -> serde_json::Value {
+    if device.backend == Backend::Cpu {
+        return json!(null);
+    }
+    match device.gpu() {
+        Ok(ctx) => json!({
+            "adapter": ctx.adapter_info.name,
+            "backend": format!("{:?}", ctx.adapter_info.backend),
+            "driver": ctx.adapter_info.driver_info,
+            "f16": ctx.features.f16,
+            "subgroups": ctx.features.subgroups,
+            "subgroup_size": [ctx.features.subgroup_min_size, ctx.features.subgroup_max_size],
+            "max_buffer_size": ctx.limits.max_buffer_size,
+            "max_storage_buffer_binding_size": ctx.limits.max_storage_buffer_binding_size,
+            "max_compute_invocations_per_workgroup": ctx.limits.max_compute_invocations_per_workgroup,
+        }),
+        Err(e) => json!({"error": e.to_string(), "code": e.code()}),
+    }
+}
+
+fn bench(
+    path: &PathBuf,
+    prompt_len: usize,
+    n: usize,
+    as_json: bool,
+    device: &DeviceArgs,
+) -> Result<()> {
+    let model = GgufModel::open(path)?;
+    let n_vocab = llama_webgpu::model::LlamaConfig::from_gguf(model.metadata(), |n| {
+        model.tensor(n).map(|t| t.info)
+    })?
+    .n_vocab as u32;
+    // A fixed pseudo-random prompt: speed does not depend on the text.
+    let prompt: Vec<u32> = (0..prompt_len as u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 7) % n_vocab)
+        .collect();
+    let t_load = web_time::Instant::now();
+    let mut backend = make_backend(&model, prompt_len + n + 1, device)?;
+    let load_s = t_load.elapsed().as_secs_f64();
+    let t0 = web_time::Instant::now();
+    let mut next = backend.forward_argmax(&prompt)?;
+    let prefill_s = t0.elapsed().as_secs_f64();
+    let t1 = web_time::Instant::now();
+    for _ in 0..n {
+        next = backend.forward_argmax(&[next])?;
+    }
+    let decode_s = t1.elapsed().as_secs_f64();
+    // Bytes a decode step must read: every weight except the embedding table, which is only
+    // gathered from (unless it doubles as the output projection).
+    let tied = model.tensor("output.weight").is_none();
+    let weight_bytes: u64 = model
+        .tensors()
+        .filter(|t| tied || t.info.name != "token_embd.weight")
+        .map(|t| t.info.size)
+        .sum();
+    let decode_tps = n as f64 / decode_s;
+    let v = json!({
+        "model": path.display().to_string(),
+        "backend": backend.name(),
+        "gpu": gpu_json(device),
+        "prompt_tokens": prompt_len,
+        "decode_tokens": n,
+        "load_s": load_s,
+        "prefill_tokens_per_s": prompt_len as f64 / prefill_s,
+        "decode_tokens_per_s": decode_tps,
+        "decode_weight_gb_per_s": weight_bytes as f64 * decode_tps / 1e9,
+        "weight_bytes_per_token": weight_bytes,
+    });
+    if as_json {
+        println!("{v}");
+    } else {
+        println!(
+            "{}: prefill {:.1} tok/s ({prompt_len} tokens) · decode {:.2} tok/s ({n} tokens) · {:.2} GB/s of weights",
+            backend.name(),
+            v["prefill_tokens_per_s"].as_f64().unwrap_or(0.0),
+            decode_tps,
+            v["decode_weight_gb_per_s"].as_f64().unwrap_or(0.0)
+        );
+    }
+    Ok(())
+}
+
+fn info(path: &PathBuf, as_json: bool, device: &DeviceArgs) -> Result<()> {
     let model = GgufModel::open(path)?;
     let meta = model.metadata();
     let mut types: std::collections::BTreeMap<String, (usize, u64, u64)> = Default::default();
     let mut n_params = 0u64;
     for t in model.tensors() {
-        let e = types.entry(t.info.ggml_type.name().to_string()).or_default();
+        let e = types
+            .entry(t.info.ggml_type.name().to_string())
+            .or_default();
         e.0 += 1;
         e.1 += t.info.n_elements();
         e.2 += t.info.size;
         n_params += t.info.n_elements();
     }
-    let arch = meta.str_opt("general.architecture")?.unwrap_or("(none)").to_string();
-    let cfg = llama_webgpu::model::LlamaConfig::from_gguf(meta, |n| model.tensor(n).map(|t| t.info)).ok();
-    let shards: Vec<String> = model.shard_paths().iter().map(|p| p.display().to_string()).collect();
+    let arch = meta
+        .str_opt("general.architecture")?
+        .unwrap_or("(none)")
+        .to_string();
+    let cfg =
+        llama_webgpu::model::LlamaConfig::from_gguf(meta, |n| model.tensor(n).map(|t| t.info)).ok();
+    let shards: Vec<String> = model
+        .shard_paths()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
     let value = json!({
         "file": path.display().to_string(),
         "shards": shards,
@@ -278,6 +487,7 @@ fn info(path: &PathBuf, as_json: bool) -> Result<()> {
             "rope_theta": c.rope_theta, "rms_eps": c.rms_eps, "tied_output": c.tied_output,
             "rope_scaling": format!("{:?}", c.rope_scaling),
         })),
+        "gpu": gpu_json(device),
         "tokenizer": meta.str_opt("tokenizer.ggml.model")?.map(|m| json!({
             "model": m,
             "pre": meta.str_opt("tokenizer.ggml.pre").ok().flatten(),
@@ -288,9 +498,21 @@ fn info(path: &PathBuf, as_json: bool) -> Result<()> {
         println!("{value}");
         return Ok(());
     }
-    println!("file:         {} ({} shard{})", path.display(), shards.len(), if shards.len() == 1 { "" } else { "s" });
-    println!("file size:    {} bytes ({:.1} MiB)", model.file_size(), model.file_size() as f64 / (1 << 20) as f64);
-    println!("architecture: {arch}   name: {}", value["name"].as_str().unwrap_or(""));
+    println!(
+        "file:         {} ({} shard{})",
+        path.display(),
+        shards.len(),
+        if shards.len() == 1 { "" } else { "s" }
+    );
+    println!(
+        "file size:    {} bytes ({:.1} MiB)",
+        model.file_size(),
+        model.file_size() as f64 / (1 << 20) as f64
+    );
+    println!(
+        "architecture: {arch}   name: {}",
+        value["name"].as_str().unwrap_or("")
+    );
     println!("parameters:   {n_params} ({:.1} M)", n_params as f64 / 1e6);
     if let Some(c) = &cfg {
         println!(
@@ -299,9 +521,25 @@ fn info(path: &PathBuf, as_json: bool) -> Result<()> {
             if c.tied_output { " · tied output" } else { "" }
         );
     }
+    match &value["gpu"] {
+        serde_json::Value::Null => {}
+        g if g.get("error").is_some() => println!("gpu:          unavailable: {}", g["error"].as_str().unwrap_or("")),
+        g => println!(
+            "gpu:          {} ({}) · f16 {} · subgroups {} · max binding {} MiB · max buffer {} MiB",
+            g["adapter"].as_str().unwrap_or(""),
+            g["backend"].as_str().unwrap_or(""),
+            g["f16"],
+            g["subgroups"],
+            g["max_storage_buffer_binding_size"].as_u64().unwrap_or(0) >> 20,
+            g["max_buffer_size"].as_u64().unwrap_or(0) >> 20
+        ),
+    }
     println!("tensor types:");
     for (k, (n, elems, bytes)) in &types {
-        println!("  {k:<8} {n:>5} tensors {elems:>13} elements {:>10.1} MiB", *bytes as f64 / (1 << 20) as f64);
+        println!(
+            "  {k:<8} {n:>5} tensors {elems:>13} elements {:>10.1} MiB",
+            *bytes as f64 / (1 << 20) as f64
+        );
     }
     Ok(())
 }

@@ -7,12 +7,19 @@ use serde_json::Value;
 use std::process::{Command, Output};
 
 fn cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_llama-webgpu")).args(args).output().expect("run llama-webgpu")
+    Command::new(env!("CARGO_BIN_EXE_llama-webgpu"))
+        .args(args)
+        .output()
+        .expect("run llama-webgpu")
 }
 
 fn ok_stdout(args: &[&str]) -> String {
     let out = cli(args);
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -32,11 +39,22 @@ fn tokenize_prints_llama_cpp_ids() {
     let m = m.to_str().unwrap();
     let fx = common::fixture("smollm2-greedy.json");
     // The story prompt has no special tokens, so plain tokenization reproduces llama.cpp's ids.
-    let case = fx["cases"].as_array().unwrap().iter().find(|c| c["name"] == "story-village").unwrap();
-    let ids: Value = serde_json::from_str(ok_stdout(&["tokenize", "-m", m, case["prompt"].as_str().unwrap()]).trim()).unwrap();
+    let case = fx["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "story-village")
+        .unwrap();
+    let ids: Value = serde_json::from_str(
+        ok_stdout(&["tokenize", "-m", m, case["prompt"].as_str().unwrap()]).trim(),
+    )
+    .unwrap();
     assert_eq!(ids, case["prompt_tokens"]);
-    let plain: Vec<u32> = serde_json::from_str(ok_stdout(&["tokenize", "-m", m, "<|im_start|>"]).trim()).unwrap();
-    let special: Vec<u32> = serde_json::from_str(ok_stdout(&["tokenize", "-m", m, "--special", "<|im_start|>"]).trim()).unwrap();
+    let plain: Vec<u32> =
+        serde_json::from_str(ok_stdout(&["tokenize", "-m", m, "<|im_start|>"]).trim()).unwrap();
+    let special: Vec<u32> =
+        serde_json::from_str(ok_stdout(&["tokenize", "-m", m, "--special", "<|im_start|>"]).trim())
+            .unwrap();
     assert_eq!(special, vec![1]);
     assert!(plain.len() > 1, "{plain:?}");
 }
@@ -46,32 +64,92 @@ fn greedy_generate_reproduces_llama_cpp_continuation_prefix() {
     let m = common::smollm2();
     let fx = common::fixture("smollm2-greedy.json");
     let case = &fx["cases"][0];
-    let prompt: Vec<String> = case["prompt_tokens"].as_array().unwrap().iter().map(|v| v.to_string()).collect();
-    let out = ok_stdout(&["generate", "-m", m.to_str().unwrap(), "--tokens", &prompt.join(","), "-n", "16", "--temp", "0", "--json"]);
-    let j = last_json(&out);
-    assert_eq!(j["backend"], "cpu");
-    assert_eq!(j["prompt_tokens"], case["prompt_tokens"]);
-    let want: Vec<&Value> = case["continuation"].as_array().unwrap().iter().take(16).collect();
-    let got: Vec<&Value> = j["tokens"].as_array().unwrap().iter().collect();
-    // Teacher-forced agreement is tested elsewhere; free-running, the first tokens must match.
-    assert_eq!(&got[..8], &want[..8], "greedy continuation diverges early");
-    assert!(j["prefill_tokens_per_s"].as_f64().unwrap() > 0.0);
-    assert!(j["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
-    // The streamed text precedes the JSON line and equals its "text".
-    let streamed = out.rsplit_once('\n').unwrap().0.rsplit_once('\n').map_or("", |x| x.0);
-    assert_eq!(streamed, j["text"].as_str().unwrap());
+    let prompt: Vec<String> = case["prompt_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    for backend in ["cpu", "gpu"] {
+        let out = ok_stdout(&[
+            "generate",
+            "-m",
+            m.to_str().unwrap(),
+            "--tokens",
+            &prompt.join(","),
+            "-n",
+            "16",
+            "--temp",
+            "0",
+            "--json",
+            "--backend",
+            backend,
+        ]);
+        let j = last_json(&out);
+        assert_eq!(j["backend"], backend);
+        assert_eq!(j["prompt_tokens"], case["prompt_tokens"]);
+        let want: Vec<&Value> = case["continuation"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .take(16)
+            .collect();
+        let got: Vec<&Value> = j["tokens"].as_array().unwrap().iter().collect();
+        // Teacher-forced agreement is tested elsewhere; free-running, the first tokens must match.
+        assert_eq!(&got[..8], &want[..8], "greedy continuation diverges early");
+        assert!(j["prefill_tokens_per_s"].as_f64().unwrap() > 0.0);
+        assert!(j["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
+        // The streamed text precedes the JSON line and equals its "text".
+        let streamed = out
+            .rsplit_once('\n')
+            .unwrap()
+            .0
+            .rsplit_once('\n')
+            .map_or("", |x| x.0);
+        assert_eq!(streamed, j["text"].as_str().unwrap());
+    }
 }
 
 #[test]
 fn chat_generate_stops_at_end_of_turn_and_seed_reproduces() {
     let m = common::smollm2();
     let m = m.to_str().unwrap();
-    let run = |seed: &str| last_json(&ok_stdout(&["generate", "-m", m, "--chat", "-p", "Name a color.", "-n", "24", "--temp", "0.9", "--seed", seed, "--json"]));
+    let run = |seed: &str| {
+        last_json(&ok_stdout(&[
+            "generate",
+            "-m",
+            m,
+            "--chat",
+            "-p",
+            "Name a color.",
+            "-n",
+            "24",
+            "--temp",
+            "0.9",
+            "--seed",
+            seed,
+            "--json",
+        ]))
+    };
     let a = run("42");
     let b = run("42");
     assert_eq!(a["tokens"], b["tokens"], "same seed, same tokens");
     assert!(!a["text"].as_str().unwrap().contains("<|im_end|>"));
-    let g = last_json(&ok_stdout(&["generate", "-m", m, "--chat", "--system", "Answer with one word.", "-p", "What is the capital of France?", "-n", "32", "--temp", "0", "--json"]));
+    let g = last_json(&ok_stdout(&[
+        "generate",
+        "-m",
+        m,
+        "--chat",
+        "--system",
+        "Answer with one word.",
+        "-p",
+        "What is the capital of France?",
+        "-n",
+        "32",
+        "--temp",
+        "0",
+        "--json",
+    ]));
     assert_eq!(g["finish_reason"], "stop");
     assert!(g["text"].as_str().unwrap().contains("Paris"), "{g}");
     // The chat template put im_start (id 1) at the start and ends with the assistant header.
@@ -81,7 +159,16 @@ fn chat_generate_stops_at_end_of_turn_and_seed_reproduces() {
 #[test]
 fn score_reports_top_tokens_for_every_position() {
     let m = common::smollm2();
-    let j = last_json(&ok_stdout(&["score", "-m", m.to_str().unwrap(), "-p", "The capital of France is Paris", "--top", "3", "--json"]));
+    let j = last_json(&ok_stdout(&[
+        "score",
+        "-m",
+        m.to_str().unwrap(),
+        "-p",
+        "The capital of France is Paris",
+        "--top",
+        "3",
+        "--json",
+    ]));
     let n_tokens = j["tokens"].as_array().unwrap().len();
     let positions = j["positions"].as_array().unwrap();
     assert_eq!(positions.len(), n_tokens);
@@ -105,8 +192,47 @@ fn info_describes_the_model() {
     assert_eq!(j["file_size"], 98362432u64);
     assert_eq!(j["hparams"]["n_layer"], 30);
     assert_eq!(j["tensor_types"]["Q4_1"]["tensors"], 210);
+    assert!(
+        j["gpu"]["adapter"].as_str().is_some_and(|a| !a.is_empty()),
+        "{}",
+        j["gpu"]
+    );
+    assert!(
+        j["gpu"]["max_storage_buffer_binding_size"]
+            .as_u64()
+            .unwrap()
+            >= 128 << 20
+    );
     let text = ok_stdout(&["info", "-m", m.to_str().unwrap()]);
-    assert!(text.contains("parameters:") && text.contains("Q4_1"));
+    assert!(text.contains("parameters:") && text.contains("Q4_1") && text.contains("gpu:"));
+}
+
+#[test]
+fn bench_prints_speeds_and_bandwidth() {
+    let m = common::smollm2();
+    for extra in [&[][..], &["--no-f16", "--no-subgroups"][..]] {
+        let mut args = vec![
+            "bench",
+            "-m",
+            m.to_str().unwrap(),
+            "--prompt-len",
+            "16",
+            "-n",
+            "4",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let j = last_json(&ok_stdout(&args));
+        assert_eq!(j["backend"], "gpu");
+        for k in [
+            "prefill_tokens_per_s",
+            "decode_tokens_per_s",
+            "decode_weight_gb_per_s",
+        ] {
+            assert!(j[k].as_f64().unwrap() > 0.0, "{k}: {j}");
+        }
+        assert_eq!(j["gpu"]["f16"], extra.is_empty());
+    }
 }
 
 #[test]
@@ -114,13 +240,31 @@ fn split_model_runs_from_its_first_shard() {
     let src = GgufModel::open(common::smollm2()).unwrap();
     let dir = tmpdir("split");
     let prefix = dir.join("smol").display().to_string();
-    let shards = split_into_shards(src.header(), |n| src.tensor(n).unwrap().data, &prefix, 32 << 20);
+    let shards = split_into_shards(
+        src.header(),
+        |n| src.tensor(n).unwrap().data,
+        &prefix,
+        32 << 20,
+    );
     for (name, bytes) in &shards {
         std::fs::write(name, bytes).unwrap();
     }
     let first = &shards[0].0;
-    let whole = last_json(&ok_stdout(&["generate", "-m", common::smollm2().to_str().unwrap(), "-p", "Hello", "-n", "4", "--temp", "0", "--json"]));
-    let split = last_json(&ok_stdout(&["generate", "-m", first, "-p", "Hello", "-n", "4", "--temp", "0", "--json"]));
+    let whole = last_json(&ok_stdout(&[
+        "generate",
+        "-m",
+        common::smollm2().to_str().unwrap(),
+        "-p",
+        "Hello",
+        "-n",
+        "4",
+        "--temp",
+        "0",
+        "--json",
+    ]));
+    let split = last_json(&ok_stdout(&[
+        "generate", "-m", first, "-p", "Hello", "-n", "4", "--temp", "0", "--json",
+    ]));
     assert_eq!(whole["tokens"], split["tokens"]);
     let info = last_json(&ok_stdout(&["info", "-m", first, "--json"]));
     assert_eq!(info["shards"].as_array().unwrap().len(), shards.len());
@@ -134,18 +278,27 @@ fn bad_inputs_fail_with_typed_messages() {
         let out = cli(args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: expected {needle:?} in {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: expected {needle:?} in {err}"
+        );
     };
     let junk = dir.join("junk.gguf");
     std::fs::write(&junk, b"not a model at all").unwrap();
     fail(&["info", "-m", junk.to_str().unwrap()], "BAD_GGUF");
-    fail(&["info", "-m", dir.join("absent.gguf").to_str().unwrap()], "IO_ERROR");
+    fail(
+        &["info", "-m", dir.join("absent.gguf").to_str().unwrap()],
+        "IO_ERROR",
+    );
 
     // Truncated real model: the error names a tensor that lies past the end.
     let bytes = std::fs::read(common::smollm2()).unwrap();
     let cut = dir.join("cut.gguf");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    fail(&["generate", "-m", cut.to_str().unwrap(), "-p", "hi"], "lies outside the file");
+    fail(
+        &["generate", "-m", cut.to_str().unwrap(), "-p", "hi"],
+        "lies outside the file",
+    );
 
     // A model without one of its tensors.
     let src = GgufModel::open(common::smollm2()).unwrap();
@@ -153,24 +306,49 @@ fn bad_inputs_fail_with_typed_messages() {
     for (k, v) in src.metadata().iter() {
         w.kv(k, v.clone());
     }
-    for t in src.tensors().filter(|t| t.info.name != "blk.3.attn_k.weight") {
+    for t in src
+        .tensors()
+        .filter(|t| t.info.name != "blk.3.attn_k.weight")
+    {
         w.tensor(&t.info.name, &t.info.dims, t.info.ggml_type, t.data);
     }
     let missing = dir.join("missing.gguf");
     std::fs::write(&missing, w.to_bytes()).unwrap();
-    fail(&["generate", "-m", missing.to_str().unwrap(), "-p", "hi"], "blk.3.attn_k.weight");
+    fail(
+        &["generate", "-m", missing.to_str().unwrap(), "-p", "hi"],
+        "blk.3.attn_k.weight",
+    );
 
     // The vocab-only Llama 3 GGUF tokenizes but cannot generate.
     let vocab = common::model("ggml-vocab-llama-bpe.gguf");
     let ids = ok_stdout(&["tokenize", "-m", vocab.to_str().unwrap(), "Hello world"]);
     assert_eq!(ids.trim(), "[9906,1917]");
-    fail(&["generate", "-m", vocab.to_str().unwrap(), "-p", "hi"], "BAD_MODEL");
+    fail(
+        &["generate", "-m", vocab.to_str().unwrap(), "-p", "hi"],
+        "BAD_MODEL",
+    );
 
     let m = common::smollm2();
     let m = m.to_str().unwrap();
-    fail(&["generate", "-m", m, "-p", "hi", "--backend", "gpu"], "BACKEND_UNAVAILABLE");
-    fail(&["generate", "-m", m, "-p", "hi", "--top-p", "0"], "INVALID_SAMPLING_PARAMS");
-    fail(&["generate", "-m", m, "--tokens", "1,2,3,4,5,6", "--ctx", "4"], "PROMPT_TOO_LONG");
+    // No usable GPU: a clear error, with a code, instead of a crash.
+    let out = Command::new(env!("CARGO_BIN_EXE_llama-webgpu"))
+        .args(["generate", "-m", m, "-p", "hi"])
+        .env("WGPU_BACKEND", "vulkan")
+        .env("VK_ICD_FILENAMES", "/nonexistent.json")
+        .env("VK_DRIVER_FILES", "/nonexistent.json")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("NO_WEBGPU"), "{err}");
+    fail(
+        &["generate", "-m", m, "-p", "hi", "--top-p", "0"],
+        "INVALID_SAMPLING_PARAMS",
+    );
+    fail(
+        &["generate", "-m", m, "--tokens", "1,2,3,4,5,6", "--ctx", "4"],
+        "PROMPT_TOO_LONG",
+    );
     fail(&["generate", "-m", m, "--tokens", "99999999"], "BAD_TOKEN");
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -9,7 +9,11 @@ use std::time::Instant;
 
 /// Streams `bytes` in chunks of the given sizes and checks that the bytes past the header are
 /// handed back intact.
-fn parse_chunked(bytes: &[u8], total_len: Option<u64>, sizes: &mut dyn FnMut() -> usize) -> Result<GgufHeader, GgufError> {
+fn parse_chunked(
+    bytes: &[u8],
+    total_len: Option<u64>,
+    sizes: &mut dyn FnMut() -> usize,
+) -> Result<GgufHeader, GgufError> {
     let mut p = HeaderParser::new(total_len);
     let mut at = 0;
     loop {
@@ -45,10 +49,16 @@ fn small_model() -> Vec<u8> {
         .kv("a.u64", Value::U64(u64::MAX))
         .kv("a.i64", Value::I64(i64::MIN))
         .kv("a.f64", Value::F64(-2.25))
-        .kv("a.nested", Value::Array(ValueType::Array, vec![
-            Value::Array(ValueType::I32, vec![Value::I32(1), Value::I32(2)]),
-            Value::Array(ValueType::String, vec![Value::String("x".into())]),
-        ]))
+        .kv(
+            "a.nested",
+            Value::Array(
+                ValueType::Array,
+                vec![
+                    Value::Array(ValueType::I32, vec![Value::I32(1), Value::I32(2)]),
+                    Value::Array(ValueType::String, vec![Value::String("x".into())]),
+                ],
+            ),
+        )
         .kv("a.strs", str_array(&["a", "bb", ""]))
         .tensor("t.f32", &[4, 8], GgmlType::F32, &data[..128])
         .tensor("t.q4_0", &[64, 2], GgmlType::Q4_0, &data[..72])
@@ -76,12 +86,24 @@ fn every_value_type_round_trips() {
     assert_eq!(m.f32("a.f64").unwrap(), -2.25);
     assert_eq!(m.str_array("a.strs").unwrap(), vec!["a", "bb", ""]);
     let nested = m.get("a.nested").unwrap().as_array().unwrap();
-    assert_eq!(nested[0], Value::Array(ValueType::I32, vec![Value::I32(1), Value::I32(2)]));
-    assert!(matches!(m.u64("a.i32"), Err(MetadataError::WrongType { .. })));
+    assert_eq!(
+        nested[0],
+        Value::Array(ValueType::I32, vec![Value::I32(1), Value::I32(2)])
+    );
+    assert!(matches!(
+        m.u64("a.i32"),
+        Err(MetadataError::WrongType { .. })
+    ));
     assert!(matches!(m.str("nope"), Err(MetadataError::Missing(_))));
     let t = h.tensor("t.q4_0").unwrap();
-    assert_eq!((t.ggml_type, t.size, t.n_elements()), (GgmlType::Q4_0, 72, 128));
-    assert_eq!(h.tensor_range(h.tensor("t.f16").unwrap()).end, h.expected_file_len());
+    assert_eq!(
+        (t.ggml_type, t.size, t.n_elements()),
+        (GgmlType::Q4_0, 72, 128)
+    );
+    assert_eq!(
+        h.tensor_range(h.tensor("t.f16").unwrap()).end,
+        h.expected_file_len()
+    );
     assert_eq!(h.expected_file_len(), bytes.len() as u64 - 58); // last tensor's padding
 }
 
@@ -146,7 +168,11 @@ fn router_reassembles_every_tensor_from_a_stream() {
     for (i, chunk) in bytes.chunks(65_537).enumerate() {
         let _ = i;
         for piece in router.route(at as u64, chunk) {
-            assert_eq!(piece.offset as usize, got[piece.tensor].len(), "pieces arrive in order");
+            assert_eq!(
+                piece.offset as usize,
+                got[piece.tensor].len(),
+                "pieces arrive in order"
+            );
             got[piece.tensor].extend_from_slice(piece.bytes);
             if piece.last {
                 done[piece.tensor] = true;
@@ -156,7 +182,12 @@ fn router_reassembles_every_tensor_from_a_stream() {
     }
     assert!(done.iter().all(|&d| d));
     for (t, data) in h.tensors.iter().zip(&got) {
-        assert_eq!(data.as_slice(), model.tensor(&t.name).unwrap().data, "{}", t.name);
+        assert_eq!(
+            data.as_slice(),
+            model.tensor(&t.name).unwrap().data,
+            "{}",
+            t.name
+        );
     }
 }
 
@@ -167,8 +198,17 @@ fn split_model_loads_from_first_shard_and_errors_name_the_problem() {
     let dir = std::env::temp_dir().join(format!("llama-webgpu-split-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let prefix = dir.join("smol").display().to_string();
-    let shards = split_into_shards(model.header(), |n| model.tensor(n).unwrap().data, &prefix, 40 << 20);
-    assert!(shards.len() >= 3, "expected at least 3 shards, got {}", shards.len());
+    let shards = split_into_shards(
+        model.header(),
+        |n| model.tensor(n).unwrap().data,
+        &prefix,
+        40 << 20,
+    );
+    assert!(
+        shards.len() >= 3,
+        "expected at least 3 shards, got {}",
+        shards.len()
+    );
     for (name, bytes) in &shards {
         std::fs::write(name, bytes).unwrap();
     }
@@ -178,7 +218,10 @@ fn split_model_loads_from_first_shard_and_errors_name_the_problem() {
     for t in model.tensors() {
         assert_eq!(split.tensor(&t.info.name).unwrap().data, t.data);
     }
-    assert_eq!(split.metadata().str("general.architecture").unwrap(), "llama");
+    assert_eq!(
+        split.metadata().str("general.architecture").unwrap(),
+        "llama"
+    );
 
     // Opening a later shard directly is refused.
     let e = GgufModel::open(&shards[1].0).err().unwrap();
@@ -186,7 +229,10 @@ fn split_model_loads_from_first_shard_and_errors_name_the_problem() {
     // A missing sibling is named.
     std::fs::rename(&shards[2].0, dir.join("moved.gguf")).unwrap();
     let e = GgufModel::open(&shards[0].0).err().unwrap();
-    assert!(matches!(e, GgufError::Split(_)) && e.to_string().contains(&shards[2].0), "{e}");
+    assert!(
+        matches!(e, GgufError::Split(_)) && e.to_string().contains(&shards[2].0),
+        "{e}"
+    );
     // A shard from another set (wrong split.no) is rejected.
     std::fs::copy(&shards[1].0, &shards[2].0).unwrap();
     let e = GgufModel::open(&shards[0].0).err().unwrap();
@@ -229,7 +275,10 @@ fn must_fail(bytes: &[u8]) -> GgufError {
     // Without a known length, data bounds can only be checked once the stream ends (the
     // loader does that); everything else must still be caught.
     let no_len = parse_chunked(bytes, None, &mut || 3);
-    assert!(no_len.is_err() || matches!(e, GgufError::TensorOutOfRange { .. }), "unsized stream accepted: {e}");
+    assert!(
+        no_len.is_err() || matches!(e, GgufError::TensorOutOfRange { .. }),
+        "unsized stream accepted: {e}"
+    );
     assert!(t.elapsed().as_secs_f32() < 1.0, "took {:?}", t.elapsed());
     e
 }
@@ -237,9 +286,15 @@ fn must_fail(bytes: &[u8]) -> GgufError {
 #[test]
 fn hostile_counts_and_lengths() {
     let e = must_fail(&header_bytes(1 << 60, 0));
-    assert!(matches!(e, GgufError::CountTooLarge { ref what, .. } if what == "tensor count"), "{e}");
+    assert!(
+        matches!(e, GgufError::CountTooLarge { ref what, .. } if what == "tensor count"),
+        "{e}"
+    );
     let e = must_fail(&header_bytes(0, 1 << 60));
-    assert!(matches!(e, GgufError::CountTooLarge { ref what, .. } if what == "metadata count"), "{e}");
+    assert!(
+        matches!(e, GgufError::CountTooLarge { ref what, .. } if what == "metadata count"),
+        "{e}"
+    );
 
     // A string longer than the file.
     let mut b = header_bytes(0, 1);
@@ -254,13 +309,19 @@ fn hostile_counts_and_lengths() {
     b.extend_from_slice(&4u32.to_le_bytes());
     b.extend_from_slice(&(1u64 << 60).to_le_bytes());
     let e = must_fail(&b);
-    assert!(matches!(e, GgufError::CountTooLarge { ref what, .. } if what == "arr"), "{e}");
+    assert!(
+        matches!(e, GgufError::CountTooLarge { ref what, .. } if what == "arr"),
+        "{e}"
+    );
 
     // Unknown value type, invalid bool, bad UTF-8, duplicate key.
     let mut b = header_bytes(0, 1);
     put_str(&mut b, "k");
     b.extend_from_slice(&99u32.to_le_bytes());
-    assert!(matches!(must_fail(&b), GgufError::InvalidValueType { type_id: 99, .. }));
+    assert!(matches!(
+        must_fail(&b),
+        GgufError::InvalidValueType { type_id: 99, .. }
+    ));
     let mut b = header_bytes(0, 1);
     put_str(&mut b, "k");
     b.extend_from_slice(&7u32.to_le_bytes());
@@ -282,7 +343,10 @@ fn hostile_counts_and_lengths() {
 
 #[test]
 fn hostile_magic_version_alignment() {
-    assert!(matches!(must_fail(b"GGML\x03\0\0\0"), GgufError::BadMagic(_)));
+    assert!(matches!(
+        must_fail(b"GGML\x03\0\0\0"),
+        GgufError::BadMagic(_)
+    ));
     let mut b = header_bytes(0, 0);
     b[4..8].copy_from_slice(&1u32.to_le_bytes());
     assert!(matches!(must_fail(&b), GgufError::UnsupportedVersion(1)));
@@ -305,17 +369,47 @@ fn hostile_tensor_infos() {
         b
     };
     let e = must_fail(&with(&|b| tensor_info(b, "w", &[32, 1], 1234, 0), 1, 64));
-    assert!(matches!(e, GgufError::UnknownTensorType { ref tensor, type_id: 1234 } if tensor == "w"), "{e}");
-    let e = must_fail(&with(&|b| tensor_info(b, "w", &[1 << 32, 1 << 32, 1 << 32], 0, 0), 1, 64));
-    assert!(matches!(e, GgufError::BadTensor { ref detail, .. } if detail.contains("overflow")), "{e}");
-    let e = must_fail(&with(&|b| tensor_info(b, "w", &[1, 1, 1, 1, 1], 0, 0), 1, 64));
+    assert!(
+        matches!(e, GgufError::UnknownTensorType { ref tensor, type_id: 1234 } if tensor == "w"),
+        "{e}"
+    );
+    let e = must_fail(&with(
+        &|b| tensor_info(b, "w", &[1 << 32, 1 << 32, 1 << 32], 0, 0),
+        1,
+        64,
+    ));
+    assert!(
+        matches!(e, GgufError::BadTensor { ref detail, .. } if detail.contains("overflow")),
+        "{e}"
+    );
+    let e = must_fail(&with(
+        &|b| tensor_info(b, "w", &[1, 1, 1, 1, 1], 0, 0),
+        1,
+        64,
+    ));
     assert!(matches!(e, GgufError::BadTensor { .. }), "{e}");
     let e = must_fail(&with(&|b| tensor_info(b, "w", &[33], 2, 0), 1, 64));
-    assert!(matches!(e, GgufError::BadTensor { ref detail, .. } if detail.contains("block size")), "{e}");
+    assert!(
+        matches!(e, GgufError::BadTensor { ref detail, .. } if detail.contains("block size")),
+        "{e}"
+    );
     let e = must_fail(&with(&|b| tensor_info(b, "w", &[64], 0, 0), 1, 64));
-    assert!(matches!(e, GgufError::TensorOutOfRange { ref tensor, .. } if tensor == "w"), "{e}");
-    let e = must_fail(&with(&|b| tensor_info(b, "w", &[8], 0, u64::MAX - 7), 1, 64));
-    assert!(matches!(e, GgufError::TensorMisaligned { .. } | GgufError::TensorOutOfRange { .. }), "{e}");
+    assert!(
+        matches!(e, GgufError::TensorOutOfRange { ref tensor, .. } if tensor == "w"),
+        "{e}"
+    );
+    let e = must_fail(&with(
+        &|b| tensor_info(b, "w", &[8], 0, u64::MAX - 7),
+        1,
+        64,
+    ));
+    assert!(
+        matches!(
+            e,
+            GgufError::TensorMisaligned { .. } | GgufError::TensorOutOfRange { .. }
+        ),
+        "{e}"
+    );
     let e = must_fail(&with(&|b| tensor_info(b, "w", &[8], 0, 4), 1, 64));
     assert!(matches!(e, GgufError::TensorMisaligned { .. }), "{e}");
     let e = must_fail(&with(
@@ -344,7 +438,11 @@ fn every_truncation_of_a_real_header_is_a_typed_error() {
     let h = parse_header(&bytes, None).unwrap();
     for cut in 0..h.data_offset as usize {
         match parse_header(&bytes[..cut], None) {
-            Err(GgufError::Truncated { .. } | GgufError::CountTooLarge { .. } | GgufError::TensorOutOfRange { .. }) => {}
+            Err(
+                GgufError::Truncated { .. }
+                | GgufError::CountTooLarge { .. }
+                | GgufError::TensorOutOfRange { .. },
+            ) => {}
             other => panic!("cut at {cut}: {other:?}"),
         }
     }
@@ -363,5 +461,11 @@ fn every_truncation_of_a_real_header_is_a_typed_error() {
 fn vocab_only_gguf_has_no_tensors() {
     let h = GgufModel::open(common::model("ggml-vocab-llama-bpe.gguf")).unwrap();
     assert_eq!(h.tensors().count(), 0);
-    assert_eq!(h.metadata().str_array("tokenizer.ggml.tokens").unwrap().len(), 128256);
+    assert_eq!(
+        h.metadata()
+            .str_array("tokenizer.ggml.tokens")
+            .unwrap()
+            .len(),
+        128256
+    );
 }

@@ -7,19 +7,35 @@ use llama_webgpu::gpu::{kernels, GpuContext, GpuOptions};
 /// Runs add or swiglu over `[n_tokens][width]` through the op API, as the model graph does.
 fn run_elementwise(ctx: &GpuContext, entry: &str, x: &[f32], y: &[f32]) -> Vec<f32> {
     // Split into "tokens" of a width that does not divide the workgroup size.
-    let width = if x.len() % 7 == 0 { 7 } else { x.len() as u32 as usize };
+    let width = if x.len() % 7 == 0 {
+        7
+    } else {
+        x.len() as u32 as usize
+    };
     let n_tokens = (x.len() / width) as u32;
     let xb = ctx.upload("x", bytemuck::cast_slice(x)).unwrap();
     let yb = ctx.upload("y", bytemuck::cast_slice(y)).unwrap();
     let step = step_buffer(ctx).unwrap();
-    ctx.write(&step, 0, bytemuck::bytes_of(&Step { n_tokens, pos: 0, _pad: [0; 2] }));
+    ctx.write(
+        &step,
+        0,
+        bytemuck::bytes_of(&Step {
+            n_tokens,
+            pos: 0,
+            _pad: [0; 2],
+        }),
+    );
     let mut enc = ctx.device.create_command_encoder(&Default::default());
     {
         let mut pass = enc.begin_compute_pass(&Default::default());
         if entry == "add" {
-            AddOp::new(ctx, &xb, &yb, width as u32, &step).unwrap().record(&mut pass, n_tokens);
+            AddOp::new(ctx, &xb, &yb, width as u32, &step)
+                .unwrap()
+                .record(&mut pass, n_tokens);
         } else {
-            SwigluOp::new(ctx, &xb, &yb, width as u32, &step).unwrap().record(&mut pass, n_tokens);
+            SwigluOp::new(ctx, &xb, &yb, width as u32, &step)
+                .unwrap()
+                .record(&mut pass, n_tokens);
         }
     }
     ctx.queue.submit([enc.finish()]);
@@ -29,23 +45,46 @@ fn run_elementwise(ctx: &GpuContext, entry: &str, x: &[f32], y: &[f32]) -> Vec<f
 #[test]
 fn context_detects_features_and_honours_fallbacks() {
     let full = GpuContext::new_blocking(GpuOptions::default()).unwrap();
-    eprintln!("adapter: {} ({:?}), features {:?}", full.adapter_info.name, full.adapter_info.backend, full.features);
-    let bare = GpuContext::new_blocking(GpuOptions { allow_f16: false, allow_subgroups: false, max_storage_binding: Some(128 << 20) }).unwrap();
+    eprintln!(
+        "adapter: {} ({:?}), features {:?}",
+        full.adapter_info.name, full.adapter_info.backend, full.features
+    );
+    let bare = GpuContext::new_blocking(GpuOptions {
+        allow_f16: false,
+        allow_subgroups: false,
+        max_storage_binding: Some(128 << 20),
+    })
+    .unwrap();
     assert!(!bare.features.f16 && !bare.features.subgroups);
     assert_eq!(bare.limits.max_storage_buffer_binding_size, 128 << 20);
     // lavapipe offers both; if this runs elsewhere, say what was found rather than fail.
     if full.adapter_info.name.contains("llvmpipe") {
-        assert!(full.features.f16 && full.features.subgroups, "{:?}", full.features);
+        assert!(
+            full.features.f16 && full.features.subgroups,
+            "{:?}",
+            full.features
+        );
     }
 }
 
 #[test]
 fn elementwise_kernels_match_cpu() {
-    for opts in [GpuOptions::default(), GpuOptions { allow_f16: false, allow_subgroups: false, max_storage_binding: None }] {
+    for opts in [
+        GpuOptions::default(),
+        GpuOptions {
+            allow_f16: false,
+            allow_subgroups: false,
+            max_storage_binding: None,
+        },
+    ] {
         let ctx = GpuContext::new_blocking(opts).unwrap();
         for n in [1usize, 255, 256, 1001, 70_001] {
-            let x: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
-            let y: Vec<f32> = (0..n).map(|i| ((i * 13 % 97) as f32 - 40.0) / 11.0).collect();
+            let x: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+                .collect();
+            let y: Vec<f32> = (0..n)
+                .map(|i| ((i * 13 % 97) as f32 - 40.0) / 11.0)
+                .collect();
             let got = run_elementwise(&ctx, "add", &x, &y);
             for i in 0..n {
                 assert_eq!(got[i], x[i] + y[i]);
@@ -53,11 +92,16 @@ fn elementwise_kernels_match_cpu() {
             let got = run_elementwise(&ctx, "swiglu", &x, &y);
             for i in 0..n {
                 let want = x[i] / (1.0 + (-x[i]).exp()) * y[i];
-                assert!((got[i] - want).abs() <= 1e-5 * want.abs().max(1.0), "swiglu n={n} i={i}: {} vs {want}", got[i]);
+                assert!(
+                    (got[i] - want).abs() <= 1e-5 * want.abs().max(1.0),
+                    "swiglu n={n} i={i}: {} vs {want}",
+                    got[i]
+                );
             }
         }
         let before = ctx.pipeline_count();
-        ctx.pipeline(kernels::ELEMENTWISE, "add", &ctx.base_defs()).unwrap();
+        ctx.pipeline(kernels::ELEMENTWISE, "add", &ctx.base_defs())
+            .unwrap();
         assert_eq!(ctx.pipeline_count(), before, "pipelines are cached");
     }
 }
@@ -65,9 +109,22 @@ fn elementwise_kernels_match_cpu() {
 #[test]
 fn shader_errors_and_oversized_buffers_are_typed() {
     let ctx = GpuContext::new_blocking(GpuOptions::default()).unwrap();
-    let bad = llama_webgpu::gpu::Kernel { name: "broken", source: "@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }" };
+    let bad = llama_webgpu::gpu::Kernel {
+        name: "broken",
+        source: "@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }",
+    };
     let e = ctx.pipeline(bad, "main", &ctx.base_defs()).err().unwrap();
     assert!(e.to_string().contains("broken"), "{e}");
-    let e = ctx.storage("huge", ctx.limits.max_buffer_size + 4, wgpu::BufferUsages::empty()).err().unwrap();
-    assert!(matches!(e, llama_webgpu::gpu::GpuError::OutOfMemory { .. }), "{e}");
+    let e = ctx
+        .storage(
+            "huge",
+            ctx.limits.max_buffer_size + 4,
+            wgpu::BufferUsages::empty(),
+        )
+        .err()
+        .unwrap();
+    assert!(
+        matches!(e, llama_webgpu::gpu::GpuError::OutOfMemory { .. }),
+        "{e}"
+    );
 }

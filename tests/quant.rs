@@ -6,7 +6,9 @@
 //! its cache is current.
 
 use llama_webgpu::gguf::GgufModel;
-use llama_webgpu::quant::{dequantize, dequantize_into, dequantize_row, dequantize_rows, GgmlType, QuantError};
+use llama_webgpu::quant::{
+    dequantize, dequantize_into, dequantize_row, dequantize_rows, GgmlType, QuantError,
+};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
@@ -19,11 +21,25 @@ const FAMILY: &str = "SmolLM2-135M-Instruct.";
 /// Files scripts/setup provides (any other `SmolLM2-135M-Instruct.*.gguf` is tested too);
 /// together they hold tensors of every supported type.
 const EXPECTED_MODELS: [&str; 13] = [
-    "Q4_1", "F16", "BF16", "Q4_0", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q2_K_pure", "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K",
+    "Q4_1",
+    "F16",
+    "BF16",
+    "Q4_0",
+    "Q5_0",
+    "Q5_1",
+    "Q8_0",
+    "Q2_K",
+    "Q2_K_pure",
+    "Q3_K_M",
+    "Q4_K_M",
+    "Q5_K_M",
+    "Q6_K",
 ];
 const SUPPORTED: [GgmlType; 13] = {
     use GgmlType::*;
-    [F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K]
+    [
+        F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+    ]
 };
 
 #[derive(Deserialize)]
@@ -60,7 +76,11 @@ fn references() -> &'static [ModelRefs] {
         let mut models: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("{}: {e}; {}", dir.display(), setup_hint()))
             .filter_map(|e| Some(e.ok()?.path()))
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(FAMILY) && n.ends_with(".gguf")))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(FAMILY) && n.ends_with(".gguf"))
+            })
             .collect();
         models.sort();
         let missing: Vec<_> = EXPECTED_MODELS
@@ -69,9 +89,18 @@ fn references() -> &'static [ModelRefs] {
             .filter(|m| !models.contains(m))
             .map(|m| m.display().to_string())
             .collect();
-        assert!(missing.is_empty(), "missing test models {missing:?}: {}", setup_hint());
+        assert!(
+            missing.is_empty(),
+            "missing test models {missing:?}: {}",
+            setup_hint()
+        );
         let python = root.join(".cache/venv/bin/python");
-        assert!(python.is_file(), "no {}: {}", python.display(), setup_hint());
+        assert!(
+            python.is_file(),
+            "no {}: {}",
+            python.display(),
+            setup_hint()
+        );
         let out = root.join(".cache/quant-ref");
         let status = Command::new(&python)
             .arg(root.join("scripts/quant_ref.py"))
@@ -79,15 +108,24 @@ fn references() -> &'static [ModelRefs] {
             .arg(&out)
             .status()
             .unwrap_or_else(|e| panic!("running {}: {e}; {}", python.display(), setup_hint()));
-        assert!(status.success(), "scripts/quant_ref.py failed ({status}); {}", setup_hint());
+        assert!(
+            status.success(),
+            "scripts/quant_ref.py failed ({status}); {}",
+            setup_hint()
+        );
         models
             .into_iter()
             .map(|model| {
                 let stem = model.file_stem().unwrap().to_string_lossy().into_owned();
                 let dir = out.join(stem);
-                let text = std::fs::read_to_string(dir.join("manifest.json")).expect("quant_ref.py wrote the manifest");
+                let text = std::fs::read_to_string(dir.join("manifest.json"))
+                    .expect("quant_ref.py wrote the manifest");
                 let manifest: Manifest = serde_json::from_str(&text).expect("valid manifest");
-                ModelRefs { model, dir, tensors: manifest.tensors }
+                ModelRefs {
+                    model,
+                    dir,
+                    tensors: manifest.tensors,
+                }
             })
             .collect()
     })
@@ -119,28 +157,49 @@ fn dequantization_is_bit_exact_with_gguf_py() {
     let mut covered = BTreeSet::new();
     let mut checked = 0;
     for refs in references() {
-        let model = GgufModel::open(&refs.model).unwrap_or_else(|e| panic!("{}: {e}", refs.model.display()));
+        let model = GgufModel::open(&refs.model)
+            .unwrap_or_else(|e| panic!("{}: {e}", refs.model.display()));
         let model_name = refs.model.file_name().unwrap().to_string_lossy();
         for t in &refs.tensors {
-            let tensor = model.tensor(&t.name).unwrap_or_else(|| panic!("{model_name}: no tensor {}", t.name));
+            let tensor = model
+                .tensor(&t.name)
+                .unwrap_or_else(|| panic!("{model_name}: no tensor {}", t.name));
             let ty = tensor.info.ggml_type;
             assert_eq!(ty.name(), t.ty, "{model_name}: {}", t.name);
-            assert_eq!(tensor.info.n_elements(), t.n_elements, "{model_name}: {}", t.name);
+            assert_eq!(
+                tensor.info.n_elements(),
+                t.n_elements,
+                "{model_name}: {}",
+                t.name
+            );
             let ours = dequantize(&t.name, ty, tensor.data, t.n_elements as usize)
                 .unwrap_or_else(|e| panic!("{model_name}: {e}"));
             let reference = read_reference(&refs.dir, t);
             if let Some(diff) = first_difference(&ours, &reference) {
                 let intact = format!("{:x}", Sha256::digest(&reference)) == t.sha256;
-                let note = if intact { "" } else { " (the reference file does not match its manifest sha256: rerun scripts/quant_ref.py)" };
+                let note = if intact {
+                    ""
+                } else {
+                    " (the reference file does not match its manifest sha256: rerun scripts/quant_ref.py)"
+                };
                 failures.push(format!("{model_name}: {} ({ty}): {diff}{note}", t.name));
             }
             covered.insert(ty);
             checked += 1;
         }
     }
-    assert!(failures.is_empty(), "{} of {checked} tensors differ from gguf-py:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} tensors differ from gguf-py:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     let missing: Vec<_> = SUPPORTED.iter().filter(|t| !covered.contains(t)).collect();
-    assert!(missing.is_empty(), "no test tensor of types {missing:?}; {}", setup_hint());
+    assert!(
+        missing.is_empty(),
+        "no test tensor of types {missing:?}; {}",
+        setup_hint()
+    );
     eprintln!("{checked} tensors bit-exact, types {covered:?}");
 }
 
@@ -151,7 +210,9 @@ fn rows_match_the_whole_tensor() {
         let model = GgufModel::open(&refs.model).unwrap();
         for t in &refs.tensors {
             let tensor = model.tensor(&t.name).unwrap();
-            let [row_len, n_rows] = tensor.info.dims[..] else { continue };
+            let [row_len, n_rows] = tensor.info.dims[..] else {
+                continue;
+            };
             let (row_len, n_rows) = (row_len as usize, n_rows as usize);
             let ty = tensor.info.ggml_type;
             // Checking every 2-D type once is enough; it is the row arithmetic that is tested.
@@ -163,27 +224,69 @@ fn rows_match_the_whole_tensor() {
             for r in [0, 1, n_rows / 2, n_rows - 1] {
                 dequantize_row(&t.name, ty, tensor.data, row_len, r, &mut row).unwrap();
                 let want = &reference[r * row_len * 4..(r + 1) * row_len * 4];
-                assert!(first_difference(&row, want).is_none(), "{}: {} row {r}", refs.model.display(), t.name);
+                assert!(
+                    first_difference(&row, want).is_none(),
+                    "{}: {} row {r}",
+                    refs.model.display(),
+                    t.name
+                );
             }
             let mut two = vec![0f32; 2 * row_len];
-            dequantize_rows(&t.name, ty, tensor.data, row_len, n_rows - 2..n_rows, &mut two).unwrap();
-            assert!(first_difference(&two, &reference[(n_rows - 2) * row_len * 4..]).is_none(), "{}: last rows", t.name);
-            let e = dequantize_row(&t.name, ty, tensor.data, row_len, n_rows, &mut row).unwrap_err();
+            dequantize_rows(
+                &t.name,
+                ty,
+                tensor.data,
+                row_len,
+                n_rows - 2..n_rows,
+                &mut two,
+            )
+            .unwrap();
+            assert!(
+                first_difference(&two, &reference[(n_rows - 2) * row_len * 4..]).is_none(),
+                "{}: last rows",
+                t.name
+            );
+            let e =
+                dequantize_row(&t.name, ty, tensor.data, row_len, n_rows, &mut row).unwrap_err();
             assert!(matches!(e, QuantError::RowsOutOfRange { .. }), "{e}");
         }
     }
     // F32 tensors here are all 1-D norms.
-    let two_d: BTreeSet<_> = SUPPORTED.iter().copied().filter(|t| *t != GgmlType::F32).collect();
+    let two_d: BTreeSet<_> = SUPPORTED
+        .iter()
+        .copied()
+        .filter(|t| *t != GgmlType::F32)
+        .collect();
     assert_eq!(checked, two_d);
 }
 
 #[test]
 fn unsupported_type_is_an_error_naming_the_tensor() {
     let mut out = vec![0f32; 256];
-    let e = dequantize_into("blk.3.ffn_down.weight", GgmlType::IQ2_XXS, &[0; 66], &mut out).unwrap_err();
-    assert!(matches!(&e, QuantError::Unsupported { tensor, ty: GgmlType::IQ2_XXS } if tensor == "blk.3.ffn_down.weight"), "{e:?}");
-    assert!(e.to_string().contains("blk.3.ffn_down.weight") && e.to_string().contains("IQ2_XXS"), "{e}");
-    let e = dequantize_row("token_embd.weight", GgmlType::Q8_1, &[0; 72], 64, 0, &mut out[..64]).unwrap_err();
+    let e = dequantize_into(
+        "blk.3.ffn_down.weight",
+        GgmlType::IQ2_XXS,
+        &[0; 66],
+        &mut out,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, QuantError::Unsupported { tensor, ty: GgmlType::IQ2_XXS } if tensor == "blk.3.ffn_down.weight"),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().contains("blk.3.ffn_down.weight") && e.to_string().contains("IQ2_XXS"),
+        "{e}"
+    );
+    let e = dequantize_row(
+        "token_embd.weight",
+        GgmlType::Q8_1,
+        &[0; 72],
+        64,
+        0,
+        &mut out[..64],
+    )
+    .unwrap_err();
     assert!(matches!(e, QuantError::Unsupported { .. }), "{e:?}");
 }
 
@@ -202,7 +305,10 @@ fn wrong_lengths_are_size_mismatches() {
                 "{ty}: {e:?}"
             );
         }
-        assert!(dequantize_into("w", ty, &vec![0; good], &mut out[..n]).is_ok(), "{ty}");
+        assert!(
+            dequantize_into("w", ty, &vec![0; good], &mut out[..n]).is_ok(),
+            "{ty}"
+        );
     }
     // An element count that is not a whole number of blocks.
     let e = dequantize_into("w", GgmlType::Q4_K, &[0; 144], &mut out[..255]).unwrap_err();

@@ -6,11 +6,17 @@ mod common;
 
 use llama_webgpu::gguf::{GgufModel, TensorInfo};
 use llama_webgpu::model::{LlamaConfig, ModelError, RopeScaling};
-use llama_webgpu::reference::{ops::log_softmax, KvCache, Logits, ReferenceModel, ReferenceOptions};
+use llama_webgpu::reference::{
+    ops::log_softmax, KvCache, Logits, ReferenceModel, ReferenceOptions,
+};
 use llama_webgpu::sampling::argmax;
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 #[test]
@@ -35,17 +41,29 @@ fn teacher_forced_top1_agrees_with_llama_cpp() {
                 case_agree += 1;
             }
             // llama.cpp's logprob of the token it chose, vs ours.
-            let theirs = positions[i]["top"].as_array().unwrap().iter().find(|e| e[0].as_u64() == Some(want as u64)).map(|e| e[1].as_f64().unwrap());
+            let theirs = positions[i]["top"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e[0].as_u64() == Some(want as u64))
+                .map(|e| e[1].as_f64().unwrap());
             let ours = log_softmax(row)[want as usize] as f64;
             lp_diff_sum += (ours - theirs.expect("chosen token is in llama.cpp's top list")).abs();
         }
-        eprintln!("case {:>10}: top-1 agreement {case_agree}/{}", case["name"].as_str().unwrap_or("?"), cont.len());
+        eprintln!(
+            "case {:>10}: top-1 agreement {case_agree}/{}",
+            case["name"].as_str().unwrap_or("?"),
+            cont.len()
+        );
         agree += case_agree;
         total += cont.len();
     }
     let rate = agree as f64 / total as f64;
     let mean_diff = lp_diff_sum / total as f64;
-    eprintln!("teacher-forced top-1 agreement with llama.cpp CPU: {agree}/{total} = {:.1}%", rate * 100.0);
+    eprintln!(
+        "teacher-forced top-1 agreement with llama.cpp CPU: {agree}/{total} = {:.1}%",
+        rate * 100.0
+    );
     eprintln!("mean |logprob difference| of llama.cpp's chosen token: {mean_diff:.4}");
     assert!(total >= 256, "fixture should hold 4 × 64 positions");
     assert!(rate >= 0.97, "agreement {:.1}% < 97%", rate * 100.0);
@@ -63,7 +81,11 @@ fn matches_llama_cpp_f32_logprobs_tightly() {
     let (mut max_diff, mut n, mut top1) = (0f64, 0usize, 0usize);
     for case in fx["cases"].as_array().unwrap() {
         let prompt = ids(&case["prompt_tokens"]);
-        let all: Vec<u32> = prompt.iter().chain(&ids(&case["continuation"])).copied().collect();
+        let all: Vec<u32> = prompt
+            .iter()
+            .chain(&ids(&case["continuation"]))
+            .copied()
+            .collect();
         let mut cache = reference.new_cache(all.len());
         let logits = reference.forward(&mut cache, &all, Logits::All).unwrap();
         for (i, pos) in case["positions_f32"].as_array().unwrap().iter().enumerate() {
@@ -101,7 +123,11 @@ fn incremental_decode_matches_batched_prefill() {
     for (i, &t) in toks[4..].iter().enumerate() {
         let p = 3 + i;
         let want = &batched[p * n..(p + 1) * n];
-        let max_err = want.iter().zip(&last).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let max_err = want
+            .iter()
+            .zip(&last)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         assert!(max_err < 1e-3, "position {p}: max |Δlogit| {max_err}");
         last = r.forward(&mut c2, &[t], Logits::Last).unwrap();
     }
@@ -109,7 +135,10 @@ fn incremental_decode_matches_batched_prefill() {
     // The context limit is enforced with a typed error.
     let e = r.forward(&mut c2, &[1; 7], Logits::Last).err().unwrap();
     assert!(e.to_string().contains("context is full"), "{e}");
-    let e = r.forward(&mut r.new_cache(4), &[u32::MAX], Logits::Last).err().unwrap();
+    let e = r
+        .forward(&mut r.new_cache(4), &[u32::MAX], Logits::Last)
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("outside the vocabulary"), "{e}");
 }
 
@@ -118,15 +147,46 @@ fn validation_names_missing_and_misshaped_tensors() {
     let model = GgufModel::open(common::smollm2()).unwrap();
     let meta = model.metadata();
     let cfg = LlamaConfig::from_gguf(meta, |n| model.tensor(n).map(|t| t.info)).unwrap();
-    assert_eq!((cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_head_kv, cfg.n_vocab), (30, 576, 9, 3, 49152));
+    assert_eq!(
+        (
+            cfg.n_layer,
+            cfg.n_embd,
+            cfg.n_head,
+            cfg.n_head_kv,
+            cfg.n_vocab
+        ),
+        (30, 576, 9, 3, 49152)
+    );
     assert!(cfg.tied_output);
     let hidden = "blk.7.ffn_up.weight";
-    let e = cfg.validate_tensors(|n| if n == hidden { None } else { model.tensor(n).map(|t| t.info) }).unwrap_err();
-    assert!(matches!(e, ModelError::MissingTensor(ref n) if n == hidden), "{e}");
+    let e = cfg
+        .validate_tensors(|n| {
+            if n == hidden {
+                None
+            } else {
+                model.tensor(n).map(|t| t.info)
+            }
+        })
+        .unwrap_err();
+    assert!(
+        matches!(e, ModelError::MissingTensor(ref n) if n == hidden),
+        "{e}"
+    );
     let mut bad: TensorInfo = model.tensor("blk.2.attn_k.weight").unwrap().info.clone();
     bad.dims = vec![576, 100];
-    let e = cfg.validate_tensors(|n| if n == "blk.2.attn_k.weight" { Some(&bad) } else { model.tensor(n).map(|t| t.info) }).unwrap_err();
-    assert!(matches!(e, ModelError::BadShape { ref name, .. } if name == "blk.2.attn_k.weight"), "{e}");
+    let e = cfg
+        .validate_tensors(|n| {
+            if n == "blk.2.attn_k.weight" {
+                Some(&bad)
+            } else {
+                model.tensor(n).map(|t| t.info)
+            }
+        })
+        .unwrap_err();
+    assert!(
+        matches!(e, ModelError::BadShape { ref name, .. } if name == "blk.2.attn_k.weight"),
+        "{e}"
+    );
     assert!(e.to_string().contains("[576, 192]"), "{e}");
 }
 
@@ -145,7 +205,12 @@ fn llama3_rope_scaling_factors() {
         rms_eps: 1e-5,
         rope_theta: 500000.0,
         rope_dim: 128,
-        rope_scaling: RopeScaling::Llama3 { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_context_length: 8192 },
+        rope_scaling: RopeScaling::Llama3 {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_context_length: 8192,
+        },
         tied_output: false,
     };
     let f = cfg.rope_freq_factors().unwrap();

@@ -5,7 +5,9 @@
 //! build pinned in scripts/package.json. The models live in `.cache/models` (run `scripts/setup`).
 
 use llama_webgpu::gguf::{GgufModel, Metadata, Value, ValueType};
-use llama_webgpu::tokenizer::chat::{apply_chat_template, ChatMessage, TemplateError, MAX_TEMPLATE_OUTPUT};
+use llama_webgpu::tokenizer::chat::{
+    apply_chat_template, ChatMessage, TemplateError, MAX_TEMPLATE_OUTPUT,
+};
 use llama_webgpu::tokenizer::{StreamDecoder, Tokenizer, TokenizerError};
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -18,7 +20,11 @@ fn root() -> PathBuf {
 /// A file from `.cache/models`; fails (never skips) when it is missing.
 fn model_file(name: &str) -> PathBuf {
     let p = root().join(".cache/models").join(name);
-    assert!(p.exists(), "{} is missing: run scripts/setup to download the test models", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/setup to download the test models",
+        p.display()
+    );
     p
 }
 
@@ -38,7 +44,10 @@ fn llama3() -> &'static Tokenizer {
     T.get_or_init(|| {
         let start = Instant::now();
         let t = load_gguf("ggml-vocab-llama-bpe.gguf");
-        eprintln!("loaded the Llama 3 vocabulary (128,256 tokens, 280,147 merges) in {:?}", start.elapsed());
+        eprintln!(
+            "loaded the Llama 3 vocabulary (128,256 tokens, 280,147 merges) in {:?}",
+            start.elapsed()
+        );
         t
     })
 }
@@ -57,7 +66,11 @@ fn llama31_json() -> &'static Tokenizer {
 }
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().expect("id array").iter().map(|x| x.as_u64().expect("id") as u32).collect()
+    v.as_array()
+        .expect("id array")
+        .iter()
+        .map(|x| x.as_u64().expect("id") as u32)
+        .collect()
 }
 
 fn s(v: &serde_json::Value) -> &str {
@@ -84,9 +97,19 @@ fn vocab_cases(name: &str) -> Vec<(String, Vec<u32>)> {
             }
         }
     }
-    let outputs: Vec<Vec<u32>> =
-        out.lines().map(|l| l.split_whitespace().map(|t| t.parse().expect("token id")).collect()).collect();
-    assert_eq!(inputs.len(), outputs.len(), "{name}: .inp and .out disagree on the number of cases");
+    let outputs: Vec<Vec<u32>> = out
+        .lines()
+        .map(|l| {
+            l.split_whitespace()
+                .map(|t| t.parse().expect("token id"))
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        inputs.len(),
+        outputs.len(),
+        "{name}: .inp and .out disagree on the number of cases"
+    );
     inputs.into_iter().zip(outputs).collect()
 }
 
@@ -104,7 +127,13 @@ fn llama_cpp_vocab_tests_llama_bpe() {
         // Byte-level BPE is lossless.
         assert_eq!(&tok.decode(&got, false), text);
     }
-    assert!(bad.is_empty(), "{} of {} cases differ:\n{}", bad.len(), cases.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{} of {} cases differ:\n{}",
+        bad.len(),
+        cases.len(),
+        bad.join("\n")
+    );
 }
 
 fn check_fixture(tok: &Tokenizer, name: &str) {
@@ -118,14 +147,19 @@ fn check_fixture(tok: &Tokenizer, name: &str) {
             let want = ids(&c[key]);
             let got = tok.encode(text, parse_special).unwrap();
             if got != want {
-                bad.push(format!("{text:?} parse_special={parse_special}: got {got:?}, llama.cpp {want:?}"));
+                bad.push(format!(
+                    "{text:?} parse_special={parse_special}: got {got:?}, llama.cpp {want:?}"
+                ));
             }
         }
         let special = ids(&c["ids_special"]);
         for (render, key) in [(false, "detok"), (true, "detok_special")] {
             let got = tok.detokenize(&special, render);
             if got != s(&c[key]) {
-                bad.push(format!("detokenize({special:?}, {render}): got {got:?}, llama.cpp {:?}", s(&c[key])));
+                bad.push(format!(
+                    "detokenize({special:?}, {render}): got {got:?}, llama.cpp {:?}",
+                    s(&c[key])
+                ));
             }
         }
         // Exact round trips: plain ids decode to the text; with special tokens parsed, rendering them does.
@@ -137,11 +171,19 @@ fn check_fixture(tok: &Tokenizer, name: &str) {
         for (render, key) in [(false, "detok"), (true, "detok_special")] {
             let got = tok.detokenize(&seq, render);
             if got != s(&e[key]) {
-                bad.push(format!("detokenize({seq:?}, {render}): got {got:?}, llama.cpp {:?}", s(&e[key])));
+                bad.push(format!(
+                    "detokenize({seq:?}, {render}): got {got:?}, llama.cpp {:?}",
+                    s(&e[key])
+                ));
             }
         }
     }
-    assert!(bad.is_empty(), "{name}: {} mismatches with llama.cpp:\n{}", bad.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{name}: {} mismatches with llama.cpp:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
 }
 
 #[test]
@@ -155,7 +197,10 @@ fn smollm2_matches_llama_cpp_fixture() {
     // SmolLM has no space clean-up, so llama.cpp's detokenization is the exact pieces.
     let f = fixture("tokenize-smollm2.json");
     for c in f["cases"].as_array().unwrap() {
-        assert_eq!(smollm2().decode(&ids(&c["ids_special"]), true), s(&c["detok_special"]));
+        assert_eq!(
+            smollm2().decode(&ids(&c["ids_special"]), true),
+            s(&c["detok_special"])
+        );
     }
 }
 
@@ -167,12 +212,19 @@ fn special_ids_match_llama_cpp() {
     assert_eq!(t.bos_id(), Some(f["bos"].as_u64().unwrap() as u32));
     assert_eq!(t.eos_id(), Some(f["eos"].as_u64().unwrap() as u32));
     assert_eq!(t.eot_id(), Some(f["eot"].as_u64().unwrap() as u32));
-    assert_eq!(t.add_bos(), f["add_bos"].as_bool().unwrap(), "llama-bpe defaults add_bos to true");
+    assert_eq!(
+        t.add_bos(),
+        f["add_bos"].as_bool().unwrap(),
+        "llama-bpe defaults add_bos to true"
+    );
     assert_eq!(t.add_eos(), f["add_eos"].as_bool().unwrap());
     assert_eq!(t.stop_ids(), ids(&f["eog"]));
     assert_eq!(t.stop_ids(), vec![128001, 128009]);
     assert_eq!(t.pre_tokenizer(), "llama-bpe");
-    assert!(t.chat_template().is_none(), "the vocab-only file has no chat template");
+    assert!(
+        t.chat_template().is_none(),
+        "the vocab-only file has no chat template"
+    );
 
     let f = fixture("tokenize-smollm2.json");
     let t = smollm2();
@@ -204,9 +256,18 @@ fn tokenizer_json_gives_the_gguf_ids() {
     assert_eq!(json.eos_id(), Some(128_001));
     assert_eq!(json.eot_id(), Some(128_009));
     assert_eq!(json.stop_ids(), gguf.stop_ids());
-    let mut texts: Vec<String> = vocab_cases("ggml-vocab-llama-bpe.gguf").into_iter().map(|(t, _)| t).collect();
+    let mut texts: Vec<String> = vocab_cases("ggml-vocab-llama-bpe.gguf")
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
     let f = fixture("tokenize-llama3.json");
-    texts.extend(f["cases"].as_array().unwrap().iter().map(|c| s(&c["text"]).to_string()));
+    texts.extend(
+        f["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| s(&c["text"]).to_string()),
+    );
     for text in &texts {
         for parse_special in [false, true] {
             let a = json.encode(text, parse_special).unwrap();
@@ -259,7 +320,10 @@ fn stream_decoder_holds_back_split_characters() {
     let mut out = String::new();
     for &id in &text_ids {
         let piece = dec.push(id);
-        assert!(!piece.contains('\u{FFFD}'), "partial character leaked: {piece:?}");
+        assert!(
+            !piece.contains('\u{FFFD}'),
+            "partial character leaked: {piece:?}"
+        );
         out.push_str(&piece);
     }
     out.push_str(&dec.finish());
@@ -282,11 +346,15 @@ fn stream_decoder_holds_back_split_characters() {
     assert_eq!(dec.push(128009), "");
 
     // Streaming equals decode on every fixture string, both vocabularies.
-    for (tok, name) in [(llama3(), "tokenize-llama3.json"), (smollm2(), "tokenize-smollm2.json")] {
+    for (tok, name) in [
+        (llama3(), "tokenize-llama3.json"),
+        (smollm2(), "tokenize-smollm2.json"),
+    ] {
         for c in fixture(name)["cases"].as_array().unwrap() {
             let seq = ids(&c["ids_special"]);
             let mut dec = tok.stream_decoder(true);
-            let streamed: String = seq.iter().map(|&id| dec.push(id)).collect::<String>() + &dec.finish();
+            let streamed: String =
+                seq.iter().map(|&id| dec.push(id)).collect::<String>() + &dec.finish();
             assert_eq!(streamed, tok.decode(&seq, true));
         }
     }
@@ -300,12 +368,18 @@ fn chat_messages(f: &serde_json::Value) -> Vec<ChatMessage> {
 fn chat_template_smollm2_matches_llama_cpp() {
     let f = fixture("chat-smollm2.json");
     let messages = chat_messages(&f);
-    assert_eq!(messages.iter().map(|m| m.role.as_str()).collect::<Vec<_>>(), ["system", "user", "assistant", "user"]);
+    assert_eq!(
+        messages.iter().map(|m| m.role.as_str()).collect::<Vec<_>>(),
+        ["system", "user", "assistant", "user"]
+    );
     let t = smollm2();
-    let template = t.chat_template().expect("SmolLM2 has tokenizer.chat_template");
+    let template = t
+        .chat_template()
+        .expect("SmolLM2 has tokenizer.chat_template");
     for c in f["cases"].as_array().unwrap() {
         let add = c["add_generation_prompt"].as_bool().unwrap();
-        let got = apply_chat_template(template, &messages, add, "<|im_start|>", "<|im_end|>").unwrap();
+        let got =
+            apply_chat_template(template, &messages, add, "<|im_start|>", "<|im_end|>").unwrap();
         assert_eq!(got, s(&c["prompt"]), "add_generation_prompt={add}");
         assert_eq!(t.apply_chat_template(&messages, add).unwrap().unwrap(), got);
         // The prompt tokenizes with its control tokens.
@@ -322,7 +396,8 @@ fn chat_template_smollm2_matches_llama_cpp() {
 fn chat_template_llama31_matches_llama_cpp_up_to_the_date_header() {
     let f = fixture("chat-llama31.json");
     let messages = chat_messages(&f);
-    let template = std::fs::read_to_string(model_file("meta-llama-Llama-3.1-8B-Instruct.jinja")).unwrap();
+    let template =
+        std::fs::read_to_string(model_file("meta-llama-Llama-3.1-8B-Instruct.jinja")).unwrap();
     // What the official template adds and llama.cpp's built-in llama3 formatter does not: BOS in front,
     // and a knowledge-cutoff/date preamble at the top of the system turn (date_string defaults to 26 Jul 2024).
     let bos = "<|begin_of_text|>";
@@ -351,7 +426,11 @@ fn assert_fast(start: Instant) {
 }
 
 fn assert_within(start: Instant, limit: Duration) {
-    assert!(start.elapsed() < limit, "took {:?} (limit {limit:?})", start.elapsed());
+    assert!(
+        start.elapsed() < limit,
+        "took {:?} (limit {limit:?})",
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -360,8 +439,17 @@ fn hostile_templates_fail_fast_with_typed_errors() {
     let run = |t: &str| apply_chat_template(t, &msgs, true, "<s>", "</s>");
 
     let start = Instant::now();
-    let e = run("{% for i in range(999999999) %}{% for j in range(999999999) %}x{% endfor %}{% endfor %}").unwrap_err();
-    assert!(matches!(e, TemplateError::FuelExhausted { .. } | TemplateError::OutputTooLarge { .. }), "{e}");
+    let e = run(
+        "{% for i in range(999999999) %}{% for j in range(999999999) %}x{% endfor %}{% endfor %}",
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            TemplateError::FuelExhausted { .. } | TemplateError::OutputTooLarge { .. }
+        ),
+        "{e}"
+    );
     assert_fast(start);
 
     let start = Instant::now();
@@ -372,7 +460,10 @@ fn hostile_templates_fail_fast_with_typed_errors() {
 
     let start = Instant::now();
     let e = run("{% for i in range(100000) %}{{ 'y' * 1000 }}{% endfor %}").unwrap_err();
-    assert!(matches!(e, TemplateError::OutputTooLarge { limit } if limit == MAX_TEMPLATE_OUTPUT), "{e}");
+    assert!(
+        matches!(e, TemplateError::OutputTooLarge { limit } if limit == MAX_TEMPLATE_OUTPUT),
+        "{e}"
+    );
     assert!(e.to_string().contains("1048576"), "{e}");
     assert_fast(start);
 
@@ -393,7 +484,10 @@ fn hostile_templates_fail_fast_with_typed_errors() {
     assert!(e.to_string().contains("syntax error"), "{e}");
 
     let e = run("{% if messages|length < 2 %}{{ raise_exception('Conversation roles must alternate!') }}{% endif %}").unwrap_err();
-    assert!(matches!(&e, TemplateError::Raised(m) if m == "Conversation roles must alternate!"), "{e}");
+    assert!(
+        matches!(&e, TemplateError::Raised(m) if m == "Conversation roles must alternate!"),
+        "{e}"
+    );
 
     let e = run("{{ messages.nope.deeper }}").unwrap_err();
     assert!(matches!(e, TemplateError::Render(_)), "{e}");
@@ -416,22 +510,41 @@ fn meta(pairs: &[(&str, Value)]) -> Metadata {
 }
 
 fn strs(items: &[&str]) -> Value {
-    Value::Array(ValueType::String, items.iter().map(|s| Value::String(s.to_string())).collect())
+    Value::Array(
+        ValueType::String,
+        items.iter().map(|s| Value::String(s.to_string())).collect(),
+    )
 }
 
 #[test]
 fn metadata_errors_name_the_key_and_value() {
-    let e = Tokenizer::from_gguf(&meta(&[("tokenizer.ggml.model", Value::String("llama".into()))])).unwrap_err();
-    assert!(matches!(&e, TokenizerError::UnsupportedModel(m) if m == "llama"), "{e}");
-    assert!(e.to_string().contains("'llama'") && e.to_string().contains("tokenizer.ggml.model"), "{e}");
+    let e = Tokenizer::from_gguf(&meta(&[(
+        "tokenizer.ggml.model",
+        Value::String("llama".into()),
+    )]))
+    .unwrap_err();
+    assert!(
+        matches!(&e, TokenizerError::UnsupportedModel(m) if m == "llama"),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("'llama'") && e.to_string().contains("tokenizer.ggml.model"),
+        "{e}"
+    );
 
     let e = Tokenizer::from_gguf(&meta(&[
         ("tokenizer.ggml.model", Value::String("gpt2".into())),
         ("tokenizer.ggml.pre", Value::String("qwen2".into())),
     ]))
     .unwrap_err();
-    assert!(matches!(&e, TokenizerError::UnsupportedPreTokenizer(p) if p == "qwen2"), "{e}");
-    assert!(e.to_string().contains("'qwen2'") && e.to_string().contains("tokenizer.ggml.pre"), "{e}");
+    assert!(
+        matches!(&e, TokenizerError::UnsupportedPreTokenizer(p) if p == "qwen2"),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("'qwen2'") && e.to_string().contains("tokenizer.ggml.pre"),
+        "{e}"
+    );
 
     let e = Tokenizer::from_gguf(&meta(&[])).unwrap_err();
     assert!(e.to_string().contains("tokenizer.ggml.model"), "{e}");
@@ -442,7 +555,10 @@ fn metadata_errors_name_the_key_and_value() {
         ("tokenizer.ggml.tokens", Value::U32(3)),
     ]))
     .unwrap_err();
-    assert!(matches!(e, TokenizerError::Metadata(_)) && e.to_string().contains("tokenizer.ggml.tokens"), "{e}");
+    assert!(
+        matches!(e, TokenizerError::Metadata(_)) && e.to_string().contains("tokenizer.ggml.tokens"),
+        "{e}"
+    );
 
     let e = Tokenizer::from_gguf(&meta(&[
         ("tokenizer.ggml.model", Value::String("gpt2".into())),
@@ -452,7 +568,10 @@ fn metadata_errors_name_the_key_and_value() {
     assert!(e.to_string().contains("tokenizer.ggml.merges"), "{e}");
 
     let e = Tokenizer::from_json_bytes(b"{\"model\": {\"type\": \"Unigram\"}}").unwrap_err();
-    assert!(matches!(e, TokenizerError::Json(_)) && e.to_string().contains("Unigram"), "{e}");
+    assert!(
+        matches!(e, TokenizerError::Json(_)) && e.to_string().contains("Unigram"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -469,8 +588,14 @@ fn a_tiny_synthetic_vocab() {
         ("tokenizer.ggml.model", Value::String("gpt2".into())),
         ("tokenizer.ggml.pre", Value::String("gpt2".into())),
         ("tokenizer.ggml.tokens", strs(&token_refs)),
-        ("tokenizer.ggml.token_type", Value::Array(ValueType::I32, types)),
-        ("tokenizer.ggml.merges", strs(&["h e", "l l", "he ll", "hell o", "Ġ hello", "x y"])),
+        (
+            "tokenizer.ggml.token_type",
+            Value::Array(ValueType::I32, types),
+        ),
+        (
+            "tokenizer.ggml.merges",
+            strs(&["h e", "l l", "he ll", "hell o", "Ġ hello", "x y"]),
+        ),
         ("tokenizer.ggml.eos_token_id", Value::U32(n as u32 - 1)),
     ]);
     let t = Tokenizer::from_gguf(&m).unwrap();
@@ -510,5 +635,9 @@ fn long_text_encodes_quickly() {
     let b = t.encode(&text, false).unwrap();
     assert!(a.len() > 20_000 && b.len() > a.len());
     assert_eq!(t.decode(&b, false), text);
-    assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
 }

@@ -18,6 +18,11 @@ pub trait LogitsBackend {
     fn position(&self) -> usize;
     /// Processes `tokens` after the current position and returns the last one's logits.
     fn forward_last(&mut self, tokens: &[u32]) -> Result<Vec<f32>, crate::Error>;
+    /// Like [`LogitsBackend::forward_last`] but returns only the most likely next token (lowest
+    /// id on ties). GPU backends override this to read back 4 bytes instead of the logits.
+    fn forward_argmax(&mut self, tokens: &[u32]) -> Result<u32, crate::Error> {
+        Ok(crate::sampling::argmax(&self.forward_last(tokens)?))
+    }
     /// Clears the KV cache.
     fn reset(&mut self);
 }
@@ -96,7 +101,13 @@ impl<'a> StopMatcher<'a> {
     /// Adds text; returns (text now safe to emit, whether a stop string was found).
     fn push(&mut self, text: &str) -> (String, bool) {
         self.pending.push_str(text);
-        if let Some(cut) = self.stops.iter().filter(|s| !s.is_empty()).filter_map(|s| self.pending.find(s.as_str())).min() {
+        if let Some(cut) = self
+            .stops
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| self.pending.find(s.as_str()))
+            .min()
+        {
             let out = self.pending[..cut].to_string();
             self.pending.clear();
             return (out, true);
@@ -135,24 +146,42 @@ pub fn generate(
     }
     let ctx = backend.context_size();
     if backend.position() + prompt.len() > ctx {
-        return Err(GenerateError::PromptTooLong { prompt: backend.position() + prompt.len(), context: ctx }.into());
+        return Err(GenerateError::PromptTooLong {
+            prompt: backend.position() + prompt.len(),
+            context: ctx,
+        }
+        .into());
     }
     let mut sampler = Sampler::new(params.sampler.clone())?;
     let mut history: Vec<u32> = prompt.to_vec();
     let mut decoder = StreamDecoder::new(tokenizer, false);
-    let mut stops = StopMatcher { stops: &params.stop_strings, pending: String::new() };
+    let mut stops = StopMatcher {
+        stops: &params.stop_strings,
+        pending: String::new(),
+    };
     let mut text = String::new();
     let mut tokens = Vec::new();
 
+    // Plain greedy decoding needs no logits on the CPU: the backend picks the token.
+    let greedy = sampler.is_plain_greedy();
+    let mut step = |backend: &mut dyn LogitsBackend,
+                    toks: &[u32],
+                    history: &[u32]|
+     -> Result<u32, crate::Error> {
+        if greedy {
+            backend.forward_argmax(toks)
+        } else {
+            Ok(sampler.sample(&backend.forward_last(toks)?, history))
+        }
+    };
     let t0 = Instant::now();
-    let mut logits = backend.forward_last(prompt)?;
+    let mut next = step(backend, prompt, &history)?;
     let prefill_time = t0.elapsed();
     let t1 = Instant::now();
     let finish = loop {
         if tokens.len() >= params.max_tokens {
             break FinishReason::Length;
         }
-        let next = sampler.sample(&logits, &history);
         if params.stop_tokens.contains(&next) {
             break FinishReason::Stop;
         }
@@ -173,7 +202,7 @@ pub fn generate(
         if backend.position() >= ctx {
             break FinishReason::ContextFull;
         }
-        logits = backend.forward_last(&[next])?;
+        next = step(backend, &[next], &history)?;
     };
     if finish != FinishReason::Stop {
         let (rest, _) = stops.push(&decoder.finish());
@@ -183,7 +212,14 @@ pub fn generate(
             on_text(&rest);
         }
     }
-    Ok(Generation { prompt_tokens: prompt.to_vec(), tokens, text, finish_reason: finish, prefill_time, decode_time: t1.elapsed() })
+    Ok(Generation {
+        prompt_tokens: prompt.to_vec(),
+        tokens,
+        text,
+        finish_reason: finish,
+        prefill_time,
+        decode_time: t1.elapsed(),
+    })
 }
 
 /// The CPU reference model as a [`LogitsBackend`].
@@ -194,7 +230,10 @@ pub struct CpuBackend<'a> {
 
 impl<'a> CpuBackend<'a> {
     pub fn new(model: &'a crate::reference::ReferenceModel, context_size: usize) -> Self {
-        CpuBackend { cache: model.new_cache(context_size), model }
+        CpuBackend {
+            cache: model.new_cache(context_size),
+            model,
+        }
     }
 }
 
@@ -209,7 +248,9 @@ impl LogitsBackend for CpuBackend<'_> {
         self.cache.len()
     }
     fn forward_last(&mut self, tokens: &[u32]) -> Result<Vec<f32>, crate::Error> {
-        Ok(self.model.forward(&mut self.cache, tokens, crate::reference::Logits::Last)?)
+        Ok(self
+            .model
+            .forward(&mut self.cache, tokens, crate::reference::Logits::Last)?)
     }
     fn reset(&mut self) {
         self.cache.truncate(0);
@@ -223,7 +264,10 @@ mod tests {
     #[test]
     fn stop_strings_are_held_back_and_cut() {
         let stops = vec!["</s>".to_string(), "STOP".to_string()];
-        let mut m = StopMatcher { stops: &stops, pending: String::new() };
+        let mut m = StopMatcher {
+            stops: &stops,
+            pending: String::new(),
+        };
         assert_eq!(m.push("hello <"), ("hello ".to_string(), false));
         assert_eq!(m.push("/"), (String::new(), false));
         assert_eq!(m.push("x"), ("</x".to_string(), false));

@@ -1,7 +1,9 @@
 //! Native access to GGUF files on disk: header parsed through the same incremental parser the
 //! browser uses, tensor data memory-mapped, split shards discovered from the first one.
 
-use super::{split_name_parts, shard_name, GgufError, GgufHeader, HeaderParser, Progress, TensorInfo};
+use super::{
+    shard_name, split_name_parts, GgufError, GgufHeader, HeaderParser, Progress, TensorInfo,
+};
 use memmap2::Mmap;
 use std::collections::HashMap;
 use std::fs::File;
@@ -30,7 +32,10 @@ pub struct TensorRef<'a> {
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> GgufError {
-    GgufError::Io { path: path.display().to_string(), source }
+    GgufError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 fn read_header(path: &Path) -> Result<(GgufHeader, Mmap), GgufError> {
@@ -58,22 +63,39 @@ impl GgufModel {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, GgufError> {
         let path = path.as_ref();
         let (header, map) = read_header(path)?;
-        let mut shards = vec![Shard { path: path.to_path_buf(), header, map }];
+        let mut shards = vec![Shard {
+            path: path.to_path_buf(),
+            header,
+            map,
+        }];
         if let Some(split) = shards[0].header.split()? {
             if split.index != 0 {
-                return Err(GgufError::Split(format!("{} is shard {} of {}; open the first shard", path.display(), split.index + 1, split.count)));
+                return Err(GgufError::Split(format!(
+                    "{} is shard {} of {}; open the first shard",
+                    path.display(),
+                    split.index + 1,
+                    split.count
+                )));
             }
             let name = path.to_string_lossy();
             let (prefix, _, count, _) = split_name_parts(&name).ok_or_else(|| {
                 GgufError::Split(format!("{} has split.count {} but its name is not in the NAME-00001-of-0000N.gguf form", path.display(), split.count))
             })?;
             if count != split.count {
-                return Err(GgufError::Split(format!("file name says {count} shards but split.count is {}", split.count)));
+                return Err(GgufError::Split(format!(
+                    "file name says {count} shards but split.count is {}",
+                    split.count
+                )));
             }
             for i in 1..split.count {
                 let p = PathBuf::from(shard_name(&prefix, i, split.count));
                 if !p.exists() {
-                    return Err(GgufError::Split(format!("missing shard {} of {}: {}", i + 1, split.count, p.display())));
+                    return Err(GgufError::Split(format!(
+                        "missing shard {} of {}: {}",
+                        i + 1,
+                        split.count,
+                        p.display()
+                    )));
                 }
                 let (header, map) = read_header(&p)?;
                 match header.split()? {
@@ -88,11 +110,18 @@ impl GgufModel {
                         )))
                     }
                 }
-                shards.push(Shard { path: p, header, map });
+                shards.push(Shard {
+                    path: p,
+                    header,
+                    map,
+                });
             }
             let total: usize = shards.iter().map(|s| s.header.tensors.len()).sum();
             if split.tensors_total != 0 && split.tensors_total != total as u64 {
-                return Err(GgufError::Split(format!("split.tensors.count is {} but the shards hold {total} tensors", split.tensors_total)));
+                return Err(GgufError::Split(format!(
+                    "split.tensors.count is {} but the shards hold {total} tensors",
+                    split.tensors_total
+                )));
             }
         }
         let mut index = HashMap::new();
@@ -106,7 +135,11 @@ impl GgufModel {
                 order.push(t.name.clone());
             }
         }
-        Ok(GgufModel { shards, index, order })
+        Ok(GgufModel {
+            shards,
+            index,
+            order,
+        })
     }
 
     /// The first shard's header; it holds all model metadata.
@@ -137,6 +170,9 @@ impl GgufModel {
         let s = &self.shards[si];
         let info = &s.header.tensors[ti];
         let r = s.header.tensor_range(info);
-        Some(TensorRef { info, data: &s.map[r.start as usize..r.end as usize] })
+        Some(TensorRef {
+            info,
+            data: &s.map[r.start as usize..r.end as usize],
+        })
     }
 }

@@ -4,21 +4,21 @@
 //! The data path starts here: bytes → [`HeaderParser`] → [`GgufHeader`] (metadata + tensor
 //! ranges) → [`TensorRouter`] hands each tensor's bytes to whoever uploads or dequantizes them.
 
+#[cfg(not(target_arch = "wasm32"))]
+mod file;
 mod reader;
 mod route;
 mod split;
 mod value;
 mod writer;
-#[cfg(not(target_arch = "wasm32"))]
-mod file;
 
+#[cfg(not(target_arch = "wasm32"))]
+pub use file::{GgufModel, TensorRef};
 pub use reader::{parse_header, HeaderParser, Progress, DEFAULT_ALIGNMENT, MAX_DIMS};
 pub use route::{TensorChunk, TensorRouter};
 pub use split::{shard_name, split_name_parts, SplitInfo};
 pub use value::{Metadata, MetadataError, Value, ValueType};
 pub use writer::{split_into_shards, str_array, GgufWriter};
-#[cfg(not(target_arch = "wasm32"))]
-pub use file::{GgufModel, TensorRef};
 
 use crate::quant::GgmlType;
 
@@ -32,9 +32,18 @@ pub enum GgufError {
     #[error("big-endian GGUF files are not supported")]
     BigEndian,
     #[error("GGUF file is truncated: {what} at byte {offset} needs {needed} more bytes")]
-    Truncated { what: String, offset: u64, needed: u64 },
+    Truncated {
+        what: String,
+        offset: u64,
+        needed: u64,
+    },
     #[error("GGUF {what} of {count} at byte {offset} is impossible: {}", match remaining { Some(r) => format!("only {r} bytes remain in the file"), None => "it exceeds the format's sane limits".to_string() })]
-    CountTooLarge { what: String, count: u64, offset: u64, remaining: Option<u64> },
+    CountTooLarge {
+        what: String,
+        count: u64,
+        offset: u64,
+        remaining: Option<u64>,
+    },
     #[error("GGUF {what} at byte {offset} is not valid UTF-8")]
     InvalidUtf8 { what: String, offset: u64 },
     #[error("GGUF metadata key '{key}' has unknown value type {type_id}")]
@@ -52,9 +61,20 @@ pub enum GgufError {
     #[error("general.alignment must be a power of two, got {0}")]
     BadAlignment(String),
     #[error("tensor '{tensor}' data [{start}, {end}) lies outside the file's {file_len} bytes")]
-    TensorOutOfRange { tensor: String, start: u64, end: u64, file_len: u64 },
-    #[error("tensor '{tensor}' data offset {offset} is not a multiple of the alignment {alignment}")]
-    TensorMisaligned { tensor: String, offset: u64, alignment: u64 },
+    TensorOutOfRange {
+        tensor: String,
+        start: u64,
+        end: u64,
+        file_len: u64,
+    },
+    #[error(
+        "tensor '{tensor}' data offset {offset} is not a multiple of the alignment {alignment}"
+    )]
+    TensorMisaligned {
+        tensor: String,
+        offset: u64,
+        alignment: u64,
+    },
     #[error("tensors '{a}' and '{b}' overlap in the file")]
     TensorOverlap { a: String, b: String },
     #[error(transparent)]
@@ -62,7 +82,10 @@ pub enum GgufError {
     #[error("split GGUF: {0}")]
     Split(String),
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// One tensor as described by the header. `offset` is relative to the data section.
@@ -107,7 +130,11 @@ impl GgufHeader {
 
     /// Bytes the whole file should have: the end of the last tensor (or of the header).
     pub fn expected_file_len(&self) -> u64 {
-        self.tensors.iter().map(|t| self.tensor_range(t).end).max().unwrap_or(self.data_offset)
+        self.tensors
+            .iter()
+            .map(|t| self.tensor_range(t).end)
+            .max()
+            .unwrap_or(self.data_offset)
     }
 
     /// Split-layout keys, if this file is one shard of a split model.
@@ -121,22 +148,42 @@ impl GgufHeader {
         order.sort_by_key(|t| t.offset);
         for t in &order {
             if t.offset % self.alignment != 0 {
-                return Err(GgufError::TensorMisaligned { tensor: t.name.clone(), offset: t.offset, alignment: self.alignment });
+                return Err(GgufError::TensorMisaligned {
+                    tensor: t.name.clone(),
+                    offset: t.offset,
+                    alignment: self.alignment,
+                });
             }
-            let end = self.data_offset.checked_add(t.offset).and_then(|s| s.checked_add(t.size));
+            let end = self
+                .data_offset
+                .checked_add(t.offset)
+                .and_then(|s| s.checked_add(t.size));
             match (end, file_len) {
                 (None, _) => {
-                    return Err(GgufError::TensorOutOfRange { tensor: t.name.clone(), start: t.offset, end: u64::MAX, file_len: file_len.unwrap_or(0) })
+                    return Err(GgufError::TensorOutOfRange {
+                        tensor: t.name.clone(),
+                        start: t.offset,
+                        end: u64::MAX,
+                        file_len: file_len.unwrap_or(0),
+                    })
                 }
                 (Some(end), Some(len)) if end > len => {
-                    return Err(GgufError::TensorOutOfRange { tensor: t.name.clone(), start: self.data_offset + t.offset, end, file_len: len })
+                    return Err(GgufError::TensorOutOfRange {
+                        tensor: t.name.clone(),
+                        start: self.data_offset + t.offset,
+                        end,
+                        file_len: len,
+                    })
                 }
                 _ => {}
             }
         }
         for w in order.windows(2) {
             if w[0].offset + w[0].size > w[1].offset && w[0].size > 0 && w[1].size > 0 {
-                return Err(GgufError::TensorOverlap { a: w[0].name.clone(), b: w[1].name.clone() });
+                return Err(GgufError::TensorOverlap {
+                    a: w[0].name.clone(),
+                    b: w[1].name.clone(),
+                });
             }
         }
         Ok(())

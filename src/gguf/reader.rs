@@ -25,7 +25,9 @@ pub const DEFAULT_ALIGNMENT: u64 = 32;
 enum Stop {
     /// The buffer ends before this item does; `needed` is the absolute file offset that must be
     /// available before retrying.
-    NeedMore { needed: u64 },
+    NeedMore {
+        needed: u64,
+    },
     Fatal(GgufError),
 }
 
@@ -51,10 +53,21 @@ impl<'a> Cursor<'a> {
     }
 
     fn take(&mut self, n: u64, what: &str) -> PResult<&'a [u8]> {
-        let end = self.offset().checked_add(n).ok_or_else(|| GgufError::Truncated { what: what.into(), offset: self.offset(), needed: n })?;
+        let end = self
+            .offset()
+            .checked_add(n)
+            .ok_or_else(|| GgufError::Truncated {
+                what: what.into(),
+                offset: self.offset(),
+                needed: n,
+            })?;
         if let Some(total) = self.total_len {
             if end > total {
-                return Err(Stop::Fatal(GgufError::Truncated { what: what.into(), offset: self.offset(), needed: n }));
+                return Err(Stop::Fatal(GgufError::Truncated {
+                    what: what.into(),
+                    offset: self.offset(),
+                    needed: n,
+                }));
             }
         }
         let avail = (self.buf.len() - self.pos) as u64;
@@ -67,7 +80,10 @@ impl<'a> Cursor<'a> {
     }
 
     fn array<const N: usize>(&mut self, what: &str) -> PResult<[u8; N]> {
-        Ok(self.take(N as u64, what)?.try_into().expect("length checked"))
+        Ok(self
+            .take(N as u64, what)?
+            .try_into()
+            .expect("length checked"))
     }
 
     fn u32(&mut self, what: &str) -> PResult<u32> {
@@ -107,7 +123,12 @@ impl<'a> Cursor<'a> {
         self.check_count(what, len, 1, MAX_STRING)?;
         let at = self.offset();
         let bytes = self.take(len, what)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| Stop::Fatal(GgufError::InvalidUtf8 { what: what.into(), offset: at }))
+        String::from_utf8(bytes.to_vec()).map_err(|_| {
+            Stop::Fatal(GgufError::InvalidUtf8 {
+                what: what.into(),
+                offset: at,
+            })
+        })
     }
 
     fn value(&mut self, ty: ValueType, key: &str, depth: u32) -> PResult<Value> {
@@ -125,15 +146,27 @@ impl<'a> Cursor<'a> {
             ValueType::Bool => match self.array::<1>(key)?[0] {
                 0 => Value::Bool(false),
                 1 => Value::Bool(true),
-                b => return Err(Stop::Fatal(GgufError::InvalidValue { key: key.into(), detail: format!("bool byte {b}") })),
+                b => {
+                    return Err(Stop::Fatal(GgufError::InvalidValue {
+                        key: key.into(),
+                        detail: format!("bool byte {b}"),
+                    }))
+                }
             },
             ValueType::String => Value::String(self.string(key)?),
             ValueType::Array => {
                 if depth >= MAX_ARRAY_DEPTH {
-                    return Err(Stop::Fatal(GgufError::InvalidValue { key: key.into(), detail: "arrays nested too deeply".into() }));
+                    return Err(Stop::Fatal(GgufError::InvalidValue {
+                        key: key.into(),
+                        detail: "arrays nested too deeply".into(),
+                    }));
                 }
                 let elem_id = self.u32(key)?;
-                let elem = ValueType::from_id(elem_id).ok_or_else(|| GgufError::InvalidValueType { key: key.into(), type_id: elem_id })?;
+                let elem =
+                    ValueType::from_id(elem_id).ok_or_else(|| GgufError::InvalidValueType {
+                        key: key.into(),
+                        type_id: elem_id,
+                    })?;
                 let count = self.u64(key)?;
                 self.check_count(key, count, elem.min_encoded_size(), u64::MAX)?;
                 let mut items = Vec::with_capacity((count as usize).min(MAX_PREALLOC));
@@ -209,15 +242,30 @@ impl HeaderParser {
     /// Feeds the next chunk of the file. After [`Progress::Done`] the parser must not be fed again.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Progress, GgufError> {
         if matches!(self.state, State::Done) {
-            return Err(GgufError::InvalidValue { key: "<parser>".into(), detail: "fed after the header was complete".into() });
+            return Err(GgufError::InvalidValue {
+                key: "<parser>".into(),
+                detail: "fed after the header was complete".into(),
+            });
         }
         self.buf.extend_from_slice(chunk);
         if self.position() < self.needed {
             return Ok(Progress::NeedMore);
         }
         loop {
-            let mut cur = Cursor { buf: &self.buf, pos: 0, base: self.base, total_len: self.total_len };
-            let step = Self::step(&mut cur, self.state, &mut self.version, &mut self.n_tensors, &mut self.metadata, &mut self.tensors);
+            let mut cur = Cursor {
+                buf: &self.buf,
+                pos: 0,
+                base: self.base,
+                total_len: self.total_len,
+            };
+            let step = Self::step(
+                &mut cur,
+                self.state,
+                &mut self.version,
+                &mut self.n_tensors,
+                &mut self.metadata,
+                &mut self.tensors,
+            );
             match step {
                 Ok(next) => {
                     let used = cur.pos;
@@ -247,7 +295,10 @@ impl HeaderParser {
     /// the file is truncated.
     pub fn finish(&mut self) -> Result<Box<GgufHeader>, GgufError> {
         if matches!(self.state, State::Done) {
-            return Err(GgufError::InvalidValue { key: "<parser>".into(), detail: "finish() after the header was complete".into() });
+            return Err(GgufError::InvalidValue {
+                key: "<parser>".into(),
+                detail: "finish() after the header was complete".into(),
+            });
         }
         // The stream has ended, so no more bytes can be waited for: parse what is buffered
         // with its true length, which turns "need more" into a truncation error.
@@ -256,7 +307,11 @@ impl HeaderParser {
         self.needed = 0;
         match self.feed(&[])? {
             Progress::Done(h) => Ok(h),
-            Progress::NeedMore => Err(GgufError::Truncated { what: "header".into(), offset: total, needed: 1 }),
+            Progress::NeedMore => Err(GgufError::Truncated {
+                what: "header".into(),
+                offset: total,
+                needed: 1,
+            }),
         }
     }
 
@@ -296,23 +351,41 @@ impl HeaderParser {
                 // A key/value pair is at least key length (8) + type (4) + one byte.
                 cur.check_count("metadata count", nkv, 13, MAX_KV)?;
                 *n_tensors = nt;
-                Ok(if nkv > 0 { State::Kv { left: nkv } } else if nt > 0 { State::Tensors { left: nt } } else { State::Done })
+                Ok(if nkv > 0 {
+                    State::Kv { left: nkv }
+                } else if nt > 0 {
+                    State::Tensors { left: nt }
+                } else {
+                    State::Done
+                })
             }
             State::Kv { left } => {
                 let key = cur.string("metadata key")?;
                 let ty_id = cur.u32(&key)?;
-                let ty = ValueType::from_id(ty_id).ok_or_else(|| GgufError::InvalidValueType { key: key.clone(), type_id: ty_id })?;
+                let ty = ValueType::from_id(ty_id).ok_or_else(|| GgufError::InvalidValueType {
+                    key: key.clone(),
+                    type_id: ty_id,
+                })?;
                 let value = cur.value(ty, &key, 0)?;
                 if !metadata.insert(key.clone(), value) {
                     return Err(Stop::Fatal(GgufError::DuplicateKey(key)));
                 }
-                Ok(if left > 1 { State::Kv { left: left - 1 } } else if *n_tensors > 0 { State::Tensors { left: *n_tensors } } else { State::Done })
+                Ok(if left > 1 {
+                    State::Kv { left: left - 1 }
+                } else if *n_tensors > 0 {
+                    State::Tensors { left: *n_tensors }
+                } else {
+                    State::Done
+                })
             }
             State::Tensors { left } => {
                 let name = cur.string("tensor name")?;
                 let n_dims = cur.u32(&name)?;
                 if n_dims == 0 || n_dims > MAX_DIMS {
-                    return Err(Stop::Fatal(GgufError::BadTensor { tensor: name, detail: format!("{n_dims} dimensions (1 to {MAX_DIMS} allowed)") }));
+                    return Err(Stop::Fatal(GgufError::BadTensor {
+                        tensor: name,
+                        detail: format!("{n_dims} dimensions (1 to {MAX_DIMS} allowed)"),
+                    }));
                 }
                 let mut dims = Vec::with_capacity(n_dims as usize);
                 for _ in 0..n_dims {
@@ -320,23 +393,53 @@ impl HeaderParser {
                 }
                 let type_id = cur.u32(&name)?;
                 let offset = cur.u64(&name)?;
-                let ggml_type = GgmlType::from_id(type_id).ok_or_else(|| GgufError::UnknownTensorType { tensor: name.clone(), type_id })?;
-                let n_elements = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)).filter(|&n| n <= i64::MAX as u64);
+                let ggml_type =
+                    GgmlType::from_id(type_id).ok_or_else(|| GgufError::UnknownTensorType {
+                        tensor: name.clone(),
+                        type_id,
+                    })?;
+                let n_elements = dims
+                    .iter()
+                    .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+                    .filter(|&n| n <= i64::MAX as u64);
                 let Some(n_elements) = n_elements else {
-                    return Err(Stop::Fatal(GgufError::BadTensor { tensor: name, detail: format!("dimensions {dims:?} overflow") }));
+                    return Err(Stop::Fatal(GgufError::BadTensor {
+                        tensor: name,
+                        detail: format!("dimensions {dims:?} overflow"),
+                    }));
                 };
                 if dims[0] % ggml_type.block_size() as u64 != 0 {
                     return Err(Stop::Fatal(GgufError::BadTensor {
                         tensor: name,
-                        detail: format!("row length {} is not a multiple of the {} block size {}", dims[0], ggml_type, ggml_type.block_size()),
+                        detail: format!(
+                            "row length {} is not a multiple of the {} block size {}",
+                            dims[0],
+                            ggml_type,
+                            ggml_type.block_size()
+                        ),
                     }));
                 }
-                let size = ggml_type.bytes_for(n_elements).ok_or_else(|| GgufError::BadTensor { tensor: name.clone(), detail: "byte size overflows".into() })?;
+                let size = ggml_type
+                    .bytes_for(n_elements)
+                    .ok_or_else(|| GgufError::BadTensor {
+                        tensor: name.clone(),
+                        detail: "byte size overflows".into(),
+                    })?;
                 if tensors.iter().any(|t| t.name == name) {
                     return Err(Stop::Fatal(GgufError::DuplicateTensor(name)));
                 }
-                tensors.push(TensorInfo { name, dims, ggml_type, offset, size });
-                Ok(if left > 1 { State::Tensors { left: left - 1 } } else { State::Done })
+                tensors.push(TensorInfo {
+                    name,
+                    dims,
+                    ggml_type,
+                    offset,
+                    size,
+                });
+                Ok(if left > 1 {
+                    State::Tensors { left: left - 1 }
+                } else {
+                    State::Done
+                })
             }
             State::Done => Ok(State::Done),
         }
@@ -371,6 +474,10 @@ pub fn parse_header(bytes: &[u8], total_len: Option<u64>) -> Result<GgufHeader, 
     let mut p = HeaderParser::new(Some(total));
     match p.feed(bytes)? {
         Progress::Done(h) => Ok(*h),
-        Progress::NeedMore => Err(GgufError::Truncated { what: "header".into(), offset: bytes.len() as u64, needed: p.needed.saturating_sub(bytes.len() as u64).max(1) }),
+        Progress::NeedMore => Err(GgufError::Truncated {
+            what: "header".into(),
+            offset: bytes.len() as u64,
+            needed: p.needed.saturating_sub(bytes.len() as u64).max(1),
+        }),
     }
 }

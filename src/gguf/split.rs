@@ -16,13 +16,21 @@ pub struct SplitInfo {
 
 impl SplitInfo {
     pub fn from_metadata(m: &Metadata) -> Result<Option<SplitInfo>, GgufError> {
-        let Some(count) = m.u64_opt("split.count")? else { return Ok(None) };
+        let Some(count) = m.u64_opt("split.count")? else {
+            return Ok(None);
+        };
         let index = m.u64("split.no")?;
         let tensors_total = m.u64_opt("split.tensors.count")?.unwrap_or(0);
         if count == 0 || count > 99_999 || index >= count {
-            return Err(GgufError::Split(format!("split.no {index} / split.count {count} is inconsistent")));
+            return Err(GgufError::Split(format!(
+                "split.no {index} / split.count {count} is inconsistent"
+            )));
         }
-        Ok(Some(SplitInfo { index: index as u32, count: count as u32, tensors_total }))
+        Ok(Some(SplitInfo {
+            index: index as u32,
+            count: count as u32,
+            tensors_total,
+        }))
     }
 }
 
@@ -50,7 +58,11 @@ pub fn split_name_parts(name: &str) -> Option<(String, u32, u32, String)> {
     }
     let no: u32 = tail[1..6].parse().ok()?;
     let count: u32 = tail[10..15].parse().ok()?;
-    if no == 0 || no > count || !tail[1..6].bytes().all(|c| c.is_ascii_digit()) || !tail[10..15].bytes().all(|c| c.is_ascii_digit()) {
+    if no == 0
+        || no > count
+        || !tail[1..6].bytes().all(|c| c.is_ascii_digit())
+        || !tail[10..15].bytes().all(|c| c.is_ascii_digit())
+    {
         return None;
     }
     Some((prefix.to_string(), no - 1, count, query.to_string()))
@@ -63,8 +75,12 @@ mod tests {
     #[test]
     fn names_round_trip() {
         assert_eq!(shard_name("m/Llama", 0, 3), "m/Llama-00001-of-00003.gguf");
-        let (p, i, n, q) = split_name_parts("https://x/y/Llama-00002-of-00003.gguf?download=1").unwrap();
-        assert_eq!((p.as_str(), i, n, q.as_str()), ("https://x/y/Llama", 1, 3, "?download=1"));
+        let (p, i, n, q) =
+            split_name_parts("https://x/y/Llama-00002-of-00003.gguf?download=1").unwrap();
+        assert_eq!(
+            (p.as_str(), i, n, q.as_str()),
+            ("https://x/y/Llama", 1, 3, "?download=1")
+        );
         assert!(split_name_parts("model.gguf").is_none());
         assert!(split_name_parts("a-00004-of-00003.gguf").is_none());
         assert!(split_name_parts("a-0000x-of-00003.gguf").is_none());

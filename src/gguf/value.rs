@@ -142,7 +142,11 @@ impl Value {
     pub fn summary(&self) -> String {
         match self {
             Value::String(s) if s.chars().count() > 80 => {
-                format!("{:?}… ({} bytes)", s.chars().take(60).collect::<String>(), s.len())
+                format!(
+                    "{:?}… ({} bytes)",
+                    s.chars().take(60).collect::<String>(),
+                    s.len()
+                )
             }
             Value::String(s) => format!("{s:?}"),
             Value::Array(t, items) if items.len() > 8 => format!("[{:?}; {}]", t, items.len()),
@@ -181,7 +185,11 @@ pub enum MetadataError {
     #[error("GGUF metadata key '{0}' is missing")]
     Missing(String),
     #[error("GGUF metadata key '{key}' should be {expected}, found {found:?}")]
-    WrongType { key: String, expected: &'static str, found: ValueType },
+    WrongType {
+        key: String,
+        expected: &'static str,
+        found: ValueType,
+    },
 }
 
 /// The key/value section of a GGUF header, in file order.
@@ -219,17 +227,24 @@ impl Metadata {
     }
 
     fn require(&self, key: &str) -> Result<&Value, MetadataError> {
-        self.get(key).ok_or_else(|| MetadataError::Missing(key.to_string()))
+        self.get(key)
+            .ok_or_else(|| MetadataError::Missing(key.to_string()))
     }
 
     fn wrong(key: &str, expected: &'static str, v: &Value) -> MetadataError {
-        MetadataError::WrongType { key: key.to_string(), expected, found: v.value_type() }
+        MetadataError::WrongType {
+            key: key.to_string(),
+            expected,
+            found: v.value_type(),
+        }
     }
 
     /// An integer value that must fit in u64.
     pub fn u64(&self, key: &str) -> Result<u64, MetadataError> {
         let v = self.require(key)?;
-        v.as_int().and_then(|i| u64::try_from(i).ok()).ok_or_else(|| Self::wrong(key, "a non-negative integer", v))
+        v.as_int()
+            .and_then(|i| u64::try_from(i).ok())
+            .ok_or_else(|| Self::wrong(key, "a non-negative integer", v))
     }
 
     pub fn u64_opt(&self, key: &str) -> Result<Option<u64>, MetadataError> {
@@ -241,7 +256,9 @@ impl Metadata {
 
     pub fn f32(&self, key: &str) -> Result<f32, MetadataError> {
         let v = self.require(key)?;
-        v.as_f64().map(|x| x as f32).ok_or_else(|| Self::wrong(key, "a number", v))
+        v.as_f64()
+            .map(|x| x as f32)
+            .ok_or_else(|| Self::wrong(key, "a number", v))
     }
 
     pub fn f32_opt(&self, key: &str) -> Result<Option<f32>, MetadataError> {
@@ -254,7 +271,10 @@ impl Metadata {
     pub fn bool_opt(&self, key: &str) -> Result<Option<bool>, MetadataError> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.as_bool().map(Some).ok_or_else(|| Self::wrong(key, "a bool", v)),
+            Some(v) => v
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| Self::wrong(key, "a bool", v)),
         }
     }
 
@@ -273,24 +293,47 @@ impl Metadata {
     /// An array of strings (e.g. `tokenizer.ggml.tokens`).
     pub fn str_array(&self, key: &str) -> Result<Vec<&str>, MetadataError> {
         let v = self.require(key)?;
-        let items = v.as_array().ok_or_else(|| Self::wrong(key, "an array of strings", v))?;
-        items.iter().map(|x| x.as_str().ok_or_else(|| Self::wrong(key, "an array of strings", v))).collect()
+        let items = v
+            .as_array()
+            .ok_or_else(|| Self::wrong(key, "an array of strings", v))?;
+        items
+            .iter()
+            .map(|x| {
+                x.as_str()
+                    .ok_or_else(|| Self::wrong(key, "an array of strings", v))
+            })
+            .collect()
     }
 
     /// An array of numbers, converted to f32.
     pub fn f32_array(&self, key: &str) -> Result<Vec<f32>, MetadataError> {
         let v = self.require(key)?;
-        let items = v.as_array().ok_or_else(|| Self::wrong(key, "an array of numbers", v))?;
-        items.iter().map(|x| x.as_f64().map(|f| f as f32).ok_or_else(|| Self::wrong(key, "an array of numbers", v))).collect()
+        let items = v
+            .as_array()
+            .ok_or_else(|| Self::wrong(key, "an array of numbers", v))?;
+        items
+            .iter()
+            .map(|x| {
+                x.as_f64()
+                    .map(|f| f as f32)
+                    .ok_or_else(|| Self::wrong(key, "an array of numbers", v))
+            })
+            .collect()
     }
 
     /// An array of integers, converted to i64.
     pub fn i64_array(&self, key: &str) -> Result<Vec<i64>, MetadataError> {
         let v = self.require(key)?;
-        let items = v.as_array().ok_or_else(|| Self::wrong(key, "an array of integers", v))?;
+        let items = v
+            .as_array()
+            .ok_or_else(|| Self::wrong(key, "an array of integers", v))?;
         items
             .iter()
-            .map(|x| x.as_int().and_then(|i| i64::try_from(i).ok()).ok_or_else(|| Self::wrong(key, "an array of integers", v)))
+            .map(|x| {
+                x.as_int()
+                    .and_then(|i| i64::try_from(i).ok())
+                    .ok_or_else(|| Self::wrong(key, "an array of integers", v))
+            })
             .collect()
     }
 }

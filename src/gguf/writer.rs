@@ -13,7 +13,11 @@ pub struct GgufWriter<'a> {
 
 impl Default for GgufWriter<'_> {
     fn default() -> Self {
-        GgufWriter { metadata: Vec::new(), tensors: Vec::new(), alignment: DEFAULT_ALIGNMENT }
+        GgufWriter {
+            metadata: Vec::new(),
+            tensors: Vec::new(),
+            alignment: DEFAULT_ALIGNMENT,
+        }
     }
 }
 
@@ -51,7 +55,8 @@ impl<'a> GgufWriter<'a> {
     }
 
     pub fn tensor(&mut self, name: &str, dims: &[u64], ty: GgmlType, data: &'a [u8]) -> &mut Self {
-        self.tensors.push((name.to_string(), dims.to_vec(), ty, data));
+        self.tensors
+            .push((name.to_string(), dims.to_vec(), ty, data));
         self
     }
 
@@ -128,7 +133,10 @@ pub fn split_into_shards<'a>(
         .iter()
         .enumerate()
         .map(|(no, idx)| {
-            let mut w = GgufWriter { alignment: header.alignment, ..Default::default() };
+            let mut w = GgufWriter {
+                alignment: header.alignment,
+                ..Default::default()
+            };
             if no == 0 {
                 for (k, v) in header.metadata.iter() {
                     if !k.starts_with("split.") {
@@ -138,7 +146,10 @@ pub fn split_into_shards<'a>(
             }
             w.kv("split.no", Value::U16(no as u16));
             w.kv("split.count", Value::U16(count as u16));
-            w.kv("split.tensors.count", Value::I32(header.tensors.len() as i32));
+            w.kv(
+                "split.tensors.count",
+                Value::I32(header.tensors.len() as i32),
+            );
             for &i in idx {
                 let t = &header.tensors[i];
                 w.tensor(&t.name, &t.dims, t.ggml_type, data(&t.name));
@@ -150,5 +161,11 @@ pub fn split_into_shards<'a>(
 
 /// A string-array value (e.g. for `tokenizer.ggml.tokens`).
 pub fn str_array<S: AsRef<str>>(items: &[S]) -> Value {
-    Value::Array(ValueType::String, items.iter().map(|s| Value::String(s.as_ref().to_string())).collect())
+    Value::Array(
+        ValueType::String,
+        items
+            .iter()
+            .map(|s| Value::String(s.as_ref().to_string()))
+            .collect(),
+    )
 }

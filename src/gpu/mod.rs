@@ -2,8 +2,10 @@
 //! binding limits), a pipeline cache keyed by kernel variant, the WGSL variant preprocessor, and
 //! buffer helpers. Kernels live in `shaders/*.wgsl`, one family per file.
 
+pub mod model;
 pub mod ops;
 mod preprocess;
+pub mod weights;
 pub use preprocess::{preprocess, ShaderDefs};
 
 use std::collections::HashMap;
@@ -17,7 +19,11 @@ pub enum GpuError {
     #[error("could not create the GPU device: {0}")]
     RequestDevice(String),
     #[error("out of GPU memory allocating {what} ({needed} bytes; the largest buffer allowed is {max_buffer} bytes)")]
-    OutOfMemory { what: String, needed: u64, max_buffer: u64 },
+    OutOfMemory {
+        what: String,
+        needed: u64,
+        max_buffer: u64,
+    },
     #[error("GPU validation error in {what}: {message}")]
     Validation { what: String, message: String },
     #[error("shader '{kernel}' failed to compile: {message}")]
@@ -26,6 +32,11 @@ pub enum GpuError {
     Readback(String),
     #[error("the GPU device was lost: {0}")]
     DeviceLost(String),
+    #[error("tensor '{tensor}' has type {ty}, which the GPU kernels do not support (supported: F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)")]
+    UnsupportedType {
+        tensor: String,
+        ty: crate::quant::GgmlType,
+    },
 }
 
 /// What the caller allows the context to use (forcing a feature off exercises the fallbacks).
@@ -41,7 +52,11 @@ pub struct GpuOptions {
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        GpuOptions { allow_f16: true, allow_subgroups: true, max_storage_binding: None }
+        GpuOptions {
+            allow_f16: true,
+            allow_subgroups: true,
+            max_storage_binding: None,
+        }
     }
 }
 
@@ -62,7 +77,8 @@ pub struct Kernel {
 }
 
 /// WGSL files that other kernels `#include`.
-pub(crate) const INCLUDES: &[(&str, &str)] = &[];
+pub(crate) const INCLUDES: &[(&str, &str)] =
+    &[("quant.wgsl", include_str!("../../shaders/quant.wgsl"))];
 
 /// An adapter, device and queue, plus the pipelines compiled for them.
 pub struct GpuContext {
@@ -78,9 +94,13 @@ pub struct GpuContext {
 impl GpuContext {
     /// Finds an adapter and creates a device with every feature and limit the kernels can use.
     pub async fn new(opts: GpuOptions) -> Result<Self, GpuError> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = instance
-            .request_adapter(&wgpu::RequestAdapterOptions { power_preference: wgpu::PowerPreference::HighPerformance, ..Default::default() })
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
             .await
             .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
         let available = adapter.features();
@@ -114,7 +134,14 @@ impl GpuContext {
             subgroup_min_size: if subgroups { info.subgroup_min_size } else { 0 },
             subgroup_max_size: if subgroups { info.subgroup_max_size } else { 0 },
         };
-        Ok(GpuContext { device, queue, adapter_info: info, features, limits, pipelines: Mutex::new(HashMap::new()) })
+        Ok(GpuContext {
+            device,
+            queue,
+            adapter_info: info,
+            features,
+            limits,
+            pipelines: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Native convenience: [`GpuContext::new`] run to completion.
@@ -136,50 +163,95 @@ impl GpuContext {
     }
 
     /// The compute pipeline for `kernel`'s `entry` with `defs`, compiled once and cached.
-    pub fn pipeline(&self, kernel: Kernel, entry: &str, defs: &ShaderDefs) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
+    pub fn pipeline(
+        &self,
+        kernel: Kernel,
+        entry: &str,
+        defs: &ShaderDefs,
+    ) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
         let key = format!("{}:{entry}:{}", kernel.name, defs.key());
-        if let Some(p) = self.pipelines.lock().expect("pipeline cache poisoned").get(&key) {
+        if let Some(p) = self
+            .pipelines
+            .lock()
+            .expect("pipeline cache poisoned")
+            .get(&key)
+        {
             return Ok(p.clone());
         }
-        let source = preprocess(kernel.source, defs, INCLUDES).map_err(|m| GpuError::Shader { kernel: kernel.name.into(), message: m })?;
+        let source = preprocess(kernel.source, defs, INCLUDES).map_err(|m| GpuError::Shader {
+            kernel: kernel.name.into(),
+            message: m,
+        })?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(kernel.name), source: wgpu::ShaderSource::Wgsl(source.into()) });
-        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(&key),
-            layout: None,
-            module: &module,
-            entry_point: Some(entry),
-            compilation_options: Default::default(),
-            cache: None,
-        });
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(kernel.name),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&key),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
         if let Some(e) = block_on_scope(scope.pop()) {
-            return Err(GpuError::Shader { kernel: format!("{}::{entry} [{}]", kernel.name, defs.key()), message: e.to_string() });
+            return Err(GpuError::Shader {
+                kernel: format!("{}::{entry} [{}]", kernel.name, defs.key()),
+                message: e.to_string(),
+            });
         }
         let p = Arc::new(pipeline);
-        self.pipelines.lock().expect("pipeline cache poisoned").insert(key, p.clone());
+        self.pipelines
+            .lock()
+            .expect("pipeline cache poisoned")
+            .insert(key, p.clone());
         Ok(p)
     }
 
     /// Pipelines compiled so far.
     pub fn pipeline_count(&self) -> usize {
-        self.pipelines.lock().expect("pipeline cache poisoned").len()
+        self.pipelines
+            .lock()
+            .expect("pipeline cache poisoned")
+            .len()
     }
 
     /// A storage buffer; out-of-memory and over-limit sizes become [`GpuError::OutOfMemory`].
-    pub fn storage(&self, what: &str, size: u64, extra: wgpu::BufferUsages) -> Result<wgpu::Buffer, GpuError> {
+    pub fn storage(
+        &self,
+        what: &str,
+        size: u64,
+        extra: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer, GpuError> {
         let size = size.max(4).next_multiple_of(4);
         if size > self.limits.max_buffer_size {
-            return Err(GpuError::OutOfMemory { what: what.into(), needed: size, max_buffer: self.limits.max_buffer_size });
+            return Err(GpuError::OutOfMemory {
+                what: what.into(),
+                needed: size,
+                max_buffer: self.limits.max_buffer_size,
+            });
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(what),
             size,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC | extra,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC
+                | extra,
             mapped_at_creation: false,
         });
         if block_on_scope(scope.pop()).is_some() {
-            return Err(GpuError::OutOfMemory { what: what.into(), needed: size, max_buffer: self.limits.max_buffer_size });
+            return Err(GpuError::OutOfMemory {
+                what: what.into(),
+                needed: size,
+                max_buffer: self.limits.max_buffer_size,
+            });
         }
         Ok(buf)
     }
@@ -203,15 +275,34 @@ impl GpuContext {
     }
 
     /// A bind group for `pipeline`'s group 0 with `buffers` at bindings 0, 1, 2, ...
-    pub fn bind(&self, pipeline: &wgpu::ComputePipeline, buffers: &[wgpu::BindingResource<'_>]) -> wgpu::BindGroup {
+    pub fn bind(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        buffers: &[wgpu::BindingResource<'_>],
+    ) -> wgpu::BindGroup {
         let layout = pipeline.get_bind_group_layout(0);
-        let entries: Vec<wgpu::BindGroupEntry> =
-            buffers.iter().enumerate().map(|(i, r)| wgpu::BindGroupEntry { binding: i as u32, resource: r.clone() }).collect();
-        self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries })
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, r)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: r.clone(),
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &layout,
+            entries: &entries,
+        })
     }
 
     /// Copies `size` bytes at `offset` of `buf` back to the CPU (waits for all prior work).
-    pub async fn read(&self, buf: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>, GpuError> {
+    pub async fn read(
+        &self,
+        buf: &wgpu::Buffer,
+        offset: u64,
+        size: u64,
+    ) -> Result<Vec<u8>, GpuError> {
         let size = size.next_multiple_of(4);
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
@@ -227,23 +318,41 @@ impl GpuContext {
             let _ = tx.send(r);
         });
         #[cfg(not(target_arch = "wasm32"))]
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Readback(e.to_string()))?;
-        rx.await.map_err(|_| GpuError::Readback("map callback dropped".into()))?.map_err(|e| GpuError::Readback(e.to_string()))?;
-        let data = staging.slice(..).get_mapped_range().map_err(|e| GpuError::Readback(e.to_string()))?.to_vec();
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        rx.await
+            .map_err(|_| GpuError::Readback("map callback dropped".into()))?
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        let data = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| GpuError::Readback(e.to_string()))?
+            .to_vec();
         staging.unmap();
         Ok(data)
     }
 
     /// Native convenience: read back f32 values.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn read_f32(&self, buf: &wgpu::Buffer, offset: u64, count: usize) -> Result<Vec<f32>, GpuError> {
+    pub fn read_f32(
+        &self,
+        buf: &wgpu::Buffer,
+        offset: u64,
+        count: usize,
+    ) -> Result<Vec<f32>, GpuError> {
         let bytes = pollster::block_on(self.read(buf, offset, count as u64 * 4))?;
         Ok(bytemuck::pod_collect_to_vec::<u8, f32>(&bytes[..count * 4]))
     }
 
     /// Native convenience: read back u32 values.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn read_u32(&self, buf: &wgpu::Buffer, offset: u64, count: usize) -> Result<Vec<u32>, GpuError> {
+    pub fn read_u32(
+        &self,
+        buf: &wgpu::Buffer,
+        offset: u64,
+        count: usize,
+    ) -> Result<Vec<u32>, GpuError> {
         let bytes = pollster::block_on(self.read(buf, offset, count as u64 * 4))?;
         Ok(bytemuck::pod_collect_to_vec::<u8, u32>(&bytes[..count * 4]))
     }
@@ -251,7 +360,9 @@ impl GpuContext {
 
 /// Error scopes resolve immediately natively; on the web they are awaited by async callers,
 /// so here they are only checked where blocking is possible.
-fn block_on_scope<F: std::future::Future<Output = Option<wgpu::Error>>>(f: F) -> Option<wgpu::Error> {
+fn block_on_scope<F: std::future::Future<Output = Option<wgpu::Error>>>(
+    f: F,
+) -> Option<wgpu::Error> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         pollster::block_on(f)
@@ -268,7 +379,38 @@ fn block_on_scope<F: std::future::Future<Output = Option<wgpu::Error>>>(f: F) ->
 /// The kernel families, one file each.
 pub mod kernels {
     use super::Kernel;
-    pub const ELEMENTWISE: Kernel = Kernel { name: "elementwise", source: include_str!("../../shaders/elementwise.wgsl") };
+    pub const ELEMENTWISE: Kernel = Kernel {
+        name: "elementwise",
+        source: include_str!("../../shaders/elementwise.wgsl"),
+    };
+    pub const MATVEC: Kernel = Kernel {
+        name: "matvec",
+        source: include_str!("../../shaders/matvec.wgsl"),
+    };
+    pub const MATMUL: Kernel = Kernel {
+        name: "matmul",
+        source: include_str!("../../shaders/matmul.wgsl"),
+    };
+    pub const EMBEDDING: Kernel = Kernel {
+        name: "embedding",
+        source: include_str!("../../shaders/embedding.wgsl"),
+    };
+    pub const NORM: Kernel = Kernel {
+        name: "norm",
+        source: include_str!("../../shaders/norm.wgsl"),
+    };
+    pub const ROPE: Kernel = Kernel {
+        name: "rope",
+        source: include_str!("../../shaders/rope.wgsl"),
+    };
+    pub const ATTENTION: Kernel = Kernel {
+        name: "attention",
+        source: include_str!("../../shaders/attention.wgsl"),
+    };
+    pub const SAMPLE: Kernel = Kernel {
+        name: "sample",
+        source: include_str!("../../shaders/sample.wgsl"),
+    };
 }
 
 /// Workgroup counts for `n` invocations of `wg_size`, spilling into y past the 65535 limit.

@@ -29,12 +29,20 @@ impl ShaderDefs {
 
     /// A stable string form, for cache keys and error messages.
     pub fn key(&self) -> String {
-        self.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
 /// Expands `src` for `defs`. `includes` maps file names to sources.
-pub fn preprocess(src: &str, defs: &ShaderDefs, includes: &[(&str, &str)]) -> Result<String, String> {
+pub fn preprocess(
+    src: &str,
+    defs: &ShaderDefs,
+    includes: &[(&str, &str)],
+) -> Result<String, String> {
     let mut out = String::new();
     if defs.has("F16") {
         out.push_str("enable f16;\n");
@@ -47,7 +55,13 @@ pub fn preprocess(src: &str, defs: &ShaderDefs, includes: &[(&str, &str)]) -> Re
     Ok(out)
 }
 
-fn expand(src: &str, defs: &ShaderDefs, includes: &[(&str, &str)], out: &mut String, depth: usize) -> Result<(), String> {
+fn expand(
+    src: &str,
+    defs: &ShaderDefs,
+    includes: &[(&str, &str)],
+    out: &mut String,
+    depth: usize,
+) -> Result<(), String> {
     if depth > 8 {
         return Err("#include nested too deeply".into());
     }
@@ -63,22 +77,35 @@ fn expand(src: &str, defs: &ShaderDefs, includes: &[(&str, &str)], out: &mut Str
             let p = active(&stack);
             stack.push((!defs.has(name.trim()), p));
         } else if t.starts_with("#else") {
-            let top = stack.last_mut().ok_or(format!("line {}: #else without #ifdef", n + 1))?;
+            let top = stack
+                .last_mut()
+                .ok_or(format!("line {}: #else without #ifdef", n + 1))?;
             top.0 = !top.0;
         } else if t.starts_with("#endif") {
-            stack.pop().ok_or(format!("line {}: #endif without #ifdef", n + 1))?;
+            stack
+                .pop()
+                .ok_or(format!("line {}: #endif without #ifdef", n + 1))?;
         } else if let Some(file) = t.strip_prefix("#include ") {
             if active(&stack) {
                 let file = file.trim().trim_matches('"');
-                let inc = includes.iter().find(|(f, _)| *f == file).ok_or(format!("line {}: unknown include {file}", n + 1))?;
+                let inc = includes
+                    .iter()
+                    .find(|(f, _)| *f == file)
+                    .ok_or(format!("line {}: unknown include {file}", n + 1))?;
                 expand(inc.1, defs, includes, out, depth + 1)?;
             }
         } else if active(&stack) {
             let mut l = line.to_string();
             while let Some(s) = l.find("{{") {
-                let e = l[s..].find("}}").ok_or(format!("line {}: unclosed {{{{", n + 1))? + s;
+                let e = l[s..]
+                    .find("}}")
+                    .ok_or(format!("line {}: unclosed {{{{", n + 1))?
+                    + s;
                 let name = l[s + 2..e].trim().to_string();
-                let v = defs.get(&name).ok_or(format!("line {}: {name} is not defined", n + 1))?.to_string();
+                let v = defs
+                    .get(&name)
+                    .ok_or(format!("line {}: {name} is not defined", n + 1))?
+                    .to_string();
                 l.replace_range(s..e + 2, &v);
             }
             out.push_str(&l);

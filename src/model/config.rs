@@ -6,9 +6,16 @@ use crate::gguf::{Metadata, TensorInfo};
 pub enum RopeScaling {
     None,
     /// Positions are divided by `factor`.
-    Linear { factor: f32 },
+    Linear {
+        factor: f32,
+    },
     /// Llama 3.1's per-frequency rule (HF `rope_type: "llama3"`).
-    Llama3 { factor: f32, low_freq_factor: f32, high_freq_factor: f32, original_context_length: u32 },
+    Llama3 {
+        factor: f32,
+        low_freq_factor: f32,
+        high_freq_factor: f32,
+        original_context_length: u32,
+    },
 }
 
 /// Llama hyperparameters, read from `llama.*` GGUF keys.
@@ -34,13 +41,18 @@ pub struct LlamaConfig {
 impl LlamaConfig {
     /// Reads and checks hyperparameters. `tensor` looks up tensor infos (for the vocab size
     /// fallback and tied-output detection) and may span several shards.
-    pub fn from_gguf<'a>(meta: &Metadata, tensor: impl Fn(&str) -> Option<&'a TensorInfo>) -> Result<Self, ModelError> {
+    pub fn from_gguf<'a>(
+        meta: &Metadata,
+        tensor: impl Fn(&str) -> Option<&'a TensorInfo>,
+    ) -> Result<Self, ModelError> {
         let arch = meta.str("general.architecture")?;
         if arch != "llama" {
             return Err(ModelError::UnsupportedArchitecture(arch.to_string()));
         }
         let k = |s: &str| format!("llama.{s}");
-        let get = |s: &str| -> Result<usize, ModelError> { Ok(usize::try_from(meta.u64(&k(s))?).unwrap_or(usize::MAX)) };
+        let get = |s: &str| -> Result<usize, ModelError> {
+            Ok(usize::try_from(meta.u64(&k(s))?).unwrap_or(usize::MAX))
+        };
         let n_embd = get("embedding_length")?;
         let n_layer = get("block_count")?;
         let n_head = get("attention.head_count")?;
@@ -53,52 +65,86 @@ impl LlamaConfig {
         let rms_eps = meta.f32(&k("attention.layer_norm_rms_epsilon"))?;
         let rope_theta = meta.f32_opt(&k("rope.freq_base"))?.unwrap_or(10000.0);
         let bad = |m: String| Err(ModelError::BadHparams(m));
-        if n_embd == 0 || n_layer == 0 || n_head == 0 || n_head_kv == 0 || n_ff == 0 || context_length == 0 {
+        if n_embd == 0
+            || n_layer == 0
+            || n_head == 0
+            || n_head_kv == 0
+            || n_ff == 0
+            || context_length == 0
+        {
             return bad(format!("zero dimension: embd {n_embd}, layers {n_layer}, heads {n_head}/{n_head_kv}, ffn {n_ff}, ctx {context_length}"));
         }
         // Bounds keep every later size computation far from overflow.
-        if n_embd > 1 << 16 || n_layer > 1024 || n_head > 1024 || n_ff > 1 << 18 || context_length > 1 << 24 {
+        if n_embd > 1 << 16
+            || n_layer > 1024
+            || n_head > 1024
+            || n_ff > 1 << 18
+            || context_length > 1 << 24
+        {
             return bad(format!("implausibly large: embd {n_embd}, layers {n_layer}, heads {n_head}, ffn {n_ff}, ctx {context_length}"));
         }
         if n_head % n_head_kv != 0 {
-            return bad(format!("{n_head} query heads are not a multiple of {n_head_kv} KV heads"));
+            return bad(format!(
+                "{n_head} query heads are not a multiple of {n_head_kv} KV heads"
+            ));
         }
         let head_dim = match meta.u64_opt(&k("attention.key_length"))? {
             Some(v) => v as usize,
             None => {
                 if n_embd % n_head != 0 {
-                    return bad(format!("embedding {n_embd} not divisible by {n_head} heads"));
+                    return bad(format!(
+                        "embedding {n_embd} not divisible by {n_head} heads"
+                    ));
                 }
                 n_embd / n_head
             }
         };
         if let Some(vl) = meta.u64_opt(&k("attention.value_length"))? {
             if vl as usize != head_dim {
-                return bad(format!("value length {vl} differs from key length {head_dim}"));
+                return bad(format!(
+                    "value length {vl} differs from key length {head_dim}"
+                ));
             }
         }
         if head_dim == 0 || head_dim % 2 != 0 || head_dim > 1024 {
-            return bad(format!("head dimension {head_dim} must be even and at most 1024"));
+            return bad(format!(
+                "head dimension {head_dim} must be even and at most 1024"
+            ));
         }
-        let rope_dim = meta.u64_opt(&k("rope.dimension_count"))?.map(|v| v as usize).unwrap_or(head_dim);
+        let rope_dim = meta
+            .u64_opt(&k("rope.dimension_count"))?
+            .map(|v| v as usize)
+            .unwrap_or(head_dim);
         if rope_dim != head_dim {
-            return bad(format!("partial rotary embeddings ({rope_dim} of {head_dim}) are not supported"));
+            return bad(format!(
+                "partial rotary embeddings ({rope_dim} of {head_dim}) are not supported"
+            ));
         }
         if !(rms_eps > 0.0 && rms_eps < 1.0) || !(rope_theta > 0.0 && rope_theta.is_finite()) {
-            return bad(format!("rms epsilon {rms_eps} or rope base {rope_theta} out of range"));
+            return bad(format!(
+                "rms epsilon {rms_eps} or rope base {rope_theta} out of range"
+            ));
         }
         let rope_scaling = match meta.str_opt(&k("rope.scaling.type"))? {
             None | Some("none") => RopeScaling::None,
-            Some("linear") => RopeScaling::Linear { factor: meta.f32(&k("rope.scaling.factor"))? },
+            Some("linear") => RopeScaling::Linear {
+                factor: meta.f32(&k("rope.scaling.factor"))?,
+            },
             Some("llama3") => RopeScaling::Llama3 {
                 factor: meta.f32(&k("rope.scaling.factor"))?,
-                low_freq_factor: meta.f32_opt(&k("rope.scaling.low_freq_factor"))?.unwrap_or(1.0),
-                high_freq_factor: meta.f32_opt(&k("rope.scaling.high_freq_factor"))?.unwrap_or(4.0),
-                original_context_length: meta.u64(&k("rope.scaling.original_context_length"))? as u32,
+                low_freq_factor: meta
+                    .f32_opt(&k("rope.scaling.low_freq_factor"))?
+                    .unwrap_or(1.0),
+                high_freq_factor: meta
+                    .f32_opt(&k("rope.scaling.high_freq_factor"))?
+                    .unwrap_or(4.0),
+                original_context_length: meta.u64(&k("rope.scaling.original_context_length"))?
+                    as u32,
             },
             Some(other) => return bad(format!("rope scaling type '{other}' is not supported")),
         };
-        let embd = tensor(names::TOKEN_EMBD).ok_or_else(|| ModelError::MissingTensor(names::TOKEN_EMBD.into()))?;
+        let embd = tensor(names::TOKEN_EMBD)
+            .ok_or_else(|| ModelError::MissingTensor(names::TOKEN_EMBD.into()))?;
         let n_vocab = match meta.u64_opt(&k("vocab_size"))? {
             Some(v) => v as usize,
             None => embd.dims.get(1).copied().unwrap_or(0) as usize,
@@ -137,7 +183,11 @@ impl LlamaConfig {
         let mut t = vec![
             (names::TOKEN_EMBD.to_string(), vec![e, v], false),
             (names::OUTPUT_NORM.to_string(), vec![e], false),
-            (names::ROPE_FREQS.to_string(), vec![self.head_dim as u64 / 2], true),
+            (
+                names::ROPE_FREQS.to_string(),
+                vec![self.head_dim as u64 / 2],
+                true,
+            ),
         ];
         if !self.tied_output {
             t.push((names::OUTPUT.to_string(), vec![e, v], false));
@@ -161,7 +211,10 @@ impl LlamaConfig {
 
     /// Checks that every tensor the graph needs exists with the right shape, naming the first
     /// one that does not.
-    pub fn validate_tensors<'a>(&self, tensor: impl Fn(&str) -> Option<&'a TensorInfo>) -> Result<(), ModelError> {
+    pub fn validate_tensors<'a>(
+        &self,
+        tensor: impl Fn(&str) -> Option<&'a TensorInfo>,
+    ) -> Result<(), ModelError> {
         for (name, shape, optional) in self.expected_tensors() {
             match tensor(&name) {
                 None if optional => {}
@@ -173,7 +226,11 @@ impl LlamaConfig {
                         found.pop();
                     }
                     if found != shape {
-                        return Err(ModelError::BadShape { name, expected: shape, found: t.dims.clone() });
+                        return Err(ModelError::BadShape {
+                            name,
+                            expected: shape,
+                            found: t.dims.clone(),
+                        });
                     }
                 }
             }
@@ -185,7 +242,13 @@ impl LlamaConfig {
     /// or `None` when frequencies are unscaled. A `rope_freqs` tensor in the file takes
     /// precedence over this.
     pub fn rope_freq_factors(&self) -> Option<Vec<f32>> {
-        let RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_context_length } = self.rope_scaling else {
+        let RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_context_length,
+        } = self.rope_scaling
+        else {
             return None;
         };
         let old = original_context_length as f32;
@@ -201,7 +264,8 @@ impl LlamaConfig {
                     } else if wavelen > low_wavelen {
                         factor
                     } else {
-                        let smooth = (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                        let smooth = (old / wavelen - low_freq_factor)
+                            / (high_freq_factor - low_freq_factor);
                         1.0 / ((1.0 - smooth) / factor + smooth)
                     }
                 })

@@ -14,7 +14,11 @@ pub enum ModelError {
     #[error("model is missing tensor '{0}'")]
     MissingTensor(String),
     #[error("tensor '{name}' has shape {found:?}, expected {expected:?}")]
-    BadShape { name: String, expected: Vec<u64>, found: Vec<u64> },
+    BadShape {
+        name: String,
+        expected: Vec<u64>,
+        found: Vec<u64>,
+    },
     #[error(transparent)]
     Metadata(#[from] crate::gguf::MetadataError),
 }

@@ -16,7 +16,10 @@ fn scale_min_k4(s: &[u8], j: usize) -> (u8, u8) {
     if j < 4 {
         (s[j] & 0x3f, s[j + 4] & 0x3f)
     } else {
-        ((s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4), (s[j + 4] >> 4) | ((s[j] >> 6) << 4))
+        (
+            (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4),
+            (s[j + 4] >> 4) | ((s[j] >> 6) << 4),
+        )
     }
 }
 
@@ -46,7 +49,8 @@ pub(super) fn q3_k(b: &[u8; 110], out: &mut [f32; QK_K]) {
         for (k, o) in sub.iter_mut().enumerate() {
             let i = g * 16 + k;
             // A clear hmask bit means the value is 4 lower.
-            let q = packed::<2, 32>(qs, i) as i8 - if packed::<1, 32>(hmask, i) == 0 { 4 } else { 0 };
+            let q =
+                packed::<2, 32>(qs, i) as i8 - if packed::<1, 32>(hmask, i) == 0 { 4 } else { 0 };
             *o = dl * f32::from(q);
         }
     }

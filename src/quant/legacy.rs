@@ -54,7 +54,12 @@ pub(super) fn q5_0(b: &[u8; 22], out: &mut [f32; QK]) {
 
 /// Q5_1 (24 bytes): d: f16, m: f16, qh: [u8; 4], qs: [u8; 16].
 pub(super) fn q5_1(b: &[u8; 24], out: &mut [f32; QK]) {
-    scale_offset(f16_le(b, 0), f16_le(b, 2), &nibbles_5bit(&b[4..8], &b[8..]), out);
+    scale_offset(
+        f16_le(b, 0),
+        f16_le(b, 2),
+        &nibbles_5bit(&b[4..8], &b[8..]),
+        out,
+    );
 }
 
 /// Q8_0 (34 bytes): d: f16, qs: [i8; 32].

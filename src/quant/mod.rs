@@ -22,10 +22,20 @@ pub enum QuantError {
     /// The data is not exactly `n_elements` values of `ty`. `expected` is 0 when `n_elements` is
     /// not a whole number of blocks.
     #[error("tensor '{tensor}': {}", size_mismatch_detail(*.ty, *.n_elements, *.expected, *.got))]
-    SizeMismatch { tensor: String, ty: GgmlType, n_elements: u64, expected: u64, got: u64 },
+    SizeMismatch {
+        tensor: String,
+        ty: GgmlType,
+        n_elements: u64,
+        expected: u64,
+        got: u64,
+    },
     /// Rows requested from [`dequantize_rows`] that the data does not hold.
     #[error("tensor '{tensor}': rows {rows:?} requested, but its data holds {n_rows} rows")]
-    RowsOutOfRange { tensor: String, rows: Range<usize>, n_rows: usize },
+    RowsOutOfRange {
+        tensor: String,
+        rows: Range<usize>,
+        n_rows: usize,
+    },
 }
 
 fn size_mismatch_detail(ty: GgmlType, n_elements: u64, expected: u64, got: u64) -> String {
@@ -39,7 +49,12 @@ fn size_mismatch_detail(ty: GgmlType, n_elements: u64, expected: u64, got: u64) 
 
 /// Dequantizes `data` (whole blocks of `ty`) into `out`, whose length gives the element count.
 /// `tensor` names the tensor in errors.
-pub fn dequantize_into(tensor: &str, ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
+pub fn dequantize_into(
+    tensor: &str,
+    ty: GgmlType,
+    data: &[u8],
+    out: &mut [f32],
+) -> Result<(), QuantError> {
     let kernel = kernel(tensor, ty)?;
     check_len(tensor, ty, data.len(), out.len())?;
     kernel(data, out);
@@ -47,7 +62,12 @@ pub fn dequantize_into(tensor: &str, ty: GgmlType, data: &[u8], out: &mut [f32])
 }
 
 /// Dequantizes a whole tensor to a new f32 vector.
-pub fn dequantize(tensor: &str, ty: GgmlType, data: &[u8], n_elements: usize) -> Result<Vec<f32>, QuantError> {
+pub fn dequantize(
+    tensor: &str,
+    ty: GgmlType,
+    data: &[u8],
+    n_elements: usize,
+) -> Result<Vec<f32>, QuantError> {
     // Checked before allocating, so a bogus element count cannot ask for more memory than the
     // data could describe.
     kernel(tensor, ty)?;
@@ -76,9 +96,18 @@ pub fn dequantize_rows(
     // Zero-length rows fit any number of times.
     let n_rows = data.len().checked_div(row_bytes).unwrap_or(usize::MAX);
     if rows.start > rows.end || rows.end > n_rows {
-        return Err(QuantError::RowsOutOfRange { tensor: tensor.to_string(), rows, n_rows });
+        return Err(QuantError::RowsOutOfRange {
+            tensor: tensor.to_string(),
+            rows,
+            n_rows,
+        });
     }
-    dequantize_into(tensor, ty, &data[rows.start * row_bytes..rows.end * row_bytes], out)
+    dequantize_into(
+        tensor,
+        ty,
+        &data[rows.start * row_bytes..rows.end * row_bytes],
+        out,
+    )
 }
 
 /// Dequantizes row `row` of a 2-D tensor whose rows are `row_len` elements into `out`
@@ -115,7 +144,12 @@ fn kernel(tensor: &str, ty: GgmlType) -> Result<Kernel, QuantError> {
         Q4_K => |d, o| blocks(d, o, kquants::q4_k),
         Q5_K => |d, o| blocks(d, o, kquants::q5_k),
         Q6_K => |d, o| blocks(d, o, kquants::q6_k),
-        _ => return Err(QuantError::Unsupported { tensor: tensor.to_string(), ty }),
+        _ => {
+            return Err(QuantError::Unsupported {
+                tensor: tensor.to_string(),
+                ty,
+            })
+        }
     })
 }
 
@@ -131,7 +165,12 @@ fn size_mismatch(tensor: &str, ty: GgmlType, n_elements: usize, got: usize) -> Q
 
 /// Whether `data_len` bytes are exactly `n_elements` values of `ty`, which is what lets the
 /// kernels walk both slices in lockstep without checking.
-fn check_len(tensor: &str, ty: GgmlType, data_len: usize, n_elements: usize) -> Result<(), QuantError> {
+fn check_len(
+    tensor: &str,
+    ty: GgmlType,
+    data_len: usize,
+    n_elements: usize,
+) -> Result<(), QuantError> {
     match ty.bytes_for(n_elements as u64) {
         Some(b) if b == data_len as u64 => Ok(()),
         _ => Err(size_mismatch(tensor, ty, n_elements, data_len)),
@@ -141,9 +180,16 @@ fn check_len(tensor: &str, ty: GgmlType, data_len: usize, n_elements: usize) -> 
 /// Runs a per-block function over matching blocks of `data` and `out`. The block geometry comes
 /// from the function's signature; the sizes were checked against [`GgmlType::block_geometry`].
 #[inline]
-fn blocks<const BYTES: usize, const N: usize>(data: &[u8], out: &mut [f32], block: impl Fn(&[u8; BYTES], &mut [f32; N])) {
+fn blocks<const BYTES: usize, const N: usize>(
+    data: &[u8],
+    out: &mut [f32],
+    block: impl Fn(&[u8; BYTES], &mut [f32; N]),
+) {
     for (b, o) in data.chunks_exact(BYTES).zip(out.chunks_exact_mut(N)) {
-        block(b.try_into().expect("exact chunk"), o.try_into().expect("exact chunk"));
+        block(
+            b.try_into().expect("exact chunk"),
+            o.try_into().expect("exact chunk"),
+        );
     }
 }
 
@@ -165,7 +211,9 @@ mod tests {
     #[test]
     fn kernels_cover_exactly_the_supported_types() {
         for id in 0..64 {
-            let Some(ty) = GgmlType::from_id(id) else { continue };
+            let Some(ty) = GgmlType::from_id(id) else {
+                continue;
+            };
             assert_eq!(kernel("t", ty).is_ok(), ty.is_supported(), "{ty}");
         }
     }
@@ -175,7 +223,9 @@ mod tests {
         // A block function's array sizes must agree with the type table; a mismatch would
         // dequantize garbage rather than fail, so check every supported type on two blocks.
         for id in 0..64 {
-            let Some(ty) = GgmlType::from_id(id).filter(|t| t.is_supported()) else { continue };
+            let Some(ty) = GgmlType::from_id(id).filter(|t| t.is_supported()) else {
+                continue;
+            };
             let (n, bytes) = ty.block_geometry();
             let mut out = vec![f32::NAN; 2 * n];
             dequantize_into("t", ty, &vec![0u8; 2 * bytes], &mut out).unwrap();
@@ -196,10 +246,19 @@ mod tests {
     #[test]
     fn errors_instead_of_panics() {
         let mut out = [0f32; 33];
-        assert!(matches!(dequantize_into("t", GgmlType::Q4_0, &[0; 18], &mut out), Err(QuantError::SizeMismatch { expected: 0, .. })));
-        assert!(matches!(dequantize("t", GgmlType::Q8_0, &[0; 34], usize::MAX), Err(QuantError::SizeMismatch { .. })));
+        assert!(matches!(
+            dequantize_into("t", GgmlType::Q4_0, &[0; 18], &mut out),
+            Err(QuantError::SizeMismatch { expected: 0, .. })
+        ));
+        assert!(matches!(
+            dequantize("t", GgmlType::Q8_0, &[0; 34], usize::MAX),
+            Err(QuantError::SizeMismatch { .. })
+        ));
         let e = dequantize_rows("t", GgmlType::Q8_0, &[0; 68], 32, 1..3, &mut out).unwrap_err();
-        assert!(matches!(e, QuantError::RowsOutOfRange { n_rows: 2, .. }), "{e}");
+        assert!(
+            matches!(e, QuantError::RowsOutOfRange { n_rows: 2, .. }),
+            "{e}"
+        );
         #[allow(clippy::reversed_empty_ranges)]
         let e = dequantize_rows("t", GgmlType::Q8_0, &[0; 68], 32, 2..1, &mut out).unwrap_err();
         assert!(matches!(e, QuantError::RowsOutOfRange { .. }), "{e}");

@@ -35,7 +35,11 @@ pub enum ReferenceError {
     #[error("token id {id} is outside the vocabulary of {n_vocab}")]
     BadToken { id: u32, n_vocab: usize },
     #[error("context is full: {used} + {new} tokens exceed the cache capacity of {capacity}")]
-    ContextFull { used: usize, new: usize, capacity: usize },
+    ContextFull {
+        used: usize,
+        new: usize,
+        capacity: usize,
+    },
 }
 
 struct Layer {
@@ -117,8 +121,14 @@ impl ReferenceModel {
         let cfg = LlamaConfig::from_gguf(meta, info)?;
         cfg.validate_tensors(info)?;
         let load = |name: &str| -> Result<Vec<f32>, ReferenceError> {
-            let (i, data) = tensor(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
-            Ok(quant::dequantize(name, i.ggml_type, data, i.n_elements() as usize)?)
+            let (i, data) =
+                tensor(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
+            Ok(quant::dequantize(
+                name,
+                i.ggml_type,
+                data,
+                i.n_elements() as usize,
+            )?)
         };
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for l in 0..cfg.n_layer {
@@ -141,7 +151,11 @@ impl ReferenceModel {
         };
         Ok(ReferenceModel {
             tok_embd: load(names::TOKEN_EMBD)?,
-            output: if cfg.tied_output { None } else { Some(load(names::OUTPUT)?) },
+            output: if cfg.tied_output {
+                None
+            } else {
+                Some(load(names::OUTPUT)?)
+            },
             output_norm: load(names::OUTPUT_NORM)?,
             layers,
             freq_factors,
@@ -152,23 +166,44 @@ impl ReferenceModel {
 
     /// Loads from an opened (possibly split) GGUF file.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn from_gguf(model: &crate::gguf::GgufModel, opts: ReferenceOptions) -> Result<Self, ReferenceError> {
-        Self::load(model.metadata(), |n| model.tensor(n).map(|t| (t.info, t.data)), opts)
+    pub fn from_gguf(
+        model: &crate::gguf::GgufModel,
+        opts: ReferenceOptions,
+    ) -> Result<Self, ReferenceError> {
+        Self::load(
+            model.metadata(),
+            |n| model.tensor(n).map(|t| (t.info, t.data)),
+            opts,
+        )
     }
 
     /// An empty cache for up to `capacity` positions (capped at the model's context length).
     pub fn new_cache(&self, capacity: usize) -> KvCache {
         let capacity = capacity.min(self.cfg.context_length).max(1);
-        KvCache { k: vec![Vec::new(); self.cfg.n_layer], v: vec![Vec::new(); self.cfg.n_layer], len: 0, capacity }
+        KvCache {
+            k: vec![Vec::new(); self.cfg.n_layer],
+            v: vec![Vec::new(); self.cfg.n_layer],
+            len: 0,
+            capacity,
+        }
     }
 
     /// Runs `tokens` at the positions following those in `cache`, appends their keys/values,
     /// and returns logits (`n_vocab` per returned position).
-    pub fn forward(&self, cache: &mut KvCache, tokens: &[u32], which: Logits) -> Result<Vec<f32>, ReferenceError> {
+    pub fn forward(
+        &self,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        which: Logits,
+    ) -> Result<Vec<f32>, ReferenceError> {
         let c = &self.cfg;
         let (t_n, e) = (tokens.len(), c.n_embd);
         if cache.len + t_n > cache.capacity {
-            return Err(ReferenceError::ContextFull { used: cache.len, new: t_n, capacity: cache.capacity });
+            return Err(ReferenceError::ContextFull {
+                used: cache.len,
+                new: t_n,
+                capacity: cache.capacity,
+            });
         }
         if t_n == 0 {
             return Ok(Vec::new());
@@ -177,15 +212,29 @@ impl ReferenceModel {
         for (t, &id) in tokens.iter().enumerate() {
             let id = id as usize;
             if id >= c.n_vocab {
-                return Err(ReferenceError::BadToken { id: id as u32, n_vocab: c.n_vocab });
+                return Err(ReferenceError::BadToken {
+                    id: id as u32,
+                    n_vocab: c.n_vocab,
+                });
             }
             x[t * e..(t + 1) * e].copy_from_slice(&self.tok_embd[id * e..(id + 1) * e]);
         }
         let (hd, nq, nkv) = (c.head_dim, c.n_head * c.head_dim, c.n_head_kv * c.head_dim);
         let pos0 = cache.len;
-        let (cos, sin) = ops::rope_tables(pos0, t_n, c.rope_dim, c.rope_theta, c.rope_freq_scale(), self.freq_factors.as_deref());
+        let (cos, sin) = ops::rope_tables(
+            pos0,
+            t_n,
+            c.rope_dim,
+            c.rope_theta,
+            c.rope_freq_scale(),
+            self.freq_factors.as_deref(),
+        );
         let mut h = vec![0f32; t_n * e];
-        let (mut q, mut k, mut v) = (vec![0f32; t_n * nq], vec![0f32; t_n * nkv], vec![0f32; t_n * nkv]);
+        let (mut q, mut k, mut v) = (
+            vec![0f32; t_n * nq],
+            vec![0f32; t_n * nkv],
+            vec![0f32; t_n * nkv],
+        );
         let mut attn = vec![0f32; t_n * nq];
         let (mut g, mut u) = (vec![0f32; t_n * c.n_ff], vec![0f32; t_n * c.n_ff]);
         let mut o = vec![0f32; t_n * e];
@@ -203,7 +252,16 @@ impl ReferenceModel {
             }
             cache.k[l].extend_from_slice(&k);
             cache.v[l].extend_from_slice(&v);
-            ops::attention(&q, &cache.k[l], &cache.v[l], pos0, c.n_head, c.n_head_kv, hd, &mut attn);
+            ops::attention(
+                &q,
+                &cache.k[l],
+                &cache.v[l],
+                pos0,
+                c.n_head,
+                c.n_head_kv,
+                hd,
+                &mut attn,
+            );
             ops::matmul(&attn, &w.wo, nq, &mut o);
             ops::add_assign(&mut x, &o);
             ops::rms_norm(&x, &w.ffn_norm, c.rms_eps, &mut h);
@@ -221,7 +279,12 @@ impl ReferenceModel {
         let mut normed = vec![0f32; rows.len()];
         ops::rms_norm(rows, &self.output_norm, c.rms_eps, &mut normed);
         let mut logits = vec![0f32; rows.len() / e * c.n_vocab];
-        ops::matmul(&normed, self.output.as_deref().unwrap_or(&self.tok_embd), e, &mut logits);
+        ops::matmul(
+            &normed,
+            self.output.as_deref().unwrap_or(&self.tok_embd),
+            e,
+            &mut logits,
+        );
         Ok(logits)
     }
 }

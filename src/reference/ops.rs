@@ -38,7 +38,9 @@ fn threads() -> usize {
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
-        std::thread::available_parallelism().map_or(1, |n| n.get()).min(16)
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(16)
     }
 }
 
@@ -89,7 +91,14 @@ pub fn matmul(x: &[f32], w: &[f32], k_dim: usize, out: &mut [f32]) {
 /// cos/sin tables `[token][pair]` for positions `pos0..pos0+n`, computed like ggml's rope:
 /// theta for pair i is pos · freq_scale · base^(-2i/dim) / freq_factor[i], with the power built
 /// by repeated f32 multiplication.
-pub fn rope_tables(pos0: usize, n: usize, dim: usize, base: f32, freq_scale: f32, freq_factors: Option<&[f32]>) -> (Vec<f32>, Vec<f32>) {
+pub fn rope_tables(
+    pos0: usize,
+    n: usize,
+    dim: usize,
+    base: f32,
+    freq_scale: f32,
+    freq_factors: Option<&[f32]>,
+) -> (Vec<f32>, Vec<f32>) {
     let pairs = dim / 2;
     let theta_scale = base.powf(-2.0 / dim as f32);
     let (mut cos, mut sin) = (Vec::with_capacity(n * pairs), Vec::with_capacity(n * pairs));
@@ -112,7 +121,10 @@ pub fn rope(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
     let row = cos.len() / pairs; // tokens
     let width = x.len() / row;
     for t in 0..row {
-        let (c, s) = (&cos[t * pairs..(t + 1) * pairs], &sin[t * pairs..(t + 1) * pairs]);
+        let (c, s) = (
+            &cos[t * pairs..(t + 1) * pairs],
+            &sin[t * pairs..(t + 1) * pairs],
+        );
         for head in x[t * width..(t + 1) * width].chunks_exact_mut(head_dim) {
             for i in 0..pairs {
                 let (x0, x1) = (head[2 * i], head[2 * i + 1]);
@@ -126,7 +138,16 @@ pub fn rope(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
 /// Causal grouped-query attention. `q` holds the new tokens (`[t][n_head·hd]`) at positions
 /// `pos0..`; `k`/`v` hold every cached position including the new ones (`[pos][n_kv·hd]`).
 #[allow(clippy::too_many_arguments)]
-pub fn attention(q: &[f32], k: &[f32], v: &[f32], pos0: usize, n_head: usize, n_kv: usize, hd: usize, out: &mut [f32]) {
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    pos0: usize,
+    n_head: usize,
+    n_kv: usize,
+    hd: usize,
+    out: &mut [f32],
+) {
     let (qw, kw) = (n_head * hd, n_kv * hd);
     let group = n_head / n_kv;
     let scale = 1.0 / (hd as f32).sqrt();
@@ -138,7 +159,9 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], pos0: usize, n_head: usize, n_
             let kh = h / group;
             let qv = &q[t * qw + h * hd..t * qw + (h + 1) * hd];
             scores.clear();
-            scores.extend((0..n_ctx).map(|s| dot(qv, &k[s * kw + kh * hd..s * kw + (kh + 1) * hd]) * scale));
+            scores.extend(
+                (0..n_ctx).map(|s| dot(qv, &k[s * kw + kh * hd..s * kw + (kh + 1) * hd]) * scale),
+            );
             softmax(&mut scores);
             let o = &mut out[t * qw + h * hd..t * qw + (h + 1) * hd];
             o.fill(0.0);
@@ -182,6 +205,11 @@ pub fn add_assign(x: &mut [f32], y: &[f32]) {
 /// log-softmax of one row of logits, in f64 for accuracy of small probabilities.
 pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let lse = max + logits.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln();
+    let lse = max
+        + logits
+            .iter()
+            .map(|&l| (l as f64 - max).exp())
+            .sum::<f64>()
+            .ln();
     logits.iter().map(|&l| (l as f64 - lse) as f32).collect()
 }

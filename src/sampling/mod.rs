@@ -55,13 +55,27 @@ pub struct SamplerError {
 impl SamplerConfig {
     /// Greedy decoding: always the most likely token.
     pub fn greedy() -> Self {
-        SamplerConfig { temperature: 0.0, top_k: 1, ..Default::default() }
+        SamplerConfig {
+            temperature: 0.0,
+            top_k: 1,
+            ..Default::default()
+        }
     }
 
     pub fn validate(&self) -> Result<(), SamplerError> {
-        let err = |name, value: f32, why| Err(SamplerError { name, value: value.to_string(), why });
+        let err = |name, value: f32, why| {
+            Err(SamplerError {
+                name,
+                value: value.to_string(),
+                why,
+            })
+        };
         if !self.temperature.is_finite() || self.temperature < 0.0 {
-            return err("temperature", self.temperature, "must be a finite number >= 0");
+            return err(
+                "temperature",
+                self.temperature,
+                "must be a finite number >= 0",
+            );
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return err("top_p", self.top_p, "must be in (0, 1]");
@@ -70,13 +84,25 @@ impl SamplerConfig {
             return err("min_p", self.min_p, "must be in [0, 1]");
         }
         if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
-            return err("repeat_penalty", self.repeat_penalty, "must be a finite number > 0");
+            return err(
+                "repeat_penalty",
+                self.repeat_penalty,
+                "must be a finite number > 0",
+            );
         }
         if !self.frequency_penalty.is_finite() || self.frequency_penalty.abs() > 2.0 {
-            return err("frequency_penalty", self.frequency_penalty, "must be in [-2, 2]");
+            return err(
+                "frequency_penalty",
+                self.frequency_penalty,
+                "must be in [-2, 2]",
+            );
         }
         if !self.presence_penalty.is_finite() || self.presence_penalty.abs() > 2.0 {
-            return err("presence_penalty", self.presence_penalty, "must be in [-2, 2]");
+            return err(
+                "presence_penalty",
+                self.presence_penalty,
+                "must be in [-2, 2]",
+            );
         }
         for &(_, b) in &self.logit_bias {
             if b.is_nan() || b == f32::INFINITY {
@@ -129,6 +155,17 @@ impl Sampler {
         &self.cfg
     }
 
+    /// Whether sampling reduces to argmax of the raw logits (no penalties or bias), so a
+    /// backend may pick the token itself.
+    pub fn is_plain_greedy(&self) -> bool {
+        let c = &self.cfg;
+        (c.temperature <= 0.0 || c.top_k == 1)
+            && c.repeat_penalty == 1.0
+            && c.frequency_penalty == 0.0
+            && c.presence_penalty == 0.0
+            && c.logit_bias.is_empty()
+    }
+
     /// Picks the next token from `logits` given the tokens so far (for penalties).
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
         let mut logits = logits.to_vec();
@@ -142,11 +179,20 @@ impl Sampler {
             return argmax(&logits);
         }
         // Candidates sorted by logit, descending; ties broken by id so results are stable.
-        let mut cand: Vec<(u32, f32)> = logits.iter().enumerate().filter(|(_, l)| l.is_finite() || **l == f32::INFINITY).map(|(i, &l)| (i as u32, l)).collect();
+        let mut cand: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.is_finite() || **l == f32::INFINITY)
+            .map(|(i, &l)| (i as u32, l))
+            .collect();
         if cand.is_empty() {
             return argmax(&logits);
         }
-        let k = if self.cfg.top_k == 0 { cand.len() } else { self.cfg.top_k.min(cand.len()) };
+        let k = if self.cfg.top_k == 0 {
+            cand.len()
+        } else {
+            self.cfg.top_k.min(cand.len())
+        };
         if k < cand.len() {
             cand.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             cand.truncate(k);
@@ -194,7 +240,9 @@ impl Sampler {
             *counts.entry(t).or_default() += 1;
         }
         for (&t, &n) in &counts {
-            let Some(l) = logits.get_mut(t as usize) else { continue };
+            let Some(l) = logits.get_mut(t as usize) else {
+                continue;
+            };
             // llama.cpp: divide positive logits, multiply negative ones.
             if *l <= 0.0 {
                 *l *= c.repeat_penalty;
@@ -222,7 +270,10 @@ pub fn argmax(logits: &[f32]) -> u32 {
 fn softmax_of(cand: &[(u32, f32)], temperature: f32) -> Vec<f64> {
     let max = cand[0].1 as f64;
     let t = temperature.max(1e-6) as f64;
-    let e: Vec<f64> = cand.iter().map(|&(_, l)| ((l as f64 - max) / t).exp()).collect();
+    let e: Vec<f64> = cand
+        .iter()
+        .map(|&(_, l)| ((l as f64 - max) / t).exp())
+        .collect();
     let sum: f64 = e.iter().sum();
     e.into_iter().map(|x| x / sum).collect()
 }
@@ -243,46 +294,121 @@ mod tests {
 
     #[test]
     fn same_seed_same_tokens_and_different_seed_differs() {
-        let cfg = SamplerConfig { temperature: 1.5, top_k: 0, top_p: 1.0, min_p: 0.0, seed: 7, ..Default::default() };
+        let cfg = SamplerConfig {
+            temperature: 1.5,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed: 7,
+            ..Default::default()
+        };
         let draw = |cfg: &SamplerConfig| {
             let mut s = Sampler::new(cfg.clone()).unwrap();
-            (0..64).map(|_| s.sample(&logits(), &[])).collect::<Vec<_>>()
+            (0..64)
+                .map(|_| s.sample(&logits(), &[]))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(&cfg), draw(&cfg));
-        assert_ne!(draw(&cfg), draw(&SamplerConfig { seed: 8, ..cfg.clone() }));
-        assert!(draw(&cfg).iter().collect::<std::collections::HashSet<_>>().len() > 2);
+        assert_ne!(
+            draw(&cfg),
+            draw(&SamplerConfig {
+                seed: 8,
+                ..cfg.clone()
+            })
+        );
+        assert!(
+            draw(&cfg)
+                .iter()
+                .collect::<std::collections::HashSet<_>>()
+                .len()
+                > 2
+        );
     }
 
     #[test]
     fn top_k_top_p_min_p_restrict() {
-        let base = SamplerConfig { temperature: 5.0, top_k: 0, top_p: 1.0, min_p: 0.0, ..Default::default() };
+        let base = SamplerConfig {
+            temperature: 5.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            ..Default::default()
+        };
         let seen = |cfg: SamplerConfig| {
             let mut s = Sampler::new(cfg).unwrap();
-            (0..400).map(|_| s.sample(&logits(), &[])).collect::<std::collections::BTreeSet<_>>()
+            (0..400)
+                .map(|_| s.sample(&logits(), &[]))
+                .collect::<std::collections::BTreeSet<_>>()
         };
-        assert_eq!(seen(SamplerConfig { top_k: 2, ..base.clone() }), [1, 4].into());
+        assert_eq!(
+            seen(SamplerConfig {
+                top_k: 2,
+                ..base.clone()
+            }),
+            [1, 4].into()
+        );
         // probs at T=1: 3.0 → .43, 2.5 → .26, 2.0 → .16: 0.5 needs two tokens.
-        assert_eq!(seen(SamplerConfig { top_p: 0.5, ..base.clone() }), [1, 4].into());
+        assert_eq!(
+            seen(SamplerConfig {
+                top_p: 0.5,
+                ..base.clone()
+            }),
+            [1, 4].into()
+        );
         // min_p 0.5: e^(l-3) >= .5 ⇔ l >= 2.31.
-        assert_eq!(seen(SamplerConfig { min_p: 0.5, ..base.clone() }), [1, 4].into());
+        assert_eq!(
+            seen(SamplerConfig {
+                min_p: 0.5,
+                ..base.clone()
+            }),
+            [1, 4].into()
+        );
     }
 
     #[test]
     fn penalties_and_bias() {
-        let mut s = Sampler::new(SamplerConfig { repeat_penalty: 2.0, ..SamplerConfig::greedy() }).unwrap();
+        let mut s = Sampler::new(SamplerConfig {
+            repeat_penalty: 2.0,
+            ..SamplerConfig::greedy()
+        })
+        .unwrap();
         // 3.0 / 2 = 1.5 < 2.5
         assert_eq!(s.sample(&logits(), &[1]), 4);
-        let mut s = Sampler::new(SamplerConfig { presence_penalty: 1.5, ..SamplerConfig::greedy() }).unwrap();
+        let mut s = Sampler::new(SamplerConfig {
+            presence_penalty: 1.5,
+            ..SamplerConfig::greedy()
+        })
+        .unwrap();
         assert_eq!(s.sample(&logits(), &[1, 4]), 2);
-        let mut s = Sampler::new(SamplerConfig { logit_bias: vec![(1, f32::NEG_INFINITY), (5, 10.0)], ..SamplerConfig::greedy() }).unwrap();
+        let mut s = Sampler::new(SamplerConfig {
+            logit_bias: vec![(1, f32::NEG_INFINITY), (5, 10.0)],
+            ..SamplerConfig::greedy()
+        })
+        .unwrap();
         assert_eq!(s.sample(&logits(), &[]), 5);
     }
 
     #[test]
     fn invalid_parameters_are_rejected() {
-        assert!(Sampler::new(SamplerConfig { temperature: -1.0, ..Default::default() }).is_err());
-        assert!(Sampler::new(SamplerConfig { top_p: 0.0, ..Default::default() }).is_err());
-        assert!(Sampler::new(SamplerConfig { min_p: f32::NAN, ..Default::default() }).is_err());
-        assert!(Sampler::new(SamplerConfig { logit_bias: vec![(0, f32::NAN)], ..Default::default() }).is_err());
+        assert!(Sampler::new(SamplerConfig {
+            temperature: -1.0,
+            ..Default::default()
+        })
+        .is_err());
+        assert!(Sampler::new(SamplerConfig {
+            top_p: 0.0,
+            ..Default::default()
+        })
+        .is_err());
+        assert!(Sampler::new(SamplerConfig {
+            min_p: f32::NAN,
+            ..Default::default()
+        })
+        .is_err());
+        assert!(Sampler::new(SamplerConfig {
+            logit_bias: vec![(0, f32::NAN)],
+            ..Default::default()
+        })
+        .is_err());
     }
 }

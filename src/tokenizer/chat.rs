@@ -45,7 +45,10 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        ChatMessage { role: role.into(), content: content.into() }
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
     }
     pub fn system(content: impl Into<String>) -> Self {
         Self::new("system", content)
@@ -96,7 +99,10 @@ pub fn apply_chat_template(
     eos_token: &str,
 ) -> Result<String, TemplateError> {
     let raised: Arc<Mutex<Option<String>>> = Arc::default();
-    let budget = Arc::new(RangeBudget { left: AtomicU64::new(MAX_RANGE_ITEMS), exhausted: AtomicBool::new(false) });
+    let budget = Arc::new(RangeBudget {
+        left: AtomicU64::new(MAX_RANGE_ITEMS),
+        exhausted: AtomicBool::new(false),
+    });
 
     let mut env = Environment::new();
     env.set_trim_blocks(true);
@@ -107,43 +113,64 @@ pub fn apply_chat_template(
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     {
         let raised = raised.clone();
-        env.add_function("raise_exception", move |msg: String| -> Result<Value, Error> {
-            *raised.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg.clone());
-            Err(Error::new(ErrorKind::InvalidOperation, msg))
-        });
+        env.add_function(
+            "raise_exception",
+            move |msg: String| -> Result<Value, Error> {
+                *raised.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg.clone());
+                Err(Error::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
     }
-    env.add_function("strftime_now", |format: String| -> String { strftime(&format, now_unix_seconds()) });
+    env.add_function("strftime_now", |format: String| -> String {
+        strftime(&format, now_unix_seconds())
+    });
     {
         let budget = budget.clone();
-        env.add_function("range", move |a: i64, b: Option<i64>, step: Option<i64>| -> Result<Value, Error> {
-            PyRange::new(a, b, step, budget.clone()).map(Value::from_object)
-        });
+        env.add_function(
+            "range",
+            move |a: i64, b: Option<i64>, step: Option<i64>| -> Result<Value, Error> {
+                PyRange::new(a, b, step, budget.clone()).map(Value::from_object)
+            },
+        );
     }
     env.add_filter("tojson", tojson);
 
-    let tmpl = env.template_from_str(template).map_err(|e| TemplateError::Syntax(describe(&e)))?;
+    let tmpl = env
+        .template_from_str(template)
+        .map_err(|e| TemplateError::Syntax(describe(&e)))?;
     let ctx = minijinja::context! {
         messages => messages,
         add_generation_prompt => add_generation_prompt,
         bos_token => bos_token,
         eos_token => eos_token,
     };
-    let mut out = LimitedWriter { buf: Vec::new(), limit: MAX_TEMPLATE_OUTPUT, exceeded: false };
+    let mut out = LimitedWriter {
+        buf: Vec::new(),
+        limit: MAX_TEMPLATE_OUTPUT,
+        exceeded: false,
+    };
     let result = tmpl.render_captured_to(ctx, &mut out);
-    let fuel_error = TemplateError::FuelExhausted { fuel: TEMPLATE_FUEL, range_items: MAX_RANGE_ITEMS };
+    let fuel_error = TemplateError::FuelExhausted {
+        fuel: TEMPLATE_FUEL,
+        range_items: MAX_RANGE_ITEMS,
+    };
     if out.exceeded {
-        return Err(TemplateError::OutputTooLarge { limit: MAX_TEMPLATE_OUTPUT });
+        return Err(TemplateError::OutputTooLarge {
+            limit: MAX_TEMPLATE_OUTPUT,
+        });
     }
     if budget.exhausted.load(Ordering::Relaxed) {
         return Err(fuel_error);
     }
     match result {
-        Ok(_) => String::from_utf8(out.buf).map_err(|e| TemplateError::Render(format!("output is not UTF-8: {e}"))),
+        Ok(_) => String::from_utf8(out.buf)
+            .map_err(|e| TemplateError::Render(format!("output is not UTF-8: {e}"))),
         Err(e) => {
             if let Some(msg) = raised.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 return Err(TemplateError::Raised(msg));
             }
-            let chain = || std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source());
+            let chain =
+                || std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source());
             let kinds = || {
                 std::iter::successors(Some(&e), |e| {
                     std::error::Error::source(*e).and_then(|s| s.downcast_ref::<Error>())
@@ -154,7 +181,9 @@ pub fn apply_chat_template(
                 return Err(fuel_error);
             }
             if chain().any(|e| e.to_string().contains("recursion limit exceeded")) {
-                return Err(TemplateError::RecursionLimit { limit: TEMPLATE_RECURSION_LIMIT });
+                return Err(TemplateError::RecursionLimit {
+                    limit: TEMPLATE_RECURSION_LIMIT,
+                });
             }
             if kinds().any(|k| k == ErrorKind::SyntaxError) {
                 return Err(TemplateError::Syntax(describe(&e)));
@@ -205,7 +234,10 @@ struct RangeBudget {
 
 impl RangeBudget {
     fn take(&self) -> bool {
-        let ok = self.left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok();
+        let ok = self
+            .left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
         if !ok {
             self.exhausted.store(true, Ordering::Relaxed);
         }
@@ -223,14 +255,22 @@ struct PyRange {
 }
 
 impl PyRange {
-    fn new(a: i64, b: Option<i64>, step: Option<i64>, budget: Arc<RangeBudget>) -> Result<Self, Error> {
+    fn new(
+        a: i64,
+        b: Option<i64>,
+        step: Option<i64>,
+        budget: Arc<RangeBudget>,
+    ) -> Result<Self, Error> {
         let (start, stop) = match b {
             Some(b) => (a, b),
             None => (0, a),
         };
         let step = step.unwrap_or(1);
         if step == 0 {
-            return Err(Error::new(ErrorKind::InvalidOperation, "range() arg 3 must not be zero"));
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "range() arg 3 must not be zero",
+            ));
         }
         let (start_w, stop_w, step_w) = (start as i128, stop as i128, step as i128);
         let len = if step > 0 && stop_w > start_w {
@@ -240,7 +280,12 @@ impl PyRange {
         } else {
             0
         };
-        Ok(PyRange { start, step, len: len as u64, budget })
+        Ok(PyRange {
+            start,
+            step,
+            len: len as u64,
+            budget,
+        })
     }
 
     fn item(&self, i: u64) -> Value {
@@ -255,13 +300,21 @@ impl Object for PyRange {
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         let i = key.as_i64()?;
-        let i = if i < 0 { self.len as i128 + i as i128 } else { i as i128 };
-        (0..self.len as i128).contains(&i).then(|| self.item(i as u64))
+        let i = if i < 0 {
+            self.len as i128 + i as i128
+        } else {
+            i as i128
+        };
+        (0..self.len as i128)
+            .contains(&i)
+            .then(|| self.item(i as u64))
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
         let this = self.clone();
-        Enumerator::Iter(Box::new((0..self.len).map_while(move |i| this.budget.take().then(|| this.item(i)))))
+        Enumerator::Iter(Box::new(
+            (0..self.len).map_while(move |i| this.budget.take().then(|| this.item(i))),
+        ))
     }
 
     fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
@@ -277,7 +330,12 @@ fn tojson(value: Value, indent: Option<Value>, kwargs: Kwargs) -> Result<Value, 
         Some(v) if v.is_none() || v.is_undefined() => None,
         Some(v) if v.kind() == ValueKind::String => Some(v.as_str().unwrap_or("").to_string()),
         Some(v) => {
-            let n = v.as_usize().ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "tojson: indent must be a non-negative integer"))?;
+            let n = v.as_usize().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidOperation,
+                    "tojson: indent must be a non-negative integer",
+                )
+            })?;
             Some(" ".repeat(n.min(64)))
         }
     };
@@ -285,7 +343,16 @@ fn tojson(value: Value, indent: Option<Value>, kwargs: Kwargs) -> Result<Value, 
     let sort_keys = kwargs.get::<Option<bool>>("sort_keys")?.unwrap_or(false);
     kwargs.assert_all_used()?;
     let mut out = String::new();
-    write_json(&value, &JsonStyle { indent, ensure_ascii, sort_keys }, 0, &mut out)?;
+    write_json(
+        &value,
+        &JsonStyle {
+            indent,
+            ensure_ascii,
+            sort_keys,
+        },
+        0,
+        &mut out,
+    )?;
     Ok(Value::from_safe_string(out))
 }
 
@@ -297,7 +364,10 @@ struct JsonStyle {
 
 fn write_json(v: &Value, style: &JsonStyle, depth: usize, out: &mut String) -> Result<(), Error> {
     if depth > 64 {
-        return Err(Error::new(ErrorKind::InvalidOperation, "tojson: value nested too deeply"));
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "tojson: value nested too deeply",
+        ));
     }
     let newline = |out: &mut String, level: usize| {
         if let Some(ind) = &style.indent {
@@ -364,7 +434,10 @@ fn write_json(v: &Value, style: &JsonStyle, depth: usize, out: &mut String) -> R
             out.push('}');
         }
         _ => {
-            return Err(Error::new(ErrorKind::InvalidOperation, format!("tojson: cannot serialize a {}", v.kind())));
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("tojson: cannot serialize a {}", v.kind()),
+            ));
         }
     }
     Ok(())
@@ -400,7 +473,11 @@ fn python_float(f: f64) -> String {
         return "NaN".into();
     }
     if f.is_infinite() {
-        return if f > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+        return if f > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
     }
     let a = f.abs();
     if a != 0.0 && !(1e-4..1e16).contains(&a) {
@@ -419,7 +496,10 @@ fn python_float(f: f64) -> String {
 
 #[cfg(not(target_arch = "wasm32"))]
 fn now_unix_seconds() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -455,9 +535,29 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 /// A subset of C `strftime` in UTC: `%Y %y %m %d %e %H %I %M %S %p %b %h %B %a %A %j %F %T %%`, with
 /// glibc's `-` flag (`%-d`) for no padding. Unknown codes are copied as written.
 fn strftime(format: &str, unix: i64) -> String {
-    const MONTHS: [&str; 12] =
-        ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
-    const DAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    const DAYS: [&str; 7] = [
+        "Sunday",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+    ];
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
@@ -475,7 +575,13 @@ fn strftime(format: &str, unix: i64) -> String {
         if unpadded {
             chars.next();
         }
-        let num = |v: i64, width: usize| if unpadded { v.to_string() } else { format!("{v:0width$}") };
+        let num = |v: i64, width: usize| {
+            if unpadded {
+                v.to_string()
+            } else {
+                format!("{v:0width$}")
+            }
+        };
         let Some(code) = chars.next() else {
             out.push('%');
             break;
@@ -486,7 +592,11 @@ fn strftime(format: &str, unix: i64) -> String {
             'y' => out.push_str(&num(y.rem_euclid(100), 2)),
             'm' => out.push_str(&num(m as i64, 2)),
             'd' => out.push_str(&num(d as i64, 2)),
-            'e' => out.push_str(&if unpadded { d.to_string() } else { format!("{d:>2}") }),
+            'e' => out.push_str(&if unpadded {
+                d.to_string()
+            } else {
+                format!("{d:>2}")
+            }),
             'H' => out.push_str(&num(hh, 2)),
             'I' => out.push_str(&num(hour12, 2)),
             'M' => out.push_str(&num(mm, 2)),
@@ -521,8 +631,14 @@ mod tests {
         // 2024-07-26 13:05:09 UTC, a Friday, day 208 of a leap year.
         let t = 1_722_000_000 - 1_722_000_000 % 86_400 + 13 * 3600 + 5 * 60 + 9;
         assert_eq!(strftime("%d %b %Y", t), "26 Jul 2024");
-        assert_eq!(strftime("%-d %B %y, %A %H:%M:%S %j %p %%", t), "26 July 24, Friday 13:05:09 208 PM %");
-        assert_eq!(strftime("%F %T %a %-m %Q", 0), "1970-01-01 00:00:00 Thu 1 %Q");
+        assert_eq!(
+            strftime("%-d %B %y, %A %H:%M:%S %j %p %%", t),
+            "26 July 24, Friday 13:05:09 208 PM %"
+        );
+        assert_eq!(
+            strftime("%F %T %a %-m %Q", 0),
+            "1970-01-01 00:00:00 Thu 1 %Q"
+        );
         assert_eq!(strftime("%j", 951_782_400), "060"); // 2000-02-29
         for days in [-800_000i64, -1, 0, 59, 10_956, 19_930, 2_000_000] {
             let (y, m, d) = civil_from_days(days);
@@ -549,7 +665,13 @@ mod tests {
     #[test]
     fn python_range_and_methods() {
         let t = "{{ range(3)|list }} {{ range(1, 10, 4)|list }} {{ range(5, 0, -2)|list }} {{ range(4)|length }} {{ range(10)[-1] }} {{ '  hi  '.strip() }} {{ 'a,b'.split(',') }}";
-        assert_eq!(apply_chat_template(t, &[], false, "", "").unwrap(), "[0, 1, 2] [1, 5, 9] [5, 3, 1] 4 9 hi [\"a\", \"b\"]");
-        assert!(matches!(apply_chat_template("{{ range(1, 2, 0) }}", &[], false, "", ""), Err(TemplateError::Render(_))));
+        assert_eq!(
+            apply_chat_template(t, &[], false, "", "").unwrap(),
+            "[0, 1, 2] [1, 5, 9] [5, 3, 1] 4 9 hi [\"a\", \"b\"]"
+        );
+        assert!(matches!(
+            apply_chat_template("{{ range(1, 2, 0) }}", &[], false, "", ""),
+            Err(TemplateError::Render(_))
+        ));
     }
 }

@@ -38,8 +38,8 @@
 //!   ModernBERT) are not applied: none of those models is byte-level BPE with a supported
 //!   pre-tokenizer.
 
-pub mod chat;
 mod bytelevel;
+pub mod chat;
 mod pretok;
 mod stream;
 
@@ -114,14 +114,44 @@ const EOT_NAMES: &[&str] = &[
     "<end_of_utterance>",
 ];
 const EOM_NAMES: &[&str] = &["<|eom_id|>"];
-const FIM_PRE_NAMES: &[&str] =
-    &["<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>", "<|code_prefix|>", "<|prefix|>"];
-const FIM_SUF_NAMES: &[&str] =
-    &["<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>", "<SUF>", "▁<SUF>", "<|code_suffix|>", "<|suffix|>"];
-const FIM_MID_NAMES: &[&str] =
-    &["<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>", "▁<MID>", "<|code_middle|>", "<|middle|>"];
+const FIM_PRE_NAMES: &[&str] = &[
+    "<|fim_prefix|>",
+    "<fim-prefix>",
+    "<fim_prefix>",
+    "<｜fim▁begin｜>",
+    "<PRE>",
+    "▁<PRE>",
+    "<|code_prefix|>",
+    "<|prefix|>",
+];
+const FIM_SUF_NAMES: &[&str] = &[
+    "<|fim_suffix|>",
+    "<fim-suffix>",
+    "<fim_suffix>",
+    "<｜fim▁hole｜>",
+    "<SUF>",
+    "▁<SUF>",
+    "<|code_suffix|>",
+    "<|suffix|>",
+];
+const FIM_MID_NAMES: &[&str] = &[
+    "<|fim_middle|>",
+    "<fim-middle>",
+    "<fim_middle>",
+    "<｜fim▁end｜>",
+    "<MID>",
+    "▁<MID>",
+    "<|code_middle|>",
+    "<|middle|>",
+];
 const FIM_PAD_NAMES: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"];
-const FIM_REP_NAMES: &[&str] = &["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"];
+const FIM_REP_NAMES: &[&str] = &[
+    "<|fim_repo|>",
+    "<|repo_name|>",
+    "<fim-repo>",
+    "<REPO>",
+    "<reponame>",
+];
 const FIM_SEP_NAMES: &[&str] = &["<|file_sep|>"];
 /// Token texts that always end generation (llama.cpp's `special_eog_ids` name list).
 const EOG_NAMES: &[&str] = &[
@@ -251,7 +281,13 @@ impl Tokenizer {
         let tokens: Vec<String> = raw_tokens
             .iter()
             .enumerate()
-            .map(|(i, t)| if t.is_empty() { format!("[EMPTY_{i}]") } else { t.to_string() })
+            .map(|(i, t)| {
+                if t.is_empty() {
+                    format!("[EMPTY_{i}]")
+                } else {
+                    t.to_string()
+                }
+            })
             .collect();
         drop(raw_tokens);
 
@@ -271,12 +307,18 @@ impl Tokenizer {
 
         let merges_raw = meta.str_array("tokenizer.ggml.merges")?;
         // llama.cpp: split at the first space after the first byte; the first rank of a pair wins.
-        let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let vocab: tokenizers::models::bpe::Vocab = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
         let mut seen = std::collections::HashSet::with_capacity(merges_raw.len());
         let mut merges = Vec::with_capacity(merges_raw.len());
         for m in merges_raw {
             // Byte offsets: the space is ASCII, so both halves stay valid UTF-8.
-            let Some(pos) = m.bytes().skip(1).position(|b| b == b' ').map(|p| p + 1) else { continue };
+            let Some(pos) = m.bytes().skip(1).position(|b| b == b' ').map(|p| p + 1) else {
+                continue;
+            };
             let (a, b) = (&m[..pos], &m[pos + 1..]);
             if a.is_empty() || b.is_empty() || !vocab.contains_key(a) || !vocab.contains_key(b) {
                 continue;
@@ -316,8 +358,12 @@ impl Tokenizer {
             fim_pad: read_id("tokenizer.ggml.fim_pad_token_id", None)?,
             fim_rep: read_id("tokenizer.ggml.fim_rep_token_id", None)?,
             fim_sep: read_id("tokenizer.ggml.fim_sep_token_id", None)?,
-            add_bos: meta.bool_opt("tokenizer.ggml.add_bos_token")?.unwrap_or(pre.add_bos),
-            add_eos: meta.bool_opt("tokenizer.ggml.add_eos_token")?.unwrap_or(false),
+            add_bos: meta
+                .bool_opt("tokenizer.ggml.add_bos_token")?
+                .unwrap_or(pre.add_bos),
+            add_eos: meta
+                .bool_opt("tokenizer.ggml.add_eos_token")?
+                .unwrap_or(false),
             clean_spaces: pre.clean_spaces,
         };
         // Deprecated spellings of the FIM keys, read after the new ones (llama.cpp's order).
@@ -332,7 +378,14 @@ impl Tokenizer {
         }
         let chat_template = meta.str_opt("tokenizer.chat_template")?.map(str::to_string);
         let pre_label = pre_name.unwrap_or("default").to_string();
-        Ok(Self::finish(hf, tokens, attrs, specials, chat_template, pre_label))
+        Ok(Self::finish(
+            hf,
+            tokens,
+            attrs,
+            specials,
+            chat_template,
+            pre_label,
+        ))
     }
 
     /// Builds the tokenizer from a Hugging Face `tokenizer.json` (byte-level BPE only).
@@ -345,18 +398,27 @@ impl Tokenizer {
     /// no chat template and no space clean-up in [`detokenize`](Self::detokenize) (both live in
     /// `tokenizer_config.json`, which this does not read).
     pub fn from_json_bytes(bytes: &[u8]) -> Result<Tokenizer, TokenizerError> {
-        let json: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| TokenizerError::Json(format!("not valid JSON: {e}")))?;
-        let model_type = json.pointer("/model/type").and_then(|v| v.as_str()).unwrap_or("");
+        let json: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| TokenizerError::Json(format!("not valid JSON: {e}")))?;
+        let model_type = json
+            .pointer("/model/type")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
         if model_type != "BPE" {
-            return Err(TokenizerError::Json(format!("model type is '{model_type}'; only byte-level BPE is supported")));
+            return Err(TokenizerError::Json(format!(
+                "model type is '{model_type}'; only byte-level BPE is supported"
+            )));
         }
         if !has_type(json.get("decoder"), "ByteLevel") {
-            return Err(TokenizerError::Json("the decoder is not ByteLevel; only byte-level BPE is supported".into()));
+            return Err(TokenizerError::Json(
+                "the decoder is not ByteLevel; only byte-level BPE is supported".into(),
+            ));
         }
-        let mut hf = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| TokenizerError::Json(e.to_string()))?;
+        let mut hf = tokenizers::Tokenizer::from_bytes(bytes)
+            .map_err(|e| TokenizerError::Json(e.to_string()))?;
         hf.set_encode_special_tokens(true);
-        hf.with_truncation(None).map_err(|e| TokenizerError::Json(e.to_string()))?;
+        hf.with_truncation(None)
+            .map_err(|e| TokenizerError::Json(e.to_string()))?;
         hf.with_padding(None);
 
         let vocab = hf.get_vocab(true);
@@ -372,7 +434,11 @@ impl Tokenizer {
         }
         for (id, added) in hf.get_added_tokens_decoder() {
             if let Some(a) = attrs.get_mut(id as usize) {
-                *a = if added.special { ATTR_CONTROL } else { ATTR_USER_DEFINED };
+                *a = if added.special {
+                    ATTR_CONTROL
+                } else {
+                    ATTR_USER_DEFINED
+                };
                 tokens[id as usize] = added.content.clone();
             }
         }
@@ -387,9 +453,23 @@ impl Tokenizer {
             Some(name) => (by_text(&name), by_text(&name).is_some()),
             None => (None, false),
         };
-        let eos = ["<|end_of_text|>", "<|endoftext|>", "</s>", "<eos>"].iter().find_map(|t| by_text(t));
-        let specials = Specials { bos, eos, add_bos, ..Default::default() };
-        Ok(Self::finish(hf, tokens, attrs, specials, None, "tokenizer.json".into()))
+        let eos = ["<|end_of_text|>", "<|endoftext|>", "</s>", "<eos>"]
+            .iter()
+            .find_map(|t| by_text(t));
+        let specials = Specials {
+            bos,
+            eos,
+            add_bos,
+            ..Default::default()
+        };
+        Ok(Self::finish(
+            hf,
+            tokens,
+            attrs,
+            specials,
+            None,
+            "tokenizer.json".into(),
+        ))
     }
 
     /// llama.cpp's name-based fix-ups, the end-of-generation set, and the caches.
@@ -429,7 +509,10 @@ impl Tokenizer {
             }
         }
 
-        let mut eog: Vec<u32> = [sp.fim_pad, sp.fim_rep, sp.fim_sep].into_iter().flatten().collect();
+        let mut eog: Vec<u32> = [sp.fim_pad, sp.fim_rep, sp.fim_sep]
+            .into_iter()
+            .flatten()
+            .collect();
         for (i, t) in tokens.iter().enumerate() {
             if EOG_NAMES.contains(&t.as_str()) {
                 eog.push(i as u32);
@@ -451,7 +534,11 @@ impl Tokenizer {
         // o200k_harmony / solar-open: `<|end|>` is not end of generation there.
         let call = has(&eog, "<|call|>") || has(&eog, "<|calls|>");
         if call && (has(&eog, "<|return|>") || has(&eog, "<|flush|>")) && has(&eog, "<|end|>") {
-            let end: Vec<u32> = eog.iter().copied().filter(|&id| text_of(id) == "<|end|>").collect();
+            let end: Vec<u32> = eog
+                .iter()
+                .copied()
+                .filter(|&id| text_of(id) == "<|end|>")
+                .collect();
             eog.retain(|id| !end.contains(id));
             for id in end {
                 attrs[id as usize] = ATTR_USER_DEFINED;
@@ -459,7 +546,11 @@ impl Tokenizer {
         }
         // gemma4 / paddleocr: `</s>` is not end of generation when `<|tool_response>` is.
         if has(&eog, "<|tool_response>") && has(&eog, "</s>") {
-            let s: Vec<u32> = eog.iter().copied().filter(|&id| text_of(id) == "</s>").collect();
+            let s: Vec<u32> = eog
+                .iter()
+                .copied()
+                .filter(|&id| text_of(id) == "</s>")
+                .collect();
             eog.retain(|id| !s.contains(id));
             for id in s {
                 attrs[id as usize] = ATTR_NORMAL;
@@ -468,7 +559,9 @@ impl Tokenizer {
         drop(id_of);
 
         let mut special_cache: Vec<u32> = (0..n as u32)
-            .filter(|&id| attrs[id as usize] & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN) != 0)
+            .filter(|&id| {
+                attrs[id as usize] & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN) != 0
+            })
             .collect();
         special_cache.sort_by(|&a, &b| tokens[b as usize].len().cmp(&tokens[a as usize].len()));
 
@@ -514,7 +607,11 @@ impl Tokenizer {
             match frag {
                 Fragment::Token(id) => out.push(id),
                 Fragment::Text(s, e) => {
-                    let enc = self.inner.bpe.encode_fast(&text[s..e], false).map_err(|e| TokenizerError::Encode(e.to_string()))?;
+                    let enc = self
+                        .inner
+                        .bpe
+                        .encode_fast(&text[s..e], false)
+                        .map_err(|e| TokenizerError::Encode(e.to_string()))?;
                     out.extend_from_slice(enc.get_ids());
                 }
             }
@@ -526,14 +623,19 @@ impl Tokenizer {
     /// text fragment at all (non-overlapping, leftmost) occurrences of its text.
     fn partition(&self, text: &str, parse_special: bool) -> Vec<Fragment> {
         let inner = &*self.inner;
-        let mut frags = if text.is_empty() { Vec::new() } else { vec![Fragment::Text(0, text.len())] };
+        let mut frags = if text.is_empty() {
+            Vec::new()
+        } else {
+            vec![Fragment::Text(0, text.len())]
+        };
         for &id in &inner.special_cache {
             let attr = inner.attrs[id as usize];
             if !parse_special && attr & (ATTR_CONTROL | ATTR_UNKNOWN) != 0 {
                 continue;
             }
             let needle = inner.tokens[id as usize].as_str();
-            let hit = |f: &Fragment| matches!(*f, Fragment::Text(s, e) if text[s..e].contains(needle));
+            let hit =
+                |f: &Fragment| matches!(*f, Fragment::Text(s, e) if text[s..e].contains(needle));
             if !frags.iter().any(hit) {
                 continue;
             }
@@ -566,11 +668,16 @@ impl Tokenizer {
     /// character). Empty for ids outside the vocabulary.
     pub fn token_piece(&self, id: u32, render_special: bool) -> &[u8] {
         let inner = &*self.inner;
-        let Some(&attr) = inner.attrs.get(id as usize) else { return &[] };
+        let Some(&attr) = inner.attrs.get(id as usize) else {
+            return &[];
+        };
         if !render_special && attr & (ATTR_UNKNOWN | ATTR_CONTROL) != 0 {
             return &[];
         }
-        let (s, e) = (inner.piece_at[id as usize] as usize, inner.piece_at[id as usize + 1] as usize);
+        let (s, e) = (
+            inner.piece_at[id as usize] as usize,
+            inner.piece_at[id as usize + 1] as usize,
+        );
         &inner.pieces[s..e]
     }
 
@@ -666,7 +773,10 @@ impl Tokenizer {
     /// Whether `id` is a control token (rendered only with `render_special`, parsed only with
     /// `parse_special`).
     pub fn is_control(&self, id: u32) -> bool {
-        self.inner.attrs.get(id as usize).is_some_and(|a| a & ATTR_CONTROL != 0)
+        self.inner
+            .attrs
+            .get(id as usize)
+            .is_some_and(|a| a & ATTR_CONTROL != 0)
     }
 
     /// Number of tokens in the vocabulary.
@@ -681,7 +791,13 @@ impl Tokenizer {
 
     /// The id whose vocabulary entry is exactly `text`, if any.
     pub fn token_id(&self, text: &str) -> Option<u32> {
-        self.inner.bpe.token_to_id(text).or_else(|| self.inner.tokens.iter().position(|t| t == text).map(|i| i as u32))
+        self.inner.bpe.token_to_id(text).or_else(|| {
+            self.inner
+                .tokens
+                .iter()
+                .position(|t| t == text)
+                .map(|i| i as u32)
+        })
     }
 
     /// The Jinja chat template from `tokenizer.chat_template`, if the GGUF has one.
@@ -703,7 +819,13 @@ impl Tokenizer {
     ) -> Option<Result<String, TemplateError>> {
         let template = self.chat_template()?;
         let text = |id: Option<u32>| id.and_then(|id| self.token_text(id)).unwrap_or("");
-        Some(chat::apply_chat_template(template, messages, add_generation_prompt, text(self.bos_id()), text(self.eos_id())))
+        Some(chat::apply_chat_template(
+            template,
+            messages,
+            add_generation_prompt,
+            text(self.bos_id()),
+            text(self.eos_id()),
+        ))
     }
 }
 
@@ -726,16 +848,30 @@ fn template_first_special(v: Option<&serde_json::Value>) -> Option<String> {
     if v.get("type").and_then(|t| t.as_str()) == Some("TemplateProcessing") {
         let first = v.get("single")?.as_array()?.first()?;
         let id = first.pointer("/SpecialToken/id")?.as_str()?;
-        let tokens = v.pointer(&format!("/special_tokens/{}/tokens", id.replace('~', "~0").replace('/', "~1")));
-        return Some(tokens.and_then(|t| t.as_array()?.first()?.as_str().map(str::to_string)).unwrap_or_else(|| id.to_string()));
+        let tokens = v.pointer(&format!(
+            "/special_tokens/{}/tokens",
+            id.replace('~', "~0").replace('/', "~1")
+        ));
+        return Some(
+            tokens
+                .and_then(|t| t.as_array()?.first()?.as_str().map(str::to_string))
+                .unwrap_or_else(|| id.to_string()),
+        );
     }
-    v.get("processors")?.as_array()?.iter().find_map(|p| template_first_special(Some(p)))
+    v.get("processors")?
+        .as_array()?
+        .iter()
+        .find_map(|p| template_first_special(Some(p)))
 }
 
 /// The byte a BYTE-type token stands for: llama.cpp parses the two characters after `<0x` as hex.
 fn byte_token_value(text: &str) -> u8 {
     let digits = text.get(3..).unwrap_or("");
-    let hex: String = digits.chars().take(2).take_while(|c| c.is_ascii_hexdigit()).collect();
+    let hex: String = digits
+        .chars()
+        .take(2)
+        .take_while(|c| c.is_ascii_hexdigit())
+        .collect();
     u8::from_str_radix(&hex, 16).unwrap_or(0)
 }
 
@@ -758,7 +894,11 @@ fn clean_up_spaces(text: &mut Vec<u8>) {
         if i == skip_space_at {
             continue;
         }
-        let prev = if i > 0 && i - 1 != skip_space_at { src.get(i - 1).copied() } else { None };
+        let prev = if i > 0 && i - 1 != skip_space_at {
+            src.get(i - 1).copied()
+        } else {
+            None
+        };
         if i > 0 && x == b'\'' && i + 1 < src.len() && prev == Some(b' ') && src[i + 1] == b' ' {
             out.pop();
             skip_space_at = i + 1;
@@ -772,7 +912,9 @@ fn clean_up_spaces(text: &mut Vec<u8>) {
         if i > 0 && src[i - 1] == b' ' && x == b'\'' && i + 1 < src.len() {
             let x1 = src[i + 1];
             let x2 = src.get(i + 2).copied().filter(|_| i + 2 < src.len());
-            if matches!(x1, b's' | b'm') || matches!((x1, x2), (b'r', Some(b'e')) | (b'v', Some(b'e'))) {
+            if matches!(x1, b's' | b'm')
+                || matches!((x1, x2), (b'r', Some(b'e')) | (b'v', Some(b'e')))
+            {
                 out.pop();
             }
         }
@@ -793,7 +935,10 @@ mod tests {
 
     #[test]
     fn clean_spaces_passes() {
-        assert_eq!(clean("Hello . world ? , how ' 's how 'm how 're"), "Hello. world?, how''s how'm how're");
+        assert_eq!(
+            clean("Hello . world ? , how ' 's how 'm how 're"),
+            "Hello. world?, how''s how'm how're"
+        );
         assert_eq!(clean("a ' b"), "a'b");
         assert_eq!(clean("'s 't 're 've 'm 'll 'd"), "'s 't're've'm 'll 'd");
         assert_eq!(clean(" ' ' "), "'' ");

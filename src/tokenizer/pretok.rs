@@ -44,16 +44,36 @@ const DEFAULT: PreSpec = PreSpec {
     add_bos: false,
     clean_spaces: true,
 };
-const LLAMA3_SPEC: PreSpec =
-    PreSpec { family: "llama3", regexes: &[LLAMA3], ignore_merges: true, add_bos: true, clean_spaces: true };
+const LLAMA3_SPEC: PreSpec = PreSpec {
+    family: "llama3",
+    regexes: &[LLAMA3],
+    ignore_merges: true,
+    add_bos: true,
+    clean_spaces: true,
+};
 /// DBRX and Smaug use the Llama 3 regex without Llama 3's flags.
-const LLAMA3_REGEX_ONLY: PreSpec =
-    PreSpec { family: "dbrx", regexes: &[LLAMA3], ignore_merges: false, add_bos: false, clean_spaces: true };
-const GPT2_SPEC: PreSpec =
-    PreSpec { family: "gpt2", regexes: &[GPT2], ignore_merges: false, add_bos: false, clean_spaces: true };
+const LLAMA3_REGEX_ONLY: PreSpec = PreSpec {
+    family: "dbrx",
+    regexes: &[LLAMA3],
+    ignore_merges: false,
+    add_bos: false,
+    clean_spaces: true,
+};
+const GPT2_SPEC: PreSpec = PreSpec {
+    family: "gpt2",
+    regexes: &[GPT2],
+    ignore_merges: false,
+    add_bos: false,
+    clean_spaces: true,
+};
 /// StarCoder, SmolLM and relatives: every digit alone, then GPT-2's regex.
-const STARCODER: PreSpec =
-    PreSpec { family: "starcoder", regexes: &[r"\p{N}", GPT2], ignore_merges: false, add_bos: false, clean_spaces: true };
+const STARCODER: PreSpec = PreSpec {
+    family: "starcoder",
+    regexes: &[r"\p{N}", GPT2],
+    ignore_merges: false,
+    add_bos: false,
+    clean_spaces: true,
+};
 
 /// The names accepted for `tokenizer.ggml.pre`, for error messages.
 pub(crate) const SUPPORTED: &str = "llama3, llama-v3, llama-bpe, falcon3, falcon-h1, pixtral, midm-2.0, lfm2, \
@@ -64,23 +84,58 @@ codeshell, exaone, minerva-7b, mellum2, default (or absent)";
 /// The pre-tokenizer for a `tokenizer.ggml.pre` value (`None`: the key is absent, which llama.cpp
 /// treats as `default` with a warning). `"gpt2"` is accepted as an alias of llama.cpp's `"gpt-2"`.
 pub(crate) fn lookup(pre: Option<&str>) -> Result<PreSpec, TokenizerError> {
-    let with = |spec: PreSpec, clean_spaces: bool| PreSpec { clean_spaces, ..spec };
+    let with = |spec: PreSpec, clean_spaces: bool| PreSpec {
+        clean_spaces,
+        ..spec
+    };
     Ok(match pre.unwrap_or("") {
         "" | "default" => DEFAULT,
-        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0" | "lfm2"
-        | "jina-v5-nano" => LLAMA3_SPEC,
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0"
+        | "lfm2" | "jina-v5-nano" => LLAMA3_SPEC,
         "dbrx" => LLAMA3_REGEX_ONLY,
-        "smaug-bpe" => PreSpec { family: "smaug", ..LLAMA3_REGEX_ONLY },
-        "gpt-2" | "gpt2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de" | "a.x-4.0"
-        | "mellum" | "modern-bert" | "exaone4" => GPT2_SPEC,
-        "mpt" => PreSpec { family: "mpt", ..GPT2_SPEC },
-        "olmo" => PreSpec { family: "olmo", ..GPT2_SPEC },
-        "jais" => PreSpec { family: "jais", ..GPT2_SPEC },
-        "trillion" => PreSpec { family: "trillion", clean_spaces: false, ..GPT2_SPEC },
-        "granite-docling" => PreSpec { family: "granite-docling", clean_spaces: false, ..GPT2_SPEC },
+        "smaug-bpe" => PreSpec {
+            family: "smaug",
+            ..LLAMA3_REGEX_ONLY
+        },
+        "gpt-2" | "gpt2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es"
+        | "jina-v2-de" | "a.x-4.0" | "mellum" | "modern-bert" | "exaone4" => GPT2_SPEC,
+        "mpt" => PreSpec {
+            family: "mpt",
+            ..GPT2_SPEC
+        },
+        "olmo" => PreSpec {
+            family: "olmo",
+            ..GPT2_SPEC
+        },
+        "jais" => PreSpec {
+            family: "jais",
+            ..GPT2_SPEC
+        },
+        "trillion" => PreSpec {
+            family: "trillion",
+            clean_spaces: false,
+            ..GPT2_SPEC
+        },
+        "granite-docling" => PreSpec {
+            family: "granite-docling",
+            clean_spaces: false,
+            ..GPT2_SPEC
+        },
         "starcoder" | "refact" | "codeshell" | "exaone" | "minerva-7b" | "mellum2" => STARCODER,
-        "command-r" => with(PreSpec { family: "command-r", ..STARCODER }, false),
-        "smollm" => with(PreSpec { family: "smollm", ..STARCODER }, false),
+        "command-r" => with(
+            PreSpec {
+                family: "command-r",
+                ..STARCODER
+            },
+            false,
+        ),
+        "smollm" => with(
+            PreSpec {
+                family: "smollm",
+                ..STARCODER
+            },
+            false,
+        ),
         other => return Err(TokenizerError::UnsupportedPreTokenizer(other.to_string())),
     })
 }
@@ -89,8 +144,12 @@ pub(crate) fn lookup(pre: Option<&str>) -> Result<PreSpec, TokenizerError> {
 pub(crate) fn build(spec: &PreSpec) -> Result<PreTokenizerWrapper, TokenizerError> {
     let mut steps: Vec<PreTokenizerWrapper> = Vec::with_capacity(spec.regexes.len() + 1);
     for re in spec.regexes {
-        let split = Split::new(SplitPattern::Regex(re.to_string()), SplitDelimiterBehavior::Isolated, false)
-            .map_err(|e| TokenizerError::Build(format!("pre-tokenizer regex {re:?}: {e}")))?;
+        let split = Split::new(
+            SplitPattern::Regex(re.to_string()),
+            SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .map_err(|e| TokenizerError::Build(format!("pre-tokenizer regex {re:?}: {e}")))?;
         steps.push(split.into());
     }
     steps.push(ByteLevel::new(false, false, false).into());
@@ -108,7 +167,9 @@ mod tests {
         let smol = lookup(Some("smollm")).unwrap();
         assert_eq!(smol.regexes, STARCODER.regexes);
         assert!(!smol.clean_spaces && !smol.ignore_merges && !smol.add_bos);
-        assert!(matches!(lookup(Some("qwen2")), Err(TokenizerError::UnsupportedPreTokenizer(n)) if n == "qwen2"));
+        assert!(
+            matches!(lookup(Some("qwen2")), Err(TokenizerError::UnsupportedPreTokenizer(n)) if n == "qwen2")
+        );
         for spec in [DEFAULT, LLAMA3_SPEC, GPT2_SPEC, STARCODER] {
             build(&spec).unwrap();
         }

@@ -20,12 +20,17 @@ impl StreamDecoder {
     /// A decoder over `tokenizer`'s vocabulary. With `render_special`, control tokens appear as
     /// their text (`<|eot_id|>`); without, as nothing.
     pub fn new(tokenizer: &Tokenizer, render_special: bool) -> Self {
-        StreamDecoder { tokenizer: tokenizer.clone(), render_special, pending: Vec::new() }
+        StreamDecoder {
+            tokenizer: tokenizer.clone(),
+            render_special,
+            pending: Vec::new(),
+        }
     }
 
     /// Adds one token and returns the text it completes (possibly empty).
     pub fn push(&mut self, id: u32) -> String {
-        self.pending.extend_from_slice(self.tokenizer.token_piece(id, self.render_special));
+        self.pending
+            .extend_from_slice(self.tokenizer.token_piece(id, self.render_special));
         self.drain(false)
     }
 
@@ -50,7 +55,9 @@ impl StreamDecoder {
                 }
                 Err(e) => {
                     let valid = e.valid_up_to();
-                    out.push_str(std::str::from_utf8(&self.pending[i..i + valid]).expect("validated"));
+                    out.push_str(
+                        std::str::from_utf8(&self.pending[i..i + valid]).expect("validated"),
+                    );
                     i += valid;
                     match e.error_len() {
                         Some(bad) => {

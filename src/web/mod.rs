@@ -32,7 +32,11 @@ impl GgufStream {
     /// `totalLength` (e.g. from Content-Length) lets hostile counts be rejected early.
     #[wasm_bindgen(constructor)]
     pub fn new(total_length: Option<f64>) -> GgufStream {
-        GgufStream { parser: HeaderParser::new(total_length.map(|t| t as u64)), header: None, router: None }
+        GgufStream {
+            parser: HeaderParser::new(total_length.map(|t| t as u64)),
+            header: None,
+            router: None,
+        }
     }
 
     /// Feeds the next chunk; returns true once the header is complete. Bytes beyond the header
@@ -74,18 +78,35 @@ impl GgufStream {
     /// `{version, alignment, dataOffset, metadataCount, tensors: [{name, dims, type, offset, size}]}`
     /// (offsets absolute); `null` until the header is complete.
     pub fn header(&self) -> JsValue {
-        let Some(h) = &self.header else { return JsValue::NULL };
+        let Some(h) = &self.header else {
+            return JsValue::NULL;
+        };
         let o = Object::new();
         set(&o, "version", h.version);
         set(&o, "alignment", h.alignment as f64);
         set(&o, "dataOffset", h.data_offset as f64);
         set(&o, "metadataCount", h.metadata.len() as u32);
-        set(&o, "architecture", h.metadata.str_opt("general.architecture").ok().flatten().unwrap_or(""));
+        set(
+            &o,
+            "architecture",
+            h.metadata
+                .str_opt("general.architecture")
+                .ok()
+                .flatten()
+                .unwrap_or(""),
+        );
         let tensors = Array::new();
         for t in &h.tensors {
             let to = Object::new();
             set(&to, "name", t.name.as_str());
-            set(&to, "dims", t.dims.iter().map(|&d| JsValue::from(d as f64)).collect::<Array>());
+            set(
+                &to,
+                "dims",
+                t.dims
+                    .iter()
+                    .map(|&d| JsValue::from(d as f64))
+                    .collect::<Array>(),
+            );
             set(&to, "type", t.ggml_type.name());
             set(&to, "offset", h.tensor_range(t).start as f64);
             set(&to, "size", t.size as f64);
@@ -97,7 +118,10 @@ impl GgufStream {
 
     /// Splits a chunk starting at absolute `offset` into `[{tensor, offset, bytes, last}]`.
     pub fn route(&self, offset: f64, chunk: &[u8]) -> Result<Array, JsValue> {
-        let router = self.router.as_ref().ok_or_else(|| JsValue::from(js_sys::Error::new("GGUF header is not complete yet")))?;
+        let router = self
+            .router
+            .as_ref()
+            .ok_or_else(|| JsValue::from(js_sys::Error::new("GGUF header is not complete yet")))?;
         let out = Array::new();
         for p in router.route(offset as u64, chunk) {
             let o = Object::new();
@@ -112,8 +136,13 @@ impl GgufStream {
 
     /// Builds the tokenizer (and chat template) from the parsed header's metadata.
     pub fn tokenizer(&self) -> Result<Tokenizer, JsValue> {
-        let h = self.header.as_ref().ok_or_else(|| JsValue::from(js_sys::Error::new("GGUF header is not complete yet")))?;
-        Ok(Tokenizer { inner: RustTokenizer::from_gguf(&h.metadata).map_err(js_error)? })
+        let h = self
+            .header
+            .as_ref()
+            .ok_or_else(|| JsValue::from(js_sys::Error::new("GGUF header is not complete yet")))?;
+        Ok(Tokenizer {
+            inner: RustTokenizer::from_gguf(&h.metadata).map_err(js_error)?,
+        })
     }
 }
 
@@ -128,7 +157,9 @@ impl Tokenizer {
     /// From a Hugging Face `tokenizer.json`.
     #[wasm_bindgen(js_name = fromJson)]
     pub fn from_json(bytes: &[u8]) -> Result<Tokenizer, JsValue> {
-        Ok(Tokenizer { inner: RustTokenizer::from_json_bytes(bytes).map_err(js_error)? })
+        Ok(Tokenizer {
+            inner: RustTokenizer::from_json_bytes(bytes).map_err(js_error)?,
+        })
     }
 
     /// Token ids of `text` (no BOS). `special` parses special-token text like `<|eot_id|>`.
@@ -143,12 +174,26 @@ impl Tokenizer {
 
     /// Renders `[{role, content}, ...]` with the model's chat template.
     #[wasm_bindgen(js_name = applyChatTemplate)]
-    pub fn apply_chat_template(&self, messages: JsValue, add_generation_prompt: bool) -> Result<String, JsValue> {
-        let json: String = js_sys::JSON::stringify(&messages).map(String::from).unwrap_or_default();
-        let messages: Vec<ChatMessage> = serde_json::from_str(&json)
-            .map_err(|e| js_error(crate::Error::InvalidArgument(format!("messages must be an array of {{role, content}}: {e}"))))?;
-        match self.inner.apply_chat_template(&messages, add_generation_prompt) {
-            None => Err(js_error(crate::Error::InvalidArgument("this model has no chat template".into()))),
+    pub fn apply_chat_template(
+        &self,
+        messages: JsValue,
+        add_generation_prompt: bool,
+    ) -> Result<String, JsValue> {
+        let json: String = js_sys::JSON::stringify(&messages)
+            .map(String::from)
+            .unwrap_or_default();
+        let messages: Vec<ChatMessage> = serde_json::from_str(&json).map_err(|e| {
+            js_error(crate::Error::InvalidArgument(format!(
+                "messages must be an array of {{role, content}}: {e}"
+            )))
+        })?;
+        match self
+            .inner
+            .apply_chat_template(&messages, add_generation_prompt)
+        {
+            None => Err(js_error(crate::Error::InvalidArgument(
+                "this model has no chat template".into(),
+            ))),
             Some(r) => r.map_err(js_error),
         }
     }

@@ -13,11 +13,30 @@ struct Elementwise {
 }
 
 impl Elementwise {
-    fn new(ctx: &GpuContext, entry: &str, x: &wgpu::Buffer, y: &wgpu::Buffer, width: u32, step: &wgpu::Buffer) -> Result<Self, GpuError> {
+    fn new(
+        ctx: &GpuContext,
+        entry: &str,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        width: u32,
+        step: &wgpu::Buffer,
+    ) -> Result<Self, GpuError> {
         let pipeline = ctx.pipeline(kernels::ELEMENTWISE, entry, &ctx.base_defs())?;
         let params = uniform(ctx, entry, bytemuck::cast_slice(&[width, 0, 0, 0]))?;
-        let bind = ctx.bind(&pipeline, &[x.as_entire_binding(), y.as_entire_binding(), params.as_entire_binding(), step.as_entire_binding()]);
-        Ok(Elementwise { pipeline, bind, width })
+        let bind = ctx.bind(
+            &pipeline,
+            &[
+                x.as_entire_binding(),
+                y.as_entire_binding(),
+                params.as_entire_binding(),
+                step.as_entire_binding(),
+            ],
+        );
+        Ok(Elementwise {
+            pipeline,
+            bind,
+            width,
+        })
     }
 
     fn record(&self, pass: &mut wgpu::ComputePass<'_>, n_tokens: u32) {
@@ -33,7 +52,13 @@ impl Elementwise {
 pub struct AddOp(Elementwise);
 
 impl AddOp {
-    pub fn new(ctx: &GpuContext, x: &wgpu::Buffer, y: &wgpu::Buffer, width: u32, step: &wgpu::Buffer) -> Result<Self, GpuError> {
+    pub fn new(
+        ctx: &GpuContext,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        width: u32,
+        step: &wgpu::Buffer,
+    ) -> Result<Self, GpuError> {
         Elementwise::new(ctx, "add", x, y, width, step).map(AddOp)
     }
 
@@ -47,7 +72,13 @@ impl AddOp {
 pub struct SwigluOp(Elementwise);
 
 impl SwigluOp {
-    pub fn new(ctx: &GpuContext, gate: &wgpu::Buffer, up: &wgpu::Buffer, width: u32, step: &wgpu::Buffer) -> Result<Self, GpuError> {
+    pub fn new(
+        ctx: &GpuContext,
+        gate: &wgpu::Buffer,
+        up: &wgpu::Buffer,
+        width: u32,
+        step: &wgpu::Buffer,
+    ) -> Result<Self, GpuError> {
         Elementwise::new(ctx, "swiglu", gate, up, width, step).map(SwigluOp)
     }
 

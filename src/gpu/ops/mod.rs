@@ -9,6 +9,16 @@
 
 mod elementwise;
 pub use elementwise::{AddOp, SwigluOp};
+mod matmul;
+pub use matmul::{EmbeddingOp, MatmulOp};
+mod norm;
+pub use norm::RmsNormOp;
+mod rope;
+pub use rope::{RopeOp, RopeParams};
+mod attention;
+pub use attention::{AttentionOp, KvCache};
+mod sample;
+pub use sample::{ArgmaxOp, TopKOp};
 
 use super::{GpuContext, GpuError};
 

@@ -1,0 +1,98 @@
+// Decode (one token): y[row0 + r] = Σ_k w[r][k] · x[k] for the rows r of one weight part.
+//
+// A workgroup of WG invocations handles WG / TPR rows; the TPR invocations of a row take its
+// 32-element units round-robin, so neighbouring invocations read neighbouring blocks (the
+// segmented layout of quant.wgsl makes those reads contiguous vec4<u32> loads) and every weight
+// byte is read once. Each invocation accumulates in f32, then the row's invocations reduce: with
+// SUBGROUPS by a butterfly of subgroupShuffleXor (the host keeps TPR a power of two no larger than
+// the smallest subgroup, so a row's invocations share a subgroup — this relies on 1-D workgroups
+// filling subgroups in local_invocation_index order, as implementations do); otherwise through
+// workgroup memory with a single barrier.
+//
+// XBCAST (CPU devices such as lavapipe, with subgroups of at least 8): one row per invocation
+// (TPR = 1), and all invocations walk the units in step, so lanes 0..7 of a subgroup load the
+// unit's 8 activation vec4s once and broadcast them. On a CPU a per-invocation load is a gather,
+// and gathering the activations cost as much as the weights themselves.
+//
+// Defines: one TYPE_* (quant.wgsl), WG, TPR, XBCAST, X_VEC4 (cols % 4 == 0), XMASK
+// (cols % 32 != 0).
+
+#include "quant.wgsl"
+
+@group(0) @binding(0) var<storage, read> w: array<vec4<u32>>;
+#ifdef X_VEC4
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+#else
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+#endif
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<uniform> params: Params;
+@group(0) @binding(4) var<uniform> step: Step;
+
+const WG: u32 = {{WG}}u;
+const TPR: u32 = {{TPR}}u;
+const ROWS: u32 = WG / TPR;
+
+#ifndef SUBGROUPS
+var<workgroup> partial: array<f32, WG>;
+#endif
+
+@compute @workgroup_size(WG)
+fn matvec(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+#ifdef XBCAST
+    @builtin(subgroup_invocation_id) sg_lane: u32,
+#endif
+) {
+    if (step.n_tokens == 0u) {
+        return;
+    }
+    let r = (wid.x + wid.y * nwg.x) * ROWS + li / TPR;
+    // Invocations past the part's rows recompute its last row and do not write it, so that
+    // control flow stays uniform.
+    let rr = min(r, params.rows - 1u);
+    var acc = 0.0;
+#ifdef XBCAST
+    let xlane = 4u * (sg_lane & 7u);
+    for (var u = 0u; u < params.units; u++) {
+        let v = dequant_unit(rr, u);
+        let xl = x4(0u, u * 32u + xlane);
+        acc += dot(v[0], subgroupBroadcast(xl, 0u));
+        acc += dot(v[1], subgroupBroadcast(xl, 1u));
+        acc += dot(v[2], subgroupBroadcast(xl, 2u));
+        acc += dot(v[3], subgroupBroadcast(xl, 3u));
+        acc += dot(v[4], subgroupBroadcast(xl, 4u));
+        acc += dot(v[5], subgroupBroadcast(xl, 5u));
+        acc += dot(v[6], subgroupBroadcast(xl, 6u));
+        acc += dot(v[7], subgroupBroadcast(xl, 7u));
+    }
+#else
+    for (var u = li % TPR; u < params.units; u += TPR) {
+        let v = dequant_unit(rr, u);
+        let k = u * 32u;
+        for (var i = 0u; i < 8u; i++) {
+            acc += dot(v[i], x4(0u, k + 4u * i));
+        }
+    }
+#ifdef SUBGROUPS
+    for (var off = TPR / 2u; off > 0u; off >>= 1u) {
+        acc += subgroupShuffleXor(acc, off);
+    }
+#else
+    if (TPR > 1u) {
+        partial[li] = acc;
+        workgroupBarrier();
+        if (li % TPR == 0u) {
+            for (var i = 1u; i < TPR; i++) {
+                acc += partial[li + i];
+            }
+        }
+    }
+#endif
+#endif
+    if (li % TPR == 0u && r < params.rows) {
+        y[params.row0 + r] = acc;
+    }
+}

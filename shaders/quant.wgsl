@@ -1,0 +1,293 @@
+// Quantized weights on the GPU: the per-type decode of one 32-element "unit" of a weight row.
+// Included by matvec.wgsl, matmul.wgsl and embedding.wgsl, which declare the bindings used here:
+// `w: array<vec4<u32>>` (one part of the weight, see below) and `params: Params`.
+//
+// Exactly one type define selects the format: TYPE_F32, TYPE_F16, TYPE_Q4_0, TYPE_Q4_1, TYPE_Q5_0,
+// TYPE_Q5_1, TYPE_Q8_0, TYPE_Q4_K, TYPE_Q5_K, TYPE_Q6_K (`F16` alone means shader-f16 is on).
+// `dequant_unit(r, u)` returns elements 32u .. 32u+31 of row r of the part as 8 vec4s, computed
+// with the same f32 operations as the CPU reference (src/quant); only an FMA contraction of
+// `d * q + m` may round differently (by one ulp).
+//
+// GPU layout (src/gpu/weights.rs makes it while uploading). A tensor is split by rows into parts
+// of at most the storage-binding limit; each part is one buffer. Every segment starts on a
+// 16-byte boundary (the host pads segments to 16 bytes), so quants are read with vec4<u32> loads.
+// `params.seg1`/`params.seg2` are the u32-word offsets of the second/third segment.
+//   Q4_0: [qs 16 B/block]           [d  f16/block]                  (GGUF: d qs, 18 B)
+//   Q4_1: [qs 16 B/block]           [d,m 2×f16/block]               (GGUF: d m qs, 20 B)
+//   Q5_0: [qs 16 B/block] [qh u32/block] [d f16/block]              (GGUF: d qh qs, 22 B)
+//   Q5_1: [qs 16 B/block] [qh u32/block] [d,m 2×f16/block]          (GGUF: d m qh qs, 24 B)
+//   Q8_0: [qs 32 B/block]           [d  f16/block]                  (GGUF: d qs, 34 B)
+//   Q4_K: GGUF blocks unchanged, 144 B = 9 vec4 (d dmin scales[12] qs[128])
+//   Q5_K: GGUF blocks unchanged, 176 B = 11 vec4 (d dmin scales[12] qh[32] qs[128])
+//   Q6_K: [ql[128] qh[64] scales[16]: 208 B = 13 vec4 /block] [d f16/block]   (GGUF: 210 B)
+//   F32, F16: rows zero-padded to a multiple of 32 elements (no padding for model tensors).
+// Blocks are in row-major order (row r's blocks are r*bpr .. r*bpr+bpr-1, bpr blocks per row).
+// A legacy block is one unit; a k-quant super-block holds 8 units.
+
+struct Params {
+    // Row length in elements (ggml dims[0]); the row stride of the activations.
+    cols: u32,
+    // 32-element units per row: ceil(cols / 32).
+    units: u32,
+    // Rows in this part, and the first of them in the whole tensor.
+    rows: u32,
+    row0: u32,
+    // Row stride of the output (the whole tensor's row count for matmul, cols for embedding).
+    out_stride: u32,
+    seg1: u32,
+    seg2: u32,
+    // 1 for the tensor's last part.
+    last: u32,
+}
+
+struct Step {
+    n_tokens: u32,
+    pos: u32,
+}
+
+fn wword(i: u32) -> u32 {
+    return w[i >> 2u][i & 3u];
+}
+
+// Half `i` (0 = low) of a word holding two f16 values, widened exactly.
+fn half_of(v: u32, i: u32) -> f32 {
+    return unpack2x16float(v)[i];
+}
+
+// Both f16 values of a word, widened exactly.
+fn halves(v: u32) -> vec2<f32> {
+    return unpack2x16float(v);
+}
+
+// The f16 at index `i` of a segment of packed f16 values starting at word `seg`.
+fn seg_half(seg: u32, i: u32) -> f32 {
+    return half_of(wword(seg + (i >> 1u)), i & 1u);
+}
+
+// Bits `shift .. shift+width` of each byte of `v` (byte 0 first).
+fn byte_bits(v: u32, shift: u32, mask: u32) -> vec4<u32> {
+    return (vec4<u32>(v) >> (vec4<u32>(0u, 8u, 16u, 24u) + shift)) & vec4<u32>(mask);
+}
+
+// Bit `shift + k` of `v` for k = 0..3 (consecutive bits, for the Q5 legacy high bits).
+fn bits4(v: u32, shift: u32) -> vec4<u32> {
+    return (vec4<u32>(v) >> (vec4<u32>(0u, 1u, 2u, 3u) + shift)) & vec4<u32>(1u);
+}
+
+// The four bytes of `v` as signed values.
+fn sbytes(v: u32) -> vec4<f32> {
+    return vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(v) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));
+}
+
+// Byte `i` of a k-quant header vec4 (word 0 is d/dmin, bytes 0..11 of words 1..3 the scales).
+fn kscale_byte(h: vec4<u32>, i: u32) -> u32 {
+    return (h[1u + (i >> 2u)] >> ((i & 3u) * 8u)) & 255u;
+}
+
+// Scale and min of sub-block j (0..7) of a Q4_K/Q5_K super-block, from its header.
+fn kscale_min(h: vec4<u32>, j: u32) -> vec2<f32> {
+    if (j < 4u) {
+        return vec2<f32>(f32(kscale_byte(h, j) & 63u), f32(kscale_byte(h, j + 4u) & 63u));
+    }
+    let sc = (kscale_byte(h, j + 4u) & 15u) | ((kscale_byte(h, j - 4u) >> 6u) << 4u);
+    let m = (kscale_byte(h, j + 4u) >> 4u) | ((kscale_byte(h, j) >> 6u) << 4u);
+    return vec2<f32>(f32(sc), f32(m));
+}
+
+#ifdef TYPE_F32
+fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
+    let base = (r * params.units + u) * 8u;
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 8u; i++) {
+        o[i] = bitcast<vec4<f32>>(w[base + i]);
+    }
+    return o;
+}
+#endif
+
+#ifdef TYPE_F16
+fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
+    let base = (r * params.units + u) * 4u;
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 4u; i++) {
+        let v = w[base + i];
+        o[2u * i] = vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y));
+        o[2u * i + 1u] = vec4<f32>(unpack2x16float(v.z), unpack2x16float(v.w));
+    }
+    return o;
+}
+#endif
+
+#ifdef TYPE_Q4_0
+fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
+    let b = r * params.units + u;
+    let q = w[b];
+    let d = seg_half(params.seg1, b);
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 4u; i++) {
+        o[i] = d * (vec4<f32>(byte_bits(q[i], 0u, 15u)) - 8.0);
+        o[i + 4u] = d * (vec4<f32>(byte_bits(q[i], 4u, 15u)) - 8.0);
+    }
+    return o;
+}
+#endif
+
+#ifdef TYPE_Q4_1
+fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
+    let b = r * params.units + u;
+    let q = w[b];
+    let dm = halves(wword(params.seg1 + b));
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 4u; i++) {
+        o[i] = dm.x * vec4<f32>(byte_bits(q[i], 0u, 15u)) + dm.y;
+        o[i + 4u] = dm.x * vec4<f32>(byte_bits(q[i], 4u, 15u)) + dm.y;
+    }
+    return o;
+}
+#endif
+
+#ifdef TYPE_Q5_0
+fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
+    let b = r * params.units + u;
+    let q = w[b];
+    let qh = wword(params.seg1 + b);
+    let d = seg_half(params.seg2, b);
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 4u; i++) {
+        // Element e's fifth bit is bit e of qh.
+        let lo = byte_bits(q[i], 0u, 15u) | (bits4(qh, 4u * i) << vec4<u32>(4u));
+        let hi = byte_bits(q[i], 4u, 15u) | (bits4(qh, 16u + 4u * i) << vec4<u32>(4u));
+        o[i] = d * (vec4<f32>(lo) - 16.0);
+        o[i + 4u] = d * (vec4<f32>(hi) - 16.0);
+    }
+    return o;
+}
+#endif
+
+#ifdef TYPE_Q5_1
+fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
+    let b = r * params.units + u;
+    let q = w[b];
+    let qh = wword(params.seg1 + b);
+    let dm = halves(wword(params.seg2 + b));
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 4u; i++) {
+        let lo = byte_bits(q[i], 0u, 15u) | (bits4(qh, 4u * i) << vec4<u32>(4u));
+        let hi = byte_bits(q[i], 4u, 15u) | (bits4(qh, 16u + 4u * i) << vec4<u32>(4u));
+        o[i] = dm.x * vec4<f32>(lo) + dm.y;
+        o[i + 4u] = dm.x * vec4<f32>(hi) + dm.y;
+    }
+    return o;
+}
+#endif
+
+#ifdef TYPE_Q8_0
+fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
+    let b = r * params.units + u;
+    let q0 = w[2u * b];
+    let q1 = w[2u * b + 1u];
+    let d = seg_half(params.seg1, b);
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 4u; i++) {
+        o[i] = sbytes(q0[i]) * d;
+        o[i + 4u] = sbytes(q1[i]) * d;
+    }
+    return o;
+}
+#endif
+
+#ifdef TYPE_Q4_K
+fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
+    // Super-block b, sub-block j: qs bytes (j/2)*32 .. +32, low nibbles for even j.
+    let b = r * (params.units >> 3u) + (u >> 3u);
+    let j = u & 7u;
+    let base = b * 9u;
+    let h = w[base];
+    let dd = halves(h.x);
+    let sm = kscale_min(h, j);
+    let dl = dd.x * sm.x;
+    let ml = dd.y * sm.y;
+    let q0 = w[base + 1u + (j >> 1u) * 2u];
+    let q1 = w[base + 2u + (j >> 1u) * 2u];
+    let s = (j & 1u) * 4u;
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 4u; i++) {
+        o[i] = dl * vec4<f32>(byte_bits(q0[i], s, 15u)) - ml;
+        o[i + 4u] = dl * vec4<f32>(byte_bits(q1[i], s, 15u)) - ml;
+    }
+    return o;
+}
+#endif
+
+#ifdef TYPE_Q5_K
+fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
+    // As Q4_K, plus the fifth bit: bit j of qh byte k for element k of sub-block j.
+    let b = r * (params.units >> 3u) + (u >> 3u);
+    let j = u & 7u;
+    let base = b * 11u;
+    let h = w[base];
+    let dd = halves(h.x);
+    let sm = kscale_min(h, j);
+    let dl = dd.x * sm.x;
+    let ml = dd.y * sm.y;
+    let qh0 = w[base + 1u];
+    let qh1 = w[base + 2u];
+    let q0 = w[base + 3u + (j >> 1u) * 2u];
+    let q1 = w[base + 4u + (j >> 1u) * 2u];
+    let s = (j & 1u) * 4u;
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 4u; i++) {
+        let lo = byte_bits(q0[i], s, 15u) | (byte_bits(qh0[i], j, 1u) << vec4<u32>(4u));
+        let hi = byte_bits(q1[i], s, 15u) | (byte_bits(qh1[i], j, 1u) << vec4<u32>(4u));
+        o[i] = dl * vec4<f32>(lo) - ml;
+        o[i + 4u] = dl * vec4<f32>(hi) - ml;
+    }
+    return o;
+}
+#endif
+
+#ifdef TYPE_Q6_K
+fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
+    // Unit j of super-block b is elements 32j..32j+31: ql bytes (j/4)*64 + (j%2)*32 .. +32
+    // (high nibbles for j/2 odd), qh bytes 128 + (j/4)*32 .. +32 (bits 2*(j%4)), and the
+    // signed scales 2j, 2j+1 (one per 16 elements). Values are biased by 32.
+    let b = r * (params.units >> 3u) + (u >> 3u);
+    let j = u & 7u;
+    let base = b * 13u;
+    let ql0 = w[base + (j >> 2u) * 4u + (j & 1u) * 2u];
+    let ql1 = w[base + (j >> 2u) * 4u + (j & 1u) * 2u + 1u];
+    let qh0 = w[base + 8u + (j >> 2u) * 2u];
+    let qh1 = w[base + 9u + (j >> 2u) * 2u];
+    let sw = w[base + 12u][j >> 1u] >> ((j & 1u) * 16u);
+    let d = seg_half(params.seg1, b);
+    let dl0 = d * f32(bitcast<i32>(sw << 24u) >> 24u);
+    let dl1 = d * f32(bitcast<i32>(sw << 16u) >> 24u);
+    let sl = ((j >> 1u) & 1u) * 4u;
+    let sh = (j & 3u) * 2u;
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 4u; i++) {
+        let lo = byte_bits(ql0[i], sl, 15u) | (byte_bits(qh0[i], sh, 3u) << vec4<u32>(4u));
+        let hi = byte_bits(ql1[i], sl, 15u) | (byte_bits(qh1[i], sh, 3u) << vec4<u32>(4u));
+        o[i] = dl0 * vec4<f32>(vec4<i32>(lo) - 32);
+        o[i + 4u] = dl1 * vec4<f32>(vec4<i32>(hi) - 32);
+    }
+    return o;
+}
+#endif
+
+#ifdef ACTIVATIONS
+// Elements k .. k+3 of activation row t (x is f32 [n_tokens][cols]); elements past `cols` (the
+// zero padding of F32/F16 rows) read as 0.
+fn x4(t: u32, k: u32) -> vec4<f32> {
+#ifdef X_VEC4
+    var v = x[(t * params.cols + k) >> 2u];
+#else
+    let e = t * params.cols + k;
+    var v = vec4<f32>(x[e], x[e + 1u], x[e + 2u], x[e + 3u]);
+#endif
+#ifdef XMASK
+    v = select(vec4<f32>(0.0), v, vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(params.cols));
+#endif
+    return v;
+}
+#endif

@@ -1,0 +1,478 @@
+//! The Llama forward pass on the GPU: weights uploaded once, every activation buffer and bind
+//! group prepared at load, and each step (a prompt chunk or one decoded token) recorded into a
+//! single command submission with no readback until its result.
+
+use super::ops::{
+    step_buffer, AddOp, ArgmaxOp, AttentionOp, EmbeddingOp, KvCache, MatmulOp, RmsNormOp, RopeOp,
+    RopeParams, Step, SwigluOp,
+};
+use super::weights::GpuWeight;
+use super::{GpuContext, GpuError};
+use crate::gguf::{Metadata, TensorInfo};
+use crate::model::{names, LlamaConfig, ModelError};
+use crate::quant;
+use std::sync::Arc;
+
+/// Failures while loading or running the GPU model.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuModelError {
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Quant(#[from] quant::QuantError),
+    #[error("token id {id} is outside the vocabulary of {n_vocab}")]
+    BadToken { id: u32, n_vocab: usize },
+    #[error("context is full: {used} + {new} tokens exceed the context size of {capacity}")]
+    ContextFull {
+        used: usize,
+        new: usize,
+        capacity: usize,
+    },
+}
+
+struct Layer {
+    attn_norm: RmsNormOp,
+    wq: MatmulOp,
+    wk: MatmulOp,
+    wv: MatmulOp,
+    rope_q: RopeOp,
+    rope_k: RopeOp,
+    attention: AttentionOp,
+    wo: MatmulOp,
+    add_attn: AddOp,
+    ffn_norm: RmsNormOp,
+    gate: MatmulOp,
+    up: MatmulOp,
+    swiglu: SwigluOp,
+    down: MatmulOp,
+    add_ffn: AddOp,
+}
+
+/// What a step returns.
+enum Want {
+    /// Logits of the last token.
+    Last,
+    /// Logits of every token.
+    All,
+    /// Only the argmax of the last token's logits.
+    Argmax,
+}
+
+/// A Llama model resident on the GPU with its KV cache.
+pub struct GpuModel {
+    pub ctx: Arc<GpuContext>,
+    pub cfg: LlamaConfig,
+    context_size: u32,
+    /// Tokens per submission during prefill.
+    max_batch: u32,
+    pos: u32,
+    step: wgpu::Buffer,
+    ids: wgpu::Buffer,
+    x: wgpu::Buffer,
+    x_last: wgpu::Buffer,
+    logits: wgpu::Buffer,
+    argmax_out: wgpu::Buffer,
+    embed: EmbeddingOp,
+    layers: Vec<Layer>,
+    norm_all: RmsNormOp,
+    output_all: MatmulOp,
+    norm_last: RmsNormOp,
+    output_last: MatmulOp,
+    argmax: ArgmaxOp,
+    _kv: KvCache,
+    _weights: Vec<GpuWeight>,
+    _buffers: Vec<wgpu::Buffer>,
+}
+
+impl GpuModel {
+    /// Validates the model, uploads its weights and prepares every op. `tensor` looks tensors
+    /// up by name (across shards). `context_size` is capped at the model's context length.
+    pub fn load<'a>(
+        ctx: Arc<GpuContext>,
+        meta: &Metadata,
+        tensor: impl Fn(&str) -> Option<(&'a TensorInfo, &'a [u8])>,
+        context_size: usize,
+    ) -> Result<Self, GpuModelError> {
+        let info = |n: &str| tensor(n).map(|(i, _)| i);
+        let cfg = LlamaConfig::from_gguf(meta, info)?;
+        cfg.validate_tensors(info)?;
+        let c = &cfg;
+        let context_size = context_size.clamp(1, c.context_length) as u32;
+        let (e, nq, nkv, ff, nv) = (
+            c.n_embd,
+            c.n_head * c.head_dim,
+            c.n_head_kv * c.head_dim,
+            c.n_ff,
+            c.n_vocab,
+        );
+        let binding = ctx.limits.max_storage_buffer_binding_size;
+        // Prefill chunk: bounded by the activation buffers and by all-position logits fitting
+        // one binding.
+        let max_batch = (binding / (nv as u64 * 4))
+            .clamp(1, 128)
+            .min(context_size as u64) as u32;
+        let mb = max_batch as u64;
+
+        let mut weights = Vec::new();
+        let mut buffers = Vec::new();
+        let weight = |name: &str| -> Result<GpuWeight, GpuModelError> {
+            let (i, data) = tensor(name).ok_or_else(|| ModelError::MissingTensor(name.into()))?;
+            Ok(GpuWeight::upload(
+                &ctx,
+                name,
+                i.ggml_type,
+                i.dims[0] as usize,
+                i.dims.get(1).copied().unwrap_or(1) as usize,
+                data,
+            )?)
+        };
+        let f32_tensor = |name: &str| -> Result<wgpu::Buffer, GpuModelError> {
+            let (i, data) = tensor(name).ok_or_else(|| ModelError::MissingTensor(name.into()))?;
+            let v = quant::dequantize(name, i.ggml_type, data, i.n_elements() as usize)?;
+            Ok(ctx.upload(name, bytemuck::cast_slice(&v))?)
+        };
+        let act =
+            |what: &str, floats: u64| ctx.storage(what, floats * 4, wgpu::BufferUsages::empty());
+
+        let step = step_buffer(&ctx)?;
+        let step_one = step_buffer(&ctx)?;
+        ctx.write(
+            &step_one,
+            0,
+            bytemuck::bytes_of(&Step {
+                n_tokens: 1,
+                pos: 0,
+                _pad: [0; 2],
+            }),
+        );
+        let ids = ctx.storage("token ids", mb * 4, wgpu::BufferUsages::empty())?;
+        let x = act("x", mb * e as u64)?;
+        let h = act("h", mb * e as u64)?;
+        let q = act("q", mb * nq as u64)?;
+        let k = act("k", mb * nkv as u64)?;
+        let v = act("v", mb * nkv as u64)?;
+        let attn = act("attn", mb * nq as u64)?;
+        let o = act("o", mb * e as u64)?;
+        let g = act("gate", mb * ff as u64)?;
+        let u = act("up", mb * ff as u64)?;
+        let x_last = act("x_last", e as u64)?;
+        let h_last = act("h_last", e as u64)?;
+        let logits = act("logits", mb * nv as u64)?;
+        let argmax_out = ctx.storage("argmax", 16, wgpu::BufferUsages::empty())?;
+        let kv = KvCache::new(
+            &ctx,
+            c.n_layer,
+            context_size,
+            c.n_head_kv as u32,
+            c.head_dim as u32,
+        )?;
+        let rope = RopeParams::from_config(c);
+        let freq_factors = match tensor(names::ROPE_FREQS) {
+            Some(_) => Some(f32_tensor(names::ROPE_FREQS)?),
+            None => match c.rope_freq_factors() {
+                Some(f) => Some(ctx.upload("rope freq factors", bytemuck::cast_slice(&f))?),
+                None => None,
+            },
+        };
+
+        let tok_embd = weight(names::TOKEN_EMBD)?;
+        let embed = EmbeddingOp::new(&ctx, &tok_embd, &ids, &x, &step)?;
+        let mut layers = Vec::with_capacity(c.n_layer);
+        for l in 0..c.n_layer {
+            let b = |w: &str| names::blk(l, w);
+            let attn_norm_w = f32_tensor(&b("attn_norm"))?;
+            let ffn_norm_w = f32_tensor(&b("ffn_norm"))?;
+            let (wq, wk, wv, wo) = (
+                weight(&b("attn_q"))?,
+                weight(&b("attn_k"))?,
+                weight(&b("attn_v"))?,
+                weight(&b("attn_output"))?,
+            );
+            let (wg, wu, wd) = (
+                weight(&b("ffn_gate"))?,
+                weight(&b("ffn_up"))?,
+                weight(&b("ffn_down"))?,
+            );
+            layers.push(Layer {
+                attn_norm: RmsNormOp::new(&ctx, &x, &attn_norm_w, &h, e as u32, c.rms_eps, &step)?,
+                wq: MatmulOp::new(&ctx, &wq, &h, &q, &step)?,
+                wk: MatmulOp::new(&ctx, &wk, &h, &k, &step)?,
+                wv: MatmulOp::new(&ctx, &wv, &h, &v, &step)?,
+                rope_q: RopeOp::new(
+                    &ctx,
+                    &q,
+                    c.n_head as u32,
+                    &rope,
+                    freq_factors.as_ref(),
+                    &step,
+                )?,
+                rope_k: RopeOp::new(
+                    &ctx,
+                    &k,
+                    c.n_head_kv as u32,
+                    &rope,
+                    freq_factors.as_ref(),
+                    &step,
+                )?,
+                attention: AttentionOp::new(
+                    &ctx,
+                    &q,
+                    &k,
+                    &v,
+                    &attn,
+                    &kv,
+                    l,
+                    c.n_head as u32,
+                    &step,
+                )?,
+                wo: MatmulOp::new(&ctx, &wo, &attn, &o, &step)?,
+                add_attn: AddOp::new(&ctx, &x, &o, e as u32, &step)?,
+                ffn_norm: RmsNormOp::new(&ctx, &x, &ffn_norm_w, &h, e as u32, c.rms_eps, &step)?,
+                gate: MatmulOp::new(&ctx, &wg, &h, &g, &step)?,
+                up: MatmulOp::new(&ctx, &wu, &h, &u, &step)?,
+                swiglu: SwigluOp::new(&ctx, &g, &u, ff as u32, &step)?,
+                down: MatmulOp::new(&ctx, &wd, &g, &o, &step)?,
+                add_ffn: AddOp::new(&ctx, &x, &o, e as u32, &step)?,
+            });
+            weights.extend([wq, wk, wv, wo, wg, wu, wd]);
+            buffers.extend([attn_norm_w, ffn_norm_w]);
+        }
+        let output_norm_w = f32_tensor(names::OUTPUT_NORM)?;
+        let output_w = if c.tied_output {
+            None
+        } else {
+            Some(weight(names::OUTPUT)?)
+        };
+        let out_w = output_w.as_ref().unwrap_or(&tok_embd);
+        let norm_all = RmsNormOp::new(&ctx, &x, &output_norm_w, &h, e as u32, c.rms_eps, &step)?;
+        let output_all = MatmulOp::new(&ctx, out_w, &h, &logits, &step)?;
+        let norm_last = RmsNormOp::new(
+            &ctx,
+            &x_last,
+            &output_norm_w,
+            &h_last,
+            e as u32,
+            c.rms_eps,
+            &step_one,
+        )?;
+        let output_last = MatmulOp::new(&ctx, out_w, &h_last, &logits, &step_one)?;
+        let argmax = ArgmaxOp::new(&ctx, &logits, nv as u32, &argmax_out)?;
+        weights.push(tok_embd);
+        weights.extend(output_w);
+        buffers.extend([h, q, k, v, attn, o, g, u, h_last, output_norm_w, step_one]);
+        buffers.extend(freq_factors);
+        Ok(GpuModel {
+            cfg,
+            context_size,
+            max_batch,
+            pos: 0,
+            step,
+            ids,
+            x,
+            x_last,
+            logits,
+            argmax_out,
+            embed,
+            layers,
+            norm_all,
+            output_all,
+            norm_last,
+            output_last,
+            argmax,
+            _kv: kv,
+            _weights: weights,
+            _buffers: buffers,
+            ctx,
+        })
+    }
+
+    pub fn context_size(&self) -> usize {
+        self.context_size as usize
+    }
+
+    /// Positions already in the KV cache.
+    pub fn position(&self) -> usize {
+        self.pos as usize
+    }
+
+    /// Forgets the KV cache (its contents are simply overwritten later).
+    pub fn reset(&mut self) {
+        self.pos = 0;
+    }
+
+    fn check(&self, tokens: &[u32]) -> Result<(), GpuModelError> {
+        if self.pos as usize + tokens.len() > self.context_size as usize {
+            return Err(GpuModelError::ContextFull {
+                used: self.pos as usize,
+                new: tokens.len(),
+                capacity: self.context_size as usize,
+            });
+        }
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= self.cfg.n_vocab) {
+            return Err(GpuModelError::BadToken {
+                id,
+                n_vocab: self.cfg.n_vocab,
+            });
+        }
+        Ok(())
+    }
+
+    /// Records and submits one chunk of at most `max_batch` tokens: one command buffer.
+    fn submit_chunk(&mut self, chunk: &[u32], want: &Want, last_chunk: bool) {
+        let n = chunk.len() as u32;
+        let ctx = &self.ctx;
+        ctx.write(&self.ids, 0, bytemuck::cast_slice(chunk));
+        ctx.write(
+            &self.step,
+            0,
+            bytemuck::bytes_of(&Step {
+                n_tokens: n,
+                pos: self.pos,
+                _pad: [0; 2],
+            }),
+        );
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("step"),
+            });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("layers"),
+                timestamp_writes: None,
+            });
+            self.embed.record(&mut pass, n);
+            for l in &self.layers {
+                l.attn_norm.record(&mut pass, n);
+                l.wq.record(&mut pass, n);
+                l.wk.record(&mut pass, n);
+                l.wv.record(&mut pass, n);
+                l.rope_q.record(&mut pass, n);
+                l.rope_k.record(&mut pass, n);
+                l.attention.record(&mut pass, n);
+                l.wo.record(&mut pass, n);
+                l.add_attn.record(&mut pass, n);
+                l.ffn_norm.record(&mut pass, n);
+                l.gate.record(&mut pass, n);
+                l.up.record(&mut pass, n);
+                l.swiglu.record(&mut pass, n);
+                l.down.record(&mut pass, n);
+                l.add_ffn.record(&mut pass, n);
+            }
+            if matches!(want, Want::All) {
+                self.norm_all.record(&mut pass, n);
+                self.output_all.record(&mut pass, n);
+            }
+        }
+        if last_chunk && !matches!(want, Want::All) {
+            let row = self.cfg.n_embd as u64 * 4;
+            enc.copy_buffer_to_buffer(&self.x, (n as u64 - 1) * row, &self.x_last, 0, row);
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("output"),
+                timestamp_writes: None,
+            });
+            self.norm_last.record(&mut pass, 1);
+            self.output_last.record(&mut pass, 1);
+            if matches!(want, Want::Argmax) {
+                self.argmax.record(&mut pass);
+            }
+        }
+        ctx.queue.submit([enc.finish()]);
+        self.pos += n;
+    }
+
+    async fn run(&mut self, tokens: &[u32], want: Want) -> Result<(Vec<f32>, u32), GpuModelError> {
+        self.check(tokens)?;
+        let nv = self.cfg.n_vocab;
+        let mut all = Vec::new();
+        let chunks: Vec<&[u32]> = tokens.chunks(self.max_batch as usize).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let last = i + 1 == chunks.len();
+            self.submit_chunk(chunk, &want, last);
+            if matches!(want, Want::All) {
+                let bytes = self
+                    .ctx
+                    .read(&self.logits, 0, (chunk.len() * nv * 4) as u64)
+                    .await?;
+                all.extend_from_slice(bytemuck::cast_slice::<u8, f32>(
+                    &bytes[..chunk.len() * nv * 4],
+                ));
+            }
+        }
+        match want {
+            Want::All => Ok((all, 0)),
+            Want::Last => {
+                let bytes = self.ctx.read(&self.logits, 0, nv as u64 * 4).await?;
+                Ok((
+                    bytemuck::cast_slice::<u8, f32>(&bytes[..nv * 4]).to_vec(),
+                    0,
+                ))
+            }
+            Want::Argmax => {
+                let bytes = self.ctx.read(&self.argmax_out, 0, 4).await?;
+                Ok((
+                    Vec::new(),
+                    u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")),
+                ))
+            }
+        }
+    }
+
+    /// Processes `tokens` and returns the last token's logits.
+    pub async fn forward_last(&mut self, tokens: &[u32]) -> Result<Vec<f32>, GpuModelError> {
+        Ok(self.run(tokens, Want::Last).await?.0)
+    }
+
+    /// Processes `tokens` and returns every token's logits (`n_vocab` each).
+    pub async fn forward_all(&mut self, tokens: &[u32]) -> Result<Vec<f32>, GpuModelError> {
+        Ok(self.run(tokens, Want::All).await?.0)
+    }
+
+    /// Processes `tokens` and returns the most likely next token, reading back 4 bytes.
+    pub async fn forward_argmax(&mut self, tokens: &[u32]) -> Result<u32, GpuModelError> {
+        Ok(self.run(tokens, Want::Argmax).await?.1)
+    }
+
+    /// Loads from an opened (possibly split) GGUF file.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_gguf(
+        ctx: Arc<GpuContext>,
+        model: &crate::gguf::GgufModel,
+        context_size: usize,
+    ) -> Result<Self, GpuModelError> {
+        Self::load(
+            ctx,
+            model.metadata(),
+            |n| model.tensor(n).map(|t| (t.info, t.data)),
+            context_size,
+        )
+    }
+}
+
+/// The GPU model as a [`crate::generate::LogitsBackend`] (native: blocks on each step).
+#[cfg(not(target_arch = "wasm32"))]
+pub struct GpuBackend(pub GpuModel);
+
+#[cfg(not(target_arch = "wasm32"))]
+impl crate::generate::LogitsBackend for GpuBackend {
+    fn name(&self) -> &'static str {
+        "gpu"
+    }
+    fn context_size(&self) -> usize {
+        self.0.context_size()
+    }
+    fn position(&self) -> usize {
+        self.0.position()
+    }
+    fn forward_last(&mut self, tokens: &[u32]) -> Result<Vec<f32>, crate::Error> {
+        Ok(pollster::block_on(self.0.forward_last(tokens))?)
+    }
+    fn forward_argmax(&mut self, tokens: &[u32]) -> Result<u32, crate::Error> {
+        Ok(pollster::block_on(self.0.forward_argmax(tokens))?)
+    }
+    fn reset(&mut self) {
+        self.0.reset()
+    }
+}

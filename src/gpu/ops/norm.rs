@@ -1,0 +1,71 @@
+//! RMSNorm (`shaders/norm.wgsl`): one 256-invocation workgroup per token row.
+
+use super::uniform;
+use crate::gpu::{kernels, GpuContext, GpuError};
+use std::sync::Arc;
+
+/// `out[t] = x[t] / sqrt(mean(x[t]²) + eps) * w` over `[n_tokens][dim]`; `w` is f32 `[dim]`.
+/// `out` may be `x` itself (normalized in place) or another buffer.
+pub struct RmsNormOp {
+    pipeline: Arc<wgpu::ComputePipeline>,
+    bind: wgpu::BindGroup,
+}
+
+impl RmsNormOp {
+    pub fn new(
+        ctx: &GpuContext,
+        x: &wgpu::Buffer,
+        w: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        dim: u32,
+        eps: f32,
+        step: &wgpu::Buffer,
+    ) -> Result<Self, GpuError> {
+        if dim == 0 {
+            return Err(GpuError::Validation {
+                what: "rms_norm".into(),
+                message: "dim must be > 0".into(),
+            });
+        }
+        let in_place = x == out;
+        let mut defs = ctx.base_defs();
+        if in_place {
+            defs.set("IN_PLACE", 1);
+        }
+        let pipeline = ctx.pipeline(kernels::NORM, "rms_norm", &defs)?;
+        let mut params = [0u8; 8];
+        params[..4].copy_from_slice(&dim.to_le_bytes());
+        params[4..].copy_from_slice(&eps.to_le_bytes());
+        let params = uniform(ctx, "rms_norm params", &params)?;
+        let bind = if in_place {
+            ctx.bind(
+                &pipeline,
+                &[
+                    x.as_entire_binding(),
+                    w.as_entire_binding(),
+                    params.as_entire_binding(),
+                    step.as_entire_binding(),
+                ],
+            )
+        } else {
+            ctx.bind(
+                &pipeline,
+                &[
+                    x.as_entire_binding(),
+                    w.as_entire_binding(),
+                    out.as_entire_binding(),
+                    params.as_entire_binding(),
+                    step.as_entire_binding(),
+                ],
+            )
+        };
+        Ok(RmsNormOp { pipeline, bind })
+    }
+
+    /// `n_tokens` must equal the step uniform's value for this submission (≤ 65535).
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, n_tokens: u32) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind, &[]);
+        pass.dispatch_workgroups(n_tokens, 1, 1);
+    }
+}

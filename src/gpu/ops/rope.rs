@@ -1,0 +1,120 @@
+//! Rotary position embedding (`shaders/rope.wgsl`), in place, llama.cpp's "normal" variant
+//! (adjacent pairs), at positions `step.pos + t`.
+
+use super::uniform;
+use crate::gpu::{dispatch_1d, kernels, GpuContext, GpuError};
+use crate::model::LlamaConfig;
+use std::sync::Arc;
+
+/// The RoPE hyper-parameters shared by Q and K.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RopeParams {
+    pub head_dim: u32,
+    /// Leading dimensions of each head that are rotated (usually `head_dim`).
+    pub rope_dim: u32,
+    /// `rope_theta`.
+    pub base: f32,
+    /// Position multiplier for linear scaling (1 when unscaled).
+    pub freq_scale: f32,
+}
+
+impl RopeParams {
+    pub fn from_config(c: &LlamaConfig) -> Self {
+        RopeParams {
+            head_dim: c.head_dim as u32,
+            rope_dim: c.rope_dim as u32,
+            base: c.rope_theta,
+            freq_scale: c.rope_freq_scale(),
+        }
+    }
+}
+
+/// Rotates `x` (`[n_tokens][n_heads][head_dim]` f32) in place. Run it once for Q and once for
+/// K, each with its own op.
+pub struct RopeOp {
+    pipeline: Arc<wgpu::ComputePipeline>,
+    bind: wgpu::BindGroup,
+    per_token: u32,
+}
+
+impl RopeOp {
+    /// `freq_factors`, when given, is an f32 buffer of `rope_dim / 2` per-pair divisors
+    /// (Llama 3.1 scaling); without it the divisors are 1.
+    pub fn new(
+        ctx: &GpuContext,
+        x: &wgpu::Buffer,
+        n_heads: u32,
+        p: &RopeParams,
+        freq_factors: Option<&wgpu::Buffer>,
+        step: &wgpu::Buffer,
+    ) -> Result<Self, GpuError> {
+        let bad = |m: String| {
+            Err(GpuError::Validation {
+                what: "rope".into(),
+                message: m,
+            })
+        };
+        if !p.head_dim.is_multiple_of(2)
+            || !p.rope_dim.is_multiple_of(2)
+            || p.rope_dim > p.head_dim
+            || p.rope_dim == 0
+            || n_heads == 0
+        {
+            return bad(format!(
+                "need even rope_dim ({}) ≤ head_dim ({}) and n_heads > 0",
+                p.rope_dim, p.head_dim
+            ));
+        }
+        let mut defs = ctx.base_defs();
+        if freq_factors.is_some() {
+            defs.set("FREQ_FACTORS", 1);
+        }
+        let pipeline = ctx.pipeline(kernels::ROPE, "rope", &defs)?;
+        // Exactly the reference's expression, so theta_base matches it bit for bit.
+        let theta_scale = p.base.powf(-2.0 / p.rope_dim as f32);
+        let n_pairs = p.rope_dim / 2;
+        let words: [u32; 8] = [
+            n_heads,
+            p.head_dim,
+            n_pairs,
+            theta_scale.to_bits(),
+            p.freq_scale.to_bits(),
+            0,
+            0,
+            0,
+        ];
+        let params = uniform(ctx, "rope params", bytemuck::cast_slice(&words))?;
+        let bind = match freq_factors {
+            Some(ff) => ctx.bind(
+                &pipeline,
+                &[
+                    x.as_entire_binding(),
+                    ff.as_entire_binding(),
+                    params.as_entire_binding(),
+                    step.as_entire_binding(),
+                ],
+            ),
+            None => ctx.bind(
+                &pipeline,
+                &[
+                    x.as_entire_binding(),
+                    params.as_entire_binding(),
+                    step.as_entire_binding(),
+                ],
+            ),
+        };
+        Ok(RopeOp {
+            pipeline,
+            bind,
+            per_token: n_heads * n_pairs,
+        })
+    }
+
+    /// `n_tokens` must equal the step uniform's value for this submission.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, n_tokens: u32) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind, &[]);
+        let (a, b, c) = dispatch_1d(self.per_token * n_tokens, 256);
+        pass.dispatch_workgroups(a, b, c);
+    }
+}

@@ -1,0 +1,175 @@
+//! Argmax and top-k over the logits on the GPU (`shaders/sample.wgsl`), so a decoding step
+//! reads back 4 bytes (greedy) or `8·K` bytes (sampling on the CPU from the top K) instead of
+//! the whole vocabulary. Ranking is by logit, descending, ties to the lowest id.
+
+use super::uniform;
+use crate::gpu::{kernels, GpuContext, GpuError};
+use std::sync::Arc;
+
+/// Logits per pass-1 workgroup (`BLOCK` in the shader).
+const BLOCK: u32 = 2048;
+/// Pass-2 workgroup size: the most pass-1 blocks it can merge.
+const MAX_PARTS: u32 = 256;
+/// The largest K supported.
+pub const MAX_TOP_K: u32 = 64;
+
+/// The two dispatches shared by argmax (K = 1) and top-k.
+struct Select {
+    partial: Arc<wgpu::ComputePipeline>,
+    merge: Arc<wgpu::ComputePipeline>,
+    bind_partial: wgpu::BindGroup,
+    bind_merge: wgpu::BindGroup,
+    n_parts: u32,
+}
+
+impl Select {
+    fn new(
+        ctx: &GpuContext,
+        logits: &wgpu::Buffer,
+        n: u32,
+        k: u32,
+        out: &wgpu::Buffer,
+        argmax: bool,
+    ) -> Result<Self, GpuError> {
+        let n_parts = n.div_ceil(BLOCK);
+        if n == 0 || n_parts > MAX_PARTS || k == 0 || k > MAX_TOP_K || k > n {
+            return Err(GpuError::Validation {
+                what: "top-k".into(),
+                message: format!(
+                    "need 1 ≤ k ≤ min({MAX_TOP_K}, n) and 1 ≤ n ≤ {} (k {k}, n {n})",
+                    BLOCK * MAX_PARTS
+                ),
+            });
+        }
+        let out_bytes = if argmax { 4 } else { k as u64 * 8 };
+        if logits.size() < n as u64 * 4 || out.size() < out_bytes {
+            return Err(GpuError::Validation {
+                what: "top-k".into(),
+                message: format!(
+                    "logits buffer {} bytes (needs {}), output buffer {} bytes (needs {out_bytes})",
+                    logits.size(),
+                    n as u64 * 4,
+                    out.size()
+                ),
+            });
+        }
+        let mut defs = ctx.base_defs();
+        if argmax {
+            defs.set("ARGMAX", 1);
+        }
+        let partial = ctx.pipeline(kernels::SAMPLE, "topk_partial", &defs)?;
+        let merge = ctx.pipeline(kernels::SAMPLE, "topk_merge", &defs)?;
+        let parts = ctx.storage(
+            "top-k partials",
+            n_parts as u64 * k as u64 * 8,
+            wgpu::BufferUsages::empty(),
+        )?;
+        let params = uniform(
+            ctx,
+            "top-k params",
+            bytemuck::cast_slice(&[n, k, n_parts, 0]),
+        )?;
+        // Pass 1 does not touch `out` and pass 2 not `logits`: name binding numbers explicitly.
+        let bind = |p: &wgpu::ComputePipeline, entries: &[(u32, &wgpu::Buffer)]| {
+            let entries: Vec<wgpu::BindGroupEntry> = entries
+                .iter()
+                .map(|&(binding, b)| wgpu::BindGroupEntry {
+                    binding,
+                    resource: b.as_entire_binding(),
+                })
+                .collect();
+            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("top-k"),
+                layout: &p.get_bind_group_layout(0),
+                entries: &entries,
+            })
+        };
+        let bind_partial = bind(&partial, &[(0, logits), (1, &parts), (3, &params)]);
+        let bind_merge = bind(&merge, &[(1, &parts), (2, out), (3, &params)]);
+        Ok(Select {
+            partial,
+            merge,
+            bind_partial,
+            bind_merge,
+            n_parts,
+        })
+    }
+
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.partial);
+        pass.set_bind_group(0, &self.bind_partial, &[]);
+        pass.dispatch_workgroups(self.n_parts, 1, 1);
+        pass.set_pipeline(&self.merge);
+        pass.set_bind_group(0, &self.bind_merge, &[]);
+        pass.dispatch_workgroups(1, 1, 1);
+    }
+}
+
+/// The id of the largest of `n_vocab` f32 logits (the lowest such id on ties), written as a u32
+/// at the start of `out` (4 bytes).
+pub struct ArgmaxOp(Select);
+
+impl ArgmaxOp {
+    /// `logits`: f32 `[n_vocab]` (the first `n_vocab` elements are used; at most 524288).
+    pub fn new(
+        ctx: &GpuContext,
+        logits: &wgpu::Buffer,
+        n_vocab: u32,
+        out: &wgpu::Buffer,
+    ) -> Result<Self, GpuError> {
+        Select::new(ctx, logits, n_vocab, 1, out, true).map(ArgmaxOp)
+    }
+
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.0.record(pass)
+    }
+}
+
+/// The `k` largest logits, sorted descending (ties by ascending id), written to `out` as `k`
+/// pairs of u32 words `(id, f32 bits of the logit)`: `8·k` bytes, see [`TopKOp::parse`].
+pub struct TopKOp {
+    select: Select,
+    k: u32,
+}
+
+impl TopKOp {
+    /// `logits`: f32 `[n_vocab]`; `1 ≤ k ≤ min(64, n_vocab)`.
+    pub fn new(
+        ctx: &GpuContext,
+        logits: &wgpu::Buffer,
+        n_vocab: u32,
+        k: u32,
+        out: &wgpu::Buffer,
+    ) -> Result<Self, GpuError> {
+        Ok(TopKOp {
+            select: Select::new(ctx, logits, n_vocab, k, out, false)?,
+            k,
+        })
+    }
+
+    pub fn k(&self) -> u32 {
+        self.k
+    }
+
+    /// Bytes the op writes at the start of `out`.
+    pub fn out_bytes(&self) -> u64 {
+        self.k as u64 * 8
+    }
+
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        self.select.record(pass)
+    }
+
+    /// Decodes the `(id, logit)` pairs from the bytes read back from `out`.
+    pub fn parse(bytes: &[u8]) -> Vec<(u32, f32)> {
+        bytes
+            .chunks_exact(8)
+            .map(|c| {
+                (
+                    u32::from_le_bytes(c[..4].try_into().unwrap()),
+                    f32::from_le_bytes(c[4..].try_into().unwrap()),
+                )
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,667 @@
+//! Quantized weights on the GPU (lavapipe): upload with repacking and splitting, matrix × vector
+//! (decode), tiled matrix × matrix (prefill) and the embedding gather, for every supported type,
+//! against the CPU dequantization (`llama_webgpu::quant`, bit-exact with gguf-py) and f64 dot
+//! products.
+//!
+//! Real tensors come from the SmolLM2 requantizations made by `scripts/setup`; synthetic ones
+//! (random values, random quant blocks with sane f16 scales) add shapes that are not multiples of
+//! the workgroup or tile sizes. Timings: `cargo test --release --test gpu_matmul -- --nocapture`.
+//!
+//! Tolerance of a product y = Σ_k w_k·x_k: the GPU multiplies the same f32 weights (decoded with
+//! the CPU's f32 operations; a fused `d*q + m` may differ by one rounding, 2^-24 relative to the
+//! terms) by the same f32 activations and adds in f32 along chains no deeper than cols/4 + 8
+//! (per-invocation running sums of 4-element dot products, then a reduction over at most 16
+//! invocations). Recursive summation then bounds the error by (depth + 2)·2^-24·Σ_k |w_k·x_k|,
+//! which is what `check` allows — a rigorous bound, not a fudge factor, and still far below what
+//! any decoding mistake causes (one wrong element of a 576-long row is ~1e-3 of Σ|w·x|).
+
+use llama_webgpu::gguf::GgufModel;
+use llama_webgpu::gpu::ops::{step_buffer, EmbeddingOp, MatmulOp, Step};
+use llama_webgpu::gpu::weights::GpuWeight;
+use llama_webgpu::gpu::{GpuContext, GpuError, GpuOptions};
+use llama_webgpu::quant::{dequantize, GgmlType};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const TOKEN_COUNTS: [usize; 4] = [1, 3, 17, 64 + 5];
+
+fn model(quant: &str) -> GgufModel {
+    let path =
+        PathBuf::from(ROOT).join(format!(".cache/models/SmolLM2-135M-Instruct.{quant}.gguf"));
+    assert!(
+        path.is_file(),
+        "missing test model {}: run scripts/setup",
+        path.display()
+    );
+    GgufModel::open(&path).unwrap_or_else(|e| panic!("{}: {e}; run scripts/setup", path.display()))
+}
+
+/// A weight matrix on the CPU: GGUF bytes plus its dequantized values.
+struct Tensor {
+    label: String,
+    ty: GgmlType,
+    cols: usize,
+    rows: usize,
+    data: Vec<u8>,
+    values: Vec<f32>,
+}
+
+impl Tensor {
+    fn new(label: String, ty: GgmlType, cols: usize, rows: usize, data: Vec<u8>) -> Tensor {
+        let values = dequantize(&label, ty, &data, cols * rows).unwrap();
+        Tensor {
+            label,
+            ty,
+            cols,
+            rows,
+            data,
+            values,
+        }
+    }
+
+    fn upload(&self, ctx: &GpuContext) -> GpuWeight {
+        GpuWeight::upload(ctx, &self.label, self.ty, self.cols, self.rows, &self.data).unwrap()
+    }
+}
+
+/// Rows `rows` (all if None) of tensor `name` of the `quant` requantization.
+fn real(quant: &str, name: &str, ty: GgmlType, rows: Option<Range<usize>>) -> Tensor {
+    let m = model(quant);
+    let t = m
+        .tensor(name)
+        .unwrap_or_else(|| panic!("{quant}: no tensor {name}"));
+    assert_eq!(
+        t.info.ggml_type, ty,
+        "{quant} {name}: the test expects this type; has scripts/requant.py changed?"
+    );
+    let (cols, all_rows) = (t.info.dims[0] as usize, t.info.dims[1] as usize);
+    let rows = rows.unwrap_or(0..all_rows);
+    let row_bytes = t.data.len() / all_rows;
+    let data = t.data[rows.start * row_bytes..rows.end * row_bytes].to_vec();
+    Tensor::new(
+        format!("{quant}:{name}[{rows:?}]"),
+        ty,
+        cols,
+        rows.len(),
+        data,
+    )
+}
+
+/// splitmix64: deterministic test data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1).
+    fn f(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+/// Random data of any supported type: random values for F32/F16; for block types random bytes
+/// with the f16 scales replaced by values of a sane magnitude (random bits would give NaN/inf).
+fn synthetic(ty: GgmlType, cols: usize, rows: usize, seed: u64) -> Tensor {
+    use GgmlType::*;
+    let mut rng = Rng(seed);
+    let n = cols * rows;
+    let data: Vec<u8> = match ty {
+        F32 => (0..n).flat_map(|_| rng.f().to_le_bytes()).collect(),
+        F16 => (0..n)
+            .flat_map(|_| half::f16::from_f32(rng.f()).to_le_bytes())
+            .collect(),
+        _ => {
+            let (_, bytes) = ty.block_geometry();
+            let mut data: Vec<u8> = (0..ty.bytes_for(n as u64).unwrap())
+                .map(|_| rng.next() as u8)
+                .collect();
+            let scales: &[usize] = match ty {
+                Q4_0 | Q5_0 | Q8_0 => &[0],
+                Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
+                Q6_K => &[208],
+                _ => unreachable!(),
+            };
+            for block in data.chunks_exact_mut(bytes) {
+                for &at in scales {
+                    let v = rng.f() * 0.05;
+                    block[at..at + 2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
+                }
+            }
+            data
+        }
+    };
+    Tensor::new(
+        format!("synthetic {ty} {cols}x{rows}"),
+        ty,
+        cols,
+        rows,
+        data,
+    )
+}
+
+/// Every test tensor: each supported type from the real models (where possible two shapes, with
+/// row counts that are not multiples of the tile or workgroup sizes) and synthetic shapes.
+fn cases() -> &'static [Tensor] {
+    static CASES: OnceLock<Vec<Tensor>> = OnceLock::new();
+    CASES.get_or_init(|| {
+        use GgmlType::*;
+        let mut v = Vec::new();
+        for (quant, ty) in [
+            ("Q4_0", Q4_0),
+            ("Q4_1", Q4_1),
+            ("Q5_0", Q5_0),
+            ("Q5_1", Q5_1),
+            ("Q8_0", Q8_0),
+            ("F16", F16),
+        ] {
+            v.push(real(quant, "blk.0.attn_k.weight", ty, None));
+            v.push(real(quant, "blk.0.ffn_down.weight", ty, Some(7..90)));
+        }
+        v.push(real("Q4_K_M", "blk.3.ffn_down.weight", Q4_K, Some(11..111)));
+        v.push(real("Q5_K_M", "blk.3.ffn_down.weight", Q5_K, Some(0..75)));
+        v.push(real("Q6_K", "blk.0.ffn_down.weight", Q6_K, Some(501..576)));
+        v.push(synthetic(F32, 333, 101, 1));
+        v.push(synthetic(F32, 100, 70, 2));
+        v.push(synthetic(F32, 64, 7, 3));
+        v.push(synthetic(F16, 333, 101, 4));
+        v.push(synthetic(F16, 98, 66, 5));
+        for (i, ty) in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0].into_iter().enumerate() {
+            v.push(synthetic(ty, 160, 37, 10 + i as u64));
+        }
+        for (i, ty) in [Q4_K, Q5_K, Q6_K].into_iter().enumerate() {
+            v.push(synthetic(ty, 512, 37, 20 + i as u64));
+        }
+        v
+    })
+}
+
+fn activations(cols: usize, n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Rng(seed);
+    (0..n * cols).map(|_| rng.f() * 2.0).collect()
+}
+
+/// The CPU reference: y[t][r] in f64 and Σ_k |w·x| (the scale of the rounding error).
+fn reference(t: &Tensor, x: &[f32], n: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut want = Vec::with_capacity(n * t.rows);
+    let mut scale = Vec::with_capacity(n * t.rows);
+    for tok in 0..n {
+        let xr = &x[tok * t.cols..(tok + 1) * t.cols];
+        for r in 0..t.rows {
+            let wr = &t.values[r * t.cols..(r + 1) * t.cols];
+            let (mut s, mut a) = (0f64, 0f64);
+            for (w, x) in wr.iter().zip(xr) {
+                let p = *w as f64 * *x as f64;
+                s += p;
+                a += p.abs();
+            }
+            want.push(s);
+            scale.push(a);
+        }
+    }
+    (want, scale)
+}
+
+fn set_step(ctx: &GpuContext, step: &wgpu::Buffer, n: usize) {
+    ctx.write(
+        step,
+        0,
+        bytemuck::bytes_of(&Step {
+            n_tokens: n as u32,
+            pos: 0,
+            _pad: [0; 2],
+        }),
+    );
+}
+
+/// Runs the op API as the model graph does. Buffers hold two tokens more than used, filled with
+/// NaN: the kernels must neither read those inputs nor write those outputs.
+fn gpu_matmul(ctx: &GpuContext, w: &GpuWeight, x: &[f32], n: usize) -> Vec<f32> {
+    gpu_matmul_tpr(ctx, w, x, n, None)
+}
+
+/// [`gpu_matmul`], optionally with the matvec kernel's invocations per row forced.
+fn gpu_matmul_tpr(
+    ctx: &GpuContext,
+    w: &GpuWeight,
+    x: &[f32],
+    n: usize,
+    tpr: Option<u32>,
+) -> Vec<f32> {
+    let (cols, rows) = (w.cols, w.rows);
+    let mut xin = x.to_vec();
+    xin.resize((n + 2) * cols, f32::NAN);
+    let xb = ctx.upload("x", bytemuck::cast_slice(&xin)).unwrap();
+    let yb = ctx
+        .upload("y", bytemuck::cast_slice(&vec![f32::NAN; (n + 2) * rows]))
+        .unwrap();
+    let step = step_buffer(ctx).unwrap();
+    set_step(ctx, &step, n);
+    let op = match tpr {
+        None => MatmulOp::new(ctx, w, &xb, &yb, &step),
+        Some(tpr) => MatmulOp::with_threads_per_row(ctx, w, &xb, &yb, &step, tpr),
+    }
+    .unwrap();
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        op.record(&mut pass, n as u32);
+    }
+    ctx.queue.submit([enc.finish()]);
+    let mut y = ctx.read_f32(&yb, 0, (n + 2) * rows).unwrap();
+    assert!(
+        y[n * rows..].iter().all(|v| v.is_nan()),
+        "{n} tokens: outputs past the last token were written"
+    );
+    y.truncate(n * rows);
+    y
+}
+
+/// Checks `got` against the f64 reference with the bound explained at the top; returns the
+/// largest error relative to Σ|w·x|.
+fn check(what: &str, cols: usize, got: &[f32], want: &[f64], scale: &[f64]) -> f64 {
+    let depth = (cols.div_ceil(4) + 8) as f64;
+    let eps = (2f64).powi(-24);
+    let mut worst = 0f64;
+    for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(scale).enumerate() {
+        let err = (g as f64 - w).abs();
+        assert!(
+            err <= (depth + 2.0) * eps * s + 1e-30,
+            "{what}: output {i}: gpu {g:e}, cpu {w:e}, Σ|w·x| {s:e}, error {:.2e} of Σ|w·x|",
+            err / s
+        );
+        worst = worst.max(if s > 0.0 { err / s } else { 0.0 });
+    }
+    worst
+}
+
+/// Embedding rows against the CPU dequantization: exact, except that a fused `d*q ± m` may
+/// differ by a rounding of the terms (bounded by 2^-23 of the row's largest magnitude).
+fn check_embedding(what: &str, t: &Tensor, ids: &[u32], got: &[f32]) -> usize {
+    let mut inexact = 0;
+    for (i, &id) in ids.iter().enumerate() {
+        let row = &got[i * t.cols..(i + 1) * t.cols];
+        if id as usize >= t.rows {
+            assert!(
+                row.iter().all(|v| *v == 0.0),
+                "{what}: id {id} past the table should give zeros"
+            );
+            continue;
+        }
+        let want = &t.values[id as usize * t.cols..(id as usize + 1) * t.cols];
+        let max = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (k, (&g, &w)) in row.iter().zip(want).enumerate() {
+            if g.to_bits() != w.to_bits() {
+                inexact += 1;
+                assert!(
+                    (g - w).abs() <= max * (2f32).powi(-23),
+                    "{what}: token {i} (id {id}) element {k}: gpu {g:e}, cpu {w:e}"
+                );
+            }
+        }
+    }
+    inexact
+}
+
+fn gpu_embedding(ctx: &GpuContext, w: &GpuWeight, ids: &[u32]) -> Vec<f32> {
+    let n = ids.len();
+    let mut idv = ids.to_vec();
+    idv.resize(n + 2, 0);
+    let idb = ctx.upload("ids", bytemuck::cast_slice(&idv)).unwrap();
+    let out = ctx
+        .upload(
+            "out",
+            bytemuck::cast_slice(&vec![f32::NAN; (n + 2) * w.cols]),
+        )
+        .unwrap();
+    let step = step_buffer(ctx).unwrap();
+    set_step(ctx, &step, n);
+    let op = EmbeddingOp::new(ctx, w, &idb, &out, &step).unwrap();
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        op.record(&mut pass, n as u32);
+    }
+    ctx.queue.submit([enc.finish()]);
+    let mut got = ctx.read_f32(&out, 0, (n + 2) * w.cols).unwrap();
+    assert!(
+        got[n * w.cols..].iter().all(|v| v.is_nan()),
+        "embedding wrote past the last token"
+    );
+    got.truncate(n * w.cols);
+    got
+}
+
+/// Ids for a table of `rows` rows: the first and last rows, repeats, and random ones.
+fn embedding_ids(rows: usize, n: usize, seed: u64) -> Vec<u32> {
+    let mut rng = Rng(seed);
+    let mut ids = vec![0, rows as u32 - 1, 1, rows as u32 - 1];
+    while ids.len() < n {
+        ids.push((rng.next() % rows as u64) as u32);
+    }
+    ids.truncate(n);
+    ids
+}
+
+/// Every case, every token count, matmul and embedding, on a context with `opts`.
+fn all_types(opts: GpuOptions) {
+    let ctx = GpuContext::new_blocking(opts).unwrap();
+    eprintln!("{} {:?}", ctx.adapter_info.name, ctx.features);
+    let mut types = std::collections::BTreeSet::new();
+    for (ci, t) in cases().iter().enumerate() {
+        let w = t.upload(&ctx);
+        assert_eq!(w.parts().len(), 1);
+        let mut worst = 0f64;
+        for n in TOKEN_COUNTS {
+            let x = activations(t.cols, n, 100 + ci as u64 * 7 + n as u64);
+            let (want, scale) = reference(t, &x, n);
+            let got = gpu_matmul(&ctx, &w, &x, n);
+            worst = worst.max(check(
+                &format!("{} × {n} tokens", t.label),
+                t.cols,
+                &got,
+                &want,
+                &scale,
+            ));
+            if n == 1 {
+                // Every matvec variant: one row per invocation (XBCAST with subgroups) and rows
+                // shared by 2, 8 or 16 invocations (shuffle or workgroup-memory reduction).
+                for tpr in [1, 2, 8, 16] {
+                    let got = gpu_matmul_tpr(&ctx, &w, &x, n, Some(tpr));
+                    worst = worst.max(check(
+                        &format!("{} × 1 token, {tpr} invocations per row", t.label),
+                        t.cols,
+                        &got,
+                        &want,
+                        &scale,
+                    ));
+                }
+            }
+        }
+        let ids = embedding_ids(t.rows, 7, ci as u64);
+        let inexact = check_embedding(&t.label, t, &ids, &gpu_embedding(&ctx, &w, &ids));
+        eprintln!(
+            "{:<52} worst error {worst:.1e} of Σ|w·x|; embedding: {inexact} values not bit-exact",
+            t.label
+        );
+        types.insert(t.ty);
+    }
+    use GgmlType::*;
+    assert_eq!(
+        types,
+        [F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K]
+            .into_iter()
+            .collect(),
+        "every supported type is tested"
+    );
+}
+
+#[test]
+fn every_type_f16_subgroups() {
+    all_types(GpuOptions {
+        allow_f16: true,
+        allow_subgroups: true,
+        max_storage_binding: Some(128 << 20),
+    });
+}
+
+#[test]
+fn every_type_f32_subgroups() {
+    all_types(GpuOptions {
+        allow_f16: false,
+        allow_subgroups: true,
+        max_storage_binding: Some(128 << 20),
+    });
+}
+
+#[test]
+fn every_type_f16_no_subgroups() {
+    all_types(GpuOptions {
+        allow_f16: true,
+        allow_subgroups: false,
+        max_storage_binding: Some(128 << 20),
+    });
+}
+
+#[test]
+fn every_type_f32_no_subgroups() {
+    all_types(GpuOptions {
+        allow_f16: false,
+        allow_subgroups: false,
+        max_storage_binding: None,
+    });
+}
+
+/// Parts cover the rows in order, each a whole number of rows within the binding limit.
+fn check_parts(ctx: &GpuContext, w: &GpuWeight) {
+    let mut next = 0;
+    for p in w.parts() {
+        assert_eq!(p.row0, next);
+        assert!(p.rows > 0 && p.buffer.size() <= ctx.limits.max_storage_buffer_binding_size);
+        next += p.rows;
+    }
+    assert_eq!(next, w.rows);
+}
+
+#[test]
+fn tensors_split_over_the_binding_limit() {
+    // 1 MiB: the tied embedding / output matrix (576 × 49152 Q8_0, 30 MB) in ~30 parts.
+    let ctx = GpuContext::new_blocking(GpuOptions {
+        max_storage_binding: Some(1 << 20),
+        ..Default::default()
+    })
+    .unwrap();
+    let m = model("Q4_1");
+    let t = m.tensor("token_embd.weight").unwrap();
+    let (cols, rows) = (t.info.dims[0] as usize, t.info.dims[1] as usize);
+    let w = GpuWeight::upload(
+        &ctx,
+        "token_embd.weight",
+        t.info.ggml_type,
+        cols,
+        rows,
+        t.data,
+    )
+    .unwrap();
+    assert!(w.parts().len() > 20, "{} parts", w.parts().len());
+    check_parts(&ctx, &w);
+    let table = Tensor::new(
+        "token_embd".into(),
+        t.info.ggml_type,
+        cols,
+        rows,
+        t.data.to_vec(),
+    );
+    for n in [1, 3] {
+        let x = activations(cols, n, 7 + n as u64);
+        let (want, scale) = reference(&table, &x, n);
+        let e = check(
+            &format!("token_embd × {n}"),
+            cols,
+            &gpu_matmul(&ctx, &w, &x, n),
+            &want,
+            &scale,
+        );
+        eprintln!(
+            "token_embd in {} parts × {n} tokens: worst error {e:.1e} of Σ|w·x|",
+            w.parts().len()
+        );
+    }
+    // Ids at both ends of every part boundary, the last row, and one past the end (zeros).
+    let mut ids: Vec<u32> = w
+        .parts()
+        .iter()
+        .flat_map(|p| [p.row0 as u32, (p.row0 + p.rows - 1) as u32])
+        .collect();
+    ids.push(rows as u32);
+    ids.push(rows as u32 - 1);
+    check_embedding("token_embd", &table, &ids, &gpu_embedding(&ctx, &w, &ids));
+
+    // 16 KiB, no subgroups, no f16: many small parts whose row counts are not tile multiples.
+    let ctx = GpuContext::new_blocking(GpuOptions {
+        allow_f16: false,
+        allow_subgroups: false,
+        max_storage_binding: Some(16 << 10),
+    })
+    .unwrap();
+    for t in [
+        real("Q4_1", "blk.0.attn_k.weight", GgmlType::Q4_1, None),
+        real(
+            "Q6_K",
+            "blk.0.ffn_down.weight",
+            GgmlType::Q6_K,
+            Some(0..100),
+        ),
+        real("Q5_0", "blk.0.attn_q.weight", GgmlType::Q5_0, Some(3..203)),
+        synthetic(GgmlType::F16, 333, 101, 9),
+    ] {
+        let w = t.upload(&ctx);
+        assert!(
+            w.parts().len() > 2,
+            "{}: {} parts",
+            t.label,
+            w.parts().len()
+        );
+        check_parts(&ctx, &w);
+        for n in [1, 17] {
+            let x = activations(t.cols, n, 3 + n as u64);
+            let (want, scale) = reference(&t, &x, n);
+            check(
+                &format!("{} × {n} (split)", t.label),
+                t.cols,
+                &gpu_matmul(&ctx, &w, &x, n),
+                &want,
+                &scale,
+            );
+        }
+        let ids = embedding_ids(t.rows, 9, 5);
+        check_embedding(&t.label, &t, &ids, &gpu_embedding(&ctx, &w, &ids));
+        eprintln!("{}: {} parts OK", t.label, w.parts().len());
+    }
+}
+
+#[test]
+fn unsupported_and_malformed_weights_are_typed_errors() {
+    let ctx = GpuContext::new_blocking(GpuOptions::default()).unwrap();
+    let m = model("Q2_K");
+    let t = m.tensor("blk.0.ffn_down.weight").unwrap();
+    let (cols, rows) = (t.info.dims[0] as usize, t.info.dims[1] as usize);
+    let e = GpuWeight::upload(
+        &ctx,
+        "blk.0.ffn_down.weight",
+        t.info.ggml_type,
+        cols,
+        rows,
+        t.data,
+    )
+    .err()
+    .unwrap();
+    assert!(
+        matches!(
+            e,
+            GpuError::UnsupportedType {
+                ty: GgmlType::Q3_K,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("blk.0.ffn_down.weight") && e.to_string().contains("Q3_K"),
+        "{e}"
+    );
+    let e = GpuWeight::upload(&ctx, "bf", GgmlType::BF16, 64, 2, &[0; 256])
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            e,
+            GpuError::UnsupportedType {
+                ty: GgmlType::BF16,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = GpuWeight::upload(&ctx, "short", GgmlType::Q8_0, 64, 2, &[0; 100])
+        .err()
+        .unwrap();
+    assert!(
+        matches!(e, GpuError::Validation { .. }) && e.to_string().contains("short"),
+        "{e}"
+    );
+    let e = GpuWeight::upload(&ctx, "ragged", GgmlType::Q4_0, 48, 1, &[0; 27])
+        .err()
+        .unwrap();
+    assert!(matches!(e, GpuError::Validation { .. }), "{e}");
+}
+
+/// Seconds per record of `op` at `n` tokens: `reps` records in one pass, after a warm-up; the
+/// best of three such passes (the machine may be busy with other work).
+fn time_op(ctx: &GpuContext, op: &MatmulOp, n: u32, reps: usize) -> f64 {
+    let run = |reps: usize| {
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for _ in 0..reps {
+                op.record(&mut pass, n);
+            }
+        }
+        ctx.queue.submit([enc.finish()]);
+        ctx.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .unwrap();
+    };
+    run(2);
+    (0..3)
+        .map(|_| {
+            let t0 = Instant::now();
+            run(reps);
+            t0.elapsed().as_secs_f64() / reps as f64
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+#[test]
+fn matvec_timing() {
+    let ctx = GpuContext::new_blocking(GpuOptions::default()).unwrap();
+    let m = model("Q4_1");
+    for (name, reps) in [("token_embd.weight", 10), ("blk.0.ffn_down.weight", 200)] {
+        let t = m.tensor(name).unwrap();
+        let (cols, rows) = (t.info.dims[0] as usize, t.info.dims[1] as usize);
+        let w = GpuWeight::upload(&ctx, name, t.info.ggml_type, cols, rows, t.data).unwrap();
+        let x = ctx
+            .upload("x", bytemuck::cast_slice(&activations(cols, 69, 1)))
+            .unwrap();
+        let y = ctx
+            .storage("y", 4 * (69 * rows) as u64, wgpu::BufferUsages::empty())
+            .unwrap();
+        let step = step_buffer(&ctx).unwrap();
+        let op = MatmulOp::new(&ctx, &w, &x, &y, &step).unwrap();
+        set_step(&ctx, &step, 1);
+        let s = time_op(&ctx, &op, 1, reps);
+        let gbs = t.data.len() as f64 / s / 1e9;
+        eprintln!(
+            "timing on {}: {} matvec {cols}×{rows} ({:.1} MB): {:.3} ms ({gbs:.2} GB/s of weights)",
+            ctx.adapter_info.name,
+            t.info.ggml_type,
+            t.data.len() as f64 / 1e6,
+            s * 1e3
+        );
+        set_step(&ctx, &step, 69);
+        let s = time_op(&ctx, &op, 69, (reps / 10).max(2));
+        eprintln!(
+            "timing: {} matmul {cols}×{rows} × 69 tokens: {:.3} ms",
+            t.info.ggml_type,
+            s * 1e3
+        );
+    }
+}

@@ -1,0 +1,629 @@
+//! The forward-pass kernels other than matmul (RMSNorm, RoPE, KV cache + attention, argmax and
+//! top-k) against the CPU reference in `llama_webgpu::reference::ops`, through the op API the
+//! model graph uses, in every variant: f16 KV cache or f32, subgroups or workgroup-memory
+//! reductions. Shapes are deliberately not multiples of the workgroup sizes.
+
+use half::f16;
+use llama_webgpu::gpu::ops::{
+    step_buffer, ArgmaxOp, AttentionOp, KvCache, RmsNormOp, RopeOp, RopeParams, Step, TopKOp,
+};
+use llama_webgpu::gpu::{GpuContext, GpuOptions};
+use llama_webgpu::reference::ops;
+
+/// A small deterministic PRNG (splitmix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1).
+    fn f(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+
+    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.f() * scale).collect()
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+/// Every variant the kernels have: (f16 KV cache, subgroups) on and off. Variants the adapter
+/// lacks come out as the fallback, and the name says what was actually used.
+fn contexts() -> Vec<(String, GpuContext)> {
+    let mut v = Vec::new();
+    for (allow_f16, allow_subgroups) in [(true, true), (true, false), (false, true), (false, false)]
+    {
+        let ctx = GpuContext::new_blocking(GpuOptions {
+            allow_f16,
+            allow_subgroups,
+            max_storage_binding: None,
+        })
+        .unwrap();
+        if v.is_empty() {
+            eprintln!(
+                "adapter: {} ({:?}), features {:?}",
+                ctx.adapter_info.name, ctx.adapter_info.backend, ctx.features
+            );
+        }
+        if ctx.adapter_info.name.contains("llvmpipe") {
+            assert_eq!(
+                (ctx.features.f16, ctx.features.subgroups),
+                (allow_f16, allow_subgroups),
+                "lavapipe offers both features"
+            );
+        }
+        v.push((
+            format!(
+                "f16={} subgroups={}",
+                ctx.features.f16, ctx.features.subgroups
+            ),
+            ctx,
+        ));
+    }
+    v
+}
+
+fn upload(ctx: &GpuContext, data: &[f32]) -> wgpu::Buffer {
+    ctx.upload("test input", bytemuck::cast_slice(data))
+        .unwrap()
+}
+
+/// Writes the step uniform, records `f` into one compute pass and submits it.
+fn run(
+    ctx: &GpuContext,
+    step: &wgpu::Buffer,
+    n_tokens: u32,
+    pos: u32,
+    f: impl FnOnce(&mut wgpu::ComputePass<'_>),
+) {
+    ctx.write(
+        step,
+        0,
+        bytemuck::bytes_of(&Step {
+            n_tokens,
+            pos,
+            _pad: [0; 2],
+        }),
+    );
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        f(&mut pass);
+    }
+    ctx.queue.submit([enc.finish()]);
+}
+
+/// The largest |got - want| / (|want| + floor), with where it happened.
+fn max_err(got: &[f32], want: &[f32], floor: f32) -> (f32, usize) {
+    assert_eq!(got.len(), want.len());
+    let mut worst = (0f32, 0);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(g.is_finite(), "non-finite output at {i}: {g}");
+        let e = (g - w).abs() / (w.abs() + floor);
+        if e > worst.0 {
+            worst = (e, i);
+        }
+    }
+    worst
+}
+
+#[test]
+fn rms_norm_matches_cpu() {
+    let mut rng = Rng(1);
+    let mut worst = 0f32;
+    for (name, ctx) in contexts() {
+        let step = step_buffer(&ctx).unwrap();
+        // The 1e-3 scale makes eps dominate mean(x²), so a missing or misplaced eps shows.
+        for (dim, scale) in [(576usize, 3.0f32), (577, 3.0), (4096, 3.0), (577, 1e-3)] {
+            for n in [1usize, 7, 70] {
+                let x = rng.vec(n * dim, scale);
+                let w = rng.vec(dim, 2.0);
+                let mut want = vec![0f32; n * dim];
+                ops::rms_norm(&x, &w, 1e-5, &mut want);
+                let (xb, wb) = (upload(&ctx, &x), upload(&ctx, &w));
+                let out = ctx
+                    .storage("out", (n * dim * 4) as u64, wgpu::BufferUsages::empty())
+                    .unwrap();
+                let op = RmsNormOp::new(&ctx, &xb, &wb, &out, dim as u32, 1e-5, &step).unwrap();
+                let in_place =
+                    RmsNormOp::new(&ctx, &xb, &wb, &xb, dim as u32, 1e-5, &step).unwrap();
+                run(&ctx, &step, n as u32, 0, |p| op.record(p, n as u32));
+                let got = ctx.read_f32(&out, 0, n * dim).unwrap();
+                run(&ctx, &step, n as u32, 0, |p| in_place.record(p, n as u32));
+                let got_in_place = ctx.read_f32(&xb, 0, n * dim).unwrap();
+                // Every output is x · scale · w, so the only error is in the row's scale: the
+                // f32 sum of squares (the reference sums in f64) and the sqrt/division, a few
+                // ulp. 1e-5 relative, element by element, leaves a wide margin.
+                for (what, got) in [("out", &got), ("in place", &got_in_place)] {
+                    let (e, i) = max_err(got, &want, 1e-30);
+                    worst = worst.max(e);
+                    assert!(
+                        e < 1e-5,
+                        "{name} dim {dim} n {n} {what}: rel err {e} at {i}: {} vs {}",
+                        got[i],
+                        want[i]
+                    );
+                }
+            }
+        }
+    }
+    eprintln!("rms_norm: worst relative error {worst:e}");
+}
+
+#[test]
+fn rope_matches_cpu_up_to_position_8000() {
+    let mut rng = Rng(2);
+    // Llama 3.1-style divisors: 1 for high frequencies, up to 8 for low ones, smooth between.
+    let ff64: Vec<f32> = (0..64)
+        .map(|i| {
+            if i < 20 {
+                1.0
+            } else if i > 40 {
+                8.0
+            } else {
+                1.0 + 7.0 * (i - 20) as f32 / 20.0
+            }
+        })
+        .collect();
+    let mut worst = 0f32;
+    for (name, ctx) in contexts().into_iter().step_by(2) {
+        // RoPE has no f16 or subgroup code: two contexts cover it.
+        let step = step_buffer(&ctx).unwrap();
+        for (n_heads, hd, base, freq_scale, use_ff) in [
+            (9usize, 64usize, 10000.0f32, 1.0f32, false),
+            (3, 64, 100000.0, 0.25, true),
+            (32, 128, 500000.0, 1.0, true),
+            (8, 128, 10000.0, 1.0, false),
+        ] {
+            let ff = use_ff.then(|| ff64[..hd / 2].to_vec());
+            let ffb = ff.as_ref().map(|f| upload(&ctx, f));
+            for (pos, n) in [(0usize, 70usize), (5, 7), (8000, 1), (7930, 70), (8191, 1)] {
+                let x = rng.vec(n * n_heads * hd, 1.0);
+                let xb = upload(&ctx, &x);
+                let p = RopeParams {
+                    head_dim: hd as u32,
+                    rope_dim: hd as u32,
+                    base,
+                    freq_scale,
+                };
+                let op = RopeOp::new(&ctx, &xb, n_heads as u32, &p, ffb.as_ref(), &step).unwrap();
+                run(&ctx, &step, n as u32, pos as u32, |p| {
+                    op.record(p, n as u32)
+                });
+                let got = ctx.read_f32(&xb, 0, x.len()).unwrap();
+                let (cos, sin) = ops::rope_tables(pos, n, hd, base, freq_scale, ff.as_deref());
+                let mut want = x.clone();
+                ops::rope(&mut want, hd, &cos, &sin);
+                // theta is built exactly as the reference builds it (repeated f32 products of
+                // the same theta_scale), so only sin/cos differ: ~2e-7 absolute after the
+                // kernel's range reduction, against glibc's correctly rounded values. Inputs
+                // are in [-1, 1], so outputs are off by < 1e-6; 4e-6 absolute leaves margin.
+                // (Computing theta with pow() instead would be off by up to ~1e-3 rad here.)
+                let (e, i) = max_err(&got, &want, 1.0);
+                worst = worst.max(e);
+                assert!(
+                    e < 4e-6,
+                    "{name} heads {n_heads} hd {hd} pos {pos} n {n}: err {e} at {i}: {} vs {}",
+                    got[i],
+                    want[i]
+                );
+            }
+        }
+    }
+    eprintln!("rope: worst abs error {worst:e}");
+}
+
+/// Shapes: (n_head, n_kv, head_dim).
+const SHAPES: [(usize, usize, usize); 2] = [(9, 3, 64), (32, 8, 128)];
+
+/// The GPU op, its input buffers, and a CPU mirror of the cache for one layer.
+struct AttnCase {
+    n_head: usize,
+    n_kv: usize,
+    hd: usize,
+    cache: KvCache,
+    q: wgpu::Buffer,
+    k: wgpu::Buffer,
+    v: wgpu::Buffer,
+    out: wgpu::Buffer,
+    op: AttentionOp,
+    cpu_k: Vec<f32>,
+    cpu_v: Vec<f32>,
+    max_tokens: usize,
+}
+
+impl AttnCase {
+    fn new(
+        ctx: &GpuContext,
+        step: &wgpu::Buffer,
+        (n_head, n_kv, hd): (usize, usize, usize),
+        capacity: usize,
+        max_tokens: usize,
+    ) -> Self {
+        // Two layers, using the second, to check layer selection.
+        let cache = KvCache::new(ctx, 2, capacity as u32, n_kv as u32, hd as u32).unwrap();
+        assert_eq!(cache.f16, ctx.features.f16);
+        let buf = |n: usize| {
+            ctx.storage("attn io", (n * 4) as u64, wgpu::BufferUsages::empty())
+                .unwrap()
+        };
+        let (q, k, v, out) = (
+            buf(max_tokens * n_head * hd),
+            buf(max_tokens * n_kv * hd),
+            buf(max_tokens * n_kv * hd),
+            buf(max_tokens * n_head * hd),
+        );
+        let op = AttentionOp::new(ctx, &q, &k, &v, &out, &cache, 1, n_head as u32, step).unwrap();
+        AttnCase {
+            n_head,
+            n_kv,
+            hd,
+            cache,
+            q,
+            k,
+            v,
+            out,
+            op,
+            cpu_k: Vec::new(),
+            cpu_v: Vec::new(),
+            max_tokens,
+        }
+    }
+
+    /// As the cache stores it: f16-rounded in the F16 variant.
+    fn stored(&self, x: &[f32]) -> Vec<f32> {
+        if self.cache.f16 {
+            x.iter().map(|&v| f16::from_f32(v).to_f32()).collect()
+        } else {
+            x.to_vec()
+        }
+    }
+
+    /// Fills cache rows from the current length up to `len` directly (a stand-in for many
+    /// earlier steps).
+    fn prefill_cache(&mut self, ctx: &GpuContext, rng: &mut Rng, len: usize) {
+        let row = self.n_kv * self.hd;
+        let start = self.cpu_k.len() / row;
+        for (i, buf) in [self.cache.k[1].clone(), self.cache.v[1].clone()]
+            .iter()
+            .enumerate()
+        {
+            let vals = self.stored(&rng.vec((len - start) * row, 1.0));
+            let bytes: Vec<u8> = if self.cache.f16 {
+                vals.iter()
+                    .flat_map(|&v| f16::from_f32(v).to_le_bytes())
+                    .collect()
+            } else {
+                bytemuck::cast_slice(&vals).to_vec()
+            };
+            ctx.write(buf, start as u64 * self.cache.row_bytes(), &bytes);
+            let mirror = if i == 0 {
+                &mut self.cpu_k
+            } else {
+                &mut self.cpu_v
+            };
+            mirror.extend_from_slice(&vals);
+        }
+    }
+
+    /// One step of `n` tokens at the current position: returns the largest absolute error.
+    fn step(
+        &mut self,
+        ctx: &GpuContext,
+        step: &wgpu::Buffer,
+        rng: &mut Rng,
+        n: usize,
+        q_scale: f32,
+    ) -> f32 {
+        assert!(n <= self.max_tokens);
+        let (qw, kw) = (self.n_head * self.hd, self.n_kv * self.hd);
+        let pos = self.cpu_k.len() / kw;
+        let q = rng.vec(n * qw, q_scale);
+        let k = rng.vec(n * kw, 2.0);
+        let v = rng.vec(n * kw, 1.0);
+        ctx.write(&self.q, 0, bytemuck::cast_slice(&q));
+        ctx.write(&self.k, 0, bytemuck::cast_slice(&k));
+        ctx.write(&self.v, 0, bytemuck::cast_slice(&v));
+        run(ctx, step, n as u32, pos as u32, |p| {
+            self.op.record(p, n as u32)
+        });
+        let got = ctx.read_f32(&self.out, 0, n * qw).unwrap();
+        let (ks, vs) = (self.stored(&k), self.stored(&v));
+        self.cpu_k.extend_from_slice(&ks);
+        self.cpu_v.extend_from_slice(&vs);
+        let mut want = vec![0f32; n * qw];
+        ops::attention(
+            &q,
+            &self.cpu_k,
+            &self.cpu_v,
+            pos,
+            self.n_head,
+            self.n_kv,
+            self.hd,
+            &mut want,
+        );
+        let (e, i) = max_err(&got, &want, 1.0);
+        assert!(
+            e < ATTN_TOL,
+            "{}/{}x{} pos {pos} n {n}: abs err {e} at token {} head {}: {} vs {}",
+            self.n_head,
+            self.n_kv,
+            self.hd,
+            i / qw,
+            i % qw / self.hd,
+            got[i],
+            want[i]
+        );
+        e
+    }
+
+    /// The GPU cache holds exactly what the CPU mirror does (so the f16 rounding is
+    /// round-to-nearest-even, like `half` and llama.cpp).
+    fn check_cache(&self, ctx: &GpuContext) {
+        let len = self.cpu_k.len();
+        for (buf, cpu) in [
+            (&self.cache.k[1], &self.cpu_k),
+            (&self.cache.v[1], &self.cpu_v),
+        ] {
+            let bytes = pollster::block_on(ctx.read(
+                buf,
+                0,
+                len as u64 * if self.cache.f16 { 2 } else { 4 },
+            ))
+            .unwrap();
+            let got: Vec<f32> = if self.cache.f16 {
+                bytes
+                    .chunks_exact(2)
+                    .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect()
+            } else {
+                bytemuck::pod_collect_to_vec(&bytes)
+            };
+            assert!(got[..len] == cpu[..], "cache contents differ");
+        }
+    }
+}
+
+/// Attention outputs are convex combinations of V rows with |v| ≤ 1, compared in absolute
+/// terms. The reference rounds K/V to f16 exactly as the F16 kernel does (checked bit for bit
+/// by `check_cache`), so f16 and f32 variants meet the same bound: what remains is f32
+/// arithmetic — a different summation order in q·k (scores up to ~±10), an online softmax
+/// with f32 sums and GPU exp() (a few ulp) against the reference's f64 sum, over up to 8000
+/// keys. Observed errors are ~1e-7; 2e-5 leaves a wide margin while still catching any wrong
+/// key, position or head (those are off by 1e-2 and more).
+const ATTN_TOL: f32 = 2e-5;
+
+#[test]
+fn attention_over_successive_steps_matches_cpu() {
+    let mut rng = Rng(3);
+    for (name, ctx) in contexts() {
+        let step = step_buffer(&ctx).unwrap();
+        for shape in SHAPES {
+            let mut case = AttnCase::new(&ctx, &step, shape, 300, 70);
+            let mut worst = 0f32;
+            // A prompt, three decode steps, then prefills of other sizes.
+            for n in [50, 1, 1, 1, 7, 70, 1] {
+                worst = worst.max(case.step(&ctx, &step, &mut rng, n, 1.5));
+            }
+            case.check_cache(&ctx);
+            eprintln!("{name} {shape:?}: attention worst abs error {worst:e}");
+        }
+    }
+}
+
+#[test]
+fn attention_at_long_context_matches_cpu() {
+    let mut rng = Rng(4);
+    for (name, ctx) in contexts() {
+        let step = step_buffer(&ctx).unwrap();
+        let t0 = std::time::Instant::now();
+        // 9/3 heads of 64: a 70-token prefill ending at position 8000, then decode to 8003.
+        // 32/8 heads of 128 (Llama 3 8B): a 7-token prefill and decoding past 8000.
+        for (shape, prefill, n) in [(SHAPES[0], 7930usize, 70usize), (SHAPES[1], 7993, 7)] {
+            let mut case = AttnCase::new(&ctx, &step, shape, 8192, n);
+            case.prefill_cache(&ctx, &mut rng, prefill);
+            let mut worst = case.step(&ctx, &step, &mut rng, n, 3.0);
+            for _ in 0..3 {
+                worst = worst.max(case.step(&ctx, &step, &mut rng, 1, 3.0));
+            }
+            case.check_cache(&ctx);
+            eprintln!("{name} {shape:?}: long-context attention worst abs error {worst:e}");
+        }
+        eprintln!("{name}: long-context attention {:?}", t0.elapsed());
+    }
+}
+
+fn cpu_top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
+    idx.sort_by(|&a, &b| {
+        logits[b as usize]
+            .total_cmp(&logits[a as usize])
+            .then(a.cmp(&b))
+    });
+    idx.truncate(k);
+    idx.into_iter().map(|i| (i, logits[i as usize])).collect()
+}
+
+#[test]
+fn argmax_and_top_k_match_cpu() {
+    let mut rng = Rng(5);
+    for (name, ctx) in contexts().into_iter().filter(|(_, c)| !c.features.f16) {
+        // Selection has no f16 code; the two non-f16 contexts cover subgroups on and off.
+        let out = ctx
+            .storage("out", 64 * 8, wgpu::BufferUsages::empty())
+            .unwrap();
+        for n in [1usize, 5, 2047, 2048, 2049, 128_256, 300_001] {
+            let mut cases: Vec<(&str, Vec<f32>)> = Vec::new();
+            cases.push(("random", rng.vec(n, 20.0)));
+            // Logits on a coarse grid: many ties, across workgroup blocks too.
+            cases.push((
+                "ties",
+                (0..n).map(|_| (rng.f() * 8.0).round() / 4.0).collect(),
+            ));
+            let mut last = rng.vec(n, 20.0);
+            last[n - 1] = 21.0;
+            cases.push(("max last", last));
+            let mut tied_max = rng.vec(n, 20.0);
+            for _ in 0..3 {
+                let i = rng.below(n);
+                tied_max[i] = 30.0;
+            }
+            tied_max[n - 1] = 30.0;
+            cases.push(("tied max", tied_max));
+            cases.push(("all equal", vec![-1.5; n]));
+            cases.push((
+                "negative",
+                rng.vec(n, 5.0).iter().map(|v| v - 100.0).collect(),
+            ));
+            for (what, logits) in &cases {
+                let lb = upload(&ctx, logits);
+                let want = cpu_top_k(logits, 64.min(n));
+                let op = ArgmaxOp::new(&ctx, &lb, n as u32, &out).unwrap();
+                run(&ctx, &step_buffer(&ctx).unwrap(), 1, 0, |p| op.record(p));
+                let id = ctx.read_u32(&out, 0, 1).unwrap()[0];
+                assert_eq!(id, want[0].0, "{name} n {n} {what}: argmax");
+                for k in [1usize, 40, 64] {
+                    if k > n {
+                        continue;
+                    }
+                    let op = TopKOp::new(&ctx, &lb, n as u32, k as u32, &out).unwrap();
+                    run(&ctx, &step_buffer(&ctx).unwrap(), 1, 0, |p| op.record(p));
+                    let got = TopKOp::parse(
+                        &pollster::block_on(ctx.read(&out, 0, op.out_bytes())).unwrap(),
+                    );
+                    // Exact: selection only compares and copies.
+                    assert_eq!(got, want[..k], "{name} n {n} {what}: top-{k}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_shapes_are_rejected() {
+    let ctx = GpuContext::new_blocking(GpuOptions::default()).unwrap();
+    assert!(
+        KvCache::new(&ctx, 1, 16, 2, 66).is_err(),
+        "head_dim must be a multiple of 4"
+    );
+    let cache = KvCache::new(&ctx, 1, 16, 3, 64).unwrap();
+    let b = ctx.storage("b", 1024, wgpu::BufferUsages::empty()).unwrap();
+    let step = step_buffer(&ctx).unwrap();
+    assert!(
+        AttentionOp::new(&ctx, &b, &b, &b, &b, &cache, 0, 8, &step).is_err(),
+        "n_head must be a multiple of n_kv"
+    );
+    assert!(
+        AttentionOp::new(&ctx, &b, &b, &b, &b, &cache, 1, 9, &step).is_err(),
+        "no such layer"
+    );
+    assert!(TopKOp::new(&ctx, &b, 100, 65, &b).is_err(), "k ≤ 64");
+    assert!(
+        ArgmaxOp::new(&ctx, &b, 2048 * 256 + 1, &b).is_err(),
+        "vocabulary too large"
+    );
+    assert!(
+        ArgmaxOp::new(&ctx, &b, 257, &b).is_err(),
+        "logits buffer too small"
+    );
+    assert!(TopKOp::new(&ctx, &b, 256, 64, &b).is_ok());
+    assert!(
+        TopKOp::new(
+            &ctx,
+            &b,
+            256,
+            64,
+            &ctx.storage("small", 8 * 63, wgpu::BufferUsages::empty())
+                .unwrap()
+        )
+        .is_err(),
+        "output too small"
+    );
+}
+
+/// Rough per-dispatch timings on the adapter at hand (not a correctness test; meant for a real
+/// GPU — on lavapipe the 512-token prefills alone take minutes):
+/// `cargo test --release --test gpu_ops -- --ignored --nocapture timing`.
+#[test]
+#[ignore]
+fn timing() {
+    let ctx = GpuContext::new_blocking(GpuOptions::default()).unwrap();
+    eprintln!(
+        "adapter: {} ({:?}), features {:?}",
+        ctx.adapter_info.name, ctx.adapter_info.backend, ctx.features
+    );
+    let step = step_buffer(&ctx).unwrap();
+    let time =
+        |what: &str, n_tokens: u32, pos: u32, reps: u32, f: &dyn Fn(&mut wgpu::ComputePass<'_>)| {
+            run(&ctx, &step, n_tokens, pos, f);
+            ctx.device
+                .poll(wgpu::PollType::wait_indefinitely())
+                .unwrap();
+            let t0 = std::time::Instant::now();
+            run(&ctx, &step, n_tokens, pos, |p| (0..reps).for_each(|_| f(p)));
+            ctx.device
+                .poll(wgpu::PollType::wait_indefinitely())
+                .unwrap();
+            eprintln!(
+                "{what}: {:.1} µs",
+                t0.elapsed().as_secs_f64() * 1e6 / reps as f64
+            );
+        };
+    let (n_head, n_kv, hd, cap) = (32u32, 8u32, 128u32, 8192u32);
+    let cache = KvCache::new(&ctx, 1, cap, n_kv, hd).unwrap();
+    let buf = |n: u32| {
+        ctx.upload("t", bytemuck::cast_slice(&Rng(9).vec(n as usize, 1.0)))
+            .unwrap()
+    };
+    let (q, k, v, out) = (
+        buf(512 * n_head * hd),
+        buf(512 * n_kv * hd),
+        buf(512 * n_kv * hd),
+        buf(512 * n_head * hd),
+    );
+    let op = AttentionOp::new(&ctx, &q, &k, &v, &out, &cache, 0, n_head, &step).unwrap();
+    for (pos, n) in [(511u32, 1u32), (4095, 1), (8191, 1), (0, 512), (7680, 512)] {
+        time(
+            &format!("attention 32/8x128 pos {pos} n {n}"),
+            n,
+            pos,
+            if n == 1 { 200 } else { 5 },
+            &|p| op.record(p, n),
+        );
+    }
+    let x = buf(512 * 4096);
+    let w = buf(4096);
+    let norm = RmsNormOp::new(&ctx, &x, &w, &q, 4096, 1e-5, &step).unwrap();
+    time("rms_norm 4096 n 1", 1, 0, 200, &|p| norm.record(p, 1));
+    time("rms_norm 4096 n 512", 512, 0, 20, &|p| norm.record(p, 512));
+    let rope = RopeOp::new(
+        &ctx,
+        &q,
+        n_head,
+        &RopeParams {
+            head_dim: hd,
+            rope_dim: hd,
+            base: 500000.0,
+            freq_scale: 1.0,
+        },
+        None,
+        &step,
+    )
+    .unwrap();
+    time("rope 32x128 n 1", 1, 8000, 200, &|p| rope.record(p, 1));
+    time("rope 32x128 n 512", 512, 8000, 20, &|p| rope.record(p, 512));
+    let logits = buf(128_256);
+    let argmax = ArgmaxOp::new(&ctx, &logits, 128_256, &out).unwrap();
+    time("argmax 128256", 1, 0, 200, &|p| argmax.record(p));
+    let topk = TopKOp::new(&ctx, &logits, 128_256, 64, &out).unwrap();
+    time("top-64 128256", 1, 0, 50, &|p| topk.record(p));
+}
