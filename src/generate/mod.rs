@@ -23,6 +23,16 @@ pub trait LogitsBackend {
     fn forward_argmax(&mut self, tokens: &[u32]) -> Result<u32, crate::Error> {
         Ok(crate::sampling::argmax(&self.forward_last(tokens)?))
     }
+    /// Like [`LogitsBackend::forward_last`] but returns only the `k` (≤ 64) most likely tokens
+    /// as `(id, logit)`, sorted descending with ties by id. GPU backends compute this on the
+    /// device so sampling reads back a few numbers, not the whole vocabulary.
+    fn forward_top_k(&mut self, tokens: &[u32], k: usize) -> Result<Vec<(u32, f32)>, crate::Error> {
+        let logits = self.forward_last(tokens)?;
+        let mut c: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+        c.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        c.truncate(k);
+        Ok(c)
+    }
     /// Clears the KV cache.
     fn reset(&mut self);
 }
@@ -162,14 +172,15 @@ pub fn generate(
     let mut text = String::new();
     let mut tokens = Vec::new();
 
-    // Plain greedy decoding needs no logits on the CPU: the backend picks the token.
+    // Greedy decoding and plain top-k sampling need no full logits on the CPU: the backend
+    // picks the token or the few candidates.
     let greedy = sampler.is_plain_greedy();
-    let mut step = |backend: &mut dyn LogitsBackend,
-                    toks: &[u32],
-                    history: &[u32]|
-     -> Result<u32, crate::Error> {
+    let top_k = sampler.candidates_needed();
+    let mut step = |backend: &mut dyn LogitsBackend, toks: &[u32], history: &[u32]| -> Result<u32, crate::Error> {
         if greedy {
             backend.forward_argmax(toks)
+        } else if let Some(k) = top_k {
+            Ok(sampler.sample_top(&backend.forward_top_k(toks, k)?))
         } else {
             Ok(sampler.sample(&backend.forward_last(toks)?, history))
         }

@@ -3,7 +3,7 @@
 //! single command submission with no readback until its result.
 
 use super::ops::{
-    step_buffer, AddOp, ArgmaxOp, AttentionOp, EmbeddingOp, KvCache, MatmulOp, RmsNormOp, RopeOp,
+    step_buffer, AddOp, ArgmaxOp, AttentionOp, TopKOp, EmbeddingOp, KvCache, MatmulOp, RmsNormOp, RopeOp,
     RopeParams, Step, SwigluOp,
 };
 use super::weights::GpuWeight;
@@ -58,7 +58,12 @@ enum Want {
     All,
     /// Only the argmax of the last token's logits.
     Argmax,
+    /// The top [`TOP_K`] `(id, logit)` of the last token.
+    TopK,
 }
+
+/// Candidates the GPU top-k returns; samplers use at most this many.
+pub const TOP_K: u32 = 64;
 
 /// A Llama model resident on the GPU with its KV cache.
 pub struct GpuModel {
@@ -81,6 +86,8 @@ pub struct GpuModel {
     norm_last: RmsNormOp,
     output_last: MatmulOp,
     argmax: ArgmaxOp,
+    top_k: TopKOp,
+    top_k_out: wgpu::Buffer,
     _kv: KvCache,
     _weights: Vec<GpuWeight>,
     _buffers: Vec<wgpu::Buffer>,
@@ -259,6 +266,8 @@ impl GpuModel {
         )?;
         let output_last = MatmulOp::new(&ctx, out_w, &h_last, &logits, &step_one)?;
         let argmax = ArgmaxOp::new(&ctx, &logits, nv as u32, &argmax_out)?;
+        let top_k_out = ctx.storage("top-k", TOP_K as u64 * 8, wgpu::BufferUsages::empty())?;
+        let top_k = TopKOp::new(&ctx, &logits, nv as u32, TOP_K.min(nv as u32), &top_k_out)?;
         weights.push(tok_embd);
         weights.extend(output_w);
         buffers.extend([h, q, k, v, attn, o, g, u, h_last, output_norm_w, step_one]);
@@ -281,6 +290,8 @@ impl GpuModel {
             norm_last,
             output_last,
             argmax,
+            top_k,
+            top_k_out,
             _kv: kv,
             _weights: weights,
             _buffers: buffers,
@@ -375,15 +386,17 @@ impl GpuModel {
             });
             self.norm_last.record(&mut pass, 1);
             self.output_last.record(&mut pass, 1);
-            if matches!(want, Want::Argmax) {
-                self.argmax.record(&mut pass);
+            match want {
+                Want::Argmax => self.argmax.record(&mut pass),
+                Want::TopK => self.top_k.record(&mut pass),
+                _ => {}
             }
         }
         ctx.queue.submit([enc.finish()]);
         self.pos += n;
     }
 
-    async fn run(&mut self, tokens: &[u32], want: Want) -> Result<(Vec<f32>, u32), GpuModelError> {
+    async fn run(&mut self, tokens: &[u32], want: Want) -> Result<(Vec<f32>, Vec<(u32, f32)>), GpuModelError> {
         self.check(tokens)?;
         let nv = self.cfg.n_vocab;
         let mut all = Vec::new();
@@ -402,20 +415,20 @@ impl GpuModel {
             }
         }
         match want {
-            Want::All => Ok((all, 0)),
+            Want::All => Ok((all, Vec::new())),
             Want::Last => {
                 let bytes = self.ctx.read(&self.logits, 0, nv as u64 * 4).await?;
-                Ok((
-                    bytemuck::cast_slice::<u8, f32>(&bytes[..nv * 4]).to_vec(),
-                    0,
-                ))
+                Ok((bytemuck::cast_slice::<u8, f32>(&bytes[..nv * 4]).to_vec(), Vec::new()))
             }
             Want::Argmax => {
                 let bytes = self.ctx.read(&self.argmax_out, 0, 4).await?;
-                Ok((
-                    Vec::new(),
-                    u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")),
-                ))
+                let id = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
+                Ok((Vec::new(), vec![(id, f32::NAN)]))
+            }
+            Want::TopK => {
+                let n = self.top_k.out_bytes();
+                let bytes = self.ctx.read(&self.top_k_out, 0, n).await?;
+                Ok((Vec::new(), TopKOp::parse(&bytes[..n as usize])))
             }
         }
     }
@@ -432,7 +445,15 @@ impl GpuModel {
 
     /// Processes `tokens` and returns the most likely next token, reading back 4 bytes.
     pub async fn forward_argmax(&mut self, tokens: &[u32]) -> Result<u32, GpuModelError> {
-        Ok(self.run(tokens, Want::Argmax).await?.1)
+        Ok(self.run(tokens, Want::Argmax).await?.1[0].0)
+    }
+
+    /// Processes `tokens` and returns the `k` (≤ [`TOP_K`]) most likely next tokens with their
+    /// logits, sorted descending (ties by id), reading back at most 512 bytes.
+    pub async fn forward_top_k(&mut self, tokens: &[u32], k: usize) -> Result<Vec<(u32, f32)>, GpuModelError> {
+        let mut top = self.run(tokens, Want::TopK).await?.1;
+        top.truncate(k);
+        Ok(top)
     }
 
     /// Loads from an opened (possibly split) GGUF file.
@@ -471,6 +492,16 @@ impl crate::generate::LogitsBackend for GpuBackend {
     }
     fn forward_argmax(&mut self, tokens: &[u32]) -> Result<u32, crate::Error> {
         Ok(pollster::block_on(self.0.forward_argmax(tokens))?)
+    }
+    fn forward_top_k(&mut self, tokens: &[u32], k: usize) -> Result<Vec<(u32, f32)>, crate::Error> {
+        if k > TOP_K as usize {
+            let logits = self.forward_last(tokens)?;
+            let mut c: Vec<(u32, f32)> = logits.into_iter().enumerate().map(|(i, l)| (i as u32, l)).collect();
+            c.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            c.truncate(k);
+            return Ok(c);
+        }
+        Ok(pollster::block_on(self.0.forward_top_k(tokens, k))?)
     }
     fn reset(&mut self) {
         self.0.reset()

@@ -198,6 +198,33 @@ impl Sampler {
             cand.truncate(k);
         }
         cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        self.draw(cand)
+    }
+
+    /// How many top candidates a backend must supply for [`Sampler::sample_top`] to give
+    /// exactly what [`Sampler::sample`] would: `Some(top_k)` when top-k is on (≤ 64) and no
+    /// penalty or bias can reorder tokens outside it.
+    pub fn candidates_needed(&self) -> Option<usize> {
+        let c = &self.cfg;
+        let plain = c.repeat_penalty == 1.0 && c.frequency_penalty == 0.0 && c.presence_penalty == 0.0 && c.logit_bias.is_empty();
+        (plain && (1..=64).contains(&c.top_k)).then_some(c.top_k)
+    }
+
+    /// Samples from the top candidates `(id, logit)` sorted descending (ties by id), as a GPU
+    /// top-k returns them. Only valid when [`Sampler::candidates_needed`] is `Some`.
+    pub fn sample_top(&mut self, top: &[(u32, f32)]) -> u32 {
+        let k = self.cfg.top_k.max(1).min(top.len());
+        if k == 0 {
+            return 0;
+        }
+        if self.cfg.temperature <= 0.0 || k == 1 {
+            return top[0].0;
+        }
+        self.draw(top[..k].to_vec())
+    }
+
+    /// top-p, min-p, temperature and the seeded draw over sorted candidates.
+    fn draw(&mut self, mut cand: Vec<(u32, f32)>) -> u32 {
         let probs = softmax_of(&cand, 1.0);
         // top-p: smallest prefix reaching the mass (always at least one token).
         let mut keep = cand.len();
@@ -386,6 +413,23 @@ mod tests {
         })
         .unwrap();
         assert_eq!(s.sample(&logits(), &[]), 5);
+    }
+
+    #[test]
+    fn sampling_from_top_candidates_equals_full_sampling() {
+        let logits: Vec<f32> = (0..500).map(|i| ((i * 7919 % 503) as f32 / 50.0).sin() * 4.0).collect();
+        let cfg = SamplerConfig { temperature: 0.9, top_k: 20, top_p: 0.9, min_p: 0.02, seed: 3, ..Default::default() };
+        let mut full = Sampler::new(cfg.clone()).unwrap();
+        let mut top = Sampler::new(cfg).unwrap();
+        assert_eq!(top.candidates_needed(), Some(20));
+        let mut sorted: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+        sorted.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        sorted.truncate(64);
+        for _ in 0..200 {
+            assert_eq!(full.sample(&logits, &[]), top.sample_top(&sorted));
+        }
+        let pen = Sampler::new(SamplerConfig { repeat_penalty: 1.1, ..Default::default() }).unwrap();
+        assert_eq!(pen.candidates_needed(), None);
     }
 
     #[test]
