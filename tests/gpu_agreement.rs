@@ -1,0 +1,331 @@
+//! The CLI's GPU backend against llama.cpp on SmolLM2-135M-Instruct in four quantizations: the
+//! original Q4_1 file and llama.cpp's own requantizations to Q4_K_M, Q4_0 and Q8_0
+//! (scripts/requant.py). The fixtures come from scripts/ref-generate.mjs (Q4_1) and
+//! scripts/ref-generate-quants.mjs (the others): for four prompts, llama.cpp's 64-token greedy
+//! continuation and its teacher-forced top-5 log-probabilities.
+//!
+//! - `score --backend gpu` over prompt + continuation: teacher-forced top-1 agreement with
+//!   llama.cpp's continuation over the 4 × 64 continuation positions must reach the CPU
+//!   reference's bar (≥ 97%); the mean |Δ logprob| of llama.cpp's chosen token is printed.
+//!   Q4_K_M is also run with `--no-f16 --no-subgroups` (what browsers without those features get).
+//! - `generate --backend gpu --temp 0 -n 16`: free-running greedy decoding diverges from
+//!   llama.cpp at near-ties (llama.cpp quantizes its activations, we do not), so only the first
+//!   4 tokens of each case must match, unless the divergence is at a near-tie (< 0.1 nats in
+//!   llama.cpp's own log-probabilities); the real matching prefix lengths are printed.
+//! - Q4_K_M's bar is 245/256 (95.7%), what llama.cpp's own f32 run of these weights scores:
+//!   see `Q4_K_M_BAR`.
+//!
+//! At each miss the output shows llama.cpp's log-probability gap between its choice and ours
+//! ("llama.cpp's batched top-1": llama.cpp's own teacher-forced pass chose our token, not the one
+//! its one-token-at-a-time greedy decode chose). llama.cpp quantizes activations before every
+//! quantized matmul, which moves its log-probabilities by ~0.1–0.5 nats and flips near-ties; we
+//! compute in f32. Measured on these fixtures: llama.cpp's own F32 dequantization of each model
+//! (llama_model_quantize, ftype ALL_F32, F32 KV cache) picks the same top-1 as `score --backend
+//! gpu` at all 256 positions of every model, so its agreement figures equal ours (Q4_K_M:
+//! 95.7% for both).
+//!
+//! Run with `--nocapture` to see the figures. Missing models or a model whose sha256 differs
+//! from the fixture's are failures (run scripts/setup), not skips.
+
+mod common;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+const BAR: f64 = 0.97;
+/// Q4_K_M cannot reach 97% for any exact implementation: llama.cpp's own F32 run of exactly
+/// these weights agrees with its quantized-activation greedy continuation at 245/256 positions
+/// (95.7%), and so do our CPU reference and GPU. The bar is that figure: no worse than
+/// llama.cpp itself computing in f32.
+const Q4_K_M_BAR: f64 = 245.0 / 256.0;
+/// A divergence before `GENERATE_MIN_PREFIX` is accepted only at a near-tie: where llama.cpp's
+/// own log-probabilities for its token and ours differ by less than this.
+const NEAR_TIE: f64 = 0.1;
+const GENERATE_N: usize = 16;
+const GENERATE_MIN_PREFIX: usize = 4;
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn join(ids: &[u32]) -> String {
+    ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// The fixture and the model file for one quantization, with the model's sha256 checked.
+fn load(quant: &str) -> (Value, PathBuf) {
+    let fixture_name = if quant == "Q4_1" {
+        "smollm2-greedy.json".to_string()
+    } else {
+        format!("smollm2-{}-greedy.json", quant.to_lowercase())
+    };
+    let fx = common::fixture(&fixture_name);
+    let file = format!("SmolLM2-135M-Instruct.{quant}.gguf");
+    assert_eq!(
+        fx["model"],
+        file.as_str(),
+        "{fixture_name} is for another model"
+    );
+    let path = common::model(&file);
+    let want = fx["model_sha256"]
+        .as_str()
+        .expect("fixture has model_sha256");
+    let got = sha256(&path);
+    assert_eq!(
+        got,
+        want,
+        "{} has sha256 {got}, but tests/fixtures/{fixture_name} was made from a file with sha256 \
+         {want}: rerun scripts/setup (it regenerates the requantizations with the pinned llama.cpp), \
+         or regenerate the fixtures with scripts/make-fixtures if the model was meant to change",
+        path.display()
+    );
+    assert_eq!(
+        fx["cases"].as_array().unwrap().len(),
+        4,
+        "{fixture_name}: 4 cases"
+    );
+    (fx, path)
+}
+
+fn sha256(path: &Path) -> String {
+    let mut f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).unwrap();
+    format!("{:x}", h.finalize())
+}
+
+/// Runs the CLI and returns its stdout; a failure shows its stderr.
+fn cli(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_llama-webgpu"))
+        .args(args)
+        .output()
+        .expect("run llama-webgpu");
+    assert!(
+        out.status.success(),
+        "llama-webgpu {} failed ({}):\n{}",
+        args.iter()
+            .map(|a| if a.len() > 60 { "…" } else { a })
+            .collect::<Vec<_>>()
+            .join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn last_json(stdout: &str) -> Value {
+    serde_json::from_str(stdout.lines().last().expect("output")).expect("last line is JSON")
+}
+
+/// llama.cpp's log-probability gap between its top-1 and `token` at one fixture position (how
+/// near a tie it was), if `token` is in its top-5.
+fn llama_gap(position: &Value, token: u64) -> Option<f64> {
+    let top = position["top"].as_array().unwrap();
+    let lp = |e: &Value| e[1].as_f64().unwrap();
+    top.iter()
+        .find(|e| e[0].as_u64() == Some(token))
+        .map(|e| lp(&top[0]) - lp(e))
+}
+
+/// `score --backend gpu` on every case: prints the agreement figures and returns a failure
+/// message when teacher-forced top-1 agreement is below 97%.
+fn check_score(quant: &str, extra: &[&str]) -> Option<String> {
+    let bar = if quant == "Q4_K_M" { Q4_K_M_BAR } else { BAR };
+    let (fx, model) = load(quant);
+    let model = model.to_str().unwrap();
+    let label = if extra.is_empty() {
+        format!("{quant} gpu")
+    } else {
+        format!("{quant} gpu {}", extra.join(" "))
+    };
+    let t = Instant::now();
+    let (mut agree, mut total) = (0usize, 0usize);
+    // |Δ logprob| of llama.cpp's chosen token, where it is in both top-5 lists.
+    let (mut diff_sum, mut diff_n, mut diff_max) = (0f64, 0usize, 0f64);
+    let mut lines = Vec::new();
+    for case in fx["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let prompt = ids(&case["prompt_tokens"]);
+        let cont = ids(&case["continuation"]);
+        let theirs = case["positions"].as_array().unwrap();
+        assert_eq!(theirs.len(), cont.len());
+        let all: Vec<u32> = prompt.iter().chain(&cont).copied().collect();
+        let tokens = join(&all);
+        let mut args = vec!["score", "-m", model, "--backend", "gpu"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--tokens", &tokens, "--top", "5", "--json"]);
+        let j = last_json(&cli(&args));
+        assert_eq!(ids(&j["tokens"]), all, "{label} {name}: tokens echoed");
+        let ours = j["positions"].as_array().unwrap();
+        assert_eq!(
+            ours.len(),
+            all.len(),
+            "{label} {name}: one position per token"
+        );
+        let mut case_agree = 0;
+        let mut misses = Vec::new();
+        for (k, &want) in cont.iter().enumerate() {
+            // Position prompt.len()-1+k predicts continuation[k].
+            let top = ours[prompt.len() - 1 + k]["top"].as_array().unwrap();
+            let ours_top1 = top[0][0].as_u64().unwrap();
+            if ours_top1 == want as u64 {
+                case_agree += 1;
+            } else {
+                // How close llama.cpp itself was to choosing our token.
+                misses.push(match llama_gap(&theirs[k], ours_top1) {
+                    // llama.cpp's batched pass disagrees with its own one-token greedy decode.
+                    _ if theirs[k]["top"][0][0].as_u64() == Some(ours_top1) => {
+                        format!("{k} (= llama.cpp's batched top-1)")
+                    }
+                    Some(g) => format!("{k} (llama.cpp gap {g:.3})"),
+                    None => format!("{k} (not in llama.cpp's top-5)"),
+                });
+            }
+            let find = |list: &[Value]| {
+                list.iter()
+                    .find(|e| e[0].as_u64() == Some(want as u64))
+                    .map(|e| e[1].as_f64().unwrap())
+            };
+            if let (Some(a), Some(b)) = (find(top), find(theirs[k]["top"].as_array().unwrap())) {
+                let d = (a - b).abs();
+                diff_sum += d;
+                diff_n += 1;
+                diff_max = diff_max.max(d);
+            }
+        }
+        lines.push(format!(
+            "  {name:>14}: {case_agree}/{}; misses at [{}]",
+            cont.len(),
+            misses.join(", ")
+        ));
+        agree += case_agree;
+        total += cont.len();
+    }
+    let rate = agree as f64 / total as f64;
+    let mean = diff_sum / diff_n.max(1) as f64;
+    eprintln!(
+        "{label}: teacher-forced top-1 agreement with llama.cpp {agree}/{total} = {:.1}%; \
+         |Δ logprob| of llama.cpp's token mean {mean:.4}, max {diff_max:.3} (over {diff_n} \
+         positions where it is in both top-5 lists); {:.1}s\n{}",
+        rate * 100.0,
+        t.elapsed().as_secs_f64(),
+        lines.join("\n")
+    );
+    assert_eq!(total, 256, "4 × 64 continuation positions");
+    (rate < bar - 1e-9).then(|| {
+        format!(
+            "{label}: teacher-forced top-1 agreement {agree}/{total} = {:.1}% < {:.1}%",
+            rate * 100.0,
+            bar * 100.0
+        )
+    })
+}
+
+/// `generate --backend gpu --temp 0` on every case: prints how many leading tokens match
+/// llama.cpp's greedy continuation and returns a failure message for cases with fewer than 4.
+fn check_generate(quant: &str) -> Option<String> {
+    let (fx, model) = load(quant);
+    let model = model.to_str().unwrap();
+    let t = Instant::now();
+    let mut prefixes = Vec::new();
+    for case in fx["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap().to_string();
+        let prompt = ids(&case["prompt_tokens"]);
+        let want: Vec<u32> = ids(&case["continuation"])
+            .into_iter()
+            .take(GENERATE_N)
+            .collect();
+        let n = GENERATE_N.to_string();
+        let j = last_json(&cli(&[
+            "generate",
+            "-m",
+            model,
+            "--backend",
+            "gpu",
+            "--tokens",
+            &join(&prompt),
+            "-n",
+            &n,
+            "--temp",
+            "0",
+            "--json",
+        ]));
+        assert_eq!(j["backend"], "gpu");
+        assert_eq!(ids(&j["prompt_tokens"]), prompt);
+        let got = ids(&j["tokens"]);
+        let same = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
+        // Where it diverges, how near a tie llama.cpp's own choice was.
+        let gap = got.get(same).and_then(|&t| llama_gap(&case["positions"][same], t as u64));
+        let note = match got.get(same) {
+            Some(&t) if same < want.len() => match llama_gap(&case["positions"][same], t as u64) {
+                _ if case["positions"][same]["top"][0][0].as_u64() == Some(t as u64) => {
+                    format!(" (then {t}, llama.cpp's batched top-1)")
+                }
+                Some(g) => format!(" (then {t}, llama.cpp gap {g:.3})"),
+                None => format!(" (then {t}, not in llama.cpp's top-5)"),
+            },
+            _ => String::new(),
+        };
+        prefixes.push((name, same, note, gap));
+    }
+    eprintln!(
+        "{quant} gpu generate --temp 0 -n {GENERATE_N}: leading tokens equal to llama.cpp's greedy \
+         continuation: {}; {:.1}s",
+        prefixes
+            .iter()
+            .map(|(n, s, note, _)| format!("{n} {s}/{GENERATE_N}{note}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        t.elapsed().as_secs_f64()
+    );
+    let short: Vec<String> = prefixes
+        .iter()
+        .filter(|(_, same, _, gap)| *same < GENERATE_MIN_PREFIX && !gap.is_some_and(|g| g < NEAR_TIE))
+        .map(|(name, same, note, _)| format!("{name} {same}{note}"))
+        .collect();
+    (!short.is_empty()).then(|| {
+        format!(
+            "{quant} gpu generate: fewer than {GENERATE_MIN_PREFIX} leading tokens equal llama.cpp's: {}",
+            short.join(", ")
+        )
+    })
+}
+
+/// Runs every check first (so all figures are printed), then fails with every failure.
+fn all_pass(failures: impl IntoIterator<Item = Option<String>>) {
+    let failures: Vec<String> = failures.into_iter().flatten().collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn q4_1_gpu_agrees_with_llama_cpp() {
+    all_pass([check_score("Q4_1", &[]), check_generate("Q4_1")]);
+}
+
+#[test]
+fn q4_k_m_gpu_agrees_with_llama_cpp() {
+    all_pass([check_score("Q4_K_M", &[]), check_generate("Q4_K_M")]);
+}
+
+#[test]
+fn q4_0_gpu_agrees_with_llama_cpp() {
+    all_pass([check_score("Q4_0", &[]), check_generate("Q4_0")]);
+}
+
+#[test]
+fn q8_0_gpu_agrees_with_llama_cpp() {
+    all_pass([check_score("Q8_0", &[]), check_generate("Q8_0")]);
+}
+
+/// The kernels browsers without shader-f16 and subgroups get (f32 KV cache, no subgroup reductions).
+#[test]
+fn q4_k_m_gpu_without_f16_and_subgroups_agrees_with_llama_cpp() {
+    all_pass([check_score("Q4_K_M", &["--no-f16", "--no-subgroups"])]);
+}
