@@ -8,6 +8,10 @@
 // with the same f32 operations as the CPU reference (src/quant); only an FMA contraction of
 // `d * q + m` may round differently (by one ulp).
 //
+// Precision: every variant decodes and accumulates in f32, with or without shader-f16 (`F16`).
+// f16 values are widened with unpack2x16float, which is exact; f16 arithmetic would not be
+// accurate enough for the sums (and naga 30 mistypes `bitcast` from u32 to vec2/vec4<f16>).
+//
 // GPU layout (src/gpu/weights.rs makes it while uploading). A tensor is split by rows into parts
 // of at most the storage-binding limit; each part is one buffer. Every segment starts on a
 // 16-byte boundary (the host pads segments to 16 bytes), so quants are read with vec4<u32> loads.

@@ -130,7 +130,7 @@ impl GpuWeight {
             message,
         };
         let (block, block_bytes) = ty.block_geometry();
-        if cols == 0 || rows == 0 || cols % block != 0 {
+        if cols == 0 || rows == 0 || !cols.is_multiple_of(block) {
             return Err(invalid(format!(
                 "{rows} rows of {cols} elements are not whole {ty} blocks of {block}"
             )));

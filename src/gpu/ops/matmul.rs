@@ -19,19 +19,41 @@ fn pow2_floor(n: u32) -> u32 {
     1 << (31 - n.max(1).leading_zeros())
 }
 
-/// Invocations that share one row in matvec. On a GPU: a power of two giving each at least
-/// eight units where the row is long enough (at most 16), so that neighbouring invocations read
-/// neighbouring blocks. On a CPU device (lavapipe) invocations are SIMD lanes and loads are
-/// gathers: one row per invocation, which lets the activations be broadcast (see matvec.wgsl).
-fn matvec_threads_per_row(ctx: &GpuContext, units: usize) -> u32 {
-    if ctx.adapter_info.device_type == wgpu::DeviceType::Cpu {
-        return 1;
+/// How a [`MatmulOp`] runs. [`MatmulConfig::for_device`] is what [`MatmulOp::new`] uses; other
+/// values exist for tests and tuning, and every value computes the same products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatmulConfig {
+    /// Invocations sharing one row in the matrix-vector kernel: a power of two up to 64, lowered
+    /// to the smallest subgroup size. 1 with subgroups of at least 8 selects the variant that
+    /// broadcasts the activations across the subgroup (`XBCAST` in matvec.wgsl).
+    pub threads_per_row: u32,
+    /// With the broadcasting variant, also run prefill through it (8 tokens per weight decode)
+    /// instead of the tiled kernel.
+    pub matvec_prefill: bool,
+}
+
+impl MatmulConfig {
+    /// On a GPU: rows shared by a power of two of invocations giving each at least eight units
+    /// where the row is long enough (at most 16), so that neighbouring invocations read
+    /// neighbouring blocks, and the tiled kernel for prefill. On a CPU device (lavapipe)
+    /// invocations are SIMD lanes and every load is a gather: one row per invocation, so that the
+    /// activations can be broadcast, for decode and prefill alike.
+    pub fn for_device(ctx: &GpuContext, w: &GpuWeight) -> Self {
+        if ctx.adapter_info.device_type == wgpu::DeviceType::Cpu {
+            return MatmulConfig {
+                threads_per_row: 1,
+                matvec_prefill: true,
+            };
+        }
+        let mut tpr = 1u32;
+        while tpr < 16 && w.units() >= 8 * tpr as usize {
+            tpr *= 2;
+        }
+        MatmulConfig {
+            threads_per_row: tpr,
+            matvec_prefill: false,
+        }
     }
-    let mut tpr = 1u32;
-    while tpr < 16 && units >= 8 * tpr as usize {
-        tpr *= 2;
-    }
-    tpr
 }
 
 /// Defines for the activation-reading kernels.
@@ -40,10 +62,10 @@ fn activation_defs(ctx: &GpuContext, w: &GpuWeight) -> ShaderDefs {
         .base_defs()
         .with(type_define(w.ty), 1)
         .with("ACTIVATIONS", 1);
-    if w.cols % 4 == 0 {
+    if w.cols.is_multiple_of(4) {
         d.set("X_VEC4", 1);
     }
-    if w.cols % 32 != 0 {
+    if !w.cols.is_multiple_of(32) {
         d.set("XMASK", 1);
     }
     d
@@ -61,18 +83,24 @@ fn check_size(what: &str, buf: &wgpu::Buffer, needed: u64) -> Result<(), GpuErro
 
 struct MatmulPart {
     vec_bind: wgpu::BindGroup,
+    /// For prefill: the tiled kernel's, or the multi-token matvec's.
     mat_bind: wgpu::BindGroup,
     rows: u32,
-    vec_groups: (u32, u32, u32),
+    vec_groups: (u32, u32),
 }
 
+/// Tokens per dispatch slice of the broadcasting matvec (`NT` in matvec.wgsl).
+const MATVEC_TOKENS: u32 = 8;
+
 /// `y[t] = W · x[t]` for a weight `W` of `rows` rows × `cols` columns: x is f32
-/// `[max_tokens][cols]`, y f32 `[max_tokens][rows]`. One token runs the matrix-vector kernel, more
-/// the tiled matrix-matrix kernel; both dispatch once per weight part.
+/// `[max_tokens][cols]`, y f32 `[max_tokens][rows]`. One token runs the matrix-vector kernel,
+/// more the tiled matrix-matrix kernel (or, on CPU devices, the matrix-vector kernel a few tokens
+/// at a time); every kernel dispatches once per weight part.
 pub struct MatmulOp {
     vec: Arc<wgpu::ComputePipeline>,
     mat: Arc<wgpu::ComputePipeline>,
     parts: Vec<MatmulPart>,
+    matvec_prefill: bool,
 }
 
 impl MatmulOp {
@@ -83,33 +111,44 @@ impl MatmulOp {
         y: &wgpu::Buffer,
         step: &wgpu::Buffer,
     ) -> Result<Self, GpuError> {
-        Self::with_threads_per_row(ctx, w, x, y, step, matvec_threads_per_row(ctx, w.units()))
+        Self::with_config(ctx, w, x, y, step, MatmulConfig::for_device(ctx, w))
     }
 
-    /// [`MatmulOp::new`] with the matvec kernel's invocations per row chosen by the caller (tests
-    /// and tuning): a power of two up to 64, lowered to the smallest subgroup size.
-    pub fn with_threads_per_row(
+    /// [`MatmulOp::new`] with a chosen [`MatmulConfig`].
+    pub fn with_config(
         ctx: &GpuContext,
         w: &GpuWeight,
         x: &wgpu::Buffer,
         y: &wgpu::Buffer,
         step: &wgpu::Buffer,
-        threads_per_row: u32,
+        config: MatmulConfig,
     ) -> Result<Self, GpuError> {
         check_size("matmul input", x, 4 * w.cols as u64)?;
         check_size("matmul output", y, 4 * w.rows as u64)?;
-        let mut tpr = pow2_floor(threads_per_row.clamp(1, MATVEC_WG));
+        let mut tpr = pow2_floor(config.threads_per_row.clamp(1, MATVEC_WG));
         let defs = activation_defs(ctx, w);
         let mut vec_defs = defs.clone().with("WG", MATVEC_WG);
+        let mut xbcast = false;
         if ctx.features.subgroups {
             // The shuffle reduction stays within one subgroup.
             tpr = tpr.min(pow2_floor(ctx.features.subgroup_min_size));
             if tpr == 1 && ctx.features.subgroup_min_size >= 8 {
                 vec_defs.set("XBCAST", 1);
+                xbcast = true;
             }
         }
-        let vec = ctx.pipeline(kernels::MATVEC, "matvec", &vec_defs.with("TPR", tpr))?;
-        let mat = ctx.pipeline(kernels::MATMUL, "matmul", &defs)?;
+        let vec_defs = vec_defs.with("TPR", tpr);
+        let vec = ctx.pipeline(kernels::MATVEC, "matvec", &vec_defs.clone().with("NT", 1))?;
+        let matvec_prefill = xbcast && config.matvec_prefill;
+        let mat = if matvec_prefill {
+            ctx.pipeline(
+                kernels::MATVEC,
+                "matvec",
+                &vec_defs.with("NT", MATVEC_TOKENS),
+            )?
+        } else {
+            ctx.pipeline(kernels::MATMUL, "matmul", &defs)?
+        };
         let mut parts = Vec::with_capacity(w.parts().len());
         for (i, p) in w.parts().iter().enumerate() {
             let params = uniform(
@@ -124,14 +163,20 @@ impl MatmulOp {
                 params.as_entire_binding(),
                 step.as_entire_binding(),
             ];
+            let (gx, gy, _) = dispatch_1d(p.rows as u32, MATVEC_WG / tpr);
             parts.push(MatmulPart {
                 vec_bind: ctx.bind(&vec, &entries),
                 mat_bind: ctx.bind(&mat, &entries),
                 rows: p.rows as u32,
-                vec_groups: dispatch_1d(p.rows as u32, MATVEC_WG / tpr),
+                vec_groups: (gx, gy),
             });
         }
-        Ok(MatmulOp { vec, mat, parts })
+        Ok(MatmulOp {
+            vec,
+            mat,
+            parts,
+            matvec_prefill,
+        })
     }
 
     /// `n_tokens` must equal the step uniform's value for this submission.
@@ -143,7 +188,17 @@ impl MatmulOp {
             pass.set_pipeline(&self.vec);
             for p in &self.parts {
                 pass.set_bind_group(0, &p.vec_bind, &[]);
-                pass.dispatch_workgroups(p.vec_groups.0, p.vec_groups.1, p.vec_groups.2);
+                pass.dispatch_workgroups(p.vec_groups.0, p.vec_groups.1, 1);
+            }
+        } else if self.matvec_prefill {
+            pass.set_pipeline(&self.mat);
+            for p in &self.parts {
+                pass.set_bind_group(0, &p.mat_bind, &[]);
+                pass.dispatch_workgroups(
+                    p.vec_groups.0,
+                    p.vec_groups.1,
+                    n_tokens.div_ceil(MATVEC_TOKENS),
+                );
             }
         } else {
             pass.set_pipeline(&self.mat);
