@@ -379,38 +379,21 @@ fn block_on_scope<F: std::future::Future<Output = Option<wgpu::Error>>>(
 /// The kernel families, one file each.
 pub mod kernels {
     use super::Kernel;
-    pub const ELEMENTWISE: Kernel = Kernel {
-        name: "elementwise",
-        source: include_str!("../../shaders/elementwise.wgsl"),
-    };
-    pub const MATVEC: Kernel = Kernel {
-        name: "matvec",
-        source: include_str!("../../shaders/matvec.wgsl"),
-    };
-    pub const MATMUL: Kernel = Kernel {
-        name: "matmul",
-        source: include_str!("../../shaders/matmul.wgsl"),
-    };
-    pub const EMBEDDING: Kernel = Kernel {
-        name: "embedding",
-        source: include_str!("../../shaders/embedding.wgsl"),
-    };
-    pub const NORM: Kernel = Kernel {
-        name: "norm",
-        source: include_str!("../../shaders/norm.wgsl"),
-    };
-    pub const ROPE: Kernel = Kernel {
-        name: "rope",
-        source: include_str!("../../shaders/rope.wgsl"),
-    };
-    pub const ATTENTION: Kernel = Kernel {
-        name: "attention",
-        source: include_str!("../../shaders/attention.wgsl"),
-    };
-    pub const SAMPLE: Kernel = Kernel {
-        name: "sample",
-        source: include_str!("../../shaders/sample.wgsl"),
-    };
+
+    macro_rules! kernel {
+        ($konst:ident, $name:literal) => {
+            pub const $konst: Kernel = Kernel { name: $name, source: include_str!(concat!("../../shaders/", $name, ".wgsl")) };
+        };
+    }
+
+    kernel!(ELEMENTWISE, "elementwise");
+    kernel!(MATVEC, "matvec");
+    kernel!(MATMUL, "matmul");
+    kernel!(EMBEDDING, "embedding");
+    kernel!(NORM, "norm");
+    kernel!(ROPE, "rope");
+    kernel!(ATTENTION, "attention");
+    kernel!(SAMPLE, "sample");
 }
 
 /// Workgroup counts for `n` invocations of `wg_size`, spilling into y past the 65535 limit.
