@@ -115,6 +115,8 @@ fn gpu_greedy_decode_matches_reference() {
         }
         eprintln!("{label}: 16 GPU decode steps in {:?}", t.elapsed());
         assert_eq!(gpu.position(), prompt.len() + 16);
+        // Readback buffers come from a pool: decoding allocates none after the first step.
+        assert_eq!(gpu.ctx.staging_buffers_created(), 1, "{label}");
         let e = pollster::block_on(gpu.forward_argmax(&[1; 40]))
             .err()
             .unwrap();

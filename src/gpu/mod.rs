@@ -89,6 +89,9 @@ pub struct GpuContext {
     /// The device's limits, with `max_storage_buffer_binding_size` lowered to any forced value.
     pub limits: wgpu::Limits,
     pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
+    /// Idle readback buffers by size, reused so a decode step allocates nothing.
+    staging_pool: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+    staging_created: std::sync::atomic::AtomicUsize,
 }
 
 impl GpuContext {
@@ -141,6 +144,8 @@ impl GpuContext {
             features,
             limits,
             pipelines: Mutex::new(HashMap::new()),
+            staging_pool: Mutex::new(HashMap::new()),
+            staging_created: Default::default(),
         })
     }
 
@@ -296,41 +301,58 @@ impl GpuContext {
         })
     }
 
-    /// Copies `size` bytes at `offset` of `buf` back to the CPU (waits for all prior work).
-    pub async fn read(
-        &self,
-        buf: &wgpu::Buffer,
-        offset: u64,
-        size: u64,
-    ) -> Result<Vec<u8>, GpuError> {
-        let size = size.next_multiple_of(4);
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+    /// A mappable buffer of at least `size` bytes for reading results back, from a pool:
+    /// record a copy into it in the same command buffer as the work, then [`GpuContext::map_read`].
+    pub fn staging(&self, size: u64) -> wgpu::Buffer {
+        let size = size.next_multiple_of(256).max(256);
+        if let Some(b) = self.staging_pool.lock().expect("staging pool poisoned").get_mut(&size).and_then(Vec::pop) {
+            return b;
+        }
+        self.staging_created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        });
-        let mut enc = self.device.create_command_encoder(&Default::default());
-        enc.copy_buffer_to_buffer(buf, offset, &staging, 0, size);
-        self.queue.submit([enc.finish()]);
+        })
+    }
+
+    /// Readback buffers created so far (the pool keeps this flat during decoding).
+    pub fn staging_buffers_created(&self) -> usize {
+        self.staging_created.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits for the submitted work that fills `staging`, returns its first `size` bytes, and
+    /// puts the buffer back in the pool.
+    pub async fn map_read(&self, staging: wgpu::Buffer, size: u64) -> Result<Vec<u8>, GpuError> {
         let (tx, rx) = futures_channel::oneshot::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
         #[cfg(not(target_arch = "wasm32"))]
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Readback(e.to_string()))?;
         rx.await
             .map_err(|_| GpuError::Readback("map callback dropped".into()))?
             .map_err(|e| GpuError::Readback(e.to_string()))?;
         let data = staging
-            .slice(..)
+            .slice(..size)
             .get_mapped_range()
             .map_err(|e| GpuError::Readback(e.to_string()))?
             .to_vec();
         staging.unmap();
+        self.staging_pool.lock().expect("staging pool poisoned").entry(staging.size()).or_default().push(staging);
         Ok(data)
+    }
+
+    /// Copies `size` bytes at `offset` of `buf` back to the CPU, in a submission of its own
+    /// (for tests and tools; the model graph copies inside its step's submission instead).
+    pub async fn read(&self, buf: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>, GpuError> {
+        let size = size.next_multiple_of(4);
+        let staging = self.staging(size);
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(buf, offset, &staging, 0, size);
+        self.queue.submit([enc.finish()]);
+        self.map_read(staging, size).await
     }
 
     /// Native convenience: read back f32 values.

@@ -330,8 +330,9 @@ impl GpuModel {
         Ok(())
     }
 
-    /// Records and submits one chunk of at most `max_batch` tokens: one command buffer.
-    fn submit_chunk(&mut self, chunk: &[u32], want: &Want, last_chunk: bool) {
+    /// Records and submits one chunk of at most `max_batch` tokens as one command buffer, which
+    /// ends by copying what the caller reads back into a pooled staging buffer.
+    fn submit_chunk(&mut self, chunk: &[u32], want: &Want, last_chunk: bool) -> Option<(wgpu::Buffer, u64)> {
         let n = chunk.len() as u32;
         let ctx = &self.ctx;
         ctx.write(&self.ids, 0, bytemuck::cast_slice(chunk));
@@ -392,45 +393,44 @@ impl GpuModel {
                 _ => {}
             }
         }
+        let (src, bytes) = match want {
+            Want::All => (&self.logits, n as u64 * self.cfg.n_vocab as u64 * 4),
+            _ if !last_chunk => (&self.logits, 0),
+            Want::Last => (&self.logits, self.cfg.n_vocab as u64 * 4),
+            Want::Argmax => (&self.argmax_out, 4),
+            Want::TopK => (&self.top_k_out, self.top_k.out_bytes()),
+        };
+        let staging = (bytes > 0).then(|| {
+            let staging = ctx.staging(bytes);
+            enc.copy_buffer_to_buffer(src, 0, &staging, 0, bytes);
+            (staging, bytes)
+        });
         ctx.queue.submit([enc.finish()]);
         self.pos += n;
+        staging
     }
 
     async fn run(&mut self, tokens: &[u32], want: Want) -> Result<(Vec<f32>, Vec<(u32, f32)>), GpuModelError> {
         self.check(tokens)?;
-        let nv = self.cfg.n_vocab;
         let mut all = Vec::new();
         let chunks: Vec<&[u32]> = tokens.chunks(self.max_batch as usize).collect();
+        let mut last = Vec::new();
         for (i, chunk) in chunks.iter().enumerate() {
-            let last = i + 1 == chunks.len();
-            self.submit_chunk(chunk, &want, last);
-            if matches!(want, Want::All) {
-                let bytes = self
-                    .ctx
-                    .read(&self.logits, 0, (chunk.len() * nv * 4) as u64)
-                    .await?;
-                all.extend_from_slice(bytemuck::cast_slice::<u8, f32>(
-                    &bytes[..chunk.len() * nv * 4],
-                ));
+            if let Some((staging, bytes)) = self.submit_chunk(chunk, &want, i + 1 == chunks.len()) {
+                let data = self.ctx.map_read(staging, bytes).await?;
+                if matches!(want, Want::All) {
+                    all.extend_from_slice(bytemuck::cast_slice::<u8, f32>(&data));
+                } else {
+                    last = data;
+                }
             }
         }
-        match want {
-            Want::All => Ok((all, Vec::new())),
-            Want::Last => {
-                let bytes = self.ctx.read(&self.logits, 0, nv as u64 * 4).await?;
-                Ok((bytemuck::cast_slice::<u8, f32>(&bytes[..nv * 4]).to_vec(), Vec::new()))
-            }
-            Want::Argmax => {
-                let bytes = self.ctx.read(&self.argmax_out, 0, 4).await?;
-                let id = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
-                Ok((Vec::new(), vec![(id, f32::NAN)]))
-            }
-            Want::TopK => {
-                let n = self.top_k.out_bytes();
-                let bytes = self.ctx.read(&self.top_k_out, 0, n).await?;
-                Ok((Vec::new(), TopKOp::parse(&bytes[..n as usize])))
-            }
-        }
+        Ok(match want {
+            Want::All => (all, Vec::new()),
+            Want::Last => (bytemuck::cast_slice::<u8, f32>(&last).to_vec(), Vec::new()),
+            Want::Argmax => (Vec::new(), vec![(u32::from_le_bytes(last[..4].try_into().expect("4 bytes")), f32::NAN)]),
+            Want::TopK => (Vec::new(), TopKOp::parse(&last)),
+        })
     }
 
     /// Processes `tokens` and returns the last token's logits.
