@@ -206,12 +206,16 @@ fn rope_matches_cpu_up_to_position_8000() {
                 // theta is built exactly as the reference builds it (repeated f32 products of
                 // the same theta_scale), so only sin/cos differ: ~2e-7 absolute after the
                 // kernel's range reduction, against glibc's correctly rounded values. Inputs
-                // are in [-1, 1], so outputs are off by < 1e-6; 4e-6 absolute leaves margin.
+                // are in [-1, 1], so outputs are off by < 1e-6 on lavapipe. On an NVIDIA H200
+                // (Vulkan) the error reached 9.6e-6 at position 7930, where one f32 ulp of the
+                // argument is already 4.9e-4 rad: the driver contracts the range reduction
+                // differently. 5e-5 allows that and still catches any wrong frequency,
+                // position or pairing, which are off by > 1e-3.
                 // (Computing theta with pow() instead would be off by up to ~1e-3 rad here.)
                 let (e, i) = max_err(&got, &want, 1.0);
                 worst = worst.max(e);
                 assert!(
-                    e < 4e-6,
+                    e < 5e-5,
                     "{name} heads {n_heads} hd {hd} pos {pos} n {n}: err {e} at {i}: {} vs {}",
                     got[i],
                     want[i]
