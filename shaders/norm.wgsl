@@ -34,41 +34,7 @@ struct Step {
 
 const WG: u32 = 256u;
 
-var<workgroup> red: array<f32, WG>;
-var<private> sg_lane: u32;
-var<private> sg_size: u32;
-
-// The sum of `v` over the workgroup, returned to every invocation. Must be called from
-// workgroup-uniform control flow.
-fn wg_sum(v: f32, lid: u32) -> f32 {
-#ifdef SUBGROUPS
-    // Subgroups are taken to be consecutive runs of local_invocation_index, as on every
-    // Vulkan, Metal and D3D12 implementation for 1-D workgroups.
-    let s = subgroupAdd(v);
-    if (sg_lane == 0u) {
-        red[lid / sg_size] = s;
-    }
-    workgroupBarrier();
-    var total = red[0];
-    for (var i = 1u; i < WG / sg_size; i++) {
-        total += red[i];
-    }
-    workgroupBarrier();
-    return total;
-#else
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
-            red[lid] += red[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let total = red[0];
-    workgroupBarrier();
-    return total;
-#endif
-}
+#include "reduce.wgsl"
 
 @compute @workgroup_size(256)
 fn rms_norm(

@@ -78,7 +78,7 @@ pub struct Kernel {
 
 /// WGSL files that other kernels `#include`.
 pub(crate) const INCLUDES: &[(&str, &str)] =
-    &[("quant.wgsl", include_str!("../../shaders/quant.wgsl"))];
+    &[("quant.wgsl", include_str!("../../shaders/quant.wgsl")), ("reduce.wgsl", include_str!("../../shaders/reduce.wgsl"))];
 
 /// An adapter, device and queue, plus the pipelines compiled for them.
 pub struct GpuContext {

@@ -1,0 +1,69 @@
+// Workgroup reductions shared by kernels that reduce one f32 per invocation. The includer
+// declares `const WG: u32` (its 1-D workgroup size, a power of two). Every function must be
+// called from workgroup-uniform control flow; with SUBGROUPS the entry point first stores its
+// `subgroup_invocation_id` and `subgroup_size` in `sg_lane` and `sg_size`.
+
+var<workgroup> red: array<f32, WG>;
+var<private> sg_lane: u32;
+var<private> sg_size: u32;
+
+// The maximum of `v` over the workgroup, returned to every invocation. Workgroup-uniform
+// control flow only.
+fn wg_max(v: f32, lid: u32) -> f32 {
+#ifdef SUBGROUPS
+    // Subgroups are taken to be consecutive runs of local_invocation_index, as on every
+    // Vulkan, Metal and D3D12 implementation for 1-D workgroups.
+    let s = subgroupMax(v);
+    if (sg_lane == 0u) {
+        red[lid / sg_size] = s;
+    }
+    workgroupBarrier();
+    var m = red[0];
+    for (var i = 1u; i < WG / sg_size; i++) {
+        m = max(m, red[i]);
+    }
+    workgroupBarrier();
+    return m;
+#else
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            red[lid] = max(red[lid], red[lid + s]);
+        }
+        workgroupBarrier();
+    }
+    let m = red[0];
+    workgroupBarrier();
+    return m;
+#endif
+}
+
+// The sum of `v` over the workgroup, returned to every invocation.
+fn wg_sum(v: f32, lid: u32) -> f32 {
+#ifdef SUBGROUPS
+    let s = subgroupAdd(v);
+    if (sg_lane == 0u) {
+        red[lid / sg_size] = s;
+    }
+    workgroupBarrier();
+    var total = red[0];
+    for (var i = 1u; i < WG / sg_size; i++) {
+        total += red[i];
+    }
+    workgroupBarrier();
+    return total;
+#else
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            red[lid] += red[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    return total;
+#endif
+}
