@@ -5,7 +5,7 @@ use crate::generate::GenerateError;
 use crate::gguf::{GgufError, MetadataError};
 use crate::gpu::model::GpuModelError;
 use crate::gpu::GpuError;
-use crate::model::ModelError;
+use crate::model::{InputError, ModelError};
 use crate::quant::QuantError;
 use crate::reference::ReferenceError;
 use crate::sampling::SamplerError;
@@ -55,8 +55,10 @@ impl Error {
             Error::Quant(_) => "UNSUPPORTED_TENSOR_TYPE",
             Error::Model(ModelError::UnsupportedArchitecture(_)) => "UNSUPPORTED_ARCHITECTURE",
             Error::Model(_) => "BAD_MODEL",
-            Error::Reference(ReferenceError::ContextFull { .. }) => "CONTEXT_FULL",
-            Error::Reference(ReferenceError::BadToken { .. }) => "BAD_TOKEN",
+            Error::Reference(ReferenceError::Input(e)) | Error::GpuModel(GpuModelError::Input(e)) => match e {
+                InputError::ContextFull { .. } => "CONTEXT_FULL",
+                InputError::BadToken { .. } => "BAD_TOKEN",
+            },
             Error::Reference(ReferenceError::Model(_)) => "BAD_MODEL",
             Error::Reference(ReferenceError::Quant(_)) => "UNSUPPORTED_TENSOR_TYPE",
             Error::Tokenizer(_) => "TOKENIZER_ERROR",
@@ -76,8 +78,6 @@ impl Error {
             }
             Error::GpuModel(GpuModelError::Model(_)) => "BAD_MODEL",
             Error::GpuModel(GpuModelError::Quant(_)) => "UNSUPPORTED_TENSOR_TYPE",
-            Error::GpuModel(GpuModelError::BadToken { .. }) => "BAD_TOKEN",
-            Error::GpuModel(GpuModelError::ContextFull { .. }) => "CONTEXT_FULL",
             Error::BackendUnavailable(_) => "BACKEND_UNAVAILABLE",
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",
         }

@@ -9,7 +9,7 @@ use super::ops::{
 use super::weights::GpuWeight;
 use super::{GpuContext, GpuError};
 use crate::gguf::{Metadata, TensorInfo};
-use crate::model::{names, LlamaConfig, ModelError};
+use crate::model::{check_input, names, InputError, LlamaConfig, ModelError};
 use crate::quant;
 use std::sync::Arc;
 
@@ -22,14 +22,8 @@ pub enum GpuModelError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Quant(#[from] quant::QuantError),
-    #[error("token id {id} is outside the vocabulary of {n_vocab}")]
-    BadToken { id: u32, n_vocab: usize },
-    #[error("context is full: {used} + {new} tokens exceed the context size of {capacity}")]
-    ContextFull {
-        used: usize,
-        new: usize,
-        capacity: usize,
-    },
+    #[error(transparent)]
+    Input(#[from] InputError),
 }
 
 struct Layer {
@@ -313,22 +307,6 @@ impl GpuModel {
         self.pos = 0;
     }
 
-    fn check(&self, tokens: &[u32]) -> Result<(), GpuModelError> {
-        if self.pos as usize + tokens.len() > self.context_size as usize {
-            return Err(GpuModelError::ContextFull {
-                used: self.pos as usize,
-                new: tokens.len(),
-                capacity: self.context_size as usize,
-            });
-        }
-        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= self.cfg.n_vocab) {
-            return Err(GpuModelError::BadToken {
-                id,
-                n_vocab: self.cfg.n_vocab,
-            });
-        }
-        Ok(())
-    }
 
     /// Records and submits one chunk of at most `max_batch` tokens as one command buffer, which
     /// ends by copying what the caller reads back into a pooled staging buffer.
@@ -411,7 +389,7 @@ impl GpuModel {
     }
 
     async fn run(&mut self, tokens: &[u32], want: Want) -> Result<(Vec<f32>, Vec<(u32, f32)>), GpuModelError> {
-        self.check(tokens)?;
+        check_input(tokens, self.cfg.n_vocab, self.pos as usize, self.context_size as usize)?;
         let mut all = Vec::new();
         let chunks: Vec<&[u32]> = tokens.chunks(self.max_batch as usize).collect();
         let mut last = Vec::new();

@@ -23,6 +23,28 @@ pub enum ModelError {
     Metadata(#[from] crate::gguf::MetadataError),
 }
 
+/// Tokens a backend cannot process: shared by the CPU reference and the GPU model so both
+/// reject the same inputs with the same errors.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("token id {id} is outside the vocabulary of {n_vocab}")]
+    BadToken { id: u32, n_vocab: usize },
+    #[error("context is full: {used} + {new} tokens exceed the context size of {capacity}")]
+    ContextFull { used: usize, new: usize, capacity: usize },
+}
+
+/// Checks that `tokens`, appended after `used` cached positions, fit in `capacity` and the
+/// vocabulary.
+pub fn check_input(tokens: &[u32], n_vocab: usize, used: usize, capacity: usize) -> Result<(), InputError> {
+    if used + tokens.len() > capacity {
+        return Err(InputError::ContextFull { used, new: tokens.len(), capacity });
+    }
+    match tokens.iter().find(|&&t| t as usize >= n_vocab) {
+        Some(&id) => Err(InputError::BadToken { id, n_vocab }),
+        None => Ok(()),
+    }
+}
+
 /// Names of the per-layer tensors, in one place for the CPU reference and the GPU graph.
 pub mod names {
     pub const TOKEN_EMBD: &str = "token_embd.weight";

@@ -8,7 +8,7 @@
 pub mod ops;
 
 use crate::gguf::{Metadata, TensorInfo};
-use crate::model::{names, LlamaConfig, ModelError};
+use crate::model::{check_input, names, InputError, LlamaConfig, ModelError};
 use crate::quant;
 use half::f16;
 
@@ -32,14 +32,8 @@ pub enum ReferenceError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Quant(#[from] quant::QuantError),
-    #[error("token id {id} is outside the vocabulary of {n_vocab}")]
-    BadToken { id: u32, n_vocab: usize },
-    #[error("context is full: {used} + {new} tokens exceed the cache capacity of {capacity}")]
-    ContextFull {
-        used: usize,
-        new: usize,
-        capacity: usize,
-    },
+    #[error(transparent)]
+    Input(#[from] InputError),
 }
 
 struct Layer {
@@ -198,25 +192,13 @@ impl ReferenceModel {
     ) -> Result<Vec<f32>, ReferenceError> {
         let c = &self.cfg;
         let (t_n, e) = (tokens.len(), c.n_embd);
-        if cache.len + t_n > cache.capacity {
-            return Err(ReferenceError::ContextFull {
-                used: cache.len,
-                new: t_n,
-                capacity: cache.capacity,
-            });
-        }
+        check_input(tokens, c.n_vocab, cache.len, cache.capacity)?;
         if t_n == 0 {
             return Ok(Vec::new());
         }
         let mut x = vec![0f32; t_n * e];
         for (t, &id) in tokens.iter().enumerate() {
             let id = id as usize;
-            if id >= c.n_vocab {
-                return Err(ReferenceError::BadToken {
-                    id: id as u32,
-                    n_vocab: c.n_vocab,
-                });
-            }
             x[t * e..(t + 1) * e].copy_from_slice(&self.tok_embd[id * e..(id + 1) * e]);
         }
         let (hd, nq, nkv) = (c.head_dim, c.n_head * c.head_dim, c.n_head_kv * c.head_dim);
