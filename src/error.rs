@@ -78,6 +78,12 @@ impl Error {
             }
             Error::GpuModel(GpuModelError::Model(_)) => "BAD_MODEL",
             Error::GpuModel(GpuModelError::Quant(_)) => "UNSUPPORTED_TENSOR_TYPE",
+            Error::GpuModel(GpuModelError::Gguf(e)) => match e {
+                GgufError::Split(_) => "BAD_SPLIT",
+                GgufError::UnknownTensorType { .. } => "UNSUPPORTED_TENSOR_TYPE",
+                GgufError::Io { .. } => "IO_ERROR",
+                _ => "BAD_GGUF",
+            },
             Error::BackendUnavailable(_) => "BACKEND_UNAVAILABLE",
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",
         }

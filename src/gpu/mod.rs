@@ -2,6 +2,7 @@
 //! binding limits), a pipeline cache keyed by kernel variant, the WGSL variant preprocessor, and
 //! buffer helpers. Kernels live in `shaders/*.wgsl`, one family per file.
 
+pub mod loader;
 pub mod model;
 pub mod ops;
 mod preprocess;

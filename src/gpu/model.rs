@@ -24,6 +24,8 @@ pub enum GpuModelError {
     Quant(#[from] quant::QuantError),
     #[error(transparent)]
     Input(#[from] InputError),
+    #[error(transparent)]
+    Gguf(#[from] crate::gguf::GgufError),
 }
 
 struct Layer {
@@ -58,6 +60,54 @@ enum Want {
 
 /// Candidates the GPU top-k returns; samplers use at most this many.
 pub const TOP_K: u32 = 64;
+
+/// Where [`GpuModel::build`] gets its weights: matrices as [`GpuWeight`]s, 1-D tensors (norms,
+/// RoPE factors) as f32 buffers.
+pub trait TensorSource {
+    fn weight(&mut self, name: &str) -> Result<GpuWeight, GpuModelError>;
+    fn vector_opt(&mut self, name: &str) -> Result<Option<wgpu::Buffer>, GpuModelError>;
+    fn vector(&mut self, name: &str) -> Result<wgpu::Buffer, GpuModelError> {
+        self.vector_opt(name)?
+            .ok_or_else(|| ModelError::MissingTensor(name.into()).into())
+    }
+}
+
+/// Uploads each tensor from its GGUF bytes when asked (the native loader: memory-mapped files).
+struct SliceSource<'c, F> {
+    ctx: &'c GpuContext,
+    tensor: F,
+}
+
+impl<'a, F: Fn(&str) -> Option<(&'a TensorInfo, &'a [u8])>> TensorSource for SliceSource<'_, F> {
+    fn weight(&mut self, name: &str) -> Result<GpuWeight, GpuModelError> {
+        let (i, data) = (self.tensor)(name).ok_or_else(|| ModelError::MissingTensor(name.into()))?;
+        Ok(GpuWeight::upload(
+            self.ctx,
+            name,
+            i.ggml_type,
+            i.dims[0] as usize,
+            i.dims.get(1).copied().unwrap_or(1) as usize,
+            data,
+        )?)
+    }
+    fn vector_opt(&mut self, name: &str) -> Result<Option<wgpu::Buffer>, GpuModelError> {
+        let Some((i, data)) = (self.tensor)(name) else {
+            return Ok(None);
+        };
+        Ok(Some(upload_vector(self.ctx, name, i, data)?))
+    }
+}
+
+/// Uploads a 1-D tensor of any type as f32.
+pub fn upload_vector(
+    ctx: &GpuContext,
+    name: &str,
+    info: &TensorInfo,
+    data: &[u8],
+) -> Result<wgpu::Buffer, GpuModelError> {
+    let v = quant::dequantize(name, info.ggml_type, data, info.n_elements() as usize)?;
+    Ok(ctx.upload(name, bytemuck::cast_slice(&v))?)
+}
 
 /// A Llama model resident on the GPU with its KV cache.
 pub struct GpuModel {
@@ -99,6 +149,18 @@ impl GpuModel {
         let info = |n: &str| tensor(n).map(|(i, _)| i);
         let cfg = LlamaConfig::from_gguf(meta, info)?;
         cfg.validate_tensors(info)?;
+        let mut source = SliceSource { ctx: &ctx, tensor };
+        Self::build(ctx.clone(), cfg, &mut source, context_size)
+    }
+
+    /// Prepares every op over weights that `tensors` provides (uploading them now, or already
+    /// uploaded by the streaming loader). `cfg` must have been validated against the tensors.
+    pub fn build(
+        ctx: Arc<GpuContext>,
+        cfg: LlamaConfig,
+        tensors: &mut dyn TensorSource,
+        context_size: usize,
+    ) -> Result<Self, GpuModelError> {
         let c = &cfg;
         let context_size = context_size.clamp(1, c.context_length) as u32;
         let (e, nq, nkv, ff, nv) = (
@@ -118,22 +180,6 @@ impl GpuModel {
 
         let mut weights = Vec::new();
         let mut buffers = Vec::new();
-        let weight = |name: &str| -> Result<GpuWeight, GpuModelError> {
-            let (i, data) = tensor(name).ok_or_else(|| ModelError::MissingTensor(name.into()))?;
-            Ok(GpuWeight::upload(
-                &ctx,
-                name,
-                i.ggml_type,
-                i.dims[0] as usize,
-                i.dims.get(1).copied().unwrap_or(1) as usize,
-                data,
-            )?)
-        };
-        let f32_tensor = |name: &str| -> Result<wgpu::Buffer, GpuModelError> {
-            let (i, data) = tensor(name).ok_or_else(|| ModelError::MissingTensor(name.into()))?;
-            let v = quant::dequantize(name, i.ggml_type, data, i.n_elements() as usize)?;
-            Ok(ctx.upload(name, bytemuck::cast_slice(&v))?)
-        };
         let act =
             |what: &str, floats: u64| ctx.storage(what, floats * 4, wgpu::BufferUsages::empty());
 
@@ -170,31 +216,31 @@ impl GpuModel {
             c.head_dim as u32,
         )?;
         let rope = RopeParams::from_config(c);
-        let freq_factors = match tensor(names::ROPE_FREQS) {
-            Some(_) => Some(f32_tensor(names::ROPE_FREQS)?),
+        let freq_factors = match tensors.vector_opt(names::ROPE_FREQS)? {
+            Some(b) => Some(b),
             None => match c.rope_freq_factors() {
                 Some(f) => Some(ctx.upload("rope freq factors", bytemuck::cast_slice(&f))?),
                 None => None,
             },
         };
 
-        let tok_embd = weight(names::TOKEN_EMBD)?;
+        let tok_embd = tensors.weight(names::TOKEN_EMBD)?;
         let embed = EmbeddingOp::new(&ctx, &tok_embd, &ids, &x, &step)?;
         let mut layers = Vec::with_capacity(c.n_layer);
         for l in 0..c.n_layer {
             let b = |w: &str| names::blk(l, w);
-            let attn_norm_w = f32_tensor(&b("attn_norm"))?;
-            let ffn_norm_w = f32_tensor(&b("ffn_norm"))?;
+            let attn_norm_w = tensors.vector(&b("attn_norm"))?;
+            let ffn_norm_w = tensors.vector(&b("ffn_norm"))?;
             let (wq, wk, wv, wo) = (
-                weight(&b("attn_q"))?,
-                weight(&b("attn_k"))?,
-                weight(&b("attn_v"))?,
-                weight(&b("attn_output"))?,
+                tensors.weight(&b("attn_q"))?,
+                tensors.weight(&b("attn_k"))?,
+                tensors.weight(&b("attn_v"))?,
+                tensors.weight(&b("attn_output"))?,
             );
             let (wg, wu, wd) = (
-                weight(&b("ffn_gate"))?,
-                weight(&b("ffn_up"))?,
-                weight(&b("ffn_down"))?,
+                tensors.weight(&b("ffn_gate"))?,
+                tensors.weight(&b("ffn_up"))?,
+                tensors.weight(&b("ffn_down"))?,
             );
             layers.push(Layer {
                 attn_norm: RmsNormOp::new(&ctx, &x, &attn_norm_w, &h, e as u32, c.rms_eps, &step)?,
@@ -240,11 +286,11 @@ impl GpuModel {
             weights.extend([wq, wk, wv, wo, wg, wu, wd]);
             buffers.extend([attn_norm_w, ffn_norm_w]);
         }
-        let output_norm_w = f32_tensor(names::OUTPUT_NORM)?;
+        let output_norm_w = tensors.vector(names::OUTPUT_NORM)?;
         let output_w = if c.tied_output {
             None
         } else {
-            Some(weight(names::OUTPUT)?)
+            Some(tensors.weight(names::OUTPUT)?)
         };
         let out_w = output_w.as_ref().unwrap_or(&tok_embd);
         let norm_all = RmsNormOp::new(&ctx, &x, &output_norm_w, &h, e as u32, c.rms_eps, &step)?;

@@ -110,6 +110,234 @@ pub(crate) struct PartParams {
     pub last: u32,
 }
 
+/// Rows are written in groups of this many (at least) bytes of GGUF data, and always in
+/// multiples of 4 rows, so every segment write is 4-byte aligned as WebGPU requires.
+const FLUSH_BYTES: usize = 1 << 20;
+
+/// Uploads a weight as its GGUF bytes arrive, in order and in pieces of any size, holding back
+/// at most about [`FLUSH_BYTES`] plus one row group: the streaming loader never has a whole
+/// tensor in memory. Rows are repacked into the GPU layout group by group.
+pub struct WeightWriter {
+    name: String,
+    ty: GgmlType,
+    cols: usize,
+    rows: usize,
+    layout: Layout,
+    block: usize,
+    block_bytes: usize,
+    /// GGUF bytes per row.
+    row_bytes: usize,
+    /// Bytes per row on the GPU, across all segments.
+    gpu_row_bytes: usize,
+    parts: Vec<WeightPart>,
+    /// Byte offset of each segment within each part's buffer (same for all parts but the last).
+    seg_starts: Vec<Vec<u64>>,
+    /// GGUF bytes of rows `next_row..` not yet written.
+    pending: Vec<u8>,
+    next_row: usize,
+    scratch: Vec<u8>,
+}
+
+impl WeightWriter {
+    /// Validates the shape, then allocates every part's buffer up front (so a model that does
+    /// not fit fails before its bytes are downloaded).
+    pub fn new(
+        ctx: &GpuContext,
+        name: &str,
+        ty: GgmlType,
+        cols: usize,
+        rows: usize,
+    ) -> Result<WeightWriter, GpuError> {
+        let layout = layout(ty).ok_or_else(|| GpuError::UnsupportedType {
+            tensor: name.to_string(),
+            ty,
+        })?;
+        let (block, block_bytes) = ty.block_geometry();
+        if cols == 0 || rows == 0 || !cols.is_multiple_of(block) {
+            return Err(GpuError::Validation {
+                what: format!("weight '{name}'"),
+                message: format!("{rows} rows of {cols} elements are not whole {ty} blocks of {block}"),
+            });
+        }
+        let row_bytes = cols / block * block_bytes;
+        let units = cols.div_ceil(UNIT);
+        let (gpu_row_bytes, seg_widths): (usize, Vec<usize>) = match layout {
+            Layout::Blocks(segs) => {
+                let w: Vec<usize> = segs.iter().map(|(a, b)| (b - a) * (cols / block)).collect();
+                (w.iter().sum(), w)
+            }
+            Layout::Float { elem } => (units * UNIT * elem, vec![units * UNIT * elem]),
+        };
+        let limit = ctx
+            .limits
+            .max_storage_buffer_binding_size
+            .min(ctx.limits.max_buffer_size);
+        let slack = 16 * seg_widths.len() as u64;
+        let rows_per_part =
+            (limit.saturating_sub(slack) / gpu_row_bytes as u64).min(rows as u64) as usize;
+        if rows_per_part == 0 {
+            return Err(GpuError::OutOfMemory {
+                what: format!("a row of weight '{name}'"),
+                needed: gpu_row_bytes as u64 + slack,
+                max_buffer: limit,
+            });
+        }
+        let mut parts = Vec::with_capacity(rows.div_ceil(rows_per_part));
+        let mut seg_starts = Vec::with_capacity(parts.capacity());
+        for row0 in (0..rows).step_by(rows_per_part) {
+            let n = rows_per_part.min(rows - row0);
+            let mut starts = Vec::with_capacity(seg_widths.len());
+            let mut at = 0u64;
+            for w in &seg_widths {
+                starts.push(at);
+                at = (at + (n * w) as u64).next_multiple_of(16);
+            }
+            let mut seg = [0u32; 2];
+            for (i, s) in starts.iter().enumerate().skip(1) {
+                seg[i - 1] = (s / 4) as u32;
+            }
+            let buffer = ctx.storage(
+                &format!("{name}[{row0}..{}]", row0 + n),
+                at,
+                wgpu::BufferUsages::empty(),
+            )?;
+            parts.push(WeightPart {
+                buffer,
+                row0,
+                rows: n,
+                seg,
+            });
+            seg_starts.push(starts);
+        }
+        Ok(WeightWriter {
+            name: name.to_string(),
+            ty,
+            cols,
+            rows,
+            layout,
+            block,
+            block_bytes,
+            row_bytes,
+            gpu_row_bytes,
+            parts,
+            seg_starts,
+            pending: Vec::new(),
+            next_row: 0,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// GGUF bytes the whole tensor takes.
+    pub fn expected_bytes(&self) -> u64 {
+        self.row_bytes as u64 * self.rows as u64
+    }
+
+    /// Bytes received so far.
+    pub fn received_bytes(&self) -> u64 {
+        (self.next_row * self.row_bytes + self.pending.len()) as u64
+    }
+
+    /// Appends the next bytes of the tensor's GGUF data.
+    pub fn push(&mut self, ctx: &GpuContext, mut bytes: &[u8]) -> Result<(), GpuError> {
+        if self.received_bytes() + bytes.len() as u64 > self.expected_bytes() {
+            return Err(self.size_error(self.received_bytes() + bytes.len() as u64));
+        }
+        while !bytes.is_empty() {
+            // Take only what completes the current group, so `pending` stays bounded.
+            let group = self.group_rows();
+            let want = group * self.row_bytes - self.pending.len();
+            let take = want.min(bytes.len());
+            self.pending.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.pending.len() == group * self.row_bytes {
+                self.flush(ctx, group);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that every byte arrived and returns the uploaded weight.
+    pub fn finish(self) -> Result<GpuWeight, GpuError> {
+        if self.next_row != self.rows {
+            return Err(self.size_error(self.received_bytes()));
+        }
+        Ok(GpuWeight {
+            ty: self.ty,
+            cols: self.cols,
+            rows: self.rows,
+            parts: self.parts,
+        })
+    }
+
+    fn size_error(&self, got: u64) -> GpuError {
+        GpuError::Validation {
+            what: format!("weight '{}'", self.name),
+            message: format!(
+                "{got} bytes of {} data, but {} rows of {} elements need {}",
+                self.ty,
+                self.rows,
+                self.cols,
+                self.expected_bytes()
+            ),
+        }
+    }
+
+    /// Rows in the group starting at `next_row`: about FLUSH_BYTES, a multiple of 4, and never
+    /// past the end of the current part.
+    fn group_rows(&self) -> usize {
+        let part = self.part_of(self.next_row);
+        let part_end = self.parts[part].row0 + self.parts[part].rows;
+        let want = (FLUSH_BYTES / self.row_bytes).max(1).next_multiple_of(4);
+        want.min(part_end - self.next_row)
+    }
+
+    fn part_of(&self, row: usize) -> usize {
+        self.parts.partition_point(|p| p.row0 + p.rows <= row)
+    }
+
+    /// Repacks `n` pending rows and writes them into their part.
+    fn flush(&mut self, ctx: &GpuContext, n: usize) {
+        let p = self.part_of(self.next_row);
+        let local = self.next_row - self.parts[p].row0;
+        let buffer = &self.parts[p].buffer;
+        let src = &self.pending[..n * self.row_bytes];
+        let blocks_per_row = self.cols / self.block;
+        match self.layout {
+            // Already aligned: upload as is.
+            Layout::Blocks(&[(0, b)]) if b == self.block_bytes => {
+                ctx.write(buffer, (local * self.row_bytes) as u64, src);
+            }
+            Layout::Blocks(segs) => {
+                for (i, &(a, b)) in segs.iter().enumerate() {
+                    let w = b - a;
+                    self.scratch.clear();
+                    for blk in src.chunks_exact(self.block_bytes) {
+                        self.scratch.extend_from_slice(&blk[a..b]);
+                    }
+                    // Groups other than a part's last are multiples of 4 rows, so only the
+                    // last one can need padding, which then lands in the segment's padding.
+                    let at = self.seg_starts[p][i] + (local * blocks_per_row * w) as u64;
+                    ctx.write(buffer, at, &self.scratch);
+                }
+            }
+            Layout::Float { elem } => {
+                self.scratch.clear();
+                self.scratch.resize(n * self.gpu_row_bytes, 0);
+                for (dst, row) in self
+                    .scratch
+                    .chunks_exact_mut(self.gpu_row_bytes)
+                    .zip(src.chunks_exact(self.cols * elem))
+                {
+                    dst[..row.len()].copy_from_slice(row);
+                }
+                ctx.write(buffer, (local * self.gpu_row_bytes) as u64, &self.scratch);
+            }
+        }
+        self.pending.clear();
+        self.next_row += n;
+    }
+}
+
 impl GpuWeight {
     /// Uploads `data` (GGUF bytes of `rows` rows of `cols` elements of `ty`), repacking and
     /// splitting it as described in the module docs. `name` labels buffers and errors.
@@ -121,99 +349,12 @@ impl GpuWeight {
         rows: usize,
         data: &[u8],
     ) -> Result<GpuWeight, GpuError> {
-        let layout = layout(ty).ok_or_else(|| GpuError::UnsupportedType {
-            tensor: name.to_string(),
-            ty,
-        })?;
-        let invalid = |message: String| GpuError::Validation {
-            what: format!("weight '{name}'"),
-            message,
-        };
-        let (block, block_bytes) = ty.block_geometry();
-        if cols == 0 || rows == 0 || !cols.is_multiple_of(block) {
-            return Err(invalid(format!(
-                "{rows} rows of {cols} elements are not whole {ty} blocks of {block}"
-            )));
+        let mut w = WeightWriter::new(ctx, name, ty, cols, rows)?;
+        if data.len() as u64 != w.expected_bytes() {
+            return Err(w.size_error(data.len() as u64));
         }
-        let row_bytes = cols / block * block_bytes;
-        if Some(data.len()) != row_bytes.checked_mul(rows) {
-            return Err(invalid(format!(
-                "{} bytes of {ty} data, but {rows} rows of {cols} elements need {}",
-                data.len(),
-                row_bytes.saturating_mul(rows)
-            )));
-        }
-        let units = cols.div_ceil(UNIT);
-        // (bytes per row, segment count) on the GPU.
-        let (gpu_row_bytes, n_segs) = match layout {
-            Layout::Blocks(segs) => (
-                segs.iter().map(|(a, b)| b - a).sum::<usize>() * (cols / block),
-                segs.len(),
-            ),
-            Layout::Float { elem } => (units * UNIT * elem, 1),
-        };
-        let limit = ctx
-            .limits
-            .max_storage_buffer_binding_size
-            .min(ctx.limits.max_buffer_size);
-        let slack = 16 * n_segs as u64;
-        let rows_per_part =
-            (limit.saturating_sub(slack) / gpu_row_bytes as u64).min(rows as u64) as usize;
-        if rows_per_part == 0 {
-            return Err(GpuError::OutOfMemory {
-                what: format!("a row of weight '{name}'"),
-                needed: gpu_row_bytes as u64 + slack,
-                max_buffer: limit,
-            });
-        }
-        let mut parts = Vec::with_capacity(rows.div_ceil(rows_per_part));
-        for row0 in (0..rows).step_by(rows_per_part) {
-            let n = rows_per_part.min(rows - row0);
-            let src = &data[row0 * row_bytes..(row0 + n) * row_bytes];
-            let label = format!("{name}[{row0}..{}]", row0 + n);
-            let mut seg = [0u32; 2];
-            let buffer = match layout {
-                // Already aligned: upload as is.
-                Layout::Blocks(&[(0, b)]) if b == block_bytes => ctx.upload(&label, src)?,
-                Layout::Float { .. } if units * UNIT == cols => ctx.upload(&label, src)?,
-                Layout::Blocks(segs) => {
-                    let blocks = n * (cols / block);
-                    let mut bytes = Vec::with_capacity(n * gpu_row_bytes + slack as usize);
-                    for (i, &(a, b)) in segs.iter().enumerate() {
-                        if i > 0 {
-                            seg[i - 1] = (bytes.len() / 4) as u32;
-                        }
-                        for blk in src.chunks_exact(block_bytes).take(blocks) {
-                            bytes.extend_from_slice(&blk[a..b]);
-                        }
-                        bytes.resize(bytes.len().next_multiple_of(16), 0);
-                    }
-                    ctx.upload(&label, &bytes)?
-                }
-                Layout::Float { elem } => {
-                    let mut bytes = vec![0u8; n * gpu_row_bytes];
-                    for (dst, row) in bytes
-                        .chunks_exact_mut(gpu_row_bytes)
-                        .zip(src.chunks_exact(cols * elem))
-                    {
-                        dst[..row.len()].copy_from_slice(row);
-                    }
-                    ctx.upload(&label, &bytes)?
-                }
-            };
-            parts.push(WeightPart {
-                buffer,
-                row0,
-                rows: n,
-                seg,
-            });
-        }
-        Ok(GpuWeight {
-            ty,
-            cols,
-            rows,
-            parts,
-        })
+        w.push(ctx, data)?;
+        w.finish()
     }
 
     /// The buffers, in row order.

@@ -1,0 +1,364 @@
+//! Loading a model from byte streams straight into GPU memory, as the bytes arrive.
+//!
+//! The browser cannot memory-map a file, and an 8B model does not fit in wasm memory, so shards
+//! are pushed through here in pieces of any size: the incremental GGUF parser reads each shard's
+//! header, every tensor's GPU buffers are allocated as soon as the header names it (a model that
+//! does not fit fails before its bytes are downloaded), and the [`TensorRouter`] hands each piece
+//! of tensor data to its [`WeightWriter`], which repacks and writes it in ~1 MiB row groups.
+//! What stays in memory is the metadata, one pending row group and the small 1-D tensors.
+
+use super::model::{upload_vector, GpuModel, GpuModelError, TensorSource};
+use super::weights::{is_supported, GpuWeight, WeightWriter};
+use super::GpuContext;
+use crate::gguf::{GgufError, GgufHeader, HeaderParser, Metadata, Progress, SplitInfo, TensorInfo, TensorRouter};
+use crate::model::{names, LlamaConfig, ModelError};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Where one tensor's bytes go.
+enum Sink {
+    /// Not used by the graph (e.g. extra tensors some converters add): bytes are dropped.
+    Skip,
+    Weight(WeightWriter),
+    /// 1-D tensors are small (≤ n_embd elements): collected, dequantized and uploaded as f32.
+    Vector(Vec<u8>),
+    Done,
+}
+
+struct Shard {
+    parser: HeaderParser,
+    header: Option<GgufHeader>,
+    router: Option<TensorRouter>,
+    /// Absolute offset of the next byte pushed.
+    at: u64,
+    sinks: Vec<Sink>,
+}
+
+/// Counters for progress reports.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadProgress {
+    /// Tensors fully uploaded.
+    pub tensors_loaded: usize,
+    /// Tensors in the model, once known (the first shard's `split.tensors.count`, or its own
+    /// tensor count when the model is not split); 0 before the first header.
+    pub tensors_total: usize,
+    /// Tensor bytes written to the GPU.
+    pub bytes_uploaded: u64,
+}
+
+/// Builds a [`GpuModel`] from GGUF shards pushed in order, each as a sequence of byte pieces.
+pub struct StreamLoader {
+    ctx: Arc<GpuContext>,
+    shard: Option<Shard>,
+    shards_done: u32,
+    split: Option<SplitInfo>,
+    metadata: Option<Metadata>,
+    infos: HashMap<String, TensorInfo>,
+    weights: HashMap<String, GpuWeight>,
+    vectors: HashMap<String, wgpu::Buffer>,
+    progress: LoadProgress,
+}
+
+/// Whether the Llama graph reads a tensor of this name.
+fn is_used(name: &str) -> bool {
+    if [names::TOKEN_EMBD, names::OUTPUT_NORM, names::OUTPUT, names::ROPE_FREQS].contains(&name) {
+        return true;
+    }
+    let Some(rest) = name.strip_prefix("blk.") else {
+        return false;
+    };
+    let Some((layer, what)) = rest.split_once('.') else {
+        return false;
+    };
+    layer.parse::<usize>().is_ok()
+        && [
+            "attn_norm.weight",
+            "attn_q.weight",
+            "attn_k.weight",
+            "attn_v.weight",
+            "attn_output.weight",
+            "ffn_norm.weight",
+            "ffn_gate.weight",
+            "ffn_up.weight",
+            "ffn_down.weight",
+        ]
+        .contains(&what)
+}
+
+impl StreamLoader {
+    pub fn new(ctx: Arc<GpuContext>) -> Self {
+        StreamLoader {
+            ctx,
+            shard: None,
+            shards_done: 0,
+            split: None,
+            metadata: None,
+            infos: HashMap::new(),
+            weights: HashMap::new(),
+            vectors: HashMap::new(),
+            progress: LoadProgress::default(),
+        }
+    }
+
+    pub fn progress(&self) -> LoadProgress {
+        self.progress
+    }
+
+    /// The first shard's metadata (tokenizer, chat template, hyperparameters), once its header
+    /// has been parsed.
+    pub fn metadata(&self) -> Option<&Metadata> {
+        self.metadata.as_ref()
+    }
+
+    /// Shards the model has: 1, or `split.count`; `None` before the first header.
+    pub fn shard_count(&self) -> Option<u32> {
+        self.metadata.as_ref().map(|_| self.split.map_or(1, |s| s.count))
+    }
+
+    /// Starts the next shard. `total_len` (e.g. from Content-Length) lets a hostile header be
+    /// rejected before its counts are trusted.
+    pub fn begin_shard(&mut self, total_len: Option<u64>) -> Result<(), GpuModelError> {
+        if self.shard.is_some() {
+            return Err(split_err("a shard was started before the previous one ended".into()));
+        }
+        if let Some(n) = self.shard_count() {
+            if self.shards_done >= n {
+                return Err(split_err(format!("the model has {n} shards, but more were given")));
+            }
+        }
+        self.shard = Some(Shard {
+            parser: HeaderParser::new(total_len),
+            header: None,
+            router: None,
+            at: 0,
+            sinks: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Feeds the next bytes of the current shard.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), GpuModelError> {
+        let mut shard = self
+            .shard
+            .take()
+            .ok_or_else(|| split_err("bytes were pushed outside a shard".into()))?;
+        let r = self.push_into(&mut shard, bytes);
+        self.shard = Some(shard);
+        r
+    }
+
+    fn push_into(&mut self, shard: &mut Shard, bytes: &[u8]) -> Result<(), GpuModelError> {
+        if shard.header.is_none() {
+            match shard.parser.feed(bytes)? {
+                Progress::NeedMore => {
+                    shard.at += bytes.len() as u64;
+                    return Ok(());
+                }
+                Progress::Done(h) => {
+                    self.on_header(shard, *h)?;
+                    let (at, rest) = shard.parser.take_remainder();
+                    shard.at = at;
+                    return self.route(shard, &rest);
+                }
+            }
+        }
+        self.route(shard, bytes)
+    }
+
+    /// Checks a shard's header against the model so far and allocates its tensors' buffers.
+    fn on_header(&mut self, shard: &mut Shard, h: GgufHeader) -> Result<(), GpuModelError> {
+        let index = self.shards_done;
+        let split = SplitInfo::from_metadata(&h.metadata)?;
+        if index == 0 {
+            if let Some(s) = split {
+                if s.index != 0 {
+                    return Err(split_err(format!(
+                        "the first file given is shard {} of {}; start from shard 1",
+                        s.index + 1,
+                        s.count
+                    )));
+                }
+            }
+            let arch = h.metadata.str("general.architecture").map_err(ModelError::from)?;
+            if arch != "llama" {
+                return Err(ModelError::UnsupportedArchitecture(arch.to_string()).into());
+            }
+            self.split = split;
+            self.progress.tensors_total = match split {
+                Some(s) if s.tensors_total > 0 => s.tensors_total as usize,
+                _ => h.tensors.len(),
+            };
+        } else {
+            let first = self.split.expect("only split models have a second shard");
+            match split {
+                Some(s) if s.index == index && s.count == first.count => {}
+                other => {
+                    return Err(split_err(format!(
+                        "shard {} of {} has split keys {:?}: the shards are mixed up",
+                        index + 1,
+                        first.count,
+                        other.map(|s| (s.index + 1, s.count))
+                    )))
+                }
+            }
+        }
+        for t in &h.tensors {
+            if self.infos.contains_key(&t.name) {
+                return Err(GgufError::DuplicateTensor(t.name.clone()).into());
+            }
+        }
+        // Check every type before allocating anything, so an unsupported model fails cleanly.
+        for t in &h.tensors {
+            if is_used(&t.name) && t.dims.len() >= 2 && !is_supported(t.ggml_type) {
+                return Err(super::GpuError::UnsupportedType {
+                    tensor: t.name.clone(),
+                    ty: t.ggml_type,
+                }
+                .into());
+            }
+        }
+        for t in &h.tensors {
+            let sink = if !is_used(&t.name) || t.size == 0 {
+                Sink::Skip
+            } else if t.dims.len() >= 2 {
+                Sink::Weight(WeightWriter::new(
+                    &self.ctx,
+                    &t.name,
+                    t.ggml_type,
+                    t.dims[0] as usize,
+                    t.dims[1..].iter().product::<u64>() as usize,
+                )?)
+            } else {
+                Sink::Vector(Vec::with_capacity(t.size as usize))
+            };
+            shard.sinks.push(sink);
+            self.infos.insert(t.name.clone(), t.clone());
+        }
+        if index == 0 {
+            self.metadata = Some(h.metadata.clone());
+        }
+        shard.router = Some(TensorRouter::new(&h));
+        shard.header = Some(h);
+        Ok(())
+    }
+
+    fn route(&mut self, shard: &mut Shard, bytes: &[u8]) -> Result<(), GpuModelError> {
+        let at = shard.at;
+        shard.at += bytes.len() as u64;
+        let (Some(router), Some(header)) = (&shard.router, &shard.header) else {
+            unreachable!("routing starts after the header");
+        };
+        for piece in router.route(at, bytes) {
+            let sink = &mut shard.sinks[piece.tensor];
+            let name = &header.tensors[piece.tensor].name;
+            match sink {
+                Sink::Skip => {}
+                Sink::Weight(w) => {
+                    w.push(&self.ctx, piece.bytes)?;
+                    self.progress.bytes_uploaded += piece.bytes.len() as u64;
+                }
+                Sink::Vector(v) => v.extend_from_slice(piece.bytes),
+                Sink::Done => unreachable!("the router never revisits a finished tensor"),
+            }
+            if piece.last {
+                match std::mem::replace(sink, Sink::Done) {
+                    Sink::Weight(w) => {
+                        self.weights.insert(name.clone(), w.finish()?);
+                    }
+                    Sink::Vector(v) => {
+                        let info = &header.tensors[piece.tensor];
+                        self.vectors
+                            .insert(name.clone(), upload_vector(&self.ctx, name, info, &v)?);
+                        self.progress.bytes_uploaded += v.len() as u64;
+                    }
+                    _ => {}
+                }
+                self.progress.tensors_loaded += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the current shard: every tensor it declares must be complete, and nothing may
+    /// follow the last tensor but alignment padding.
+    pub fn end_shard(&mut self) -> Result<(), GpuModelError> {
+        let mut shard = self
+            .shard
+            .take()
+            .ok_or_else(|| split_err("end of a shard that was not started".into()))?;
+        if shard.header.is_none() {
+            // Fails with the precise truncation, or parses a file that is only a header.
+            let h = shard.parser.finish()?;
+            self.on_header(&mut shard, *h)?;
+            let (at, rest) = shard.parser.take_remainder();
+            shard.at = at;
+            self.route(&mut shard, &rest)?;
+        }
+        let h = shard.header.as_ref().expect("header parsed");
+        let shard_no = self.shards_done + 1;
+        for (t, sink) in h.tensors.iter().zip(&shard.sinks) {
+            let end = h.tensor_range(t).end;
+            let incomplete = match sink {
+                Sink::Done => false,
+                Sink::Skip => shard.at < end,
+                _ => t.size > 0,
+            };
+            if incomplete {
+                return Err(GgufError::Truncated {
+                    what: format!("shard {shard_no}: data of tensor '{}'", t.name),
+                    offset: shard.at,
+                    needed: end - shard.at,
+                }
+                .into());
+            }
+        }
+        let data_end = h.tensors.iter().map(|t| h.tensor_range(t).end).max().unwrap_or(h.data_offset);
+        let extra = shard.at.saturating_sub(data_end);
+        if extra >= h.alignment.max(1) {
+            return Err(GgufError::BadTensor {
+                tensor: format!("(shard {shard_no})"),
+                detail: format!(
+                    "{extra} bytes follow the last tensor, which ends at byte {data_end}: the file is longer than its header says"
+                ),
+            }
+            .into());
+        }
+        self.shards_done += 1;
+        Ok(())
+    }
+
+    /// After the last shard: validates the complete model and prepares the graph.
+    pub fn finish(mut self, context_size: usize) -> Result<GpuModel, GpuModelError> {
+        if self.shard.is_some() {
+            return Err(split_err("finish() before the last shard ended".into()));
+        }
+        let count = self.shard_count().ok_or_else(|| split_err("no shard was loaded".into()))?;
+        if self.shards_done != count {
+            return Err(split_err(format!(
+                "the model has {count} shards but {} were loaded",
+                self.shards_done
+            )));
+        }
+        let meta = self.metadata.take().expect("first shard parsed");
+        let infos = &self.infos;
+        let cfg = LlamaConfig::from_gguf(&meta, |n| infos.get(n))?;
+        cfg.validate_tensors(|n| infos.get(n))?;
+        let ctx = self.ctx.clone();
+        GpuModel::build(ctx, cfg, &mut self, context_size)
+    }
+}
+
+fn split_err(msg: String) -> GpuModelError {
+    GgufError::Split(msg).into()
+}
+
+impl TensorSource for StreamLoader {
+    fn weight(&mut self, name: &str) -> Result<GpuWeight, GpuModelError> {
+        self.weights
+            .remove(name)
+            .ok_or_else(|| ModelError::MissingTensor(name.into()).into())
+    }
+    fn vector_opt(&mut self, name: &str) -> Result<Option<wgpu::Buffer>, GpuModelError> {
+        Ok(self.vectors.remove(name))
+    }
+}
