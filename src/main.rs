@@ -287,6 +287,7 @@ fn run_generate(a: GenerateArgs) -> Result<()> {
         },
         stop_tokens: tok.stop_ids(),
         stop_strings: a.stop.clone(),
+        logprobs: None,
     };
     let mut out = std::io::stdout().lock();
     let g = generate(backend, &tok, &prompt, &params, |piece| {

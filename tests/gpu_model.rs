@@ -142,6 +142,7 @@ fn gpu_top_k_sampling_matches_cpu_sampling() {
         sampler: SamplerConfig { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, seed: 1234, ..Default::default() },
         stop_tokens: tok.stop_ids(),
         stop_strings: vec![],
+        logprobs: None,
     };
     let mut gpu = GpuBackend(GpuModel::from_gguf(ctx, &file, 64).unwrap());
     let g = generate(&mut gpu, &tok, &prompt, &params, |_| true).unwrap();

@@ -60,6 +60,9 @@ pub struct GenerateParams {
     pub stop_tokens: Vec<u32>,
     /// Strings that end generation; the text is cut before them.
     pub stop_strings: Vec<String>,
+    /// Report each token's log-probability and this many alternatives (OpenAI `top_logprobs`).
+    /// Needs the full logits each step, so it is off (`None`) unless asked for.
+    pub logprobs: Option<usize>,
 }
 
 /// The result of one generation.
@@ -102,12 +105,12 @@ pub enum GenerateError {
 
 /// Holds back text that might be the start of a stop string, so streamed text never contains
 /// part of one.
-struct StopMatcher<'a> {
-    stops: &'a [String],
+struct StopMatcher {
+    stops: Vec<String>,
     pending: String,
 }
 
-impl<'a> StopMatcher<'a> {
+impl StopMatcher {
     /// Adds text; returns (text now safe to emit, whether a stop string was found).
     fn push(&mut self, text: &str) -> (String, bool) {
         self.pending.push_str(text);
@@ -124,7 +127,7 @@ impl<'a> StopMatcher<'a> {
         }
         // Longest suffix of pending that is a proper prefix of some stop string.
         let mut keep = 0;
-        for s in self.stops {
+        for s in &self.stops {
             for (i, _) in s.char_indices().skip(1) {
                 if self.pending.ends_with(&s[..i]) {
                     keep = keep.max(i);
@@ -142,6 +145,218 @@ impl<'a> StopMatcher<'a> {
     }
 }
 
+/// What the backend must compute for the next token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// Only the most likely token (plain greedy decoding).
+    Argmax,
+    /// The `k` most likely `(id, logit)` pairs (sampling that looks at no more than those).
+    TopK(usize),
+    /// The whole vocabulary's logits (penalties, logit bias, top-p over everything, logprobs).
+    Logits,
+}
+
+/// A backend's answer to a [`Need`].
+#[derive(Clone, Debug)]
+pub enum StepOutput {
+    Argmax(u32),
+    TopK(Vec<(u32, f32)>),
+    Logits(Vec<f32>),
+}
+
+/// The log-probability of a generated token and of the most likely alternatives.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TokenLogprobs {
+    pub token: u32,
+    pub logprob: f32,
+    /// `(id, logprob)`, most likely first.
+    pub top: Vec<(u32, f32)>,
+}
+
+/// The result of feeding one step to a [`Decoding`].
+#[derive(Clone, Debug, Default)]
+pub struct TokenStep {
+    /// The token generated; `None` when the step ended generation with a stop token.
+    pub token: Option<u32>,
+    /// Text that became final with this step (may be empty: a partial character or a possible
+    /// stop-string prefix is held back).
+    pub text: String,
+    /// Set when generation is over.
+    pub finish: Option<FinishReason>,
+    pub logprobs: Option<TokenLogprobs>,
+}
+
+/// One generation as a state machine, independent of how the backend is driven: ask
+/// [`Decoding::need`], run the backend on [`Decoding::feed`] to get it, hand the result to
+/// [`Decoding::accept`], repeat until a step has `finish`. The blocking [`generate`] and the
+/// browser's async step loop are both this.
+pub struct Decoding {
+    sampler: Sampler,
+    params: GenerateParams,
+    decoder: StreamDecoder,
+    stops: StopMatcher,
+    /// Prompt then generated tokens: the penalties' history.
+    history: Vec<u32>,
+    prompt_len: usize,
+    /// Tokens the next backend step must process.
+    feed: Vec<u32>,
+    text: String,
+    finish: Option<FinishReason>,
+}
+
+impl Decoding {
+    /// Starts generating after `prompt`, which the backend has not processed yet.
+    pub fn new(tokenizer: &Tokenizer, prompt: &[u32], params: GenerateParams) -> Result<Self, crate::Error> {
+        if prompt.is_empty() {
+            return Err(GenerateError::EmptyPrompt.into());
+        }
+        if let Some(n) = params.logprobs {
+            if n > 20 {
+                return Err(crate::Error::InvalidArgument(format!(
+                    "top_logprobs must be between 0 and 20, got {n}"
+                )));
+            }
+        }
+        Ok(Decoding {
+            sampler: Sampler::new(params.sampler.clone())?,
+            decoder: StreamDecoder::new(tokenizer, false),
+            stops: StopMatcher {
+                stops: params.stop_strings.clone(),
+                pending: String::new(),
+            },
+            params,
+            history: prompt.to_vec(),
+            prompt_len: prompt.len(),
+            feed: prompt.to_vec(),
+            text: String::new(),
+            finish: None,
+        })
+    }
+
+    /// What the backend must return for the next step.
+    pub fn need(&self) -> Need {
+        if self.params.logprobs.is_some() {
+            Need::Logits
+        } else if self.sampler.is_plain_greedy() {
+            Need::Argmax
+        } else if let Some(k) = self.sampler.candidates_needed() {
+            Need::TopK(k)
+        } else {
+            Need::Logits
+        }
+    }
+
+    /// Tokens the backend must process in the next step: the prompt first, then each new token.
+    pub fn feed(&self) -> &[u32] {
+        &self.feed
+    }
+
+    /// Takes the backend's output for [`Decoding::feed`]; `position` and `context_size` are the
+    /// backend's after that step.
+    pub fn accept(&mut self, out: StepOutput, position: usize, context_size: usize) -> TokenStep {
+        if let Some(f) = self.finish {
+            return TokenStep { finish: Some(f), ..Default::default() };
+        }
+        let mut logprobs = None;
+        let next = match out {
+            StepOutput::Argmax(t) => t,
+            StepOutput::TopK(top) => self.sampler.sample_top(&top),
+            StepOutput::Logits(logits) => {
+                let t = if self.sampler.is_plain_greedy() {
+                    crate::sampling::argmax(&logits)
+                } else {
+                    self.sampler.sample(&logits, &self.history)
+                };
+                if let Some(n) = self.params.logprobs {
+                    logprobs = Some(token_logprobs(&logits, t, n));
+                }
+                t
+            }
+        };
+        let mut step = TokenStep { logprobs, ..Default::default() };
+        if self.generated() >= self.params.max_tokens {
+            return self.end(step, FinishReason::Length);
+        }
+        if self.params.stop_tokens.contains(&next) {
+            return self.end(step, FinishReason::Stop);
+        }
+        step.token = Some(next);
+        self.history.push(next);
+        let (piece, stopped) = self.stops.push(&self.decoder.push(next));
+        self.text.push_str(&piece);
+        step.text = piece;
+        if stopped {
+            return self.end(step, FinishReason::Stop);
+        }
+        if self.generated() >= self.params.max_tokens {
+            return self.end(step, FinishReason::Length);
+        }
+        if position >= context_size {
+            return self.end(step, FinishReason::ContextFull);
+        }
+        self.feed = vec![next];
+        step
+    }
+
+    /// Ends the generation early (the caller stopped it): returns the held-back text.
+    pub fn abort(&mut self) -> TokenStep {
+        if let Some(f) = self.finish {
+            return TokenStep { finish: Some(f), ..Default::default() };
+        }
+        self.end(TokenStep::default(), FinishReason::Aborted)
+    }
+
+    fn end(&mut self, mut step: TokenStep, why: FinishReason) -> TokenStep {
+        if why != FinishReason::Stop {
+            let (rest, _) = self.stops.push(&self.decoder.finish());
+            let rest = rest + &self.stops.flush();
+            self.text.push_str(&rest);
+            step.text.push_str(&rest);
+        }
+        self.finish = Some(why);
+        step.finish = Some(why);
+        step
+    }
+
+    /// Tokens generated so far.
+    pub fn tokens(&self) -> &[u32] {
+        &self.history[self.prompt_len..]
+    }
+
+    pub fn generated(&self) -> usize {
+        self.history.len() - self.prompt_len
+    }
+
+    /// All final text so far.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.finish
+    }
+}
+
+/// Log-softmax of the chosen token and the `n` most likely ones.
+fn token_logprobs(logits: &[f32], token: u32, n: usize) -> TokenLogprobs {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let lse = max + logits.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln();
+    let lp = |l: f32| (l as f64 - lse) as f32;
+    let mut top: Vec<(u32, f32)> = Vec::with_capacity(n + 1);
+    for (i, &l) in logits.iter().enumerate() {
+        if top.len() < n || top.last().is_some_and(|&(_, m)| l > m) {
+            let at = top.partition_point(|&(_, m)| m >= l);
+            top.insert(at, (i as u32, l));
+            top.truncate(n);
+        }
+    }
+    TokenLogprobs {
+        token,
+        logprob: lp(logits[token as usize]),
+        top: top.into_iter().map(|(i, l)| (i, lp(l))).collect(),
+    }
+}
+
 /// Runs a generation. `on_text` receives each piece of final text as it is produced and may
 /// return `false` to stop early (finish reason `Aborted`).
 pub fn generate(
@@ -151,9 +366,6 @@ pub fn generate(
     params: &GenerateParams,
     mut on_text: impl FnMut(&str) -> bool,
 ) -> Result<Generation, crate::Error> {
-    if prompt.is_empty() {
-        return Err(GenerateError::EmptyPrompt.into());
-    }
     let ctx = backend.context_size();
     if backend.position() + prompt.len() > ctx {
         return Err(GenerateError::PromptTooLong {
@@ -162,72 +374,38 @@ pub fn generate(
         }
         .into());
     }
-    let mut sampler = Sampler::new(params.sampler.clone())?;
-    let mut history: Vec<u32> = prompt.to_vec();
-    let mut decoder = StreamDecoder::new(tokenizer, false);
-    let mut stops = StopMatcher {
-        stops: &params.stop_strings,
-        pending: String::new(),
-    };
-    let mut text = String::new();
-    let mut tokens = Vec::new();
-
-    // Greedy decoding and plain top-k sampling need no full logits on the CPU: the backend
-    // picks the token or the few candidates.
-    let greedy = sampler.is_plain_greedy();
-    let top_k = sampler.candidates_needed();
-    let mut step = |backend: &mut dyn LogitsBackend, toks: &[u32], history: &[u32]| -> Result<u32, crate::Error> {
-        if greedy {
-            backend.forward_argmax(toks)
-        } else if let Some(k) = top_k {
-            Ok(sampler.sample_top(&backend.forward_top_k(toks, k)?))
-        } else {
-            Ok(sampler.sample(&backend.forward_last(toks)?, history))
-        }
-    };
+    let mut d = Decoding::new(tokenizer, prompt, params.clone())?;
+    let mut prefill_time = Duration::ZERO;
     let t0 = Instant::now();
-    let mut next = step(backend, prompt, &history)?;
-    let prefill_time = t0.elapsed();
-    let t1 = Instant::now();
-    let finish = loop {
-        if tokens.len() >= params.max_tokens {
-            break FinishReason::Length;
+    let mut t1 = t0;
+    loop {
+        let out = match d.need() {
+            Need::Argmax => StepOutput::Argmax(backend.forward_argmax(d.feed())?),
+            Need::TopK(k) => StepOutput::TopK(backend.forward_top_k(d.feed(), k)?),
+            Need::Logits => StepOutput::Logits(backend.forward_last(d.feed())?),
+        };
+        if d.generated() == 0 {
+            prefill_time = t0.elapsed();
+            t1 = Instant::now();
         }
-        if params.stop_tokens.contains(&next) {
-            break FinishReason::Stop;
-        }
-        tokens.push(next);
-        history.push(next);
-        let (piece, stopped) = stops.push(&decoder.push(next));
-        text.push_str(&piece);
-        let keep_going = piece.is_empty() || on_text(&piece);
-        if stopped {
-            break FinishReason::Stop;
+        let step = d.accept(out, backend.position(), ctx);
+        let keep_going = step.text.is_empty() || on_text(&step.text);
+        if step.finish.is_some() {
+            break;
         }
         if !keep_going {
-            break FinishReason::Aborted;
-        }
-        if tokens.len() >= params.max_tokens {
-            break FinishReason::Length;
-        }
-        if backend.position() >= ctx {
-            break FinishReason::ContextFull;
-        }
-        next = step(backend, &[next], &history)?;
-    };
-    if finish != FinishReason::Stop {
-        let (rest, _) = stops.push(&decoder.finish());
-        let rest = rest + &stops.flush();
-        if !rest.is_empty() {
-            text.push_str(&rest);
-            on_text(&rest);
+            let rest = d.abort();
+            if !rest.text.is_empty() {
+                on_text(&rest.text);
+            }
+            break;
         }
     }
     Ok(Generation {
         prompt_tokens: prompt.to_vec(),
-        tokens,
-        text,
-        finish_reason: finish,
+        tokens: d.tokens().to_vec(),
+        text: d.text().to_string(),
+        finish_reason: d.finish_reason().expect("loop ends with a finish"),
         prefill_time,
         decode_time: t1.elapsed(),
     })
@@ -270,13 +448,24 @@ impl LogitsBackend for CpuBackend<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::StopMatcher;
+    use super::{token_logprobs, StopMatcher};
+
+    #[test]
+    fn logprobs_are_log_softmax_with_sorted_alternatives() {
+        let logits = [1.0f32, 3.0, 2.0, 3.0, -1.0];
+        let lp = token_logprobs(&logits, 2, 3);
+        let lse = logits.iter().map(|&l| (l as f64).exp()).sum::<f64>().ln();
+        assert!((lp.logprob as f64 - (2.0 - lse)).abs() < 1e-6);
+        let ids: Vec<u32> = lp.top.iter().map(|t| t.0).collect();
+        assert_eq!(ids, [1, 3, 2], "descending, ties by lower id");
+        assert_eq!(token_logprobs(&logits, 0, 0).top.len(), 0);
+    }
 
     #[test]
     fn stop_strings_are_held_back_and_cut() {
         let stops = vec!["</s>".to_string(), "STOP".to_string()];
         let mut m = StopMatcher {
-            stops: &stops,
+            stops,
             pending: String::new(),
         };
         assert_eq!(m.push("hello <"), ("hello ".to_string(), false));
