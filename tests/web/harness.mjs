@@ -1,0 +1,203 @@
+// Browser test harness: headless Debian Chromium through playwright-core (never downloads a browser),
+// the repo's static server (scripts/serve.mjs), and helpers to open a page on the same origin as the
+// models and import package modules into it.
+//
+//   const server = await startTestServer({ mounts: { '/split/': dir } });
+//   const b = await launchBrowser();                 // fresh profile in a temp dir
+//   const page = await openPage(b, server);          // /tests/web/pages/index.html
+//   await importInPage(page, '/www/package/src/index.js');
+//   ... page.evaluate(...) ...
+//   await b.close(); await server.close();
+//
+// The repo root is served at `/`, `.cache/models` at `/models/`.
+
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import crypto from 'node:crypto';
+import { startServer } from '../../scripts/serve.mjs';
+
+export { startServer };
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const MODELS_DIR = path.join(REPO_ROOT, '.cache/models');
+export const DEFAULT_MODEL = path.join(MODELS_DIR, 'SmolLM2-135M-Instruct.Q4_1.gguf');
+export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+export const CHROMIUM_ARGS = [
+  '--enable-unsafe-webgpu',
+  '--no-sandbox',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-quic',
+  '--no-first-run',
+];
+
+const require = createRequire(path.join(REPO_ROOT, 'scripts/node_modules/'));
+/** playwright-core's `chromium` (from scripts/node_modules). */
+export const { chromium } = require('playwright-core');
+
+/** A fresh temp directory. */
+export function tmpDir(prefix = 'llama-webgpu-test-') {
+  return fsp.mkdtemp(path.join(os.tmpdir(), prefix));
+}
+
+/**
+ * Starts scripts/serve.mjs on the repo root with `.cache/models` at `/models/`.
+ * @param {{port?: number, mounts?: Record<string,string>}} [opts] extra mounts are added
+ */
+export function startTestServer({ port = 0, mounts = {} } = {}) {
+  return startServer({ root: REPO_ROOT, port, mounts: { '/models/': MODELS_DIR, ...mounts } });
+}
+
+/**
+ * Launches headless Chromium with a persistent profile (OPFS survives within it; pass the same
+ * `userDataDir` again to reopen the profile). A profile created here is deleted by `close()` unless
+ * `keepProfile` is passed there.
+ * @param {{userDataDir?: string, headless?: boolean, args?: string[], debug?: boolean}} [opts]
+ * @returns {Promise<{context: import('playwright-core').BrowserContext, userDataDir: string,
+ *   close: (o?: {keepProfile?: boolean}) => Promise<void>, newCDPSession: Function}>}
+ */
+export async function launchBrowser({ userDataDir, headless = true, args = [], debug = !!process.env.DEBUG_BROWSER } = {}) {
+  const own = !userDataDir;
+  const dir = userDataDir ?? (await tmpDir('llama-webgpu-profile-'));
+  const context = await chromium.launchPersistentContext(dir, {
+    executablePath: CHROMIUM,
+    headless,
+    args: [...CHROMIUM_ARGS, ...args],
+    viewport: { width: 800, height: 600 },
+  });
+  if (debug) {
+    context.on('console', (m) => console.log(`[page ${m.type()}] ${m.text()}`));
+    context.on('weberror', (e) => console.log(`[page error] ${e.error()}`));
+  }
+  let closed = false;
+  return {
+    context,
+    userDataDir: dir,
+    async close({ keepProfile = false } = {}) {
+      if (!closed) {
+        closed = true;
+        await context.close().catch(() => {});
+      }
+      if (own && !keepProfile) await fsp.rm(dir, { recursive: true, force: true }).catch(() => {});
+    },
+  };
+}
+
+/**
+ * Opens a page of the test server (default: the blank test page, which has `<input id=files multiple>`)
+ * and imports `modules` into it; each module namespace lands in `window.__mods[path]`.
+ * @param {{context: object}|object} browser a launchBrowser() result or a BrowserContext
+ * @param {{url: string}} server
+ * @param {{path?: string, modules?: string[], reuse?: boolean}} [opts]
+ */
+export async function openPage(browser, server, { path: p = '/tests/web/pages/index.html', modules = [], reuse = true } = {}) {
+  const context = browser.context ?? browser;
+  const blank = reuse ? context.pages().find((pg) => pg.url() === 'about:blank') : null;
+  const page = blank ?? (await context.newPage());
+  page.on('pageerror', (e) => {
+    if (process.env.DEBUG_BROWSER) console.log(`[pageerror] ${e}`);
+  });
+  await page.goto(new URL(p, server.url).href);
+  for (const m of modules) await importInPage(page, m);
+  return page;
+}
+
+/** Imports a module (path on the server) into the page as `window.__mods[path]`. */
+export async function importInPage(page, modulePath) {
+  await page.evaluate(async (m) => {
+    window.__mods ??= {};
+    window.__mods[m] = await import(m);
+  }, modulePath);
+}
+
+/**
+ * Calls `window.__mods[modulePath][fn](...args)` in the page and returns its (cloneable) result.
+ */
+export function callInPage(page, modulePath, fn, ...args) {
+  return page.evaluate(
+    async ([m, f, a]) => {
+      const mod = window.__mods?.[m] ?? (await import(m));
+      return mod[f](...a);
+    },
+    [modulePath, fn, args],
+  );
+}
+
+/**
+ * Starts a module worker from `workerPath` in the page. The worker must answer messages
+ * `{id, fn, args}` with `{id, result}` or `{id, error}` and post `{ready: true}` once loaded.
+ * Returns `call(fn, ...args)`.
+ */
+export async function startWorker(page, workerPath) {
+  await page.evaluate(async (w) => {
+    const worker = new Worker(w, { type: 'module' });
+    let seq = 0;
+    const pending = new Map();
+    await new Promise((resolve, reject) => {
+      worker.onerror = (e) => reject(new Error(`worker failed to load: ${e.message}`));
+      worker.onmessage = ({ data }) => {
+        if (data.ready) return resolve();
+        const p = pending.get(data.id);
+        pending.delete(data.id);
+        if (data.error) p.reject(Object.assign(new Error(data.error.message), data.error));
+        else p.resolve(data.result);
+      };
+    });
+    window.__worker = (fn, args) =>
+      new Promise((resolve, reject) => {
+        const id = ++seq;
+        pending.set(id, { resolve, reject });
+        worker.postMessage({ id, fn, args });
+      });
+  }, workerPath);
+  return (fn, ...args) => page.evaluate(([f, a]) => window.__worker(f, a), [fn, args]);
+}
+
+/** SHA-256 (hex) of a file, streamed. */
+export async function sha256File(file) {
+  const h = crypto.createHash('sha256');
+  for await (const c of fs.createReadStream(file, { highWaterMark: 4 << 20 })) h.update(c);
+  return h.digest('hex');
+}
+
+/**
+ * Cuts a file into `n` raw byte pieces named `<prefix>-0000i-of-0000n.gguf` in `dir` (not real GGUF
+ * split shards: enough for the fetch layer, which does not parse GGUF).
+ * @returns {Promise<Array<{name: string, path: string, size: number}>>}
+ */
+export async function splitFile(src, n, dir, prefix = 'x') {
+  const size = (await fsp.stat(src)).size;
+  const per = Math.ceil(size / n);
+  const out = [];
+  const fd = await fsp.open(src, 'r');
+  try {
+    for (let i = 0; i < n; i++) {
+      const name = `${prefix}-${String(i + 1).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.gguf`;
+      const start = i * per;
+      const len = Math.max(0, Math.min(per, size - start));
+      const buf = Buffer.allocUnsafe(len);
+      await fd.read(buf, 0, len, start);
+      await fsp.writeFile(path.join(dir, name), buf);
+      out.push({ name, path: path.join(dir, name), size: len });
+    }
+  } finally {
+    await fd.close();
+  }
+  return out;
+}
+
+/** Polls `fn` until it returns a truthy value (returned) or `timeoutMs` passes (throws). */
+export async function waitFor(fn, { timeoutMs = 10000, intervalMs = 20, what = 'condition' } = {}) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
