@@ -18,7 +18,7 @@ pub use reader::{parse_header, HeaderParser, Progress, DEFAULT_ALIGNMENT, MAX_DI
 pub use route::{TensorChunk, TensorRouter};
 pub use split::{shard_name, split_name_parts, SplitInfo};
 pub use value::{Metadata, MetadataError, Value, ValueType};
-pub use writer::{split_into_shards, str_array, GgufWriter};
+pub use writer::{header_bytes, padding, split_into_shards, str_array, GgufWriter, TensorEntry};
 
 use crate::quant::GgmlType;
 

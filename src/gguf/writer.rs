@@ -62,42 +62,21 @@ impl<'a> GgufWriter<'a> {
 
     /// Writes the whole file (GGUF v3). Tensor data is padded to the alignment.
     pub fn write(&self, w: &mut impl Write) -> io::Result<()> {
-        let mut head = Vec::new();
-        head.extend_from_slice(b"GGUF");
-        head.extend_from_slice(&3u32.to_le_bytes());
-        head.extend_from_slice(&(self.tensors.len() as u64).to_le_bytes());
-        head.extend_from_slice(&(self.metadata.len() as u64).to_le_bytes());
-        for (k, v) in &self.metadata {
-            put_str(&mut head, k)?;
-            head.extend_from_slice(&(v.value_type() as u32).to_le_bytes());
-            put_value(&mut head, v)?;
-        }
-        // A `general.alignment` key wins, so the file is consistent with what it declares.
-        let alignment = self
-            .metadata
+        let entries: Vec<TensorEntry> = self
+            .tensors
             .iter()
-            .find(|(k, _)| k == "general.alignment")
-            .and_then(|(_, v)| v.as_int())
-            .map_or(self.alignment, |a| a as u64);
-        let align = |x: u64| x.div_ceil(alignment) * alignment;
-        let mut offset = 0u64;
-        for (name, dims, ty, data) in &self.tensors {
-            put_str(&mut head, name)?;
-            head.extend_from_slice(&(dims.len() as u32).to_le_bytes());
-            for d in dims {
-                head.extend_from_slice(&d.to_le_bytes());
-            }
-            head.extend_from_slice(&ty.id().to_le_bytes());
-            head.extend_from_slice(&offset.to_le_bytes());
-            offset = align(offset + data.len() as u64);
-        }
-        let pad = align(head.len() as u64) - head.len() as u64;
-        head.resize(head.len() + pad as usize, 0);
+            .map(|(name, dims, ty, data)| TensorEntry {
+                name,
+                dims,
+                ggml_type: *ty,
+                size: data.len() as u64,
+            })
+            .collect();
+        let (head, alignment) = header_bytes(&self.metadata, &entries, self.alignment);
         w.write_all(&head)?;
         for (_, _, _, data) in &self.tensors {
             w.write_all(data)?;
-            let pad = align(data.len() as u64) - data.len() as u64;
-            w.write_all(&vec![0u8; pad as usize])?;
+            w.write_all(&vec![0u8; padding(data.len() as u64, alignment) as usize])?;
         }
         Ok(())
     }
@@ -107,6 +86,65 @@ impl<'a> GgufWriter<'a> {
         self.write(&mut v).expect("writing to a Vec cannot fail");
         v
     }
+}
+
+/// One tensor's entry in a header written ahead of its data (see [`header_bytes`]).
+#[derive(Clone, Copy, Debug)]
+pub struct TensorEntry<'n> {
+    pub name: &'n str,
+    /// ggml order: `dims[0]` is the contiguous (row) dimension.
+    pub dims: &'n [u64],
+    pub ggml_type: GgmlType,
+    /// Bytes of data that will follow for this tensor (before padding).
+    pub size: u64,
+}
+
+/// Zero bytes that pad `len` up to a multiple of `alignment`.
+pub fn padding(len: u64, alignment: u64) -> u64 {
+    len.div_ceil(alignment) * alignment - len
+}
+
+/// The header of a GGUF v3 file whose tensor data is written separately, e.g. streamed tensor
+/// by tensor: magic, counts, metadata, tensor infos (offsets laid out from each entry's `size`,
+/// each padded to the alignment) and padding up to the data section. Returns the header and the
+/// alignment the data must follow: a `general.alignment` key wins over `alignment`, so the file
+/// is consistent with what it declares. After it, write each tensor's `size` bytes in entry
+/// order, each followed by [`padding`]`(size, alignment)` zero bytes, as [`GgufWriter::write`] does.
+pub fn header_bytes(
+    metadata: &[(String, Value)],
+    tensors: &[TensorEntry],
+    alignment: u64,
+) -> (Vec<u8>, u64) {
+    let mut head = Vec::new();
+    head.extend_from_slice(b"GGUF");
+    head.extend_from_slice(&3u32.to_le_bytes());
+    head.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+    head.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
+    let vec_ok = "writing to a Vec cannot fail";
+    for (k, v) in metadata {
+        put_str(&mut head, k).expect(vec_ok);
+        head.extend_from_slice(&(v.value_type() as u32).to_le_bytes());
+        put_value(&mut head, v).expect(vec_ok);
+    }
+    let alignment = metadata
+        .iter()
+        .find(|(k, _)| k == "general.alignment")
+        .and_then(|(_, v)| v.as_int())
+        .map_or(alignment, |a| a as u64);
+    let mut offset = 0u64;
+    for t in tensors {
+        put_str(&mut head, t.name).expect(vec_ok);
+        head.extend_from_slice(&(t.dims.len() as u32).to_le_bytes());
+        for d in t.dims {
+            head.extend_from_slice(&d.to_le_bytes());
+        }
+        head.extend_from_slice(&t.ggml_type.id().to_le_bytes());
+        head.extend_from_slice(&offset.to_le_bytes());
+        offset += t.size + padding(t.size, alignment);
+    }
+    let pad = padding(head.len() as u64, alignment);
+    head.resize(head.len() + pad as usize, 0);
+    (head, alignment)
 }
 
 /// Splits one GGUF (header plus a tensor-data lookup) into gguf-split shards of at most

@@ -2,6 +2,8 @@
 //! GGUF must contain, validated up front so a bad file fails before any weight is touched.
 
 mod config;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod synth;
 pub use config::{LlamaConfig, RopeScaling};
 
 /// A model file that does not describe a Llama model we can run.
