@@ -68,7 +68,7 @@ impl Error {
             Error::Generate(_) => "INVALID_PROMPT",
             Error::Gpu(e) | Error::GpuModel(GpuModelError::Gpu(e)) => match e {
                 GpuError::NoAdapter(_) | GpuError::RequestDevice(_) => "NO_WEBGPU",
-                GpuError::OutOfMemory { .. } => "OUT_OF_MEMORY",
+                GpuError::OutOfMemory { .. } | GpuError::DeviceOutOfMemory(_) => "OUT_OF_MEMORY",
                 GpuError::DeviceLost(_) => "DEVICE_LOST",
                 GpuError::UnsupportedType { .. } => "UNSUPPORTED_TENSOR_TYPE",
                 _ => "GPU_ERROR",

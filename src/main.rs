@@ -79,6 +79,50 @@ enum Command {
         #[command(flatten)]
         device: DeviceArgs,
     },
+    /// Write a synthetic Llama 3.x GGUF: the tensor names, shapes, types and metadata of the
+    /// real model, with random weights (for testing big-model loading without downloads).
+    Synth(SynthArgs),
+    /// Split a GGUF into llama.cpp's gguf-split layout (PREFIX-00001-of-0000N.gguf: metadata in
+    /// the first shard, split.* keys in each), as `llama-gguf-split --split-max-size` does.
+    /// Shards are built in memory, so this is for models that fit in RAM.
+    Split {
+        model: PathBuf,
+        /// Output path prefix (shard names get -0000k-of-0000n.gguf appended).
+        prefix: String,
+        /// Tensor data per shard at most: bytes, or K/M/G (decimal).
+        #[arg(long, default_value = "2G")]
+        split_max_size: String,
+    },
+}
+
+#[derive(Args)]
+struct SynthArgs {
+    /// Output file; with --split-max-size, shards OUT-00001-of-0000N.gguf (OUT without .gguf).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// 8b = Llama-3.1-8B-Instruct, 3b/1b = Llama-3.2-3B/1B-Instruct, tiny = 2 small layers.
+    #[arg(long, default_value = "8b", value_parser = llama_webgpu::model::synth::SHAPES)]
+    shape: String,
+    /// llama.cpp quantization mix.
+    #[arg(long = "type", default_value = "q4_k_m", value_parser = ["q4_k_m", "q4_0", "q8_0"])]
+    ty: String,
+    /// Write gguf-split shards of at most this much tensor data each: bytes, or K/M/G
+    /// (decimal, as gguf-split: 2G = 2e9 bytes).
+    #[arg(long)]
+    split_max_size: Option<String>,
+    /// Seed of the random weights.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// llama.context_length (default: the real model's, 131072).
+    #[arg(long)]
+    context: Option<usize>,
+    /// GGUF with the Llama 3 vocabulary [default: .cache/models/ggml-vocab-llama-bpe.gguf].
+    #[arg(long)]
+    vocab: Option<PathBuf>,
+    /// Jinja chat template file [default: meta-llama-Llama-3.1-8B-Instruct.jinja beside the
+    /// vocabulary, if present].
+    #[arg(long)]
+    chat_template: Option<PathBuf>,
 }
 
 /// Where to run, and which GPU features to allow (turning them off exercises the fallbacks
@@ -214,7 +258,92 @@ fn run(cli: Cli) -> Result<()> {
             json,
             device,
         } => bench(&model, prompt_len, n, json, &device),
+        Command::Synth(args) => synth(args),
+        Command::Split {
+            model,
+            prefix,
+            split_max_size,
+        } => split(&model, &prefix, &split_max_size),
     }
+}
+
+fn split(model: &PathBuf, prefix: &str, max: &str) -> Result<()> {
+    let max = llama_webgpu::model::synth::parse_size(max)
+        .ok_or_else(|| Error::InvalidArgument(format!("bad --split-max-size '{max}'")))?;
+    let m = GgufModel::open(model)?;
+    let shards = llama_webgpu::gguf::split_into_shards(
+        m.header(),
+        |n| m.tensor(n).expect("tensor listed in the header").data,
+        prefix,
+        max,
+    );
+    for (name, bytes) in &shards {
+        std::fs::write(name, bytes).map_err(|e| Error::InvalidArgument(format!("writing {name}: {e}")))?;
+        println!("{name}  {} bytes", bytes.len());
+    }
+    Ok(())
+}
+
+fn synth(a: SynthArgs) -> Result<()> {
+    use llama_webgpu::model::synth::{self, QuantMix, Shape, SynthOptions};
+    let shape = Shape::preset(&a.shape)
+        .ok_or_else(|| Error::InvalidArgument(format!("unknown shape '{}'", a.shape)))?;
+    let mix = QuantMix::parse(&a.ty)
+        .ok_or_else(|| Error::InvalidArgument(format!("unknown type '{}'", a.ty)))?;
+    let vocab = a.vocab.unwrap_or_else(synth::default_vocab_path);
+    let template_path = a.chat_template.clone().or_else(|| {
+        let p = synth::default_chat_template_path(&vocab);
+        p.exists().then_some(p)
+    });
+    let read_template = |p: &PathBuf| {
+        std::fs::read_to_string(p)
+            .map_err(|e| Error::InvalidArgument(format!("chat template {}: {e}", p.display())))
+    };
+    let chat_template = template_path.as_ref().map(read_template).transpose()?;
+    if chat_template.is_none() {
+        eprintln!("note: no chat template found; the file will have none");
+    }
+    let split_max_bytes = match &a.split_max_size {
+        Some(s) => Some(synth::parse_size(s).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "--split-max-size '{s}': expected bytes or a number with K, M or G"
+            ))
+        })?),
+        None => None,
+    };
+    let opts = SynthOptions {
+        seed: a.seed,
+        context_length: a.context,
+        chat_template,
+        split_max_bytes,
+        ..SynthOptions::new(shape, mix, vocab)
+    };
+    let t0 = web_time::Instant::now();
+    let mb = |b: u64| b as f64 / 1e6;
+    let report = synth::write_with(&opts, &a.output, |path, bytes| {
+        println!("wrote {} ({:.1} MB)", path.display(), mb(bytes));
+    })?;
+    println!(
+        "{} {}: {} tensors, {} parameters ({:.2} B), {} file{}, {} bytes ({:.2} GiB) in {:.1} s",
+        opts.shape.name,
+        mix.label(),
+        report.n_tensors,
+        report.n_params,
+        report.n_params as f64 / 1e9,
+        report.files.len(),
+        if report.files.len() == 1 { "" } else { "s" },
+        report.total_bytes(),
+        report.total_bytes() as f64 / (1u64 << 30) as f64,
+        t0.elapsed().as_secs_f64()
+    );
+    for (ty, (n, elems, bytes)) in &report.types {
+        println!(
+            "  {:<5} {n:>4} tensors {elems:>13} elements {:>10.1} MB",
+            ty.name(),
+            mb(*bytes)
+        );
+    }
+    Ok(())
 }
 
 /// Prompt ids: `--tokens` as given, or `-p` text with BOS when the model wants it.
@@ -223,16 +352,7 @@ fn prompt_ids(tok: &Tokenizer, input: &PromptInput, parse_special: bool) -> Resu
         return Ok(ids.clone());
     }
     let text = input.prompt.as_deref().unwrap_or_default();
-    let mut ids = tok.encode(text, parse_special)?;
-    if tok.add_bos() {
-        if let Some(bos) = tok.bos_id() {
-            // A chat template may already have written the BOS text.
-            if ids.first() != Some(&bos) {
-                ids.insert(0, bos);
-            }
-        }
-    }
-    Ok(ids)
+    Ok(tok.encode_prompt(text, parse_special)?)
 }
 
 fn load(model: &PathBuf) -> Result<(GgufModel, Tokenizer)> {

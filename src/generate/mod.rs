@@ -246,6 +246,14 @@ impl Decoding {
         }
     }
 
+    /// The backend already holds the first `n` prompt tokens (a reused KV-cache prefix), so the
+    /// first step feeds only the rest. `n` must leave at least one token.
+    pub fn skip_cached(&mut self, n: usize) {
+        if self.generated() == 0 && n < self.prompt_len {
+            self.feed = self.history[n..self.prompt_len].to_vec();
+        }
+    }
+
     /// Tokens the backend must process in the next step: the prompt first, then each new token.
     pub fn feed(&self) -> &[u32] {
         &self.feed

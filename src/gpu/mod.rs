@@ -33,6 +33,8 @@ pub enum GpuError {
     Readback(String),
     #[error("the GPU device was lost: {0}")]
     DeviceLost(String),
+    #[error("the GPU ran out of memory: {0}")]
+    DeviceOutOfMemory(String),
     #[error("tensor '{tensor}' has type {ty}, which the GPU kernels do not support (supported: F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)")]
     UnsupportedType {
         tensor: String,
@@ -93,6 +95,10 @@ pub struct GpuContext {
     /// Idle readback buffers by size, reused so a decode step allocates nothing.
     staging_pool: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
     staging_created: std::sync::atomic::AtomicUsize,
+    /// The first error the device reported outside an error scope (the browser reports GPU
+    /// errors asynchronously), and whether the device was lost; see [`GpuContext::check`].
+    fault: Arc<Mutex<Option<(bool, String)>>>,
+    lost: Arc<Mutex<Option<String>>>,
 }
 
 impl GpuContext {
@@ -138,9 +144,26 @@ impl GpuContext {
             subgroup_min_size: if subgroups { info.subgroup_min_size } else { 0 },
             subgroup_max_size: if subgroups { info.subgroup_max_size } else { 0 },
         };
+        let fault: Arc<Mutex<Option<(bool, String)>>> = Default::default();
+        let lost: Arc<Mutex<Option<String>>> = Default::default();
+        {
+            let fault = fault.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                let oom = matches!(e, wgpu::Error::OutOfMemory { .. });
+                let mut f = fault.lock().expect("fault slot poisoned");
+                f.get_or_insert((oom, e.to_string()));
+            }));
+            let lost = lost.clone();
+            device.set_device_lost_callback(move |reason, message| {
+                let mut l = lost.lock().expect("lost slot poisoned");
+                l.get_or_insert(format!("{reason:?}: {message}"));
+            });
+        }
         Ok(GpuContext {
             device,
             queue,
+            fault,
+            lost,
             adapter_info: info,
             features,
             limits,
@@ -148,6 +171,37 @@ impl GpuContext {
             staging_pool: Mutex::new(HashMap::new()),
             staging_created: Default::default(),
         })
+    }
+
+    /// Errors the device reported asynchronously since the last check (out-of-memory,
+    /// validation), or that it was lost. Once lost, every check fails.
+    pub fn check(&self) -> Result<(), GpuError> {
+        if let Some(m) = self.lost.lock().expect("lost slot poisoned").clone() {
+            return Err(GpuError::DeviceLost(m));
+        }
+        match self.fault.lock().expect("fault slot poisoned").take() {
+            Some((true, m)) => Err(GpuError::DeviceOutOfMemory(m)),
+            Some((false, m)) => Err(GpuError::Validation {
+                what: "the device".into(),
+                message: m,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until the GPU has finished all submitted work (and the browser has delivered any
+    /// errors it caused), then [`check`](Self::check)s.
+    pub async fn sync(&self) -> Result<(), GpuError> {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        self.queue.on_submitted_work_done(move || {
+            let _ = tx.send(());
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        let _ = rx.await;
+        self.check()
     }
 
     /// Native convenience: [`GpuContext::new`] run to completion.

@@ -348,6 +348,12 @@ impl GpuModel {
         self.pos as usize
     }
 
+    /// Keeps only the first `pos` cached positions (a conversation that shares a prefix with
+    /// the previous one reuses them); later ones are overwritten by the next step.
+    pub fn truncate(&mut self, pos: usize) {
+        self.pos = self.pos.min(pos as u32);
+    }
+
     /// Forgets the KV cache (its contents are simply overwritten later).
     pub fn reset(&mut self) {
         self.pos = 0;
@@ -436,6 +442,7 @@ impl GpuModel {
 
     async fn run(&mut self, tokens: &[u32], want: Want) -> Result<(Vec<f32>, Vec<(u32, f32)>), GpuModelError> {
         check_input(tokens, self.cfg.n_vocab, self.pos as usize, self.context_size as usize)?;
+        self.ctx.check()?;
         let mut all = Vec::new();
         let chunks: Vec<&[u32]> = tokens.chunks(self.max_batch as usize).collect();
         let mut last = Vec::new();
@@ -449,6 +456,7 @@ impl GpuModel {
                 }
             }
         }
+        self.ctx.check()?;
         Ok(match want {
             Want::All => (all, Vec::new()),
             Want::Last => (bytemuck::cast_slice::<u8, f32>(&last).to_vec(), Vec::new()),

@@ -710,6 +710,18 @@ impl Tokenizer {
         String::from_utf8_lossy(&text).into_owned()
     }
 
+    /// Token ids of a prompt: [`encode`](Self::encode) with the BOS token first when the model
+    /// wants one and the text (e.g. a rendered chat template) did not already start with it.
+    pub fn encode_prompt(&self, text: &str, parse_special: bool) -> Result<Vec<u32>, TokenizerError> {
+        let mut ids = self.encode(text, parse_special)?;
+        if let (true, Some(bos)) = (self.add_bos(), self.bos_id()) {
+            if ids.first() != Some(&bos) {
+                ids.insert(0, bos);
+            }
+        }
+        Ok(ids)
+    }
+
     /// A streaming decoder over this vocabulary (see [`StreamDecoder`]).
     pub fn stream_decoder(&self, render_special: bool) -> StreamDecoder {
         StreamDecoder::new(self, render_special)

@@ -6,6 +6,9 @@ use crate::tokenizer::{ChatMessage, Tokenizer as RustTokenizer};
 use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 
+mod engine;
+pub use engine::{create_gpu, Engine, Gpu, ModelLoader};
+
 /// Converts any crate error into a JS `Error` with a stable `code` property.
 fn js_error(e: impl Into<crate::Error>) -> JsValue {
     let e: crate::Error = e.into();

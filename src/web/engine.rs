@@ -1,0 +1,405 @@
+//! The inference engine for JS: a WebGPU device ([`Gpu`]), a streaming model loader fed with
+//! shard bytes as they download ([`ModelLoader`]), and the loaded model with its tokenizer and
+//! KV cache ([`Engine`]), which generates one token per awaited `step()`.
+//!
+//! Downloading, caching, retries, progress and the OpenAI-style API are the npm package's JS
+//! (`www/package/src/`); this side owns everything that touches model bytes or the GPU.
+
+use super::{js_error, set};
+use crate::generate::{Decoding, FinishReason, GenerateParams, Need, StepOutput};
+use crate::gpu::loader::StreamLoader;
+use crate::gpu::model::GpuModel;
+use crate::gpu::{GpuContext, GpuOptions};
+use crate::sampling::SamplerConfig;
+use crate::tokenizer::{ChatMessage, Tokenizer};
+use js_sys::{Array, Object};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use wasm_bindgen::prelude::*;
+
+fn invalid(msg: String) -> JsValue {
+    js_error(crate::Error::InvalidArgument(msg))
+}
+
+/// A WebGPU device with the features and limits the kernels use.
+#[wasm_bindgen]
+pub struct Gpu {
+    ctx: Arc<GpuContext>,
+}
+
+/// Requests a WebGPU adapter and device. `options`: `{allowF16, allowSubgroups,
+/// maxStorageBinding}` (all optional; forcing features off selects the fallback kernels).
+#[wasm_bindgen(js_name = createGpu)]
+pub async fn create_gpu(options: JsValue) -> Result<Gpu, JsValue> {
+    let get = |k: &str| js_sys::Reflect::get(&options, &k.into()).ok().filter(|v| !v.is_undefined() && !v.is_null());
+    let opts = GpuOptions {
+        allow_f16: get("allowF16").and_then(|v| v.as_bool()).unwrap_or(true),
+        allow_subgroups: get("allowSubgroups").and_then(|v| v.as_bool()).unwrap_or(true),
+        max_storage_binding: get("maxStorageBinding").and_then(|v| v.as_f64()).map(|v| v as u64),
+    };
+    let ctx = GpuContext::new(opts).await.map_err(js_error)?;
+    Ok(Gpu { ctx: Arc::new(ctx) })
+}
+
+#[wasm_bindgen]
+impl Gpu {
+    /// `{adapter: {name, vendor, architecture, description, backend}, features: {shaderF16,
+    /// subgroups}, limits: {maxBufferSize, maxStorageBufferBindingSize, ...}}`
+    pub fn info(&self) -> JsValue {
+        let c = &self.ctx;
+        let i = &c.adapter_info;
+        let adapter = Object::new();
+        set(&adapter, "name", i.name.as_str());
+        set(&adapter, "vendor", i.vendor);
+        set(&adapter, "driver", i.driver.as_str());
+        set(&adapter, "backend", format!("{:?}", i.backend));
+        let features = Object::new();
+        set(&features, "shaderF16", c.features.f16);
+        set(&features, "subgroups", c.features.subgroups);
+        let limits = Object::new();
+        let l = &c.limits;
+        set(&limits, "maxBufferSize", l.max_buffer_size as f64);
+        set(&limits, "maxStorageBufferBindingSize", l.max_storage_buffer_binding_size as f64);
+        set(&limits, "maxComputeInvocationsPerWorkgroup", l.max_compute_invocations_per_workgroup);
+        set(&limits, "maxComputeWorkgroupStorageSize", l.max_compute_workgroup_storage_size);
+        set(&limits, "maxStorageBuffersPerShaderStage", l.max_storage_buffers_per_shader_stage);
+        let o = Object::new();
+        set(&o, "adapter", adapter);
+        set(&o, "features", features);
+        set(&o, "limits", limits);
+        o.into()
+    }
+}
+
+/// Receives a model's shards as they download and uploads each tensor to the GPU as its bytes
+/// arrive. Call `beginShard`, `push` (pieces of any size, in order), `endShard` per shard, then
+/// `finish`. Wasm memory holds one pending row group per tensor, never the file.
+#[wasm_bindgen]
+pub struct ModelLoader {
+    ctx: Arc<GpuContext>,
+    loader: Option<StreamLoader>,
+}
+
+#[wasm_bindgen]
+impl ModelLoader {
+    #[wasm_bindgen(constructor)]
+    pub fn new(gpu: &Gpu) -> ModelLoader {
+        ModelLoader {
+            ctx: gpu.ctx.clone(),
+            loader: Some(StreamLoader::new(gpu.ctx.clone())),
+        }
+    }
+
+    fn loader(&mut self) -> Result<&mut StreamLoader, JsValue> {
+        self.loader
+            .as_mut()
+            .ok_or_else(|| invalid("the loader has already finished".into()))
+    }
+
+    /// Starts the next shard; `totalLength` is its byte size when known.
+    #[wasm_bindgen(js_name = beginShard)]
+    pub fn begin_shard(&mut self, total_length: Option<f64>) -> Result<(), JsValue> {
+        self.loader()?.begin_shard(total_length.map(|t| t as u64)).map_err(js_error)
+    }
+
+    /// Feeds the next bytes of the current shard. Keep pieces to a few MiB: each is copied
+    /// into wasm memory.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), JsValue> {
+        let l = self.loader()?;
+        l.push(bytes).map_err(js_error)?;
+        self.ctx.check().map_err(js_error)
+    }
+
+    #[wasm_bindgen(js_name = endShard)]
+    pub fn end_shard(&mut self) -> Result<(), JsValue> {
+        self.loader()?.end_shard().map_err(js_error)?;
+        self.ctx.check().map_err(js_error)
+    }
+
+    /// `{tensorsLoaded, tensorsTotal, bytesUploaded, shardCount}` (`shardCount` is null until
+    /// the first header has been read).
+    pub fn progress(&self) -> JsValue {
+        let o = Object::new();
+        if let Some(l) = &self.loader {
+            let p = l.progress();
+            set(&o, "tensorsLoaded", p.tensors_loaded as u32);
+            set(&o, "tensorsTotal", p.tensors_total as u32);
+            set(&o, "bytesUploaded", p.bytes_uploaded as f64);
+            set(&o, "shardCount", l.shard_count().map_or(JsValue::NULL, JsValue::from));
+        }
+        o.into()
+    }
+
+    /// Validates the whole model, compiles its kernels and returns the engine. `contextSize`
+    /// defaults to the model's context length, capped at 4096.
+    pub async fn finish(&mut self, context_size: Option<u32>) -> Result<Engine, JsValue> {
+        let loader = self
+            .loader
+            .take()
+            .ok_or_else(|| invalid("the loader has already finished".into()))?;
+        // Built here rather than at the first header: it takes a few hundred milliseconds for
+        // a large vocabulary, which would stall progress reports mid-download.
+        let meta = loader
+            .metadata()
+            .ok_or_else(|| invalid("no model bytes were loaded".into()))?;
+        let tokenizer = Tokenizer::from_gguf(meta).map_err(js_error)?;
+        let context = context_size.map_or(4096, |c| c as usize);
+        if context == 0 {
+            return Err(invalid("contextSize must be at least 1".into()));
+        }
+        let model = loader.finish(context).map_err(js_error)?;
+        // Compile errors and allocation failures arrive asynchronously on the web: wait for
+        // the queue so they are in before the model is declared loaded.
+        model.ctx.sync().await.map_err(js_error)?;
+        Ok(Engine::new(model, tokenizer))
+    }
+}
+
+/// Sampling and stopping parameters as JS passes them (JSON, snake_case as in OpenAI's API).
+#[derive(serde::Deserialize)]
+#[serde(default)]
+struct StepParams {
+    max_tokens: usize,
+    #[serde(flatten)]
+    sampler: SamplerConfig,
+    stop: Vec<String>,
+    /// Extra stop token ids on top of the model's end-of-generation tokens.
+    stop_token_ids: Vec<u32>,
+    ignore_eos: bool,
+    logprobs: Option<usize>,
+}
+
+impl Default for StepParams {
+    fn default() -> Self {
+        StepParams {
+            max_tokens: 256,
+            sampler: SamplerConfig::default(),
+            stop: Vec::new(),
+            stop_token_ids: Vec::new(),
+            ignore_eos: false,
+            logprobs: None,
+        }
+    }
+}
+
+struct State {
+    model: GpuModel,
+    /// Tokens whose keys and values are in the cache, in order from position 0.
+    cached: Vec<u32>,
+    decoding: Option<Decoding>,
+}
+
+/// A loaded model: tokenizer, chat template, and the GPU model with its KV cache. A generation
+/// is `begin(promptIds, paramsJson)` then `await step()` until a step has `finish`; the KV
+/// cache is reused for the longest prefix the new prompt shares with what it holds.
+#[wasm_bindgen]
+pub struct Engine {
+    state: Rc<RefCell<State>>,
+    tokenizer: Rc<Tokenizer>,
+}
+
+fn finish_str(f: FinishReason) -> &'static str {
+    match f {
+        FinishReason::Stop => "stop",
+        FinishReason::Length | FinishReason::ContextFull => "length",
+        FinishReason::Aborted => "abort",
+    }
+}
+
+impl Engine {
+    fn new(model: GpuModel, tokenizer: Tokenizer) -> Engine {
+        Engine {
+            state: Rc::new(RefCell::new(State {
+                model,
+                cached: Vec::new(),
+                decoding: None,
+            })),
+            tokenizer: Rc::new(tokenizer),
+        }
+    }
+
+    fn state(&self) -> Result<std::cell::RefMut<'_, State>, JsValue> {
+        self.state
+            .try_borrow_mut()
+            .map_err(|_| invalid("the engine is busy with a step; await it first".into()))
+    }
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// Model facts: `{architecture, nLayer, nEmbd, nHead, nHeadKv, nFf, nVocab, contextLength,
+    /// contextSize, bosId, stopIds, hasChatTemplate, name}`.
+    pub fn info(&self) -> Result<JsValue, JsValue> {
+        let s = self.state()?;
+        let c = &s.model.cfg;
+        let o = Object::new();
+        set(&o, "architecture", "llama");
+        set(&o, "nLayer", c.n_layer as u32);
+        set(&o, "nEmbd", c.n_embd as u32);
+        set(&o, "nHead", c.n_head as u32);
+        set(&o, "nHeadKv", c.n_head_kv as u32);
+        set(&o, "nFf", c.n_ff as u32);
+        set(&o, "nVocab", c.n_vocab as u32);
+        set(&o, "contextLength", c.context_length as u32);
+        set(&o, "contextSize", s.model.context_size() as u32);
+        set(&o, "bosId", self.tokenizer.bos_id().map_or(JsValue::NULL, JsValue::from));
+        let stops: Array = self.tokenizer.stop_ids().into_iter().map(JsValue::from).collect();
+        set(&o, "stopIds", stops);
+        set(&o, "hasChatTemplate", self.tokenizer.chat_template().is_some());
+        Ok(o.into())
+    }
+
+    /// Token ids of `text`. `parseSpecial` turns special-token text (`<|eot_id|>`) into its
+    /// id; `addBos` puts the BOS token first when the model uses one.
+    pub fn tokenize(&self, text: &str, parse_special: bool, add_bos: bool) -> Result<Vec<u32>, JsValue> {
+        if add_bos {
+            self.tokenizer.encode_prompt(text, parse_special)
+        } else {
+            self.tokenizer.encode(text, parse_special)
+        }
+        .map_err(js_error)
+    }
+
+    /// Text of `ids`; control tokens appear only with `renderSpecial`.
+    pub fn detokenize(&self, ids: &[u32], render_special: bool) -> Result<String, JsValue> {
+        let n = self.tokenizer.vocab_size();
+        if let Some(bad) = ids.iter().find(|&&i| i as usize >= n) {
+            return Err(js_error(crate::Error::InvalidArgument(format!(
+                "token id {bad} is outside the vocabulary of {n}"
+            ))));
+        }
+        Ok(self.tokenizer.decode(ids, render_special))
+    }
+
+    /// Renders `[{role, content}]` with the model's chat template.
+    #[wasm_bindgen(js_name = applyChatTemplate)]
+    pub fn apply_chat_template(&self, messages_json: &str, add_generation_prompt: bool) -> Result<String, JsValue> {
+        let messages: Vec<ChatMessage> = serde_json::from_str(messages_json)
+            .map_err(|e| invalid(format!("messages must be an array of {{role, content}} strings: {e}")))?;
+        match self.tokenizer.apply_chat_template(&messages, add_generation_prompt) {
+            None => Err(invalid("this model has no chat template (tokenizer.chat_template)".into())),
+            Some(r) => r.map_err(js_error),
+        }
+    }
+
+    /// Starts a generation after `prompt` with `paramsJson` (`{max_tokens, temperature, top_k,
+    /// top_p, min_p, repeat_penalty, frequency_penalty, presence_penalty, penalty_last_n,
+    /// logit_bias: [[id, bias]], seed, stop, stop_token_ids, ignore_eos, logprobs}`). Returns
+    /// `{cachedTokens, prefillTokens}`: how much of the prompt the KV cache already held.
+    pub fn begin(&self, prompt: &[u32], params_json: &str) -> Result<JsValue, JsValue> {
+        let p: StepParams = serde_json::from_str(params_json)
+            .map_err(|e| invalid(format!("bad generation parameters: {e}")))?;
+        let mut s = self.state()?;
+        let ctx = s.model.context_size();
+        if prompt.len() >= ctx {
+            return Err(js_error(crate::generate::GenerateError::PromptTooLong {
+                prompt: prompt.len(),
+                context: ctx,
+            }));
+        }
+        let mut stop_tokens = if p.ignore_eos { Vec::new() } else { self.tokenizer.stop_ids() };
+        stop_tokens.extend(&p.stop_token_ids);
+        let params = GenerateParams {
+            max_tokens: p.max_tokens,
+            sampler: p.sampler,
+            stop_tokens,
+            stop_strings: p.stop,
+            logprobs: p.logprobs,
+        };
+        let mut d = Decoding::new(&self.tokenizer, prompt, params).map_err(js_error)?;
+        // Reuse the longest shared prefix, but always run at least one token to get logits.
+        let shared = s.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        let reuse = shared.min(prompt.len() - 1);
+        s.model.truncate(reuse);
+        s.cached.truncate(reuse);
+        d.skip_cached(reuse);
+        s.decoding = Some(d);
+        let o = Object::new();
+        set(&o, "cachedTokens", reuse as u32);
+        set(&o, "prefillTokens", (prompt.len() - reuse) as u32);
+        Ok(o.into())
+    }
+
+    /// Runs one step (the first processes the prompt) and resolves to `{token, text, finish,
+    /// logprob, topLogprobs}`: `token` is null when a stop token ended generation, `text` is
+    /// the text that became final, `finish` is null or `stop` / `length` / `abort`.
+    pub fn step(&self) -> js_sys::Promise {
+        let state = self.state.clone();
+        let tokenizer = self.tokenizer.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let mut guard = state
+                .try_borrow_mut()
+                .map_err(|_| invalid("the engine is busy with a step; await it first".into()))?;
+            let s = &mut *guard;
+            let d = s
+                .decoding
+                .as_mut()
+                .ok_or_else(|| invalid("no generation in progress: call begin() first".into()))?;
+            if let Some(f) = d.finish_reason() {
+                return Err(invalid(format!("the generation already finished ({})", finish_str(f))));
+            }
+            let feed = d.feed().to_vec();
+            let out = match d.need() {
+                Need::Argmax => s.model.forward_argmax(&feed).await.map(StepOutput::Argmax),
+                Need::TopK(k) => s.model.forward_top_k(&feed, k).await.map(StepOutput::TopK),
+                Need::Logits => s.model.forward_last(&feed).await.map(StepOutput::Logits),
+            };
+            let out = match out {
+                Ok(o) => o,
+                Err(e) => {
+                    // The cache holds an unknown state after a failed step: start over next time.
+                    s.model.reset();
+                    s.cached.clear();
+                    s.decoding = None;
+                    return Err(js_error(e));
+                }
+            };
+            s.cached.extend_from_slice(&feed);
+            let step = d.accept(out, s.model.position(), s.model.context_size());
+            let o = Object::new();
+            set(&o, "token", step.token.map_or(JsValue::NULL, JsValue::from));
+            set(&o, "text", step.text);
+            set(&o, "finish", step.finish.map_or(JsValue::NULL, |f| finish_str(f).into()));
+            if let Some(lp) = step.logprobs {
+                set(&o, "logprob", lp.logprob);
+                let top = Array::new();
+                for (id, l) in lp.top {
+                    let t = Object::new();
+                    set(&t, "token", id);
+                    set(&t, "text", tokenizer.decode(&[id], false));
+                    set(&t, "logprob", l);
+                    top.push(&t);
+                }
+                set(&o, "topLogprobs", top);
+            }
+            Ok(o.into())
+        })
+    }
+
+    /// Ends the current generation early; returns the text that was held back (a partial
+    /// character or stop-string prefix), and keeps the KV cache for the next request.
+    pub fn abort(&self) -> Result<String, JsValue> {
+        let mut s = self.state()?;
+        Ok(match s.decoding.as_mut() {
+            Some(d) => d.abort().text,
+            None => String::new(),
+        })
+    }
+
+    /// Forgets the KV cache (the next request prefills its whole prompt).
+    pub fn reset(&self) -> Result<(), JsValue> {
+        let mut s = self.state()?;
+        s.model.reset();
+        s.cached.clear();
+        s.decoding = None;
+        Ok(())
+    }
+
+    /// Tokens generated in the current (or last) generation.
+    #[wasm_bindgen(js_name = generatedTokens)]
+    pub fn generated_tokens(&self) -> Result<Vec<u32>, JsValue> {
+        let s = self.state()?;
+        Ok(s.decoding.as_ref().map_or(Vec::new(), |d| d.tokens().to_vec()))
+    }
+}

@@ -1,0 +1,421 @@
+// The npm package's engine in headless Chromium (WebGPU on SwiftShader: no shader-f16, no wgpu
+// subgroups, so the f32 kernels): loading SmolLM2 from a Range-capable local server as llama.cpp
+// split shards, greedy output identical to the native CLI on the same kernel path, streaming,
+// abort, KV reuse across turns, the offline second load, and worker mode.
+// Needs `scripts/build-web` and `cargo build --release` first. Run: node --test tests/web/engine.test.mjs
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import fsp from 'node:fs/promises';
+import * as H from './harness.mjs';
+
+const PKG = '/www/package/src/index.js';
+const CLI = path.join(H.REPO_ROOT, 'target/release/llama-webgpu');
+const QUESTION = 'What is the capital of France?';
+
+let server;
+let browser;
+let page;
+let shardDir;
+let shardUrl;
+let shardCount;
+let loaded;
+let native;
+
+/** The native CLI's greedy chat answer on the f32, no-subgroup kernels (what SwiftShader runs). */
+function nativeGreedy(question, n) {
+  const out = execFileSync(CLI, ['generate', '-m', H.DEFAULT_MODEL, '-p', question, '--chat', '-n', String(n),
+    '--temp', '0', '--json', '--no-f16', '--no-subgroups'], {
+    env: { ...process.env, WGPU_BACKEND: 'vulkan', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
+    encoding: 'utf8',
+  });
+  return JSON.parse(out.trim().split('\n').pop());
+}
+
+before(async () => {
+  shardDir = await H.tmpDir('llama-webgpu-shards-');
+  // llama.cpp's split layout (metadata in the first shard, split.* keys in all), ~35 MB each.
+  execFileSync(CLI, ['split', H.DEFAULT_MODEL, path.join(shardDir, 'smol'), '--split-max-size', '35M'], { stdio: 'pipe' });
+  const names = (await fsp.readdir(shardDir)).sort();
+  shardCount = names.length;
+  assert.ok(shardCount >= 3, `expected several shards, got ${names}`);
+  server = await H.startTestServer({ mounts: { '/shards/': shardDir } });
+  shardUrl = `/shards/${names[0]}`;
+  browser = await H.launchBrowser();
+  page = await H.openPage(browser, server, { modules: [PKG] });
+  // One in-page engine (no worker, no cache) shared by the tests below: SwiftShader runs the
+  // 135M model at about 1 token/s, so prompts share prefixes (KV reuse) and answers are short.
+  loaded = await inPage(async (mod, url) => {
+    const progress = [];
+    const engine = await mod.LlamaEngine.load(url, {
+      worker: false,
+      cache: false,
+      contextSize: 512,
+      onProgress: (p) => progress.push({ ...p, t: performance.now() }),
+    });
+    window.__engine = engine;
+    return { info: engine.info, progress };
+  }, shardUrl);
+  assert.ok(!loaded.thrown, JSON.stringify(loaded.thrown));
+  native = nativeGreedy(QUESTION, 12);
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+  if (shardDir) await fsp.rm(shardDir, { recursive: true, force: true });
+});
+
+/** Runs `fn(mod, ...args)` in the page with the package module. */
+function inPage(fn, ...args) {
+  return page.evaluate(
+    async ([src, a]) => {
+      const mod = window.__mods['/www/package/src/index.js'];
+      // eslint-disable-next-line no-new-func
+      const f = new Function('return ' + src)();
+      try {
+        return await f(mod, ...a);
+      } catch (e) {
+        return { thrown: { code: e.code, message: e.message, name: e.name } };
+      }
+    },
+    [fn.toString(), args],
+  );
+}
+
+test('split shards load in the page; greedy chat equals the native CLI; stats and usage', async () => {
+  const r = await inPage(async (mod, q) => {
+    const reply = await window.__engine.chat.completions.create({
+      messages: [{ role: 'user', content: q }],
+      temperature: 0,
+      max_tokens: 12,
+    });
+    return { reply };
+  }, QUESTION);
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  Object.assign(r, loaded);
+  assert.equal(r.info.features.shaderF16, false, 'SwiftShader has no shader-f16: the f32 path is under test');
+  assert.equal(r.info.model.nVocab, 49152);
+  assert.equal(r.info.model.source.length, shardCount, 'every shard was discovered from the first URL');
+  const reply = r.reply;
+  assert.equal(reply.object, 'chat.completion');
+  assert.equal(reply.choices[0].message.role, 'assistant');
+  assert.equal(reply.choices[0].message.content, native.text, 'browser and native greedy answers differ');
+  assert.equal(reply.choices[0].finish_reason, native.finish_reason === 'stop' ? 'stop' : 'length');
+  assert.equal(reply.usage.prompt_tokens, native.prompt_tokens.length);
+  assert.equal(reply.usage.completion_tokens, native.tokens.length);
+  for (const k of ['prefill_tokens_per_s', 'decode_tokens_per_s', 'time_to_first_token_ms']) {
+    assert.ok(reply.usage.extra[k] > 0, `usage.extra.${k} = ${reply.usage.extra[k]}`);
+  }
+  // Progress: phases in order, totals right, and never more than ~100 ms apart.
+  const p = r.progress;
+  assert.ok(p.length >= 3);
+  const total = p.at(-1).totalBytes;
+  assert.ok(total > 90e6 && p.at(-1).loadedBytes === total);
+  assert.ok(p.some((e) => e.phase === 'download') && p.at(-1).phase === 'compile');
+  assert.equal(p.at(-1).tensorsLoaded, p.at(-1).tensorsTotal);
+  const gaps = [];
+  for (let i = 1; i < p.length; i++) {
+    assert.ok(p[i].loadedBytes >= p[i - 1].loadedBytes);
+    gaps.push([p[i].t - p[i - 1].t, p[i - 1].phase]);
+  }
+  console.log('largest progress gaps (ms, phase):', JSON.stringify(gaps.sort((a, b) => b[0] - a[0]).slice(0, 5).map(([g, ph]) => [Math.round(g), ph])));
+  // Bytes flow with a report at least every 100 ms (a little slack for a loaded machine).
+  const flowing = gaps.filter(([, ph]) => ph !== 'compile');
+  assert.ok(flowing.every(([g]) => g < 200), `progress gaps while loading: ${JSON.stringify(flowing.slice(0, 3))}`);
+  console.log(`load ${r.info.load.seconds.toFixed(1)} s (${(r.info.load.bytesPerSecond / 1e6).toFixed(0)} MB/s); `
+    + `prefill ${reply.usage.extra.prefill_tokens_per_s.toFixed(1)} tok/s, decode ${reply.usage.extra.decode_tokens_per_s.toFixed(1)} tok/s; `
+    + `wasm memory ${(r.info.load.wasmMemoryBytes / 2 ** 20).toFixed(0)} MiB`);
+});
+
+test('streaming chat delivers chunks whose text equals the non-streamed answer, with usage last', async () => {
+  const r = await inPage(async (mod, q) => {
+    const engine = window.__engine;
+    // The same conversation as the first test: the KV cache already holds the prompt.
+    const req = { messages: [{ role: 'user', content: q }], temperature: 0, max_tokens: 5 };
+    const full = await engine.chat.completions.create(req);
+    const chunks = [];
+    for await (const c of await engine.chat.completions.create({ ...req, stream: true, stream_options: { include_usage: true } })) {
+      chunks.push(c);
+    }
+    return { full, chunks };
+  }, QUESTION);
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  const { full, chunks } = r;
+  assert.ok(chunks.length > 3);
+  assert.ok(chunks.every((c) => c.object === 'chat.completion.chunk' && c.id === chunks[0].id));
+  assert.equal(chunks[0].choices[0].delta.role, 'assistant');
+  const text = chunks.flatMap((c) => c.choices.map((ch) => ch.delta.content ?? '')).join('');
+  assert.equal(text, full.choices[0].message.content);
+  const last = chunks.at(-1);
+  assert.deepEqual(last.choices, []);
+  assert.equal(last.usage.completion_tokens, full.usage.completion_tokens);
+  assert.equal(chunks.at(-2).choices[0].finish_reason, full.choices[0].finish_reason);
+});
+
+test('KV reuse: a follow-up turn prefills only the new tokens and answers as a fresh run does', async () => {
+  const r = await inPage(async (mod, q) => {
+    const engine = window.__engine;
+    const opts = { temperature: 0, max_tokens: 6 };
+    const turn1 = [{ role: 'user', content: q }];
+    const a = await engine.chat.completions.create({ ...opts, messages: turn1 });
+    const turn2 = [...turn1, a.choices[0].message, { role: 'user', content: 'And of Italy?' }];
+    const b = await engine.chat.completions.create({ ...opts, messages: turn2 });
+    await engine.resetChat();
+    const fresh = await engine.chat.completions.create({ ...opts, messages: turn2 });
+    return { a, b, fresh };
+  }, QUESTION);
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  const cached = r.b.usage.prompt_tokens_details.cached_tokens;
+  assert.ok(cached >= r.a.usage.prompt_tokens, `turn 2 reused ${cached} cached tokens`);
+  assert.equal(r.fresh.usage.prompt_tokens_details.cached_tokens, 0);
+  assert.equal(r.b.choices[0].message.content, r.fresh.choices[0].message.content);
+});
+
+test('abort mid-generation rejects with ABORTED, interrupt() ends with finish_reason abort, and the next request works', async () => {
+  const r = await inPage(async () => {
+    const engine = window.__engine;
+    const req = { prompt: 'Once upon a time', temperature: 0, max_tokens: 200 };
+    const ac = new AbortController();
+    let n = 0;
+    let aborted = null;
+    try {
+      for await (const c of await engine.completions.create({ ...req, stream: true, signal: ac.signal })) {
+        if (++n === 4) ac.abort();
+      }
+    } catch (e) {
+      aborted = { code: e.code, n };
+    }
+    const p = engine.completions.create(req);
+    setTimeout(() => engine.interrupt(), 1500);
+    const interrupted = await p;
+    const after = await engine.completions.create({ ...req, max_tokens: 3 });
+    return { aborted, interrupted, after };
+  });
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  assert.deepEqual(r.aborted, { code: 'ABORTED', n: 4 });
+  assert.equal(r.interrupted.choices[0].finish_reason, 'abort');
+  assert.ok(r.interrupted.usage.completion_tokens < 200);
+  assert.equal(r.after.choices[0].finish_reason, 'length');
+  assert.ok(r.after.choices[0].text.length > 0);
+});
+
+test('completions, generate, logprobs and typed errors', async () => {
+  const r = await inPage(async () => {
+    const engine = window.__engine;
+    const c = await engine.completions.create({ prompt: 'The capital of France is', temperature: 0, max_tokens: 4, logprobs: true, top_logprobs: 3 });
+    const pieces = [];
+    for await (const t of engine.generate('The capital of France is', { temperature: 0, max_tokens: 4 })) pieces.push(t);
+    const errs = {};
+    const code = async (name, f) => {
+      try { await f(); errs[name] = 'no error'; } catch (e) { errs[name] = e.code; }
+    };
+    await code('temperature', () => engine.chat.completions.create({ messages: [{ role: 'user', content: 'x' }], temperature: -1 }));
+    await code('messages', () => engine.chat.completions.create({ messages: [] }));
+    await code('tooLong', () => engine.completions.create({ prompt: 'word '.repeat(2000) }));
+    return { c, pieces, errs };
+  });
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  const ch = r.c.choices[0];
+  assert.equal(r.c.object, 'text_completion');
+  assert.equal(ch.text, r.pieces.map((p) => p.text).join(''));
+  assert.equal(r.pieces.length, 4);
+  assert.equal(ch.logprobs.content.length, 4);
+  for (const lp of ch.logprobs.content) {
+    assert.ok(lp.logprob <= 0 && lp.top_logprobs.length === 3);
+    // Greedy: the chosen token is the most likely one.
+    assert.ok(Math.abs(lp.top_logprobs[0].logprob - lp.logprob) < 1e-5, JSON.stringify(lp));
+  }
+  assert.deepEqual(r.errs, { temperature: 'INVALID_SAMPLING_PARAMS', messages: 'INVALID_PROMPT', tooLong: 'PROMPT_TOO_LONG' });
+});
+
+test('worker mode: the same API through a Web Worker, the same greedy answer as the native CLI', async () => {
+  const r = await inPage(async (mod, url, q) => {
+    const engine = await mod.LlamaEngine.load(url, { cache: false, contextSize: 512 });
+    const req = { messages: [{ role: 'user', content: q }], temperature: 0, max_tokens: 12 };
+    const reply = await engine.chat.completions.create(req);
+    const chunks = [];
+    for await (const c of await engine.chat.completions.create({ ...req, stream: true })) chunks.push(c);
+    const ids = await engine.tokenize('Hello');
+    const text = await engine.detokenize(ids, { renderSpecial: true });
+    await engine.unload();
+    return {
+      reply: reply.choices[0].message.content,
+      streamed: chunks.map((c) => c.choices[0]?.delta?.content ?? '').join(''),
+      ids,
+      text,
+    };
+  }, shardUrl, QUESTION);
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  assert.equal(r.reply, native.text);
+  assert.equal(r.streamed, native.text);
+  // SmolLM2 adds no BOS (tokenizer.ggml.add_bos_token is false).
+  assert.deepEqual([r.ids.length, r.text], [1, 'Hello'], JSON.stringify(r));
+});
+
+test('cache: a cut connection resumes, the second load works offline, a corrupted entry is refetched', async () => {
+  const names = (await fsp.readdir(shardDir)).sort();
+  server.clearLog();
+  server.setFaults({ cut: [{ path: `/shards/${names[1]}`, afterBytes: 10_000_000, times: 1 }] });
+  const load = (url) => inPage(async (mod, u, q) => {
+    const warnings = [];
+    const engine = await mod.LlamaEngine.load(u, { worker: false, contextSize: 256, onWarning: (w) => warnings.push(w.code) });
+    const reply = await engine.chat.completions.create({ messages: [{ role: 'user', content: q }], temperature: 0, max_tokens: 12 });
+    const cached = await mod.LlamaEngine.hasModelInCache(u);
+    await engine.unload();
+    return { text: reply.choices[0].message.content, load: engine.info.load, warnings, cached };
+  }, url, QUESTION);
+  const first = await load(shardUrl);
+  assert.ok(!first.thrown, JSON.stringify(first.thrown));
+  server.clearFaults();
+  const resumed = server.log().filter((e) => e.path === `/shards/${names[1]}` && e.status === 206);
+  assert.ok(resumed.length >= 1, `no Range resume in ${JSON.stringify(server.log().slice(-8))}`);
+  assert.equal(first.text, native.text);
+  assert.equal(first.cached, true);
+
+  // Offline: the same origin with nothing listening.
+  const port = server.port;
+  await server.close();
+  try {
+    const offline = await load(shardUrl);
+    assert.ok(!offline.thrown, JSON.stringify(offline.thrown));
+    assert.ok(offline.load.fromCacheBytes > 90e6, `only ${offline.load.fromCacheBytes} bytes from the cache`);
+    assert.equal(offline.text, native.text);
+
+    // Flip one byte of a cached chunk: it is detected, refetched, and the answer is unchanged.
+    const flipped = await page.evaluate(async () => {
+      const root = await (await navigator.storage.getDirectory()).getDirectoryHandle('llama-webgpu-cache-v1');
+      for await (const [, dir] of root.entries()) {
+        if (dir.kind !== 'directory') continue;
+        const fh = await dir.getFileHandle('c00000');
+        const bytes = new Uint8Array(await (await fh.getFile()).arrayBuffer());
+        bytes[123456] ^= 0xff;
+        const w = await fh.createWritable();
+        await w.write(bytes);
+        await w.close();
+        return true;
+      }
+      return false;
+    });
+    assert.ok(flipped);
+  } finally {
+    server = await H.startTestServer({ port, mounts: { '/shards/': shardDir } });
+  }
+  const repaired = await load(shardUrl);
+  assert.ok(!repaired.thrown, JSON.stringify(repaired.thrown));
+  assert.ok(repaired.warnings.includes('CACHE_CORRUPT'), JSON.stringify(repaired.warnings));
+  assert.equal(repaired.text, native.text);
+});
+
+test('wasm memory stays bounded while a 1.3 GB model streams into the GPU', async () => {
+  const dir = await H.tmpDir('llama-webgpu-big-');
+  try {
+    execFileSync(CLI, ['synth', '-o', path.join(dir, 'big.gguf'), '--shape', '1b', '--type', 'q8_0'], { stdio: 'pipe' });
+    const size = (await fsp.stat(path.join(dir, 'big.gguf'))).size;
+    assert.ok(size >= 2 ** 30, `${size} bytes`);
+    const big = await H.startTestServer({ mounts: { '/big/': dir } });
+    try {
+      // A page on the big server's origin, so fetches are same-origin.
+      const p2 = await H.openPage(browser, big, { modules: [PKG], reuse: false });
+      const r = await p2.evaluate(async () => {
+        const mod = window.__mods['/www/package/src/index.js'];
+        try {
+          const engine = await mod.LlamaEngine.load('/big/big.gguf', { worker: false, cache: false, contextSize: 64 });
+          const out = [];
+          for await (const t of engine.generate([128000, 9906], { temperature: 0, max_tokens: 1 })) out.push(t.id);
+          const info = engine.info;
+          await engine.unload();
+          return { load: info.load, size: info.model.sizeBytes, out };
+        } catch (e) {
+          return { thrown: { code: e.code, message: e.message } };
+        }
+      });
+      await p2.close();
+      assert.ok(!r.thrown, JSON.stringify(r.thrown));
+      assert.equal(r.size, size);
+      assert.equal(r.out.length, 1);
+      const mib = r.load.wasmMemoryBytes / 2 ** 20;
+      console.log(`1.3 GB model: load ${r.load.seconds.toFixed(1)} s (${(r.load.bytesPerSecond / 1e6).toFixed(0)} MB/s), peak wasm memory ${mib.toFixed(0)} MiB`);
+      // 64 MiB plus the metadata (the Llama 3 vocabulary: about 8 MB as GGUF strings).
+      assert.ok(mib <= 64 + 16, `wasm memory grew to ${mib.toFixed(0)} MiB`);
+    } finally {
+      await big.close();
+    }
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('abort mid-load rejects with ABORTED and frees the device; the next load works; cache helpers', async () => {
+  const r = await inPage(async (mod, url) => {
+    const ac = new AbortController();
+    let code = null;
+    const t0 = performance.now();
+    let abortedAt = 0;
+    try {
+      await mod.LlamaEngine.load(url, {
+        worker: false,
+        cache: false,
+        signal: ac.signal,
+        onProgress: (p) => {
+          if (!abortedAt && p.loadedBytes > 30e6) {
+            abortedAt = performance.now();
+            ac.abort();
+          }
+        },
+      });
+    } catch (e) {
+      code = e.code;
+    }
+    const latency = performance.now() - (abortedAt || t0);
+    const engine = await mod.LlamaEngine.load(url, { worker: false, cache: false, contextSize: 64 });
+    const out = [];
+    for await (const t of engine.generate('Hello', { temperature: 0, max_tokens: 1 })) out.push(t.id);
+    await engine.unload();
+    let unloaded = null;
+    try {
+      await engine.tokenize('x');
+    } catch (e) {
+      unloaded = e.code;
+    }
+    const before = await mod.LlamaEngine.hasModelInCache(url);
+    await mod.LlamaEngine.deleteModelFromCache(url);
+    const after = await mod.LlamaEngine.hasModelInCache(url);
+    return { code, latency, out, unloaded, before, after, supported: await mod.LlamaEngine.isSupported() };
+  }, shardUrl);
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  assert.equal(r.code, 'ABORTED');
+  assert.ok(r.latency < 2000, `abort took ${r.latency} ms`);
+  assert.equal(r.out.length, 1);
+  assert.equal(r.unloaded, 'NOT_LOADED');
+  assert.deepEqual([r.before, r.after], [true, false], 'the earlier cached load is in the cache until deleted');
+  assert.equal(r.supported, true);
+});
+
+test('without WebGPU, load() fails with NO_WEBGPU and isSupported() is false', async () => {
+  const p2 = await browser.context.newPage();
+  await p2.addInitScript(() => {
+    Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined });
+    Object.defineProperty(WorkerNavigator.prototype, 'gpu', { get: () => undefined });
+  });
+  await p2.goto(new URL('/tests/web/pages/index.html', server.url).href);
+  const r = await p2.evaluate(async (pkg) => {
+    const mod = await import(pkg);
+    const supported = await mod.LlamaEngine.isSupported();
+    const codes = [];
+    for (const worker of [false, true]) {
+      try {
+        await mod.LlamaEngine.load('/models/SmolLM2-135M-Instruct.Q4_1.gguf', { worker, cache: false });
+        codes.push('loaded');
+      } catch (e) {
+        codes.push(e.code + ': ' + e.message);
+      }
+    }
+    return { supported, codes };
+  }, PKG);
+  await p2.close();
+  assert.equal(r.supported, false);
+  for (const c of r.codes) assert.match(c, /^NO_WEBGPU: .*WebGPU/);
+});

@@ -1,0 +1,77 @@
+// Every weight type the GPU kernels support, compiled by Chrome's WGSL compiler (Tint, stricter
+// than naga in places) and run on SwiftShader: SmolLM2 requantized by llama.cpp to each type
+// loads in the page and greedily continues a prompt exactly as the native CLI does on the same
+// f32, no-subgroup kernels. Unsupported types fail at the header, before the weights download.
+// Needs `scripts/build-web` and `cargo build --release`. Run: node --test tests/web/quant-types.test.mjs
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import * as H from './harness.mjs';
+
+const PKG = '/www/package/src/index.js';
+const CLI = path.join(H.REPO_ROOT, 'target/release/llama-webgpu');
+const PROMPT = 'The capital of France is';
+const N = 3;
+// Q4_K_M also holds Q6_K (output, half of attn_v/ffn_down); Q5_K_M holds Q5_K and Q6_K; F16 the
+// float path. Together with the default Q4_1 these are every type the kernels decode.
+const TYPES = ['Q4_0', 'Q5_0', 'Q5_1', 'Q8_0', 'Q4_K_M', 'Q5_K_M', 'Q6_K', 'F16'];
+
+let server;
+let browser;
+let page;
+
+before(async () => {
+  server = await H.startTestServer();
+  browser = await H.launchBrowser();
+  page = await H.openPage(browser, server, { modules: [PKG] });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+function nativeTokens(file) {
+  const out = execFileSync(CLI, ['generate', '-m', file, '-p', PROMPT, '-n', String(N), '--temp', '0', '--json',
+    '--no-f16', '--no-subgroups'], {
+    env: { ...process.env, WGPU_BACKEND: 'vulkan', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
+    encoding: 'utf8',
+  });
+  return JSON.parse(out.trim().split('\n').pop()).tokens;
+}
+
+function browserTokens(url) {
+  return page.evaluate(async ([u, prompt, n]) => {
+    const mod = window.__mods['/www/package/src/index.js'];
+    try {
+      const engine = await mod.LlamaEngine.load(u, { worker: false, cache: false, contextSize: 32 });
+      const ids = [];
+      for await (const t of engine.generate(prompt, { temperature: 0, max_tokens: n })) ids.push(t.id);
+      await engine.unload();
+      return { ids };
+    } catch (e) {
+      return { thrown: { code: e.code, message: e.message } };
+    }
+  }, [url, PROMPT, N]);
+}
+
+for (const ty of TYPES) {
+  test(`${ty}: greedy tokens in the browser equal the native CLI's`, async () => {
+    const name = `SmolLM2-135M-Instruct.${ty}.gguf`;
+    const want = nativeTokens(path.join(H.MODELS_DIR, name));
+    const got = await browserTokens(`/models/${name}`);
+    assert.ok(!got.thrown, JSON.stringify(got.thrown));
+    assert.deepEqual(got.ids, want);
+  });
+}
+
+test('an unsupported weight type (BF16) fails with UNSUPPORTED_TENSOR_TYPE before the weights download', async () => {
+  server.clearLog();
+  const r = await browserTokens('/models/SmolLM2-135M-Instruct.BF16.gguf');
+  assert.equal(r.thrown?.code, 'UNSUPPORTED_TENSOR_TYPE', JSON.stringify(r));
+  assert.match(r.thrown.message, /BF16/);
+  const sent = server.log().filter((e) => e.path.endsWith('BF16.gguf')).reduce((a, e) => a + (e.bytes ?? e.bytesSent ?? 0), 0);
+  assert.ok(sent < 100e6, `${sent} of 271 MB were sent before the error`);
+});
