@@ -51,7 +51,9 @@ fn streamed_load_equals_file_load_on_both_paths_and_split() {
         },
     ] {
         let ctx = ctx(opts);
-        let want = logits(&mut GpuModel::from_gguf(ctx.clone(), &file, 64).unwrap());
+        // The whole-tensor upload from the memory map is the reference.
+        let mapped = GpuModel::load(ctx.clone(), file.metadata(), |n| file.tensor(n).map(|t| (t.info, t.data)), 64);
+        let want = logits(&mut mapped.unwrap());
         // Odd chunk sizes cut headers, blocks and rows anywhere; 1 MiB + 1 is the fast path.
         for chunk in [7_919, (1 << 20) + 1] {
             let got = logits(&mut stream(&ctx, &[&bytes], chunk).unwrap());

@@ -362,3 +362,35 @@ impl TensorSource for StreamLoader {
         Ok(self.vectors.remove(name))
     }
 }
+
+/// Native: loads a model by streaming its shard files through a [`StreamLoader`] in 4 MiB
+/// reads, the same path the browser takes. Unlike memory-mapping, no file page stays resident,
+/// so peak memory is the GPU's copy plus a few MiB (on lavapipe, GPU memory is host memory).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_files(
+    ctx: Arc<GpuContext>,
+    paths: &[&std::path::Path],
+    context_size: usize,
+) -> Result<GpuModel, GpuModelError> {
+    use std::io::Read;
+    let io = |p: &std::path::Path, source: std::io::Error| GgufError::Io {
+        path: p.display().to_string(),
+        source,
+    };
+    let mut loader = StreamLoader::new(ctx);
+    let mut buf = vec![0u8; 4 << 20];
+    for &p in paths {
+        let mut f = std::fs::File::open(p).map_err(|e| io(p, e))?;
+        let len = f.metadata().map_err(|e| io(p, e))?.len();
+        loader.begin_shard(Some(len))?;
+        loop {
+            let n = f.read(&mut buf).map_err(|e| io(p, e))?;
+            if n == 0 {
+                break;
+            }
+            loader.push(&buf[..n])?;
+        }
+        loader.end_shard()?;
+    }
+    loader.finish(context_size)
+}

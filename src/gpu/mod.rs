@@ -95,6 +95,7 @@ pub struct GpuContext {
     /// Idle readback buffers by size, reused so a decode step allocates nothing.
     staging_pool: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
     staging_created: std::sync::atomic::AtomicUsize,
+    unsubmitted_write_bytes: std::sync::atomic::AtomicU64,
     /// The first error the device reported outside an error scope (the browser reports GPU
     /// errors asynchronously), and whether the device was lost; see [`GpuContext::check`].
     fault: Arc<Mutex<Option<(bool, String)>>>,
@@ -170,6 +171,7 @@ impl GpuContext {
             pipelines: Mutex::new(HashMap::new()),
             staging_pool: Mutex::new(HashMap::new()),
             staging_created: Default::default(),
+            unsubmitted_write_bytes: Default::default(),
         })
     }
 
@@ -332,6 +334,17 @@ impl GpuContext {
             padded.resize(bytes.len().next_multiple_of(4), 0);
             self.queue.write_buffer(buf, offset, &padded);
         }
+        // wgpu keeps each write's staging copy until the next submission completes: without
+        // this, loading a model would hold a second copy of all its weights.
+        let pending = self
+            .unsubmitted_write_bytes
+            .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        if pending + bytes.len() as u64 >= WRITE_FLUSH_BYTES {
+            self.unsubmitted_write_bytes.store(0, std::sync::atomic::Ordering::Relaxed);
+            self.queue.submit([]);
+            #[cfg(not(target_arch = "wasm32"))]
+            let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
+        }
     }
 
     /// A bind group for `pipeline`'s group 0 with `buffers` at bindings 0, 1, 2, ...
@@ -452,6 +465,9 @@ fn block_on_scope<F: std::future::Future<Output = Option<wgpu::Error>>>(
         None
     }
 }
+
+/// Buffer writes between forced submissions (see [`GpuContext::write`]).
+const WRITE_FLUSH_BYTES: u64 = 64 << 20;
 
 /// The kernel families, one file each.
 pub mod kernels {

@@ -488,19 +488,15 @@ impl GpuModel {
         Ok(top)
     }
 
-    /// Loads from an opened (possibly split) GGUF file.
+    /// Loads an opened (possibly split) GGUF file by streaming its shards from disk (see
+    /// [`super::loader::load_files`]), so the memory map's pages never become resident.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_gguf(
         ctx: Arc<GpuContext>,
         model: &crate::gguf::GgufModel,
         context_size: usize,
     ) -> Result<Self, GpuModelError> {
-        Self::load(
-            ctx,
-            model.metadata(),
-            |n| model.tensor(n).map(|t| (t.info, t.data)),
-            context_size,
-        )
+        super::loader::load_files(ctx, &model.shard_paths(), context_size)
     }
 }
 
