@@ -42,7 +42,7 @@ function samplingParams(req, info, promptTokens) {
     }
     return v;
   };
-  if (req.n !== undefined && req.n !== 1) {
+  if (req.n !== undefined && req.n !== null && req.n !== 1) {
     throw new LlamaError(ErrorCode.INVALID_ARGUMENT, `n = ${req.n} is not supported: one choice per request`);
   }
   const room = info.contextSize - promptTokens;
@@ -113,8 +113,8 @@ export class EngineCore {
   /**
    * Loads a GGUF model (URL, URL list, File or File list; split shards are discovered).
    * @param {string|string[]|Blob|Blob[]} source
-   * @param {object} [options] `{onProgress, signal, contextSize, cache = true, precision =
-   *   'auto'|'f32', wasmUrl, sha256, retries, maxStorageBinding}`
+   * @param {object} [options] `{onProgress, onWarning, signal, contextSize, cache = true,
+   *   precision = 'auto'|'f16'|'f32', wasmUrl, sha256, retries, maxStorageBinding}`
    */
   static async load(source, options = {}) {
     const { onProgress, signal, contextSize, cache = true, precision = 'auto' } = options;
@@ -532,7 +532,7 @@ export class EngineCore {
   }
 
   async _completionCreate(req) {
-    if (typeof req?.prompt !== 'string' && !Array.isArray(req?.prompt)) {
+    if (typeof req?.prompt !== 'string' && !Array.isArray(req?.prompt) && !(req?.prompt instanceof Uint32Array)) {
       throw new LlamaError(ErrorCode.INVALID_PROMPT, 'prompt must be a string or an array of token ids');
     }
     const ids = this._promptIds(req.prompt);

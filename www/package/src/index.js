@@ -137,10 +137,24 @@ export class LlamaEngine {
       const core = await EngineCore.load(source, options);
       return new LlamaEngine(core, null, core.info);
     }
-    const worker = new Worker(options.workerUrl ?? new URL('./worker.js', import.meta.url), { type: 'module' });
+    // URLs cross to the worker as absolute strings: URL objects cannot be cloned, and a
+    // relative URL must mean the same as it does for this page (and its cache key).
+    source = absoluteSource(source);
+    const opts = cloneable(options);
+    for (const k of ['wasmUrl', 'workerUrl']) if (opts[k] !== undefined) opts[k] = absoluteUrl(opts[k]);
+    let worker;
+    try {
+      // The literal `new URL('./worker.js', import.meta.url)` lets bundlers (Vite, webpack)
+      // find and emit the worker.
+      worker = options.workerUrl
+        ? new Worker(opts.workerUrl, { type: 'module' })
+        : new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+    } catch (e) {
+      throw new LlamaError(ErrorCode.GPU_ERROR, `could not start the engine worker: ${e.message}`);
+    }
     const client = new WorkerClient(worker);
     try {
-      const info = await client.request('load', { source, options: cloneable(options) }, options.signal, {
+      const info = await client.request('load', { source, options: opts }, options.signal, {
         onProgress: options.onProgress,
         onWarning: options.onWarning,
       });
@@ -162,6 +176,9 @@ export class LlamaEngine {
   }
 
   _request(method, req) {
+    if (!this._core && !this._client) {
+      return Promise.reject(new LlamaError(ErrorCode.NOT_LOADED, 'the model was unloaded'));
+    }
     if (this._core) {
       return method === 'chat' ? this._core.chat.completions.create(req) : this._core.completions.create(req);
     }
@@ -172,6 +189,9 @@ export class LlamaEngine {
   }
 
   _call(method, ...args) {
+    if (!this._core && !this._client) {
+      return Promise.reject(new LlamaError(ErrorCode.NOT_LOADED, 'the model was unloaded'));
+    }
     if (this._core) return Promise.resolve().then(() => this._core[method](...args));
     return this._client.request('call', { method, args });
   }
@@ -181,6 +201,7 @@ export class LlamaEngine {
    * `{id, text}`, one per token (`text` is what became final; it may be empty mid-character).
    */
   generate(prompt, options = {}) {
+    if (!this._core && !this._client) throw new LlamaError(ErrorCode.NOT_LOADED, 'the model was unloaded');
     if (this._core) return this._core.generate(prompt, options);
     return this._client.stream('generate', [prompt, cloneable(options)], options.signal);
   }
@@ -198,7 +219,7 @@ export class LlamaEngine {
   /** Stops the running generation; it finishes with `finish_reason: 'abort'`. */
   interrupt() {
     if (this._core) this._core.interrupt();
-    else this._client.worker.postMessage({ type: 'interrupt' });
+    else this._client?.worker.postMessage({ type: 'interrupt' });
   }
 
   /** Forgets the conversation in the KV cache; the next request prefills from scratch. */
@@ -208,9 +229,22 @@ export class LlamaEngine {
 
   /** Frees the GPU memory (and the worker). */
   async unload() {
+    if (!this._core && !this._client) return;
     await this._call('unload');
     this._client?.terminate();
+    this._client = null;
   }
+}
+
+function absoluteUrl(u) {
+  const base = globalThis.location?.href;
+  return base ? new URL(String(u), base).href : String(u);
+}
+
+function absoluteSource(source) {
+  if (typeof source === 'string' || source instanceof URL) return absoluteUrl(source);
+  if (Array.isArray(source)) return source.map((s) => (typeof s === 'string' || s instanceof URL ? absoluteUrl(s) : s));
+  return source;
 }
 
 export default LlamaEngine;
