@@ -1,4 +1,5 @@
 //! The CLI's scripted interface: output formats and errors, on the real SmolLM2 model.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

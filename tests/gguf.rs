@@ -1,5 +1,6 @@
 //! GGUF reader: whole-file and incremental parsing agree, split shards load, and hostile files
 //! give typed errors (never a panic, a hang or a huge allocation).
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

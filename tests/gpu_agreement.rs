@@ -26,6 +26,7 @@
 //!
 //! Run with `--nocapture` to see the figures. Missing models or a model whose sha256 differs
 //! from the fixture's are failures (run scripts/setup), not skips.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

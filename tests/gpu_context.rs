@@ -1,5 +1,6 @@
 //! The GPU context on lavapipe: feature detection, forced fallbacks, pipeline cache, and the
 //! element-wise kernels against a CPU reference.
+#![cfg(not(target_arch = "wasm32"))]
 
 use llama_webgpu::gpu::ops::{step_buffer, AddOp, Step, SwigluOp};
 use llama_webgpu::gpu::{kernels, GpuContext, GpuOptions};

@@ -16,6 +16,7 @@
 //! bound rather than a fudge factor, and far below what a decoding mistake causes (one wrong
 //! element of a 576-long row is ~1e-3 of Σ|w·x|; observed errors are ~1e-7 of it). Embedding rows
 //! are compared bit for bit, up to that one rounding of a fused `d*q + m`.
+#![cfg(not(target_arch = "wasm32"))]
 
 use llama_webgpu::gguf::GgufModel;
 use llama_webgpu::gpu::ops::{step_buffer, EmbeddingOp, MatmulConfig, MatmulOp, Step};

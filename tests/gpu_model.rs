@@ -1,6 +1,7 @@
 //! The whole forward pass on the GPU (lavapipe) against the CPU reference and llama.cpp, on
 //! both kernel paths: f16 + subgroups (native) and f32 without subgroups (what browsers
 //! without those features get), and with a small binding limit that forces split weights.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

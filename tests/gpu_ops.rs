@@ -2,6 +2,7 @@
 //! top-k) against the CPU reference in `llama_webgpu::reference::ops`, through the op API the
 //! model graph uses, in every variant: f16 KV cache or f32, subgroups or workgroup-memory
 //! reductions. Shapes are deliberately not multiples of the workgroup sizes.
+#![cfg(not(target_arch = "wasm32"))]
 
 use half::f16;
 use llama_webgpu::gpu::ops::{

@@ -1,5 +1,6 @@
 //! The streaming loader (what the browser uses): shards pushed in pieces of any size give the
 //! same model as loading the memory-mapped file, and bad streams fail with typed errors.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

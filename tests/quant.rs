@@ -4,6 +4,7 @@
 //! by llama.cpp (`scripts/requant.py`). References are made by `scripts/quant_ref.py` (gguf-py's
 //! `gguf.quants.dequantize`) into `.cache/quant-ref/`; this test runs it, and it does nothing when
 //! its cache is current.
+#![cfg(not(target_arch = "wasm32"))]
 
 use llama_webgpu::gguf::GgufModel;
 use llama_webgpu::quant::{

@@ -1,6 +1,7 @@
 //! The CPU reference forward pass against llama.cpp: teacher-forced top-1 agreement on
 //! llama.cpp's own greedy continuations (fixtures from scripts/ref-generate.mjs), plus model
 //! validation errors.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

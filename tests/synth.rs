@@ -3,6 +3,7 @@
 //! (tensor counts per type as llama.cpp reports them for the real files). Writing the 8B
 //! (~4.9 GB) is an ignored test:
 //! `cargo test --release --test synth -- --ignored --nocapture` (needs ~10 GB free in $TMPDIR).
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! Reference data: llama.cpp's own vocabulary tests (`.cache/models/ggml-vocab-llama-bpe.gguf.inp/.out`)
 //! and the fixtures written by `scripts/ref-tokenize.mjs` and `scripts/ref-chat.py` from the llama.cpp
 //! build pinned in scripts/package.json. The models live in `.cache/models` (run `scripts/setup`).
+#![cfg(not(target_arch = "wasm32"))]
 
 use llama_webgpu::gguf::{GgufModel, Metadata, Value, ValueType};
 use llama_webgpu::tokenizer::chat::{
