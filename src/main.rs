@@ -76,6 +76,9 @@ enum Command {
         n: usize,
         #[arg(long)]
         json: bool,
+        /// Also time each kernel of a decode step with timestamp queries (GPU backend).
+        #[arg(long)]
+        profile: bool,
         #[command(flatten)]
         device: DeviceArgs,
     },
@@ -256,8 +259,9 @@ fn run(cli: Cli) -> Result<()> {
             prompt_len,
             n,
             json,
+            profile,
             device,
-        } => bench(&model, prompt_len, n, json, &device),
+        } => bench(&model, prompt_len, n, json, profile, &device),
         Command::Synth(args) => synth(args),
         Command::Split {
             model,
@@ -510,6 +514,7 @@ fn bench(
     prompt_len: usize,
     n: usize,
     as_json: bool,
+    profile: bool,
     device: &DeviceArgs,
 ) -> Result<()> {
     let model = GgufModel::open(path)?;
@@ -541,9 +546,16 @@ fn bench(
         .map(|t| t.info.size)
         .sum();
     let decode_tps = n as f64 / decode_s;
+    let backend_name = backend.name();
+    drop(backend);
+    let profile = if profile {
+        Some(profile_kernels(&model, &prompt, device)?)
+    } else {
+        None
+    };
     let v = json!({
         "model": path.display().to_string(),
-        "backend": backend.name(),
+        "backend": backend_name,
         "gpu": gpu_json(device),
         "prompt_tokens": prompt_len,
         "decode_tokens": n,
@@ -552,19 +564,82 @@ fn bench(
         "decode_tokens_per_s": decode_tps,
         "decode_weight_gb_per_s": weight_bytes as f64 * decode_tps / 1e9,
         "weight_bytes_per_token": weight_bytes,
+        "profile": profile,
     });
     if as_json {
         println!("{v}");
     } else {
         println!(
             "{}: prefill {:.1} tok/s ({prompt_len} tokens) · decode {:.2} tok/s ({n} tokens) · {:.2} GB/s of weights",
-            backend.name(),
+            backend_name,
             v["prefill_tokens_per_s"].as_f64().unwrap_or(0.0),
             decode_tps,
             v["decode_weight_gb_per_s"].as_f64().unwrap_or(0.0)
         );
+        if let Some(p) = v["profile"].as_array() {
+            println!("{:<12} {:>10} {:>6} {:>9}", "kernel", "µs/token", "%", "GB/s");
+            for k in p {
+                println!(
+                    "{:<12} {:>10.1} {:>5.1}% {:>9}",
+                    k["kernel"].as_str().unwrap_or(""),
+                    k["us_per_token"].as_f64().unwrap_or(0.0),
+                    k["percent"].as_f64().unwrap_or(0.0),
+                    k["weight_gb_per_s"].as_f64().map_or(String::new(), |g| format!("{g:.1}"))
+                );
+            }
+        }
     }
     Ok(())
+}
+
+/// Per-kernel decode times (timestamp queries, mean of 8 steps after prefilling `prompt`),
+/// with the weight bandwidth of each matrix × vector.
+fn profile_kernels(model: &GgufModel, prompt: &[u32], device: &DeviceArgs) -> Result<serde_json::Value> {
+    if device.backend != Backend::Gpu {
+        return Err(Error::InvalidArgument("--profile needs the GPU backend".into()));
+    }
+    const STEPS: usize = 8;
+    let mut m = GpuModel::from_gguf(device.gpu()?, model, prompt.len() + STEPS + 1)?;
+    let mut next = pollster::block_on(m.forward_argmax(prompt))?;
+    let mut total: Vec<(&'static str, f64)> = Vec::new();
+    for _ in 0..STEPS {
+        for (name, ns) in pollster::block_on(m.profile_decode(next))? {
+            match total.iter_mut().find(|(n, _)| *n == name) {
+                Some(e) => e.1 += ns,
+                None => total.push((name, ns)),
+            }
+        }
+        next = (next + 1) % m.cfg.n_vocab as u32;
+    }
+    let sum: f64 = total.iter().map(|t| t.1).sum();
+    let tied = model.tensor("output.weight").is_none();
+    let bytes = |kernel: &str| -> Option<u64> {
+        let suffix = format!(".{kernel}.weight");
+        let b: u64 = match kernel {
+            "output" => model
+                .tensor(if tied { "token_embd.weight" } else { "output.weight" })?
+                .info
+                .size,
+            _ => model
+                .tensors()
+                .filter(|t| t.info.name.starts_with("blk.") && t.info.name.ends_with(&suffix) && t.info.dims.len() >= 2)
+                .map(|t| t.info.size)
+                .sum(),
+        };
+        (b > 0).then_some(b)
+    };
+    Ok(json!(total
+        .iter()
+        .map(|&(name, ns)| {
+            let us = ns / STEPS as f64 / 1e3;
+            json!({
+                "kernel": name,
+                "us_per_token": us,
+                "percent": 100.0 * ns / sum.max(1e-9),
+                "weight_gb_per_s": bytes(name).map(|b| b as f64 / (us * 1e3)),
+            })
+        })
+        .collect::<Vec<_>>()))
 }
 
 fn info(path: &PathBuf, as_json: bool, device: &DeviceArgs) -> Result<()> {

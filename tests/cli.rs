@@ -237,6 +237,27 @@ fn bench_prints_speeds_and_bandwidth() {
 }
 
 #[test]
+fn bench_profile_times_every_kernel() {
+    let m = common::smollm2();
+    let j = last_json(&ok_stdout(&[
+        "bench", "-m", m.to_str().unwrap(), "--prompt-len", "4", "-n", "2", "--json", "--profile",
+    ]));
+    let p = j["profile"].as_array().expect("profile array");
+    let names: Vec<&str> = p.iter().map(|k| k["kernel"].as_str().unwrap()).collect();
+    for k in ["embedding", "attn_norm", "attn_q", "attention", "ffn_down", "output", "argmax"] {
+        assert!(names.contains(&k), "{k} missing from {names:?}");
+    }
+    let percent: f64 = p.iter().map(|k| k["percent"].as_f64().unwrap()).sum();
+    assert!((percent - 100.0).abs() < 0.01, "{percent}");
+    for k in p {
+        assert!(k["us_per_token"].as_f64().unwrap() >= 0.0);
+    }
+    // Matrix × vector kernels report the bandwidth of their weights.
+    let down = p.iter().find(|k| k["kernel"] == "ffn_down").unwrap();
+    assert!(down["weight_gb_per_s"].as_f64().unwrap() > 0.0, "{down}");
+}
+
+#[test]
 fn split_model_runs_from_its_first_shard() {
     let src = GgufModel::open(common::smollm2()).unwrap();
     let dir = tmpdir("split");

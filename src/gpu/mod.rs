@@ -70,6 +70,8 @@ pub struct GpuFeatures {
     pub subgroups: bool,
     pub subgroup_min_size: u32,
     pub subgroup_max_size: u32,
+    /// Timestamp queries at compute-pass boundaries (for `bench --profile`).
+    pub timestamps: bool,
 }
 
 /// One WGSL kernel family: a name and its source.
@@ -124,6 +126,10 @@ impl GpuContext {
         if subgroups {
             required |= wgpu::Features::SUBGROUP;
         }
+        let timestamps = available.contains(wgpu::Features::TIMESTAMP_QUERY);
+        if timestamps {
+            required |= wgpu::Features::TIMESTAMP_QUERY;
+        }
         let adapter_limits = adapter.limits();
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
@@ -144,6 +150,7 @@ impl GpuContext {
             subgroups,
             subgroup_min_size: if subgroups { info.subgroup_min_size } else { 0 },
             subgroup_max_size: if subgroups { info.subgroup_max_size } else { 0 },
+            timestamps,
         };
         let fault: Arc<Mutex<Option<(bool, String)>>> = Default::default();
         let lost: Arc<Mutex<Option<String>>> = Default::default();

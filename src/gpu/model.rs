@@ -360,6 +360,83 @@ impl GpuModel {
     }
 
 
+    /// Hands each op of the layers (and, with `all`, the all-position output) to `rec` with
+    /// its name, in execution order. The normal step records them all into one pass; the
+    /// profiler gives each its own timed pass.
+    fn record_layers(&self, rec: &mut dyn FnMut(&'static str, &mut dyn FnMut(&mut wgpu::ComputePass<'_>)), n: u32, all: bool) {
+        rec("embedding", &mut |p| self.embed.record(p, n));
+        for l in &self.layers {
+            rec("attn_norm", &mut |p| l.attn_norm.record(p, n));
+            rec("attn_q", &mut |p| l.wq.record(p, n));
+            rec("attn_k", &mut |p| l.wk.record(p, n));
+            rec("attn_v", &mut |p| l.wv.record(p, n));
+            rec("rope_q", &mut |p| l.rope_q.record(p, n));
+            rec("rope_k", &mut |p| l.rope_k.record(p, n));
+            rec("attention", &mut |p| l.attention.record(p, n));
+            rec("attn_output", &mut |p| l.wo.record(p, n));
+            rec("add", &mut |p| l.add_attn.record(p, n));
+            rec("ffn_norm", &mut |p| l.ffn_norm.record(p, n));
+            rec("ffn_gate", &mut |p| l.gate.record(p, n));
+            rec("ffn_up", &mut |p| l.up.record(p, n));
+            rec("swiglu", &mut |p| l.swiglu.record(p, n));
+            rec("ffn_down", &mut |p| l.down.record(p, n));
+            rec("add", &mut |p| l.add_ffn.record(p, n));
+        }
+        if all {
+            rec("output_norm", &mut |p| self.norm_all.record(p, n));
+            rec("output", &mut |p| self.output_all.record(p, n));
+        }
+    }
+
+    /// Decodes `token` once with every op in its own compute pass bracketed by timestamp
+    /// queries, and returns `(op, nanoseconds)` summed over layers, in first-seen order. Needs
+    /// [`super::GpuFeatures::timestamps`]. Separate passes add a little overhead per op, so
+    /// the sum exceeds a normal step; the split between ops is what this is for.
+    pub async fn profile_decode(&mut self, token: u32) -> Result<Vec<(&'static str, f64)>, GpuModelError> {
+        check_input(&[token], self.cfg.n_vocab, self.pos as usize, self.context_size as usize)?;
+        if !self.ctx.features.timestamps {
+            return Err(super::GpuError::Validation {
+                what: "profiling".into(),
+                message: "this adapter has no timestamp queries".into(),
+            }
+            .into());
+        }
+        let ctx = self.ctx.clone();
+        ctx.write(&self.ids, 0, bytemuck::bytes_of(&token));
+        ctx.write(&self.step, 0, bytemuck::bytes_of(&Step { n_tokens: 1, pos: self.pos, _pad: [0; 2] }));
+        let ops = 3 + self.layers.len() * 15 + 3;
+        let qs = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("profile"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2 * ops as u32,
+        });
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        let mut names: Vec<&'static str> = Vec::new();
+        self.record_layers(&mut |name, f| timed_pass(&mut enc, &qs, &mut names, name, f), 1, false);
+        // One token: its row is row 0 of x.
+        enc.copy_buffer_to_buffer(&self.x, 0, &self.x_last, 0, self.cfg.n_embd as u64 * 4);
+        timed_pass(&mut enc, &qs, &mut names, "output_norm", &mut |p| self.norm_last.record(p, 1));
+        timed_pass(&mut enc, &qs, &mut names, "output", &mut |p| self.output_last.record(p, 1));
+        timed_pass(&mut enc, &qs, &mut names, "argmax", &mut |p| self.argmax.record(p));
+        let n_queries = 2 * names.len() as u64;
+        let resolve = ctx.storage("timestamps", n_queries * 8, wgpu::BufferUsages::QUERY_RESOLVE)?;
+        enc.resolve_query_set(&qs, 0..n_queries as u32, &resolve, 0);
+        ctx.queue.submit([enc.finish()]);
+        self.pos += 1;
+        let bytes = ctx.read(&resolve, 0, n_queries * 8).await?;
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes[..n_queries as usize * 8]);
+        let period = ctx.queue.get_timestamp_period() as f64;
+        let mut out: Vec<(&'static str, f64)> = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let ns = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period;
+            match out.iter_mut().find(|(n, _)| n == name) {
+                Some(e) => e.1 += ns,
+                None => out.push((name, ns)),
+            }
+        }
+        Ok(out)
+    }
+
     /// Records and submits one chunk of at most `max_batch` tokens as one command buffer, which
     /// ends by copying what the caller reads back into a pooled staging buffer.
     fn submit_chunk(&mut self, chunk: &[u32], want: &Want, last_chunk: bool) -> Option<(wgpu::Buffer, u64)> {
@@ -385,28 +462,7 @@ impl GpuModel {
                 label: Some("layers"),
                 timestamp_writes: None,
             });
-            self.embed.record(&mut pass, n);
-            for l in &self.layers {
-                l.attn_norm.record(&mut pass, n);
-                l.wq.record(&mut pass, n);
-                l.wk.record(&mut pass, n);
-                l.wv.record(&mut pass, n);
-                l.rope_q.record(&mut pass, n);
-                l.rope_k.record(&mut pass, n);
-                l.attention.record(&mut pass, n);
-                l.wo.record(&mut pass, n);
-                l.add_attn.record(&mut pass, n);
-                l.ffn_norm.record(&mut pass, n);
-                l.gate.record(&mut pass, n);
-                l.up.record(&mut pass, n);
-                l.swiglu.record(&mut pass, n);
-                l.down.record(&mut pass, n);
-                l.add_ffn.record(&mut pass, n);
-            }
-            if matches!(want, Want::All) {
-                self.norm_all.record(&mut pass, n);
-                self.output_all.record(&mut pass, n);
-            }
+            self.record_layers(&mut |_, f| f(&mut pass), n, matches!(want, Want::All));
         }
         if last_chunk && !matches!(want, Want::All) {
             let row = self.cfg.n_embd as u64 * 4;
@@ -498,6 +554,28 @@ impl GpuModel {
     ) -> Result<Self, GpuModelError> {
         super::loader::load_files(ctx, &model.shard_paths(), context_size)
     }
+}
+
+/// Records `f` in a compute pass of its own, bracketed by timestamp queries `2i` and `2i + 1`
+/// where `i` is the pass's index in `names`.
+fn timed_pass(
+    enc: &mut wgpu::CommandEncoder,
+    qs: &wgpu::QuerySet,
+    names: &mut Vec<&'static str>,
+    name: &'static str,
+    f: &mut dyn FnMut(&mut wgpu::ComputePass<'_>),
+) {
+    let i = names.len() as u32;
+    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some(name),
+        timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+            query_set: qs,
+            beginning_of_pass_write_index: Some(2 * i),
+            end_of_pass_write_index: Some(2 * i + 1),
+        }),
+    });
+    f(&mut pass);
+    names.push(name);
 }
 
 /// The GPU model as a [`crate::generate::LogitsBackend`] (native: blocks on each step).
