@@ -44,6 +44,8 @@ pub struct LoadProgress {
     pub tensors_total: usize,
     /// Tensor bytes written to the GPU.
     pub bytes_uploaded: u64,
+    /// Shard headers parsed so far; each allocates its tensors' GPU buffers.
+    pub headers: u32,
 }
 
 /// Builds a [`GpuModel`] from GGUF shards pushed in order, each as a sequence of byte pieces.
@@ -239,6 +241,7 @@ impl StreamLoader {
         }
         shard.router = Some(TensorRouter::new(&h));
         shard.header = Some(h);
+        self.progress.headers += 1;
         Ok(())
     }
 

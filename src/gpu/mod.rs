@@ -182,6 +182,22 @@ impl GpuContext {
         })
     }
 
+    /// An error scope where its result can be awaited in place (natively, where it resolves
+    /// at once). On the web none is pushed: a scope's error would go only to its dropped
+    /// promise, while without one it reaches the uncaptured-error handler and so
+    /// [`check`](Self::check), which the loader awaits after allocating.
+    fn error_scope(&self, filter: wgpu::ErrorFilter) -> Option<wgpu::ErrorScopeGuard> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            Some(self.device.push_error_scope(filter))
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = filter;
+            None
+        }
+    }
+
     /// Errors the device reported asynchronously since the last check (out-of-memory,
     /// validation), or that it was lost. Once lost, every check fails.
     pub fn check(&self) -> Result<(), GpuError> {
@@ -251,7 +267,7 @@ impl GpuContext {
             kernel: kernel.name.into(),
             message: m,
         })?;
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let scope = self.error_scope(wgpu::ErrorFilter::Validation);
         let module = self
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -268,7 +284,7 @@ impl GpuContext {
                 compilation_options: Default::default(),
                 cache: None,
             });
-        if let Some(e) = block_on_scope(scope.pop()) {
+        if let Some(e) = scope.and_then(|s| block_on_scope(s.pop())) {
             return Err(GpuError::Shader {
                 kernel: format!("{}::{entry} [{}]", kernel.name, defs.key()),
                 message: e.to_string(),
@@ -305,7 +321,7 @@ impl GpuContext {
                 max_buffer: self.limits.max_buffer_size,
             });
         }
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let scope = self.error_scope(wgpu::ErrorFilter::OutOfMemory);
         let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(what),
             size,
@@ -315,7 +331,7 @@ impl GpuContext {
                 | extra,
             mapped_at_creation: false,
         });
-        if block_on_scope(scope.pop()).is_some() {
+        if scope.and_then(|s| block_on_scope(s.pop())).is_some() {
             return Err(GpuError::OutOfMemory {
                 what: what.into(),
                 needed: size,

@@ -126,9 +126,18 @@ impl ModelLoader {
             set(&o, "tensorsLoaded", p.tensors_loaded as u32);
             set(&o, "tensorsTotal", p.tensors_total as u32);
             set(&o, "bytesUploaded", p.bytes_uploaded as f64);
+            set(&o, "headersParsed", p.headers);
             set(&o, "shardCount", l.shard_count().map_or(JsValue::NULL, JsValue::from));
         }
         o.into()
+    }
+
+    /// Waits for the GPU to report on the buffers allocated so far (each shard's header
+    /// allocates all of that shard's tensors): rejects with `OUT_OF_MEMORY` when they did not
+    /// fit, so a model too big for the device fails before the rest of it downloads.
+    #[wasm_bindgen(js_name = checkMemory)]
+    pub async fn check_memory(&self) -> Result<(), JsValue> {
+        self.ctx.sync().await.map_err(js_error)
     }
 
     /// Validates the whole model, compiles its kernels and returns the engine. `contextSize`

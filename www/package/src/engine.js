@@ -196,7 +196,13 @@ export class EngineCore {
           for (let at = 0; at < chunk.length; at += PUSH_BYTES) {
             loader.push(chunk.subarray(at, Math.min(chunk.length, at + PUSH_BYTES)));
             state.loadedBytes += Math.min(PUSH_BYTES, chunk.length - at);
+            const before = counts.headersParsed ?? 0;
             counts = loader.progress();
+            if (counts.headersParsed > before) {
+              // The header just allocated this shard's GPU buffers: if they did not fit, say
+              // so now rather than after downloading the rest.
+              await loader.checkMemory();
+            }
             maybeReport();
           }
         }
