@@ -7,7 +7,6 @@
 // By default the engine runs in a dedicated Web Worker (./worker.js) and this class is a proxy
 // with the same API; `{worker: false}` runs it in the calling thread.
 
-import { EngineCore, isSupported as coreIsSupported } from './engine.js';
 import { ErrorCode, LlamaError, abortError, toLlamaError } from './errors.js';
 import { cloneable, deserializeError } from './rpc.js';
 import { hasInCache, deleteFromCache } from './fetch.js';
@@ -110,7 +109,8 @@ export class LlamaEngine {
 
   /** Whether WebGPU and an adapter are available here. */
   static isSupported() {
-    return coreIsSupported();
+    // engine.js (the wasm glue) loads lazily: in worker mode only the worker needs it.
+    return import('./engine.js').then((m) => m.isSupported());
   }
 
   /**
@@ -134,6 +134,7 @@ export class LlamaEngine {
     }
     const useWorker = (options.worker ?? true) && typeof Worker !== 'undefined';
     if (!useWorker) {
+      const { EngineCore } = await import('./engine.js');
       const core = await EngineCore.load(source, options);
       return new LlamaEngine(core, null, core.info);
     }
