@@ -504,7 +504,11 @@ impl GpuModel {
         let mut last = Vec::new();
         for (i, chunk) in chunks.iter().enumerate() {
             if let Some((staging, bytes)) = self.submit_chunk(chunk, &want, i + 1 == chunks.len()) {
-                let data = self.ctx.map_read(staging, bytes).await?;
+                // A lost device fails the readback first; report the loss, not the symptom.
+                let data = match self.ctx.map_read(staging, bytes).await {
+                    Ok(d) => d,
+                    Err(e) => return Err(self.ctx.check().err().unwrap_or(e).into()),
+                };
                 if matches!(want, Want::All) {
                     all.extend_from_slice(bytemuck::cast_slice::<u8, f32>(&data));
                 } else {

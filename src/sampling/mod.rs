@@ -296,6 +296,15 @@ pub fn argmax(logits: &[f32]) -> u32 {
 
 fn softmax_of(cand: &[(u32, f32)], temperature: f32) -> Vec<f64> {
     let max = cand[0].1 as f64;
+    // +inf logits share all the probability (exp(inf - inf) would make every probability NaN,
+    // and the draw would fall through to the least likely candidate).
+    if max == f64::INFINITY {
+        let n = cand.iter().filter(|c| c.1 == f32::INFINITY).count() as f64;
+        return cand
+            .iter()
+            .map(|c| if c.1 == f32::INFINITY { 1.0 / n } else { 0.0 })
+            .collect();
+    }
     let t = temperature.max(1e-6) as f64;
     let e: Vec<f64> = cand
         .iter()
@@ -430,6 +439,26 @@ mod tests {
         }
         let pen = Sampler::new(SamplerConfig { repeat_penalty: 1.1, ..Default::default() }).unwrap();
         assert_eq!(pen.candidates_needed(), None);
+    }
+
+    /// Fuzz regression (tests/fixtures/fuzz-regressions/sampler/): with min-p off, a +inf logit
+    /// made every probability NaN and the draw returned the least likely candidate.
+    #[test]
+    fn infinite_logits_win() {
+        let logits = [1.0, f32::INFINITY, -2.5, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 7.0];
+        for (temperature, top_k, top_p, min_p) in
+            [(0.8, 0, 1.0, 0.0), (1.6e25, 63, 1.2e-38, 0.0), (0.8, 40, 0.95, 0.05), (2.0, 3, 0.5, 0.0)]
+        {
+            let mut s = Sampler::new(SamplerConfig { temperature, top_k, top_p, min_p, ..Default::default() })
+                .unwrap();
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..64 {
+                seen.insert(s.sample(&logits, &[]));
+            }
+            assert_eq!(seen, [1, 4].into(), "T={temperature} k={top_k} p={top_p} min_p={min_p}");
+        }
+        let mut s = Sampler::new(SamplerConfig { top_k: 3, min_p: 0.0, ..Default::default() }).unwrap();
+        assert_eq!(s.sample_top(&[(9, f32::INFINITY), (2, 5.0), (4, 1.0)]), 9);
     }
 
     #[test]

@@ -405,6 +405,14 @@ impl Engine {
         Ok(())
     }
 
+    /// Destroys the GPU device, as a driver reset or a lost GPU would: for tests of device-loss
+    /// handling (the next step fails with `DEVICE_LOST`; `LlamaEngine.reload()` recovers).
+    #[wasm_bindgen(js_name = destroyDeviceForTesting)]
+    pub fn destroy_device_for_testing(&self) -> Result<(), JsValue> {
+        self.state()?.model.ctx.device.destroy();
+        Ok(())
+    }
+
     /// Tokens generated in the current (or last) generation.
     #[wasm_bindgen(js_name = generatedTokens)]
     pub fn generated_tokens(&self) -> Result<Vec<u32>, JsValue> {

@@ -432,3 +432,43 @@ test('without WebGPU, load() fails with NO_WEBGPU and isSupported() is false', a
   assert.equal(r.supported, false);
   for (const c of r.codes) assert.match(c, /^NO_WEBGPU: .*WebGPU/);
 });
+
+test('concurrent requests run in order, never interleaved', async () => {
+  const r = await inPage(async () => {
+    const engine = window.__engine;
+    const events = [];
+    const run = async (label, prompt) => {
+      for await (const c of await engine.completions.create({ prompt, temperature: 0, max_tokens: 3, stream: true })) {
+        if (c.choices[0]?.text) events.push(label);
+      }
+      events.push(`${label}:end`);
+    };
+    await Promise.all([run('a', 'One, two,'), run('b', 'Red, green,')]);
+    return events;
+  });
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  const firstB = r.indexOf('b');
+  assert.ok(firstB > r.indexOf('a:end'), `interleaved: ${r}`);
+});
+
+test('a lost GPU device fails the request with DEVICE_LOST, and reload() recovers', async () => {
+  const want = nativeCompletion('The capital of France is', 3);
+  const r = await inPage(async () => {
+    const engine = window.__engine;
+    engine._core._engine.destroyDeviceForTesting();
+    let lost = null;
+    try {
+      await engine.completions.create({ prompt: 'Hello', max_tokens: 2 });
+      lost = 'no error';
+    } catch (e) {
+      lost = `${e.code}: ${e.message}`;
+    }
+    await engine.reload();
+    const ids = [];
+    for await (const t of engine.generate('The capital of France is', { temperature: 0, max_tokens: 3 })) ids.push(t.id);
+    return { lost, ids };
+  });
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  assert.match(r.lost, /^DEVICE_LOST: /);
+  assert.deepEqual(r.ids, want);
+});

@@ -284,6 +284,24 @@ export class EngineCore {
     return this._enqueue(() => this._live().reset());
   }
 
+  /**
+   * Loads the model again on a new GPU device (from the cache when it was cached), after the
+   * device was lost (`DEVICE_LOST`) or to change `options` such as `contextSize`. Waits for
+   * the running request; the conversation in the KV cache is forgotten.
+   */
+  reload(options = {}) {
+    return this._enqueue(async () => {
+      const fresh = await EngineCore.load(this._source, { ...this._options, ...options });
+      this._engine?.free();
+      this._gpu?.free();
+      this._engine = fresh._engine;
+      this._gpu = fresh._gpu;
+      this._options = fresh._options;
+      this.info = fresh.info;
+      return this.info;
+    });
+  }
+
   /** Frees the model's GPU memory; the engine cannot be used afterwards. */
   unload() {
     this.interrupt();

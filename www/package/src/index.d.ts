@@ -759,6 +759,12 @@ export declare class LlamaEngine {
   resetChat(): Promise<void>;
 
   /** Frees the GPU memory and terminates the worker. The engine cannot be used afterwards. */
+  /**
+   * Loads the model again on a new GPU device — after a `DEVICE_LOST` error, or with changed
+   * options such as `contextSize`. Reads from the cache when the model was cached; the
+   * conversation in the KV cache is forgotten.
+   */
+  reload(options?: Partial<Pick<LoadOptions, 'contextSize' | 'precision' | 'cache'>>): Promise<EngineInfo>;
   unload(): Promise<void>;
 }
 

@@ -228,6 +228,15 @@ export class LlamaEngine {
     return this._call('resetChat');
   }
 
+  /**
+   * Loads the model again on a new GPU device — after a `DEVICE_LOST` error, or with changed
+   * options (`{contextSize}`, say). Reads from the cache when the model was cached.
+   */
+  async reload(options = {}) {
+    this.info = await this._call('reload', cloneable(options));
+    return this.info;
+  }
+
   /** Frees the GPU memory (and the worker). */
   async unload() {
     if (!this._core && !this._client) return;

@@ -87,6 +87,7 @@ function callMethod(id, method, args) {
     case 'tokenize':
     case 'detokenize':
     case 'resetChat':
+    case 'reload':
       return core[method](...args);
     case 'unload': {
       const done = core.unload();
