@@ -135,6 +135,11 @@ pub fn apply_chat_template(
     }
     env.add_filter("tojson", tojson);
 
+    if has_import_statement(template) {
+        return Err(TemplateError::Syntax(
+            "import statements are not supported in chat templates".into(),
+        ));
+    }
     let tmpl = env
         .template_from_str(template)
         .map_err(|e| TemplateError::Syntax(describe(&e)))?;
@@ -191,6 +196,19 @@ pub fn apply_chat_template(
             Err(TemplateError::Render(describe(&e)))
         }
     }
+}
+
+/// Whether the template has an `{% import ... %}` statement. MiniJinja (2.24) panics compiling
+/// `{% import EXPR as TARGET %}` when TARGET is not a plain name (`unreachable!()` in its code
+/// generator; found by fuzzing), and in wasm a panic kills the instance. Imports cannot work here
+/// anyway (there is no template loader), so they are refused before MiniJinja sees them. Text
+/// that merely looks like the statement (inside a string or a raw block) is refused too.
+fn has_import_statement(template: &str) -> bool {
+    template.match_indices("{%").any(|(i, _)| {
+        let stmt = template[i + 2..].trim_start_matches(['-', '+']).trim_start();
+        stmt.strip_prefix("import")
+            .is_some_and(|after| !after.starts_with(|c: char| c.is_alphanumeric() || c == '_'))
+    })
 }
 
 /// A MiniJinja error with its causes, on one line.
@@ -660,6 +678,27 @@ mod tests {
         let t = r#"{{ {"b": [1, 2.5, "x<y"], "a": {"k": none}} | tojson }}|{{ [] | tojson(indent=2) }}|{{ {"a": [1, {}]} | tojson(indent=2) }}|{{ "é\n" | tojson }}|{{ "é" | tojson(ensure_ascii=true) }}"#;
         let out = apply_chat_template(t, &[], false, "", "").unwrap();
         assert_eq!(out, "{\"b\": [1, 2.5, \"x<y\"], \"a\": {\"k\": null}}|[]|{\n  \"a\": [\n    1,\n    {}\n  ]\n}|\"é\\n\"|\"\\u00e9\"");
+    }
+
+    /// Fuzz regression (tests/fixtures/fuzz-regressions/chat_template/): this panicked inside
+    /// MiniJinja's code generator.
+    #[test]
+    fn import_statements_are_refused() {
+        for t in [
+            "{% import 'y' as 'w' %}",
+            "{%- import 'y' as w.x -%}",
+            "{%+\timport('y') as [a] %}",
+            "x{% import 'y' as w %}",
+        ] {
+            assert!(
+                matches!(apply_chat_template(t, &[], false, "", ""), Err(TemplateError::Syntax(_))),
+                "{t}"
+            );
+        }
+        // Not import statements.
+        for t in ["{% set important = 1 %}{{ important }}", "{{ 'import' }}", "{% if true %}import{% endif %}"] {
+            assert!(apply_chat_template(t, &[], false, "", "").is_ok(), "{t}");
+        }
     }
 
     #[test]
