@@ -59,6 +59,9 @@ impl Error {
                 InputError::ContextFull { .. } => "CONTEXT_FULL",
                 InputError::BadToken { .. } => "BAD_TOKEN",
             },
+            Error::Reference(ReferenceError::Model(ModelError::UnsupportedArchitecture(_))) => {
+                "UNSUPPORTED_ARCHITECTURE"
+            }
             Error::Reference(ReferenceError::Model(_)) => "BAD_MODEL",
             Error::Reference(ReferenceError::Quant(_)) => "UNSUPPORTED_TENSOR_TYPE",
             Error::Tokenizer(_) => "TOKENIZER_ERROR",

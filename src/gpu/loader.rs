@@ -231,7 +231,8 @@ impl StreamLoader {
                     t.dims[1..].iter().product::<u64>() as usize,
                 )?)
             } else {
-                Sink::Vector(Vec::with_capacity(t.size as usize))
+                // Grown as bytes arrive: the declared size is not trusted for an allocation.
+                Sink::Vector(Vec::new())
             };
             shard.sinks.push(sink);
             self.infos.insert(t.name.clone(), t.clone());
