@@ -24,7 +24,7 @@ import fsp from 'node:fs/promises';
 import * as H from './harness.mjs';
 import { renderMarkdown } from '../../www/demo/markdown.js';
 
-const CLI = path.join(H.REPO_ROOT, 'target/release/llama-webgpu');
+const { CLI } = H;
 const ARTIFACTS = path.join(H.REPO_ROOT, 'tests/web/artifacts');
 // As scripts/demo: the default model split into 40 MB shards, mounted at /demo/models/.
 const SHARD_PREFIX = 'SmolLM2-135M-Instruct-Q4_1';
@@ -47,16 +47,6 @@ const requests = [];
 const dialogs = [];
 const pageErrors = [];
 
-/** The native CLI's greedy chat answer on the f32, no-subgroup kernels (what SwiftShader runs), no --system. */
-function nativeGreedy(question, n) {
-  const out = execFileSync(CLI, ['generate', '-m', H.DEFAULT_MODEL, '-p', question, '--chat', '-n', String(n),
-    '--temp', '0', '--json', '--no-f16', '--no-subgroups'], {
-    env: { ...process.env, WGPU_BACKEND: 'vulkan', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
-    encoding: 'utf8',
-  });
-  return JSON.parse(out.trim().split('\n').pop());
-}
-
 before(async () => {
   const t0 = Date.now();
   shardDir = await H.tmpDir('llama-webgpu-demo-shards-');
@@ -66,8 +56,8 @@ before(async () => {
   const def = models.models.find((m) => m.id === models.default);
   assert.equal(def.url, `models/${shards[0]}`, 'models.json default must be the first shard scripts/demo writes');
   assert.equal(def.sizeBytes, shards.reduce((a, n) => a + fs.statSync(path.join(shardDir, n)).size, 0));
-  nativeQuestion = nativeGreedy(QUESTION, MAX_TOKENS);
-  nativeInjection = nativeGreedy(INJECTION, INJECTION_TOKENS);
+  nativeQuestion = H.nativeGreedy({ prompt: QUESTION, n: MAX_TOKENS, chat: true });
+  nativeInjection = H.nativeGreedy({ prompt: INJECTION, n: INJECTION_TOKENS, chat: true });
   server = await H.startServer({
     root: path.join(H.REPO_ROOT, 'www'),
     port: 0,

@@ -12,7 +12,7 @@ import fsp from 'node:fs/promises';
 import * as H from './harness.mjs';
 
 const PKG = '/www/package/src/index.js';
-const CLI = path.join(H.REPO_ROOT, 'target/release/llama-webgpu');
+const { CLI } = H;
 const QUESTION = 'What is the capital of France?';
 
 let server;
@@ -23,26 +23,6 @@ let shardUrl;
 let shardCount;
 let loaded;
 let native;
-
-/** The native CLI's greedy chat answer on the f32, no-subgroup kernels (what SwiftShader runs). */
-function nativeGreedy(question, n) {
-  const out = execFileSync(CLI, ['generate', '-m', H.DEFAULT_MODEL, '-p', question, '--chat', '-n', String(n),
-    '--temp', '0', '--json', '--no-f16', '--no-subgroups'], {
-    env: { ...process.env, WGPU_BACKEND: 'vulkan', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
-    encoding: 'utf8',
-  });
-  return JSON.parse(out.trim().split('\n').pop());
-}
-
-/** The native CLI's greedy token ids continuing a plain prompt (f32, no subgroups). */
-function nativeCompletion(prompt, n) {
-  const out = execFileSync(CLI, ['generate', '-m', H.DEFAULT_MODEL, '-p', prompt, '-n', String(n), '--temp', '0', '--json',
-    '--no-f16', '--no-subgroups'], {
-    env: { ...process.env, WGPU_BACKEND: 'vulkan', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
-    encoding: 'utf8',
-  });
-  return JSON.parse(out.trim().split('\n').pop()).tokens;
-}
 
 before(async () => {
   shardDir = await H.tmpDir('llama-webgpu-shards-');
@@ -69,7 +49,7 @@ before(async () => {
     return { info: engine.info, progress };
   }, shardUrl);
   assert.ok(!loaded.thrown, JSON.stringify(loaded.thrown));
-  native = nativeGreedy(QUESTION, 12);
+  native = H.nativeGreedy({ prompt: QUESTION, n: 12, chat: true });
 });
 
 after(async () => {
@@ -279,7 +259,7 @@ test('cache: a cut connection resumes, the second load works offline, a corrupte
     await engine.unload();
     return { ids, load: engine.info.load, warnings, cached };
   }, url, 'The capital of France is');
-  const want = nativeCompletion('The capital of France is', 3);
+  const want = H.nativeGreedy({ prompt: 'The capital of France is', n: 3 }).tokens;
   const first = await load(shardUrl);
   assert.ok(!first.thrown, JSON.stringify(first.thrown));
   server.clearFaults();
@@ -452,7 +432,7 @@ test('concurrent requests run in order, never interleaved', async () => {
 });
 
 test('a lost GPU device fails the request with DEVICE_LOST, and reload() recovers', async () => {
-  const want = nativeCompletion('The capital of France is', 3);
+  const want = H.nativeGreedy({ prompt: 'The capital of France is', n: 3 }).tokens;
   const r = await inPage(async () => {
     const engine = window.__engine;
     engine._core._engine.destroyDeviceForTesting();

@@ -18,6 +18,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import crypto from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { startServer } from '../../scripts/serve.mjs';
 
 export { startServer };
@@ -200,4 +201,22 @@ export async function waitFor(fn, { timeoutMs = 10000, intervalMs = 20, what = '
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, intervalMs));
   }
+}
+
+/** The release CLI that the browser results are compared with. */
+export const CLI = path.join(REPO_ROOT, 'target/release/llama-webgpu');
+
+/**
+ * The native CLI's greedy generation on the f32, no-subgroup kernels — what SwiftShader runs in
+ * the browser — as its `--json` summary `{prompt_tokens, tokens, text, finish_reason, ...}`.
+ * `chat` renders `prompt` with the model's chat template (no system prompt).
+ */
+export function nativeGreedy({ model = DEFAULT_MODEL, prompt, n, chat = false }) {
+  const args = ['generate', '-m', model, '-p', prompt, ...(chat ? ['--chat'] : []), '-n', String(n),
+    '--temp', '0', '--json', '--no-f16', '--no-subgroups'];
+  const out = execFileSync(CLI, args, {
+    env: { ...process.env, WGPU_BACKEND: 'vulkan', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
+    encoding: 'utf8',
+  });
+  return JSON.parse(out.trim().split('\n').pop());
 }

@@ -6,12 +6,10 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import * as H from './harness.mjs';
 
 const PKG = '/www/package/src/index.js';
-const CLI = path.join(H.REPO_ROOT, 'target/release/llama-webgpu');
 const PROMPT = 'The capital of France is';
 const N = 3;
 // Q4_K_M also holds Q6_K (output, half of attn_v/ffn_down); Q5_K_M holds Q5_K and Q6_K; F16 the
@@ -33,15 +31,6 @@ after(async () => {
   await server?.close();
 });
 
-function nativeTokens(file) {
-  const out = execFileSync(CLI, ['generate', '-m', file, '-p', PROMPT, '-n', String(N), '--temp', '0', '--json',
-    '--no-f16', '--no-subgroups'], {
-    env: { ...process.env, WGPU_BACKEND: 'vulkan', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
-    encoding: 'utf8',
-  });
-  return JSON.parse(out.trim().split('\n').pop()).tokens;
-}
-
 function browserTokens(url) {
   return page.evaluate(async ([u, prompt, n]) => {
     const mod = window.__mods['/www/package/src/index.js'];
@@ -60,7 +49,7 @@ function browserTokens(url) {
 for (const ty of TYPES) {
   test(`${ty}: greedy tokens in the browser equal the native CLI's`, async () => {
     const name = `SmolLM2-135M-Instruct.${ty}.gguf`;
-    const want = nativeTokens(path.join(H.MODELS_DIR, name));
+    const want = H.nativeGreedy({ model: path.join(H.MODELS_DIR, name), prompt: PROMPT, n: N }).tokens;
     const got = await browserTokens(`/models/${name}`);
     assert.ok(!got.thrown, JSON.stringify(got.thrown));
     assert.deepEqual(got.ids, want);
