@@ -299,7 +299,9 @@ impl Decoding {
         if self.generated() >= self.params.max_tokens {
             return self.end(step, FinishReason::Length);
         }
-        if position >= context_size {
+        // Prompt plus completion (the `position` cached tokens and `next`) fill the context:
+        // stop, so that they never exceed it, as OpenAI-style APIs count it.
+        if position + 1 >= context_size {
             return self.end(step, FinishReason::ContextFull);
         }
         self.feed = vec![next];
@@ -375,7 +377,8 @@ pub fn generate(
     mut on_text: impl FnMut(&str) -> bool,
 ) -> Result<Generation, crate::Error> {
     let ctx = backend.context_size();
-    if backend.position() + prompt.len() > ctx {
+    // A prompt that fills the context leaves no room for a completion (as in the browser).
+    if backend.position() + prompt.len() >= ctx {
         return Err(GenerateError::PromptTooLong {
             prompt: backend.position() + prompt.len(),
             context: ctx,

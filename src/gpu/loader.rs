@@ -7,7 +7,7 @@
 //! of tensor data to its [`WeightWriter`], which repacks and writes it in ~1 MiB row groups.
 //! What stays in memory is the metadata, one pending row group and the small 1-D tensors.
 
-use super::model::{upload_vector, GpuModel, GpuModelError, TensorSource};
+use super::model::{upload_vector, GpuModel, GpuModelError, MemoryPlan, TensorSource};
 use super::weights::{is_supported, GpuWeight, WeightWriter};
 use super::GpuContext;
 use crate::gguf::{GgufError, GgufHeader, HeaderParser, Metadata, Progress, SplitInfo, TensorInfo, TensorRouter};
@@ -59,6 +59,50 @@ pub struct StreamLoader {
     weights: HashMap<String, GpuWeight>,
     vectors: HashMap<String, wgpu::Buffer>,
     progress: LoadProgress,
+    /// The context size the model will be built for (for out-of-memory reports).
+    context_size: usize,
+    /// The context's allocation counter when this loader started.
+    allocated_base: u64,
+}
+
+/// What a loader knows for out-of-memory reports, kept past [`StreamLoader::finish`].
+#[derive(Clone, Copy, Debug)]
+pub struct OomFigures {
+    allocated_base: u64,
+    plan: Option<MemoryPlan>,
+    /// The plan counts only the shards whose headers were read.
+    partial: bool,
+}
+
+impl OomFigures {
+    /// Adds the model's figures to an out-of-memory error (and turns the device's asynchronous
+    /// out-of-memory report into one); other errors pass through.
+    pub fn annotate(&self, ctx: &GpuContext, e: GpuModelError) -> GpuModelError {
+        use super::{GpuError, MemoryReport};
+        let mut r = match e {
+            GpuModelError::Gpu(GpuError::OutOfMemory(r)) => r,
+            GpuModelError::Gpu(GpuError::DeviceOutOfMemory(m)) => Box::new(MemoryReport {
+                what: "a GPU buffer".into(),
+                device_message: Some(m),
+                allocated_bytes: ctx.allocated_bytes(),
+                max_buffer_size: ctx.limits.max_buffer_size,
+                max_storage_buffer_binding_size: ctx.limits.max_storage_buffer_binding_size,
+                ..Default::default()
+            }),
+            e => return e,
+        };
+        r.allocated_bytes = r.allocated_bytes.saturating_sub(self.allocated_base);
+        if let Some(p) = self.plan {
+            r.needed_bytes = Some(p.total());
+            r.needed_is_lower_bound = self.partial;
+            r.weights_bytes = Some(p.weights);
+            r.kv_cache_bytes = Some(p.kv_cache);
+            r.activations_bytes = Some(p.activations);
+            r.context_size = Some(p.context_size);
+            r.max_context_size = Some(p.max_context_size);
+        }
+        GpuError::OutOfMemory(r).into()
+    }
 }
 
 /// Whether the Llama graph reads a tensor of this name.
@@ -90,7 +134,6 @@ fn is_used(name: &str) -> bool {
 impl StreamLoader {
     pub fn new(ctx: Arc<GpuContext>) -> Self {
         StreamLoader {
-            ctx,
             shard: None,
             shards_done: 0,
             split: None,
@@ -99,7 +142,37 @@ impl StreamLoader {
             weights: HashMap::new(),
             vectors: HashMap::new(),
             progress: LoadProgress::default(),
+            allocated_base: ctx.allocated_bytes(),
+            context_size: 4096,
+            ctx,
         }
+    }
+
+    /// The context size [`StreamLoader::finish`] will be given (default 4096): out-of-memory
+    /// errors before then report what the model needs at this size.
+    pub fn set_context_size(&mut self, context_size: usize) {
+        self.context_size = context_size;
+    }
+
+    /// The model's memory needs as far as the headers read so far tell, and the allocation
+    /// baseline, for out-of-memory reports.
+    pub fn oom_figures(&self) -> OomFigures {
+        let plan = self.metadata.as_ref().and_then(|meta| {
+            let cfg = LlamaConfig::from_gguf(meta, |n| self.infos.get(n)).ok()?;
+            let weights = self
+                .infos
+                .values()
+                .filter(|t| is_used(&t.name))
+                .map(|t| if t.dims.len() >= 2 { t.size } else { t.n_elements() * 4 })
+                .sum();
+            Some(MemoryPlan::new(&self.ctx, &cfg, weights, self.context_size))
+        });
+        let partial = self.shard_count().is_some_and(|n| self.progress.headers < n);
+        OomFigures { allocated_base: self.allocated_base, plan, partial }
+    }
+
+    fn annotate(&self, e: GpuModelError) -> GpuModelError {
+        self.oom_figures().annotate(&self.ctx, e)
     }
 
     pub fn progress(&self) -> LoadProgress {
@@ -146,7 +219,7 @@ impl StreamLoader {
             .ok_or_else(|| split_err("bytes were pushed outside a shard".into()))?;
         let r = self.push_into(&mut shard, bytes);
         self.shard = Some(shard);
-        r
+        r.map_err(|e| self.annotate(e))
     }
 
     fn push_into(&mut self, shard: &mut Shard, bytes: &[u8]) -> Result<(), GpuModelError> {
@@ -286,6 +359,10 @@ impl StreamLoader {
     /// Ends the current shard: every tensor it declares must be complete, and nothing may
     /// follow the last tensor but alignment padding.
     pub fn end_shard(&mut self) -> Result<(), GpuModelError> {
+        self.end_shard_inner().map_err(|e| self.annotate(e))
+    }
+
+    fn end_shard_inner(&mut self) -> Result<(), GpuModelError> {
         let mut shard = self
             .shard
             .take()
@@ -343,12 +420,14 @@ impl StreamLoader {
                 self.shards_done
             )));
         }
+        self.context_size = context_size;
+        let figures = self.oom_figures();
         let meta = self.metadata.take().expect("first shard parsed");
         let infos = &self.infos;
         let cfg = LlamaConfig::from_gguf(&meta, |n| infos.get(n))?;
         cfg.validate_tensors(|n| infos.get(n))?;
         let ctx = self.ctx.clone();
-        GpuModel::build(ctx, cfg, &mut self, context_size)
+        GpuModel::build(ctx.clone(), cfg, &mut self, context_size).map_err(|e| figures.annotate(&ctx, e))
     }
 }
 
@@ -382,6 +461,7 @@ pub fn load_files(
         source,
     };
     let mut loader = StreamLoader::new(ctx);
+    loader.set_context_size(context_size);
     let mut buf = vec![0u8; 4 << 20];
     for &p in paths {
         let mut f = std::fs::File::open(p).map_err(|e| io(p, e))?;

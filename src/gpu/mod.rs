@@ -19,12 +19,10 @@ pub enum GpuError {
     NoAdapter(String),
     #[error("could not create the GPU device: {0}")]
     RequestDevice(String),
-    #[error("out of GPU memory allocating {what} ({needed} bytes; the largest buffer allowed is {max_buffer} bytes)")]
-    OutOfMemory {
-        what: String,
-        needed: u64,
-        max_buffer: u64,
-    },
+    /// A buffer could not be created: the device refused it, or it is over one of the device's
+    /// size limits (so it could never be created here). The report says what the model needs.
+    #[error("{0}")]
+    OutOfMemory(Box<MemoryReport>),
     #[error("GPU validation error in {what}: {message}")]
     Validation { what: String, message: String },
     #[error("shader '{kernel}' failed to compile: {message}")]
@@ -40,6 +38,100 @@ pub enum GpuError {
         tensor: String,
         ty: crate::quant::GgmlType,
     },
+}
+
+/// The figures of an out-of-memory error: the allocation that failed, what the whole model
+/// needs, and what the device is known to give (its limits, and what it had allocated for the
+/// model before refusing: at least that much memory is available).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemoryReport {
+    /// The buffer that could not be created.
+    pub what: String,
+    /// Its size in bytes.
+    pub request_bytes: u64,
+    /// The device limit the buffer is over (`maxBufferSize` or `maxStorageBufferBindingSize`),
+    /// or `None` when the device refused an allocation within its limits.
+    pub over_limit: Option<&'static str>,
+    /// The device's or browser's own message, when it refused.
+    pub device_message: Option<String>,
+    /// Bytes of this model's buffers created before the failure.
+    pub allocated_bytes: u64,
+    /// What the model needs in all (weights + KV cache + activations), when known.
+    pub needed_bytes: Option<u64>,
+    /// Whether `needed_bytes` counts only the shards whose headers were read (a split model
+    /// that failed before its last header): the real need is larger.
+    pub needed_is_lower_bound: bool,
+    pub weights_bytes: Option<u64>,
+    pub kv_cache_bytes: Option<u64>,
+    pub activations_bytes: Option<u64>,
+    /// The context size the KV cache was sized for.
+    pub context_size: Option<u64>,
+    /// The largest context whose KV cache layers fit the device's buffer limits.
+    pub max_context_size: Option<u64>,
+    pub max_buffer_size: u64,
+    pub max_storage_buffer_binding_size: u64,
+}
+
+/// Bytes as `1.23 GiB`, `45.6 MiB`, `789 KiB` or `12 B`.
+pub fn format_bytes(b: u64) -> String {
+    const K: f64 = 1024.0;
+    let f = b as f64;
+    if f >= K * K * K {
+        format!("{:.2} GiB", f / (K * K * K))
+    } else if f >= K * K {
+        format!("{:.1} MiB", f / (K * K))
+    } else if f >= K {
+        format!("{:.0} KiB", f / K)
+    } else {
+        format!("{b} B")
+    }
+}
+
+impl std::fmt::Display for MemoryReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let b = format_bytes;
+        match (self.over_limit, &self.device_message) {
+            (Some(limit), _) => {
+                let max = if limit == "maxBufferSize" { self.max_buffer_size } else { self.max_storage_buffer_binding_size };
+                write!(f, "out of GPU memory: {} needs {}, more than this device's {limit} of {} (no buffer that large can be created here)", self.what, b(self.request_bytes), b(max))?;
+            }
+            (None, Some(m)) => {
+                let m = m.lines().next().unwrap_or("").trim();
+                write!(f, "out of GPU memory: the device refused to allocate {} ({})", self.what, b(self.request_bytes))?;
+                if !m.is_empty() {
+                    write!(f, ": {m}")?;
+                }
+            }
+            (None, None) => write!(f, "out of GPU memory allocating {} ({})", self.what, b(self.request_bytes))?,
+        }
+        write!(f, ". ")?;
+        if let Some(n) = self.needed_bytes {
+            write!(f, "The model needs {}{}", if self.needed_is_lower_bound { "at least " } else { "" }, b(n))?;
+            if let Some(c) = self.context_size {
+                write!(f, " at a context of {c} tokens")?;
+            }
+            if let (Some(w), Some(k), Some(a)) = (self.weights_bytes, self.kv_cache_bytes, self.activations_bytes) {
+                write!(f, " (weights {} + KV cache {} + activations {})", b(w), b(k), b(a))?;
+            }
+            write!(f, "; ")?;
+        }
+        if self.over_limit.is_none() {
+            write!(f, "{} had been allocated before the device refused, so at least that much is available; ", b(self.allocated_bytes))?;
+        } else {
+            write!(f, "{} had been allocated before; ", b(self.allocated_bytes))?;
+        }
+        write!(
+            f,
+            "device limits: maxBufferSize {}, maxStorageBufferBindingSize {}. Try a smaller contextSize",
+            b(self.max_buffer_size),
+            b(self.max_storage_buffer_binding_size)
+        )?;
+        if let Some(m) = self.max_context_size {
+            write!(f, " (at most {m} for this device's buffer limits)")?;
+        }
+        write!(f, " or a smaller quantization of the model")
+    }
 }
 
 /// What the caller allows the context to use (forcing a feature off exercises the fallbacks).
@@ -102,6 +194,30 @@ pub struct GpuContext {
     /// errors asynchronously), and whether the device was lost; see [`GpuContext::check`].
     fault: Arc<Mutex<Option<(bool, String)>>>,
     lost: Arc<Mutex<Option<String>>>,
+    /// Bytes of storage buffers created so far (never decreases; a loader takes differences).
+    allocated: std::sync::atomic::AtomicU64,
+    /// The web's out-of-memory scopes around buffer creations, popped at once and awaited by
+    /// [`GpuContext::check_allocations`].
+    #[cfg(target_arch = "wasm32")]
+    pending_allocs: Mutex<Vec<PendingAlloc>>,
+}
+
+/// A buffer creation whose out-of-memory scope has not been awaited yet (web only).
+#[cfg(target_arch = "wasm32")]
+struct PendingAlloc {
+    what: String,
+    size: u64,
+    allocated_before: u64,
+    scope: std::pin::Pin<Box<dyn std::future::Future<Output = Option<wgpu::Error>>>>,
+}
+
+#[cfg(target_arch = "wasm32")]
+impl Drop for GpuContext {
+    /// Dropping a device on the web frees nothing until garbage collection: destroy it, so a
+    /// failed or unloaded model's buffers are released at once.
+    fn drop(&mut self) {
+        self.device.destroy();
+    }
 }
 
 impl GpuContext {
@@ -179,6 +295,9 @@ impl GpuContext {
             staging_pool: Mutex::new(HashMap::new()),
             staging_created: Default::default(),
             unsubmitted_write_bytes: Default::default(),
+            allocated: Default::default(),
+            #[cfg(target_arch = "wasm32")]
+            pending_allocs: Default::default(),
         })
     }
 
@@ -217,6 +336,7 @@ impl GpuContext {
     /// Waits until the GPU has finished all submitted work (and the browser has delivered any
     /// errors it caused), then [`check`](Self::check)s.
     pub async fn sync(&self) -> Result<(), GpuError> {
+        self.check_allocations().await?;
         let (tx, rx) = futures_channel::oneshot::channel();
         self.queue.on_submitted_work_done(move || {
             let _ = tx.send(());
@@ -227,6 +347,58 @@ impl GpuContext {
             .map_err(|e| GpuError::Readback(e.to_string()))?;
         let _ = rx.await;
         self.check()
+    }
+
+    /// Bytes of storage buffers created on this context so far (freed ones included).
+    pub fn allocated_bytes(&self) -> u64 {
+        self.allocated.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Awaits the out-of-memory scopes of the buffers created since the last call (on the web,
+    /// where they resolve asynchronously; natively each creation was checked in place) and
+    /// fails with the first buffer the device refused.
+    pub async fn check_allocations(&self) -> Result<(), GpuError> {
+        #[cfg(target_arch = "wasm32")]
+        {
+            let pending = std::mem::take(&mut *self.pending_allocs.lock().expect("pending allocations poisoned"));
+            let mut first = None;
+            for p in pending {
+                if let Some(e) = p.scope.await {
+                    first.get_or_insert_with(|| self.oom_report(&format!("buffer '{}'", p.what), p.size, None, Some(e.to_string()), p.allocated_before));
+                }
+            }
+            if let Some(r) = first {
+                return Err(GpuError::OutOfMemory(Box::new(r)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The report for a failed allocation, with the device's limits (the model's figures are
+    /// added by the loader).
+    fn oom_report(
+        &self,
+        what: &str,
+        size: u64,
+        over_limit: Option<&'static str>,
+        device_message: Option<String>,
+        allocated: u64,
+    ) -> MemoryReport {
+        MemoryReport {
+            what: what.to_string(),
+            request_bytes: size,
+            over_limit,
+            device_message,
+            allocated_bytes: allocated,
+            max_buffer_size: self.limits.max_buffer_size,
+            max_storage_buffer_binding_size: self.limits.max_storage_buffer_binding_size,
+            ..Default::default()
+        }
+    }
+
+    /// An out-of-memory error for a buffer over one of the device's limits.
+    pub fn over_limit(&self, what: &str, size: u64, limit: &'static str) -> GpuError {
+        GpuError::OutOfMemory(Box::new(self.oom_report(what, size, Some(limit), None, self.allocated_bytes())))
     }
 
     /// Native convenience: [`GpuContext::new`] run to completion.
@@ -307,6 +479,8 @@ impl GpuContext {
     }
 
     /// A storage buffer; out-of-memory and over-limit sizes become [`GpuError::OutOfMemory`].
+    /// Natively the device's answer is checked in place; on the web it arrives later, so the
+    /// buffer's out-of-memory scope is kept for [`GpuContext::check_allocations`].
     pub fn storage(
         &self,
         what: &str,
@@ -315,13 +489,10 @@ impl GpuContext {
     ) -> Result<wgpu::Buffer, GpuError> {
         let size = size.max(4).next_multiple_of(4);
         if size > self.limits.max_buffer_size {
-            return Err(GpuError::OutOfMemory {
-                what: what.into(),
-                needed: size,
-                max_buffer: self.limits.max_buffer_size,
-            });
+            return Err(self.over_limit(&format!("buffer '{what}'"), size, "maxBufferSize"));
         }
-        let scope = self.error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let allocated_before = self.allocated_bytes();
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(what),
             size,
@@ -331,13 +502,24 @@ impl GpuContext {
                 | extra,
             mapped_at_creation: false,
         });
-        if scope.and_then(|s| block_on_scope(s.pop())).is_some() {
-            return Err(GpuError::OutOfMemory {
-                what: what.into(),
-                needed: size,
-                max_buffer: self.limits.max_buffer_size,
-            });
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::OutOfMemory(Box::new(self.oom_report(
+                &format!("buffer '{what}'"),
+                size,
+                None,
+                Some(e.to_string()),
+                allocated_before,
+            ))));
         }
+        #[cfg(target_arch = "wasm32")]
+        self.pending_allocs.lock().expect("pending allocations poisoned").push(PendingAlloc {
+            what: what.to_string(),
+            size,
+            allocated_before,
+            scope: Box::pin(scope.pop()),
+        });
+        self.allocated.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
         Ok(buf)
     }
 

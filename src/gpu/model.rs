@@ -109,6 +109,59 @@ pub fn upload_vector(
     Ok(ctx.upload(name, bytemuck::cast_slice(&v))?)
 }
 
+/// Tokens per prefill submission: bounded by the activation buffers and by all-position
+/// logits fitting one binding.
+fn max_batch(ctx: &GpuContext, cfg: &LlamaConfig, context_size: u64) -> u64 {
+    (ctx.limits.max_storage_buffer_binding_size / (cfg.n_vocab as u64 * 4))
+        .clamp(1, 128)
+        .min(context_size)
+}
+
+/// What a model takes in GPU memory at a context size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MemoryPlan {
+    /// The weights as uploaded (1-D tensors as f32).
+    pub weights: u64,
+    /// K and V for every layer and position.
+    pub kv_cache: u64,
+    /// Activation buffers, logits of a prefill chunk included.
+    pub activations: u64,
+    /// The context the KV cache is sized for (capped at the model's context length).
+    pub context_size: u64,
+    /// The largest context whose KV cache layers fit this device's buffer limits.
+    pub max_context_size: u64,
+}
+
+impl MemoryPlan {
+    pub fn new(ctx: &GpuContext, cfg: &LlamaConfig, weights: u64, context_size: usize) -> MemoryPlan {
+        let context = context_size.clamp(1, cfg.context_length) as u64;
+        let row = (cfg.n_head_kv * cfg.head_dim) as u64 * if ctx.features.f16 { 2 } else { 4 };
+        let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
+        let mb = max_batch(ctx, cfg, context);
+        let (e, nq, nkv, ff, nv) = (
+            cfg.n_embd as u64,
+            (cfg.n_head * cfg.head_dim) as u64,
+            (cfg.n_head_kv * cfg.head_dim) as u64,
+            cfg.n_ff as u64,
+            cfg.n_vocab as u64,
+        );
+        // As GpuModel::build allocates them: ids, x h o, q attn, k v, gate up, logits, the
+        // last row's x and h, argmax, top-k and two step uniforms.
+        let activations = 4 * (mb + mb * (3 * e + 2 * nq + 2 * nkv + 2 * ff + nv) + 2 * e) + 16 + TOP_K as u64 * 8 + 32;
+        MemoryPlan {
+            weights,
+            kv_cache: 2 * cfg.n_layer as u64 * row * context,
+            activations,
+            context_size: context,
+            max_context_size: (limit / row).min(cfg.context_length as u64),
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.weights + self.kv_cache + self.activations
+    }
+}
+
 /// A Llama model resident on the GPU with its KV cache.
 pub struct GpuModel {
     pub ctx: Arc<GpuContext>,
@@ -170,12 +223,7 @@ impl GpuModel {
             c.n_ff,
             c.n_vocab,
         );
-        let binding = ctx.limits.max_storage_buffer_binding_size;
-        // Prefill chunk: bounded by the activation buffers and by all-position logits fitting
-        // one binding.
-        let max_batch = (binding / (nv as u64 * 4))
-            .clamp(1, 128)
-            .min(context_size as u64) as u32;
+        let max_batch = max_batch(&ctx, c, context_size as u64) as u32;
         let mb = max_batch as u64;
 
         let mut weights = Vec::new();

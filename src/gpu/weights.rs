@@ -176,11 +176,8 @@ impl WeightWriter {
         let rows_per_part =
             (limit.saturating_sub(slack) / gpu_row_bytes as u64).min(rows as u64) as usize;
         if rows_per_part == 0 {
-            return Err(GpuError::OutOfMemory {
-                what: format!("a row of weight '{name}'"),
-                needed: gpu_row_bytes as u64 + slack,
-                max_buffer: limit,
-            });
+            let which = if limit == ctx.limits.max_buffer_size { "maxBufferSize" } else { "maxStorageBufferBindingSize" };
+            return Err(ctx.over_limit(&format!("one row of '{name}'"), gpu_row_bytes as u64 + slack, which));
         }
         let mut parts = Vec::with_capacity(rows.div_ceil(rows_per_part));
         let mut seg_starts = Vec::with_capacity(parts.capacity());

@@ -83,11 +83,25 @@ pub struct ModelLoader {
 
 #[wasm_bindgen]
 impl ModelLoader {
+    /// `contextSize`: what `finish` will be given (default 4096), so that an out-of-memory
+    /// error during the download can say what the model needs at that size.
     #[wasm_bindgen(constructor)]
-    pub fn new(gpu: &Gpu) -> ModelLoader {
+    pub fn new(gpu: &Gpu, context_size: Option<u32>) -> ModelLoader {
+        let mut loader = StreamLoader::new(gpu.ctx.clone());
+        if let Some(c) = context_size {
+            loader.set_context_size(c as usize);
+        }
         ModelLoader {
             ctx: gpu.ctx.clone(),
-            loader: Some(StreamLoader::new(gpu.ctx.clone())),
+            loader: Some(loader),
+        }
+    }
+
+    /// Adds the model's memory figures to an out-of-memory error.
+    fn annotate(&self, e: crate::gpu::GpuError) -> JsValue {
+        match &self.loader {
+            Some(l) => js_error(l.oom_figures().annotate(&self.ctx, e.into())),
+            None => js_error(e),
         }
     }
 
@@ -108,13 +122,13 @@ impl ModelLoader {
     pub fn push(&mut self, bytes: &[u8]) -> Result<(), JsValue> {
         let l = self.loader()?;
         l.push(bytes).map_err(js_error)?;
-        self.ctx.check().map_err(js_error)
+        self.ctx.check().map_err(|e| self.annotate(e))
     }
 
     #[wasm_bindgen(js_name = endShard)]
     pub fn end_shard(&mut self) -> Result<(), JsValue> {
         self.loader()?.end_shard().map_err(js_error)?;
-        self.ctx.check().map_err(js_error)
+        self.ctx.check().map_err(|e| self.annotate(e))
     }
 
     /// `{tensorsLoaded, tensorsTotal, bytesUploaded, shardCount}` (`shardCount` is null until
@@ -137,7 +151,7 @@ impl ModelLoader {
     /// fit, so a model too big for the device fails before the rest of it downloads.
     #[wasm_bindgen(js_name = checkMemory)]
     pub async fn check_memory(&self) -> Result<(), JsValue> {
-        self.ctx.sync().await.map_err(js_error)
+        self.ctx.sync().await.map_err(|e| self.annotate(e))
     }
 
     /// Validates the whole model, compiles its kernels and returns the engine. `contextSize`
@@ -157,10 +171,16 @@ impl ModelLoader {
         if context == 0 {
             return Err(invalid("contextSize must be at least 1".into()));
         }
+        let mut loader = loader;
+        loader.set_context_size(context);
+        let figures = loader.oom_figures();
+        let ctx = self.ctx.clone();
+        // On an error the loader's and the model's buffers are dropped here, and the device
+        // when JS frees the loader and the Gpu (see `GpuContext`'s Drop on the web).
         let model = loader.finish(context).map_err(js_error)?;
         // Compile errors and allocation failures arrive asynchronously on the web: wait for
         // the queue so they are in before the model is declared loaded.
-        model.ctx.sync().await.map_err(js_error)?;
+        model.ctx.sync().await.map_err(|e| js_error(figures.annotate(&ctx, e.into())))?;
         Ok(Engine::new(model, tokenizer))
     }
 }

@@ -40,11 +40,7 @@ impl KvCache {
         let row = n_kv as u64 * head_dim as u64 * if f16 { 2 } else { 4 };
         let size = row * capacity as u64;
         if size > ctx.limits.max_storage_buffer_binding_size {
-            return Err(GpuError::OutOfMemory {
-                what: "kv cache layer".into(),
-                needed: size,
-                max_buffer: ctx.limits.max_storage_buffer_binding_size,
-            });
+            return Err(ctx.over_limit("each KV cache layer (K or V)", size, "maxStorageBufferBindingSize"));
         }
         let (mut k, mut v) = (Vec::with_capacity(n_layer), Vec::with_capacity(n_layer));
         for l in 0..n_layer {

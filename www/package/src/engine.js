@@ -145,7 +145,8 @@ export class EngineCore {
       gpu.free();
       throw new LlamaError(ErrorCode.NO_WEBGPU, "precision 'f16' was requested but this adapter has no shader-f16");
     }
-    let loader = new ModelLoader(gpu);
+    // The context size lets an out-of-memory error mid-download say what the model needs.
+    let loader = new ModelLoader(gpu, contextSize);
     const state = { phase: 'download', loadedBytes: 0, totalBytes: 0, bytesPerSecond: 0, cachedBytes: 0 };
     // Read from the loader only between its calls: finish() borrows it while it compiles.
     let counts = { tensorsLoaded: 0, tensorsTotal: 0 };

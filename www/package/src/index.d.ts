@@ -85,6 +85,31 @@ export interface LlamaErrorDetails {
   expected?: string;
   /** The SHA-256 of the bytes received, lowercase hex (integrity errors). */
   actual?: string;
+  /** `OUT_OF_MEMORY`: the buffer that could not be created, e.g. `"buffer 'k cache 0'"`. */
+  what?: string;
+  /** `OUT_OF_MEMORY`: that buffer's size in bytes. */
+  requestBytes?: number;
+  /** `OUT_OF_MEMORY`: the device limit the buffer is over (`'maxBufferSize'` or
+   *  `'maxStorageBufferBindingSize'`), or null when the device refused it within its limits. */
+  overLimit?: string | null;
+  /** `OUT_OF_MEMORY`: the browser's own message when the device refused. */
+  deviceMessage?: string | null;
+  /** `OUT_OF_MEMORY`: bytes of the model's buffers created before the failure; when the
+   *  device refused, at least this much GPU memory is available. */
+  allocatedBytes?: number;
+  /** `OUT_OF_MEMORY`: what the model needs in all (weights + KV cache + activations) at
+   *  `contextSize`; a lower bound when `neededIsLowerBound` (a split model that failed before
+   *  its last shard's header). */
+  neededBytes?: number | null;
+  neededIsLowerBound?: boolean;
+  weightsBytes?: number | null;
+  kvCacheBytes?: number | null;
+  activationsBytes?: number | null;
+  contextSize?: number | null;
+  /** `OUT_OF_MEMORY`: the largest context whose KV cache layers fit the device's limits. */
+  maxContextSize?: number | null;
+  maxBufferSize?: number;
+  maxStorageBufferBindingSize?: number;
   [key: string]: unknown;
 }
 

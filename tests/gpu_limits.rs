@@ -1,0 +1,194 @@
+//! Running out of GPU memory and out of context, natively on lavapipe:
+//!
+//! - a KV cache layer over the device's storage-binding limit fails with `OUT_OF_MEMORY` and the
+//!   model's figures (what it needs in all, what was allocated, the device's limits, the largest
+//!   context that fits), and the same context loads the model at a small context afterwards;
+//! - a genuine refusal by the device: in a child process whose address space is capped a little
+//!   above what it uses (`prlimit --as`; lavapipe's GPU memory is host memory, so nothing is
+//!   actually consumed), a model that needs more fails in a buffer creation; every buffer of the
+//!   failed load is released, because a smaller load then fits under the same cap;
+//! - generation that reaches the end of the context stops there: prompt + completion = context.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use llama_webgpu::gpu::loader::load_files;
+use llama_webgpu::gpu::model::GpuModelError;
+use llama_webgpu::gpu::{GpuContext, GpuError, GpuOptions, MemoryReport};
+use llama_webgpu::model::synth::{self, QuantMix, Shape, SynthOptions};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+/// Context length of the synthetic model: large enough for KV cache layers past any limit.
+const CONTEXT_LENGTH: usize = 1 << 21;
+
+fn tiny_model(tag: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("llama-webgpu-limits-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tiny.gguf");
+    let opts = SynthOptions {
+        context_length: Some(CONTEXT_LENGTH),
+        ..SynthOptions::new(Shape::tiny(), QuantMix::Q4_0, common::model("ggml-vocab-llama-bpe.gguf"))
+    };
+    synth::write(&opts, &path).unwrap();
+    (dir, path)
+}
+
+fn report(e: GpuModelError) -> MemoryReport {
+    match e {
+        GpuModelError::Gpu(GpuError::OutOfMemory(r)) => *r,
+        e => panic!("expected OUT_OF_MEMORY, got {e}"),
+    }
+}
+
+/// Loads at a small context and decodes a token: the device is usable after a failure.
+fn small_load_works(ctx: &Arc<GpuContext>, path: &Path) {
+    let mut m = load_files(ctx.clone(), &[path], 64).unwrap();
+    let t = pollster::block_on(m.forward_argmax(&[128000, 9906, 1917])).unwrap();
+    assert!(t < 128256);
+}
+
+#[test]
+fn kv_cache_over_the_binding_limit_is_out_of_memory_with_the_figures() {
+    let (dir, path) = tiny_model("limit");
+    let ctx = Arc::new(GpuContext::new_blocking(GpuOptions::default()).unwrap());
+    let elem = if ctx.features.f16 { 2u64 } else { 4 };
+    let row = 2 * 64 * elem; // tiny: 2 KV heads of 64
+    let binding = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
+    assert!(row * CONTEXT_LENGTH as u64 > binding, "the test needs a KV layer over the limit");
+    let e = load_files(ctx.clone(), &[&path], CONTEXT_LENGTH).err().expect("must not fit");
+    let msg = e.to_string();
+    let r = report(e);
+    assert_eq!(llama_webgpu::Error::from(GpuError::OutOfMemory(Box::new(r.clone()))).code(), "OUT_OF_MEMORY");
+    eprintln!("{msg}");
+    assert_eq!(r.over_limit, Some("maxStorageBufferBindingSize"));
+    assert_eq!(r.request_bytes, row * CONTEXT_LENGTH as u64);
+    assert_eq!(r.kv_cache_bytes, Some(2 * 2 * row * CONTEXT_LENGTH as u64));
+    assert_eq!(r.context_size, Some(CONTEXT_LENGTH as u64));
+    assert_eq!(r.max_context_size, Some(binding / row));
+    let (w, k, a) = (r.weights_bytes.unwrap(), r.kv_cache_bytes.unwrap(), r.activations_bytes.unwrap());
+    assert_eq!(r.needed_bytes, Some(w + k + a));
+    assert!(!r.needed_is_lower_bound);
+    let file = std::fs::metadata(&path).unwrap().len();
+    // The file also holds the Llama 3 vocabulary (~8 MB of metadata).
+    assert!(w > file - (16 << 20) && w < file, "weights {w} of a {file}-byte file");
+    // Weights and activations were allocated before the KV cache.
+    assert!(r.allocated_bytes >= w && r.allocated_bytes < w + a + (1 << 20), "{r:?}");
+    assert_eq!(r.max_storage_buffer_binding_size, ctx.limits.max_storage_buffer_binding_size);
+    for part in ["GiB", "KV cache", "maxStorageBufferBindingSize", "maxBufferSize", "smaller contextSize", &format!("at most {}", binding / row)] {
+        assert!(msg.contains(part), "'{part}' missing from: {msg}");
+    }
+    small_load_works(&ctx, &path);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn vm_size() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = s
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// Headroom above the warmed-up process's address space: more than a load at context 64 takes,
+/// less than the big load's weights + activations + KV cache.
+const HEADROOM: u64 = 320 << 20;
+
+/// Runs in a child process (see [`the_device_refusing_a_buffer_leaves_nothing_behind`]).
+#[test]
+#[ignore = "run by the_device_refusing_a_buffer_leaves_nothing_behind in a capped child process"]
+fn oom_child() {
+    let path = PathBuf::from(std::env::var("LLAMA_OOM_CHILD_MODEL").expect("run by the parent test"));
+    let ctx = Arc::new(GpuContext::new_blocking(GpuOptions::default()).unwrap());
+    // Warm up: compile every pipeline, start lavapipe's threads.
+    small_load_works(&ctx, &path);
+    let elem = if ctx.features.f16 { 2u64 } else { 4 };
+    // The largest context whose KV layers are within the limits: only the device can refuse.
+    let big = (ctx.limits.max_storage_buffer_binding_size / (2 * 64 * elem)).min(CONTEXT_LENGTH as u64) as usize;
+    let cap = vm_size() + HEADROOM;
+    let st = Command::new("prlimit")
+        .args(["--pid", &std::process::id().to_string(), &format!("--as={cap}")])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let e = load_files(ctx.clone(), &[&path], big).err().expect("must not fit under the cap");
+    let msg = e.to_string();
+    let r = report(e);
+    // The same cap holds a small load again: the failed load's buffers were all released.
+    small_load_works(&ctx, &path);
+    small_load_works(&ctx, &path);
+    println!("OOM-REPORT {}", serde_json::to_string(&r).unwrap());
+    println!("OOM-MESSAGE {msg}");
+    println!("OOM-CAP {cap} {}", big);
+}
+
+#[test]
+fn the_device_refusing_a_buffer_leaves_nothing_behind() {
+    let (dir, path) = tiny_model("device");
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "oom_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .env("LLAMA_OOM_CHILD_MODEL", &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+    let line = |tag: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.split_once(tag).map(|(_, rest)| rest))
+            .unwrap_or_else(|| panic!("no {tag} in:\n{stdout}\n{stderr}"))
+            .to_string()
+    };
+    let r: Value = serde_json::from_str(&line("OOM-REPORT ")).unwrap();
+    let msg = line("OOM-MESSAGE ");
+    eprintln!("{msg}");
+    assert!(r["overLimit"].is_null(), "{r}");
+    assert!(r["deviceMessage"].as_str().is_some_and(|m| !m.is_empty()), "{r}");
+    let needed = r["neededBytes"].as_u64().unwrap();
+    let allocated = r["allocatedBytes"].as_u64().unwrap();
+    let request = r["requestBytes"].as_u64().unwrap();
+    assert!(allocated + request > HEADROOM - (64 << 20), "{r}");
+    assert!(allocated < needed && allocated <= HEADROOM, "{r}");
+    assert_eq!(
+        needed,
+        ["weightsBytes", "kvCacheBytes", "activationsBytes"].iter().map(|k| r[k].as_u64().unwrap()).sum::<u64>()
+    );
+    for part in ["the device refused", "had been allocated before the device refused", "maxBufferSize", "smaller contextSize"] {
+        assert!(msg.contains(part), "'{part}' missing from: {msg}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `generate --ctx C` with a prompt of P tokens and a large `-n` stops after C - P tokens.
+#[test]
+fn generation_stops_at_the_end_of_the_context() {
+    let m = common::smollm2();
+    let prompt: Vec<String> = (0..20).map(|i| (1000 + 37 * i).to_string()).collect();
+    let prompt = prompt.join(",");
+    for backend in ["gpu", "cpu"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_llama-webgpu"))
+            .args(["generate", "-m", m.to_str().unwrap(), "--tokens", &prompt, "--ctx", "32", "-n", "100"])
+            .args(["--temp", "0", "--json", "--backend", backend])
+            .env("WGPU_BACKEND", std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "vulkan".into()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let j: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(j["finish_reason"], "context_full", "{backend}: {j}");
+        assert_eq!(j["prompt_tokens"].as_array().unwrap().len(), 20);
+        assert_eq!(j["tokens"].as_array().unwrap().len(), 32 - 20, "{backend}: {j}");
+    }
+    // A prompt that fills the context leaves no room.
+    let out = Command::new(env!("CARGO_BIN_EXE_llama-webgpu"))
+        .args(["generate", "-m", m.to_str().unwrap(), "--tokens", &prompt, "--ctx", "20"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PROMPT_TOO_LONG"));
+}

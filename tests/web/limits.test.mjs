@@ -1,0 +1,184 @@
+// Running out of GPU memory and out of context in the browser (headless Chromium, WebGPU on
+// SwiftShader, whose maxBufferSize and maxStorageBufferBindingSize are 1 GiB and which refuses a
+// 1 GiB allocation with VK_ERROR_OUT_OF_DEVICE_MEMORY):
+// - a synthetic tiny model at a context whose KV cache layers are 1 GiB each: the device refuses
+//   the first one, the load rejects with OUT_OF_MEMORY, the figures in the message and in
+//   `details`, in the page and through the worker; then the same model loads at a small context
+//   and generates;
+// - at a context whose layers are over the limit: OUT_OF_MEMORY before anything is attempted;
+// - SmolLM2 with a small contextSize: chat and text completions, streamed or not, that reach the
+//   end of the context finish with 'length' and prompt + completion = contextSize, and the next
+//   requests reuse the KV cache correctly.
+// Needs `scripts/build-web` and `cargo build --release` first. Run: node --test tests/web/limits.test.mjs
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import fsp from 'node:fs/promises';
+import * as H from './harness.mjs';
+
+const PKG = '/www/package/src/index.js';
+const GiB = 2 ** 30;
+
+let server;
+let browser;
+let page;
+let dir;
+
+before(async () => {
+  dir = await H.tmpDir('llama-webgpu-limits-');
+  execFileSync(H.CLI, ['synth', '-o', path.join(dir, 'tiny.gguf'), '--shape', 'tiny', '--type', 'q4_0', '--context', String(2 ** 22)], { stdio: 'pipe' });
+  server = await H.startTestServer({ mounts: { '/limits/': dir } });
+  browser = await H.launchBrowser();
+  page = await H.openPage(browser, server, { modules: [PKG] });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+  if (dir) await fsp.rm(dir, { recursive: true, force: true });
+});
+
+function inPage(fn, ...args) {
+  return page.evaluate(
+    async ([src, a]) => {
+      const mod = window.__mods['/www/package/src/index.js'];
+      // eslint-disable-next-line no-new-func
+      const f = new Function('return ' + src)();
+      try {
+        return await f(mod, ...a);
+      } catch (e) {
+        return { thrown: { code: e.code, message: e.message, details: e.details } };
+      }
+    },
+    [fn.toString(), args],
+  );
+}
+
+test('the device refusing a KV cache buffer: OUT_OF_MEMORY with the figures, then a small context loads', async () => {
+  const r = await inPage(async (mod) => {
+    const out = {};
+    for (const worker of [false, true]) {
+      try {
+        await mod.LlamaEngine.load('/limits/tiny.gguf', { worker, cache: false, contextSize: 2 ** 21 });
+        out[worker] = 'loaded';
+      } catch (e) {
+        out[worker] = { code: e.code, message: e.message, details: e.details, isLlamaError: e instanceof mod.LlamaError };
+      }
+    }
+    const engine = await mod.LlamaEngine.load('/limits/tiny.gguf', { worker: false, cache: false, contextSize: 64 });
+    const ids = [];
+    for await (const t of engine.generate('Hello world', { temperature: 0, max_tokens: 2 })) ids.push(t.id);
+    const limits = engine.info.limits;
+    await engine.unload();
+    return { out, ids, limits };
+  });
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  console.log(r.out.false.message);
+  assert.equal(r.limits.maxStorageBufferBindingSize, GiB, 'SwiftShader: 1 GiB, so a KV layer of 1 GiB is within the limits');
+  for (const e of [r.out.false, r.out.true]) {
+    assert.equal(e.code, 'OUT_OF_MEMORY', JSON.stringify(e));
+    assert.ok(e.isLlamaError);
+    const d = e.details;
+    assert.equal(d.overLimit, null);
+    assert.match(d.deviceMessage, /OUT_OF_DEVICE_MEMORY|memory/i);
+    assert.equal(d.what, "buffer 'k cache 0'");
+    assert.equal(d.requestBytes, GiB, 'tiny: 2 KV heads of 64 in f32 × 2^21 positions');
+    assert.equal(d.kvCacheBytes, 4 * GiB);
+    assert.equal(d.contextSize, 2 ** 21);
+    assert.equal(d.maxContextSize, 2 ** 21);
+    assert.equal(d.neededBytes, d.weightsBytes + d.kvCacheBytes + d.activationsBytes);
+    assert.ok(d.weightsBytes > 40e6 && d.weightsBytes < 60e6, `${d.weightsBytes}`);
+    assert.ok(d.allocatedBytes >= d.weightsBytes && d.allocatedBytes < d.neededBytes, JSON.stringify(d));
+    assert.equal(d.maxBufferSize, GiB);
+    for (const part of ['the device refused', '4.0', 'GiB', 'had been allocated before the device refused', 'maxBufferSize 1.00 GiB', 'smaller contextSize']) {
+      assert.ok(e.message.includes(part), `'${part}' missing from: ${e.message}`);
+    }
+  }
+  assert.equal(r.ids.length, 2);
+});
+
+test('a KV cache layer over the binding limit: OUT_OF_MEMORY naming the limit and the largest context', async () => {
+  const r = await inPage(async (mod) => {
+    await mod.LlamaEngine.load('/limits/tiny.gguf', { worker: false, cache: false, contextSize: 2 ** 22 });
+    return 'loaded';
+  });
+  assert.equal(r.thrown?.code, 'OUT_OF_MEMORY', JSON.stringify(r));
+  const d = r.thrown.details;
+  assert.equal(d.overLimit, 'maxStorageBufferBindingSize');
+  assert.equal(d.requestBytes, 2 * GiB);
+  assert.equal(d.maxContextSize, 2 ** 21);
+  assert.match(r.thrown.message, /more than this device's maxStorageBufferBindingSize of 1\.00 GiB.*at most 2097152/);
+});
+
+test('generation that reaches the end of the context finishes with length; the next requests work', async () => {
+  const r = await inPage(async (mod) => {
+    const CTX = 48;
+    const engine = await mod.LlamaEngine.load('/models/SmolLM2-135M-Instruct.Q4_1.gguf', { worker: false, cache: false, contextSize: CTX });
+    const out = { ctx: engine.info.model.contextSize };
+    const prompt = 'One, two, three, four, five, six, seven, eight, nine, ten, eleven, twelve, thirteen, fourteen, fifteen, sixteen, seventeen,';
+    const base = { temperature: 0, max_tokens: 100, ignore_eos: true };
+    const text = await engine.completions.create({ ...base, prompt });
+    out.text = { usage: text.usage, finish: text.choices[0].finish_reason, text: text.choices[0].text };
+    let streamed = '';
+    let finish = null;
+    let usage = null;
+    for await (const c of await engine.completions.create({ ...base, prompt, stream: true, stream_options: { include_usage: true } })) {
+      if (c.choices[0]?.finish_reason) finish = c.choices[0].finish_reason;
+      streamed += c.choices[0]?.text ?? '';
+      if (c.usage) usage = c.usage;
+    }
+    out.textStream = { usage, finish, text: streamed };
+    const messages = [{ role: 'user', content: 'Count from one to twenty.' }];
+    const chat = await engine.chat.completions.create({ ...base, messages });
+    out.chat = { usage: chat.usage, finish: chat.choices[0].finish_reason, text: chat.choices[0].message.content };
+    streamed = '';
+    finish = null;
+    usage = null;
+    for await (const c of await engine.chat.completions.create({ ...base, messages, stream: true, stream_options: { include_usage: true } })) {
+      if (c.choices[0]?.finish_reason) finish = c.choices[0].finish_reason;
+      streamed += c.choices[0]?.delta?.content ?? '';
+      if (c.usage) usage = c.usage;
+    }
+    out.chatStream = { usage, finish, text: streamed };
+    // The wasm engine itself, with max_tokens past the context (the JS API caps max_tokens at
+    // the room left): the context end stops it.
+    const core = engine._core._engine;
+    const ids = engine._core.tokenize(prompt);
+    core.begin(Uint32Array.from(ids), JSON.stringify({ max_tokens: 1000, temperature: 0, ignore_eos: true }));
+    let n = 0;
+    let f = null;
+    while (!f) {
+      const s = await core.step();
+      if (s.token !== null) n++;
+      f = s.finish;
+    }
+    out.raw = { n, finish: f, prompt: ids.length };
+    // Next requests: a repeat that reuses the cached prompt, and another prompt.
+    const again = await engine.completions.create({ ...base, prompt });
+    const next = await engine.completions.create({ prompt: 'The capital of France is', temperature: 0, max_tokens: 3 });
+    await engine.resetChat();
+    const fresh = await engine.completions.create({ prompt: 'The capital of France is', temperature: 0, max_tokens: 3 });
+    out.next = { text: next.choices[0].text, finish: next.choices[0].finish_reason, fresh: fresh.choices[0].text };
+    out.again = { usage: again.usage, text: again.choices[0].text };
+    await engine.unload();
+    return out;
+  });
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  console.log(JSON.stringify(r));
+  assert.equal(r.ctx, 48);
+  for (const k of ['text', 'textStream', 'chat', 'chatStream']) {
+    const x = r[k];
+    assert.equal(x.finish, 'length', `${k}: ${JSON.stringify(x)}`);
+    assert.ok(x.usage.prompt_tokens < 48 && x.usage.prompt_tokens >= 20, `${k}: ${JSON.stringify(x.usage)}`);
+    assert.equal(x.usage.prompt_tokens + x.usage.completion_tokens, 48, `${k}: ${JSON.stringify(x.usage)}`);
+  }
+  assert.equal(r.textStream.text, r.text.text);
+  assert.equal(r.chatStream.text, r.chat.text);
+  assert.deepEqual(r.raw, { n: 48 - r.raw.prompt, finish: 'length', prompt: r.raw.prompt });
+  assert.equal(r.next.finish, 'length');
+  assert.equal(r.next.text, r.next.fresh, 'the request after a full context answers as on a fresh cache');
+  assert.ok(r.again.usage.prompt_tokens_details.cached_tokens > 0);
+  assert.equal(r.again.text, r.text.text, 'reusing the cached prefix gives the same completion');
+});
