@@ -38,6 +38,9 @@ pub enum Error {
     Gpu(#[from] GpuError),
     #[error(transparent)]
     GpuModel(#[from] GpuModelError),
+    #[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
+    #[error(transparent)]
+    Network(#[from] crate::net::NetError),
     #[error("backend unavailable: {0}")]
     BackendUnavailable(String),
     #[error("invalid argument: {0}")]
@@ -87,6 +90,8 @@ impl Error {
                 GgufError::Io { .. } => "IO_ERROR",
                 _ => "BAD_GGUF",
             },
+            #[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
+            Error::Network(e) => e.code(),
             Error::BackendUnavailable(_) => "BACKEND_UNAVAILABLE",
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",
         }

@@ -11,6 +11,9 @@ pub mod generate;
 pub mod gguf;
 pub mod gpu;
 pub mod model;
+/// Model URLs for the CLI: resumable downloads into a cache (native, `cli` feature).
+#[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
+pub mod net;
 pub mod quant;
 pub mod reference;
 pub mod sampling;

@@ -25,6 +25,44 @@ use std::sync::Arc;
 struct Cli {
     #[command(subcommand)]
     cmd: Command,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+/// Models given as http(s) URLs (`-m https://.../model-00001-of-00003.gguf`): where downloads
+/// are kept and how hard to retry.
+#[derive(Args)]
+struct NetArgs {
+    /// Download directory for model URLs [default: $LLAMA_WEBGPU_CACHE, else
+    /// $XDG_CACHE_HOME/llama-webgpu, else ~/.cache/llama-webgpu].
+    #[arg(long, global = true, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Failed attempts in a row allowed per download request (connection cuts, 5xx).
+    #[arg(long, global = true, default_value_t = 5, value_name = "N")]
+    retries: u32,
+    /// No download progress on stderr.
+    #[arg(long, global = true)]
+    quiet: bool,
+}
+
+impl NetArgs {
+    /// A local path as it is; a URL downloaded (all shards of a split set) into the cache, and
+    /// the path of its first shard there.
+    fn resolve(&self, model: PathBuf) -> Result<PathBuf> {
+        let Some(url) = model.to_str().filter(|s| llama_webgpu::net::is_url(s)) else {
+            return Ok(model);
+        };
+        let opts = llama_webgpu::net::NetOptions {
+            cache_dir: self
+                .cache_dir
+                .clone()
+                .unwrap_or_else(llama_webgpu::net::default_cache_dir),
+            retries: self.retries,
+            progress: !self.quiet,
+            ..Default::default()
+        };
+        llama_webgpu::net::fetch_model(url, &opts)
+    }
 }
 
 #[derive(Subcommand)]
@@ -227,13 +265,14 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let net = &cli.net;
     match cli.cmd {
         Command::Tokenize {
             model,
             special,
             text,
         } => {
-            let model = GgufModel::open(&model)?;
+            let model = GgufModel::open(net.resolve(model)?)?;
             let tok = Tokenizer::from_gguf(model.metadata())?;
             println!(
                 "{}",
@@ -245,15 +284,18 @@ fn run(cli: Cli) -> Result<()> {
             model,
             json,
             device,
-        } => info(&model, json, &device),
+        } => info(&net.resolve(model)?, json, &device),
         Command::Score {
             model,
             input,
             top,
             json: _,
             device,
-        } => score(&model, &input, top, &device),
-        Command::Generate(args) => run_generate(args),
+        } => score(&net.resolve(model)?, &input, top, &device),
+        Command::Generate(mut args) => {
+            args.model = net.resolve(args.model)?;
+            run_generate(args)
+        }
         Command::Bench {
             model,
             prompt_len,
@@ -261,13 +303,13 @@ fn run(cli: Cli) -> Result<()> {
             json,
             profile,
             device,
-        } => bench(&model, prompt_len, n, json, profile, &device),
+        } => bench(&net.resolve(model)?, prompt_len, n, json, profile, &device),
         Command::Synth(args) => synth(args),
         Command::Split {
             model,
             prefix,
             split_max_size,
-        } => split(&model, &prefix, &split_max_size),
+        } => split(&net.resolve(model)?, &prefix, &split_max_size),
     }
 }
 
