@@ -1,6 +1,7 @@
 //! The crate-wide error type: every failure is typed, carries a clear message, and maps to a
 //! stable machine-readable `code` (surfaced to JS as `error.code`).
 
+use crate::constrain::ConstraintError;
 use crate::generate::GenerateError;
 use crate::gguf::{GgufError, MetadataError};
 use crate::gpu::model::GpuModelError;
@@ -34,6 +35,8 @@ pub enum Error {
     Sampler(#[from] SamplerError),
     #[error(transparent)]
     Generate(#[from] GenerateError),
+    #[error(transparent)]
+    Constraint(#[from] ConstraintError),
     #[error(transparent)]
     Gpu(#[from] GpuError),
     #[error(transparent)]
@@ -72,6 +75,12 @@ impl Error {
             Error::Sampler(_) => "INVALID_SAMPLING_PARAMS",
             Error::Generate(GenerateError::PromptTooLong { .. }) => "PROMPT_TOO_LONG",
             Error::Generate(_) => "INVALID_PROMPT",
+            Error::Constraint(e) => match e {
+                ConstraintError::InvalidSchema(_) => "INVALID_SCHEMA",
+                ConstraintError::UnsupportedSchema(_) => "UNSUPPORTED_SCHEMA",
+                ConstraintError::InvalidGrammar(_) => "INVALID_GRAMMAR",
+                ConstraintError::Failed(_) => "CONSTRAINT_FAILED",
+            },
             Error::Gpu(e) | Error::GpuModel(GpuModelError::Gpu(e)) => match e {
                 GpuError::NoAdapter(_) | GpuError::RequestDevice(_) => "NO_WEBGPU",
                 GpuError::OutOfMemory { .. } | GpuError::DeviceOutOfMemory(_) => "OUT_OF_MEMORY",

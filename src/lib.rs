@@ -6,6 +6,7 @@
 //! oracle) → logits → [`sampling`] → tokens → [`generate`] (the loop) → [`tokenizer`] (text,
 //! chat template) → [`web`] (JS bindings, wasm only).
 
+pub mod constrain;
 pub mod error;
 pub mod generate;
 pub mod gguf;

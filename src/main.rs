@@ -2,7 +2,8 @@
 //! interface that scripts and tests rely on.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use llama_webgpu::generate::{generate, CpuBackend, GenerateParams, LogitsBackend};
+use llama_webgpu::constrain::{ConstraintEnv, ConstraintError, ConstraintSpec};
+use llama_webgpu::generate::{generate_constrained, CpuBackend, GenerateParams, LogitsBackend};
 use llama_webgpu::gguf::GgufModel;
 use llama_webgpu::gpu::model::{GpuBackend, GpuModel};
 use llama_webgpu::gpu::{GpuContext, GpuOptions};
@@ -250,6 +251,47 @@ struct GenerateArgs {
     /// After the streamed text, print one JSON object as the last line.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    constraint: ConstraintArgs,
+}
+
+/// Structured output: at most one of these restricts what `generate` may write.
+#[derive(Args)]
+#[group(multiple = false)]
+struct ConstraintArgs {
+    /// The output is JSON that validates against this JSON Schema file.
+    #[arg(long, value_name = "FILE")]
+    json_schema: Option<PathBuf>,
+    /// The output is any JSON object.
+    #[arg(long)]
+    json_object: bool,
+    /// The output matches this grammar file: Lark (llguidance's dialect) or GBNF (`root ::= ...`).
+    #[arg(long, value_name = "FILE")]
+    grammar: Option<PathBuf>,
+    /// The output fully matches this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    regex: Option<String>,
+}
+
+impl ConstraintArgs {
+    fn spec(&self) -> Result<Option<ConstraintSpec>> {
+        let read = |p: &PathBuf| {
+            std::fs::read_to_string(p)
+                .map_err(|e| Error::InvalidArgument(format!("cannot read {}: {e}", p.display())))
+        };
+        Ok(if let Some(p) = &self.json_schema {
+            let schema = serde_json::from_str(&read(p)?).map_err(|e| {
+                Error::from(ConstraintError::InvalidSchema(format!("{} is not JSON: {e}", p.display())))
+            })?;
+            Some(ConstraintSpec::JsonSchema { schema })
+        } else if self.json_object {
+            Some(ConstraintSpec::JsonObject)
+        } else if let Some(p) = &self.grammar {
+            Some(ConstraintSpec::Lark { grammar: read(p)? })
+        } else {
+            self.regex.clone().map(|pattern| ConstraintSpec::Regex { pattern })
+        })
+    }
 }
 
 fn main() -> ExitCode {
@@ -432,6 +474,11 @@ fn run_generate(a: GenerateArgs) -> Result<()> {
         input.prompt = Some(rendered);
     }
     let prompt = prompt_ids(&tok, &input, a.chat)?;
+    // Compiled before the model loads: a bad schema or grammar fails fast.
+    let constraint = match a.constraint.spec()? {
+        Some(spec) => Some(ConstraintEnv::new(&tok)?.compile(&spec, &tok.stop_ids())?),
+        None => None,
+    };
     let ctx = a.ctx.unwrap_or(prompt.len() + a.n);
     let mut backend = make_backend(&model, ctx, &a.device)?;
     let backend = backend.as_mut();
@@ -456,7 +503,7 @@ fn run_generate(a: GenerateArgs) -> Result<()> {
         logprobs: None,
     };
     let mut out = std::io::stdout().lock();
-    let g = generate(backend, &tok, &prompt, &params, |piece| {
+    let g = generate_constrained(backend, &tok, &prompt, &params, constraint, |piece| {
         let _ = out.write_all(piece.as_bytes());
         let _ = out.flush();
         true
@@ -473,6 +520,7 @@ fn run_generate(a: GenerateArgs) -> Result<()> {
             "decode_tokens_per_s": g.decode_tokens_per_s(),
             "backend": backend.name(),
             "seed": seed,
+            "mask_ms_per_token": (g.masks > 0).then(|| g.mask_time.as_secs_f64() * 1e3 / g.masks as f64),
         });
         println!("{line}");
     }
@@ -579,6 +627,7 @@ fn bench(
         next = backend.forward_argmax(&[next])?;
     }
     let decode_s = t1.elapsed().as_secs_f64();
+    let mask = mask_overhead(&model, backend.as_mut(), &prompt, n)?;
     // Bytes a decode step must read: every weight except the embedding table, which is only
     // gathered from (unless it doubles as the output projection).
     let tied = model.tensor("output.weight").is_none();
@@ -606,6 +655,7 @@ fn bench(
         "decode_tokens_per_s": decode_tps,
         "decode_weight_gb_per_s": weight_bytes as f64 * decode_tps / 1e9,
         "weight_bytes_per_token": weight_bytes,
+        "constrained": mask,
         "profile": profile,
     });
     if as_json {
@@ -617,6 +667,16 @@ fn bench(
             v["prefill_tokens_per_s"].as_f64().unwrap_or(0.0),
             decode_tps,
             v["decode_weight_gb_per_s"].as_f64().unwrap_or(0.0)
+        );
+        let m = &v["constrained"];
+        println!(
+            "json schema: mask {:.3} ms/token ({:.1}% of a decode step) · constrained decode {:.2} tok/s ({} tokens) · vocabulary index {:.0} ms · schema compile {:.1} ms",
+            m["mask_ms_per_token"].as_f64().unwrap_or(0.0),
+            m["mask_percent_of_step"].as_f64().unwrap_or(0.0),
+            m["decode_tokens_per_s"].as_f64().unwrap_or(0.0),
+            m["tokens"],
+            m["vocab_index_ms"].as_f64().unwrap_or(0.0),
+            m["compile_ms"].as_f64().unwrap_or(0.0),
         );
         if let Some(p) = v["profile"].as_array() {
             println!("{:<12} {:>10} {:>6} {:>9}", "kernel", "µs/token", "%", "GB/s");
@@ -632,6 +692,55 @@ fn bench(
         }
     }
     Ok(())
+}
+
+/// The cost of structured output: a greedy decode constrained by a JSON schema (objects, an
+/// array, strings, numbers, an enum) after the same prompt. Each step reads back the full
+/// logits and masks them on the CPU; the mask time is reported per token and against the
+/// unconstrained decode step.
+fn mask_overhead(model: &GgufModel, backend: &mut dyn LogitsBackend, prompt: &[u32], n: usize) -> Result<serde_json::Value> {
+    let tok = Tokenizer::from_gguf(model.metadata())?;
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "title": {"type": "string"},
+            "rows": {"type": "array", "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "kind": {"enum": ["alpha", "beta", "gamma"]},
+                    "score": {"type": "number"},
+                    "tags": {"type": "array", "items": {"type": "string"}}
+                },
+                "required": ["name", "kind", "score", "tags"]
+            }}
+        },
+        "required": ["title", "rows"]
+    });
+    let t0 = web_time::Instant::now();
+    let env = ConstraintEnv::new(&tok)?;
+    let vocab_index_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let c = env.compile(&ConstraintSpec::JsonSchema { schema }, &[])?;
+    let compile_ms = c.compile_time().as_secs_f64() * 1e3;
+    backend.reset();
+    let params = GenerateParams {
+        max_tokens: n.max(1),
+        sampler: SamplerConfig::greedy(),
+        stop_tokens: Vec::new(),
+        stop_strings: Vec::new(),
+        logprobs: None,
+    };
+    let g = generate_constrained(backend, &tok, prompt, &params, Some(c), |_| true)?;
+    let mask_ms = g.mask_time.as_secs_f64() * 1e3 / g.masks.max(1) as f64;
+    let step_ms = 1e3 / g.decode_tokens_per_s().max(1e-9);
+    Ok(json!({
+        "tokens": g.tokens.len(),
+        "decode_tokens_per_s": g.decode_tokens_per_s(),
+        "mask_ms_per_token": mask_ms,
+        "mask_percent_of_step": 100.0 * mask_ms / step_ms,
+        "vocab_index_ms": vocab_index_ms,
+        "compile_ms": compile_ms,
+    }))
 }
 
 /// Per-kernel decode times (timestamp queries, mean of 8 steps after prefilling `prompt`),

@@ -2,6 +2,7 @@
 //! and decode one token at a time until a stop token, a stop string, the token limit or the end
 //! of the context. Text is streamed as it becomes final.
 
+use crate::constrain::Constraint;
 use crate::sampling::{Sampler, SamplerConfig};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 use std::time::Duration;
@@ -76,6 +77,14 @@ pub struct Generation {
     pub prefill_time: Duration,
     #[serde(skip)]
     pub decode_time: Duration,
+    /// Time spent on the constraint's token masks (zero without one), and how many were made.
+    #[serde(skip)]
+    pub mask_time: Duration,
+    #[serde(skip)]
+    pub masks: u32,
+    /// Backend steps after the prompt's: fewer than `tokens` when a constraint forced some.
+    #[serde(skip)]
+    pub steps: u32,
 }
 
 impl Generation {
@@ -184,6 +193,9 @@ pub struct TokenStep {
     /// Set when generation is over.
     pub finish: Option<FinishReason>,
     pub logprobs: Option<TokenLogprobs>,
+    /// Tokens after `token` that a constraint forced (generated without sampling; the next
+    /// backend step processes them together). Their text is in `text`.
+    pub forced: Vec<u32>,
 }
 
 /// One generation as a state machine, independent of how the backend is driven: ask
@@ -202,6 +214,8 @@ pub struct Decoding {
     feed: Vec<u32>,
     text: String,
     finish: Option<FinishReason>,
+    /// Structured output: masks every step's logits before sampling.
+    constraint: Option<Constraint>,
 }
 
 impl Decoding {
@@ -230,12 +244,24 @@ impl Decoding {
             feed: prompt.to_vec(),
             text: String::new(),
             finish: None,
+            constraint: None,
         })
+    }
+
+    /// Restricts the output to `constraint`'s grammar (before the first step). Each step then
+    /// needs the full logits, to mask them.
+    pub fn constrain(&mut self, constraint: Constraint) {
+        self.constraint = Some(constraint);
+    }
+
+    /// The constraint, if any (for its timing figures).
+    pub fn constraint(&self) -> Option<&Constraint> {
+        self.constraint.as_ref()
     }
 
     /// What the backend must return for the next step.
     pub fn need(&self) -> Need {
-        if self.params.logprobs.is_some() {
+        if self.params.logprobs.is_some() || self.constraint.is_some() {
             Need::Logits
         } else if self.sampler.is_plain_greedy() {
             Need::Argmax
@@ -260,16 +286,27 @@ impl Decoding {
     }
 
     /// Takes the backend's output for [`Decoding::feed`]; `position` and `context_size` are the
-    /// backend's after that step.
-    pub fn accept(&mut self, out: StepOutput, position: usize, context_size: usize) -> TokenStep {
+    /// backend's after that step. Fails only when a constraint cannot continue.
+    pub fn accept(&mut self, out: StepOutput, position: usize, context_size: usize) -> Result<TokenStep, crate::Error> {
         if let Some(f) = self.finish {
-            return TokenStep { finish: Some(f), ..Default::default() };
+            return Ok(TokenStep { finish: Some(f), ..Default::default() });
         }
         let mut logprobs = None;
         let next = match out {
-            StepOutput::Argmax(t) => t,
-            StepOutput::TopK(top) => self.sampler.sample_top(&top),
-            StepOutput::Logits(logits) => {
+            StepOutput::Argmax(t) if self.constraint.is_none() => t,
+            StepOutput::TopK(top) if self.constraint.is_none() => self.sampler.sample_top(&top),
+            StepOutput::Argmax(_) | StepOutput::TopK(_) => {
+                return Err(crate::Error::InvalidArgument(
+                    "a constrained generation needs the full logits each step".into(),
+                ))
+            }
+            StepOutput::Logits(mut logits) => {
+                if let Some(c) = self.constraint.as_mut() {
+                    if let Err(e) = c.apply(&mut logits) {
+                        self.end(TokenStep::default(), FinishReason::Aborted);
+                        return Err(e.into());
+                    }
+                }
                 let t = if self.sampler.is_plain_greedy() {
                     crate::sampling::argmax(&logits)
                 } else {
@@ -283,10 +320,19 @@ impl Decoding {
         };
         let mut step = TokenStep { logprobs, ..Default::default() };
         if self.generated() >= self.params.max_tokens {
-            return self.end(step, FinishReason::Length);
+            return Ok(self.end(step, FinishReason::Length));
         }
         if self.params.stop_tokens.contains(&next) {
-            return self.end(step, FinishReason::Stop);
+            return Ok(self.end(step, FinishReason::Stop));
+        }
+        let mut grammar_done = false;
+        if let Some(c) = self.constraint.as_mut() {
+            if let Err(e) = c.consume(next) {
+                self.end(TokenStep::default(), FinishReason::Aborted);
+                return Err(e.into());
+            }
+            // A complete grammar allows only the end: stop now instead of spending a step on it.
+            grammar_done = c.is_finished();
         }
         step.token = Some(next);
         self.history.push(next);
@@ -294,17 +340,67 @@ impl Decoding {
         self.text.push_str(&piece);
         step.text = piece;
         if stopped {
-            return self.end(step, FinishReason::Stop);
+            return Ok(self.end(step, FinishReason::Stop));
+        }
+        if grammar_done {
+            return Ok(self.end_complete(step));
         }
         if self.generated() >= self.params.max_tokens {
-            return self.end(step, FinishReason::Length);
+            return Ok(self.end(step, FinishReason::Length));
         }
         // Prompt plus completion (the `position` cached tokens and `next`) fill the context:
         // stop, so that they never exceed it, as OpenAI-style APIs count it.
         if position + 1 >= context_size {
-            return self.end(step, FinishReason::ContextFull);
+            return Ok(self.end(step, FinishReason::ContextFull));
         }
-        self.feed = vec![next];
+        let mut feed = vec![next];
+        // Tokens the grammar forces are taken without sampling and fed with `next` in one step.
+        // Not with logprobs, which are reported per sampled token.
+        let room = (self.params.max_tokens - self.generated()).min(context_size - position - 1);
+        if let (Some(c), None) = (self.constraint.as_mut(), self.params.logprobs) {
+            let forced = c.forced_tokens(room).and_then(|f| Ok((f, c.is_finished())));
+            let (forced, done) = match forced {
+                Ok(x) => x,
+                Err(e) => {
+                    self.end(TokenStep::default(), FinishReason::Aborted);
+                    return Err(e.into());
+                }
+            };
+            for &t in &forced {
+                self.history.push(t);
+                let (piece, stopped) = self.stops.push(&self.decoder.push(t));
+                self.text.push_str(&piece);
+                step.text.push_str(&piece);
+                if stopped {
+                    step.forced = forced;
+                    return Ok(self.end(step, FinishReason::Stop));
+                }
+            }
+            feed.extend_from_slice(&forced);
+            step.forced = forced;
+            if done {
+                return Ok(self.end_complete(step));
+            }
+            if self.generated() >= self.params.max_tokens {
+                return Ok(self.end(step, FinishReason::Length));
+            }
+            if position + feed.len() >= context_size {
+                return Ok(self.end(step, FinishReason::ContextFull));
+            }
+        }
+        self.feed = feed;
+        Ok(step)
+    }
+
+    /// Ends with `Stop` because the grammar is complete: flushes held-back text (a complete
+    /// grammar's text cannot be part of a stop string it still has to see).
+    fn end_complete(&mut self, mut step: TokenStep) -> TokenStep {
+        let (rest, _) = self.stops.push(&self.decoder.finish());
+        let rest = rest + &self.stops.flush();
+        self.text.push_str(&rest);
+        step.text.push_str(&rest);
+        self.finish = Some(FinishReason::Stop);
+        step.finish = Some(FinishReason::Stop);
         step
     }
 
@@ -374,6 +470,18 @@ pub fn generate(
     tokenizer: &Tokenizer,
     prompt: &[u32],
     params: &GenerateParams,
+    on_text: impl FnMut(&str) -> bool,
+) -> Result<Generation, crate::Error> {
+    generate_constrained(backend, tokenizer, prompt, params, None, on_text)
+}
+
+/// [`generate`] with the output restricted to `constraint`'s grammar.
+pub fn generate_constrained(
+    backend: &mut dyn LogitsBackend,
+    tokenizer: &Tokenizer,
+    prompt: &[u32],
+    params: &GenerateParams,
+    constraint: Option<Constraint>,
     mut on_text: impl FnMut(&str) -> bool,
 ) -> Result<Generation, crate::Error> {
     let ctx = backend.context_size();
@@ -386,10 +494,17 @@ pub fn generate(
         .into());
     }
     let mut d = Decoding::new(tokenizer, prompt, params.clone())?;
+    if let Some(c) = constraint {
+        d.constrain(c);
+    }
     let mut prefill_time = Duration::ZERO;
     let t0 = Instant::now();
     let mut t1 = t0;
+    let mut steps = 0u32;
     loop {
+        if d.generated() > 0 {
+            steps += 1;
+        }
         let out = match d.need() {
             Need::Argmax => StepOutput::Argmax(backend.forward_argmax(d.feed())?),
             Need::TopK(k) => StepOutput::TopK(backend.forward_top_k(d.feed(), k)?),
@@ -399,7 +514,7 @@ pub fn generate(
             prefill_time = t0.elapsed();
             t1 = Instant::now();
         }
-        let step = d.accept(out, backend.position(), ctx);
+        let step = d.accept(out, backend.position(), ctx)?;
         let keep_going = step.text.is_empty() || on_text(&step.text);
         if step.finish.is_some() {
             break;
@@ -419,6 +534,9 @@ pub fn generate(
         finish_reason: d.finish_reason().expect("loop ends with a finish"),
         prefill_time,
         decode_time: t1.elapsed(),
+        mask_time: d.constraint().map_or(Duration::ZERO, |c| c.mask_time()),
+        masks: d.constraint().map_or(0, |c| c.masks()),
+        steps,
     })
 }
 

@@ -40,7 +40,23 @@ pub const MAX_RANGE_ITEMS: u64 = 1_000_000;
 pub struct ChatMessage {
     /// `system`, `user`, `assistant` (or whatever else the template understands, e.g. `tool`).
     pub role: String,
+    /// The text; `null` in JSON (an assistant turn that only calls tools) reads as empty.
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub content: String,
+    /// An assistant turn's tool calls, in the shape templates expect:
+    /// `[{type: "function", function: {name, arguments: {...}}}]` (arguments as an object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<serde_json::Value>,
+    /// A `tool` message: the id of the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// A `tool` message: the function's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 impl ChatMessage {
@@ -48,6 +64,9 @@ impl ChatMessage {
         ChatMessage {
             role: role.into(),
             content: content.into(),
+            tool_calls: None,
+            tool_call_id: None,
+            name: None,
         }
     }
     pub fn system(content: impl Into<String>) -> Self {
@@ -90,10 +109,24 @@ pub enum TemplateError {
 /// `bos_token` and `eos_token`, plus the functions `raise_exception(msg)`, `strftime_now(fmt)`
 /// (current UTC time, C `strftime` codes, `%-d` style unpadded variants included) and a lazy,
 /// budgeted `range()`. Anything else a template may test for (`tools`, `date_string`, …) is
-/// undefined, so templates fall back to their defaults.
+/// undefined, so templates fall back to their defaults; see [`apply_chat_template_with_tools`].
 pub fn apply_chat_template(
     template: &str,
     messages: &[ChatMessage],
+    add_generation_prompt: bool,
+    bos_token: &str,
+    eos_token: &str,
+) -> Result<String, TemplateError> {
+    apply_chat_template_with_tools(template, messages, None, add_generation_prompt, bos_token, eos_token)
+}
+
+/// [`apply_chat_template`] with function definitions for the template's `tools` variable (the
+/// OpenAI / Hugging Face shape `[{type: "function", function: {name, description, parameters}}]`),
+/// which tool-calling templates such as Llama 3.1's render into the prompt.
+pub fn apply_chat_template_with_tools(
+    template: &str,
+    messages: &[ChatMessage],
+    tools: Option<&serde_json::Value>,
     add_generation_prompt: bool,
     bos_token: &str,
     eos_token: &str,
@@ -143,11 +176,17 @@ pub fn apply_chat_template(
     let tmpl = env
         .template_from_str(template)
         .map_err(|e| TemplateError::Syntax(describe(&e)))?;
-    let ctx = minijinja::context! {
+    let base = minijinja::context! {
         messages => messages,
         add_generation_prompt => add_generation_prompt,
         bos_token => bos_token,
         eos_token => eos_token,
+    };
+    // Without tools the variable stays undefined, as in transformers: templates test
+    // `tools is defined` as well as `tools is not none`.
+    let ctx = match tools {
+        Some(t) => minijinja::context! { tools => Value::from_serialize(t), ..base },
+        None => base,
     };
     let mut out = LimitedWriter {
         buf: Vec::new(),

@@ -43,7 +43,7 @@ pub mod chat;
 mod pretok;
 mod stream;
 
-pub use chat::{apply_chat_template, ChatMessage, TemplateError};
+pub use chat::{apply_chat_template, apply_chat_template_with_tools, ChatMessage, TemplateError};
 pub use stream::StreamDecoder;
 
 use crate::gguf::{Metadata, MetadataError};
@@ -829,11 +829,23 @@ impl Tokenizer {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Option<Result<String, TemplateError>> {
+        self.apply_chat_template_with_tools(messages, None, add_generation_prompt)
+    }
+
+    /// [`apply_chat_template`](Self::apply_chat_template) with tool definitions (see
+    /// [`chat::apply_chat_template_with_tools`]).
+    pub fn apply_chat_template_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> Option<Result<String, TemplateError>> {
         let template = self.chat_template()?;
         let text = |id: Option<u32>| id.and_then(|id| self.token_text(id)).unwrap_or("");
-        Some(chat::apply_chat_template(
+        Some(chat::apply_chat_template_with_tools(
             template,
             messages,
+            tools,
             add_generation_prompt,
             text(self.bos_id()),
             text(self.eos_id()),

@@ -6,6 +6,7 @@
 //! (`www/package/src/`); this side owns everything that touches model bytes or the GPU.
 
 use super::{js_error, set};
+use crate::constrain::{ConstraintEnv, ConstraintSpec};
 use crate::generate::{Decoding, FinishReason, GenerateParams, Need, StepOutput};
 use crate::gpu::loader::StreamLoader;
 use crate::gpu::model::GpuModel;
@@ -197,6 +198,8 @@ struct StepParams {
     stop_token_ids: Vec<u32>,
     ignore_eos: bool,
     logprobs: Option<usize>,
+    /// Structured output: the grammar the text must match.
+    constraint: Option<ConstraintSpec>,
 }
 
 impl Default for StepParams {
@@ -208,6 +211,7 @@ impl Default for StepParams {
             stop_token_ids: Vec::new(),
             ignore_eos: false,
             logprobs: None,
+            constraint: None,
         }
     }
 }
@@ -226,6 +230,8 @@ struct State {
 pub struct Engine {
     state: Rc<RefCell<State>>,
     tokenizer: Rc<Tokenizer>,
+    /// The vocabulary indexed for grammar masks, built by the first constrained request.
+    constraint_env: RefCell<Option<Arc<ConstraintEnv>>>,
 }
 
 fn finish_str(f: FinishReason) -> &'static str {
@@ -245,7 +251,16 @@ impl Engine {
                 decoding: None,
             })),
             tokenizer: Rc::new(tokenizer),
+            constraint_env: RefCell::new(None),
         }
+    }
+
+    fn constraint_env(&self) -> Result<Arc<ConstraintEnv>, JsValue> {
+        let mut env = self.constraint_env.borrow_mut();
+        if env.is_none() {
+            *env = Some(ConstraintEnv::new(&self.tokenizer).map_err(|e| js_error(crate::Error::from(e)))?);
+        }
+        Ok(env.as_ref().expect("just set").clone())
     }
 
     fn state(&self) -> Result<std::cell::RefMut<'_, State>, JsValue> {
@@ -301,12 +316,25 @@ impl Engine {
         Ok(self.tokenizer.decode(ids, render_special))
     }
 
-    /// Renders `[{role, content}]` with the model's chat template.
+    /// Renders `[{role, content, tool_calls?, tool_call_id?}]` with the model's chat template;
+    /// `toolsJson` (optional) is the `tools` array the template renders for tool calling.
     #[wasm_bindgen(js_name = applyChatTemplate)]
-    pub fn apply_chat_template(&self, messages_json: &str, add_generation_prompt: bool) -> Result<String, JsValue> {
+    pub fn apply_chat_template(
+        &self,
+        messages_json: &str,
+        add_generation_prompt: bool,
+        tools_json: Option<String>,
+    ) -> Result<String, JsValue> {
         let messages: Vec<ChatMessage> = serde_json::from_str(messages_json)
             .map_err(|e| invalid(format!("messages must be an array of {{role, content}} strings: {e}")))?;
-        match self.tokenizer.apply_chat_template(&messages, add_generation_prompt) {
+        let tools: Option<serde_json::Value> = match tools_json {
+            Some(t) => Some(serde_json::from_str(&t).map_err(|e| invalid(format!("tools must be JSON: {e}")))?),
+            None => None,
+        };
+        match self
+            .tokenizer
+            .apply_chat_template_with_tools(&messages, tools.as_ref(), add_generation_prompt)
+        {
             None => Err(invalid("this model has no chat template (tokenizer.chat_template)".into())),
             Some(r) => r.map_err(js_error),
         }
@@ -314,7 +342,8 @@ impl Engine {
 
     /// Starts a generation after `prompt` with `paramsJson` (`{max_tokens, temperature, top_k,
     /// top_p, min_p, repeat_penalty, frequency_penalty, presence_penalty, penalty_last_n,
-    /// logit_bias: [[id, bias]], seed, stop, stop_token_ids, ignore_eos, logprobs}`). Returns
+    /// logit_bias: [[id, bias]], seed, stop, stop_token_ids, ignore_eos, logprobs, constraint}`; `constraint` is
+    /// `{type: "json_object" | "json_schema" | "lark" | "regex", schema | grammar | pattern}`). Returns
     /// `{cachedTokens, prefillTokens}`: how much of the prompt the KV cache already held.
     pub fn begin(&self, prompt: &[u32], params_json: &str) -> Result<JsValue, JsValue> {
         let p: StepParams = serde_json::from_str(params_json)
@@ -336,7 +365,13 @@ impl Engine {
             stop_strings: p.stop,
             logprobs: p.logprobs,
         };
+        let constraint_stops = params.stop_tokens.clone();
         let mut d = Decoding::new(&self.tokenizer, prompt, params).map_err(js_error)?;
+        if let Some(spec) = &p.constraint {
+            // Compiled here so a bad schema or grammar fails before any token is generated.
+            let env = self.constraint_env()?;
+            d.constrain(env.compile(spec, &constraint_stops).map_err(|e| js_error(crate::Error::from(e)))?);
+        }
         // Reuse the longest shared prefix, but always run at least one token to get logits.
         let shared = s.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
         let reuse = shared.min(prompt.len() - 1);
@@ -385,11 +420,17 @@ impl Engine {
                 }
             };
             s.cached.extend_from_slice(&feed);
-            let step = d.accept(out, s.model.position(), s.model.context_size());
+            let step = d.accept(out, s.model.position(), s.model.context_size()).map_err(js_error)?;
             let o = Object::new();
             set(&o, "token", step.token.map_or(JsValue::NULL, JsValue::from));
             set(&o, "text", step.text);
             set(&o, "finish", step.finish.map_or(JsValue::NULL, |f| finish_str(f).into()));
+            set(&o, "forced", step.forced.len() as u32);
+            if let (Some(c), Some(_)) = (d.constraint(), step.finish) {
+                set(&o, "maskMs", c.mask_time().as_secs_f64() * 1e3);
+                set(&o, "masks", c.masks());
+                set(&o, "compileMs", c.compile_time().as_secs_f64() * 1e3);
+            }
             if let Some(lp) = step.logprobs {
                 set(&o, "logprob", lp.logprob);
                 let top = Array::new();

@@ -83,12 +83,216 @@ function samplingParams(req, info, promptTokens) {
       return [n, bias];
     });
   }
+  const constraint = constraintOf(req);
+  if (constraint) p.constraint = constraint;
   if (req.logprobs) {
     p.logprobs = num('top_logprobs', req.top_logprobs ?? 0, 0, 20);
   } else if (req.top_logprobs) {
     throw new LlamaError(ErrorCode.INVALID_ARGUMENT, 'top_logprobs needs logprobs: true');
   }
   return p;
+}
+
+/**
+ * OpenAI `response_format` (`json_object`, `json_schema`, WebLLM's `grammar`) or the `grammar`
+ * extension field → the wasm engine's `constraint`, or null. The engine compiles it before
+ * generating, so a bad schema or grammar rejects the request with INVALID_SCHEMA,
+ * UNSUPPORTED_SCHEMA or INVALID_GRAMMAR before any token.
+ */
+function constraintOf(req) {
+  const bad = (msg) => new LlamaError(ErrorCode.INVALID_ARGUMENT, msg);
+  const rf = req.response_format;
+  let c = null;
+  if (rf !== undefined && rf !== null) {
+    if (typeof rf !== 'object') throw bad('response_format must be an object such as {type: "json_object"}');
+    switch (rf.type) {
+      case 'text':
+        break;
+      case 'json_object':
+        c = { type: 'json_object' };
+        break;
+      case 'json_schema': {
+        const js = rf.json_schema;
+        if (!js || typeof js !== 'object' || js.schema === undefined) {
+          throw bad('response_format.json_schema needs {name, schema}');
+        }
+        c = { type: 'json_schema', schema: js.schema };
+        break;
+      }
+      case 'grammar':
+        if (typeof rf.grammar !== 'string') throw bad('response_format {type: "grammar"} needs a grammar string');
+        c = { type: 'lark', grammar: rf.grammar };
+        break;
+      case 'regex':
+        if (typeof rf.pattern !== 'string') throw bad('response_format {type: "regex"} needs a pattern string');
+        c = { type: 'regex', pattern: rf.pattern };
+        break;
+      default:
+        throw bad(`response_format.type must be text, json_object, json_schema, grammar or regex, got ${JSON.stringify(rf.type)}`);
+    }
+  }
+  if (req.grammar !== undefined && req.grammar !== null) {
+    if (typeof req.grammar !== 'string') throw bad('grammar must be a string (Lark or GBNF)');
+    if (c) throw bad('give either response_format or grammar, not both');
+    c = { type: 'lark', grammar: req.grammar };
+  }
+  return c;
+}
+
+/** Validates OpenAI `tools` and returns the function definitions by name. */
+function toolFunctions(tools) {
+  if (!Array.isArray(tools) || tools.length === 0) {
+    throw new LlamaError(ErrorCode.INVALID_ARGUMENT, 'tools must be a non-empty array of {type: "function", function: {name, parameters}}');
+  }
+  const byName = new Map();
+  tools.forEach((t, i) => {
+    const f = t?.function;
+    if (t?.type !== 'function' || !f || typeof f.name !== 'string' || !f.name) {
+      throw new LlamaError(ErrorCode.INVALID_ARGUMENT, `tools[${i}] must be {type: "function", function: {name, description?, parameters?}}`);
+    }
+    if (f.parameters !== undefined && (typeof f.parameters !== 'object' || f.parameters === null || Array.isArray(f.parameters))) {
+      throw new LlamaError(ErrorCode.INVALID_SCHEMA, `tools[${i}].function.parameters must be a JSON Schema object`);
+    }
+    if (byName.has(f.name)) throw new LlamaError(ErrorCode.INVALID_ARGUMENT, `two tools are named ${f.name}`);
+    byName.set(f.name, f);
+  });
+  return byName;
+}
+
+/**
+ * The JSON a call of `f` must be, in Llama 3.1's tool-call format
+ * `{"name": ..., "parameters": {...}}`, with the function's own schema for the arguments.
+ */
+function callSchema(f) {
+  return {
+    type: 'object',
+    properties: { name: { const: f.name }, parameters: f.parameters ?? { type: 'object' } },
+    required: ['name', 'parameters'],
+    additionalProperties: false,
+  };
+}
+
+/**
+ * The constraint for `tool_choice`: `required` → a call of any tool, a named function → a call
+ * of that one, `auto` → either a call of any tool or plain text that does not start with `{`.
+ */
+function toolConstraint(byName, choice) {
+  const calls = [...byName.values()].map(callSchema);
+  const anyCall = calls.length === 1 ? calls[0] : { anyOf: calls };
+  if (choice === 'required') return { type: 'json_schema', schema: anyCall };
+  if (typeof choice === 'object' && choice?.type === 'function') {
+    const f = byName.get(choice.function?.name);
+    if (!f) throw new LlamaError(ErrorCode.INVALID_ARGUMENT, `tool_choice names ${JSON.stringify(choice.function?.name)}, which is not in tools`);
+    return { type: 'json_schema', schema: callSchema(f) };
+  }
+  if (choice === 'auto') {
+    return { type: 'lark', grammar: `start: call | TEXT\ncall: %json ${JSON.stringify(anyCall)}\nTEXT: /[^{\\s][\\s\\S]*/\n` };
+  }
+  throw new LlamaError(ErrorCode.INVALID_ARGUMENT, 'tool_choice must be "auto", "none", "required" or {type: "function", function: {name}}');
+}
+
+/**
+ * Follows the text of a reply that may be a tool call: `push(text)` as tokens arrive returns the
+ * events to stream (`{content}` or `{call: {name}}` then `{args}`), `end()` the rest. A call is
+ * recognized when the reply starts with `{"name": "<tool>", "parameters": ` (or "arguments"); the
+ * arguments are streamed as they come, holding back trailing `}` that may close the call.
+ */
+class ToolCallParser {
+  constructor(names) {
+    this.names = names;
+    this.buf = '';
+    this.mode = null; // null (undecided) | 'text' | 'call'
+    this.name = null;
+    this.args = '';
+    this.sentArgs = 0;
+  }
+
+  push(text) {
+    this.buf += text;
+    const out = [];
+    if (this.mode === null) {
+      const t = this.buf.trimStart();
+      if (!t) return out;
+      if (t[0] !== '{') {
+        this.mode = 'text';
+        out.push({ content: this.buf });
+        this.buf = '';
+        return out;
+      }
+      const m = /^\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"(?:parameters|arguments)"\s*:\s*/.exec(this.buf);
+      if (!m) return out;
+      let name;
+      try { name = JSON.parse(`"${m[1]}"`); } catch { name = m[1]; }
+      if (!this.names.has(name)) {
+        this.mode = 'text';
+        out.push({ content: this.buf });
+        this.buf = '';
+        return out;
+      }
+      this.mode = 'call';
+      this.name = name;
+      out.push({ call: { name } });
+      this.buf = this.buf.slice(m[0].length);
+    }
+    if (this.mode === 'text') {
+      if (this.buf) out.push({ content: this.buf });
+      this.buf = '';
+      return out;
+    }
+    // Call mode: `buf` holds the arguments so far plus the call's closing brace at the end.
+    const held = /[\s}]*$/.exec(this.buf)[0].length;
+    const ready = this.buf.slice(this.sentArgs, this.buf.length - held);
+    if (ready) {
+      out.push({ args: ready });
+      this.sentArgs += ready.length;
+    }
+    return out;
+  }
+
+  /**
+   * Call once generation is over. `complete`: it ended normally, so a call's text ends with the
+   * call's own closing brace, which is not part of the arguments; a call cut short (by
+   * max_tokens) keeps all its text as the (incomplete) arguments, as OpenAI does.
+   */
+  end(complete = true) {
+    const out = [];
+    if (this.mode === null) {
+      if (this.buf) out.push({ content: this.buf });
+    } else if (this.mode === 'call') {
+      const close = complete ? this.buf.lastIndexOf('}') : -1;
+      const argsEnd = close >= 0 && /^\s*$/.test(this.buf.slice(close + 1)) ? close : this.buf.length;
+      this.args = this.buf.slice(0, argsEnd).replace(/\s+$/, '');
+      const rest = this.args.slice(this.sentArgs);
+      if (rest) out.push({ args: rest });
+      this.sentArgs = this.args.length;
+    }
+    this.buf = '';
+    return out;
+  }
+}
+
+/** OpenAI chat messages → what the chat template renders (tool-call arguments as objects). */
+function templateMessage(m, i) {
+  const out = { role: m.role, content: m.content };
+  if (m.tool_calls !== undefined && m.tool_calls !== null) {
+    if (!Array.isArray(m.tool_calls)) throw new LlamaError(ErrorCode.INVALID_PROMPT, `messages[${i}].tool_calls must be an array`);
+    out.tool_calls = m.tool_calls.map((c, j) => {
+      const f = c?.function;
+      if (!f || typeof f.name !== 'string') throw new LlamaError(ErrorCode.INVALID_PROMPT, `messages[${i}].tool_calls[${j}] needs function.name`);
+      let args = f.arguments ?? {};
+      if (typeof args === 'string') {
+        try {
+          args = JSON.parse(args || '{}');
+        } catch (e) {
+          throw new LlamaError(ErrorCode.INVALID_PROMPT, `messages[${i}].tool_calls[${j}].function.arguments is not JSON: ${e.message}`);
+        }
+      }
+      return { id: c.id, type: 'function', function: { name: f.name, arguments: args } };
+    });
+  }
+  if (m.tool_call_id !== undefined) out.tool_call_id = String(m.tool_call_id);
+  if (typeof m.name === 'string') out.name = m.name;
+  return out;
 }
 
 /**
@@ -323,10 +527,16 @@ export class EngineCore {
     const engine = this._live();
     throwIfAborted(signal);
     const t0 = performance.now();
-    const begun = engine.begin(Uint32Array.from(ids), JSON.stringify(params));
+    let begun;
+    try {
+      begun = engine.begin(Uint32Array.from(ids), JSON.stringify(params));
+    } catch (e) {
+      throw toLlamaError(e);
+    }
     let first = 0;
     let completion = 0;
     let finish = null;
+    let mask = null;
     while (!finish) {
       if (ctl.stop || signal?.aborted) {
         const rest = engine.abort();
@@ -342,8 +552,9 @@ export class EngineCore {
         throw toLlamaError(e);
       }
       if (!first) first = performance.now();
-      if (r.token !== null) completion++;
+      if (r.token !== null) completion += 1 + (r.forced ?? 0);
       finish = r.finish;
+      if (r.masks !== undefined) mask = { ms: r.maskMs, count: r.masks, compileMs: r.compileMs };
       if (r.token !== null || r.text) {
         const out = { id: r.token, text: r.text };
         if (r.logprob !== undefined) {
@@ -365,6 +576,10 @@ export class EngineCore {
         time_to_first_token_ms: ttft,
         prefill_tokens_per_s: begun.prefillTokens / Math.max(ttft / 1000, 1e-9),
         decode_tokens_per_s: completion > 1 ? (completion - 1) / Math.max((end - first) / 1000, 1e-9) : 0,
+        ...(mask && {
+          mask_ms_per_token: mask.ms / Math.max(mask.count, 1),
+          grammar_compile_ms: mask.compileMs,
+        }),
       },
     };
   }
@@ -466,10 +681,11 @@ export class EngineCore {
           return p.text;
         }).join('');
       }
+      if ((content === null || content === undefined) && m.role === 'assistant' && m.tool_calls) content = '';
       if (typeof content !== 'string') {
         throw new LlamaError(ErrorCode.INVALID_PROMPT, `messages[${i}].content must be a string`);
       }
-      return { role: m.role, content };
+      return templateMessage({ ...m, content }, i);
     });
   }
 
@@ -495,9 +711,20 @@ export class EngineCore {
     };
   }
 
-  /** Shared by chat and plain completions: `kind` picks the OpenAI object shapes. */
-  _create(req, kind, ids) {
+  /**
+   * Shared by chat and plain completions: `kind` picks the OpenAI object shapes. `tools` (chat
+   * only) is `{names, constraint}` when the reply may be a tool call.
+   */
+  _create(req, kind, ids, tools = null) {
     const params = samplingParams(req, this.info.model, ids.length);
+    if (tools) {
+      if (params.constraint) {
+        throw new LlamaError(ErrorCode.INVALID_ARGUMENT, 'response_format and grammar cannot be combined with tools (tool calls have their own schema)');
+      }
+      params.constraint = tools.constraint;
+    }
+    const callId = () => newId('call');
+    const finishOf = (summary, parser) => (parser?.mode === 'call' && summary.finishReason === 'stop' ? 'tool_calls' : summary.finishReason);
     const id = newId(kind === 'chat' ? 'chatcmpl' : 'cmpl');
     const created = Math.floor(Date.now() / 1000);
     const model = req.model ?? this.info.model.source[0];
@@ -512,14 +739,27 @@ export class EngineCore {
     if (req.stream) {
       return this._stream(async (push, ctl) => {
         if (kind === 'chat') push(chunkOf({ delta: { role: 'assistant', content: '' } }));
+        const parser = tools && new ToolCallParser(tools.names);
+        const id = parser && callId();
+        // Tool-call events → OpenAI deltas: the call's id and name first, then argument pieces.
+        const deltas = (events) => events.map((e) => e.content !== undefined
+          ? { content: e.content }
+          : { tool_calls: [e.call
+            ? { index: 0, id, type: 'function', function: { name: e.call.name, arguments: '' } }
+            : { index: 0, function: { arguments: e.args } }] });
         const summary = await this._run(ids, params, req.signal, (s) => {
           if (!s.text && s.logprob === undefined) return;
           const lp = this._logprobsEntry(s);
           const logprobs = lp ? { content: [lp] } : null;
-          push(kind === 'chat' ? chunkOf({ delta: { content: s.text }, logprobs }) : chunkOf({ text: s.text, logprobs }));
+          if (kind !== 'chat') return push(chunkOf({ text: s.text, logprobs }));
+          if (!parser) return push(chunkOf({ delta: { content: s.text }, logprobs }));
+          const ds = deltas(parser.push(s.text));
+          if (!ds.length && logprobs) ds.push({});
+          ds.forEach((delta, i) => push(chunkOf({ delta, logprobs: i === 0 ? logprobs : null })));
         }, ctl);
+        if (parser) deltas(parser.end(summary.finishReason === 'stop')).forEach((delta) => push(chunkOf({ delta })));
         push(kind === 'chat'
-          ? chunkOf({ delta: {}, finish_reason: summary.finishReason })
+          ? chunkOf({ delta: {}, finish_reason: finishOf(summary, parser) })
           : chunkOf({ text: '', finish_reason: summary.finishReason }));
         if (req.stream_options?.include_usage) {
           push({ ...chunkOf({}), choices: [], usage: this._usage(summary) });
@@ -534,8 +774,22 @@ export class EngineCore {
       if (lp) lps.push(lp);
     }).then((summary) => {
       const logprobs = req.logprobs ? { content: lps } : null;
+      let message = { role: 'assistant', content: text };
+      let parser = null;
+      if (tools) {
+        parser = new ToolCallParser(tools.names);
+        parser.push(text);
+        parser.end(summary.finishReason === 'stop');
+        if (parser.mode === 'call') {
+          message = {
+            role: 'assistant',
+            content: null,
+            tool_calls: [{ id: callId(), type: 'function', function: { name: parser.name, arguments: parser.args } }],
+          };
+        }
+      }
       const choice = kind === 'chat'
-        ? { index: 0, message: { role: 'assistant', content: text }, logprobs, finish_reason: summary.finishReason }
+        ? { index: 0, message, logprobs, finish_reason: finishOf(summary, parser) }
         : { index: 0, text, logprobs, finish_reason: summary.finishReason };
       return {
         id,
@@ -550,10 +804,24 @@ export class EngineCore {
 
   async _chatCreate(req) {
     const messages = this._validateMessages(req?.messages);
-    const text = this._live().applyChatTemplate(JSON.stringify(messages), true);
-    const ids = Array.from(this._engine.tokenize(text, true, true));
+    let tools = null;
+    const choice = req.tool_choice ?? (req.tools ? 'auto' : 'none');
+    if (req.tools !== undefined && req.tools !== null && choice !== 'none') {
+      const byName = toolFunctions(req.tools);
+      tools = { names: new Set(byName.keys()), constraint: toolConstraint(byName, choice), defs: req.tools };
+    } else if (choice !== 'none') {
+      throw new LlamaError(ErrorCode.INVALID_ARGUMENT, `tool_choice ${JSON.stringify(choice)} needs tools`);
+    }
+    const engine = this._live();
+    let text;
+    try {
+      text = engine.applyChatTemplate(JSON.stringify(messages), true, tools ? JSON.stringify(tools.defs) : undefined);
+    } catch (e) {
+      throw toLlamaError(e);
+    }
+    const ids = Array.from(engine.tokenize(text, true, true));
     this._checkFits(ids);
-    return this._create(req, 'chat', ids);
+    return this._create(req, 'chat', ids, tools);
   }
 
   async _completionCreate(req) {

@@ -63,6 +63,14 @@ export declare const ErrorCode: Readonly<{
   TEMPLATE_ERROR: 'TEMPLATE_ERROR';
   INVALID_SAMPLING_PARAMS: 'INVALID_SAMPLING_PARAMS';
   INVALID_ARGUMENT: 'INVALID_ARGUMENT';
+  /** `response_format.json_schema.schema` (or a tool's `parameters`) is not valid JSON Schema. */
+  INVALID_SCHEMA: 'INVALID_SCHEMA';
+  /** The schema is valid but uses a keyword the engine cannot enforce (it never ignores one). */
+  UNSUPPORTED_SCHEMA: 'UNSUPPORTED_SCHEMA';
+  /** A `grammar` (Lark or GBNF) or regex does not compile. */
+  INVALID_GRAMMAR: 'INVALID_GRAMMAR';
+  /** Constrained decoding reached a state where no token is allowed. */
+  CONSTRAINT_FAILED: 'CONSTRAINT_FAILED';
   NOT_LOADED: 'NOT_LOADED';
   IO_ERROR: 'IO_ERROR';
 }>;
@@ -378,10 +386,75 @@ export interface SamplingOptions {
   /** Keep generating past the model's end-of-turn tokens. */
   ignore_eos?: boolean;
   /**
+   * Structured output, enforced token by token (the output always matches; a schema or grammar
+   * that cannot be enforced is an error before generation, never a silent fallback):
+   * `{type: 'json_object'}`, `{type: 'json_schema', json_schema: {name, schema, strict}}`,
+   * `{type: 'grammar', grammar}` (Lark or GBNF, as WebLLM takes it) or `{type: 'regex', pattern}`.
+   */
+  response_format?: ResponseFormat | null;
+  /**
+   * A grammar the output must match: Lark (llguidance's dialect, e.g. `start: /[0-9]+/`) or
+   * GBNF (`root ::= ...`, llama.cpp's format). The same as `response_format: {type: 'grammar'}`.
+   */
+  grammar?: string | null;
+  /**
    * Cancels the request: the promise (or the stream's next iteration) rejects with `ABORTED`.
    * The KV cache is kept. Use {@link LlamaEngine.interrupt} to end a request normally instead.
    */
   signal?: AbortSignal;
+}
+
+/** What {@link SamplingOptions.response_format} accepts. */
+export type ResponseFormat =
+  | { type: 'text' }
+  | { type: 'json_object' }
+  | {
+      type: 'json_schema';
+      json_schema: {
+        name?: string;
+        description?: string;
+        /** A JSON Schema (draft 2020-12 keywords; see README for what is enforced). */
+        schema: Record<string, unknown> | boolean;
+        /** Accepted for compatibility; the schema is always enforced strictly. */
+        strict?: boolean | null;
+      };
+    }
+  | { type: 'grammar'; grammar: string }
+  | { type: 'regex'; pattern: string };
+
+/** A function the model may call (OpenAI's `tools` entry). */
+export interface ChatCompletionTool {
+  type: 'function';
+  function: {
+    name: string;
+    description?: string;
+    /** JSON Schema of the arguments object (default: any object). */
+    parameters?: Record<string, unknown>;
+  };
+}
+
+/**
+ * Which tool the model may call: `'auto'` (a call or a text answer; the default with tools),
+ * `'none'` (tools are not shown to the model), `'required'` (some call), or one named function.
+ * With `'required'` or a named function the call is constrained to that function's schema;
+ * with `'auto'` a reply that starts as a call is constrained too.
+ */
+export type ChatCompletionToolChoiceOption =
+  | 'auto'
+  | 'none'
+  | 'required'
+  | { type: 'function'; function: { name: string } };
+
+/** A tool call the assistant made. */
+export interface ChatCompletionMessageToolCall {
+  /** `call-…`, unique per call: answer it with a `role: 'tool'` message with this `tool_call_id`. */
+  id: string;
+  type: 'function';
+  function: {
+    name: string;
+    /** The arguments as JSON text (valid against the function's `parameters`). */
+    arguments: string;
+  };
 }
 
 /** Fields shared by chat and text completion requests. */
@@ -412,14 +485,24 @@ export type ChatRole = 'system' | 'user' | 'assistant' | 'tool';
 /** One message of a conversation; `role` and `content` are what the chat template renders. */
 export interface ChatCompletionMessageParam {
   role: ChatRole;
-  /** A string, or text parts, which are concatenated. */
-  content: string | readonly ChatCompletionContentPartText[];
+  /** A string, or text parts, which are concatenated (null for an assistant turn with `tool_calls`). */
+  content: string | readonly ChatCompletionContentPartText[] | null;
+  /** An assistant turn's tool calls, as a response returned them. */
+  tool_calls?: readonly ChatCompletionMessageToolCall[];
+  /** A `tool` message: the `id` of the call it answers. */
+  tool_call_id?: string;
+  /** A `tool` message: the function's name (optional). */
+  name?: string;
 }
 
 /** A request to {@link LlamaEngine.chat}`.completions.create`. */
 export interface ChatCompletionRequest extends CompletionRequestBase {
   /** The conversation so far (non-empty), rendered with the model's chat template. */
   messages: readonly ChatCompletionMessageParam[];
+  /** Functions the model may call; rendered by the model's chat template (e.g. Llama 3.1's). */
+  tools?: readonly ChatCompletionTool[] | null;
+  /** Default `'auto'` with tools. */
+  tool_choice?: ChatCompletionToolChoiceOption | null;
 }
 
 /** A chat request with `stream: true`. */
@@ -473,7 +556,7 @@ export interface DetokenizeOptions {
  * `max_tokens` or the end of the context; `'abort'` — {@link LlamaEngine.interrupt} (an aborted
  * `signal` rejects instead).
  */
-export type FinishReason = 'stop' | 'length' | 'abort';
+export type FinishReason = 'stop' | 'length' | 'abort' | 'tool_calls';
 
 /** One alternative token in `top_logprobs`. */
 export interface TopLogprob {
@@ -504,6 +587,10 @@ export interface UsageExtra {
   decode_tokens_per_s: number;
   /** Milliseconds from the start of the request's turn to the first token. */
   time_to_first_token_ms: number;
+  /** With structured output: milliseconds per token spent computing the grammar's token mask. */
+  mask_ms_per_token?: number;
+  /** With structured output: milliseconds compiling the schema or grammar. */
+  grammar_compile_ms?: number;
 }
 
 /** Token counts of one request. */
@@ -522,7 +609,10 @@ export interface CompletionUsage {
 /** The assistant's message in a {@link ChatCompletion}. */
 export interface ChatCompletionMessage {
   role: 'assistant';
-  content: string;
+  /** The text, or null when the reply is a tool call. */
+  content: string | null;
+  /** The call the model made (`finish_reason: 'tool_calls'`), when it made one. */
+  tool_calls?: ChatCompletionMessageToolCall[];
 }
 
 /** The one choice of a {@link ChatCompletion}. */
@@ -554,6 +644,16 @@ export interface ChatCompletionChunkDelta {
   role?: 'assistant';
   /** New text (may be empty); absent in the final chunk. */
   content?: string;
+  /**
+   * A tool call as it is generated: the first delta has `id`, `type` and `function.name` (with
+   * `arguments: ''`), later ones append to `function.arguments`. `index` is always 0.
+   */
+  tool_calls?: Array<{
+    index: number;
+    id?: string;
+    type?: 'function';
+    function: { name?: string; arguments: string };
+  }>;
 }
 
 /** The choice of a {@link ChatCompletionChunk}. */
