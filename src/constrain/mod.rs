@@ -417,7 +417,7 @@ pub fn gbnf_to_lark(gbnf: &str) -> Result<String, ConstraintError> {
     if !saw_root {
         return Err(ConstraintError::InvalidGrammar("GBNF grammar has no `root ::= ...` rule".into()));
     }
-    Ok(out)
+    Ok(out.trim().to_string())
 }
 
 #[cfg(test)]
