@@ -27,9 +27,10 @@ assertType<Equal<typeof LlamaEngineDefault, typeof LlamaEngine>>();
 assertType<Equal<ErrorCode, 'NO_WEBGPU' | 'BAD_GGUF' | 'BAD_SPLIT' | 'UNSUPPORTED_TENSOR_TYPE' | 'UNSUPPORTED_ARCHITECTURE'
   | 'BAD_MODEL' | 'OUT_OF_MEMORY' | 'DEVICE_LOST' | 'GPU_ERROR' | 'NETWORK_ERROR' | 'INTEGRITY_ERROR' | 'ABORTED'
   | 'CONTEXT_FULL' | 'PROMPT_TOO_LONG' | 'INVALID_PROMPT' | 'BAD_TOKEN' | 'TOKENIZER_ERROR' | 'TEMPLATE_ERROR'
-  | 'INVALID_SAMPLING_PARAMS' | 'INVALID_ARGUMENT' | 'NOT_LOADED' | 'IO_ERROR'>>();
+  | 'INVALID_SAMPLING_PARAMS' | 'INVALID_ARGUMENT' | 'NOT_LOADED' | 'IO_ERROR'
+  | 'INVALID_SCHEMA' | 'UNSUPPORTED_SCHEMA' | 'INVALID_GRAMMAR' | 'CONSTRAINT_FAILED'>>();
 assertType<Equal<typeof ErrorCode.NO_WEBGPU, 'NO_WEBGPU'>>();
-assertType<Equal<FinishReason, 'stop' | 'length' | 'abort'>>();
+assertType<Equal<FinishReason, 'stop' | 'length' | 'abort' | 'tool_calls'>>();
 
 const MODEL = new URL('/models/Llama-3.2-1B-Instruct-Q4_K_M-00001-of-00002.gguf', location.href).href;
 
@@ -108,6 +109,10 @@ function describe(e: LlamaError): string {
     case ErrorCode.INVALID_ARGUMENT: return 'Bad request: ' + e.message;
     case ErrorCode.NOT_LOADED: return 'Load a model first.';
     case ErrorCode.IO_ERROR: return 'Cannot read the file.';
+    case ErrorCode.INVALID_SCHEMA:
+    case ErrorCode.UNSUPPORTED_SCHEMA:
+    case ErrorCode.INVALID_GRAMMAR:
+    case ErrorCode.CONSTRAINT_FAILED: return 'Bad structured-output request: ' + e.message;
     default: {
       const never: never = code;
       return never;
@@ -142,7 +147,7 @@ async function chat(engine: LlamaEngine, out: HTMLElement): Promise<void> {
   });
   assertType<Equal<typeof reply, ChatCompletion>>();
   const choice = reply.choices[0]!;
-  const reason: 'stop' | 'length' | 'abort' = choice.finish_reason;
+  const reason: 'stop' | 'length' | 'abort' | 'tool_calls' = choice.finish_reason;
   out.textContent = `${choice.message.content} (${reason}, ${reply.usage.total_tokens} tokens, `
     + `${reply.usage.prompt_tokens_details.cached_tokens} cached, ${reply.usage.extra.decode_tokens_per_s} tok/s, `
     + `${reply.usage.extra.prefill_tokens_per_s} prefill tok/s, TTFT ${reply.usage.extra.time_to_first_token_ms} ms)`;

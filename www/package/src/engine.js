@@ -240,6 +240,8 @@ class ToolCallParser {
       return out;
     }
     // Call mode: `buf` holds the arguments so far plus the call's closing brace at the end.
+    // Whitespace after the colon may arrive after the name matched: it is not part of them.
+    if (this.sentArgs === 0) this.buf = this.buf.replace(/^\s+/, '');
     const held = /[\s}]*$/.exec(this.buf)[0].length;
     const ready = this.buf.slice(this.sentArgs, this.buf.length - held);
     if (ready) {
