@@ -60,19 +60,7 @@ after(async () => {
 
 /** Runs `fn(mod, ...args)` in the page with the package module. */
 function inPage(fn, ...args) {
-  return page.evaluate(
-    async ([src, a]) => {
-      const mod = window.__mods['/www/package/src/index.js'];
-      // eslint-disable-next-line no-new-func
-      const f = new Function('return ' + src)();
-      try {
-        return await f(mod, ...a);
-      } catch (e) {
-        return { thrown: { code: e.code, message: e.message, name: e.name } };
-      }
-    },
-    [fn.toString(), args],
-  );
+  return H.runInPage(page, PKG, fn, ...args);
 }
 
 test('split shards load in the page; greedy chat equals the native CLI; stats and usage', async () => {

@@ -203,6 +203,28 @@ export async function waitFor(fn, { timeoutMs = 10000, intervalMs = 20, what = '
   }
 }
 
+/**
+ * Runs `fn(mod, ...args)` in the page, where `mod` is the module imported as `modulePath` (see
+ * {@link importInPage}); `fn` is sent as source, so it may use only its arguments and page
+ * globals. A throw comes back as `{thrown: {code, message, name, details}}` (errors are not
+ * cloneable across the boundary).
+ */
+export function runInPage(page, modulePath, fn, ...args) {
+  return page.evaluate(
+    async ([m, src, a]) => {
+      const mod = window.__mods[m];
+      // eslint-disable-next-line no-new-func
+      const f = new Function('return ' + src)();
+      try {
+        return await f(mod, ...a);
+      } catch (e) {
+        return { thrown: { code: e.code, message: e.message, name: e.name, details: e.details } };
+      }
+    },
+    [modulePath, fn.toString(), args],
+  );
+}
+
 /** The release CLI that the browser results are compared with. */
 export const CLI = path.join(REPO_ROOT, 'target/release/llama-webgpu');
 

@@ -41,19 +41,7 @@ after(async () => {
 });
 
 function inPage(fn, ...args) {
-  return page.evaluate(
-    async ([src, a]) => {
-      const mod = window.__mods['/www/package/src/index.js'];
-      // eslint-disable-next-line no-new-func
-      const f = new Function('return ' + src)();
-      try {
-        return await f(mod, ...a);
-      } catch (e) {
-        return { thrown: { code: e.code, message: e.message, details: e.details } };
-      }
-    },
-    [fn.toString(), args],
-  );
+  return H.runInPage(page, PKG, fn, ...args);
 }
 
 test('the device refusing a KV cache buffer: OUT_OF_MEMORY with the figures, then a small context loads', async () => {

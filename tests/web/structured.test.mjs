@@ -50,19 +50,7 @@ after(async () => {
 });
 
 function inPage(fn, ...args) {
-  return page.evaluate(
-    async ([src, a]) => {
-      const mod = window.__mods['/www/package/src/index.js'];
-      // eslint-disable-next-line no-new-func
-      const f = new Function('return ' + src)();
-      try {
-        return await f(mod, ...a);
-      } catch (e) {
-        return { thrown: { code: e.code, message: e.message, name: e.name } };
-      }
-    },
-    [fn.toString(), args],
-  );
+  return H.runInPage(page, PKG, fn, ...args);
 }
 
 // Nested object, array of objects, enums, a bounded integer and a number: short enough for
