@@ -17,7 +17,10 @@ pub struct TensorChunk<'a> {
 
 /// Maps absolute file offsets to tensor pieces. Padding between tensors is skipped.
 pub struct TensorRouter {
-    /// (absolute start, absolute end, tensor index), sorted by start.
+    /// (absolute start, absolute end, tensor index) of the non-empty tensors, sorted by start.
+    /// The header parser rejects overlapping non-empty tensors, so the ends are sorted too, which
+    /// `route`'s binary search relies on. Empty tensors get no bytes and may sit anywhere (even
+    /// inside another tensor), so they are left out rather than break that order.
     spans: Vec<(u64, u64, usize)>,
 }
 
@@ -31,6 +34,7 @@ impl TensorRouter {
                 let r = header.tensor_range(t);
                 (r.start, r.end, i)
             })
+            .filter(|&(s, e, _)| s < e)
             .collect();
         spans.sort_unstable();
         TensorRouter { spans }
