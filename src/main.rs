@@ -583,7 +583,11 @@ fn gpu_json(device: &DeviceArgs) -> serde_json::Value {
     if device.backend == Backend::Cpu {
         return json!(null);
     }
-    match device.gpu() {
+    gpu_json_of(&device.gpu())
+}
+
+fn gpu_json_of(gpu: &Result<Arc<GpuContext>>) -> serde_json::Value {
+    match gpu {
         Ok(ctx) => json!({
             "adapter": ctx.adapter_info.name,
             "backend": format!("{:?}", ctx.adapter_info.backend),
@@ -818,6 +822,20 @@ fn info(path: &PathBuf, as_json: bool, device: &DeviceArgs) -> Result<()> {
         .iter()
         .map(|p| p.display().to_string())
         .collect();
+    let gpu = (device.backend != Backend::Cpu).then(|| device.gpu());
+    // What loading would take on this GPU at the default context (as the loader plans it).
+    let memory = match (&cfg, &gpu) {
+        (Some(c), Some(Ok(ctx))) => {
+            let weights = model.tensors().map(|t| if t.info.dims.len() >= 2 { t.info.size } else { t.info.n_elements() * 4 }).sum();
+            let context = llama_webgpu::gpu::model::MemoryPlan::resolve_context(ctx, c, None)?;
+            let p = llama_webgpu::gpu::model::MemoryPlan::new(ctx, c, weights, context);
+            json!({
+                "weights": p.weights, "kv_cache": p.kv_cache, "activations": p.activations, "total": p.total(),
+                "context_size": p.context_size, "max_context_size": p.max_context_size,
+            })
+        }
+        _ => json!(null),
+    };
     let value = json!({
         "file": path.display().to_string(),
         "shards": shards,
@@ -834,7 +852,8 @@ fn info(path: &PathBuf, as_json: bool, device: &DeviceArgs) -> Result<()> {
             "rope_theta": c.rope_theta, "rms_eps": c.rms_eps, "tied_output": c.tied_output,
             "rope_scaling": format!("{:?}", c.rope_scaling),
         })),
-        "gpu": gpu_json(device),
+        "gpu": gpu.as_ref().map_or(json!(null), gpu_json_of),
+        "memory": memory,
         "tokenizer": meta.str_opt("tokenizer.ggml.model")?.map(|m| json!({
             "model": m,
             "pre": meta.str_opt("tokenizer.ggml.pre").ok().flatten(),
@@ -880,6 +899,13 @@ fn info(path: &PathBuf, as_json: bool, device: &DeviceArgs) -> Result<()> {
             g["max_storage_buffer_binding_size"].as_u64().unwrap_or(0) >> 20,
             g["max_buffer_size"].as_u64().unwrap_or(0) >> 20
         ),
+    }
+    if !memory.is_null() {
+        let b = |k: &str| llama_webgpu::gpu::format_bytes(memory[k].as_u64().unwrap_or(0));
+        println!(
+            "memory plan:  {} = weights {} + KV cache {} + activations {} at the default context of {} (this device's limits allow up to {})",
+            b("total"), b("weights"), b("kv_cache"), b("activations"), memory["context_size"], memory["max_context_size"]
+        );
     }
     println!("tensor types:");
     for (k, (n, elems, bytes)) in &types {

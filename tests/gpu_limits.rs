@@ -7,13 +7,19 @@
 //!   above what it uses (`prlimit --as`; lavapipe's GPU memory is host memory, so nothing is
 //!   actually consumed), a model that needs more fails in a buffer creation; every buffer of the
 //!   failed load is released, because a smaller load then fits under the same cap;
+//! - the memory plan at the first header: the default context is the largest the limits allow
+//!   (at most 4096), a requested context over them fails before any weight byte is pushed, the
+//!   KV cache and (for split models) a reservation for the shards still to come are allocated
+//!   there, and the reservation is handed back as the real buffers are made; in the capped child,
+//!   a reservation the device refuses fails at the first header;
 //! - generation that reaches the end of the context stops there: prompt + completion = context.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 
-use llama_webgpu::gpu::loader::load_files;
-use llama_webgpu::gpu::model::GpuModelError;
+use llama_webgpu::gguf::{parse_header, split_into_shards, GgufModel};
+use llama_webgpu::gpu::loader::{load_files, StreamLoader};
+use llama_webgpu::gpu::model::{GpuModelError, DEFAULT_CONTEXT};
 use llama_webgpu::gpu::{GpuContext, GpuError, GpuOptions, MemoryReport};
 use llama_webgpu::model::synth::{self, QuantMix, Shape, SynthOptions};
 use serde_json::Value;
@@ -46,7 +52,7 @@ fn report(e: GpuModelError) -> MemoryReport {
 
 /// Loads at a small context and decodes a token: the device is usable after a failure.
 fn small_load_works(ctx: &Arc<GpuContext>, path: &Path) {
-    let mut m = load_files(ctx.clone(), &[path], 64).unwrap();
+    let mut m = load_files(ctx.clone(), &[path], Some(64)).unwrap();
     let t = pollster::block_on(m.forward_argmax(&[128000, 9906, 1917])).unwrap();
     assert!(t < 128256);
 }
@@ -59,7 +65,7 @@ fn kv_cache_over_the_binding_limit_is_out_of_memory_with_the_figures() {
     let row = 2 * 64 * elem; // tiny: 2 KV heads of 64
     let binding = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
     assert!(row * CONTEXT_LENGTH as u64 > binding, "the test needs a KV layer over the limit");
-    let e = load_files(ctx.clone(), &[&path], CONTEXT_LENGTH).err().expect("must not fit");
+    let e = load_files(ctx.clone(), &[&path], Some(CONTEXT_LENGTH)).err().expect("must not fit");
     let msg = e.to_string();
     let r = report(e);
     assert_eq!(llama_webgpu::Error::from(GpuError::OutOfMemory(Box::new(r.clone()))).code(), "OUT_OF_MEMORY");
@@ -75,8 +81,9 @@ fn kv_cache_over_the_binding_limit_is_out_of_memory_with_the_figures() {
     let file = std::fs::metadata(&path).unwrap().len();
     // The file also holds the Llama 3 vocabulary (~8 MB of metadata).
     assert!(w > file - (16 << 20) && w < file, "weights {w} of a {file}-byte file");
-    // Weights and activations were allocated before the KV cache.
-    assert!(r.allocated_bytes >= w && r.allocated_bytes < w + a + (1 << 20), "{r:?}");
+    // Refused at the header, by the memory plan: the weights' buffers were made (all but the
+    // norm vectors, uploaded as their bytes arrive), nothing else.
+    assert!(r.allocated_bytes <= w && r.allocated_bytes + (1 << 20) > w, "{r:?}");
     assert_eq!(r.max_storage_buffer_binding_size, ctx.limits.max_storage_buffer_binding_size);
     for part in ["GiB", "KV cache", "maxStorageBufferBindingSize", "maxBufferSize", "smaller contextSize", &format!("at most {}", binding / row)] {
         assert!(msg.contains(part), "'{part}' missing from: {msg}");
@@ -110,13 +117,21 @@ fn oom_child() {
     let elem = if ctx.features.f16 { 2u64 } else { 4 };
     // The largest context whose KV layers are within the limits: only the device can refuse.
     let big = (ctx.limits.max_storage_buffer_binding_size / (2 * 64 * elem)).min(CONTEXT_LENGTH as u64) as usize;
+    // The split copy for the last check is made before the cap, which it must not count on.
+    let file = GgufModel::open(&path).unwrap();
+    let shards = split_into_shards(file.header(), |n| file.tensor(n).unwrap().data, "m", 16 << 20);
+    let first_header = {
+        let h = parse_header(&shards[0].1, None).unwrap();
+        shards[0].1[..h.data_offset as usize].to_vec()
+    };
+    drop((shards, file));
     let cap = vm_size() + HEADROOM;
     let st = Command::new("prlimit")
         .args(["--pid", &std::process::id().to_string(), &format!("--as={cap}")])
         .status()
         .unwrap();
     assert!(st.success());
-    let e = load_files(ctx.clone(), &[&path], big).err().expect("must not fit under the cap");
+    let e = load_files(ctx.clone(), &[&path], Some(big)).err().expect("must not fit under the cap");
     let msg = e.to_string();
     let r = report(e);
     // The same cap holds a small load again: the failed load's buffers were all released.
@@ -125,6 +140,20 @@ fn oom_child() {
     println!("OOM-REPORT {}", serde_json::to_string(&r).unwrap());
     println!("OOM-MESSAGE {msg}");
     println!("OOM-CAP {cap} {}", big);
+
+    // Shards announced as 4 GiB in all: the first header reserves their weights, which the
+    // capped device refuses there, before any weight byte; then a small load still fits.
+    let mut l = StreamLoader::new(ctx.clone());
+    l.set_context_size(Some(64));
+    l.set_expected_bytes(4 << 30);
+    l.begin_shard(None).unwrap();
+    let e = l.push(&first_header).err().expect("the reservation must not fit under the cap");
+    drop(l);
+    let msg = e.to_string();
+    let r = report(e);
+    small_load_works(&ctx, &path);
+    println!("RESERVE-REPORT {}", serde_json::to_string(&r).unwrap());
+    println!("RESERVE-MESSAGE {msg}");
 }
 
 #[test]
@@ -162,6 +191,100 @@ fn the_device_refusing_a_buffer_leaves_nothing_behind() {
     for part in ["the device refused", "had been allocated before the device refused", "maxBufferSize", "smaller contextSize"] {
         assert!(msg.contains(part), "'{part}' missing from: {msg}");
     }
+    let r: Value = serde_json::from_str(&line("RESERVE-REPORT ")).unwrap();
+    let msg = line("RESERVE-MESSAGE ");
+    eprintln!("{msg}");
+    assert!(r["deviceMessage"].as_str().is_some_and(|m| !m.is_empty()), "{r}");
+    assert!(r["what"].as_str().unwrap().contains("reservation"), "{r}");
+    assert_eq!(r["contextSize"], 64, "{r}");
+    assert!(r["weightsBytes"].as_u64().unwrap() > (4 << 30) - (16 << 20), "the plan counts the announced shards: {r}");
+    assert!(msg.contains("not yet downloaded"), "{msg}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Pushes `shard` up to the end of its header (no tensor data).
+fn push_header(l: &mut StreamLoader, shard: &[u8]) -> Result<(), GpuModelError> {
+    let h = parse_header(shard, Some(shard.len() as u64)).unwrap();
+    l.begin_shard(Some(shard.len() as u64))?;
+    l.push(&shard[..h.data_offset as usize])
+}
+
+#[test]
+fn the_memory_plan_is_made_at_the_first_header() {
+    let (dir, path) = tiny_model("plan");
+    let bytes = std::fs::read(&path).unwrap();
+    // A binding limit that holds 1024 positions of a KV layer in f16 (512 in f32): under the
+    // default of 4096, so the default context is what the limit allows.
+    let ctx = Arc::new(GpuContext::new_blocking(GpuOptions { max_storage_binding: Some(256 << 10), ..GpuOptions::default() }).unwrap());
+    let row = 2 * 64 * if ctx.features.f16 { 2u64 } else { 4 };
+    let fit = (256 << 10) / row;
+    assert!(fit < DEFAULT_CONTEXT as u64);
+
+    // Default context: fixed at the header, with the KV cache and the activations allocated.
+    let base = ctx.allocated_bytes();
+    let mut l = StreamLoader::new(ctx.clone());
+    l.set_expected_bytes(bytes.len() as u64);
+    push_header(&mut l, &bytes).unwrap();
+    let plan = l.memory_plan().expect("planned at the header");
+    assert_eq!(plan.context_size, fit);
+    assert_eq!(plan.max_context_size, fit);
+    assert_eq!(plan.kv_cache, 2 * 2 * row * fit, "tiny: 2 layers");
+    let held = ctx.allocated_bytes() - base;
+    // Everything but the norm vectors, which are uploaded when their bytes arrive.
+    assert!(held + (1 << 20) >= plan.total() && held <= plan.total(), "{held} of {plan:?}");
+    let h = parse_header(&bytes, None).unwrap();
+    l.push(&bytes[h.data_offset as usize..]).unwrap();
+    l.end_shard().unwrap();
+    let mut m = l.finish().unwrap();
+    assert_eq!(m.context_size() as u64, fit);
+    assert!(pollster::block_on(m.forward_argmax(&[128000, 9906])).unwrap() < 128256);
+    // The reserved activations were handed back before the real ones were made.
+    let held = ctx.allocated_bytes() - base;
+    assert!(held <= plan.total() + (1 << 20), "{held} of {plan:?}");
+    drop(m);
+
+    // A requested context over the limit: refused at the header, naming the largest that fits.
+    let mut l = StreamLoader::new(ctx.clone());
+    l.set_context_size(Some(4 * fit as usize));
+    let e = push_header(&mut l, &bytes).err().expect("over the limit");
+    let msg = e.to_string();
+    let r = report(e);
+    assert_eq!(r.over_limit, Some("maxStorageBufferBindingSize"));
+    assert_eq!(r.max_context_size, Some(fit));
+    assert_eq!(r.context_size, Some(4 * fit));
+    assert!(msg.contains(&format!("at most {fit}")), "{msg}");
+
+    // A split model: the first header reserves the later shards' weights, so what is held
+    // right after it is the whole plan; each later header trades reservation for real buffers.
+    let file = GgufModel::open(&path).unwrap();
+    let shards = split_into_shards(file.header(), |n| file.tensor(n).unwrap().data, "m", 16 << 20);
+    assert!(shards.len() >= 3, "{} shards", shards.len());
+    let total: u64 = shards.iter().map(|(_, b)| b.len() as u64).sum();
+    let base = ctx.allocated_bytes();
+    let mut l = StreamLoader::new(ctx.clone());
+    l.set_context_size(Some(64));
+    l.set_expected_bytes(total);
+    let first = &shards[0].1;
+    push_header(&mut l, first).unwrap();
+    let plan = l.memory_plan().unwrap();
+    assert_eq!(plan.context_size, 64);
+    assert!(plan.weights >= total - first.len() as u64 && plan.weights <= total + (1 << 20), "{plan:?} of {total} bytes");
+    let held = ctx.allocated_bytes() - base;
+    assert!(held + (1 << 20) >= plan.total() && held <= plan.total(), "{held} of {plan:?}");
+    let h = parse_header(first, None).unwrap();
+    l.push(&first[h.data_offset as usize..]).unwrap();
+    l.end_shard().unwrap();
+    for (_, s) in &shards[1..] {
+        l.begin_shard(Some(s.len() as u64)).unwrap();
+        l.push(s).unwrap();
+        l.end_shard().unwrap();
+        let held = ctx.allocated_bytes() - base;
+        assert!(held <= plan.total() + (1 << 20), "never more than the plan: {held} of {plan:?}");
+    }
+    let exact = l.memory_plan().unwrap();
+    assert!(exact.weights <= plan.weights, "the estimate was an upper bound: {exact:?} {plan:?}");
+    let mut m = l.finish().unwrap();
+    assert!(pollster::block_on(m.forward_argmax(&[128000, 9906])).unwrap() < 128256);
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -18,6 +18,7 @@ fn ctx(opts: GpuOptions) -> Arc<GpuContext> {
 /// Pushes `shards` in chunks of `chunk` bytes.
 fn stream(ctx: &Arc<GpuContext>, shards: &[&[u8]], chunk: usize) -> Result<GpuModel, Error> {
     let mut l = StreamLoader::new(ctx.clone());
+    l.set_context_size(Some(64));
     for s in shards {
         l.begin_shard(Some(s.len() as u64))?;
         for c in s.chunks(chunk) {
@@ -26,7 +27,7 @@ fn stream(ctx: &Arc<GpuContext>, shards: &[&[u8]], chunk: usize) -> Result<GpuMo
         l.end_shard()?;
     }
     let p = l.progress();
-    let model = l.finish(64)?;
+    let model = l.finish()?;
     assert_eq!(p.tensors_loaded, p.tensors_total);
     Ok(model)
 }

@@ -8,6 +8,7 @@
 //! What stays in memory is the metadata, one pending row group and the small 1-D tensors.
 
 use super::model::{upload_vector, GpuModel, GpuModelError, MemoryPlan, TensorSource};
+use super::ops::KvCache;
 use super::weights::{is_supported, GpuWeight, WeightWriter};
 use super::GpuContext;
 use crate::gguf::{GgufError, GgufHeader, HeaderParser, Metadata, Progress, SplitInfo, TensorInfo, TensorRouter};
@@ -31,6 +32,8 @@ struct Shard {
     router: Option<TensorRouter>,
     /// Absolute offset of the next byte pushed.
     at: u64,
+    /// The shard's size, when the caller knows it.
+    len: Option<u64>,
     sinks: Vec<Sink>,
 }
 
@@ -59,8 +62,21 @@ pub struct StreamLoader {
     weights: HashMap<String, GpuWeight>,
     vectors: HashMap<String, wgpu::Buffer>,
     progress: LoadProgress,
-    /// The context size the model will be built for (for out-of-memory reports).
-    context_size: usize,
+    /// The context size the caller asked for; `None` lets the memory plan choose.
+    requested_context: Option<usize>,
+    /// All shards' bytes together, when the caller knows them before the download.
+    expected_bytes: Option<u64>,
+    /// Bytes of the shards whose headers have been read (as far as their sizes are known).
+    headed_bytes: u64,
+    /// Made at the first header that gives a valid config: the context is fixed then.
+    plan: Option<MemoryPlan>,
+    /// Allocated with the plan, so a context that does not fit fails before the download.
+    kv: Option<KvCache>,
+    /// Placeholders for what later shards' weights and the activations will take, allocated
+    /// at each header and dropped just before the real buffers are made: a split model that
+    /// does not fit fails at its first header, not after a shard has downloaded.
+    reserve: Vec<wgpu::Buffer>,
+    reserved_bytes: u64,
     /// The context's allocation counter when this loader started.
     allocated_base: u64,
 }
@@ -143,31 +159,107 @@ impl StreamLoader {
             vectors: HashMap::new(),
             progress: LoadProgress::default(),
             allocated_base: ctx.allocated_bytes(),
-            context_size: 4096,
+            requested_context: None,
+            expected_bytes: None,
+            headed_bytes: 0,
+            plan: None,
+            kv: None,
+            reserve: Vec::new(),
+            reserved_bytes: 0,
             ctx,
         }
     }
 
-    /// The context size [`StreamLoader::finish`] will be given (default 4096): out-of-memory
-    /// errors before then report what the model needs at this size.
-    pub fn set_context_size(&mut self, context_size: usize) {
-        self.context_size = context_size;
+    /// The context size to build for. Without one, the memory plan picks the model's context
+    /// length, at most [`super::model::DEFAULT_CONTEXT`] and at most what the device allows.
+    /// Set it before the first header: the plan fixes the context there.
+    pub fn set_context_size(&mut self, context_size: Option<usize>) {
+        self.requested_context = context_size;
+    }
+
+    /// All shards' sizes together (e.g. from HEAD requests), so the first header can reserve
+    /// memory for the weights of shards not yet seen.
+    pub fn set_expected_bytes(&mut self, bytes: u64) {
+        self.expected_bytes = Some(bytes);
+    }
+
+    /// What the model takes in GPU memory and the context it will have, once a header has
+    /// given its configuration (the weights of unseen shards are estimated from their sizes).
+    pub fn memory_plan(&self) -> Option<MemoryPlan> {
+        self.plan
+    }
+
+    /// Weights as uploaded, of the tensors whose headers were read.
+    fn known_weights(&self) -> u64 {
+        self.infos
+            .values()
+            .filter(|t| is_used(&t.name))
+            .map(|t| if t.dims.len() >= 2 { t.size } else { t.n_elements() * 4 })
+            .sum()
+    }
+
+    /// Bytes of shards not yet headed (all of them weights, nearly), when the sizes are known.
+    fn unseen_weights(&self) -> u64 {
+        let more = self.shard_count().is_some_and(|n| self.progress.headers < n);
+        match (more, self.expected_bytes) {
+            (true, Some(total)) => total.saturating_sub(self.headed_bytes),
+            _ => 0,
+        }
+    }
+
+    fn release_reserve(&mut self) {
+        for b in self.reserve.drain(..) {
+            b.destroy();
+        }
+        self.ctx.note_freed(std::mem::take(&mut self.reserved_bytes));
+    }
+
+    /// After a header: fixes the context and allocates the KV cache (first time only), then
+    /// reserves what is still to come. A config the headers do not yet make valid (say, the
+    /// vocabulary size comes from a tensor in a later shard) waits for the next header; an
+    /// invalid one is reported by `finish` with the complete model.
+    fn plan_memory(&mut self) -> Result<(), GpuModelError> {
+        let Some(meta) = &self.metadata else {
+            return Ok(());
+        };
+        let Ok(cfg) = LlamaConfig::from_gguf(meta, |n| self.infos.get(n)) else {
+            return Ok(());
+        };
+        let context = match self.plan {
+            Some(p) => p.context_size as usize,
+            None => MemoryPlan::resolve_context(&self.ctx, &cfg, self.requested_context)?,
+        };
+        let weights = self.known_weights() + self.unseen_weights();
+        let plan = MemoryPlan::new(&self.ctx, &cfg, weights, context);
+        self.plan = Some(plan);
+        if self.kv.is_none() {
+            self.kv = Some(KvCache::new(&self.ctx, cfg.n_layer, context as u32, cfg.n_head_kv as u32, cfg.head_dim as u32)?);
+        }
+        let mut left = self.unseen_weights() + plan.activations;
+        let chunk = self.ctx.limits.max_buffer_size.min(1 << 30);
+        let mut i = 0;
+        while left > 0 {
+            let n = left.min(chunk);
+            let what = format!("reservation {i} (for the weights of shards not yet downloaded, and the activations)");
+            self.reserve.push(self.ctx.storage(&what, n, wgpu::BufferUsages::empty())?);
+            self.reserved_bytes += n.max(4).next_multiple_of(4);
+            left -= n;
+            i += 1;
+        }
+        Ok(())
     }
 
     /// The model's memory needs as far as the headers read so far tell, and the allocation
     /// baseline, for out-of-memory reports.
     pub fn oom_figures(&self) -> OomFigures {
-        let plan = self.metadata.as_ref().and_then(|meta| {
+        let plan = self.plan.or_else(|| {
+            let meta = self.metadata.as_ref()?;
             let cfg = LlamaConfig::from_gguf(meta, |n| self.infos.get(n)).ok()?;
-            let weights = self
-                .infos
-                .values()
-                .filter(|t| is_used(&t.name))
-                .map(|t| if t.dims.len() >= 2 { t.size } else { t.n_elements() * 4 })
-                .sum();
-            Some(MemoryPlan::new(&self.ctx, &cfg, weights, self.context_size))
+            let context = self.requested_context.unwrap_or(super::model::DEFAULT_CONTEXT);
+            Some(MemoryPlan::new(&self.ctx, &cfg, self.known_weights() + self.unseen_weights(), context))
         });
-        let partial = self.shard_count().is_some_and(|n| self.progress.headers < n);
+        // Unseen shards' weights are estimated only when their sizes were given.
+        let partial = self.shard_count().is_some_and(|n| self.progress.headers < n) && self.expected_bytes.is_none();
         OomFigures { allocated_base: self.allocated_base, plan, partial }
     }
 
@@ -206,6 +298,7 @@ impl StreamLoader {
             header: None,
             router: None,
             at: 0,
+            len: total_len,
             sinks: Vec::new(),
         });
         Ok(())
@@ -292,6 +385,8 @@ impl StreamLoader {
                 .into());
             }
         }
+        // The reservation made at the previous header stood in for these buffers.
+        self.release_reserve();
         for t in &h.tensors {
             let sink = if !is_used(&t.name) || t.size == 0 {
                 Sink::Skip
@@ -314,9 +409,10 @@ impl StreamLoader {
             self.metadata = Some(h.metadata.clone());
         }
         shard.router = Some(TensorRouter::new(&h));
+        self.headed_bytes += shard.len.unwrap_or_else(|| h.expected_file_len());
         shard.header = Some(h);
         self.progress.headers += 1;
-        Ok(())
+        self.plan_memory()
     }
 
     fn route(&mut self, shard: &mut Shard, bytes: &[u8]) -> Result<(), GpuModelError> {
@@ -408,8 +504,9 @@ impl StreamLoader {
         Ok(())
     }
 
-    /// After the last shard: validates the complete model and prepares the graph.
-    pub fn finish(mut self, context_size: usize) -> Result<GpuModel, GpuModelError> {
+    /// After the last shard: validates the complete model and prepares the graph, at the
+    /// context the memory plan fixed.
+    pub fn finish(mut self) -> Result<GpuModel, GpuModelError> {
         if self.shard.is_some() {
             return Err(split_err("finish() before the last shard ended".into()));
         }
@@ -420,14 +517,19 @@ impl StreamLoader {
                 self.shards_done
             )));
         }
-        self.context_size = context_size;
-        let figures = self.oom_figures();
-        let meta = self.metadata.take().expect("first shard parsed");
+        self.release_reserve();
+        let meta = self.metadata.as_ref().expect("first shard parsed");
         let infos = &self.infos;
-        let cfg = LlamaConfig::from_gguf(&meta, |n| infos.get(n))?;
+        let cfg = LlamaConfig::from_gguf(meta, |n| infos.get(n))?;
         cfg.validate_tensors(|n| infos.get(n))?;
+        if self.plan.is_none() {
+            self.plan_memory().map_err(|e| self.annotate(e))?;
+        }
+        let figures = self.oom_figures();
+        let context = self.plan.map_or(1, |p| p.context_size as usize);
+        self.metadata = None;
         let ctx = self.ctx.clone();
-        GpuModel::build(ctx.clone(), cfg, &mut self, context_size).map_err(|e| figures.annotate(&ctx, e))
+        GpuModel::build(ctx.clone(), cfg, &mut self, context).map_err(|e| figures.annotate(&ctx, e))
     }
 }
 
@@ -444,6 +546,9 @@ impl TensorSource for StreamLoader {
     fn vector_opt(&mut self, name: &str) -> Result<Option<wgpu::Buffer>, GpuModelError> {
         Ok(self.vectors.remove(name))
     }
+    fn kv_cache(&mut self) -> Option<KvCache> {
+        self.kv.take()
+    }
 }
 
 /// Native: loads a model by streaming its shard files through a [`StreamLoader`] in 4 MiB
@@ -453,7 +558,7 @@ impl TensorSource for StreamLoader {
 pub fn load_files(
     ctx: Arc<GpuContext>,
     paths: &[&std::path::Path],
-    context_size: usize,
+    context_size: Option<usize>,
 ) -> Result<GpuModel, GpuModelError> {
     use std::io::Read;
     let io = |p: &std::path::Path, source: std::io::Error| GgufError::Io {
@@ -462,6 +567,8 @@ pub fn load_files(
     };
     let mut loader = StreamLoader::new(ctx);
     loader.set_context_size(context_size);
+    let sizes: Result<Vec<u64>, _> = paths.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).map_err(|e| io(p, e))).collect();
+    loader.set_expected_bytes(sizes?.iter().sum());
     let mut buf = vec![0u8; 4 << 20];
     for &p in paths {
         let mut f = std::fs::File::open(p).map_err(|e| io(p, e))?;
@@ -476,5 +583,5 @@ pub fn load_files(
         }
         loader.end_shard()?;
     }
-    loader.finish(context_size)
+    loader.finish()
 }

@@ -396,6 +396,12 @@ impl GpuContext {
         }
     }
 
+    /// Takes back from the allocation counter the buffers a caller has dropped (the loader's
+    /// reservations), so out-of-memory reports count what is really held.
+    pub fn note_freed(&self, size: u64) {
+        let _ = self.allocated.fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |a| Some(a.saturating_sub(size)));
+    }
+
     /// An out-of-memory error for a buffer over one of the device's limits.
     pub fn over_limit(&self, what: &str, size: u64, limit: &'static str) -> GpuError {
         GpuError::OutOfMemory(Box::new(self.oom_report(what, size, Some(limit), None, self.allocated_bytes())))

@@ -66,6 +66,12 @@ pub const TOP_K: u32 = 64;
 pub trait TensorSource {
     fn weight(&mut self, name: &str) -> Result<GpuWeight, GpuModelError>;
     fn vector_opt(&mut self, name: &str) -> Result<Option<wgpu::Buffer>, GpuModelError>;
+    /// A KV cache allocated ahead of the weights (the streaming loader makes it at the first
+    /// header, so a context that does not fit fails before the download); used when its
+    /// capacity is the context being built.
+    fn kv_cache(&mut self) -> Option<KvCache> {
+        None
+    }
     fn vector(&mut self, name: &str) -> Result<wgpu::Buffer, GpuModelError> {
         self.vector_opt(name)?
             .ok_or_else(|| ModelError::MissingTensor(name.into()).into())
@@ -160,7 +166,30 @@ impl MemoryPlan {
     pub fn total(&self) -> u64 {
         self.weights + self.kv_cache + self.activations
     }
+
+    /// The context to build for: `requested` (capped at the model's context length), or by
+    /// default the model's, at most [`DEFAULT_CONTEXT`] and at most what the device's buffer
+    /// limits allow. A requested context whose KV cache layers exceed those limits is refused
+    /// here, before any weight is downloaded, naming the largest that fits.
+    pub fn resolve_context(ctx: &GpuContext, cfg: &LlamaConfig, requested: Option<usize>) -> Result<usize, GpuError> {
+        let probe = MemoryPlan::new(ctx, cfg, 0, 1);
+        let Some(c) = requested else {
+            return Ok(cfg.context_length.min(DEFAULT_CONTEXT).min(probe.max_context_size.max(1) as usize));
+        };
+        let c = c.clamp(1, cfg.context_length);
+        if c as u64 > probe.max_context_size {
+            let row = (cfg.n_head_kv * cfg.head_dim) as u64 * if ctx.features.f16 { 2 } else { 4 };
+            let l = &ctx.limits;
+            let limit = if l.max_storage_buffer_binding_size <= l.max_buffer_size { "maxStorageBufferBindingSize" } else { "maxBufferSize" };
+            return Err(ctx.over_limit("each KV cache layer (K or V)", row * c as u64, limit));
+        }
+        Ok(c)
+    }
 }
+
+/// The context size when the caller names none (and the model and device allow it): enough
+/// for long chats, while an 8B model's KV cache stays at 512 MiB in f16.
+pub const DEFAULT_CONTEXT: usize = 4096;
 
 /// A Llama model resident on the GPU with its KV cache.
 pub struct GpuModel {
@@ -256,13 +285,16 @@ impl GpuModel {
         let h_last = act("h_last", e as u64)?;
         let logits = act("logits", mb * nv as u64)?;
         let argmax_out = ctx.storage("argmax", 16, wgpu::BufferUsages::empty())?;
-        let kv = KvCache::new(
-            &ctx,
-            c.n_layer,
-            context_size,
-            c.n_head_kv as u32,
-            c.head_dim as u32,
-        )?;
+        let kv = match tensors.kv_cache().filter(|kv| kv.capacity == context_size) {
+            Some(kv) => kv,
+            None => KvCache::new(
+                &ctx,
+                c.n_layer,
+                context_size,
+                c.n_head_kv as u32,
+                c.head_dim as u32,
+            )?,
+        };
         let rope = RopeParams::from_config(c);
         let freq_factors = match tensors.vector_opt(names::ROPE_FREQS)? {
             Some(b) => Some(b),
@@ -604,7 +636,7 @@ impl GpuModel {
         model: &crate::gguf::GgufModel,
         context_size: usize,
     ) -> Result<Self, GpuModelError> {
-        super::loader::load_files(ctx, &model.shard_paths(), context_size)
+        super::loader::load_files(ctx, &model.shard_paths(), Some(context_size))
     }
 }
 

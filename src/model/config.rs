@@ -143,11 +143,18 @@ impl LlamaConfig {
             },
             Some(other) => return bad(format!("rope scaling type '{other}' is not supported")),
         };
-        let embd = tensor(names::TOKEN_EMBD)
-            .ok_or_else(|| ModelError::MissingTensor(names::TOKEN_EMBD.into()))?;
+        // The vocabulary size is read without token_embd when the metadata has it, so a split
+        // model's first header (whose shard may not hold token_embd) is enough for the memory
+        // plan; `validate_tensors` requires token_embd once every shard is in.
         let n_vocab = match meta.u64_opt(&k("vocab_size"))? {
-            Some(v) => v as usize,
-            None => embd.dims.get(1).copied().unwrap_or(0) as usize,
+            Some(v) => usize::try_from(v).unwrap_or(usize::MAX),
+            None => match tensor(names::TOKEN_EMBD) {
+                Some(embd) => embd.dims.get(1).copied().unwrap_or(0) as usize,
+                None => match meta.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()) {
+                    Some(tokens) => tokens.len(),
+                    None => return Err(ModelError::MissingTensor(names::TOKEN_EMBD.into())),
+                },
+            },
         };
         if n_vocab == 0 || n_vocab > 1 << 22 {
             return bad(format!("vocabulary size {n_vocab}"));

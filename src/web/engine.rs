@@ -84,18 +84,36 @@ pub struct ModelLoader {
 
 #[wasm_bindgen]
 impl ModelLoader {
-    /// `contextSize`: what `finish` will be given (default 4096), so that an out-of-memory
-    /// error during the download can say what the model needs at that size.
+    /// `contextSize`: the context to build for. Without it the memory plan made at the first
+    /// header picks the model's context length, at most 4096 and at most what the device's
+    /// limits allow; a context over those limits is refused there, before the weights download.
     #[wasm_bindgen(constructor)]
-    pub fn new(gpu: &Gpu, context_size: Option<u32>) -> ModelLoader {
-        let mut loader = StreamLoader::new(gpu.ctx.clone());
-        if let Some(c) = context_size {
-            loader.set_context_size(c as usize);
+    pub fn new(gpu: &Gpu, context_size: Option<u32>) -> Result<ModelLoader, JsValue> {
+        if context_size == Some(0) {
+            return Err(invalid("contextSize must be at least 1".into()));
         }
-        ModelLoader {
+        let mut loader = StreamLoader::new(gpu.ctx.clone());
+        loader.set_context_size(context_size.map(|c| c as usize));
+        Ok(ModelLoader {
             ctx: gpu.ctx.clone(),
             loader: Some(loader),
-        }
+        })
+    }
+
+    /// All shards' sizes together, when known before the download: the first header then
+    /// reserves GPU memory for the shards still to come, so a split model that does not fit
+    /// fails before they download.
+    #[wasm_bindgen(js_name = setExpectedBytes)]
+    pub fn set_expected_bytes(&mut self, bytes: f64) -> Result<(), JsValue> {
+        self.loader()?.set_expected_bytes(bytes as u64);
+        Ok(())
+    }
+
+    /// The memory plan (`{weightsBytes, kvCacheBytes, activationsBytes, totalBytes,
+    /// contextSize, maxContextSize}`), or null before a header has given the configuration.
+    #[wasm_bindgen(js_name = memoryPlan)]
+    pub fn memory_plan(&self) -> JsValue {
+        self.loader.as_ref().and_then(|l| l.memory_plan()).map_or(JsValue::NULL, plan_js)
     }
 
     /// Adds the model's memory figures to an out-of-memory error.
@@ -155,9 +173,9 @@ impl ModelLoader {
         self.ctx.sync().await.map_err(|e| self.annotate(e))
     }
 
-    /// Validates the whole model, compiles its kernels and returns the engine. `contextSize`
-    /// defaults to the model's context length, capped at 4096.
-    pub async fn finish(&mut self, context_size: Option<u32>) -> Result<Engine, JsValue> {
+    /// Validates the whole model, compiles its kernels and returns the engine, at the context
+    /// the memory plan fixed.
+    pub async fn finish(&mut self) -> Result<Engine, JsValue> {
         let loader = self
             .loader
             .take()
@@ -168,22 +186,31 @@ impl ModelLoader {
             .metadata()
             .ok_or_else(|| invalid("no model bytes were loaded".into()))?;
         let tokenizer = Tokenizer::from_gguf(meta).map_err(js_error)?;
-        let context = context_size.map_or(4096, |c| c as usize);
-        if context == 0 {
-            return Err(invalid("contextSize must be at least 1".into()));
-        }
-        let mut loader = loader;
-        loader.set_context_size(context);
         let figures = loader.oom_figures();
+        let plan = loader.memory_plan();
         let ctx = self.ctx.clone();
         // On an error the loader's and the model's buffers are dropped here, and the device
         // when JS frees the loader and the Gpu (see `GpuContext`'s Drop on the web).
-        let model = loader.finish(context).map_err(js_error)?;
+        let model = loader.finish().map_err(js_error)?;
         // Compile errors and allocation failures arrive asynchronously on the web: wait for
         // the queue so they are in before the model is declared loaded.
         model.ctx.sync().await.map_err(|e| js_error(figures.annotate(&ctx, e.into())))?;
-        Ok(Engine::new(model, tokenizer))
+        let mut engine = Engine::new(model, tokenizer);
+        engine.plan = plan;
+        Ok(engine)
     }
+}
+
+/// A memory plan as JS sees it.
+fn plan_js(p: crate::gpu::model::MemoryPlan) -> JsValue {
+    let o = Object::new();
+    set(&o, "weightsBytes", p.weights as f64);
+    set(&o, "kvCacheBytes", p.kv_cache as f64);
+    set(&o, "activationsBytes", p.activations as f64);
+    set(&o, "totalBytes", p.total() as f64);
+    set(&o, "contextSize", p.context_size as f64);
+    set(&o, "maxContextSize", p.max_context_size as f64);
+    o.into()
 }
 
 /// Sampling and stopping parameters as JS passes them (JSON, snake_case as in OpenAI's API).
@@ -232,6 +259,8 @@ pub struct Engine {
     tokenizer: Rc<Tokenizer>,
     /// The vocabulary indexed for grammar masks, built by the first constrained request.
     constraint_env: RefCell<Option<Arc<ConstraintEnv>>>,
+    /// What the model takes in GPU memory, from the loader's plan.
+    plan: Option<crate::gpu::model::MemoryPlan>,
 }
 
 fn finish_str(f: FinishReason) -> &'static str {
@@ -252,6 +281,7 @@ impl Engine {
             })),
             tokenizer: Rc::new(tokenizer),
             constraint_env: RefCell::new(None),
+            plan: None,
         }
     }
 
@@ -291,6 +321,7 @@ impl Engine {
         let stops: Array = self.tokenizer.stop_ids().into_iter().map(JsValue::from).collect();
         set(&o, "stopIds", stops);
         set(&o, "hasChatTemplate", self.tokenizer.chat_template().is_some());
+        set(&o, "memory", self.plan.map_or(JsValue::NULL, plan_js));
         Ok(o.into())
     }
 

@@ -618,7 +618,8 @@ function readSettingsSafe() {
 function renderModelInfo(info, name, src) {
   const m = info.model;
   const headDim = Math.round(m.nEmbd / m.nHead);
-  const kv = kvBytes(archFromInfo(m), m.contextSize, info.features.shaderF16);
+  // The engine's own plan when it has one (it counts what was really allocated).
+  const kv = m.memory?.kvCacheBytes ?? kvBytes(archFromInfo(m), m.contextSize, info.features.shaderF16);
   const shards = m.source?.length ?? 1;
   const load = info.load ?? {};
   setFacts(ui.modelInfo, [
@@ -626,7 +627,7 @@ function renderModelInfo(info, name, src) {
     ['From', src.kind === 'files' ? `${shards} local file${shards > 1 ? 's' : ''}` : `${shards} shard${shards > 1 ? 's' : ''} over HTTP${load.fromCacheBytes ? ` (${formatBytes(load.fromCacheBytes)} from cache)` : ''}`],
     ['Size', formatBytes(m.sizeBytes)],
     ['Shape', `${m.nLayer} layers · ${m.nHead} heads (${m.nHeadKv} KV) × ${headDim} · vocab ${m.nVocab}`],
-    ['Context', `${m.contextSize} of ${m.contextLength} tokens · KV cache ${formatBytes(kv)}`],
+    ['Context', `${m.contextSize} of ${m.contextLength} tokens · KV cache ${formatBytes(kv)}${m.memory ? ` · GPU memory ${formatBytes(m.memory.totalBytes)}` : ''}`],
     ['Load time', load.seconds ? `${load.seconds.toFixed(1)} s · ${formatBytes(load.bytesPerSecond)}/s` : '–'],
   ]);
   ui.modelInfo.hidden = false;

@@ -69,6 +69,7 @@ async function load(bar: HTMLProgressElement, cancel: HTMLButtonElement): Promis
     const m = info.model;
     console.log(m.architecture, m.nLayer, m.nEmbd, m.nHead, m.nHeadKv, m.nFf, m.nVocab, m.contextLength, m.contextSize,
       m.bosId ?? 'no BOS', m.stopIds.join(','), m.hasChatTemplate, m.source[0], m.sizeBytes);
+    if (m.memory) console.log(m.memory.weightsBytes + m.memory.kvCacheBytes + m.memory.activationsBytes === m.memory.totalBytes, m.memory.contextSize <= m.memory.maxContextSize);
     console.log(info.adapter.name, info.adapter.vendor, info.adapter.architecture ?? '', info.adapter.backend, info.adapter.driver);
     console.log(info.features.shaderF16, info.features.subgroups, info.limits.maxStorageBufferBindingSize, info.limits.maxBufferSize);
     console.log(info.load.seconds, info.load.bytesPerSecond, info.load.fromCacheBytes, info.load.wasmMemoryBytes,

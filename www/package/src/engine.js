@@ -351,8 +351,17 @@ export class EngineCore {
       gpu.free();
       throw new LlamaError(ErrorCode.NO_WEBGPU, "precision 'f16' was requested but this adapter has no shader-f16");
     }
-    // The context size lets an out-of-memory error mid-download say what the model needs.
-    let loader = new ModelLoader(gpu, contextSize);
+    // The memory plan is made at the first header: it fixes the context (this one, or by
+    // default the model's, at most 4096 and at most what the device's limits allow), allocates
+    // the KV cache and reserves the rest, so a model that does not fit fails before its
+    // weights download.
+    let loader;
+    try {
+      loader = new ModelLoader(gpu, contextSize);
+    } catch (e) {
+      gpu.free();
+      throw toLlamaError(e, ErrorCode.INVALID_ARGUMENT);
+    }
     const state = { phase: 'download', loadedBytes: 0, totalBytes: 0, bytesPerSecond: 0, cachedBytes: 0 };
     // Read from the loader only between its calls: finish() borrows it while it compiles.
     let counts = { tensorsLoaded: 0, tensorsTotal: 0 };
@@ -385,6 +394,7 @@ export class EngineCore {
       const shards = resolveSource(source);
       await probeShards(shards, { signal });
       state.totalBytes = shards.reduce((a, s) => a + (s.size ?? 0), 0);
+      if (shards.every((s) => s.size != null)) loader.setExpectedBytes(state.totalBytes);
       report();
       const onEvent = (ev) => {
         if (ev.type === 'download') {
@@ -419,7 +429,7 @@ export class EngineCore {
       throwIfAborted(signal);
       state.phase = 'compile';
       report();
-      const engine = await loader.finish(contextSize);
+      const engine = await loader.finish();
       loader = null;
       throwIfAborted(signal);
       const seconds = (performance.now() - started) / 1000;

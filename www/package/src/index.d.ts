@@ -217,8 +217,12 @@ export interface LoadOptions {
    */
   signal?: AbortSignal;
   /**
-   * Tokens of context (prompt + answer) to allocate the KV cache for. Default 4096; never more
-   * than the model's trained context length.
+   * Tokens of context (prompt + answer) to allocate the KV cache for; never more than the
+   * model's trained context length. Default: the model's, at most 4096 and at most what the
+   * device's buffer limits allow. The memory plan is made as soon as the first shard's header
+   * has arrived: the KV cache is allocated then and the weights of later shards reserved, so a
+   * context or a model that does not fit rejects with `OUT_OF_MEMORY` before the weights
+   * download. See {@link ModelInfo.memory}.
    */
   contextSize?: number;
   /**
@@ -285,6 +289,8 @@ export interface ModelInfo {
   contextLength: number;
   /** The context this engine allocated ({@link LoadOptions.contextSize}). */
   contextSize: number;
+  /** What the model takes in GPU memory (null if no plan could be made before the end). */
+  memory: MemoryPlan | null;
   /** The BOS token id, or null when the model has none. */
   bosId: number | null;
   /** Token ids that end a generation (EOS, end-of-turn). */
@@ -295,6 +301,20 @@ export interface ModelInfo {
   source: string[];
   /** Bytes of all shards together. */
   sizeBytes: number;
+}
+
+/** GPU memory a model takes at its context size, as planned at its first header. */
+export interface MemoryPlan {
+  /** The weights as uploaded (norm vectors as f32). */
+  weightsBytes: number;
+  /** K and V of every layer for `contextSize` positions. */
+  kvCacheBytes: number;
+  /** Activation buffers, the logits of a prefill chunk included. */
+  activationsBytes: number;
+  totalBytes: number;
+  contextSize: number;
+  /** The largest context whose KV cache layers fit this device's buffer limits. */
+  maxContextSize: number;
 }
 
 /** The WebGPU adapter the engine runs on. */

@@ -121,7 +121,9 @@ export class LlamaEngine {
    * @param {(p: {phase: 'download'|'upload'|'compile', loadedBytes: number, totalBytes: number,
    *   tensorsLoaded: number, tensorsTotal: number, bytesPerSecond: number}) => void} [options.onProgress]
    * @param {AbortSignal} [options.signal] cancels the load and frees what was allocated
-   * @param {number} [options.contextSize] tokens of context (default: the model's, at most 4096)
+   * @param {number} [options.contextSize] tokens of context (default: the model's, at most 4096
+   *   and at most what the device's limits allow; a context that does not fit rejects with
+   *   OUT_OF_MEMORY at the first header, before the weights download)
    * @param {boolean} [options.cache=true] keep downloaded shards in the browser's origin-private file system
    * @param {boolean} [options.worker=true] run the engine in a Web Worker
    * @param {'auto'|'f16'|'f32'} [options.precision='auto'] f32 forces the kernels without shader-f16
