@@ -8,7 +8,9 @@
 // SUBGROUPS by a butterfly of subgroupShuffleXor (the host keeps TPR a power of two no larger than
 // the smallest subgroup, so a row's invocations share a subgroup — this relies on 1-D workgroups
 // filling subgroups in local_invocation_index order, as implementations do); otherwise through
-// workgroup memory with a single barrier. This form handles token 0 only (NT = 1).
+// workgroup memory with a barrier. Each decoded unit is used for NT tokens (wid.z selects
+// tokens wid.z*NT ..): NT = 1 for decode, more for short prefill batches, where the tiled
+// kernel's 32-token tiles would cost as much for 2 tokens as for 32.
 //
 // XBCAST (CPU devices such as lavapipe, with subgroups of at least 8): one row per invocation
 // (TPR = 1), and all invocations walk the units in step, so lanes 0..7 of a subgroup load the
@@ -35,7 +37,7 @@
 const WG: u32 = {{WG}}u;
 const TPR: u32 = {{TPR}}u;
 const ROWS: u32 = WG / TPR;
-// Tokens per dispatch z slice (XBCAST; 1 otherwise).
+// Tokens per dispatch z slice.
 const NT: u32 = {{NT}}u;
 
 #ifndef SUBGROUPS
@@ -58,12 +60,11 @@ fn matvec(
     // Invocations past the part's rows recompute its last row and do not write it, so that
     // control flow stays uniform.
     let rr = min(r, params.rows - 1u);
-    var acc = 0.0;
-#ifdef XBCAST
     // Tokens t0 .. t0 + nt of this dispatch's z slice, NT at most.
     let t0 = wid.z * NT;
     let nt = min(NT, step.n_tokens - t0);
     var accs: array<f32, NT>;
+#ifdef XBCAST
     let xlane = 4u * (sg_lane & 7u);
     for (var u = 0u; u < params.units; u++) {
         let v = dequant_unit(rr, u);
@@ -91,27 +92,39 @@ fn matvec(
     for (var u = li % TPR; u < params.units; u += TPR) {
         let v = dequant_unit(rr, u);
         let k = u * 32u;
-        for (var i = 0u; i < 8u; i++) {
-            acc += dot(v[i], x4(0u, k + 4u * i));
-        }
-    }
-#ifdef SUBGROUPS
-    for (var off = TPR / 2u; off > 0u; off >>= 1u) {
-        acc += subgroupShuffleXor(acc, off);
-    }
-#else
-    if (TPR > 1u) {
-        partial[li] = acc;
-        workgroupBarrier();
-        if (li % TPR == 0u) {
-            for (var i = 1u; i < TPR; i++) {
-                acc += partial[li + i];
+        for (var j = 0u; j < NT; j++) {
+            if (j < nt) {
+                var s = 0.0;
+                for (var i = 0u; i < 8u; i++) {
+                    s += dot(v[i], x4(t0 + j, k + 4u * i));
+                }
+                accs[j] += s;
             }
         }
     }
+    // The reductions stay outside `j < nt` (uniform anyway) so that every invocation reaches
+    // the shuffles and barriers.
+    for (var j = 0u; j < NT; j++) {
+        var acc = accs[j];
+#ifdef SUBGROUPS
+        for (var off = TPR / 2u; off > 0u; off >>= 1u) {
+            acc += subgroupShuffleXor(acc, off);
+        }
+#else
+        if (TPR > 1u) {
+            partial[li] = acc;
+            workgroupBarrier();
+            if (li % TPR == 0u) {
+                for (var i = 1u; i < TPR; i++) {
+                    acc += partial[li + i];
+                }
+            }
+            workgroupBarrier();
+        }
 #endif
-    if (li % TPR == 0u && r < params.rows) {
-        y[params.row0 + r] = acc;
+        if (j < nt && li % TPR == 0u && r < params.rows) {
+            y[(t0 + j) * params.out_stride + params.row0 + r] = acc;
+        }
     }
 #endif
 }

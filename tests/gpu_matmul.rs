@@ -375,15 +375,21 @@ fn all_types(opts: GpuOptions) {
                 &scale,
             ));
             // Every kernel variant besides the device's choice: prefill through the tiled
-            // kernel and (with subgroups) through the broadcasting matvec; for one token, rows
-            // handled by 1 invocation (broadcasting with subgroups) or shared by 2, 8 or 16
-            // (shuffle or workgroup-memory reduction).
-            let tpr: &[u32] = if n == 1 { &[1, 2, 8, 16] } else { &[1] };
-            for &threads_per_row in tpr {
-                for matvec_prefill in [false, true] {
+            // kernel, (with subgroups) through the broadcasting matvec, and through the
+            // multi-token matvec with rows handled by 1 invocation or shared by 16; for one
+            // token, rows handled by 1 invocation (broadcasting with subgroups) or shared by 2,
+            // 8 or 16 (shuffle or workgroup-memory reduction).
+            let configs: &[(u32, bool, u32)] = if n == 1 {
+                &[(1, false, 0), (2, false, 0), (8, false, 0), (16, false, 0)]
+            } else {
+                &[(1, false, 0), (1, true, 0), (1, false, u32::MAX), (16, false, u32::MAX)]
+            };
+            for &(threads_per_row, matvec_prefill, small_batch) in configs {
+                {
                     let c = MatmulConfig {
                         threads_per_row,
                         matvec_prefill,
+                        small_batch,
                     };
                     let got = gpu_matmul_with(&ctx, &w, &x, n, Some(c));
                     worst = worst.max(check(

@@ -30,6 +30,11 @@ pub struct MatmulConfig {
     /// With the broadcasting variant, also run prefill through it (8 tokens per weight decode)
     /// instead of the tiled kernel.
     pub matvec_prefill: bool,
+    /// Batches of 2 up to this many tokens run the matrix-vector kernel 8 tokens per weight
+    /// decode rather than the tiled kernel, whose 32-token tiles cost nearly as much for a few
+    /// tokens as for 32 (SwiftShader: 12.7 s for 2 tokens, 14.9 s for 16, 1.1 s per decode
+    /// step). Such batches are short prompts and follow-up turns, and tokens a grammar forces.
+    pub small_batch: u32,
 }
 
 impl MatmulConfig {
@@ -43,6 +48,7 @@ impl MatmulConfig {
             return MatmulConfig {
                 threads_per_row: 1,
                 matvec_prefill: true,
+                small_batch: SMALL_BATCH,
             };
         }
         let mut tpr = 1u32;
@@ -52,9 +58,13 @@ impl MatmulConfig {
         MatmulConfig {
             threads_per_row: tpr,
             matvec_prefill: false,
+            small_batch: SMALL_BATCH,
         }
     }
 }
+
+/// See [`MatmulConfig::small_batch`].
+const SMALL_BATCH: u32 = 16;
 
 /// Defines for the activation-reading kernels.
 fn activation_defs(ctx: &GpuContext, w: &GpuWeight) -> ShaderDefs {
@@ -85,6 +95,8 @@ struct MatmulPart {
     vec_bind: wgpu::BindGroup,
     /// For prefill: the tiled kernel's, or the multi-token matvec's.
     mat_bind: wgpu::BindGroup,
+    /// For small batches: the multi-token matvec's.
+    multi_bind: wgpu::BindGroup,
     rows: u32,
     vec_groups: (u32, u32),
 }
@@ -94,13 +106,16 @@ const MATVEC_TOKENS: u32 = 8;
 
 /// `y[t] = W · x[t]` for a weight `W` of `rows` rows × `cols` columns: x is f32
 /// `[max_tokens][cols]`, y f32 `[max_tokens][rows]`. One token runs the matrix-vector kernel,
-/// more the tiled matrix-matrix kernel (or, on CPU devices, the matrix-vector kernel a few tokens
-/// at a time); every kernel dispatches once per weight part.
+/// a few tokens the same kernel 8 tokens per weight read, more the tiled matrix-matrix kernel
+/// (or, on CPU devices, the matrix-vector kernel 8 tokens at a time); every kernel dispatches
+/// once per weight part.
 pub struct MatmulOp {
     vec: Arc<wgpu::ComputePipeline>,
     mat: Arc<wgpu::ComputePipeline>,
+    multi: Arc<wgpu::ComputePipeline>,
     parts: Vec<MatmulPart>,
     matvec_prefill: bool,
+    small_batch: u32,
 }
 
 impl MatmulOp {
@@ -139,13 +154,10 @@ impl MatmulOp {
         }
         let vec_defs = vec_defs.with("TPR", tpr);
         let vec = ctx.pipeline(kernels::MATVEC, "matvec", &vec_defs.clone().with("NT", 1))?;
+        let multi = ctx.pipeline(kernels::MATVEC, "matvec", &vec_defs.with("NT", MATVEC_TOKENS))?;
         let matvec_prefill = xbcast && config.matvec_prefill;
         let mat = if matvec_prefill {
-            ctx.pipeline(
-                kernels::MATVEC,
-                "matvec",
-                &vec_defs.with("NT", MATVEC_TOKENS),
-            )?
+            multi.clone()
         } else {
             ctx.pipeline(kernels::MATMUL, "matmul", &defs)?
         };
@@ -167,6 +179,7 @@ impl MatmulOp {
             parts.push(MatmulPart {
                 vec_bind: ctx.bind(&vec, &entries),
                 mat_bind: ctx.bind(&mat, &entries),
+                multi_bind: ctx.bind(&multi, &entries),
                 rows: p.rows as u32,
                 vec_groups: (gx, gy),
             });
@@ -174,8 +187,10 @@ impl MatmulOp {
         Ok(MatmulOp {
             vec,
             mat,
+            multi,
             parts,
             matvec_prefill,
+            small_batch: config.small_batch,
         })
     }
 
@@ -190,10 +205,10 @@ impl MatmulOp {
                 pass.set_bind_group(0, &p.vec_bind, &[]);
                 pass.dispatch_workgroups(p.vec_groups.0, p.vec_groups.1, 1);
             }
-        } else if self.matvec_prefill {
-            pass.set_pipeline(&self.mat);
+        } else if self.matvec_prefill || n_tokens <= self.small_batch {
+            pass.set_pipeline(&self.multi);
             for p in &self.parts {
-                pass.set_bind_group(0, &p.mat_bind, &[]);
+                pass.set_bind_group(0, &p.multi_bind, &[]);
                 pass.dispatch_workgroups(
                     p.vec_groups.0,
                     p.vec_groups.1,
