@@ -204,6 +204,7 @@ impl ConstraintEnv {
             compile_time: t0.elapsed(),
             mask_time: Duration::ZERO,
             masks: 0,
+            forced: 0,
         })
     }
 }
@@ -216,6 +217,7 @@ pub struct Constraint {
     compile_time: Duration,
     mask_time: Duration,
     masks: u32,
+    forced: u32,
 }
 
 impl Constraint {
@@ -273,6 +275,38 @@ impl Constraint {
             .map_err(|e| ConstraintError::Failed(e.to_string()));
         self.mask_time += t0.elapsed();
         r
+    }
+
+    /// Tokens the grammar forces next, whatever the model would say (the rest of a JSON key, a
+    /// fixed separator), at most `max`, consumed already. The caller feeds them to the model in
+    /// one batched step instead of sampling each: several tokens for the price of one step.
+    /// Stops before any of `stop_tokens`.
+    pub fn forced_tokens(&mut self, max: usize) -> Result<Vec<u32>, ConstraintError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let t0 = Instant::now();
+        let mut ff = self.matcher.compute_ff_tokens();
+        if let Some(e) = self.matcher.get_error() {
+            return Err(ConstraintError::Failed(e));
+        }
+        if let Some(i) = ff.iter().position(|t| self.stop_tokens.contains(t) || *t == self.eos) {
+            ff.truncate(i);
+        }
+        ff.truncate(max);
+        if !ff.is_empty() {
+            self.matcher
+                .consume_tokens(&ff)
+                .map_err(|e| ConstraintError::Failed(e.to_string()))?;
+        }
+        self.forced += ff.len() as u32;
+        self.mask_time += t0.elapsed();
+        Ok(ff)
+    }
+
+    /// Tokens [`Constraint::forced_tokens`] has produced so far.
+    pub fn forced(&self) -> u32 {
+        self.forced
     }
 
     /// Whether the grammar is complete and allows nothing more (generation should end now).

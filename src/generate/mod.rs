@@ -82,6 +82,9 @@ pub struct Generation {
     pub mask_time: Duration,
     #[serde(skip)]
     pub masks: u32,
+    /// Backend steps after the prompt's: fewer than `tokens` when a constraint forced some.
+    #[serde(skip)]
+    pub steps: u32,
 }
 
 impl Generation {
@@ -190,6 +193,9 @@ pub struct TokenStep {
     /// Set when generation is over.
     pub finish: Option<FinishReason>,
     pub logprobs: Option<TokenLogprobs>,
+    /// Tokens after `token` that a constraint forced (generated without sampling; the next
+    /// backend step processes them together). Their text is in `text`.
+    pub forced: Vec<u32>,
 }
 
 /// One generation as a state machine, independent of how the backend is driven: ask
@@ -347,7 +353,42 @@ impl Decoding {
         if position + 1 >= context_size {
             return Ok(self.end(step, FinishReason::ContextFull));
         }
-        self.feed = vec![next];
+        let mut feed = vec![next];
+        // Tokens the grammar forces are taken without sampling and fed with `next` in one step.
+        // Not with logprobs, which are reported per sampled token.
+        let room = (self.params.max_tokens - self.generated()).min(context_size - position - 1);
+        if let (Some(c), None) = (self.constraint.as_mut(), self.params.logprobs) {
+            let forced = c.forced_tokens(room).and_then(|f| Ok((f, c.is_finished())));
+            let (forced, done) = match forced {
+                Ok(x) => x,
+                Err(e) => {
+                    self.end(TokenStep::default(), FinishReason::Aborted);
+                    return Err(e.into());
+                }
+            };
+            for &t in &forced {
+                self.history.push(t);
+                let (piece, stopped) = self.stops.push(&self.decoder.push(t));
+                self.text.push_str(&piece);
+                step.text.push_str(&piece);
+                if stopped {
+                    step.forced = forced;
+                    return Ok(self.end(step, FinishReason::Stop));
+                }
+            }
+            feed.extend_from_slice(&forced);
+            step.forced = forced;
+            if done {
+                return Ok(self.end_complete(step));
+            }
+            if self.generated() >= self.params.max_tokens {
+                return Ok(self.end(step, FinishReason::Length));
+            }
+            if position + feed.len() >= context_size {
+                return Ok(self.end(step, FinishReason::ContextFull));
+            }
+        }
+        self.feed = feed;
         Ok(step)
     }
 
@@ -459,7 +500,11 @@ pub fn generate_constrained(
     let mut prefill_time = Duration::ZERO;
     let t0 = Instant::now();
     let mut t1 = t0;
+    let mut steps = 0u32;
     loop {
+        if d.generated() > 0 {
+            steps += 1;
+        }
         let out = match d.need() {
             Need::Argmax => StepOutput::Argmax(backend.forward_argmax(d.feed())?),
             Need::TopK(k) => StepOutput::TopK(backend.forward_top_k(d.feed(), k)?),
@@ -491,6 +536,7 @@ pub fn generate_constrained(
         decode_time: t1.elapsed(),
         mask_time: d.constraint().map_or(Duration::ZERO, |c| c.mask_time()),
         masks: d.constraint().map_or(0, |c| c.masks()),
+        steps,
     })
 }
 

@@ -456,6 +456,7 @@ impl Engine {
             set(&o, "token", step.token.map_or(JsValue::NULL, JsValue::from));
             set(&o, "text", step.text);
             set(&o, "finish", step.finish.map_or(JsValue::NULL, |f| finish_str(f).into()));
+            set(&o, "forced", step.forced.len() as u32);
             if let (Some(c), Some(_)) = (d.constraint(), step.finish) {
                 set(&o, "maskMs", c.mask_time().as_secs_f64() * 1e3);
                 set(&o, "masks", c.masks());

@@ -564,7 +564,7 @@ export class EngineCore {
         throw toLlamaError(e);
       }
       if (!first) first = performance.now();
-      if (r.token !== null) completion++;
+      if (r.token !== null) completion += 1 + (r.forced ?? 0);
       finish = r.finish;
       if (r.masks !== undefined) mask = { ms: r.maskMs, count: r.masks, compileMs: r.compileMs };
       if (r.token !== null || r.text) {
