@@ -26,11 +26,9 @@ struct Setup {
 fn setup() -> Setup {
     let file = GgufModel::open(common::smollm2()).unwrap();
     let tok = Tokenizer::from_gguf(file.metadata()).unwrap();
-    // f16 kernels without subgroups. With subgroups, lavapipe's resident memory grows by ~128 MB
-    // with every multi-token step (each sample's prefill here) — not on the f16-only or f32
-    // paths — and the 30 generations below would take gigabytes.
-    // The subgroup kernels are covered by tests/gpu_model.rs and gpu_ops.rs.
-    let opts = GpuOptions { allow_f16: true, allow_subgroups: false, max_storage_binding: None };
+    // The default native path (f16 + subgroups); the browser test runs the f32 kernels without
+    // subgroups under the same masks.
+    let opts = GpuOptions::default();
     let ctx = Arc::new(GpuContext::new_blocking(opts).unwrap());
     let gpu = GpuBackend(GpuModel::from_gguf(ctx, &file, 512).unwrap());
     let env = ConstraintEnv::new(&tok).unwrap();
