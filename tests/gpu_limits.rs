@@ -92,16 +92,6 @@ fn kv_cache_over_the_binding_limit_is_out_of_memory_with_the_figures() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-fn vm_size() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: u64 = s
-        .lines()
-        .find_map(|l| l.strip_prefix("VmSize:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kb * 1024
-}
-
 /// Headroom above the warmed-up process's address space: more than a load at context 64 takes,
 /// less than the big load's weights + activations + KV cache.
 const HEADROOM: u64 = 320 << 20;
@@ -125,7 +115,7 @@ fn oom_child() {
         shards[0].1[..h.data_offset as usize].to_vec()
     };
     drop((shards, file));
-    let cap = vm_size() + HEADROOM;
+    let cap = common::proc_status_bytes("VmSize") + HEADROOM;
     let st = Command::new("prlimit")
         .args(["--pid", &std::process::id().to_string(), &format!("--as={cap}")])
         .status()

@@ -154,16 +154,6 @@ fn gpu_top_k_sampling_matches_cpu_sampling() {
     assert!(g.tokens.len() >= 8);
 }
 
-fn rss_mib() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: u64 = s
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kb >> 10
-}
-
 /// Short multi-token steps (a follow-up turn, grammar-forced tokens) on the default path: each
 /// once grew lavapipe's resident memory by ~124 MiB, while its subgroup broadcasts sat under a
 /// branch in the multi-token matvec. Several steps must leave the memory flat.
@@ -181,13 +171,13 @@ fn multi_token_steps_keep_memory_flat() {
     for n in [1, 2, 3, 12] {
         run(&mut m, n);
     }
-    let before = rss_mib();
+    let before = common::proc_status_bytes("VmRSS") >> 20;
     for _ in 0..3 {
         for n in [2, 3, 12] {
             run(&mut m, n);
         }
     }
-    let after = rss_mib();
+    let after = common::proc_status_bytes("VmRSS") >> 20;
     eprintln!("resident memory across 9 multi-token steps: {before} → {after} MiB");
     assert!(after < before + 64, "resident memory grew from {before} to {after} MiB over 9 multi-token steps");
 }

@@ -1,4 +1,4 @@
-//! Shared test helpers: where the test material lives.
+//! Shared test helpers: where the test material lives, and this process's memory figures.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -23,4 +23,15 @@ pub fn fixture(name: &str) -> serde_json::Value {
     let p = root().join("tests/fixtures").join(name);
     let s = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&s).unwrap()
+}
+
+/// A memory figure of this process from /proc/self/status (`VmRSS`, `VmSize`, ...), in bytes.
+pub fn proc_status_bytes(field: &str) -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = s
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"));
+    kb * 1024
 }
