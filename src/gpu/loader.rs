@@ -121,6 +121,16 @@ impl OomFigures {
     }
 }
 
+/// GPU bytes of the tensors the graph reads, as the loader uploads them: matrices stay quantized,
+/// 1-D tensors become f32.
+pub fn uploaded_bytes<'a>(tensors: impl IntoIterator<Item = &'a TensorInfo>) -> u64 {
+    tensors
+        .into_iter()
+        .filter(|t| is_used(&t.name))
+        .map(|t| if t.dims.len() >= 2 { t.size } else { t.n_elements() * 4 })
+        .sum()
+}
+
 /// Whether the Llama graph reads a tensor of this name.
 fn is_used(name: &str) -> bool {
     if [names::TOKEN_EMBD, names::OUTPUT_NORM, names::OUTPUT, names::ROPE_FREQS].contains(&name) {
@@ -191,11 +201,7 @@ impl StreamLoader {
 
     /// Weights as uploaded, of the tensors whose headers were read.
     fn known_weights(&self) -> u64 {
-        self.infos
-            .values()
-            .filter(|t| is_used(&t.name))
-            .map(|t| if t.dims.len() >= 2 { t.size } else { t.n_elements() * 4 })
-            .sum()
+        uploaded_bytes(self.infos.values())
     }
 
     /// Bytes of shards not yet headed (all of them weights, nearly), when the sizes are known.
@@ -229,13 +235,13 @@ impl StreamLoader {
             Some(p) => p.context_size as usize,
             None => MemoryPlan::resolve_context(&self.ctx, &cfg, self.requested_context)?,
         };
-        let weights = self.known_weights() + self.unseen_weights();
-        let plan = MemoryPlan::new(&self.ctx, &cfg, weights, context);
+        let unseen = self.unseen_weights();
+        let plan = MemoryPlan::new(&self.ctx, &cfg, self.known_weights() + unseen, context);
         self.plan = Some(plan);
         if self.kv.is_none() {
             self.kv = Some(KvCache::new(&self.ctx, cfg.n_layer, context as u32, cfg.n_head_kv as u32, cfg.head_dim as u32)?);
         }
-        let mut left = self.unseen_weights() + plan.activations;
+        let mut left = unseen + plan.activations;
         let chunk = self.ctx.limits.max_buffer_size.min(1 << 30);
         let mut i = 0;
         while left > 0 {
@@ -517,7 +523,6 @@ impl StreamLoader {
                 self.shards_done
             )));
         }
-        self.release_reserve();
         let meta = self.metadata.as_ref().expect("first shard parsed");
         let infos = &self.infos;
         let cfg = LlamaConfig::from_gguf(meta, |n| infos.get(n))?;
@@ -525,6 +530,8 @@ impl StreamLoader {
         if self.plan.is_none() {
             self.plan_memory().map_err(|e| self.annotate(e))?;
         }
+        // The reservation (the activations, by now) makes way for the real buffers.
+        self.release_reserve();
         let figures = self.oom_figures();
         let context = self.plan.map_or(1, |p| p.context_size as usize);
         self.metadata = None;
