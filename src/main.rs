@@ -826,7 +826,7 @@ fn info(path: &PathBuf, as_json: bool, device: &DeviceArgs) -> Result<()> {
     // What loading would take on this GPU at the default context (as the loader plans it).
     let memory = match (&cfg, &gpu) {
         (Some(c), Some(Ok(ctx))) => {
-            let weights = model.tensors().map(|t| if t.info.dims.len() >= 2 { t.info.size } else { t.info.n_elements() * 4 }).sum();
+            let weights = llama_webgpu::gpu::loader::uploaded_bytes(model.tensors().map(|t| t.info));
             let context = llama_webgpu::gpu::model::MemoryPlan::resolve_context(ctx, c, None)?;
             let p = llama_webgpu::gpu::model::MemoryPlan::new(ctx, c, weights, context);
             json!({
