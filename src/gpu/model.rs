@@ -139,9 +139,14 @@ pub struct MemoryPlan {
 }
 
 impl MemoryPlan {
+    /// Bytes of one cached position in one layer's K (or V) buffer.
+    fn kv_row_bytes(ctx: &GpuContext, cfg: &LlamaConfig) -> u64 {
+        (cfg.n_head_kv * cfg.head_dim) as u64 * if ctx.features.f16 { 2 } else { 4 }
+    }
+
     pub fn new(ctx: &GpuContext, cfg: &LlamaConfig, weights: u64, context_size: usize) -> MemoryPlan {
         let context = context_size.clamp(1, cfg.context_length) as u64;
-        let row = (cfg.n_head_kv * cfg.head_dim) as u64 * if ctx.features.f16 { 2 } else { 4 };
+        let row = Self::kv_row_bytes(ctx, cfg);
         let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
         let mb = max_batch(ctx, cfg, context);
         let (e, nq, nkv, ff, nv) = (
@@ -178,7 +183,7 @@ impl MemoryPlan {
         };
         let c = c.clamp(1, cfg.context_length);
         if c as u64 > probe.max_context_size {
-            let row = (cfg.n_head_kv * cfg.head_dim) as u64 * if ctx.features.f16 { 2 } else { 4 };
+            let row = Self::kv_row_bytes(ctx, cfg);
             let l = &ctx.limits;
             let limit = if l.max_storage_buffer_binding_size <= l.max_buffer_size { "maxStorageBufferBindingSize" } else { "maxBufferSize" };
             return Err(ctx.over_limit("each KV cache layer (K or V)", row * c as u64, limit));

@@ -109,13 +109,6 @@ impl ModelLoader {
         Ok(())
     }
 
-    /// The memory plan (`{weightsBytes, kvCacheBytes, activationsBytes, totalBytes,
-    /// contextSize, maxContextSize}`), or null before a header has given the configuration.
-    #[wasm_bindgen(js_name = memoryPlan)]
-    pub fn memory_plan(&self) -> JsValue {
-        self.loader.as_ref().and_then(|l| l.memory_plan()).map_or(JsValue::NULL, plan_js)
-    }
-
     /// Adds the model's memory figures to an out-of-memory error.
     fn annotate(&self, e: crate::gpu::GpuError) -> JsValue {
         match &self.loader {

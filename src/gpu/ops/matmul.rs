@@ -93,9 +93,10 @@ fn check_size(what: &str, buf: &wgpu::Buffer, needed: u64) -> Result<(), GpuErro
 
 struct MatmulPart {
     vec_bind: wgpu::BindGroup,
-    /// For prefill: the tiled kernel's, or the multi-token matvec's.
-    mat_bind: wgpu::BindGroup,
-    /// For small batches: the multi-token matvec's.
+    /// For prefill past `small_batch`: the tiled kernel's (none when the multi-token matvec
+    /// runs all prefill).
+    tiled_bind: Option<wgpu::BindGroup>,
+    /// The multi-token matvec's.
     multi_bind: wgpu::BindGroup,
     rows: u32,
     vec_groups: (u32, u32),
@@ -111,10 +112,10 @@ const MATVEC_TOKENS: u32 = 8;
 /// once per weight part.
 pub struct MatmulOp {
     vec: Arc<wgpu::ComputePipeline>,
-    mat: Arc<wgpu::ComputePipeline>,
     multi: Arc<wgpu::ComputePipeline>,
+    /// None when the multi-token matvec runs all prefill (broadcasting on CPU devices).
+    tiled: Option<Arc<wgpu::ComputePipeline>>,
     parts: Vec<MatmulPart>,
-    matvec_prefill: bool,
     small_batch: u32,
 }
 
@@ -155,11 +156,10 @@ impl MatmulOp {
         let vec_defs = vec_defs.with("TPR", tpr);
         let vec = ctx.pipeline(kernels::MATVEC, "matvec", &vec_defs.clone().with("NT", 1))?;
         let multi = ctx.pipeline(kernels::MATVEC, "matvec", &vec_defs.with("NT", MATVEC_TOKENS))?;
-        let matvec_prefill = xbcast && config.matvec_prefill;
-        let mat = if matvec_prefill {
-            multi.clone()
+        let tiled = if xbcast && config.matvec_prefill {
+            None
         } else {
-            ctx.pipeline(kernels::MATMUL, "matmul", &defs)?
+            Some(ctx.pipeline(kernels::MATMUL, "matmul", &defs)?)
         };
         let mut parts = Vec::with_capacity(w.parts().len());
         for (i, p) in w.parts().iter().enumerate() {
@@ -178,7 +178,7 @@ impl MatmulOp {
             let (gx, gy, _) = dispatch_1d(p.rows as u32, MATVEC_WG / tpr);
             parts.push(MatmulPart {
                 vec_bind: ctx.bind(&vec, &entries),
-                mat_bind: ctx.bind(&mat, &entries),
+                tiled_bind: tiled.as_ref().map(|t| ctx.bind(t, &entries)),
                 multi_bind: ctx.bind(&multi, &entries),
                 rows: p.rows as u32,
                 vec_groups: (gx, gy),
@@ -186,10 +186,9 @@ impl MatmulOp {
         }
         Ok(MatmulOp {
             vec,
-            mat,
             multi,
+            tiled,
             parts,
-            matvec_prefill,
             small_batch: config.small_batch,
         })
     }
@@ -205,7 +204,17 @@ impl MatmulOp {
                 pass.set_bind_group(0, &p.vec_bind, &[]);
                 pass.dispatch_workgroups(p.vec_groups.0, p.vec_groups.1, 1);
             }
-        } else if self.matvec_prefill || n_tokens <= self.small_batch {
+        } else if let (Some(tiled), true) = (&self.tiled, n_tokens > self.small_batch) {
+            pass.set_pipeline(tiled);
+            for p in &self.parts {
+                pass.set_bind_group(0, p.tiled_bind.as_ref().expect("made with the tiled pipeline"), &[]);
+                pass.dispatch_workgroups(
+                    p.rows.div_ceil(MATMUL_ROWS),
+                    n_tokens.div_ceil(MATMUL_TOKENS),
+                    1,
+                );
+            }
+        } else {
             pass.set_pipeline(&self.multi);
             for p in &self.parts {
                 pass.set_bind_group(0, &p.multi_bind, &[]);
@@ -213,16 +222,6 @@ impl MatmulOp {
                     p.vec_groups.0,
                     p.vec_groups.1,
                     n_tokens.div_ceil(MATVEC_TOKENS),
-                );
-            }
-        } else {
-            pass.set_pipeline(&self.mat);
-            for p in &self.parts {
-                pass.set_bind_group(0, &p.mat_bind, &[]);
-                pass.dispatch_workgroups(
-                    p.rows.div_ceil(MATMUL_ROWS),
-                    n_tokens.div_ceil(MATMUL_TOKENS),
-                    1,
                 );
             }
         }
