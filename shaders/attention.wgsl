@@ -36,6 +36,8 @@ struct Params {
     capacity: u32,
     // 1 / sqrt(head_dim)
     scale: f32,
+    // Splits the partial-result buffers hold per (token, head): ceil(capacity / KPS).
+    max_split: u32,
 }
 
 struct Step {
@@ -78,6 +80,7 @@ const WG: u32 = 128u;
 // The most negative finite f32: "no score yet" (WGSL may assume there are no infinities).
 const LOWEST: f32 = -3.4028234e38;
 
+#ifndef SPLIT
 var<workgroup> q_sh: array<vec4<f32>, 64>;
 var<workgroup> p_sh: array<f32, WG>;
 var<workgroup> acc_sh: array<vec4<f32>, WG>;
@@ -164,3 +167,174 @@ fn attend(
         out[q_row + lid] = o / total;
     }
 }
+#endif
+
+#ifdef SPLIT
+// Split-K ("flash decoding") attention, for steps of a few tokens. The single-pass `attend`
+// gives each (head, token) one workgroup that walks the whole context: for decode that is only
+// n_head workgroups, each serial over thousands of keys, which leaves most of a large GPU idle
+// at long contexts. Here the context is cut into splits of KPS keys:
+//   attend_split: one workgroup per (KV head × HPW of its query heads, split, token). The
+//     query heads that share a KV head are handled together, so each K and V row is read once
+//     for all of them, not once per query head. All of a split's scores fit in workgroup
+//     memory, so its softmax is exact (no online rescaling): scores, then per-head maximum and
+//     sum (each head's LPH invocations reduce through workgroup memory), then p·V with the
+//     workgroup laid out as (key lane, vec4 column) as in `attend`. It writes the split's
+//     unnormalized output and its (maximum, sum).
+//   attend_merge: one workgroup per (head, token) rescales the splits to their common maximum
+//     and normalizes: out = Σ_s e^(m_s - M) acc_s / Σ_s e^(m_s - M) l_s.
+// Both compute the split count from the step uniform, as the host does for the dispatch:
+// ceil(min(pos + n_tokens, capacity) / KPS). Splits past a token's causal end write l = 0.
+
+const KPS: u32 = 256u;
+// Query heads per workgroup (a divisor of params.group, at most 8, HPW · head_dim/4 ≤ 256).
+const HPW: u32 = {{HPW}}u;
+// Invocations per head in the softmax step: WG / (HPW rounded up to a power of two).
+const LPH: u32 = {{LPH}}u;
+
+@group(0) @binding(8) var<storage, read_write> part_acc: array<vec4<f32>>;
+@group(0) @binding(9) var<storage, read_write> part_ml: array<vec2<f32>>;
+
+var<workgroup> qs_sh: array<vec4<f32>, 256>;
+var<workgroup> sc_sh: array<f32, 2048>;
+var<workgroup> seg_sh: array<f32, WG>;
+var<workgroup> accs_sh: array<vec4<f32>, WG>;
+
+fn n_splits() -> u32 {
+    return (min(step.pos + step.n_tokens, params.capacity) + KPS - 1u) / KPS;
+}
+
+// The maximum (or sum) of `v` over each run of LPH invocations, returned to all of them.
+// Workgroup-uniform control flow only.
+fn seg_reduce(v: f32, lid: u32, take_max: bool) -> f32 {
+    seg_sh[lid] = v;
+    workgroupBarrier();
+    for (var s = LPH / 2u; s > 0u; s >>= 1u) {
+        if (lid % LPH < s) {
+            let a = seg_sh[lid];
+            let b = seg_sh[lid + s];
+            seg_sh[lid] = select(a + b, max(a, b), take_max);
+        }
+        workgroupBarrier();
+    }
+    let r = seg_sh[lid - lid % LPH];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(128)
+fn attend_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let hd4 = params.hd4;
+    let kvw4 = params.kvw4;
+    let per_kv = params.group / HPW;
+    let kvh = wid.x / per_kv;
+    let h0 = kvh * params.group + (wid.x % per_kv) * HPW;
+    let sp = wid.y;
+    let t = wid.z;
+    let kv_off = kvh * hd4;
+    let n_ctx = min(step.pos + t + 1u, params.capacity);
+    let s0 = sp * KPS;
+    var n_here = 0u;
+    if (s0 < n_ctx) {
+        n_here = min(KPS, n_ctx - s0);
+    }
+
+    // Heads h0 .. h0 + HPW are consecutive rows of q.
+    for (var i = lid; i < HPW * hd4; i += WG) {
+        qs_sh[i] = q[(t * params.n_head + h0) * hd4 + i];
+    }
+    workgroupBarrier();
+
+    for (var k = lid; k < n_here; k += WG) {
+        let kb = (s0 + k) * kvw4 + kv_off;
+        var d: array<vec4<f32>, HPW>;
+        for (var j = 0u; j < hd4; j++) {
+            let kk = vec4<f32>(k_cache[kb + j]);
+            for (var g = 0u; g < HPW; g++) {
+                d[g] += qs_sh[g * hd4 + j] * kk;
+            }
+        }
+        for (var g = 0u; g < HPW; g++) {
+            sc_sh[g * KPS + k] = ((d[g].x + d[g].y) + (d[g].z + d[g].w)) * params.scale;
+        }
+    }
+    workgroupBarrier();
+
+    let g = lid / LPH;
+    let lane = lid % LPH;
+    var mx = LOWEST;
+    if (g < HPW) {
+        for (var k = lane; k < n_here; k += LPH) {
+            mx = max(mx, sc_sh[g * KPS + k]);
+        }
+    }
+    let m = seg_reduce(mx, lid, true);
+    var l = 0.0;
+    if (g < HPW) {
+        for (var k = lane; k < n_here; k += LPH) {
+            let p = exp(sc_sh[g * KPS + k] - m);
+            sc_sh[g * KPS + k] = p;
+            l += p;
+        }
+    }
+    // Its barriers also publish the p values written above.
+    let l_sum = seg_reduce(l, lid, false);
+    let row = (t * params.n_head + h0) * params.max_split + sp;
+    if (g < HPW && lane == 0u) {
+        part_ml[row + g * params.max_split] = vec2<f32>(m, l_sum);
+    }
+
+    let col = lid % hd4;
+    let vl = lid / hd4;
+    let n_lanes = WG / hd4;
+    var acc: array<vec4<f32>, HPW>;
+    if (vl < n_lanes) {
+        for (var k = vl; k < n_here; k += n_lanes) {
+            let vv = vec4<f32>(v_cache[(s0 + k) * kvw4 + kv_off + col]);
+            for (var g2 = 0u; g2 < HPW; g2++) {
+                acc[g2] += sc_sh[g2 * KPS + k] * vv;
+            }
+        }
+    }
+    for (var g2 = 0u; g2 < HPW; g2++) {
+        accs_sh[lid] = acc[g2];
+        workgroupBarrier();
+        if (lid < hd4) {
+            var o = vec4<f32>(0.0);
+            for (var j = 0u; j < n_lanes; j++) {
+                o += accs_sh[j * hd4 + lid];
+            }
+            part_acc[(row + g2 * params.max_split) * hd4 + lid] = o;
+        }
+        workgroupBarrier();
+    }
+}
+
+@compute @workgroup_size(64)
+fn attend_merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let hd4 = params.hd4;
+    if (lid >= hd4) {
+        return;
+    }
+    let h = wid.x;
+    let t = wid.y;
+    let ns = n_splits();
+    let base = (t * params.n_head + h) * params.max_split;
+    var mm = LOWEST;
+    for (var s = 0u; s < ns; s++) {
+        mm = max(mm, part_ml[base + s].x);
+    }
+    var l = 0.0;
+    var o = vec4<f32>(0.0);
+    for (var s = 0u; s < ns; s++) {
+        let ml = part_ml[base + s];
+        // Empty splits (past this token's causal end) hold l = 0 and m = LOWEST.
+        if (ml.y > 0.0) {
+            let w = exp(ml.x - mm);
+            l += ml.y * w;
+            o += part_acc[(base + s) * hd4 + lid] * w;
+        }
+    }
+    out[(t * params.n_head + h) * hd4 + lid] = o / l;
+}
+#endif

@@ -6,7 +6,7 @@
 
 use half::f16;
 use llama_webgpu::gpu::ops::{
-    step_buffer, ArgmaxOp, AttentionOp, KvCache, RmsNormOp, RopeOp, RopeParams, Step, TopKOp,
+    step_buffer, ArgmaxOp, AttentionOp, AttentionScratch, KvCache, RmsNormOp, RopeOp, RopeParams, Step, TopKOp,
 };
 use llama_webgpu::gpu::{GpuContext, GpuOptions};
 use llama_webgpu::reference::ops;
@@ -267,7 +267,8 @@ impl AttnCase {
             buf(max_tokens * n_kv * hd),
             buf(max_tokens * n_head * hd),
         );
-        let op = AttentionOp::new(ctx, &q, &k, &v, &out, &cache, 1, n_head as u32, step).unwrap();
+        let scratch = AttentionScratch::new(ctx, &cache, n_head as u32, max_tokens as u32).unwrap();
+        let op = AttentionOp::new(ctx, &q, &k, &v, &out, &cache, 1, n_head as u32, &scratch, step).unwrap();
         AttnCase {
             n_head,
             n_kv,
@@ -339,7 +340,7 @@ impl AttnCase {
         ctx.write(&self.k, 0, bytemuck::cast_slice(&k));
         ctx.write(&self.v, 0, bytemuck::cast_slice(&v));
         run(ctx, step, n as u32, pos as u32, |p| {
-            self.op.record(p, n as u32)
+            self.op.record(p, n as u32, pos as u32)
         });
         let got = ctx.read_f32(&self.out, 0, n * qw).unwrap();
         let (ks, vs) = (self.stored(&k), self.stored(&v));
@@ -412,11 +413,16 @@ fn attention_over_successive_steps_matches_cpu() {
     let mut rng = Rng(3);
     for (name, ctx) in contexts() {
         let step = step_buffer(&ctx).unwrap();
-        for shape in SHAPES {
-            let mut case = AttnCase::new(&ctx, &step, shape, 300, 70);
+        // Beyond the model shapes: one query head per KV head, eight (the split kernel's most
+        // per workgroup), and a head size whose vec4 count does not divide the workgroup.
+        for shape in SHAPES.into_iter().chain([(4, 4, 32), (8, 1, 64), (6, 2, 80)]) {
+            let mut case = AttnCase::new(&ctx, &step, shape, 600, 120);
             let mut worst = 0f32;
-            // A prompt, three decode steps, then prefills of other sizes.
-            for n in [50, 1, 1, 1, 7, 70, 1] {
+            // A prompt, three decode steps, then prefills of other sizes. Steps of up to 16
+            // tokens attend in 256-key splits: the 5-token step at 254 straddles a split
+            // boundary (its first tokens see none of the second split), 16 is the largest such
+            // step, 17 the smallest single-pass one.
+            for n in [50, 1, 1, 1, 7, 70, 1, 120, 3, 5, 1, 16, 17, 1] {
                 worst = worst.max(case.step(&ctx, &step, &mut rng, n, 1.5));
             }
             case.check_cache(&ctx);
@@ -523,12 +529,13 @@ fn bad_shapes_are_rejected() {
     let cache = KvCache::new(&ctx, 1, 16, 3, 64).unwrap();
     let b = ctx.storage("b", 1024, wgpu::BufferUsages::empty()).unwrap();
     let step = step_buffer(&ctx).unwrap();
+    let scratch = AttentionScratch::new(&ctx, &cache, 9, 1).unwrap();
     assert!(
-        AttentionOp::new(&ctx, &b, &b, &b, &b, &cache, 0, 8, &step).is_err(),
+        AttentionOp::new(&ctx, &b, &b, &b, &b, &cache, 0, 8, &scratch, &step).is_err(),
         "n_head must be a multiple of n_kv"
     );
     assert!(
-        AttentionOp::new(&ctx, &b, &b, &b, &b, &cache, 1, 9, &step).is_err(),
+        AttentionOp::new(&ctx, &b, &b, &b, &b, &cache, 1, 9, &scratch, &step).is_err(),
         "no such layer"
     );
     assert!(TopKOp::new(&ctx, &b, 100, 65, &b).is_err(), "k ≤ 64");
@@ -556,7 +563,7 @@ fn bad_shapes_are_rejected() {
 }
 
 /// Rough per-dispatch timings on the adapter at hand (not a correctness test; meant for a real
-/// GPU — on lavapipe the 512-token prefills alone take minutes):
+/// GPU — on CPU devices the 512-token prefills are skipped, they alone take minutes):
 /// `cargo test --release --test gpu_ops -- --ignored --nocapture timing`.
 #[test]
 #[ignore]
@@ -595,15 +602,21 @@ fn timing() {
         buf(512 * n_kv * hd),
         buf(512 * n_head * hd),
     );
-    let op = AttentionOp::new(&ctx, &q, &k, &v, &out, &cache, 0, n_head, &step).unwrap();
+    let scratch = AttentionScratch::new(&ctx, &cache, n_head, 512).unwrap();
+    let op = AttentionOp::new(&ctx, &q, &k, &v, &out, &cache, 0, n_head, &scratch, &step).unwrap();
+    // Without split scratch every step takes the single-pass kernel: the decode comparison.
+    let no_split = AttentionScratch::new(&ctx, &cache, n_head, 0).unwrap();
+    let single = AttentionOp::new(&ctx, &q, &k, &v, &out, &cache, 0, n_head, &no_split, &step).unwrap();
+    let cpu = ctx.adapter_info.device_type == wgpu::DeviceType::Cpu;
     for (pos, n) in [(511u32, 1u32), (4095, 1), (8191, 1), (0, 512), (7680, 512)] {
-        time(
-            &format!("attention 32/8x128 pos {pos} n {n}"),
-            n,
-            pos,
-            if n == 1 { 200 } else { 5 },
-            &|p| op.record(p, n),
-        );
+        if cpu && n > 1 {
+            continue;
+        }
+        let reps = if n > 1 { 5 } else if cpu { 10 } else { 200 };
+        time(&format!("attention 32/8x128 pos {pos} n {n}"), n, pos, reps, &|p| op.record(p, n, pos));
+        if n == 1 {
+            time(&format!("attention 32/8x128 pos {pos} n {n}, single pass"), n, pos, reps, &|p| single.record(p, n, pos));
+        }
     }
     let x = buf(512 * 4096);
     let w = buf(4096);

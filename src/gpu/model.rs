@@ -3,7 +3,7 @@
 //! single command submission with no readback until its result.
 
 use super::ops::{
-    step_buffer, AddOp, ArgmaxOp, AttentionOp, TopKOp, EmbeddingOp, KvCache, MatmulOp, RmsNormOp, RopeOp,
+    step_buffer, AddOp, ArgmaxOp, AttentionOp, AttentionScratch, TopKOp, EmbeddingOp, KvCache, MatmulOp, RmsNormOp, RopeOp,
     RopeParams, Step, SwigluOp,
 };
 use super::weights::GpuWeight;
@@ -157,8 +157,10 @@ impl MemoryPlan {
             cfg.n_vocab as u64,
         );
         // As GpuModel::build allocates them: ids, x h o, q attn, k v, gate up, logits, the
-        // last row's x and h, argmax, top-k and two step uniforms.
-        let activations = 4 * (mb + mb * (3 * e + 2 * nq + 2 * nkv + 2 * ff + nv) + 2 * e) + 16 + TOP_K as u64 * 8 + 32;
+        // last row's x and h, argmax, top-k, two step uniforms and the split attention's
+        // partial results.
+        let (_, split) = AttentionScratch::size(cfg.n_head as u32, cfg.head_dim as u32, context as u32, mb as u32, limit);
+        let activations = 4 * (mb + mb * (3 * e + 2 * nq + 2 * nkv + 2 * ff + nv) + 2 * e) + 16 + TOP_K as u64 * 8 + 32 + split;
         MemoryPlan {
             weights,
             kv_cache: 2 * cfg.n_layer as u64 * row * context,
@@ -221,6 +223,7 @@ pub struct GpuModel {
     top_k_out: wgpu::Buffer,
     _kv: KvCache,
     _weights: Vec<GpuWeight>,
+    _attn_scratch: AttentionScratch,
     _buffers: Vec<wgpu::Buffer>,
 }
 
@@ -300,6 +303,7 @@ impl GpuModel {
                 c.head_dim as u32,
             )?,
         };
+        let scratch = AttentionScratch::new(&ctx, &kv, c.n_head as u32, max_batch)?;
         let rope = RopeParams::from_config(c);
         let freq_factors = match tensors.vector_opt(names::ROPE_FREQS)? {
             Some(b) => Some(b),
@@ -357,6 +361,7 @@ impl GpuModel {
                     &kv,
                     l,
                     c.n_head as u32,
+                    &scratch,
                     &step,
                 )?,
                 wo: MatmulOp::new(&ctx, &wo, &attn, &o, &step)?,
@@ -419,6 +424,7 @@ impl GpuModel {
             top_k_out,
             _kv: kv,
             _weights: weights,
+            _attn_scratch: scratch,
             _buffers: buffers,
             ctx,
         })
@@ -457,7 +463,7 @@ impl GpuModel {
             rec("attn_v", &mut |p| l.wv.record(p, n));
             rec("rope_q", &mut |p| l.rope_q.record(p, n));
             rec("rope_k", &mut |p| l.rope_k.record(p, n));
-            rec("attention", &mut |p| l.attention.record(p, n));
+            rec("attention", &mut |p| l.attention.record(p, n, self.pos));
             rec("attn_output", &mut |p| l.wo.record(p, n));
             rec("add", &mut |p| l.add_attn.record(p, n));
             rec("ffn_norm", &mut |p| l.ffn_norm.record(p, n));

@@ -16,7 +16,7 @@ pub use norm::RmsNormOp;
 mod rope;
 pub use rope::{RopeOp, RopeParams};
 mod attention;
-pub use attention::{AttentionOp, KvCache};
+pub use attention::{AttentionOp, AttentionScratch, KvCache};
 mod sample;
 pub use sample::{ArgmaxOp, TopKOp};
 
