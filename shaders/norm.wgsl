@@ -7,7 +7,8 @@
 // accumulates in f64): with 256 partial sums of ≤ dim/256 terms each, the relative error of
 // the sum stays around 1e-7·log2(dim).
 //
-// Variants: IN_PLACE (y is x, so x is bound once, read_write), SUBGROUPS.
+// Variants: IN_PLACE (y is x, so x is bound once, read_write), RESIDUAL (first x += r, the
+// residual add of the block before, written back to x: one pass instead of two), SUBGROUPS.
 
 struct Params {
     dim: u32,
@@ -19,6 +20,14 @@ struct Step {
     pos: u32,
 }
 
+#ifdef RESIDUAL
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<uniform> params: Params;
+@group(0) @binding(4) var<uniform> step: Step;
+@group(0) @binding(5) var<storage, read> r: array<f32>;
+#else
 #ifdef IN_PLACE
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
@@ -30,6 +39,7 @@ struct Step {
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
 @group(0) @binding(4) var<uniform> step: Step;
+#endif
 #endif
 
 const WG: u32 = 256u;
@@ -57,7 +67,13 @@ fn rms_norm(
     let row = t * dim;
     var ss = 0.0;
     for (var i = lid; i < dim; i += WG) {
+#ifdef RESIDUAL
+        // Each invocation rereads only the elements it wrote itself below.
+        let v = x[row + i] + r[row + i];
+        x[row + i] = v;
+#else
         let v = x[row + i];
+#endif
         ss += v * v;
     }
     ss = wg_sum(ss, lid);

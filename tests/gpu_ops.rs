@@ -141,11 +141,23 @@ fn rms_norm_matches_cpu() {
                 let got = ctx.read_f32(&out, 0, n * dim).unwrap();
                 run(&ctx, &step, n as u32, 0, |p| in_place.record(p, n as u32));
                 let got_in_place = ctx.read_f32(&xb, 0, n * dim).unwrap();
+                // With a residual: x' = (x - r) + r, normalized; x' must hold the sum after.
+                let r = rng.vec(n * dim, scale);
+                let x_minus_r: Vec<f32> = x.iter().zip(&r).map(|(a, b)| a - b).collect();
+                let sum: Vec<f32> = x_minus_r.iter().zip(&r).map(|(a, b)| a + b).collect();
+                let mut want_res = vec![0f32; n * dim];
+                ops::rms_norm(&sum, &w, 1e-5, &mut want_res);
+                let (xr, rb) = (upload(&ctx, &x_minus_r), upload(&ctx, &r));
+                let residual =
+                    RmsNormOp::with_residual(&ctx, &xr, &rb, &wb, &out, dim as u32, 1e-5, &step).unwrap();
+                run(&ctx, &step, n as u32, 0, |p| residual.record(p, n as u32));
+                let got_res = ctx.read_f32(&out, 0, n * dim).unwrap();
+                assert!(ctx.read_f32(&xr, 0, n * dim).unwrap() == sum, "{name} dim {dim} n {n}: x + r not kept");
                 // Every output is x · scale · w, so the only error is in the row's scale: the
                 // f32 sum of squares (the reference sums in f64) and the sqrt/division, a few
                 // ulp. 1e-5 relative, element by element, leaves a wide margin.
-                for (what, got) in [("out", &got), ("in place", &got_in_place)] {
-                    let (e, i) = max_err(got, &want, 1e-30);
+                for (what, got, want) in [("out", &got, &want), ("in place", &got_in_place, &want), ("residual", &got_res, &want_res)] {
+                    let (e, i) = max_err(got, want, 1e-30);
                     worst = worst.max(e);
                     assert!(
                         e < 1e-5,
@@ -519,6 +531,10 @@ fn argmax_and_top_k_match_cpu() {
     }
 }
 
+fn scratch_buf(ctx: &GpuContext) -> wgpu::Buffer {
+    ctx.storage("other", 1024, wgpu::BufferUsages::empty()).unwrap()
+}
+
 #[test]
 fn bad_shapes_are_rejected() {
     let ctx = GpuContext::new_blocking(GpuOptions::default()).unwrap();
@@ -537,6 +553,10 @@ fn bad_shapes_are_rejected() {
     assert!(
         AttentionOp::new(&ctx, &b, &b, &b, &b, &cache, 1, 9, &scratch, &step).is_err(),
         "no such layer"
+    );
+    assert!(
+        RmsNormOp::with_residual(&ctx, &b, &scratch_buf(&ctx), &b, &b, 16, 1e-5, &step).is_err(),
+        "a residual norm cannot write over x"
     );
     assert!(TopKOp::new(&ctx, &b, 100, 65, &b).is_err(), "k ≤ 64");
     assert!(

@@ -3,7 +3,7 @@
 //! single command submission with no readback until its result.
 
 use super::ops::{
-    step_buffer, AddOp, ArgmaxOp, AttentionOp, AttentionScratch, TopKOp, EmbeddingOp, KvCache, MatmulOp, RmsNormOp, RopeOp,
+    step_buffer, AddOp, ArgmaxOp, AttentionOp, AttentionScratch, TopKOp, EmbeddingOp, KvCache, MatmulInput, MatmulOp, RmsNormOp, RopeOp,
     RopeParams, Step, SwigluOp,
 };
 use super::weights::GpuWeight;
@@ -28,6 +28,10 @@ pub enum GpuModelError {
     Gguf(#[from] crate::gguf::GgufError),
 }
 
+/// One transformer block. Residual adds are fused into the norm that follows them: `ffn_norm`
+/// first adds the attention output to x, and the next block's `attn_norm` adds this block's
+/// FFN output (only the last block has an `add_ffn` of its own). SwiGLU is computed inside
+/// `down` when the FFN width is a multiple of 4 (else `swiglu` writes it into the gate buffer).
 struct Layer {
     attn_norm: RmsNormOp,
     wq: MatmulOp,
@@ -37,13 +41,12 @@ struct Layer {
     rope_k: RopeOp,
     attention: AttentionOp,
     wo: MatmulOp,
-    add_attn: AddOp,
     ffn_norm: RmsNormOp,
     gate: MatmulOp,
     up: MatmulOp,
-    swiglu: SwigluOp,
+    swiglu: Option<SwigluOp>,
     down: MatmulOp,
-    add_ffn: AddOp,
+    add_ffn: Option<AddOp>,
 }
 
 /// What a step returns.
@@ -331,8 +334,16 @@ impl GpuModel {
                 tensors.weight(&b("ffn_up"))?,
                 tensors.weight(&b("ffn_down"))?,
             );
+            let last = l + 1 == c.n_layer;
+            // `o` holds the previous block's FFN output when this norm runs.
+            let attn_norm = if l == 0 {
+                RmsNormOp::new(&ctx, &x, &attn_norm_w, &h, e as u32, c.rms_eps, &step)?
+            } else {
+                RmsNormOp::with_residual(&ctx, &x, &o, &attn_norm_w, &h, e as u32, c.rms_eps, &step)?
+            };
+            let fuse_swiglu = ff.is_multiple_of(4);
             layers.push(Layer {
-                attn_norm: RmsNormOp::new(&ctx, &x, &attn_norm_w, &h, e as u32, c.rms_eps, &step)?,
+                attn_norm,
                 wq: MatmulOp::new(&ctx, &wq, &h, &q, &step)?,
                 wk: MatmulOp::new(&ctx, &wk, &h, &k, &step)?,
                 wv: MatmulOp::new(&ctx, &wv, &h, &v, &step)?,
@@ -365,13 +376,16 @@ impl GpuModel {
                     &step,
                 )?,
                 wo: MatmulOp::new(&ctx, &wo, &attn, &o, &step)?,
-                add_attn: AddOp::new(&ctx, &x, &o, e as u32, &step)?,
-                ffn_norm: RmsNormOp::new(&ctx, &x, &ffn_norm_w, &h, e as u32, c.rms_eps, &step)?,
+                ffn_norm: RmsNormOp::with_residual(&ctx, &x, &o, &ffn_norm_w, &h, e as u32, c.rms_eps, &step)?,
                 gate: MatmulOp::new(&ctx, &wg, &h, &g, &step)?,
                 up: MatmulOp::new(&ctx, &wu, &h, &u, &step)?,
-                swiglu: SwigluOp::new(&ctx, &g, &u, ff as u32, &step)?,
-                down: MatmulOp::new(&ctx, &wd, &g, &o, &step)?,
-                add_ffn: AddOp::new(&ctx, &x, &o, e as u32, &step)?,
+                swiglu: if fuse_swiglu { None } else { Some(SwigluOp::new(&ctx, &g, &u, ff as u32, &step)?) },
+                down: if fuse_swiglu {
+                    MatmulOp::new(&ctx, &wd, MatmulInput::SwiGlu { gate: &g, up: &u }, &o, &step)?
+                } else {
+                    MatmulOp::new(&ctx, &wd, &g, &o, &step)?
+                },
+                add_ffn: if last { Some(AddOp::new(&ctx, &x, &o, e as u32, &step)?) } else { None },
             });
             weights.extend([wq, wk, wv, wo, wg, wu, wd]);
             buffers.extend([attn_norm_w, ffn_norm_w]);
@@ -465,13 +479,16 @@ impl GpuModel {
             rec("rope_k", &mut |p| l.rope_k.record(p, n));
             rec("attention", &mut |p| l.attention.record(p, n, self.pos));
             rec("attn_output", &mut |p| l.wo.record(p, n));
-            rec("add", &mut |p| l.add_attn.record(p, n));
             rec("ffn_norm", &mut |p| l.ffn_norm.record(p, n));
             rec("ffn_gate", &mut |p| l.gate.record(p, n));
             rec("ffn_up", &mut |p| l.up.record(p, n));
-            rec("swiglu", &mut |p| l.swiglu.record(p, n));
+            if let Some(s) = &l.swiglu {
+                rec("swiglu", &mut |p| s.record(p, n));
+            }
             rec("ffn_down", &mut |p| l.down.record(p, n));
-            rec("add", &mut |p| l.add_ffn.record(p, n));
+            if let Some(a) = &l.add_ffn {
+                rec("add", &mut |p| a.record(p, n));
+            }
         }
         if all {
             rec("output_norm", &mut |p| self.norm_all.record(p, n));

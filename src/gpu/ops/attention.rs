@@ -119,7 +119,7 @@ impl AttentionScratch {
 /// `heads · head_dim/4 ≤ 256` (the shader's workgroup arrays), and the invocations per head
 /// of its softmax step.
 fn heads_per_workgroup(group: u32, hd4: u32) -> (u32, u32) {
-    let hpw = (1..=8.min(group)).rev().find(|&d| group % d == 0 && d * hd4 <= 256).unwrap_or(1);
+    let hpw = (1..=8.min(group)).rev().find(|&d| group.is_multiple_of(d) && d * hd4 <= 256).unwrap_or(1);
     (hpw, 128 / hpw.next_power_of_two())
 }
 

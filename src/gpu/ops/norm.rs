@@ -1,4 +1,5 @@
-//! RMSNorm (`shaders/norm.wgsl`): one 256-invocation workgroup per token row.
+//! RMSNorm (`shaders/norm.wgsl`), optionally after a residual add: one 256-invocation
+//! workgroup per token row.
 
 use super::uniform;
 use crate::gpu::{kernels, GpuContext, GpuError};
@@ -21,6 +22,42 @@ impl RmsNormOp {
         eps: f32,
         step: &wgpu::Buffer,
     ) -> Result<Self, GpuError> {
+        Self::build(ctx, x, None, w, out, dim, eps, step)
+    }
+
+    /// `x[t] += r[t]` (kept in `x`), then `out[t] = x[t] / sqrt(mean(x[t]²) + eps) * w`: a
+    /// block's residual add fused with the next norm. `out` must not be `x`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_residual(
+        ctx: &GpuContext,
+        x: &wgpu::Buffer,
+        r: &wgpu::Buffer,
+        w: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        dim: u32,
+        eps: f32,
+        step: &wgpu::Buffer,
+    ) -> Result<Self, GpuError> {
+        if x == out || x == r {
+            return Err(GpuError::Validation {
+                what: "rms_norm".into(),
+                message: "with a residual, the output and the residual must be other buffers than x".into(),
+            });
+        }
+        Self::build(ctx, x, Some(r), w, out, dim, eps, step)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        ctx: &GpuContext,
+        x: &wgpu::Buffer,
+        r: Option<&wgpu::Buffer>,
+        w: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        dim: u32,
+        eps: f32,
+        step: &wgpu::Buffer,
+    ) -> Result<Self, GpuError> {
         if dim == 0 {
             return Err(GpuError::Validation {
                 what: "rms_norm".into(),
@@ -29,7 +66,9 @@ impl RmsNormOp {
         }
         let in_place = x == out;
         let mut defs = ctx.base_defs();
-        if in_place {
+        if r.is_some() {
+            defs.set("RESIDUAL", 1);
+        } else if in_place {
             defs.set("IN_PLACE", 1);
         }
         let pipeline = ctx.pipeline(kernels::NORM, "rms_norm", &defs)?;
@@ -48,16 +87,15 @@ impl RmsNormOp {
                 ],
             )
         } else {
-            ctx.bind(
-                &pipeline,
-                &[
-                    x.as_entire_binding(),
-                    w.as_entire_binding(),
-                    out.as_entire_binding(),
-                    params.as_entire_binding(),
-                    step.as_entire_binding(),
-                ],
-            )
+            let mut entries = vec![
+                x.as_entire_binding(),
+                w.as_entire_binding(),
+                out.as_entire_binding(),
+                params.as_entire_binding(),
+                step.as_entire_binding(),
+            ];
+            entries.extend(r.map(|r| r.as_entire_binding()));
+            ctx.bind(&pipeline, &entries)
         };
         Ok(RmsNormOp { pipeline, bind })
     }
