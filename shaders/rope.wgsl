@@ -16,7 +16,9 @@
 // steps (Cody-Waite) and evaluates Taylor polynomials on [-pi/4, pi/4]: ~2e-7 absolute error
 // for angles below ~30000 rad.
 //
-// One invocation per (token, head, pair). Variant: FREQ_FACTORS (a per-pair divisor buffer).
+// One invocation per (token, head, pair). Variants: FREQ_FACTORS (a per-pair divisor buffer),
+// PAIR (a second buffer `x2` of n_heads2 heads, a layer's K beside its Q, rotated by the same
+// dispatch: invocations past the first buffer's pairs take the second's).
 
 struct Params {
     n_heads: u32,
@@ -25,6 +27,7 @@ struct Params {
     n_pairs: u32,
     theta_scale: f32,
     freq_scale: f32,
+    n_heads2: u32,
 }
 
 struct Step {
@@ -40,6 +43,9 @@ struct Step {
 #else
 @group(0) @binding(1) var<uniform> params: Params;
 @group(0) @binding(2) var<uniform> step: Step;
+#endif
+#ifdef PAIR
+@group(0) @binding(4) var<storage, read_write> x2: array<vec2<f32>>;
 #endif
 
 // (sin a, cos a).
@@ -65,9 +71,18 @@ fn sin_cos(a: f32) -> vec2<f32> {
 
 @compute @workgroup_size(256)
 fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = gid.x + gid.y * nwg.x * 256u;
+    var idx = gid.x + gid.y * nwg.x * 256u;
     let n_pairs = params.n_pairs;
-    let per_token = params.n_heads * n_pairs;
+    var n_heads = params.n_heads;
+    var second = false;
+#ifdef PAIR
+    if (idx >= n_heads * n_pairs * step.n_tokens) {
+        idx -= n_heads * n_pairs * step.n_tokens;
+        n_heads = params.n_heads2;
+        second = true;
+    }
+#endif
+    let per_token = n_heads * n_pairs;
     if (idx >= per_token * step.n_tokens) {
         return;
     }
@@ -87,7 +102,14 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 #endif
     let sc = sin_cos(theta);
 
-    let at = (t * params.n_heads + head) * (params.head_dim / 2u) + i;
+    let at = (t * n_heads + head) * (params.head_dim / 2u) + i;
+#ifdef PAIR
+    if (second) {
+        let v = x2[at];
+        x2[at] = vec2<f32>(v.x * sc.y - v.y * sc.x, v.x * sc.x + v.y * sc.y);
+        return;
+    }
+#endif
     let v = x[at];
     x[at] = vec2<f32>(v.x * sc.y - v.y * sc.x, v.x * sc.x + v.y * sc.y);
 }

@@ -233,6 +233,19 @@ fn rope_matches_cpu_up_to_position_8000() {
                     got[i],
                     want[i]
                 );
+                // The same rotation of Q beside a K of fewer heads in one dispatch.
+                let n_kv = (n_heads / 3).max(1);
+                let k = rng.vec(n * n_kv * hd, 1.0);
+                let (qb, kb) = (upload(&ctx, &x), upload(&ctx, &k));
+                let pair = RopeOp::pair(&ctx, &qb, n_heads as u32, &kb, n_kv as u32, &p, ffb.as_ref(), &step).unwrap();
+                run(&ctx, &step, n as u32, pos as u32, |p| pair.record(p, n as u32));
+                let mut want_k = k.clone();
+                ops::rope(&mut want_k, hd, &cos, &sin);
+                for (what, buf, want) in [("q", &qb, &want), ("k", &kb, &want_k)] {
+                    let got = ctx.read_f32(buf, 0, want.len()).unwrap();
+                    let (e, i) = max_err(&got, want, 1.0);
+                    assert!(e < 5e-5, "{name} pair {what} heads {n_heads}/{n_kv} pos {pos} n {n}: err {e} at {i}");
+                }
             }
         }
     }
@@ -554,6 +567,9 @@ fn bad_shapes_are_rejected() {
         AttentionOp::new(&ctx, &b, &b, &b, &b, &cache, 1, 9, &scratch, &step).is_err(),
         "no such layer"
     );
+    let rp = RopeParams { head_dim: 64, rope_dim: 64, base: 10000.0, freq_scale: 1.0 };
+    assert!(RopeOp::pair(&ctx, &b, 2, &b, 1, &rp, None, &step).is_err(), "rope pair on one buffer");
+    assert!(RopeOp::pair(&ctx, &b, 2, &scratch_buf(&ctx), 0, &rp, None, &step).is_err(), "rope pair without heads");
     assert!(
         RmsNormOp::with_residual(&ctx, &b, &scratch_buf(&ctx), &b, &b, 16, 1e-5, &step).is_err(),
         "a residual norm cannot write over x"

@@ -37,8 +37,8 @@ struct Layer {
     wq: MatmulOp,
     wk: MatmulOp,
     wv: MatmulOp,
-    rope_q: RopeOp,
-    rope_k: RopeOp,
+    /// Q and K in one dispatch.
+    rope: RopeOp,
     attention: AttentionOp,
     wo: MatmulOp,
     ffn_norm: RmsNormOp,
@@ -347,16 +347,10 @@ impl GpuModel {
                 wq: MatmulOp::new(&ctx, &wq, &h, &q, &step)?,
                 wk: MatmulOp::new(&ctx, &wk, &h, &k, &step)?,
                 wv: MatmulOp::new(&ctx, &wv, &h, &v, &step)?,
-                rope_q: RopeOp::new(
+                rope: RopeOp::pair(
                     &ctx,
                     &q,
                     c.n_head as u32,
-                    &rope,
-                    freq_factors.as_ref(),
-                    &step,
-                )?,
-                rope_k: RopeOp::new(
-                    &ctx,
                     &k,
                     c.n_head_kv as u32,
                     &rope,
@@ -475,8 +469,7 @@ impl GpuModel {
             rec("attn_q", &mut |p| l.wq.record(p, n));
             rec("attn_k", &mut |p| l.wk.record(p, n));
             rec("attn_v", &mut |p| l.wv.record(p, n));
-            rec("rope_q", &mut |p| l.rope_q.record(p, n));
-            rec("rope_k", &mut |p| l.rope_k.record(p, n));
+            rec("rope", &mut |p| l.rope.record(p, n));
             rec("attention", &mut |p| l.attention.record(p, n, self.pos));
             rec("attn_output", &mut |p| l.wo.record(p, n));
             rec("ffn_norm", &mut |p| l.ffn_norm.record(p, n));

@@ -29,8 +29,8 @@ impl RopeParams {
     }
 }
 
-/// Rotates `x` (`[n_tokens][n_heads][head_dim]` f32) in place. Run it once for Q and once for
-/// K, each with its own op.
+/// Rotates `x` (`[n_tokens][n_heads][head_dim]` f32) in place; [`RopeOp::pair`] rotates a
+/// layer's Q and K in one dispatch.
 pub struct RopeOp {
     pipeline: Arc<wgpu::ComputePipeline>,
     bind: wgpu::BindGroup,
@@ -44,6 +44,40 @@ impl RopeOp {
         ctx: &GpuContext,
         x: &wgpu::Buffer,
         n_heads: u32,
+        p: &RopeParams,
+        freq_factors: Option<&wgpu::Buffer>,
+        step: &wgpu::Buffer,
+    ) -> Result<Self, GpuError> {
+        Self::build(ctx, x, n_heads, None, p, freq_factors, step)
+    }
+
+    /// Rotates `x` (`n_heads` heads) and `x2` (`n_heads2` heads, same head size and positions)
+    /// in one dispatch: a layer's Q and K.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pair(
+        ctx: &GpuContext,
+        x: &wgpu::Buffer,
+        n_heads: u32,
+        x2: &wgpu::Buffer,
+        n_heads2: u32,
+        p: &RopeParams,
+        freq_factors: Option<&wgpu::Buffer>,
+        step: &wgpu::Buffer,
+    ) -> Result<Self, GpuError> {
+        if n_heads2 == 0 || x == x2 {
+            return Err(GpuError::Validation {
+                what: "rope".into(),
+                message: "the second buffer needs heads of its own".into(),
+            });
+        }
+        Self::build(ctx, x, n_heads, Some((x2, n_heads2)), p, freq_factors, step)
+    }
+
+    fn build(
+        ctx: &GpuContext,
+        x: &wgpu::Buffer,
+        n_heads: u32,
+        second: Option<(&wgpu::Buffer, u32)>,
         p: &RopeParams,
         freq_factors: Option<&wgpu::Buffer>,
         step: &wgpu::Buffer,
@@ -69,6 +103,9 @@ impl RopeOp {
         if freq_factors.is_some() {
             defs.set("FREQ_FACTORS", 1);
         }
+        if second.is_some() {
+            defs.set("PAIR", 1);
+        }
         let pipeline = ctx.pipeline(kernels::ROPE, "rope", &defs)?;
         // Exactly the reference's expression, so theta_base matches it bit for bit.
         let theta_scale = p.base.powf(-2.0 / p.rope_dim as f32);
@@ -79,34 +116,31 @@ impl RopeOp {
             n_pairs,
             theta_scale.to_bits(),
             p.freq_scale.to_bits(),
-            0,
+            second.map_or(0, |s| s.1),
             0,
             0,
         ];
         let params = uniform(ctx, "rope params", bytemuck::cast_slice(&words))?;
-        let bind = match freq_factors {
-            Some(ff) => ctx.bind(
-                &pipeline,
-                &[
-                    x.as_entire_binding(),
-                    ff.as_entire_binding(),
-                    params.as_entire_binding(),
-                    step.as_entire_binding(),
-                ],
-            ),
-            None => ctx.bind(
-                &pipeline,
-                &[
-                    x.as_entire_binding(),
-                    params.as_entire_binding(),
-                    step.as_entire_binding(),
-                ],
-            ),
-        };
+        // Binding numbers as declared in rope.wgsl (the second buffer is binding 4 either way).
+        let mut entries: Vec<(u32, &wgpu::Buffer)> = vec![(0, x)];
+        match freq_factors {
+            Some(ff) => entries.extend([(1, ff), (2, &params), (3, step)]),
+            None => entries.extend([(1, &params), (2, step)]),
+        }
+        entries.extend(second.map(|s| (4, s.0)));
+        let entries: Vec<wgpu::BindGroupEntry> = entries
+            .into_iter()
+            .map(|(binding, b)| wgpu::BindGroupEntry { binding, resource: b.as_entire_binding() })
+            .collect();
+        let bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("rope"),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
         Ok(RopeOp {
             pipeline,
             bind,
-            per_token: n_heads * n_pairs,
+            per_token: (n_heads + second.map_or(0, |s| s.1)) * n_pairs,
         })
     }
 
