@@ -11,6 +11,16 @@
 // the same K rounds of arg-max over the lists' heads.
 // With K = 1 this is a plain two-pass argmax.
 //
+// For K > 1 most of those rounds are wasted: the blocks emit n_parts·K candidates for K places,
+// and every round costs a workgroup reduction (barriers). So top-k first prunes:
+//   `topk_sample`: each block emits only its top M (M = params.m, about 2K / n_parts);
+//   `topk_threshold`: one workgroup merges those lists far enough to find the K-th best of
+//     them, T. There are K logits ≥ T, so no logit below T can be among the top K;
+//   `topk_pruned`: each block emits its best logits while they are ≥ T (at most K), then an
+//     end marker;
+//   `topk_merge` as above.
+// Ties at T are kept (≥), so the result is exactly the unpruned one.
+//
 // Output: ARGMAX: out[0] = the winning id. Otherwise out[2r], out[2r+1] = id and logit bits of
 // the r-th best, r < K.
 // Logits must be finite; "nothing left" is (LOWEST, NONE), which ranks below any finite logit.
@@ -19,12 +29,16 @@ struct Params {
     n: u32,
     k: u32,
     n_parts: u32,
+    // Candidates per block for the threshold (`topk_sample`).
+    m: u32,
 }
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read_write> parts: array<vec2<u32>>;
 @group(0) @binding(2) var<storage, read_write> out: array<u32>;
 @group(0) @binding(3) var<uniform> params: Params;
+// The pruning threshold T (f32 bits), written by `topk_threshold`.
+@group(0) @binding(4) var<storage, read_write> thresh: array<u32>;
 
 const WG: u32 = 256u;
 const ITEMS: u32 = 8u;
@@ -34,6 +48,8 @@ const NONE: u32 = 0xffffffffu;
 
 var<workgroup> red_v: array<f32, WG>;
 var<workgroup> red_i: array<u32, WG>;
+var<workgroup> win_sh: f32;
+var<workgroup> t_sh: f32;
 var<private> sg_lane: u32;
 var<private> sg_size: u32;
 
@@ -82,20 +98,10 @@ fn wg_best(v: f32, i: u32, lid: u32) -> vec2<u32> {
 #endif
 }
 
-@compute @workgroup_size(256)
-fn topk_partial(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-#ifdef SUBGROUPS
-    @builtin(subgroup_invocation_id) lane_id: u32,
-    @builtin(subgroup_size) size: u32,
-#endif
-) {
-#ifdef SUBGROUPS
-    sg_lane = lane_id;
-    sg_size = size;
-#endif
-    let base = wid.x * BLOCK + lid;
+// Emits the best `k` logits of block `blk` (stride k in `parts`) in order, stopping early, with
+// an end marker, at the first below `t`. Workgroup-uniform control flow only.
+fn block_top(blk: u32, lid: u32, k: u32, t: f32) {
+    let base = blk * BLOCK + lid;
     var vals: array<f32, ITEMS>;
     for (var j = 0u; j < ITEMS; j++) {
         vals[j] = LOWEST;
@@ -115,10 +121,21 @@ fn topk_partial(
             bj = j;
         }
     }
-    for (var r = 0u; r < params.k; r++) {
+    for (var r = 0u; r < k; r++) {
         let w = wg_best(bv, bi, lid);
+        // Every invocation holds the same w, but it came through workgroup memory: the uniform
+        // load lets the loop leave in uniform control flow.
         if (lid == 0u) {
-            parts[wid.x * params.k + r] = vec2<u32>(w.y, w.x);
+            win_sh = bitcast<f32>(w.x);
+        }
+        if (workgroupUniformLoad(&win_sh) < t) {
+            if (lid == 0u) {
+                parts[blk * k + r] = vec2<u32>(NONE, bitcast<u32>(LOWEST));
+            }
+            break;
+        }
+        if (lid == 0u) {
+            parts[blk * k + r] = vec2<u32>(w.y, w.x);
         }
         if (w.y != NONE && w.y == bi) {
             // This invocation's best was taken: find its next best.
@@ -138,7 +155,8 @@ fn topk_partial(
 }
 
 @compute @workgroup_size(256)
-fn topk_merge(
+fn topk_partial(
+    @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 #ifdef SUBGROUPS
     @builtin(subgroup_invocation_id) lane_id: u32,
@@ -149,18 +167,59 @@ fn topk_merge(
     sg_lane = lane_id;
     sg_size = size;
 #endif
-    let k = params.k;
+    block_top(wid.x, lid, params.k, LOWEST);
+}
+
+@compute @workgroup_size(256)
+fn topk_sample(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+#ifdef SUBGROUPS
+    @builtin(subgroup_invocation_id) lane_id: u32,
+    @builtin(subgroup_size) size: u32,
+#endif
+) {
+#ifdef SUBGROUPS
+    sg_lane = lane_id;
+    sg_size = size;
+#endif
+    block_top(wid.x, lid, params.m, LOWEST);
+}
+
+@compute @workgroup_size(256)
+fn topk_pruned(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+#ifdef SUBGROUPS
+    @builtin(subgroup_invocation_id) lane_id: u32,
+    @builtin(subgroup_size) size: u32,
+#endif
+) {
+#ifdef SUBGROUPS
+    sg_lane = lane_id;
+    sg_size = size;
+#endif
+    if (lid == 0u) {
+        t_sh = bitcast<f32>(thresh[0]);
+    }
+    block_top(wid.x, lid, params.k, workgroupUniformLoad(&t_sh));
+}
+
+// Merges the n_parts sorted lists (stride `stride` in `parts`, one per invocation) for `rounds`
+// rounds; with `emit` writes each round's winner to `out`. Returns the last winner.
+fn merge_lists(lid: u32, stride: u32, rounds: u32, emit: bool) -> vec2<u32> {
     var head = 0u;
     var v = LOWEST;
     var i = NONE;
     if (lid < params.n_parts) {
-        let e = parts[lid * k];
+        let e = parts[lid * stride];
         v = bitcast<f32>(e.y);
         i = e.x;
     }
-    for (var r = 0u; r < k; r++) {
-        let w = wg_best(v, i, lid);
-        if (lid == 0u) {
+    var w = vec2<u32>(bitcast<u32>(LOWEST), NONE);
+    for (var r = 0u; r < rounds; r++) {
+        w = wg_best(v, i, lid);
+        if (emit && lid == 0u) {
 #ifdef ARGMAX
             out[0] = w.y;
 #else
@@ -172,11 +231,46 @@ fn topk_merge(
             head += 1u;
             v = LOWEST;
             i = NONE;
-            if (head < k) {
-                let e = parts[lid * k + head];
+            if (head < stride) {
+                let e = parts[lid * stride + head];
                 v = bitcast<f32>(e.y);
                 i = e.x;
             }
         }
     }
+    return w;
+}
+
+@compute @workgroup_size(256)
+fn topk_threshold(
+    @builtin(local_invocation_index) lid: u32,
+#ifdef SUBGROUPS
+    @builtin(subgroup_invocation_id) lane_id: u32,
+    @builtin(subgroup_size) size: u32,
+#endif
+) {
+#ifdef SUBGROUPS
+    sg_lane = lane_id;
+    sg_size = size;
+#endif
+    // Fewer than K candidates leave the K-th round empty: T = LOWEST, nothing is pruned.
+    let w = merge_lists(lid, params.m, params.k, false);
+    if (lid == 0u) {
+        thresh[0] = w.x;
+    }
+}
+
+@compute @workgroup_size(256)
+fn topk_merge(
+    @builtin(local_invocation_index) lid: u32,
+#ifdef SUBGROUPS
+    @builtin(subgroup_invocation_id) lane_id: u32,
+    @builtin(subgroup_size) size: u32,
+#endif
+) {
+#ifdef SUBGROUPS
+    sg_lane = lane_id;
+    sg_size = size;
+#endif
+    merge_lists(lid, params.k, params.k, true);
 }

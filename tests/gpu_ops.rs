@@ -533,6 +533,7 @@ fn argmax_and_top_k_match_cpu() {
                     }
                     let op = TopKOp::new(&ctx, &lb, n as u32, k as u32, &out).unwrap();
                     run(&ctx, &step_buffer(&ctx).unwrap(), 1, 0, |p| op.record(p));
+                    ctx.check().unwrap();
                     let got = TopKOp::parse(
                         &pollster::block_on(ctx.read(&out, 0, op.out_bytes())).unwrap(),
                     );

@@ -13,13 +13,12 @@ const MAX_PARTS: u32 = 256;
 /// The largest K supported.
 pub const MAX_TOP_K: u32 = 64;
 
-/// The two dispatches shared by argmax (K = 1) and top-k.
+/// The dispatches shared by argmax (K = 1) and top-k: for argmax each block's best, then the
+/// merge; for top-k each block's top M, the threshold T that they give, each block's best
+/// down to T, then the merge (see sample.wgsl).
 struct Select {
-    partial: Arc<wgpu::ComputePipeline>,
-    merge: Arc<wgpu::ComputePipeline>,
-    bind_partial: wgpu::BindGroup,
-    bind_merge: wgpu::BindGroup,
-    n_parts: u32,
+    /// (pipeline, bind group, workgroups) in order.
+    passes: Vec<(Arc<wgpu::ComputePipeline>, wgpu::BindGroup, u32)>,
 }
 
 impl Select {
@@ -57,17 +56,17 @@ impl Select {
         if argmax {
             defs.set("ARGMAX", 1);
         }
-        let partial = ctx.pipeline(kernels::SAMPLE, "topk_partial", &defs)?;
-        let merge = ctx.pipeline(kernels::SAMPLE, "topk_merge", &defs)?;
         let parts = ctx.storage(
             "top-k partials",
             n_parts as u64 * k as u64 * 8,
             wgpu::BufferUsages::empty(),
         )?;
+        // Candidates per block for the threshold: about twice a fair share of K.
+        let m = (2 * k.div_ceil(n_parts)).min(k);
         let params = uniform(
             ctx,
             "top-k params",
-            bytemuck::cast_slice(&[n, k, n_parts, 0]),
+            bytemuck::cast_slice(&[n, k, n_parts, m]),
         )?;
         // Pass 1 does not touch `out` and pass 2 not `logits`: name binding numbers explicitly.
         let bind = |p: &wgpu::ComputePipeline, entries: &[(u32, &wgpu::Buffer)]| {
@@ -84,24 +83,32 @@ impl Select {
                 entries: &entries,
             })
         };
-        let bind_partial = bind(&partial, &[(0, logits), (1, &parts), (3, &params)]);
-        let bind_merge = bind(&merge, &[(1, &parts), (2, out), (3, &params)]);
-        Ok(Select {
-            partial,
-            merge,
-            bind_partial,
-            bind_merge,
-            n_parts,
-        })
+        let mut passes = Vec::new();
+        let mut add = |entry: &str, entries: &[(u32, &wgpu::Buffer)], groups: u32| -> Result<(), GpuError> {
+            let p = ctx.pipeline(kernels::SAMPLE, entry, &defs)?;
+            let b = bind(&p, entries);
+            passes.push((p, b, groups));
+            Ok(())
+        };
+        if argmax {
+            add("topk_partial", &[(0, logits), (1, &parts), (3, &params)], n_parts)?;
+        } else {
+            let thresh = ctx.storage("top-k threshold", 4, wgpu::BufferUsages::empty())?;
+            add("topk_sample", &[(0, logits), (1, &parts), (3, &params)], n_parts)?;
+            // Shares the merge's code, which names `out` (it writes nothing there).
+            add("topk_threshold", &[(1, &parts), (2, out), (3, &params), (4, &thresh)], 1)?;
+            add("topk_pruned", &[(0, logits), (1, &parts), (3, &params), (4, &thresh)], n_parts)?;
+        }
+        add("topk_merge", &[(1, &parts), (2, out), (3, &params)], 1)?;
+        Ok(Select { passes })
     }
 
     fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
-        pass.set_pipeline(&self.partial);
-        pass.set_bind_group(0, &self.bind_partial, &[]);
-        pass.dispatch_workgroups(self.n_parts, 1, 1);
-        pass.set_pipeline(&self.merge);
-        pass.set_bind_group(0, &self.bind_merge, &[]);
-        pass.dispatch_workgroups(1, 1, 1);
+        for (pipeline, bind, groups) in &self.passes {
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, bind, &[]);
+            pass.dispatch_workgroups(*groups, 1, 1);
+        }
     }
 }
 
