@@ -7,7 +7,7 @@
 
 use llama_webgpu::gguf::{GgufModel, Metadata, Value, ValueType};
 use llama_webgpu::tokenizer::chat::{
-    apply_chat_template, ChatMessage, TemplateError, MAX_TEMPLATE_OUTPUT,
+    apply_chat_template, apply_chat_template_with_tools, ChatMessage, TemplateError, MAX_TEMPLATE_OUTPUT,
 };
 use llama_webgpu::tokenizer::{StreamDecoder, Tokenizer, TokenizerError};
 use std::path::PathBuf;
@@ -422,6 +422,31 @@ fn chat_template_llama31_matches_llama_cpp_up_to_the_date_header() {
     }
 }
 
+/// The sandbox's budgets leave room for real use: the official Llama 3.1 template, with a tool
+/// and 2,000 messages (more turns than a 128k context holds), renders within them.
+#[test]
+fn chat_template_budgets_fit_long_conversations() {
+    let template =
+        std::fs::read_to_string(model_file("meta-llama-Llama-3.1-8B-Instruct.jinja")).unwrap();
+    let mut messages = vec![ChatMessage::system("You are terse.")];
+    for i in 0..1000 {
+        messages.push(ChatMessage::user(format!("Question {i}: what is {i} squared?")));
+        messages.push(ChatMessage::assistant(format!("{}", i * i)));
+    }
+    let tools = serde_json::json!([{
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather for a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+        }
+    }]);
+    let got = apply_chat_template_with_tools(&template, &messages, Some(&tools), true, "<|begin_of_text|>", "<|eot_id|>")
+        .unwrap();
+    assert!(got.contains("get_weather") && got.contains("Question 999: what is 999 squared?"));
+    assert_eq!(got.matches("<|eot_id|>").count(), 2001);
+}
+
 fn assert_fast(start: Instant) {
     assert_within(start, Duration::from_secs(1));
 }
@@ -468,8 +493,8 @@ fn hostile_templates_fail_fast_with_typed_errors() {
     assert!(e.to_string().contains("1048576"), "{e}");
     assert_fast(start);
 
-    // Instructions without output or ranges: all 10M units of fuel get burnt (about 0.8 s natively on
-    // one core; the bound leaves room for a loaded machine).
+    // Instructions without output or ranges: all 2M units of fuel get burnt (about 0.15 s natively
+    // on one core; the bound leaves room for a loaded machine).
     let start = Instant::now();
     let e = run("{% for m in messages * 100000 %}{% for n in messages * 100000 %}{% set x = 1 %}{% endfor %}{% endfor %}").unwrap_err();
     assert!(matches!(e, TemplateError::FuelExhausted { .. }), "{e}");
