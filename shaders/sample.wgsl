@@ -3,17 +3,17 @@
 //
 // Pass 1, `topk_partial`: one workgroup of 256 invocations per block of BLOCK = 2048 logits. Each
 // invocation loads 8 logits (strided by 256, so loads are coalesced) and tracks the best one
-// it has not yet handed out. K rounds of a workgroup arg-max (subgroupMax/subgroupMin plus a
+// it has not yet handed out. M rounds of a workgroup arg-max (subgroupMax/subgroupMin plus a
 // workgroup-memory step with SUBGROUPS, a shared-memory tree otherwise) each emit the
 // workgroup's next best (id, logit) and let the winning invocation move to its next best:
-// every block yields its top K, sorted, into `parts`.
+// every block yields its top M (params.m; M = K for argmax), sorted, into `parts`.
 // Pass 2, `topk_merge`: one workgroup merges the ≤ 256 sorted lists, one list per invocation, with
 // the same K rounds of arg-max over the lists' heads.
 // With K = 1 this is a plain two-pass argmax.
 //
 // For K > 1 most of those rounds are wasted: the blocks emit n_parts·K candidates for K places,
 // and every round costs a workgroup reduction (barriers). So top-k first prunes:
-//   `topk_sample`: each block emits only its top M (M = params.m, about 2K / n_parts);
+//   `topk_partial` with M about 2K / n_parts: each block emits only its top M;
 //   `topk_threshold`: one workgroup merges those lists far enough to find the K-th best of
 //     them, T. There are K logits ≥ T, so no logit below T can be among the top K;
 //   `topk_pruned`: each block emits its best logits while they are ≥ T (at most K), then an
@@ -29,7 +29,7 @@ struct Params {
     n: u32,
     k: u32,
     n_parts: u32,
-    // Candidates per block for the threshold (`topk_sample`).
+    // Logits per block from `topk_partial`: K for argmax, fewer for top-k's threshold.
     m: u32,
 }
 
@@ -156,22 +156,6 @@ fn block_top(blk: u32, lid: u32, k: u32, t: f32) {
 
 @compute @workgroup_size(256)
 fn topk_partial(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-#ifdef SUBGROUPS
-    @builtin(subgroup_invocation_id) lane_id: u32,
-    @builtin(subgroup_size) size: u32,
-#endif
-) {
-#ifdef SUBGROUPS
-    sg_lane = lane_id;
-    sg_size = size;
-#endif
-    block_top(wid.x, lid, params.k, LOWEST);
-}
-
-@compute @workgroup_size(256)
-fn topk_sample(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 #ifdef SUBGROUPS

@@ -62,7 +62,7 @@ impl Select {
             wgpu::BufferUsages::empty(),
         )?;
         // Candidates per block for the threshold: about twice a fair share of K.
-        let m = (2 * k.div_ceil(n_parts)).min(k);
+        let m = if argmax { k } else { (2 * k.div_ceil(n_parts)).min(k) };
         let params = uniform(
             ctx,
             "top-k params",
@@ -90,11 +90,9 @@ impl Select {
             passes.push((p, b, groups));
             Ok(())
         };
-        if argmax {
-            add("topk_partial", &[(0, logits), (1, &parts), (3, &params)], n_parts)?;
-        } else {
+        add("topk_partial", &[(0, logits), (1, &parts), (3, &params)], n_parts)?;
+        if !argmax {
             let thresh = ctx.storage("top-k threshold", 4, wgpu::BufferUsages::empty())?;
-            add("topk_sample", &[(0, logits), (1, &parts), (3, &params)], n_parts)?;
             // Shares the merge's code, which names `out` (it writes nothing there).
             add("topk_threshold", &[(1, &parts), (2, out), (3, &params), (4, &thresh)], 1)?;
             add("topk_pruned", &[(0, logits), (1, &parts), (3, &params), (4, &thresh)], n_parts)?;
