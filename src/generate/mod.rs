@@ -340,10 +340,11 @@ impl Decoding {
         self.text.push_str(&piece);
         step.text = piece;
         if stopped {
-            return Ok(self.end(step, FinishReason::Stop));
+            return Ok(self.end_at_stop_string(step));
         }
         if grammar_done {
-            return Ok(self.end_complete(step));
+            // A complete grammar's text cannot be part of a stop string it has yet to see.
+            return Ok(self.end(step, FinishReason::Stop));
         }
         if self.generated() >= self.params.max_tokens {
             return Ok(self.end(step, FinishReason::Length));
@@ -373,13 +374,14 @@ impl Decoding {
                 step.text.push_str(&piece);
                 if stopped {
                     step.forced = forced;
-                    return Ok(self.end(step, FinishReason::Stop));
+                    return Ok(self.end_at_stop_string(step));
                 }
             }
             feed.extend_from_slice(&forced);
             step.forced = forced;
             if done {
-                return Ok(self.end_complete(step));
+                // A complete grammar's text cannot be part of a stop string it has yet to see.
+            return Ok(self.end(step, FinishReason::Stop));
             }
             if self.generated() >= self.params.max_tokens {
                 return Ok(self.end(step, FinishReason::Length));
@@ -392,13 +394,8 @@ impl Decoding {
         Ok(step)
     }
 
-    /// Ends with `Stop` because the grammar is complete: flushes held-back text (a complete
-    /// grammar's text cannot be part of a stop string it still has to see).
-    fn end_complete(&mut self, mut step: TokenStep) -> TokenStep {
-        let (rest, _) = self.stops.push(&self.decoder.finish());
-        let rest = rest + &self.stops.flush();
-        self.text.push_str(&rest);
-        step.text.push_str(&rest);
+    /// Ends with `Stop` at a stop string: what followed it is dropped.
+    fn end_at_stop_string(&mut self, mut step: TokenStep) -> TokenStep {
         self.finish = Some(FinishReason::Stop);
         step.finish = Some(FinishReason::Stop);
         step
@@ -412,13 +409,14 @@ impl Decoding {
         self.end(TokenStep::default(), FinishReason::Aborted)
     }
 
+    /// Ends with `why` (a stop token, the length or context limit, an abort, a complete
+    /// grammar), returning the held-back text: the start of a stop string that never completed,
+    /// and bytes of an unfinished UTF-8 character.
     fn end(&mut self, mut step: TokenStep, why: FinishReason) -> TokenStep {
-        if why != FinishReason::Stop {
-            let (rest, _) = self.stops.push(&self.decoder.finish());
-            let rest = rest + &self.stops.flush();
-            self.text.push_str(&rest);
-            step.text.push_str(&rest);
-        }
+        let (rest, _) = self.stops.push(&self.decoder.finish());
+        let rest = rest + &self.stops.flush();
+        self.text.push_str(&rest);
+        step.text.push_str(&rest);
         self.finish = Some(why);
         step.finish = Some(why);
         step
