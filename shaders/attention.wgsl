@@ -6,24 +6,12 @@
 //   k_cache/v_cache [capacity][n_kv][head_dim], f16 with F16, f32 otherwise
 // Everything is addressed in vec4 units, so head_dim must be a multiple of 4 (≤ 256).
 //
-// Two entry points, dispatched back to back in one compute pass (wgpu orders them with a
-// barrier, since both bind the cache read_write):
+// Entry points, dispatched back to back in one compute pass (wgpu orders them with barriers,
+// since they share the cache and the partial results read_write):
 //   kv_write: copies k_new/v_new into cache rows step.pos .. step.pos + n_tokens (rounding to
 //     f16 in the F16 variant). One invocation per vec4.
-//   attend: one workgroup of WG invocations per (query head, token). Keys are processed in
-//     chunks of WG with an online ("flash") softmax:
-//       1. invocation i scores key chunk+i (dot with q, held in workgroup memory);
-//       2. the chunk maximum is reduced across the workgroup (subgroupMax + a workgroup-memory
-//          step with SUBGROUPS, a shared-memory tree otherwise) and merged into the running
-//          maximum m; earlier partial results are rescaled by exp(m_old - m_new);
-//       3. p = exp(score - m) goes to workgroup memory; each invocation keeps its own running
-//          sum of p (reduced once, at the end);
-//       4. for the weighted sum of V, the workgroup is re-laid out as (key lane, vec4 of the
-//          head dimension): WG / (head_dim/4) lanes each accumulate a strided subset of the
-//          chunk's keys for one vec4 column, reading V rows coalesced. The lanes are summed
-//          at the end.
-//     So decode (n_tokens == 1) spreads each head's keys over WG invocations; prefill runs
-//     n_head · n_tokens such workgroups. Causality: token t sees positions ≤ step.pos + t.
+//   attend_split, then (when the context was split) attend_merge: see below.
+// No subgroup operations: the reductions are per row of a tile, through workgroup memory.
 
 struct Params {
     n_head: u32,
@@ -80,116 +68,30 @@ const WG: u32 = 128u;
 // The most negative finite f32: "no score yet" (WGSL may assume there are no infinities).
 const LOWEST: f32 = -3.4028234e38;
 
-#ifndef SPLIT
-var<workgroup> q_sh: array<vec4<f32>, 64>;
-var<workgroup> p_sh: array<f32, WG>;
-var<workgroup> acc_sh: array<vec4<f32>, WG>;
-
-#include "reduce.wgsl"
-
-@compute @workgroup_size(128)
-fn attend(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-#ifdef SUBGROUPS
-    @builtin(subgroup_invocation_id) lane_id: u32,
-    @builtin(subgroup_size) size: u32,
-#endif
-) {
-#ifdef SUBGROUPS
-    sg_lane = lane_id;
-    sg_size = size;
-#endif
-    let h = wid.x;
-    let t = wid.y;
-    let hd4 = params.hd4;
-    let kvw4 = params.kvw4;
-    let kv_off = (h / params.group) * hd4;
-    let q_row = (t * params.n_head + h) * hd4;
-    // Keys this token sees (the cache never holds more than `capacity`).
-    let n_ctx = min(step.pos + t + 1u, params.capacity);
-
-    if (lid < hd4) {
-        q_sh[lid] = q[q_row + lid];
-    }
-    workgroupBarrier();
-
-    // The V layout: `lane` picks keys, `col` a vec4 of the head dimension.
-    let col = lid % hd4;
-    let lane = lid / hd4;
-    let n_lanes = WG / hd4;
-
-    var m = LOWEST;
-    var l = 0.0;
-    var acc = vec4<f32>(0.0);
-    let n_chunks = (n_ctx + WG - 1u) / WG;
-    for (var c = 0u; c < n_chunks; c++) {
-        let s0 = c * WG;
-        let s = s0 + lid;
-        var score = LOWEST;
-        if (s < n_ctx) {
-            let kb = s * kvw4 + kv_off;
-            var d = vec4<f32>(0.0);
-            for (var j = 0u; j < hd4; j++) {
-                d += q_sh[j] * vec4<f32>(k_cache[kb + j]);
-            }
-            score = ((d.x + d.y) + (d.z + d.w)) * params.scale;
-        }
-        let m_new = max(m, wg_max(score, lid));
-        let alpha = exp(m - m_new);
-        var p = 0.0;
-        if (s < n_ctx) {
-            p = exp(score - m_new);
-        }
-        l = l * alpha + p;
-        p_sh[lid] = p;
-        m = m_new;
-        workgroupBarrier();
-
-        acc = acc * alpha;
-        if (lane < n_lanes) {
-            let n_here = min(WG, n_ctx - s0);
-            for (var j = lane; j < n_here; j += n_lanes) {
-                acc += p_sh[j] * vec4<f32>(v_cache[(s0 + j) * kvw4 + kv_off + col]);
-            }
-        }
-        workgroupBarrier();
-    }
-
-    let total = wg_sum(l, lid);
-    acc_sh[lid] = acc;
-    workgroupBarrier();
-    if (lid < hd4) {
-        var o = vec4<f32>(0.0);
-        for (var j = 0u; j < n_lanes; j++) {
-            o += acc_sh[j * hd4 + lid];
-        }
-        out[q_row + lid] = o / total;
-    }
-}
-#endif
-
-#ifdef SPLIT
-// Split-K ("flash decoding") attention, for steps of a few tokens. The single-pass `attend`
-// gives each (head, token) one workgroup that walks the whole context: for decode that is only
-// n_head workgroups, each serial over thousands of keys, which leaves most of a large GPU idle
-// at long contexts. Here the context is cut into splits of KPS keys:
-//   attend_split: one workgroup per (KV head × HPW of its query heads, split, token). The
-//     query heads that share a KV head are handled together, so each K and V row is read once
-//     for all of them, not once per query head. All of a split's scores fit in workgroup
-//     memory, so its softmax is exact (no online rescaling): scores, then per-head maximum and
-//     sum (each head's LPH invocations reduce through workgroup memory), then p·V with the
-//     workgroup laid out as (key lane, vec4 column) as in `attend`. It writes the split's
-//     unnormalized output and its (maximum, sum).
-//   attend_merge: one workgroup per (head, token) rescales the splits to their common maximum
-//     and normalizes: out = Σ_s e^(m_s - M) acc_s / Σ_s e^(m_s - M) l_s.
-// Both compute the split count from the step uniform, as the host does for the dispatch:
-// ceil(min(pos + n_tokens, capacity) / KPS). Splits past a token's causal end write l = 0.
+// attend_split: one workgroup of 128 invocations per (KV head × HPW of its query heads,
+// split, tile of TPW tokens). Its R = HPW · TPW rows (query head, token) share every K and V row
+// they read, so the cache is read once per workgroup, not once per query head and token.
+// Keys go in chunks of KPS: each invocation scores whole keys against all R rows; each row's
+// LPH invocations reduce the chunk's maximum and sum through workgroup memory; an online
+// softmax rescales what earlier chunks gave (a row's running maximum m and sum l, and the
+// accumulated p·V); then p·V with the workgroup laid out as (key lane, vec4 column).
+//
+// Splits ("flash decoding"): for steps of a few tokens the host cuts the context into splits of
+// one chunk (dispatch y = ceil(min(pos + n_tokens, capacity) / KPS)), so that long contexts
+// spread over many workgroups, and each split writes its unnormalized output and (m, l) for
+// `attend_merge`, which rescales the splits to their common maximum and normalizes:
+//   out = Σ_s e^(m_s - M) acc_s / Σ_s e^(m_s - M) l_s.
+// With one split (prefill, short contexts) the workgroup walks every chunk its tokens see and
+// writes the normalized output itself. Causality: token t sees positions ≤ pos + t; splits past
+// a token's end write l = 0.
 
 const KPS: u32 = 256u;
-// Query heads per workgroup (a divisor of params.group, at most 8, HPW · head_dim/4 ≤ 256).
+// Query heads per workgroup (a divisor of params.group) and tokens per workgroup; R rows, at
+// most 8 and with R · head_dim/4 ≤ 256 (the workgroup arrays).
 const HPW: u32 = {{HPW}}u;
-// Invocations per head in the softmax step: WG / (HPW rounded up to a power of two).
+const TPW: u32 = {{TPW}}u;
+const R: u32 = HPW * TPW;
+// Invocations per row in the softmax step: WG / (R rounded up to a power of two).
 const LPH: u32 = {{LPH}}u;
 
 @group(0) @binding(8) var<storage, read_write> part_acc: array<vec4<f32>>;
@@ -199,6 +101,8 @@ var<workgroup> qs_sh: array<vec4<f32>, 256>;
 var<workgroup> sc_sh: array<f32, 2048>;
 var<workgroup> seg_sh: array<f32, WG>;
 var<workgroup> accs_sh: array<vec4<f32>, WG>;
+var<workgroup> alpha_sh: array<f32, 8>;
+var<workgroup> l_sh: array<f32, 8>;
 
 fn n_splits() -> u32 {
     return (min(step.pos + step.n_tokens, params.capacity) + KPS - 1u) / KPS;
@@ -222,89 +126,135 @@ fn seg_reduce(v: f32, lid: u32, take_max: bool) -> f32 {
     return r;
 }
 
+// Keys row `r` (head h0 + r % HPW, token t0 + r / HPW) sees; 0 for tokens past the step.
+fn row_ctx(r: u32, t0: u32) -> u32 {
+    let t = t0 + r / HPW;
+    if (t >= step.n_tokens) {
+        return 0u;
+    }
+    return min(step.pos + t + 1u, params.capacity);
+}
+
 @compute @workgroup_size(128)
-fn attend_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn attend_split(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
     let hd4 = params.hd4;
     let kvw4 = params.kvw4;
     let per_kv = params.group / HPW;
     let kvh = wid.x / per_kv;
     let h0 = kvh * params.group + (wid.x % per_kv) * HPW;
     let sp = wid.y;
-    let t = wid.z;
+    let t0 = wid.z * TPW;
     let kv_off = kvh * hd4;
-    let n_ctx = min(step.pos + t + 1u, params.capacity);
-    let s0 = sp * KPS;
-    var n_here = 0u;
-    if (s0 < n_ctx) {
-        n_here = min(KPS, n_ctx - s0);
-    }
-
-    // Heads h0 .. h0 + HPW are consecutive rows of q.
-    for (var i = lid; i < HPW * hd4; i += WG) {
-        qs_sh[i] = q[(t * params.n_head + h0) * hd4 + i];
-    }
-    workgroupBarrier();
-
-    for (var k = lid; k < n_here; k += WG) {
-        let kb = (s0 + k) * kvw4 + kv_off;
-        var d: array<vec4<f32>, HPW>;
-        for (var j = 0u; j < hd4; j++) {
-            let kk = vec4<f32>(k_cache[kb + j]);
-            for (var g = 0u; g < HPW; g++) {
-                d[g] += qs_sh[g * hd4 + j] * kk;
-            }
-        }
-        for (var g = 0u; g < HPW; g++) {
-            sc_sh[g * KPS + k] = ((d[g].x + d[g].y) + (d[g].z + d[g].w)) * params.scale;
-        }
+    // Keys this workgroup covers: its split's, up to what its last token sees.
+    let n_chunks = n_splits();
+    let per_split = (n_chunks + nwg.y - 1u) / nwg.y;
+    let k_begin = sp * per_split * KPS;
+    // The workgroup's last token in the step sees the most keys.
+    let t_last = min(t0 + TPW - 1u, step.n_tokens - 1u);
+    let k_end = min((sp + 1u) * per_split * KPS, min(step.pos + t_last + 1u, params.capacity));
+    for (var i = lid; i < R * hd4; i += WG) {
+        let r = i / hd4;
+        let t = min(t0 + r / HPW, step.n_tokens - 1u);
+        qs_sh[i] = q[(t * params.n_head + h0 + r % HPW) * hd4 + i % hd4];
     }
     workgroupBarrier();
 
+    // The softmax step's layout: row `g`, lane `lane` (rows past R idle).
     let g = lid / LPH;
     let lane = lid % LPH;
-    var mx = LOWEST;
-    if (g < HPW) {
-        for (var k = lane; k < n_here; k += LPH) {
-            mx = max(mx, sc_sh[g * KPS + k]);
-        }
-    }
-    let m = seg_reduce(mx, lid, true);
-    var l = 0.0;
-    if (g < HPW) {
-        for (var k = lane; k < n_here; k += LPH) {
-            let p = exp(sc_sh[g * KPS + k] - m);
-            sc_sh[g * KPS + k] = p;
-            l += p;
-        }
-    }
-    // Its barriers also publish the p values written above.
-    let l_sum = seg_reduce(l, lid, false);
-    let row = (t * params.n_head + h0) * params.max_split + sp;
-    if (g < HPW && lane == 0u) {
-        part_ml[row + g * params.max_split] = vec2<f32>(m, l_sum);
-    }
-
+    let g_ctx = row_ctx(min(g, R - 1u), t0);
+    // The p·V layout.
     let col = lid % hd4;
     let vl = lid / hd4;
     let n_lanes = WG / hd4;
-    var acc: array<vec4<f32>, HPW>;
-    if (vl < n_lanes) {
-        for (var k = vl; k < n_here; k += n_lanes) {
-            let vv = vec4<f32>(v_cache[(s0 + k) * kvw4 + kv_off + col]);
-            for (var g2 = 0u; g2 < HPW; g2++) {
-                acc[g2] += sc_sh[g2 * KPS + k] * vv;
+
+    var m = LOWEST;
+    var l = 0.0;
+    var acc: array<vec4<f32>, R>;
+    for (var c0 = k_begin; c0 < k_end; c0 += KPS) {
+        let n_here = min(KPS, k_end - c0);
+        for (var k = lid; k < n_here; k += WG) {
+            let kb = (c0 + k) * kvw4 + kv_off;
+            var d: array<vec4<f32>, R>;
+            for (var j = 0u; j < hd4; j++) {
+                let kk = vec4<f32>(k_cache[kb + j]);
+                for (var r = 0u; r < R; r++) {
+                    d[r] += qs_sh[r * hd4 + j] * kk;
+                }
+            }
+            for (var r = 0u; r < R; r++) {
+                sc_sh[r * KPS + k] = ((d[r].x + d[r].y) + (d[r].z + d[r].w)) * params.scale;
             }
         }
-    }
-    for (var g2 = 0u; g2 < HPW; g2++) {
-        accs_sh[lid] = acc[g2];
         workgroupBarrier();
-        if (lid < hd4) {
+
+        var mx = LOWEST;
+        if (g < R) {
+            for (var k = lane; k < n_here && c0 + k < g_ctx; k += LPH) {
+                mx = max(mx, sc_sh[g * KPS + k]);
+            }
+        }
+        let m_new = max(m, seg_reduce(mx, lid, true));
+        let alpha = exp(m - m_new);
+        var ps = 0.0;
+        if (g < R) {
+            for (var k = lane; k < n_here; k += LPH) {
+                var p = 0.0;
+                if (c0 + k < g_ctx) {
+                    p = exp(sc_sh[g * KPS + k] - m_new);
+                }
+                sc_sh[g * KPS + k] = p;
+                ps += p;
+            }
+        }
+        l = l * alpha + seg_reduce(ps, lid, false);
+        m = m_new;
+        if (g < R && lane == 0u) {
+            alpha_sh[g] = alpha;
+        }
+        workgroupBarrier();
+
+        if (vl < n_lanes) {
+            for (var r = 0u; r < R; r++) {
+                acc[r] *= alpha_sh[r];
+            }
+            for (var k = vl; k < n_here; k += n_lanes) {
+                let vv = vec4<f32>(v_cache[(c0 + k) * kvw4 + kv_off + col]);
+                for (var r = 0u; r < R; r++) {
+                    acc[r] += sc_sh[r * KPS + k] * vv;
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+
+    let split = nwg.y > 1u;
+    if (g < R && lane == 0u) {
+        l_sh[g] = l;
+        let t = t0 + g / HPW;
+        if (split && t < step.n_tokens) {
+            part_ml[(t * params.n_head + h0 + g % HPW) * params.max_split + sp] = vec2<f32>(m, l);
+        }
+    }
+    for (var r = 0u; r < R; r++) {
+        accs_sh[lid] = acc[r];
+        workgroupBarrier();
+        let t = t0 + r / HPW;
+        if (lid < hd4 && t < step.n_tokens) {
             var o = vec4<f32>(0.0);
             for (var j = 0u; j < n_lanes; j++) {
                 o += accs_sh[j * hd4 + lid];
             }
-            part_acc[(row + g2 * params.max_split) * hd4 + lid] = o;
+            let row = t * params.n_head + h0 + r % HPW;
+            if (split) {
+                part_acc[(row * params.max_split + sp) * hd4 + lid] = o;
+            } else {
+                out[row * hd4 + lid] = o / l_sh[r];
+            }
         }
         workgroupBarrier();
     }
@@ -337,4 +287,3 @@ fn attend_merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     }
     out[(t * params.n_head + h) * hd4 + lid] = o / l;
 }
-#endif

@@ -641,7 +641,7 @@ fn timing() {
     );
     let scratch = AttentionScratch::new(&ctx, &cache, n_head, 512).unwrap();
     let op = AttentionOp::new(&ctx, &q, &k, &v, &out, &cache, 0, n_head, &scratch, &step).unwrap();
-    // Without split scratch every step takes the single-pass kernel: the decode comparison.
+    // Without split scratch every step walks the whole context in one workgroup per tile.
     let no_split = AttentionScratch::new(&ctx, &cache, n_head, 0).unwrap();
     let single = AttentionOp::new(&ctx, &q, &k, &v, &out, &cache, 0, n_head, &no_split, &step).unwrap();
     let cpu = ctx.adapter_info.device_type == wgpu::DeviceType::Cpu;
@@ -652,7 +652,7 @@ fn timing() {
         let reps = if n > 1 { 5 } else if cpu { 10 } else { 200 };
         time(&format!("attention 32/8x128 pos {pos} n {n}"), n, pos, reps, &|p| op.record(p, n, pos));
         if n == 1 {
-            time(&format!("attention 32/8x128 pos {pos} n {n}, single pass"), n, pos, reps, &|p| single.record(p, n, pos));
+            time(&format!("attention 32/8x128 pos {pos} n {n}, unsplit"), n, pos, reps, &|p| single.record(p, n, pos));
         }
     }
     let x = buf(512 * 4096);

@@ -96,16 +96,18 @@ impl AttentionScratch {
         let per_token = n_head as u64 * splits(capacity) as u64 * (head_dim as u64 * 4 + 8);
         let cap = SPLIT_SCRATCH_BYTES.min(binding_limit);
         let tokens = (cap / per_token.max(1)).min(max_tokens.min(SPLIT_TOKENS) as u64) as u32;
-        (tokens, tokens as u64 * per_token)
+        // At least one row even when no step splits: the kernel binds the buffers anyway.
+        let rows = (tokens as u64 * n_head as u64 * splits(capacity) as u64).max(1);
+        (tokens, rows * (head_dim as u64 * 4 + 8))
     }
 
-    /// Scratch for attention over `cache` with `n_head` query heads and steps of up to
-    /// `max_tokens` tokens.
+    /// Scratch for attention over `cache` with `n_head` query heads, splitting steps of up to
+    /// `max_tokens` tokens (0: never split).
     pub fn new(ctx: &GpuContext, cache: &KvCache, n_head: u32, max_tokens: u32) -> Result<Self, GpuError> {
         let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
         let (tokens, _) = Self::size(n_head, cache.head_dim, cache.capacity, max_tokens, limit);
         let max_split = splits(cache.capacity);
-        let rows = (tokens * n_head * max_split) as u64;
+        let rows = ((tokens * n_head * max_split) as u64).max(1);
         Ok(AttentionScratch {
             acc: ctx.storage("attention partials", rows * cache.head_dim as u64 * 4, wgpu::BufferUsages::empty())?,
             ml: ctx.storage("attention partial max/sum", rows * 8, wgpu::BufferUsages::empty())?,
@@ -115,12 +117,14 @@ impl AttentionScratch {
     }
 }
 
-/// Query heads per split workgroup: the largest divisor of `group` that is at most 8 with
-/// `heads · head_dim/4 ≤ 256` (the shader's workgroup arrays), and the invocations per head
-/// of its softmax step.
-fn heads_per_workgroup(group: u32, hd4: u32) -> (u32, u32) {
+/// A tile of the attention kernel: `(query heads, tokens, invocations per row)`. The heads are
+/// the largest divisor of `group` that is at most 8 with `heads · head_dim/4 ≤ 256`, and the
+/// tokens as many as keep the rows (heads × tokens) within both bounds, so that each K/V row
+/// read serves up to 8 rows.
+fn tile(group: u32, hd4: u32) -> (u32, u32, u32) {
     let hpw = (1..=8.min(group)).rev().find(|&d| group.is_multiple_of(d) && d * hd4 <= 256).unwrap_or(1);
-    (hpw, 128 / hpw.next_power_of_two())
+    let tpw = (8 / hpw).min(256 / (hpw * hd4)).max(1);
+    (hpw, tpw, 128 / (hpw * tpw).next_power_of_two())
 }
 
 /// Writes the step's keys and values into one layer of the cache, then attends:
@@ -130,15 +134,18 @@ fn heads_per_workgroup(group: u32, hd4: u32) -> (u32, u32) {
 /// are not written and not attended to).
 pub struct AttentionOp {
     write: Arc<wgpu::ComputePipeline>,
-    attend: Arc<wgpu::ComputePipeline>,
     write_bind: wgpu::BindGroup,
-    attend_bind: wgpu::BindGroup,
+    /// The attention kernel tiled for one token (decode), and for several.
+    split_one: Arc<wgpu::ComputePipeline>,
     split: Arc<wgpu::ComputePipeline>,
     merge: Arc<wgpu::ComputePipeline>,
+    split_one_bind: wgpu::BindGroup,
     split_bind: wgpu::BindGroup,
     merge_bind: wgpu::BindGroup,
-    /// Workgroups per (split, token) of the split kernel: KV heads × query-head groups.
+    /// Workgroups per (split, token tile): KV heads × query-head groups.
     split_groups: u32,
+    /// Tokens per workgroup.
+    tile_tokens: u32,
     split_tokens: u32,
     capacity: u32,
     kvw4: u32,
@@ -169,15 +176,16 @@ impl AttentionOp {
                 ),
             });
         }
-        let defs = ctx.base_defs();
-        let write = ctx.pipeline(kernels::ATTENTION, "kv_write", &defs)?;
-        let attend = ctx.pipeline(kernels::ATTENTION, "attend", &defs)?;
         let hd4 = cache.head_dim / 4;
         let group = n_head / cache.n_kv;
-        let (hpw, lph) = heads_per_workgroup(group, hd4);
-        let split_defs = defs.clone().with("SPLIT", 1).with("HPW", hpw).with("LPH", lph);
-        let split = ctx.pipeline(kernels::ATTENTION, "attend_split", &split_defs)?;
-        let merge = ctx.pipeline(kernels::ATTENTION, "attend_merge", &split_defs)?;
+        let (hpw, tpw, lph) = tile(group, hd4);
+        let defs = ctx.base_defs().with("HPW", hpw).with("TPW", tpw).with("LPH", lph);
+        let write = ctx.pipeline(kernels::ATTENTION, "kv_write", &defs)?;
+        let split = ctx.pipeline(kernels::ATTENTION, "attend_split", &defs)?;
+        // A decode step has one token: rows for more would be idle.
+        let one_defs = ctx.base_defs().with("HPW", hpw).with("TPW", 1).with("LPH", 128 / hpw.next_power_of_two());
+        let split_one = ctx.pipeline(kernels::ATTENTION, "attend_split", &one_defs)?;
+        let merge = ctx.pipeline(kernels::ATTENTION, "attend_merge", &defs)?;
         let kvw4 = cache.n_kv * hd4;
         let scale = 1.0 / (cache.head_dim as f32).sqrt();
         let words: [u32; 8] = [
@@ -212,28 +220,24 @@ impl AttentionOp {
             &write,
             &[(1, k), (2, v), (3, kc), (4, vc), (6, &params), (7, step)],
         );
-        let attend_bind = bind(
-            &attend,
-            &[(0, q), (3, kc), (4, vc), (5, out), (6, &params), (7, step)],
-        );
-        let split_bind = bind(
-            &split,
-            &[(0, q), (3, kc), (4, vc), (6, &params), (7, step), (8, &scratch.acc), (9, &scratch.ml)],
-        );
+        let split_entries = [(0, q), (3, kc), (4, vc), (5, out), (6, &params), (7, step), (8, &scratch.acc), (9, &scratch.ml)];
+        let split_bind = bind(&split, &split_entries);
+        let split_one_bind = bind(&split_one, &split_entries);
         let merge_bind = bind(
             &merge,
             &[(5, out), (6, &params), (7, step), (8, &scratch.acc), (9, &scratch.ml)],
         );
         Ok(AttentionOp {
             write,
-            attend,
             write_bind,
-            attend_bind,
+            split_one,
             split,
             merge,
+            split_one_bind,
             split_bind,
             merge_bind,
             split_groups: n_head / hpw,
+            tile_tokens: tpw,
             split_tokens: scratch.tokens,
             capacity: cache.capacity,
             kvw4,
@@ -241,26 +245,31 @@ impl AttentionOp {
         })
     }
 
-    /// The cache write, then attention: split-K (split, then merge) for steps of up to 16
-    /// tokens, the single-pass kernel for longer ones (wgpu puts barriers between them).
+    /// The cache write, then attention (wgpu puts barriers between them). Steps of up to 16
+    /// tokens over more than 256 keys attend split-K (split, then merge); others in one pass.
     /// `n_tokens` and `pos` must equal the step uniform's values for this submission
     /// (`n_tokens` ≤ 65535).
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, n_tokens: u32, pos: u32) {
+        if n_tokens == 0 {
+            return;
+        }
         pass.set_pipeline(&self.write);
         pass.set_bind_group(0, &self.write_bind, &[]);
         let (a, b, c) = dispatch_1d(self.kvw4 * n_tokens, 256);
         pass.dispatch_workgroups(a, b, c);
-        if n_tokens <= self.split_tokens {
-            let n_split = splits(pos.saturating_add(n_tokens).min(self.capacity));
-            pass.set_pipeline(&self.split);
-            pass.set_bind_group(0, &self.split_bind, &[]);
-            pass.dispatch_workgroups(self.split_groups, n_split, n_tokens);
+        let n_split = splits(pos.saturating_add(n_tokens).min(self.capacity));
+        let split = n_tokens <= self.split_tokens && n_split > 1;
+        let (pipeline, bind, tile_tokens) = if n_tokens == 1 {
+            (&self.split_one, &self.split_one_bind, 1)
+        } else {
+            (&self.split, &self.split_bind, self.tile_tokens)
+        };
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, bind, &[]);
+        pass.dispatch_workgroups(self.split_groups, if split { n_split } else { 1 }, n_tokens.div_ceil(tile_tokens));
+        if split {
             pass.set_pipeline(&self.merge);
             pass.set_bind_group(0, &self.merge_bind, &[]);
-            pass.dispatch_workgroups(self.n_head, n_tokens, 1);
-        } else {
-            pass.set_pipeline(&self.attend);
-            pass.set_bind_group(0, &self.attend_bind, &[]);
             pass.dispatch_workgroups(self.n_head, n_tokens, 1);
         }
     }
