@@ -710,7 +710,8 @@ fn fuzz_regressions_replay() {
     // Time allowed per input. The fuzz smoke run allows 5 s in its ASan build, which runs a
     // template about 10× slower than this one: templates that burn their whole budget (a
     // runaway loop) must stay well under that.
-    let targets: [(&str, fn(&[u8]), Duration); 3] = [
+    type Target = (&'static str, fn(&[u8]), Duration);
+    let targets: [Target; 3] = [
         ("gguf_stream", gguf_stream_check::run, Duration::from_secs(5)),
         ("tokenizer", tokenizer_check::run, Duration::from_secs(5)),
         ("chat_template", chat_template_check::run, Duration::from_millis(500)),
