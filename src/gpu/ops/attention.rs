@@ -63,10 +63,10 @@ impl KvCache {
     }
 }
 
-/// Keys per split of the split-K kernels (`KPS` in attention.wgsl).
+/// Keys per split, and per chunk of the online softmax (`KPS` in attention.wgsl).
 const KEYS_PER_SPLIT: u32 = 256;
-/// Steps of at most this many tokens attend with the split-K kernels; longer ones (prefill)
-/// already give every (head, token) a workgroup of its own.
+/// Steps of at most this many tokens split long contexts across workgroups; longer ones
+/// (prefill) already have a workgroup per tile of their tokens.
 const SPLIT_TOKENS: u32 = 16;
 /// The split kernels' partial results are kept to about this size (very long contexts lower
 /// the tokens per step that use them).
@@ -77,7 +77,7 @@ fn splits(n_ctx: u32) -> u32 {
     n_ctx.div_ceil(KEYS_PER_SPLIT)
 }
 
-/// Partial results of the split-K attention kernels, shared by every layer (their dispatches
+/// Partial results of split attention, shared by every layer (their dispatches
 /// run one after another): per (token, head, split) the unnormalized output and its softmax
 /// maximum and sum.
 pub struct AttentionScratch {
