@@ -280,26 +280,14 @@ fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
 #endif
 
 #ifdef ACTIVATIONS
-#ifdef X_SWIGLU
-// The FFN's down projection reads silu(gate) · up directly: `x` is the gate projection and
-// `x_up` the up projection (same shape), so no separate SwiGLU pass writes and re-reads them.
-@group(0) @binding(5) var<storage, read> x_up: array<vec4<f32>>;
-#endif
-
 // Elements k .. k+3 of activation row t (x is f32 [n_tokens][cols]); elements past `cols` (the
 // zero padding of F32/F16 rows) read as 0.
 fn x4(t: u32, k: u32) -> vec4<f32> {
-#ifdef X_SWIGLU
-    // Same operations as the SwiGLU kernel (elementwise.wgsl).
-    let g = x[(t * params.cols + k) >> 2u];
-    var v = g / (1.0 + exp(-g)) * x_up[(t * params.cols + k) >> 2u];
-#else
 #ifdef X_VEC4
     var v = x[(t * params.cols + k) >> 2u];
 #else
     let e = t * params.cols + k;
     var v = vec4<f32>(x[e], x[e + 1u], x[e + 2u], x[e + 3u]);
-#endif
 #endif
 #ifdef XMASK
     v = select(vec4<f32>(0.0), v, vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(params.cols));

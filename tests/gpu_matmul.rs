@@ -19,7 +19,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use llama_webgpu::gguf::GgufModel;
-use llama_webgpu::gpu::ops::{step_buffer, EmbeddingOp, MatmulConfig, MatmulInput, MatmulOp, Step};
+use llama_webgpu::gpu::ops::{step_buffer, EmbeddingOp, MatmulConfig, MatmulOp, Step};
 use llama_webgpu::gpu::weights::GpuWeight;
 use llama_webgpu::gpu::{GpuContext, GpuError, GpuOptions};
 use llama_webgpu::quant::{dequantize, GgmlType};
@@ -228,39 +228,29 @@ fn set_step(ctx: &GpuContext, step: &wgpu::Buffer, n: usize) {
 /// Runs the op API as the model graph does. Buffers hold two tokens more than used, filled with
 /// NaN: the kernels must neither read those inputs nor write those outputs.
 fn gpu_matmul(ctx: &GpuContext, w: &GpuWeight, x: &[f32], n: usize) -> Vec<f32> {
-    gpu_matmul_with(ctx, w, x, None, n, None)
+    gpu_matmul_with(ctx, w, x, n, None)
 }
 
-/// [`gpu_matmul`], optionally with a chosen kernel configuration, and with `up`, multiplying
-/// `silu(x) · up` computed in the kernel ([`MatmulInput::SwiGlu`]).
+/// [`gpu_matmul`], optionally with a chosen kernel configuration.
 fn gpu_matmul_with(
     ctx: &GpuContext,
     w: &GpuWeight,
     x: &[f32],
-    up: Option<&[f32]>,
     n: usize,
     config: Option<MatmulConfig>,
 ) -> Vec<f32> {
     let (cols, rows) = (w.cols, w.rows);
-    let padded = |v: &[f32]| {
-        let mut v = v.to_vec();
-        v.resize((n + 2) * cols, f32::NAN);
-        ctx.upload("x", bytemuck::cast_slice(&v)).unwrap()
-    };
-    let xb = padded(x);
-    let ub = up.map(padded);
-    let input = match &ub {
-        Some(ub) => MatmulInput::SwiGlu { gate: &xb, up: ub },
-        None => MatmulInput::X(&xb),
-    };
+    let mut xin = x.to_vec();
+    xin.resize((n + 2) * cols, f32::NAN);
+    let xb = ctx.upload("x", bytemuck::cast_slice(&xin)).unwrap();
     let yb = ctx
         .upload("y", bytemuck::cast_slice(&vec![f32::NAN; (n + 2) * rows]))
         .unwrap();
     let step = step_buffer(ctx).unwrap();
     set_step(ctx, &step, n);
     let op = match config {
-        None => MatmulOp::new(ctx, w, input, &yb, &step),
-        Some(c) => MatmulOp::with_config(ctx, w, input, &yb, &step, c),
+        None => MatmulOp::new(ctx, w, &xb, &yb, &step),
+        Some(c) => MatmulOp::with_config(ctx, w, &xb, &yb, &step, c),
     }
     .unwrap();
     let mut enc = ctx.device.create_command_encoder(&Default::default());
@@ -401,7 +391,7 @@ fn all_types(opts: GpuOptions) {
                         matvec_prefill,
                         small_batch,
                     };
-                    let got = gpu_matmul_with(&ctx, &w, &x, None, n, Some(c));
+                    let got = gpu_matmul_with(&ctx, &w, &x, n, Some(c));
                     worst = worst.max(check(
                         &format!("{} × {n} tokens, {c:?}", t.label),
                         t.cols,
@@ -409,22 +399,6 @@ fn all_types(opts: GpuOptions) {
                         &want,
                         &scale,
                     ));
-                }
-            }
-        }
-        // The FFN down projection's input, silu(gate) · up, computed inside the kernels that
-        // read activations: the device's choice for every token count, and the tiled kernel.
-        if t.cols % 4 == 0 {
-            for n in TOKEN_COUNTS {
-                let gate = activations(t.cols, n, 300 + ci as u64 * 7 + n as u64);
-                let up = activations(t.cols, n, 500 + ci as u64 * 7 + n as u64);
-                let x: Vec<f32> = gate.iter().zip(&up).map(|(&g, &u)| g / (1.0 + (-g).exp()) * u).collect();
-                let (want, scale) = reference(t, &x, n);
-                let tiled = MatmulConfig { threads_per_row: 1, matvec_prefill: false, small_batch: 0 };
-                let configs = if n > 1 { vec![None, Some(tiled)] } else { vec![None] };
-                for c in configs {
-                    let got = gpu_matmul_with(&ctx, &w, &gate, Some(&up), n, c);
-                    worst = worst.max(check(&format!("{} × {n} tokens, SwiGLU input, {c:?}", t.label), t.cols, &got, &want, &scale));
                 }
             }
         }

@@ -102,21 +102,6 @@ struct MatmulPart {
     vec_groups: (u32, u32),
 }
 
-/// What a [`MatmulOp`] multiplies the weight with: an activation buffer, or SwiGLU computed on
-/// the fly from the FFN's gate and up projections (`silu(gate) · up`, as [`super::SwigluOp`]
-/// would write it), which saves that pass its dispatch and its write and re-read of `gate`.
-#[derive(Clone, Copy)]
-pub enum MatmulInput<'a> {
-    X(&'a wgpu::Buffer),
-    SwiGlu { gate: &'a wgpu::Buffer, up: &'a wgpu::Buffer },
-}
-
-impl<'a> From<&'a wgpu::Buffer> for MatmulInput<'a> {
-    fn from(x: &'a wgpu::Buffer) -> Self {
-        MatmulInput::X(x)
-    }
-}
-
 /// Tokens per dispatch slice of the broadcasting matvec (`NT` in matvec.wgsl).
 const MATVEC_TOKENS: u32 = 8;
 
@@ -135,10 +120,10 @@ pub struct MatmulOp {
 }
 
 impl MatmulOp {
-    pub fn new<'a>(
+    pub fn new(
         ctx: &GpuContext,
         w: &GpuWeight,
-        x: impl Into<MatmulInput<'a>>,
+        x: &wgpu::Buffer,
         y: &wgpu::Buffer,
         step: &wgpu::Buffer,
     ) -> Result<Self, GpuError> {
@@ -146,34 +131,18 @@ impl MatmulOp {
     }
 
     /// [`MatmulOp::new`] with a chosen [`MatmulConfig`].
-    /// A SwiGLU input needs `cols` to be a multiple of 4.
-    pub fn with_config<'a>(
+    pub fn with_config(
         ctx: &GpuContext,
         w: &GpuWeight,
-        x: impl Into<MatmulInput<'a>>,
+        x: &wgpu::Buffer,
         y: &wgpu::Buffer,
         step: &wgpu::Buffer,
         config: MatmulConfig,
     ) -> Result<Self, GpuError> {
-        let input = x.into();
-        let (x, up) = match input {
-            MatmulInput::X(x) => (x, None),
-            MatmulInput::SwiGlu { gate, up } => (gate, Some(up)),
-        };
         check_size("matmul input", x, 4 * w.cols as u64)?;
         check_size("matmul output", y, 4 * w.rows as u64)?;
-        let mut defs = activation_defs(ctx, w);
-        if let Some(up) = up {
-            check_size("matmul up input", up, x.size())?;
-            if !w.cols.is_multiple_of(4) {
-                return Err(GpuError::Validation {
-                    what: "matmul".into(),
-                    message: format!("a SwiGLU input needs a multiple of 4 columns, got {}", w.cols),
-                });
-            }
-            defs.set("X_SWIGLU", 1);
-        }
         let mut tpr = pow2_floor(config.threads_per_row.clamp(1, MATVEC_WG));
+        let defs = activation_defs(ctx, w);
         let mut vec_defs = defs.clone().with("WG", MATVEC_WG);
         let mut xbcast = false;
         if ctx.features.subgroups {
@@ -199,14 +168,13 @@ impl MatmulOp {
                 "matmul params",
                 bytemuck::bytes_of(&w.part_params(i, w.rows)),
             )?;
-            let mut entries = vec![
+            let entries = [
                 p.buffer.as_entire_binding(),
                 x.as_entire_binding(),
                 y.as_entire_binding(),
                 params.as_entire_binding(),
                 step.as_entire_binding(),
             ];
-            entries.extend(up.map(|u| u.as_entire_binding()));
             let (gx, gy, _) = dispatch_1d(p.rows as u32, MATVEC_WG / tpr);
             parts.push(MatmulPart {
                 vec_bind: ctx.bind(&vec, &entries),

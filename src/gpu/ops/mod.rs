@@ -10,7 +10,7 @@
 mod elementwise;
 pub use elementwise::{AddOp, SwigluOp};
 mod matmul;
-pub use matmul::{EmbeddingOp, MatmulConfig, MatmulInput, MatmulOp};
+pub use matmul::{EmbeddingOp, MatmulConfig, MatmulOp};
 mod norm;
 pub use norm::RmsNormOp;
 mod rope;
