@@ -126,9 +126,8 @@ fn seg_reduce(v: f32, lid: u32, take_max: bool) -> f32 {
     return r;
 }
 
-// Keys row `r` (head h0 + r % HPW, token t0 + r / HPW) sees; 0 for tokens past the step.
-fn row_ctx(r: u32, t0: u32) -> u32 {
-    let t = t0 + r / HPW;
+// Keys token t of the step sees; 0 for tokens past the step.
+fn token_ctx(t: u32) -> u32 {
     if (t >= step.n_tokens) {
         return 0u;
     }
@@ -154,8 +153,7 @@ fn attend_split(
     let per_split = (n_chunks + nwg.y - 1u) / nwg.y;
     let k_begin = sp * per_split * KPS;
     // The workgroup's last token in the step sees the most keys.
-    let t_last = min(t0 + TPW - 1u, step.n_tokens - 1u);
-    let k_end = min((sp + 1u) * per_split * KPS, min(step.pos + t_last + 1u, params.capacity));
+    let k_end = min((sp + 1u) * per_split * KPS, token_ctx(min(t0 + TPW - 1u, step.n_tokens - 1u)));
     for (var i = lid; i < R * hd4; i += WG) {
         let r = i / hd4;
         let t = min(t0 + r / HPW, step.n_tokens - 1u);
@@ -166,7 +164,8 @@ fn attend_split(
     // The softmax step's layout: row `g`, lane `lane` (rows past R idle).
     let g = lid / LPH;
     let lane = lid % LPH;
-    let g_ctx = row_ctx(min(g, R - 1u), t0);
+    // Row r is query head h0 + r % HPW of token t0 + r / HPW.
+    let g_ctx = token_ctx(t0 + min(g, R - 1u) / HPW);
     // The p·V layout.
     let col = lid % hd4;
     let vl = lid / hd4;

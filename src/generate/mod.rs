@@ -381,7 +381,7 @@ impl Decoding {
             step.forced = forced;
             if done {
                 // A complete grammar's text cannot be part of a stop string it has yet to see.
-            return Ok(self.end(step, FinishReason::Stop));
+                return Ok(self.end(step, FinishReason::Stop));
             }
             if self.generated() >= self.params.max_tokens {
                 return Ok(self.end(step, FinishReason::Length));

@@ -580,6 +580,27 @@ impl GpuContext {
         })
     }
 
+    /// A bind group for `pipeline`'s group 0 with each buffer at the binding number given, for
+    /// entry points of one module that use different subsets of its bindings.
+    pub fn bind_numbered(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        buffers: &[(u32, &wgpu::Buffer)],
+    ) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .map(|&(binding, b)| wgpu::BindGroupEntry {
+                binding,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        })
+    }
+
     /// A mappable buffer of at least `size` bytes for reading results back, from a pool:
     /// record a copy into it in the same command buffer as the work, then [`GpuContext::map_read`].
     pub fn staging(&self, size: u64) -> wgpu::Buffer {

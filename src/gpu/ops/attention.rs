@@ -89,15 +89,19 @@ pub struct AttentionScratch {
 }
 
 impl AttentionScratch {
-    /// `(tokens, bytes)`: the largest step (at most `max_tokens` and 16) whose partial results
-    /// stay within 16 MiB and the binding limit, and the bytes they take. Also what the memory
-    /// plan counts.
-    pub fn size(n_head: u32, head_dim: u32, capacity: u32, max_tokens: u32, binding_limit: u64) -> (u32, u64) {
-        let per_token = n_head as u64 * splits(capacity) as u64 * (head_dim as u64 * 4 + 8);
-        let cap = SPLIT_SCRATCH_BYTES.min(binding_limit);
+    /// `(tokens, rows)`: the largest step (at most `max_tokens` and 16) whose partial results
+    /// stay within 16 MiB and the binding limit, and the (token, head, split) rows kept for it,
+    /// at least one even when no step splits (the kernel binds the buffers anyway).
+    fn layout(n_head: u32, head_dim: u32, capacity: u32, max_tokens: u32, binding_limit: u64) -> (u32, u64) {
+        let per_token = n_head as u64 * splits(capacity) as u64;
+        let cap = SPLIT_SCRATCH_BYTES.min(binding_limit) / (head_dim as u64 * 4 + 8);
         let tokens = (cap / per_token.max(1)).min(max_tokens.min(SPLIT_TOKENS) as u64) as u32;
-        // At least one row even when no step splits: the kernel binds the buffers anyway.
-        let rows = (tokens as u64 * n_head as u64 * splits(capacity) as u64).max(1);
+        (tokens, (tokens as u64 * per_token).max(1))
+    }
+
+    /// `(tokens, bytes)`: see [`Self::layout`]; the bytes are what the memory plan counts.
+    pub fn size(n_head: u32, head_dim: u32, capacity: u32, max_tokens: u32, binding_limit: u64) -> (u32, u64) {
+        let (tokens, rows) = Self::layout(n_head, head_dim, capacity, max_tokens, binding_limit);
         (tokens, rows * (head_dim as u64 * 4 + 8))
     }
 
@@ -105,14 +109,12 @@ impl AttentionScratch {
     /// `max_tokens` tokens (0: never split).
     pub fn new(ctx: &GpuContext, cache: &KvCache, n_head: u32, max_tokens: u32) -> Result<Self, GpuError> {
         let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
-        let (tokens, _) = Self::size(n_head, cache.head_dim, cache.capacity, max_tokens, limit);
-        let max_split = splits(cache.capacity);
-        let rows = ((tokens * n_head * max_split) as u64).max(1);
+        let (tokens, rows) = Self::layout(n_head, cache.head_dim, cache.capacity, max_tokens, limit);
         Ok(AttentionScratch {
             acc: ctx.storage("attention partials", rows * cache.head_dim as u64 * 4, wgpu::BufferUsages::empty())?,
             ml: ctx.storage("attention partial max/sum", rows * 8, wgpu::BufferUsages::empty())?,
             tokens,
-            max_split,
+            max_split: splits(cache.capacity),
         })
     }
 }
@@ -124,7 +126,13 @@ impl AttentionScratch {
 fn tile(group: u32, hd4: u32) -> (u32, u32, u32) {
     let hpw = (1..=8.min(group)).rev().find(|&d| group.is_multiple_of(d) && d * hd4 <= 256).unwrap_or(1);
     let tpw = (8 / hpw).min(256 / (hpw * hd4)).max(1);
-    (hpw, tpw, 128 / (hpw * tpw).next_power_of_two())
+    (hpw, tpw, lanes_per_row(hpw * tpw))
+}
+
+/// Invocations per row in the kernel's softmax step (`LPH`): its 128 over the rows rounded up
+/// to a power of two.
+fn lanes_per_row(rows: u32) -> u32 {
+    128 / rows.next_power_of_two()
 }
 
 /// Writes the step's keys and values into one layer of the cache, then attends:
@@ -183,7 +191,7 @@ impl AttentionOp {
         let write = ctx.pipeline(kernels::ATTENTION, "kv_write", &defs)?;
         let split = ctx.pipeline(kernels::ATTENTION, "attend_split", &defs)?;
         // A decode step has one token: rows for more would be idle.
-        let one_defs = ctx.base_defs().with("HPW", hpw).with("TPW", 1).with("LPH", 128 / hpw.next_power_of_two());
+        let one_defs = ctx.base_defs().with("HPW", hpw).with("TPW", 1).with("LPH", lanes_per_row(hpw));
         let split_one = ctx.pipeline(kernels::ATTENTION, "attend_split", &one_defs)?;
         let merge = ctx.pipeline(kernels::ATTENTION, "attend_merge", &defs)?;
         let kvw4 = cache.n_kv * hd4;
@@ -200,30 +208,15 @@ impl AttentionOp {
         ];
         let params = uniform(ctx, "attention params", bytemuck::cast_slice(&words))?;
         let (kc, vc) = (&cache.k[layer], &cache.v[layer]);
-        // The two entry points use different subsets of the module's bindings, so their
-        // bind groups name binding numbers explicitly.
-        let bind = |p: &wgpu::ComputePipeline, entries: &[(u32, &wgpu::Buffer)]| {
-            let entries: Vec<wgpu::BindGroupEntry> = entries
-                .iter()
-                .map(|&(binding, b)| wgpu::BindGroupEntry {
-                    binding,
-                    resource: b.as_entire_binding(),
-                })
-                .collect();
-            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("attention"),
-                layout: &p.get_bind_group_layout(0),
-                entries: &entries,
-            })
-        };
-        let write_bind = bind(
+        // The entry points use different subsets of the module's bindings.
+        let write_bind = ctx.bind_numbered(
             &write,
             &[(1, k), (2, v), (3, kc), (4, vc), (6, &params), (7, step)],
         );
         let split_entries = [(0, q), (3, kc), (4, vc), (5, out), (6, &params), (7, step), (8, &scratch.acc), (9, &scratch.ml)];
-        let split_bind = bind(&split, &split_entries);
-        let split_one_bind = bind(&split_one, &split_entries);
-        let merge_bind = bind(
+        let split_bind = ctx.bind_numbered(&split, &split_entries);
+        let split_one_bind = ctx.bind_numbered(&split_one, &split_entries);
+        let merge_bind = ctx.bind_numbered(
             &merge,
             &[(5, out), (6, &params), (7, step), (8, &scratch.acc), (9, &scratch.ml)],
         );

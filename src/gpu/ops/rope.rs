@@ -128,15 +128,7 @@ impl RopeOp {
             None => entries.extend([(1, &params), (2, step)]),
         }
         entries.extend(second.map(|s| (4, s.0)));
-        let entries: Vec<wgpu::BindGroupEntry> = entries
-            .into_iter()
-            .map(|(binding, b)| wgpu::BindGroupEntry { binding, resource: b.as_entire_binding() })
-            .collect();
-        let bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("rope"),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
+        let bind = ctx.bind_numbered(&pipeline, &entries);
         Ok(RopeOp {
             pipeline,
             bind,

@@ -68,25 +68,11 @@ impl Select {
             "top-k params",
             bytemuck::cast_slice(&[n, k, n_parts, m]),
         )?;
-        // Pass 1 does not touch `out` and pass 2 not `logits`: name binding numbers explicitly.
-        let bind = |p: &wgpu::ComputePipeline, entries: &[(u32, &wgpu::Buffer)]| {
-            let entries: Vec<wgpu::BindGroupEntry> = entries
-                .iter()
-                .map(|&(binding, b)| wgpu::BindGroupEntry {
-                    binding,
-                    resource: b.as_entire_binding(),
-                })
-                .collect();
-            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("top-k"),
-                layout: &p.get_bind_group_layout(0),
-                entries: &entries,
-            })
-        };
+        // The passes use different subsets of the module's bindings.
         let mut passes = Vec::new();
         let mut add = |entry: &str, entries: &[(u32, &wgpu::Buffer)], groups: u32| -> Result<(), GpuError> {
             let p = ctx.pipeline(kernels::SAMPLE, entry, &defs)?;
-            let b = bind(&p, entries);
+            let b = ctx.bind_numbered(&p, entries);
             passes.push((p, b, groups));
             Ok(())
         };
