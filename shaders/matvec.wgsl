@@ -1,7 +1,7 @@
 // Matrix × vector: y[t][row0 + r] = Σ_k w[r][k] · x[t][k] for the rows r of one weight part.
 // Decode (one token) everywhere; on CPU devices also prefill, NT tokens per dispatch z slice.
 //
-// A workgroup of WG invocations handles WG / TPR rows; the TPR invocations of a row take its
+// A workgroup of WG invocations handles WG / TPR * RPI rows; the TPR invocations of a row take its
 // 32-element units round-robin, so neighbouring invocations read neighbouring blocks (the
 // segmented layout of quant.wgsl makes those reads contiguous vec4<u32> loads) and every weight
 // byte is read once. Each invocation accumulates in f32, then the row's invocations reduce: with
@@ -19,7 +19,13 @@
 // is used for NT tokens (wid.z selects tokens wid.z*NT ..), which makes this the faster prefill
 // there too (about 4× the tiled kernel on lavapipe).
 //
-// Defines: one TYPE_* (quant.wgsl), WG, TPR, NT, XBCAST, X_VEC4 (cols % 4 == 0), XMASK
+// RPI (not with XBCAST): each group of TPR invocations takes RPI consecutive rows, and every
+// activation vec4 it loads serves all of them. With one row per group, each weight element costs
+// a 4-byte activation load (from cache) beside its 0.5–1 byte of quantized weight. That may be
+// why decode time on the H200 tracked parameters more than weight bytes (8B Q4_K_M took 2.8× as
+// long as 3B Q8_0 with 1.4× the bytes); on lavapipe without subgroups, 4 rows gave +23%.
+//
+// Defines: one TYPE_* (quant.wgsl), WG, TPR, RPI, NT, XBCAST, X_VEC4 (cols % 4 == 0), XMASK
 // (cols % 32 != 0).
 
 #include "quant.wgsl"
@@ -36,7 +42,8 @@
 
 const WG: u32 = {{WG}}u;
 const TPR: u32 = {{TPR}}u;
-const ROWS: u32 = WG / TPR;
+const RPI: u32 = {{RPI}}u;
+const ROWS: u32 = WG / TPR * RPI;
 // Tokens per dispatch z slice.
 const NT: u32 = {{NT}}u;
 
@@ -56,15 +63,16 @@ fn matvec(
     if (step.n_tokens == 0u) {
         return;
     }
-    let r = (wid.x + wid.y * nwg.x) * ROWS + li / TPR;
-    // Invocations past the part's rows recompute its last row and do not write it, so that
-    // control flow stays uniform.
-    let rr = min(r, params.rows - 1u);
+    // The first of this invocation's rows (RPI = 1 with XBCAST).
+    let r = (wid.x + wid.y * nwg.x) * ROWS + li / TPR * RPI;
     // Tokens t0 .. t0 + nt of this dispatch's z slice, NT at most.
     let t0 = wid.z * NT;
     let nt = min(NT, step.n_tokens - t0);
-    var accs: array<f32, NT>;
 #ifdef XBCAST
+    // Invocations past the part's rows recompute its last row and do not write it, so that
+    // control flow stays uniform.
+    let rr = min(r, params.rows - 1u);
+    var accs: array<f32, NT>;
     let xlane = 4u * (sg_lane & 7u);
     for (var u = 0u; u < params.units; u++) {
         let v = dequant_unit(rr, u);
@@ -90,41 +98,73 @@ fn matvec(
         }
     }
 #else
+    // accs[i * NT + j]: row r + i, token t0 + j.
+    var accs: array<f32, RPI * NT>;
     for (var u = li % TPR; u < params.units; u += TPR) {
-        let v = dequant_unit(rr, u);
         let k = u * 32u;
-        for (var j = 0u; j < NT; j++) {
-            if (j < nt) {
+        // Rows past the part's end recompute its last row and are not written, so that
+        // control flow stays uniform.
+        if (NT == 1u) {
+            // One token: its 32 activations stay in registers while each row's unit is
+            // decoded against them, so registers do not grow with RPI.
+            var xv: array<vec4<f32>, 8>;
+            for (var q = 0u; q < 8u; q++) {
+                xv[q] = x4(t0, k + 4u * q);
+            }
+            for (var i = 0u; i < RPI; i++) {
+                let v = dequant_unit(min(r + i, params.rows - 1u), u);
                 var s = 0.0;
-                for (var i = 0u; i < 8u; i++) {
-                    s += dot(v[i], x4(t0 + j, k + 4u * i));
+                for (var q = 0u; q < 8u; q++) {
+                    s += dot(v[q], xv[q]);
                 }
-                accs[j] += s;
+                accs[i] += s;
+            }
+        } else {
+            // Several tokens: the rows' decoded units stay in registers for all the tokens.
+            var v: array<array<vec4<f32>, 8>, RPI>;
+            for (var i = 0u; i < RPI; i++) {
+                v[i] = dequant_unit(min(r + i, params.rows - 1u), u);
+            }
+            for (var j = 0u; j < NT; j++) {
+                if (j < nt) {
+                    var s: array<f32, RPI>;
+                    for (var q = 0u; q < 8u; q++) {
+                        let xv = x4(t0 + j, k + 4u * q);
+                        for (var i = 0u; i < RPI; i++) {
+                            s[i] += dot(v[i][q], xv);
+                        }
+                    }
+                    for (var i = 0u; i < RPI; i++) {
+                        accs[i * NT + j] += s[i];
+                    }
+                }
             }
         }
     }
     // The reductions stay outside `j < nt` (uniform anyway) so that every invocation reaches
     // the shuffles and barriers.
-    for (var j = 0u; j < NT; j++) {
-        var acc = accs[j];
+    for (var i = 0u; i < RPI; i++) {
+        for (var j = 0u; j < NT; j++) {
+            var acc = accs[i * NT + j];
 #ifdef SUBGROUPS
-        for (var off = TPR / 2u; off > 0u; off >>= 1u) {
-            acc += subgroupShuffleXor(acc, off);
-        }
-#else
-        if (TPR > 1u) {
-            partial[li] = acc;
-            workgroupBarrier();
-            if (li % TPR == 0u) {
-                for (var i = 1u; i < TPR; i++) {
-                    acc += partial[li + i];
-                }
+            for (var off = TPR / 2u; off > 0u; off >>= 1u) {
+                acc += subgroupShuffleXor(acc, off);
             }
-            workgroupBarrier();
-        }
+#else
+            if (TPR > 1u) {
+                partial[li] = acc;
+                workgroupBarrier();
+                if (li % TPR == 0u) {
+                    for (var l = 1u; l < TPR; l++) {
+                        acc += partial[li + l];
+                    }
+                }
+                workgroupBarrier();
+            }
 #endif
-        if (j < nt && li % TPR == 0u && r < params.rows) {
-            y[(t0 + j) * params.out_stride + params.row0 + r] = acc;
+            if (j < nt && li % TPR == 0u && r + i < params.rows) {
+                y[(t0 + j) * params.out_stride + params.row0 + r + i] = acc;
+            }
         }
     }
 #endif

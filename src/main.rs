@@ -6,7 +6,7 @@ use llama_webgpu::constrain::{ConstraintEnv, ConstraintError, ConstraintSpec};
 use llama_webgpu::generate::{generate_constrained, CpuBackend, GenerateParams, LogitsBackend};
 use llama_webgpu::gguf::GgufModel;
 use llama_webgpu::gpu::model::{GpuBackend, GpuModel};
-use llama_webgpu::gpu::{GpuContext, GpuOptions};
+use llama_webgpu::gpu::{GpuContext, GpuOptions, KernelTuning};
 use llama_webgpu::reference::{ops::log_softmax, Logits, ReferenceModel, ReferenceOptions};
 use llama_webgpu::sampling::SamplerConfig;
 use llama_webgpu::tokenizer::{chat::ChatMessage, Tokenizer};
@@ -182,6 +182,22 @@ struct DeviceArgs {
     /// Cap the storage-binding size in bytes (e.g. 134217728 for WebGPU's default).
     #[arg(long)]
     max_binding: Option<u64>,
+    /// Tuning: invocations sharing one weight row in the decode matrix-vector kernel (1-64, a
+    /// power of two; default: chosen for the device).
+    #[arg(long, value_name = "N", value_parser = power_of_two::<64>)]
+    matvec_threads: Option<u32>,
+    /// Tuning: weight rows each group of those invocations takes, sharing its activation loads
+    /// (1, 2 or 4; default: chosen for the device).
+    #[arg(long, value_name = "N", value_parser = power_of_two::<4>)]
+    matvec_rows: Option<u32>,
+}
+
+/// A power of two from 1 to `MAX`, for the tuning flags.
+fn power_of_two<const MAX: u32>(s: &str) -> std::result::Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n) if n.is_power_of_two() && n <= MAX => Ok(n),
+        _ => Err(format!("expected a power of two from 1 to {MAX}")),
+    }
 }
 
 impl DeviceArgs {
@@ -190,6 +206,10 @@ impl DeviceArgs {
             allow_f16: !self.no_f16,
             allow_subgroups: !self.no_subgroups,
             max_storage_binding: self.max_binding,
+            tuning: KernelTuning {
+                matvec_threads_per_row: self.matvec_threads,
+                matvec_rows_per_invocation: self.matvec_rows,
+            },
         };
         Ok(Arc::new(GpuContext::new_blocking(opts)?))
     }
@@ -598,6 +618,10 @@ fn gpu_json_of(gpu: &Result<Arc<GpuContext>>) -> serde_json::Value {
             "max_buffer_size": ctx.limits.max_buffer_size,
             "max_storage_buffer_binding_size": ctx.limits.max_storage_buffer_binding_size,
             "max_compute_invocations_per_workgroup": ctx.limits.max_compute_invocations_per_workgroup,
+            "tuning": {
+                "matvec_threads": ctx.tuning.matvec_threads_per_row,
+                "matvec_rows": ctx.tuning.matvec_rows_per_invocation,
+            },
         }),
         Err(e) => json!({"error": e.to_string(), "code": e.code()}),
     }
@@ -665,8 +689,17 @@ fn bench(
     if as_json {
         println!("{v}");
     } else {
+        let t = &v["gpu"]["tuning"];
+        let tuned = match (t["matvec_threads"].as_u64(), t["matvec_rows"].as_u64()) {
+            (None, None) => String::new(),
+            (a, b) => format!(
+                " (matvec threads {}, rows {})",
+                a.map_or("default".into(), |a| a.to_string()),
+                b.map_or("default".into(), |b| b.to_string())
+            ),
+        };
         println!(
-            "{}: prefill {:.1} tok/s ({prompt_len} tokens) · decode {:.2} tok/s ({n} tokens) · {:.2} GB/s of weights",
+            "{}{tuned}: prefill {:.1} tok/s ({prompt_len} tokens) · decode {:.2} tok/s ({n} tokens) · {:.2} GB/s of weights",
             backend_name,
             v["prefill_tokens_per_s"].as_f64().unwrap_or(0.0),
             decode_tps,

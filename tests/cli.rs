@@ -236,6 +236,38 @@ fn bench_prints_speeds_and_bandwidth() {
     }
 }
 
+/// The kernel-tuning flags reach the GPU context (bench reports them), reject what the kernels
+/// cannot take, and change only the summation order: `score` agrees with the default kernels.
+#[test]
+fn tuning_flags_change_kernels_not_results() {
+    let m = common::smollm2();
+    let m = m.to_str().unwrap();
+    let tuned = ["--matvec-threads", "4", "--matvec-rows", "4"];
+    let mut args = vec!["bench", "-m", m, "--prompt-len", "4", "-n", "2", "--json"];
+    args.extend_from_slice(&tuned);
+    let j = last_json(&ok_stdout(&args));
+    assert_eq!(j["gpu"]["tuning"], serde_json::json!({"matvec_threads": 4, "matvec_rows": 4}));
+    for (flag, bad) in [("--matvec-rows", "3"), ("--matvec-rows", "8"), ("--matvec-threads", "128")] {
+        let out = cli(&["bench", "-m", m, flag, bad]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("power of two"), "{flag} {bad}: {err}");
+    }
+    // A short prompt runs through the matrix-vector kernel, several tokens per weight decode.
+    let score = |extra: &[&str]| {
+        let mut a = vec!["score", "-m", m, "-p", "The capital of France is Paris", "--top", "1", "--json"];
+        a.extend_from_slice(extra);
+        last_json(&ok_stdout(&a))
+    };
+    let (base, other) = (score(&[]), score(&tuned));
+    let lp = |j: &Value| -> Vec<f64> {
+        j["positions"].as_array().unwrap().iter().map(|p| p["top"][0][1].as_f64().unwrap()).collect()
+    };
+    assert_eq!(base["tokens"], other["tokens"]);
+    for (a, b) in lp(&base).iter().zip(lp(&other)) {
+        assert!((a - b).abs() < 1e-3, "top-1 log-probability {a} vs {b}");
+    }
+}
+
 #[test]
 fn bench_profile_times_every_kernel() {
     let m = common::smollm2();

@@ -54,6 +54,7 @@ fn context_detects_features_and_honours_fallbacks() {
         allow_f16: false,
         allow_subgroups: false,
         max_storage_binding: Some(128 << 20),
+        tuning: Default::default(),
     })
     .unwrap();
     assert!(!bare.features.f16 && !bare.features.subgroups);
@@ -76,6 +77,7 @@ fn elementwise_kernels_match_cpu() {
             allow_f16: false,
             allow_subgroups: false,
             max_storage_binding: None,
+            tuning: Default::default(),
         },
     ] {
         let ctx = GpuContext::new_blocking(opts).unwrap();

@@ -378,16 +378,31 @@ fn all_types(opts: GpuOptions) {
             // kernel, (with subgroups) through the broadcasting matvec, and through the
             // multi-token matvec with rows handled by 1 invocation or shared by 16; for one
             // token, rows handled by 1 invocation (broadcasting with subgroups) or shared by 2,
-            // 8 or 16 (shuffle or workgroup-memory reduction).
-            let configs: &[(u32, bool, u32)] = if n == 1 {
-                &[(1, false, 0), (2, false, 0), (8, false, 0), (16, false, 0)]
+            // 8 or 16 (shuffle or workgroup-memory reduction); each matvec with 1, 2 or 4 rows per
+            // invocation group (most cases have row counts that are not multiples of 4).
+            let configs: &[(u32, u32, bool, u32)] = if n == 1 {
+                &[
+                    (1, 1, false, 0),
+                    (1, 4, false, 0),
+                    (2, 2, false, 0),
+                    (8, 1, false, 0),
+                    (16, 4, false, 0),
+                    (16, 2, false, 0),
+                ]
             } else {
-                &[(1, false, 0), (1, true, 0), (1, false, u32::MAX), (16, false, u32::MAX)]
+                &[
+                    (1, 1, false, 0),
+                    (1, 2, true, 0),
+                    (1, 4, false, u32::MAX),
+                    (16, 1, false, u32::MAX),
+                    (16, 2, false, u32::MAX),
+                ]
             };
-            for &(threads_per_row, matvec_prefill, small_batch) in configs {
+            for &(threads_per_row, rows_per_invocation, matvec_prefill, small_batch) in configs {
                 {
                     let c = MatmulConfig {
                         threads_per_row,
+                        rows_per_invocation,
                         matvec_prefill,
                         small_batch,
                     };
@@ -426,6 +441,7 @@ fn every_type_f16_subgroups() {
         allow_f16: true,
         allow_subgroups: true,
         max_storage_binding: Some(128 << 20),
+        tuning: Default::default(),
     });
 }
 
@@ -435,6 +451,7 @@ fn every_type_f32_subgroups() {
         allow_f16: false,
         allow_subgroups: true,
         max_storage_binding: Some(128 << 20),
+        tuning: Default::default(),
     });
 }
 
@@ -444,6 +461,7 @@ fn every_type_f16_no_subgroups() {
         allow_f16: true,
         allow_subgroups: false,
         max_storage_binding: Some(128 << 20),
+        tuning: Default::default(),
     });
 }
 
@@ -453,6 +471,7 @@ fn every_type_f32_no_subgroups() {
         allow_f16: false,
         allow_subgroups: false,
         max_storage_binding: None,
+        tuning: Default::default(),
     });
 }
 
@@ -526,6 +545,7 @@ fn tensors_split_over_the_binding_limit() {
         allow_f16: false,
         allow_subgroups: false,
         max_storage_binding: Some(16 << 10),
+        tuning: Default::default(),
     })
     .unwrap();
     for t in [

@@ -29,6 +29,7 @@ fn paths() -> Vec<(&'static str, GpuOptions)> {
                 allow_f16: false,
                 allow_subgroups: false,
                 max_storage_binding: Some(16 << 20),
+                tuning: Default::default(),
             },
         ),
     ]
@@ -135,7 +136,7 @@ fn gpu_top_k_sampling_matches_cpu_sampling() {
     use llama_webgpu::tokenizer::Tokenizer;
     let file = GgufModel::open(common::smollm2()).unwrap();
     let tok = Tokenizer::from_gguf(file.metadata()).unwrap();
-    let ctx = Arc::new(GpuContext::new_blocking(GpuOptions { allow_f16: false, allow_subgroups: false, max_storage_binding: None }).unwrap());
+    let ctx = Arc::new(GpuContext::new_blocking(GpuOptions { allow_f16: false, allow_subgroups: false, max_storage_binding: None, tuning: Default::default() }).unwrap());
     let reference = ReferenceModel::from_gguf(&file, ReferenceOptions { kv_f16: false }).unwrap();
     let prompt = tok.encode("Once upon a time, there was a", false).unwrap();
     let params = GenerateParams {

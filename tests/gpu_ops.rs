@@ -47,6 +47,7 @@ fn contexts() -> Vec<(String, GpuContext)> {
             allow_f16,
             allow_subgroups,
             max_storage_binding: None,
+            tuning: Default::default(),
         })
         .unwrap();
         if v.is_empty() {

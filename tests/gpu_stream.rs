@@ -50,6 +50,7 @@ fn streamed_load_equals_file_load_on_both_paths_and_split() {
             allow_f16: false,
             allow_subgroups: false,
             max_storage_binding: Some(16 << 20),
+            tuning: Default::default(),
         },
     ] {
         let ctx = ctx(opts);

@@ -350,6 +350,7 @@ fn tiny_runs_on_the_gpu_like_the_reference() {
             allow_f16: false,
             allow_subgroups: false,
             max_storage_binding: Some(16 << 20),
+            tuning: Default::default(),
         },
     ] {
         let ctx = Arc::new(GpuContext::new_blocking(opts.clone()).unwrap());

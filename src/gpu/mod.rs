@@ -143,6 +143,19 @@ pub struct GpuOptions {
     pub allow_subgroups: bool,
     /// Pretend the storage-binding limit is at most this (tests use 128 MiB, WebGPU's default).
     pub max_storage_binding: Option<u64>,
+    /// Overrides of the kernels' per-device choices, for tuning on new hardware.
+    pub tuning: KernelTuning,
+}
+
+/// Overrides of choices the kernels otherwise make from the adapter (`bench --matvec-threads
+/// --matvec-rows`), so that a new GPU can be measured under each without a rebuild. `None`
+/// keeps the device's choice; every value computes the same products.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelTuning {
+    /// [`ops::MatmulConfig::threads_per_row`].
+    pub matvec_threads_per_row: Option<u32>,
+    /// [`ops::MatmulConfig::rows_per_invocation`].
+    pub matvec_rows_per_invocation: Option<u32>,
 }
 
 impl Default for GpuOptions {
@@ -151,6 +164,7 @@ impl Default for GpuOptions {
             allow_f16: true,
             allow_subgroups: true,
             max_storage_binding: None,
+            tuning: KernelTuning::default(),
         }
     }
 }
@@ -185,6 +199,7 @@ pub struct GpuContext {
     pub features: GpuFeatures,
     /// The device's limits, with `max_storage_buffer_binding_size` lowered to any forced value.
     pub limits: wgpu::Limits,
+    pub tuning: KernelTuning,
     pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
     /// Idle readback buffers by size, reused so a decode step allocates nothing.
     staging_pool: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
@@ -291,6 +306,7 @@ impl GpuContext {
             adapter_info: info,
             features,
             limits,
+            tuning: opts.tuning,
             pipelines: Mutex::new(HashMap::new()),
             staging_pool: Mutex::new(HashMap::new()),
             staging_created: Default::default(),

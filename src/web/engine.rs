@@ -38,6 +38,7 @@ pub async fn create_gpu(options: JsValue) -> Result<Gpu, JsValue> {
         allow_f16: get("allowF16").and_then(|v| v.as_bool()).unwrap_or(true),
         allow_subgroups: get("allowSubgroups").and_then(|v| v.as_bool()).unwrap_or(true),
         max_storage_binding: get("maxStorageBinding").and_then(|v| v.as_f64()).map(|v| v as u64),
+        tuning: Default::default(),
     };
     let ctx = GpuContext::new(opts).await.map_err(js_error)?;
     Ok(Gpu { ctx: Arc::new(ctx) })

@@ -27,9 +27,13 @@ pub struct MatmulConfig {
     /// to the smallest subgroup size. 1 with subgroups of at least 8 selects the variant that
     /// broadcasts the activations across the subgroup (`XBCAST` in matvec.wgsl).
     pub threads_per_row: u32,
-    /// With the broadcasting variant, also run prefill through it (8 tokens per weight decode)
-    /// instead of the tiled kernel.
+    /// Run all prefill through the matrix-vector kernel (8 tokens per weight decode) instead
+    /// of the tiled kernel.
     pub matvec_prefill: bool,
+    /// Consecutive rows each group of `threads_per_row` invocations takes in the matrix-vector
+    /// kernel, sharing every activation load among them (1, 2 or 4; `RPI` in matvec.wgsl).
+    /// Ignored (1) by the broadcasting variant.
+    pub rows_per_invocation: u32,
     /// Batches of 2 up to this many tokens run the matrix-vector kernel 8 tokens per weight
     /// decode rather than the tiled kernel, whose 32-token tiles cost nearly as much for a few
     /// tokens as for 32 (SwiftShader: 12.7 s for 2 tokens, 14.9 s for 16, 1.1 s per decode
@@ -40,26 +44,43 @@ pub struct MatmulConfig {
 impl MatmulConfig {
     /// On a GPU: rows shared by a power of two of invocations giving each at least eight units
     /// where the row is long enough (at most 16), so that neighbouring invocations read
-    /// neighbouring blocks, and the tiled kernel for prefill. On a CPU device (lavapipe)
-    /// invocations are SIMD lanes and every load is a gather: one row per invocation, so that the
-    /// activations can be broadcast, for decode and prefill alike.
+    /// neighbouring blocks, two rows per group, and the tiled kernel for prefill. On a CPU
+    /// device (lavapipe, SwiftShader) invocations are SIMD lanes and every load is a gather:
+    /// one row per invocation, so that the activations can be broadcast (with subgroups), for
+    /// decode and prefill alike; without subgroups four rows per invocation share each
+    /// activation load (SmolLM2 Q4_1 on lavapipe: decode 8.7 → 10.6 tok/s, and prefill through
+    /// it 36 tok/s against the tiled kernel's 29). The context's
+    /// [`KernelTuning`](crate::gpu::KernelTuning) overrides the matrix-vector choices.
     pub fn for_device(ctx: &GpuContext, w: &GpuWeight) -> Self {
-        if ctx.adapter_info.device_type == wgpu::DeviceType::Cpu {
-            return MatmulConfig {
+        let mut c = if ctx.adapter_info.device_type == wgpu::DeviceType::Cpu {
+            MatmulConfig {
                 threads_per_row: 1,
+                rows_per_invocation: 4,
                 matvec_prefill: true,
                 small_batch: SMALL_BATCH,
-            };
+            }
+        } else {
+            let mut tpr = 1u32;
+            while tpr < 16 && w.units() >= 8 * tpr as usize {
+                tpr *= 2;
+            }
+            // Two rows per group halve the activation loads; more would cut the invocations
+            // (and so the loads in flight) of the smaller projections too far. Unmeasured on a
+            // GPU so far: see KernelTuning.
+            MatmulConfig {
+                threads_per_row: tpr,
+                rows_per_invocation: 2,
+                matvec_prefill: false,
+                small_batch: SMALL_BATCH,
+            }
+        };
+        if let Some(t) = ctx.tuning.matvec_threads_per_row {
+            c.threads_per_row = t;
         }
-        let mut tpr = 1u32;
-        while tpr < 16 && w.units() >= 8 * tpr as usize {
-            tpr *= 2;
+        if let Some(r) = ctx.tuning.matvec_rows_per_invocation {
+            c.rows_per_invocation = r;
         }
-        MatmulConfig {
-            threads_per_row: tpr,
-            matvec_prefill: false,
-            small_batch: SMALL_BATCH,
-        }
+        c
     }
 }
 
@@ -153,10 +174,15 @@ impl MatmulOp {
                 xbcast = true;
             }
         }
-        let vec_defs = vec_defs.with("TPR", tpr);
+        let rpi = if xbcast {
+            1
+        } else {
+            pow2_floor(config.rows_per_invocation.clamp(1, 4))
+        };
+        let vec_defs = vec_defs.with("TPR", tpr).with("RPI", rpi);
         let vec = ctx.pipeline(kernels::MATVEC, "matvec", &vec_defs.clone().with("NT", 1))?;
         let multi = ctx.pipeline(kernels::MATVEC, "matvec", &vec_defs.with("NT", MATVEC_TOKENS))?;
-        let tiled = if xbcast && config.matvec_prefill {
+        let tiled = if config.matvec_prefill {
             None
         } else {
             Some(ctx.pipeline(kernels::MATMUL, "matmul", &defs)?)
@@ -175,7 +201,7 @@ impl MatmulOp {
                 params.as_entire_binding(),
                 step.as_entire_binding(),
             ];
-            let (gx, gy, _) = dispatch_1d(p.rows as u32, MATVEC_WG / tpr);
+            let (gx, gy, _) = dispatch_1d(p.rows as u32, MATVEC_WG / tpr * rpi);
             parts.push(MatmulPart {
                 vec_bind: ctx.bind(&vec, &entries),
                 tiled_bind: tiled.as_ref().map(|t| ctx.bind(t, &entries)),
