@@ -190,6 +190,10 @@ struct DeviceArgs {
     /// (1, 2 or 4; default: chosen for the device).
     #[arg(long, value_name = "N", value_parser = power_of_two::<4>)]
     matvec_rows: Option<u32>,
+    /// Tuning: let naga guard every shader loop with an iteration counter, as it does for
+    /// untrusted shaders (native only; off by default).
+    #[arg(long)]
+    naga_loop_bounding: bool,
 }
 
 /// A power of two from 1 to `MAX`, for the tuning flags.
@@ -209,6 +213,7 @@ impl DeviceArgs {
             tuning: KernelTuning {
                 matvec_threads_per_row: self.matvec_threads,
                 matvec_rows_per_invocation: self.matvec_rows,
+                naga_loop_bounding: self.naga_loop_bounding,
             },
         };
         Ok(Arc::new(GpuContext::new_blocking(opts)?))
@@ -621,6 +626,7 @@ fn gpu_json_of(gpu: &Result<Arc<GpuContext>>) -> serde_json::Value {
             "tuning": {
                 "matvec_threads": ctx.tuning.matvec_threads_per_row,
                 "matvec_rows": ctx.tuning.matvec_rows_per_invocation,
+                "naga_loop_bounding": ctx.tuning.naga_loop_bounding,
             },
         }),
         Err(e) => json!({"error": e.to_string(), "code": e.code()}),
@@ -690,14 +696,16 @@ fn bench(
         println!("{v}");
     } else {
         let t = &v["gpu"]["tuning"];
-        let tuned = match (t["matvec_threads"].as_u64(), t["matvec_rows"].as_u64()) {
-            (None, None) => String::new(),
-            (a, b) => format!(
-                " (matvec threads {}, rows {})",
-                a.map_or("default".into(), |a| a.to_string()),
-                b.map_or("default".into(), |b| b.to_string())
-            ),
-        };
+        let mut tuned: Vec<String> = Vec::new();
+        for (k, label) in [("matvec_threads", "matvec threads"), ("matvec_rows", "matvec rows")] {
+            if let Some(n) = t[k].as_u64() {
+                tuned.push(format!("{label} {n}"));
+            }
+        }
+        if t["naga_loop_bounding"] == true {
+            tuned.push("naga loop bounding".into());
+        }
+        let tuned = if tuned.is_empty() { String::new() } else { format!(" ({})", tuned.join(", ")) };
         println!(
             "{}{tuned}: prefill {:.1} tok/s ({prompt_len} tokens) · decode {:.2} tok/s ({n} tokens) · {:.2} GB/s of weights",
             backend_name,

@@ -237,7 +237,8 @@ fn bench_prints_speeds_and_bandwidth() {
 }
 
 /// The kernel-tuning flags reach the GPU context (bench reports them), reject what the kernels
-/// cannot take, and change only the summation order: `score` agrees with the default kernels.
+/// cannot take, and change only the summation order: `score` with them agrees with the default
+/// kernels compiled under naga's loop bounding.
 #[test]
 fn tuning_flags_change_kernels_not_results() {
     let m = common::smollm2();
@@ -246,7 +247,10 @@ fn tuning_flags_change_kernels_not_results() {
     let mut args = vec!["bench", "-m", m, "--prompt-len", "4", "-n", "2", "--json"];
     args.extend_from_slice(&tuned);
     let j = last_json(&ok_stdout(&args));
-    assert_eq!(j["gpu"]["tuning"], serde_json::json!({"matvec_threads": 4, "matvec_rows": 4}));
+    assert_eq!(
+        j["gpu"]["tuning"],
+        serde_json::json!({"matvec_threads": 4, "matvec_rows": 4, "naga_loop_bounding": false})
+    );
     for (flag, bad) in [("--matvec-rows", "3"), ("--matvec-rows", "8"), ("--matvec-threads", "128")] {
         let out = cli(&["bench", "-m", m, flag, bad]);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -258,7 +262,7 @@ fn tuning_flags_change_kernels_not_results() {
         a.extend_from_slice(extra);
         last_json(&ok_stdout(&a))
     };
-    let (base, other) = (score(&[]), score(&tuned));
+    let (base, other) = (score(&["--naga-loop-bounding"]), score(&tuned));
     let lp = |j: &Value| -> Vec<f64> {
         j["positions"].as_array().unwrap().iter().map(|p| p["top"][0][1].as_f64().unwrap()).collect()
     };

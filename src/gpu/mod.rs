@@ -156,6 +156,12 @@ pub struct KernelTuning {
     pub matvec_threads_per_row: Option<u32>,
     /// [`ops::MatmulConfig::rows_per_invocation`].
     pub matvec_rows_per_invocation: Option<u32>,
+    /// Let naga guard every shader loop with a 64-bit iteration counter (natively; browsers
+    /// compile WGSL themselves). Off by default: the guard exists for untrusted shaders that may
+    /// never end, ours all run counted loops, and an extra exit the compiler cannot reason
+    /// about can keep a driver from unrolling the small fixed loops over register arrays that
+    /// the kernels are made of (see gfx-rs/wgpu#6521 on naga's loops and unrolling).
+    pub naga_loop_bounding: bool,
 }
 
 impl Default for GpuOptions {
@@ -462,12 +468,19 @@ impl GpuContext {
             message: m,
         })?;
         let scope = self.error_scope(wgpu::ErrorFilter::Validation);
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(kernel.name),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            });
+        let mut checks = wgpu::ShaderRuntimeChecks::checked();
+        checks.force_loop_bounding = self.tuning.naga_loop_bounding;
+        // SAFETY: the kernels are this crate's own WGSL, not user input: every loop is counted
+        // (by a constant or a uniform), and out-of-bounds accesses stay checked.
+        let module = unsafe {
+            self.device.create_shader_module_trusted(
+                wgpu::ShaderModuleDescriptor {
+                    label: Some(kernel.name),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                },
+                checks,
+            )
+        };
         let pipeline = self
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
