@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Raw;
+
 use llama_webgpu::gguf::*;
 use llama_webgpu::quant::GgmlType;
 use std::time::Instant;
@@ -243,29 +245,6 @@ fn split_model_loads_from_first_shard_and_errors_name_the_problem() {
 
 // ---- hostile files ------------------------------------------------------------------------------
 
-fn header_bytes(n_tensors: u64, n_kv: u64) -> Vec<u8> {
-    let mut b = b"GGUF".to_vec();
-    b.extend_from_slice(&3u32.to_le_bytes());
-    b.extend_from_slice(&n_tensors.to_le_bytes());
-    b.extend_from_slice(&n_kv.to_le_bytes());
-    b
-}
-
-fn put_str(b: &mut Vec<u8>, s: &str) {
-    b.extend_from_slice(&(s.len() as u64).to_le_bytes());
-    b.extend_from_slice(s.as_bytes());
-}
-
-fn tensor_info(b: &mut Vec<u8>, name: &str, dims: &[u64], ty: u32, offset: u64) {
-    put_str(b, name);
-    b.extend_from_slice(&(dims.len() as u32).to_le_bytes());
-    for d in dims {
-        b.extend_from_slice(&d.to_le_bytes());
-    }
-    b.extend_from_slice(&ty.to_le_bytes());
-    b.extend_from_slice(&offset.to_le_bytes());
-}
-
 /// Parses hostile bytes both whole and streamed (without a known length), checking the time
 /// bound, and returns the whole-file error.
 fn must_fail(bytes: &[u8]) -> GgufError {
@@ -286,59 +265,38 @@ fn must_fail(bytes: &[u8]) -> GgufError {
 
 #[test]
 fn hostile_counts_and_lengths() {
-    let e = must_fail(&header_bytes(1 << 60, 0));
+    let e = must_fail(&Raw::new(1 << 60, 0).bytes());
     assert!(
         matches!(e, GgufError::CountTooLarge { ref what, .. } if what == "tensor count"),
         "{e}"
     );
-    let e = must_fail(&header_bytes(0, 1 << 60));
+    let e = must_fail(&Raw::new(0, 1 << 60).bytes());
     assert!(
         matches!(e, GgufError::CountTooLarge { ref what, .. } if what == "metadata count"),
         "{e}"
     );
 
     // A string longer than the file.
-    let mut b = header_bytes(0, 1);
-    b.extend_from_slice(&(1u64 << 40).to_le_bytes());
-    let e = must_fail(&b);
+    let e = must_fail(&Raw::new(0, 1).u64(1 << 40).bytes());
     assert!(matches!(e, GgufError::CountTooLarge { .. }), "{e}");
 
     // An array claiming 2^60 elements.
-    let mut b = header_bytes(0, 1);
-    put_str(&mut b, "arr");
-    b.extend_from_slice(&9u32.to_le_bytes());
-    b.extend_from_slice(&4u32.to_le_bytes());
-    b.extend_from_slice(&(1u64 << 60).to_le_bytes());
-    let e = must_fail(&b);
+    let e = must_fail(&Raw::new(0, 1).key("arr", 9).u32(4).u64(1 << 60).bytes());
     assert!(
         matches!(e, GgufError::CountTooLarge { ref what, .. } if what == "arr"),
         "{e}"
     );
 
     // Unknown value type, invalid bool, bad UTF-8, duplicate key.
-    let mut b = header_bytes(0, 1);
-    put_str(&mut b, "k");
-    b.extend_from_slice(&99u32.to_le_bytes());
     assert!(matches!(
-        must_fail(&b),
+        must_fail(&Raw::new(0, 1).key("k", 99).bytes()),
         GgufError::InvalidValueType { type_id: 99, .. }
     ));
-    let mut b = header_bytes(0, 1);
-    put_str(&mut b, "k");
-    b.extend_from_slice(&7u32.to_le_bytes());
-    b.push(2);
+    let b = Raw::new(0, 1).key("k", 7).raw(&[2]).bytes();
     assert!(matches!(must_fail(&b), GgufError::InvalidValue { .. }));
-    let mut b = header_bytes(0, 1);
-    b.extend_from_slice(&2u64.to_le_bytes());
-    b.extend_from_slice(&[0xff, 0xfe]);
-    b.extend_from_slice(&[0; 16]);
+    let b = Raw::new(0, 1).u64(2).raw(&[0xff, 0xfe]).raw(&[0; 16]).bytes();
     assert!(matches!(must_fail(&b), GgufError::InvalidUtf8 { .. }));
-    let mut b = header_bytes(0, 2);
-    for _ in 0..2 {
-        put_str(&mut b, "dup");
-        b.extend_from_slice(&4u32.to_le_bytes());
-        b.extend_from_slice(&1u32.to_le_bytes());
-    }
+    let b = Raw::new(0, 2).key("dup", 4).u32(1).key("dup", 4).u32(1).bytes();
     assert!(matches!(must_fail(&b), GgufError::DuplicateKey(ref k) if k == "dup"));
 }
 
@@ -348,62 +306,42 @@ fn hostile_magic_version_alignment() {
         must_fail(b"GGML\x03\0\0\0"),
         GgufError::BadMagic(_)
     ));
-    let mut b = header_bytes(0, 0);
+    let mut b = Raw::new(0, 0).bytes();
     b[4..8].copy_from_slice(&1u32.to_le_bytes());
     assert!(matches!(must_fail(&b), GgufError::UnsupportedVersion(1)));
     b[4..8].copy_from_slice(&3u32.to_be_bytes());
     assert!(matches!(must_fail(&b), GgufError::BigEndian));
-    let mut b = header_bytes(0, 1);
-    put_str(&mut b, "general.alignment");
-    b.extend_from_slice(&4u32.to_le_bytes());
-    b.extend_from_slice(&48u32.to_le_bytes());
+    let b = Raw::new(0, 1).key("general.alignment", 4).u32(48).bytes();
     assert!(matches!(must_fail(&b), GgufError::BadAlignment(_)));
 }
 
 #[test]
 fn hostile_tensor_infos() {
-    let with = |f: &dyn Fn(&mut Vec<u8>), n: u64, data: usize| {
-        let mut b = header_bytes(n, 0);
-        f(&mut b);
-        let pad = b.len().div_ceil(32) * 32 - b.len();
-        b.extend(std::iter::repeat_n(0u8, pad + data));
-        b
-    };
-    let e = must_fail(&with(&|b| tensor_info(b, "w", &[32, 1], 1234, 0), 1, 64));
+    // One tensor info, then 64 data bytes.
+    let one = |dims: &[u64], ty: u32, offset: u64| Raw::new(1, 0).tensor("w", dims, ty, offset).data(64);
+    let e = must_fail(&one(&[32, 1], 1234, 0));
     assert!(
         matches!(e, GgufError::UnknownTensorType { ref tensor, type_id: 1234 } if tensor == "w"),
         "{e}"
     );
-    let e = must_fail(&with(
-        &|b| tensor_info(b, "w", &[1 << 32, 1 << 32, 1 << 32], 0, 0),
-        1,
-        64,
-    ));
+    let e = must_fail(&one(&[1 << 32, 1 << 32, 1 << 32], 0, 0));
     assert!(
         matches!(e, GgufError::BadTensor { ref detail, .. } if detail.contains("overflow")),
         "{e}"
     );
-    let e = must_fail(&with(
-        &|b| tensor_info(b, "w", &[1, 1, 1, 1, 1], 0, 0),
-        1,
-        64,
-    ));
+    let e = must_fail(&one(&[1, 1, 1, 1, 1], 0, 0));
     assert!(matches!(e, GgufError::BadTensor { .. }), "{e}");
-    let e = must_fail(&with(&|b| tensor_info(b, "w", &[33], 2, 0), 1, 64));
+    let e = must_fail(&one(&[33], 2, 0));
     assert!(
         matches!(e, GgufError::BadTensor { ref detail, .. } if detail.contains("block size")),
         "{e}"
     );
-    let e = must_fail(&with(&|b| tensor_info(b, "w", &[64], 0, 0), 1, 64));
+    let e = must_fail(&one(&[64], 0, 0));
     assert!(
         matches!(e, GgufError::TensorOutOfRange { ref tensor, .. } if tensor == "w"),
         "{e}"
     );
-    let e = must_fail(&with(
-        &|b| tensor_info(b, "w", &[8], 0, u64::MAX - 7),
-        1,
-        64,
-    ));
+    let e = must_fail(&one(&[8], 0, u64::MAX - 7));
     assert!(
         matches!(
             e,
@@ -411,25 +349,14 @@ fn hostile_tensor_infos() {
         ),
         "{e}"
     );
-    let e = must_fail(&with(&|b| tensor_info(b, "w", &[8], 0, 4), 1, 64));
+    let e = must_fail(&one(&[8], 0, 4));
     assert!(matches!(e, GgufError::TensorMisaligned { .. }), "{e}");
-    let e = must_fail(&with(
-        &|b| {
-            tensor_info(b, "a", &[16], 0, 0);
-            tensor_info(b, "b", &[16], 0, 32);
-        },
-        2,
-        128,
-    ));
+    let two = |a: (&str, &[u64], u64), b: (&str, &[u64], u64)| {
+        Raw::new(2, 0).tensor(a.0, a.1, 0, a.2).tensor(b.0, b.1, 0, b.2).data(128)
+    };
+    let e = must_fail(&two(("a", &[16], 0), ("b", &[16], 32)));
     assert!(matches!(e, GgufError::TensorOverlap { .. }), "{e}");
-    let e = must_fail(&with(
-        &|b| {
-            tensor_info(b, "a", &[8], 0, 0);
-            tensor_info(b, "a", &[8], 0, 32);
-        },
-        2,
-        128,
-    ));
+    let e = must_fail(&two(("a", &[8], 0), ("a", &[8], 32)));
     assert!(matches!(e, GgufError::DuplicateTensor(_)), "{e}");
 }
 

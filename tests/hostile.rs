@@ -10,6 +10,8 @@
 
 mod common;
 
+use common::Raw;
+
 use llama_webgpu::gguf::{
     parse_header, GgufError, GgufHeader, GgufModel, GgufWriter, HeaderParser, Progress, Value,
     ValueType,
@@ -87,48 +89,6 @@ const SLACK: usize = 16 << 20;
 const TIME_LIMIT: Duration = Duration::from_secs(1);
 
 // ---- building files ------------------------------------------------------------------------------
-
-/// Raw header bytes, for lies `GgufWriter` will not tell.
-struct Raw(Vec<u8>);
-
-impl Raw {
-    fn new(n_tensors: u64, n_kv: u64) -> Raw {
-        let mut b = b"GGUF".to_vec();
-        b.extend_from_slice(&3u32.to_le_bytes());
-        b.extend_from_slice(&n_tensors.to_le_bytes());
-        b.extend_from_slice(&n_kv.to_le_bytes());
-        Raw(b)
-    }
-    fn u32(mut self, v: u32) -> Raw {
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
-    }
-    fn u64(mut self, v: u64) -> Raw {
-        self.0.extend_from_slice(&v.to_le_bytes());
-        self
-    }
-    fn str(self, s: &str) -> Raw {
-        let mut r = self.u64(s.len() as u64);
-        r.0.extend_from_slice(s.as_bytes());
-        r
-    }
-    fn tensor(self, name: &str, dims: &[u64], ty: u32, offset: u64) -> Raw {
-        let mut r = self.str(name).u32(dims.len() as u32);
-        for &d in dims {
-            r = r.u64(d);
-        }
-        r.u32(ty).u64(offset)
-    }
-    /// Pads to the 32-byte alignment and appends `n` data bytes.
-    fn data(mut self, n: usize) -> Vec<u8> {
-        let pad = self.0.len().div_ceil(32) * 32 - self.0.len();
-        self.0.extend(std::iter::repeat_n(0x3cu8, pad + n));
-        self.0
-    }
-    fn bytes(self) -> Vec<u8> {
-        self.0
-    }
-}
 
 const N_EMBD: u64 = 8;
 const N_HEAD: u64 = 2;

@@ -35,3 +35,49 @@ pub fn proc_status_bytes(field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/self/status"));
     kb * 1024
 }
+
+/// Raw GGUF header bytes, built field by field, for the lies `GgufWriter` will not tell
+/// (hostile-file tests).
+pub struct Raw(Vec<u8>);
+
+impl Raw {
+    /// Magic, version 3 and the two counts.
+    pub fn new(n_tensors: u64, n_kv: u64) -> Raw {
+        Raw(b"GGUF".to_vec()).u32(3).u64(n_tensors).u64(n_kv)
+    }
+    pub fn raw(mut self, bytes: &[u8]) -> Raw {
+        self.0.extend_from_slice(bytes);
+        self
+    }
+    pub fn u32(self, v: u32) -> Raw {
+        self.raw(&v.to_le_bytes())
+    }
+    pub fn u64(self, v: u64) -> Raw {
+        self.raw(&v.to_le_bytes())
+    }
+    /// A GGUF string: u64 length, then the bytes.
+    pub fn str(self, s: &str) -> Raw {
+        self.u64(s.len() as u64).raw(s.as_bytes())
+    }
+    /// A metadata key and its value type id; the value follows.
+    pub fn key(self, key: &str, type_id: u32) -> Raw {
+        self.str(key).u32(type_id)
+    }
+    /// A tensor info: name, dims, type id, data offset.
+    pub fn tensor(self, name: &str, dims: &[u64], ty: u32, offset: u64) -> Raw {
+        let mut r = self.str(name).u32(dims.len() as u32);
+        for &d in dims {
+            r = r.u64(d);
+        }
+        r.u32(ty).u64(offset)
+    }
+    /// Pads to the 32-byte alignment and appends `n` data bytes.
+    pub fn data(mut self, n: usize) -> Vec<u8> {
+        let pad = self.0.len().div_ceil(32) * 32 - self.0.len();
+        self.0.extend(std::iter::repeat_n(0x3cu8, pad + n));
+        self.0
+    }
+    pub fn bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
