@@ -8,7 +8,7 @@ use llama_webgpu::gpu::{kernels, GpuContext, GpuOptions};
 /// Runs add or swiglu over `[n_tokens][width]` through the op API, as the model graph does.
 fn run_elementwise(ctx: &GpuContext, entry: &str, x: &[f32], y: &[f32]) -> Vec<f32> {
     // Split into "tokens" of a width that does not divide the workgroup size.
-    let width = if x.len() % 7 == 0 {
+    let width = if x.len().is_multiple_of(7) {
         7
     } else {
         x.len() as u32 as usize

@@ -137,7 +137,7 @@ fn oom_child() {
     l.set_context_size(Some(64));
     l.set_expected_bytes(4 << 30);
     l.begin_shard(None).unwrap();
-    let e = l.push(&first_header).err().expect("the reservation must not fit under the cap");
+    let e = l.push(&first_header).expect_err("the reservation must not fit under the cap");
     drop(l);
     let msg = e.to_string();
     let r = report(e);
@@ -236,7 +236,7 @@ fn the_memory_plan_is_made_at_the_first_header() {
     // A requested context over the limit: refused at the header, naming the largest that fits.
     let mut l = StreamLoader::new(ctx.clone());
     l.set_context_size(Some(4 * fit as usize));
-    let e = push_header(&mut l, &bytes).err().expect("over the limit");
+    let e = push_header(&mut l, &bytes).expect_err("over the limit");
     let msg = e.to_string();
     let r = report(e);
     assert_eq!(r.over_limit, Some("maxStorageBufferBindingSize"));

@@ -359,7 +359,7 @@ impl Decoding {
         // Not with logprobs, which are reported per sampled token.
         let room = (self.params.max_tokens - self.generated()).min(context_size - position - 1);
         if let (Some(c), None) = (self.constraint.as_mut(), self.params.logprobs) {
-            let forced = c.forced_tokens(room).and_then(|f| Ok((f, c.is_finished())));
+            let forced = c.forced_tokens(room).map(|f| (f, c.is_finished()));
             let (forced, done) = match forced {
                 Ok(x) => x,
                 Err(e) => {

@@ -567,7 +567,7 @@ impl GpuContext {
 
     /// Writes bytes into a buffer at `offset`, padding the tail to 4 bytes as WebGPU requires.
     pub fn write(&self, buf: &wgpu::Buffer, offset: u64, bytes: &[u8]) {
-        if bytes.len() % 4 == 0 {
+        if bytes.len().is_multiple_of(4) {
             self.queue.write_buffer(buf, offset, bytes);
         } else {
             let mut padded = bytes.to_vec();

@@ -229,6 +229,9 @@ pub struct GpuModel {
     _buffers: Vec<wgpu::Buffer>,
 }
 
+/// Receives each op of a step with its name and a closure that records it into a pass.
+type OpRecorder<'a> = dyn FnMut(&'static str, &mut dyn FnMut(&mut wgpu::ComputePass<'_>)) + 'a;
+
 impl GpuModel {
     /// Validates the model, uploads its weights and prepares every op. `tensor` looks tensors
     /// up by name (across shards). `context_size` is capped at the model's context length.
@@ -458,7 +461,7 @@ impl GpuModel {
     /// Hands each op of the layers (and, with `all`, the all-position output) to `rec` with
     /// its name, in execution order. The normal step records them all into one pass; the
     /// profiler gives each its own timed pass.
-    fn record_layers(&self, rec: &mut dyn FnMut(&'static str, &mut dyn FnMut(&mut wgpu::ComputePass<'_>)), n: u32, all: bool) {
+    fn record_layers(&self, rec: &mut OpRecorder<'_>, n: u32, all: bool) {
         rec("embedding", &mut |p| self.embed.record(p, n));
         for l in &self.layers {
             rec("attn_norm", &mut |p| l.attn_norm.record(p, n));

@@ -120,6 +120,8 @@ impl LlamaConfig {
                 "partial rotary embeddings ({rope_dim} of {head_dim}) are not supported"
             ));
         }
+        // Written as negated ranges so that NaN fails them too.
+        #[allow(clippy::nonminimal_bool)]
         if !(rms_eps > 0.0 && rms_eps < 1.0) || !(rope_theta > 0.0 && rope_theta.is_finite()) {
             return bad(format!(
                 "rms epsilon {rms_eps} or rope base {rope_theta} out of range"

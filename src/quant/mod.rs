@@ -40,7 +40,7 @@ pub enum QuantError {
 
 fn size_mismatch_detail(ty: GgmlType, n_elements: u64, expected: u64, got: u64) -> String {
     let block = ty.block_size() as u64;
-    if n_elements % block != 0 {
+    if !n_elements.is_multiple_of(block) {
         format!("{n_elements} elements are not a whole number of {ty} blocks of {block}")
     } else {
         format!("{got} bytes of {ty} data, but {n_elements} elements need {expected}")
