@@ -14,48 +14,11 @@ use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-struct Rng(u64);
+#[path = "common/random.rs"]
+mod random;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn f(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-}
+use random::{quant_weights as weights, Rng};
 
-/// Random blocks with small finite f16 scales (random bytes elsewhere), or random floats.
-fn weights(ty: GgmlType, cols: usize, rows: usize, seed: u64) -> Vec<u8> {
-    use GgmlType::*;
-    let mut rng = Rng(seed);
-    let n = cols * rows;
-    match ty {
-        F32 => (0..n).flat_map(|_| rng.f().to_le_bytes()).collect(),
-        F16 => (0..n).flat_map(|_| half::f16::from_f32(rng.f()).to_le_bytes()).collect(),
-        _ => {
-            let (_, bytes) = ty.block_geometry();
-            let mut data: Vec<u8> = (0..ty.bytes_for(n as u64).unwrap()).map(|_| rng.next() as u8).collect();
-            let scales: &[usize] = match ty {
-                Q4_0 | Q5_0 | Q8_0 => &[0],
-                Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
-                Q6_K => &[208],
-                _ => unreachable!(),
-            };
-            for block in data.chunks_exact_mut(bytes) {
-                for &at in scales {
-                    let v = rng.f() * 0.05;
-                    block[at..at + 2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
-                }
-            }
-            data
-        }
-    }
-}
 
 async fn matmul(ctx: &GpuContext, w: &GpuWeight, x: &[f32], n: usize) -> Vec<f32> {
     let xb = ctx.upload("x", bytemuck::cast_slice(x)).unwrap();

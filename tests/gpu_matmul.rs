@@ -28,6 +28,11 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Instant;
 
+#[path = "common/random.rs"]
+mod random;
+
+use random::{quant_weights, Rng};
+
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const TOKEN_COUNTS: [usize; 4] = [1, 3, 17, 64 + 5];
 
@@ -93,55 +98,9 @@ fn real(quant: &str, name: &str, ty: GgmlType, rows: Option<Range<usize>>) -> Te
     )
 }
 
-/// splitmix64: deterministic test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    fn f(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-}
-
-/// Random data of any supported type: random values for F32/F16; for block types random bytes
-/// with the f16 scales replaced by values of a sane magnitude (random bits would give NaN/inf).
+/// Random weights of any supported type (`random::quant_weights`).
 fn synthetic(ty: GgmlType, cols: usize, rows: usize, seed: u64) -> Tensor {
-    use GgmlType::*;
-    let mut rng = Rng(seed);
-    let n = cols * rows;
-    let data: Vec<u8> = match ty {
-        F32 => (0..n).flat_map(|_| rng.f().to_le_bytes()).collect(),
-        F16 => (0..n)
-            .flat_map(|_| half::f16::from_f32(rng.f()).to_le_bytes())
-            .collect(),
-        _ => {
-            let (_, bytes) = ty.block_geometry();
-            let mut data: Vec<u8> = (0..ty.bytes_for(n as u64).unwrap())
-                .map(|_| rng.next() as u8)
-                .collect();
-            let scales: &[usize] = match ty {
-                Q4_0 | Q5_0 | Q8_0 => &[0],
-                Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
-                Q6_K => &[208],
-                _ => unreachable!(),
-            };
-            for block in data.chunks_exact_mut(bytes) {
-                for &at in scales {
-                    let v = rng.f() * 0.05;
-                    block[at..at + 2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
-                }
-            }
-            data
-        }
-    };
+    let data = quant_weights(ty, cols, rows, seed);
     Tensor::new(
         format!("synthetic {ty} {cols}x{rows}"),
         ty,

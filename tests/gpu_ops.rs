@@ -11,31 +11,10 @@ use llama_webgpu::gpu::ops::{
 use llama_webgpu::gpu::{GpuContext, GpuOptions};
 use llama_webgpu::reference::ops;
 
-/// A small deterministic PRNG (splitmix64).
-struct Rng(u64);
+#[path = "common/random.rs"]
+mod random;
 
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    fn f(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.f() * scale).collect()
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-}
+use random::Rng;
 
 /// Every variant the kernels have: (f16 KV cache, subgroups) on and off. Variants the adapter
 /// lacks come out as the fallback, and the name says what was actually used.
