@@ -42,7 +42,9 @@ fn matmul(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: 
     for (var u = 0u; u < params.units; u++) {
         // Each invocation: one dequantized unit of row row_base + li, and 4 activation vec4s.
         let r = row_base + li;
-        var v: array<vec4<f32>, 8>;
+        // Explicitly zero (rows past the part): Tint + SwiftShader do not re-zero a declaration
+        // without an initializer on each iteration.
+        var v = array<vec4<f32>, 8>();
         if (r < params.rows) {
             v = dequant_unit(r, u);
         }
@@ -61,7 +63,7 @@ fn matmul(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: 
         }
         workgroupBarrier();
         for (var k4 = 0u; k4 < 8u; k4++) {
-            var wv: array<vec4<f32>, 8>;
+            var wv = array<vec4<f32>, 8>();
             for (var i = 0u; i < 8u; i++) {
                 wv[i] = ws[(tx + 8u * i) * STRIDE + k4];
             }

@@ -107,7 +107,7 @@ fn matvec(
         if (NT == 1u) {
             // One token: its 32 activations stay in registers while each row's unit is
             // decoded against them, so registers do not grow with RPI.
-            var xv: array<vec4<f32>, 8>;
+            var xv = array<vec4<f32>, 8>();
             for (var q = 0u; q < 8u; q++) {
                 xv[q] = x4(t0, k + 4u * q);
             }
@@ -121,13 +121,15 @@ fn matvec(
             }
         } else {
             // Several tokens: the rows' decoded units stay in registers for all the tokens.
-            var v: array<array<vec4<f32>, 8>, RPI>;
+            var v = array<array<vec4<f32>, 8>, RPI>();
             for (var i = 0u; i < RPI; i++) {
                 v[i] = dequant_unit(min(r + i, params.rows - 1u), u);
             }
             for (var j = 0u; j < NT; j++) {
                 if (j < nt) {
-                    var s: array<f32, RPI>;
+                    // An explicit zero: Tint + SwiftShader kept the last iteration's value in
+                    // a declaration without one (WGSL gives it a fresh zero each time).
+                    var s = array<f32, RPI>();
                     for (var q = 0u; q < 8u; q++) {
                         let xv = x4(t0 + j, k + 4u * q);
                         for (var i = 0u; i < RPI; i++) {

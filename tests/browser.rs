@@ -6,7 +6,8 @@
 //! weight, is checked against the CPU dequantization with the error bound of tests/gpu_matmul.rs.
 #![cfg(target_arch = "wasm32")]
 
-use llama_webgpu::gpu::ops::{step_buffer, MatmulOp, Step};
+use llama_webgpu::gpu::ops::{step_buffer, AttentionOp, AttentionScratch, KvCache, MatmulOp, Step};
+use llama_webgpu::reference::ops;
 use llama_webgpu::gpu::weights::GpuWeight;
 use llama_webgpu::gpu::{GpuContext, GpuOptions};
 use llama_webgpu::quant::{dequantize, GgmlType};
@@ -87,6 +88,50 @@ async fn every_weight_type_multiplies_like_the_cpu_in_the_browser() {
                     assert!((g - s).abs() <= bound, "{ty} {cols}x{rows}, {n} tokens, row {r}: gpu {g}, cpu {s}");
                 }
             }
+        }
+    }
+}
+
+/// Attention through Tint and SwiftShader, which once did not give a `var` declared inside a
+/// loop a fresh zero value on each iteration (the WGSL rule naga follows): a 300-token prefill
+/// walks two 256-key chunks, then one decode token over 301 keys splits across workgroups.
+#[wasm_bindgen_test]
+async fn attention_over_several_key_chunks_matches_the_cpu() {
+    let ctx = GpuContext::new(GpuOptions::default()).await.unwrap();
+    let (n_head, n_kv, hd) = (4usize, 2usize, 64usize);
+    let (qw, kw) = (n_head * hd, n_kv * hd);
+    let prompt = 300usize;
+    let cache = KvCache::new(&ctx, 1, 320, n_kv as u32, hd as u32).unwrap();
+    assert!(!cache.f16, "SwiftShader: f32 cache");
+    let buf = |n: usize| ctx.storage("attn io", (n * 4) as u64, wgpu::BufferUsages::empty()).unwrap();
+    let (q, k, v, out) = (buf(prompt * qw), buf(prompt * kw), buf(prompt * kw), buf(prompt * qw));
+    let step = step_buffer(&ctx).unwrap();
+    let scratch = AttentionScratch::new(&ctx, &cache, n_head as u32, prompt as u32).unwrap();
+    let op = AttentionOp::new(&ctx, &q, &k, &v, &out, &cache, 0, n_head as u32, &scratch, &step).unwrap();
+    let mut rng = Rng(7);
+    let (mut all_k, mut all_v) = (Vec::new(), Vec::new());
+    for (pos, n) in [(0usize, prompt), (prompt, 1)] {
+        let (qv, kv, vv) = (rng.vec(n * qw, 1.0), rng.vec(n * kw, 2.0), rng.vec(n * kw, 1.0));
+        ctx.write(&q, 0, bytemuck::cast_slice(&qv));
+        ctx.write(&k, 0, bytemuck::cast_slice(&kv));
+        ctx.write(&v, 0, bytemuck::cast_slice(&vv));
+        ctx.write(&step, 0, bytemuck::bytes_of(&Step { n_tokens: n as u32, pos: pos as u32, _pad: [0; 2] }));
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            op.record(&mut pass, n as u32, pos as u32);
+        }
+        ctx.queue.submit([enc.finish()]);
+        let bytes = ctx.read(&out, 0, (n * qw * 4) as u64).await.unwrap();
+        ctx.check().unwrap();
+        let got: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes[..n * qw * 4]);
+        all_k.extend_from_slice(&kv);
+        all_v.extend_from_slice(&vv);
+        let mut want = vec![0f32; n * qw];
+        ops::attention(&qv, &all_k, &all_v, pos, n_head, n_kv, hd, &mut want);
+        // Outputs are convex combinations of values in [-1, 1): an absolute bound.
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!((g - w).abs() < 1e-4, "{n} tokens at {pos}: output {i} (token {}): gpu {g}, cpu {w}", i / qw);
         }
     }
 }
