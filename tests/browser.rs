@@ -18,7 +18,7 @@ wasm_bindgen_test_configure!(run_in_browser);
 #[path = "common/random.rs"]
 mod random;
 
-use random::{quant_weights as weights, Rng};
+use random::{quant_weights as weights, Draws, Rng};
 
 
 async fn matmul(ctx: &GpuContext, w: &GpuWeight, x: &[f32], n: usize) -> Vec<f32> {
@@ -52,7 +52,7 @@ async fn every_weight_type_multiplies_like_the_cpu_in_the_browser() {
     let ctx = GpuContext::new(GpuOptions { max_storage_binding: Some(16 << 10), ..Default::default() })
         .await
         .unwrap();
-    let mut rng = Rng(99);
+    let mut rng = Rng::new(99);
     for (i, (ty, cols, rows)) in [
         (F32, 96, 70),
         (F16, 160, 301),
@@ -108,7 +108,7 @@ async fn attention_over_several_key_chunks_matches_the_cpu() {
     let step = step_buffer(&ctx).unwrap();
     let scratch = AttentionScratch::new(&ctx, &cache, n_head as u32, prompt as u32).unwrap();
     let op = AttentionOp::new(&ctx, &q, &k, &v, &out, &cache, 0, n_head as u32, &scratch, &step).unwrap();
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     let (mut all_k, mut all_v) = (Vec::new(), Vec::new());
     for (pos, n) in [(0usize, prompt), (prompt, 1)] {
         let (qv, kv, vv) = (rng.vec(n * qw, 1.0), rng.vec(n * kw, 2.0), rng.vec(n * kw, 1.0));

@@ -31,7 +31,7 @@ use std::time::Instant;
 #[path = "common/random.rs"]
 mod random;
 
-use random::{quant_weights, Rng};
+use random::{quant_weights, Draws, Rng};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const TOKEN_COUNTS: [usize; 4] = [1, 3, 17, 64 + 5];
@@ -147,7 +147,7 @@ fn cases() -> &'static [Tensor] {
 }
 
 fn activations(cols: usize, n: usize, seed: u64) -> Vec<f32> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     (0..n * cols).map(|_| rng.f() * 2.0).collect()
 }
 
@@ -304,10 +304,10 @@ fn gpu_embedding(ctx: &GpuContext, w: &GpuWeight, ids: &[u32]) -> Vec<f32> {
 
 /// Ids for a table of `rows` rows: the first and last rows, repeats, and random ones.
 fn embedding_ids(rows: usize, n: usize, seed: u64) -> Vec<u32> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut ids = vec![0, rows as u32 - 1, 1, rows as u32 - 1];
     while ids.len() < n {
-        ids.push((rng.next() % rows as u64) as u32);
+        ids.push((rng.next_u64() % rows as u64) as u32);
     }
     ids.truncate(n);
     ids

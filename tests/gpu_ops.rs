@@ -14,7 +14,7 @@ use llama_webgpu::reference::ops;
 #[path = "common/random.rs"]
 mod random;
 
-use random::Rng;
+use random::{Draws, Rng};
 
 /// Every variant the kernels have: (f16 KV cache, subgroups) on and off. Variants the adapter
 /// lacks come out as the fallback, and the name says what was actually used.
@@ -99,7 +99,7 @@ fn max_err(got: &[f32], want: &[f32], floor: f32) -> (f32, usize) {
 
 #[test]
 fn rms_norm_matches_cpu() {
-    let mut rng = Rng(1);
+    let mut rng = Rng::new(1);
     let mut worst = 0f32;
     for (name, ctx) in contexts() {
         let step = step_buffer(&ctx).unwrap();
@@ -154,7 +154,7 @@ fn rms_norm_matches_cpu() {
 
 #[test]
 fn rope_matches_cpu_up_to_position_8000() {
-    let mut rng = Rng(2);
+    let mut rng = Rng::new(2);
     // Llama 3.1-style divisors: 1 for high frequencies, up to 8 for low ones, smooth between.
     let ff64: Vec<f32> = (0..64)
         .map(|i| {
@@ -415,7 +415,7 @@ const ATTN_TOL: f32 = 2e-5;
 
 #[test]
 fn attention_over_successive_steps_matches_cpu() {
-    let mut rng = Rng(3);
+    let mut rng = Rng::new(3);
     for (name, ctx) in contexts() {
         let step = step_buffer(&ctx).unwrap();
         // Beyond the model shapes: one query head per KV head, eight (the split kernel's most
@@ -438,7 +438,7 @@ fn attention_over_successive_steps_matches_cpu() {
 
 #[test]
 fn attention_at_long_context_matches_cpu() {
-    let mut rng = Rng(4);
+    let mut rng = Rng::new(4);
     for (name, ctx) in contexts() {
         let step = step_buffer(&ctx).unwrap();
         let t0 = std::time::Instant::now();
@@ -471,7 +471,7 @@ fn cpu_top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
 
 #[test]
 fn argmax_and_top_k_match_cpu() {
-    let mut rng = Rng(5);
+    let mut rng = Rng::new(5);
     for (name, ctx) in contexts().into_iter().filter(|(_, c)| !c.features.f16) {
         // Selection has no f16 code; the two non-f16 contexts cover subgroups on and off.
         let out = ctx
@@ -610,7 +610,7 @@ fn timing() {
     let (n_head, n_kv, hd, cap) = (32u32, 8u32, 128u32, 8192u32);
     let cache = KvCache::new(&ctx, 1, cap, n_kv, hd).unwrap();
     let buf = |n: u32| {
-        ctx.upload("t", bytemuck::cast_slice(&Rng(9).vec(n as usize, 1.0)))
+        ctx.upload("t", bytemuck::cast_slice(&Rng::new(9).vec(n as usize, 1.0)))
             .unwrap()
     };
     let (q, k, v, out) = (

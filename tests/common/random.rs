@@ -4,31 +4,30 @@
 
 use llama_webgpu::quant::GgmlType;
 
-/// splitmix64.
-pub struct Rng(pub u64);
+/// The crate's own SplitMix64 (the sampler's), so there is one generator to trust.
+pub use llama_webgpu::sampling::Rng;
 
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
+/// The draws the tests need, on top of [`Rng::next_u64`].
+pub trait Draws {
     /// Uniform in [-1, 1).
-    pub fn f(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    fn f(&mut self) -> f32;
+    /// `n` values uniform in [-scale, scale).
+    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32>;
+    /// Uniform in 0..n.
+    fn below(&mut self, n: usize) -> usize;
+}
+
+impl Draws for Rng {
+    fn f(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
     }
 
-    /// `n` values uniform in [-scale, scale).
-    pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
         (0..n).map(|_| self.f() * scale).collect()
     }
 
-    /// Uniform in 0..n.
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+    fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
     }
 }
 
@@ -37,7 +36,7 @@ impl Rng {
 /// give NaN or inf).
 pub fn quant_weights(ty: GgmlType, cols: usize, rows: usize, seed: u64) -> Vec<u8> {
     use GgmlType::*;
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let n = cols * rows;
     match ty {
         F32 => (0..n).flat_map(|_| rng.f().to_le_bytes()).collect(),
@@ -47,7 +46,7 @@ pub fn quant_weights(ty: GgmlType, cols: usize, rows: usize, seed: u64) -> Vec<u
         _ => {
             let (_, bytes) = ty.block_geometry();
             let mut data: Vec<u8> = (0..ty.bytes_for(n as u64).expect("whole blocks"))
-                .map(|_| rng.next() as u8)
+                .map(|_| rng.next_u64() as u8)
                 .collect();
             let scales: &[usize] = match ty {
                 Q4_0 | Q5_0 | Q8_0 => &[0],
