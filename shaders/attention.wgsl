@@ -178,8 +178,6 @@ fn attend_split(
         let n_here = min(KPS, k_end - c0);
         for (var k = lid; k < n_here; k += WG) {
             let kb = (c0 + k) * kvw4 + kv_off;
-            // An explicit zero: Tint + SwiftShader reused the last iteration's value for a
-            // declaration without one (WGSL gives it a fresh zero each time).
             var d = array<vec4<f32>, R>();
             for (var j = 0u; j < hd4; j++) {
                 let kk = vec4<f32>(k_cache[kb + j]);

@@ -42,8 +42,8 @@ fn matmul(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: 
     for (var u = 0u; u < params.units; u++) {
         // Each invocation: one dequantized unit of row row_base + li, and 4 activation vec4s.
         let r = row_base + li;
-        // Explicitly zero (rows past the part): Tint + SwiftShader do not re-zero a declaration
-        // without an initializer on each iteration.
+        // Rows past the part stage zeros. (Nested declarations spell out their initializer:
+        // tests/shader_lint.rs says why.)
         var v = array<vec4<f32>, 8>();
         if (r < params.rows) {
             v = dequant_unit(r, u);

@@ -127,8 +127,6 @@ fn matvec(
             }
             for (var j = 0u; j < NT; j++) {
                 if (j < nt) {
-                    // An explicit zero: Tint + SwiftShader kept the last iteration's value in
-                    // a declaration without one (WGSL gives it a fresh zero each time).
                     var s = array<f32, RPI>();
                     for (var q = 0u; q < 8u; q++) {
                         let xv = x4(t0 + j, k + 4u * q);
