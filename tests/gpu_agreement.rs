@@ -1,28 +1,33 @@
 //! The CLI's GPU backend against llama.cpp on SmolLM2-135M-Instruct in four quantizations: the
 //! original Q4_1 file and llama.cpp's own requantizations to Q4_K_M, Q4_0 and Q8_0
-//! (scripts/requant.py). The fixtures come from scripts/ref-generate.mjs (Q4_1) and
-//! scripts/ref-generate-quants.mjs (the others): for four prompts, llama.cpp's 64-token greedy
-//! continuation and its teacher-forced top-5 log-probabilities.
+//! (scripts/requant.py). The fixtures come from scripts/ref-generate-quants.mjs: for 16 prompts
+//! (chat turns, prose and code), llama.cpp's 64-token greedy continuation and its teacher-forced
+//! top-5 log-probabilities.
 //!
 //! - `score --backend gpu` over prompt + continuation: teacher-forced top-1 agreement with
-//!   llama.cpp's continuation over the 4 × 64 continuation positions must reach the CPU
+//!   llama.cpp's continuation over the 16 × 64 continuation positions must reach the CPU
 //!   reference's bar (≥ 97%); the mean |Δ logprob| of llama.cpp's chosen token is printed.
 //!   Q4_K_M is also run with `--no-f16 --no-subgroups` (what browsers without those features get).
-//! - `generate --backend gpu --temp 0 -n 16`: free-running greedy decoding diverges from
-//!   llama.cpp at near-ties (llama.cpp quantizes its activations, we do not), so only the first
-//!   4 tokens of each case must match, unless the divergence is at a near-tie (< 0.1 nats in
-//!   llama.cpp's own log-probabilities); the real matching prefix lengths are printed.
-//! - Q4_K_M's bar is 245/256 (95.7%), what llama.cpp's own f32 run of these weights scores:
-//!   see `Q4_K_M_BAR`.
+//! - `generate --backend gpu --temp 0 -n 16` on the first four prompts: free-running greedy
+//!   decoding diverges from llama.cpp at near-ties (llama.cpp quantizes its activations, we do
+//!   not), so only the first 4 tokens of each case must match, unless the divergence is at a
+//!   near-tie (< 0.1 nats in llama.cpp's own log-probabilities); the real matching prefix lengths
+//!   are printed.
+//!
+//! Why 1024 positions: two correct implementations pick different top-1 tokens at near-ties.
+//! llama.cpp's own CPU and Vulkan backends differ at about 2.5% of positions, and llama.cpp's
+//! batched pass differs from its own one-token-at-a-time greedy decode at 23–29 of these 1024
+//! (2.2–2.8%). Over the first four prompts alone (256 positions) the standard error is about one
+//! point, and Q4_K_M measured 95.7% there, which llama.cpp's own F32 run of the same weights also
+//! scores: the sample was too small to tell an exact implementation from a wrong one. Measured
+//! over all 16 prompts (2026-11-28), on lavapipe: Q4_1 97.5%, Q4_K_M 97.2% (97.1% without f16 and
+//! subgroups), Q4_0 97.5%, Q8_0 97.4%.
 //!
 //! At each miss the output shows llama.cpp's log-probability gap between its choice and ours
 //! ("llama.cpp's batched top-1": llama.cpp's own teacher-forced pass chose our token, not the one
 //! its one-token-at-a-time greedy decode chose). llama.cpp quantizes activations before every
 //! quantized matmul, which moves its log-probabilities by ~0.1–0.5 nats and flips near-ties; we
-//! compute in f32. Measured on these fixtures: llama.cpp's own F32 dequantization of each model
-//! (llama_model_quantize, ftype ALL_F32, F32 KV cache) picks the same top-1 as `score --backend
-//! gpu` at all 256 positions of every model, so its agreement figures equal ours (Q4_K_M:
-//! 95.7% for both).
+//! compute in f32.
 //!
 //! Run with `--nocapture` to see the figures. Missing models or a model whose sha256 differs
 //! from the fixture's are failures (run scripts/setup), not skips.
@@ -37,11 +42,11 @@ use std::process::Command;
 use std::time::Instant;
 
 const BAR: f64 = 0.97;
-/// Q4_K_M cannot reach 97% for any exact implementation: llama.cpp's own F32 run of exactly
-/// these weights agrees with its quantized-activation greedy continuation at 245/256 positions
-/// (95.7%), and so do our CPU reference and GPU. The bar is that figure: no worse than
-/// llama.cpp itself computing in f32.
-const Q4_K_M_BAR: f64 = 245.0 / 256.0;
+const CASES: usize = 16;
+const CONTINUATION: usize = 64;
+/// Free-running generation is checked on the first four prompts: it is a smoke test of the
+/// decode loop, while the teacher-forced score over all 16 is the statistical bar.
+const GENERATE_CASES: usize = 4;
 /// A divergence before `GENERATE_MIN_PREFIX` is accepted only at a near-tie: where llama.cpp's
 /// own log-probabilities for its token and ours differ by less than this.
 const NEAR_TIE: f64 = 0.1;
@@ -62,11 +67,7 @@ fn join(ids: &[u32]) -> String {
 
 /// The fixture and the model file for one quantization, with the model's sha256 checked.
 fn load(quant: &str) -> (Value, PathBuf) {
-    let fixture_name = if quant == "Q4_1" {
-        "smollm2-greedy.json".to_string()
-    } else {
-        format!("smollm2-{}-greedy.json", quant.to_lowercase())
-    };
+    let fixture_name = format!("smollm2-{}-greedy.json", quant.to_lowercase());
     let fx = common::fixture(&fixture_name);
     let file = format!("SmolLM2-135M-Instruct.{quant}.gguf");
     assert_eq!(
@@ -89,8 +90,8 @@ fn load(quant: &str) -> (Value, PathBuf) {
     );
     assert_eq!(
         fx["cases"].as_array().unwrap().len(),
-        4,
-        "{fixture_name}: 4 cases"
+        CASES,
+        "{fixture_name}: {CASES} cases"
     );
     (fx, path)
 }
@@ -138,7 +139,6 @@ fn llama_gap(position: &Value, token: u64) -> Option<f64> {
 /// `score --backend gpu` on every case: prints the agreement figures and returns a failure
 /// message when teacher-forced top-1 agreement is below 97%.
 fn check_score(quant: &str, extra: &[&str]) -> Option<String> {
-    let bar = if quant == "Q4_K_M" { Q4_K_M_BAR } else { BAR };
     let (fx, model) = load(quant);
     let model = model.to_str().unwrap();
     let label = if extra.is_empty() {
@@ -157,6 +157,7 @@ fn check_score(quant: &str, extra: &[&str]) -> Option<String> {
         let cont = ids(&case["continuation"]);
         let theirs = case["positions"].as_array().unwrap();
         assert_eq!(theirs.len(), cont.len());
+        assert_eq!(cont.len(), CONTINUATION, "{label} {name}: continuation length");
         let all: Vec<u32> = prompt.iter().chain(&cont).copied().collect();
         let tokens = join(&all);
         let mut args = vec!["score", "-m", model, "--backend", "gpu"];
@@ -219,12 +220,12 @@ fn check_score(quant: &str, extra: &[&str]) -> Option<String> {
         t.elapsed().as_secs_f64(),
         lines.join("\n")
     );
-    assert_eq!(total, 256, "4 × 64 continuation positions");
-    (rate < bar - 1e-9).then(|| {
+    assert_eq!(total, CASES * CONTINUATION);
+    (rate < BAR - 1e-9).then(|| {
         format!(
             "{label}: teacher-forced top-1 agreement {agree}/{total} = {:.1}% < {:.1}%",
             rate * 100.0,
-            bar * 100.0
+            BAR * 100.0
         )
     })
 }
@@ -236,7 +237,7 @@ fn check_generate(quant: &str) -> Option<String> {
     let model = model.to_str().unwrap();
     let t = Instant::now();
     let mut prefixes = Vec::new();
-    for case in fx["cases"].as_array().unwrap() {
+    for case in &fx["cases"].as_array().unwrap()[..GENERATE_CASES] {
         let name = case["name"].as_str().unwrap().to_string();
         let prompt = ids(&case["prompt_tokens"]);
         let want: Vec<u32> = ids(&case["continuation"])
