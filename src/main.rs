@@ -194,6 +194,20 @@ struct DeviceArgs {
     /// untrusted shaders (native only; off by default).
     #[arg(long)]
     naga_loop_bounding: bool,
+    /// Tuning: the kernel for prompts past 16 tokens: the tiled matrix-matrix kernel, or the
+    /// matrix-vector kernel 8 tokens per weight decode (default: chosen for the device).
+    #[arg(long, value_name = "KERNEL")]
+    prefill_kernel: Option<PrefillKernel>,
+    /// The context made from these options, made once: `bench` asks for it three times (model,
+    /// adapter facts, profile), and each new one would be another device.
+    #[arg(skip)]
+    context: std::cell::OnceCell<Arc<GpuContext>>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PrefillKernel {
+    Tiled,
+    Matvec,
 }
 
 /// A power of two from 1 to `MAX`, for the tuning flags.
@@ -206,6 +220,9 @@ fn power_of_two<const MAX: u32>(s: &str) -> std::result::Result<u32, String> {
 
 impl DeviceArgs {
     fn gpu(&self) -> Result<Arc<GpuContext>> {
+        if let Some(ctx) = self.context.get() {
+            return Ok(ctx.clone());
+        }
         let opts = GpuOptions {
             allow_f16: !self.no_f16,
             allow_subgroups: !self.no_subgroups,
@@ -214,9 +231,11 @@ impl DeviceArgs {
                 matvec_threads_per_row: self.matvec_threads,
                 matvec_rows_per_invocation: self.matvec_rows,
                 naga_loop_bounding: self.naga_loop_bounding,
+                matvec_prefill: self.prefill_kernel.map(|k| matches!(k, PrefillKernel::Matvec)),
             },
         };
-        Ok(Arc::new(GpuContext::new_blocking(opts)?))
+        let ctx = Arc::new(GpuContext::new_blocking(opts)?);
+        Ok(self.context.get_or_init(|| ctx).clone())
     }
 }
 
@@ -627,6 +646,7 @@ fn gpu_json_of(gpu: &Result<Arc<GpuContext>>) -> serde_json::Value {
                 "matvec_threads": ctx.tuning.matvec_threads_per_row,
                 "matvec_rows": ctx.tuning.matvec_rows_per_invocation,
                 "naga_loop_bounding": ctx.tuning.naga_loop_bounding,
+                "prefill_kernel": ctx.tuning.matvec_prefill.map(|m| if m { "matvec" } else { "tiled" }),
             },
         }),
         Err(e) => json!({"error": e.to_string(), "code": e.code()}),
@@ -704,6 +724,9 @@ fn bench(
         }
         if t["naga_loop_bounding"] == true {
             tuned.push("naga loop bounding".into());
+        }
+        if let Some(k) = t["prefill_kernel"].as_str() {
+            tuned.push(format!("{k} prefill"));
         }
         let tuned = if tuned.is_empty() { String::new() } else { format!(" ({})", tuned.join(", ")) };
         println!(

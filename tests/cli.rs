@@ -249,27 +249,47 @@ fn tuning_flags_change_kernels_not_results() {
     let j = last_json(&ok_stdout(&args));
     assert_eq!(
         j["gpu"]["tuning"],
-        serde_json::json!({"matvec_threads": 4, "matvec_rows": 4, "naga_loop_bounding": false})
+        serde_json::json!({"matvec_threads": 4, "matvec_rows": 4, "naga_loop_bounding": false, "prefill_kernel": null})
     );
     for (flag, bad) in [("--matvec-rows", "3"), ("--matvec-rows", "8"), ("--matvec-threads", "128")] {
         let out = cli(&["bench", "-m", m, flag, bad]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains("power of two"), "{flag} {bad}: {err}");
     }
+    let out = cli(&["bench", "-m", m, "--prefill-kernel", "mma"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("tiled, matvec"), "--prefill-kernel mma: {err}");
     // A short prompt runs through the matrix-vector kernel, several tokens per weight decode.
-    let score = |extra: &[&str]| {
-        let mut a = vec!["score", "-m", m, "-p", "The capital of France is Paris", "--top", "1", "--json"];
+    let score_prompt = |prompt: &str, extra: &[&str]| {
+        let mut a = vec!["score", "-m", m, "-p", prompt, "--top", "1", "--json"];
         a.extend_from_slice(extra);
         last_json(&ok_stdout(&a))
     };
+    let score = |extra: &[&str]| score_prompt("The capital of France is Paris", extra);
     let (base, other) = (score(&["--naga-loop-bounding"]), score(&tuned));
     let lp = |j: &Value| -> Vec<f64> {
         j["positions"].as_array().unwrap().iter().map(|p| p["top"][0][1].as_f64().unwrap()).collect()
     };
-    assert_eq!(base["tokens"], other["tokens"]);
-    for (a, b) in lp(&base).iter().zip(lp(&other)) {
-        assert!((a - b).abs() < 1e-3, "top-1 log-probability {a} vs {b}");
-    }
+    let close = |base: &Value, other: &Value| {
+        assert_eq!(base["tokens"], other["tokens"]);
+        for (a, b) in lp(base).iter().zip(lp(other)) {
+            assert!((a - b).abs() < 1e-3, "top-1 log-probability {a} vs {b}");
+        }
+    };
+    close(&base, &other);
+    // Past 16 tokens, prefill takes the tiled kernel or the matrix-vector one as told (lavapipe
+    // defaults to the latter), with the same results.
+    let long = "One, two, three, four, five, six, seven, eight, nine, ten, eleven, twelve, thirteen";
+    let long_score = |extra: &[&str]| score_prompt(long, extra);
+    let (matvec, tiled) = (long_score(&["--prefill-kernel", "matvec"]), long_score(&["--prefill-kernel", "tiled"]));
+    assert!(matvec["tokens"].as_array().unwrap().len() > 16);
+    close(&matvec, &tiled);
+    let mut args = vec!["bench", "-m", m, "--prompt-len", "20", "-n", "1", "--json", "--prefill-kernel", "tiled"];
+    let j = last_json(&ok_stdout(&args));
+    assert_eq!(j["gpu"]["tuning"]["prefill_kernel"], "tiled");
+    args.pop();
+    args.push("matvec");
+    assert_eq!(last_json(&ok_stdout(&args))["gpu"]["tuning"]["prefill_kernel"], "matvec");
 }
 
 #[test]

@@ -162,6 +162,9 @@ pub struct KernelTuning {
     /// about can keep a driver from unrolling the small fixed loops over register arrays that
     /// the kernels are made of (see gfx-rs/wgpu#6521 on naga's loops and unrolling).
     pub naga_loop_bounding: bool,
+    /// [`ops::MatmulConfig::matvec_prefill`]: `Some(true)` runs all prefill through the
+    /// matrix-vector kernel, `Some(false)` through the tiled kernel past small batches.
+    pub matvec_prefill: Option<bool>,
 }
 
 impl Default for GpuOptions {

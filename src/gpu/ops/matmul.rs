@@ -50,7 +50,7 @@ impl MatmulConfig {
     /// decode and prefill alike; without subgroups four rows per invocation share each
     /// activation load (SmolLM2 Q4_1 on lavapipe: decode 8.7 → 10.6 tok/s, and prefill through
     /// it 36 tok/s against the tiled kernel's 29). The context's
-    /// [`KernelTuning`](crate::gpu::KernelTuning) overrides the matrix-vector choices.
+    /// [`KernelTuning`](crate::gpu::KernelTuning) overrides each choice.
     pub fn for_device(ctx: &GpuContext, w: &GpuWeight) -> Self {
         let mut c = if ctx.adapter_info.device_type == wgpu::DeviceType::Cpu {
             MatmulConfig {
@@ -79,6 +79,9 @@ impl MatmulConfig {
         }
         if let Some(r) = ctx.tuning.matvec_rows_per_invocation {
             c.rows_per_invocation = r;
+        }
+        if let Some(m) = ctx.tuning.matvec_prefill {
+            c.matvec_prefill = m;
         }
         c
     }
