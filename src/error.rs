@@ -1,17 +1,17 @@
-//! The crate-wide error type: every failure is typed, carries a clear message, and maps to a
-//! stable machine-readable `code` (surfaced to JS as `error.code`).
+//! The crate-wide error: each stage's own typed error, wrapped for the callers at the top (the
+//! CLI and the wasm bindings). Every stage gives its error a stable machine-readable `code()`;
+//! this type only delegates, so a code is defined beside the error it names (JS sees it as
+//! `error.code`).
 
-use crate::constrain::ConstraintError;
-use crate::generate::GenerateError;
+use crate::decode::constrain::ConstraintError;
+use crate::decode::sampling::SamplerError;
+use crate::decode::DecodeError;
 use crate::gguf::{GgufError, MetadataError};
-use crate::gpu::model::GpuModelError;
-use crate::gpu::GpuError;
-use crate::model::{InputError, ModelError};
+use crate::gpu::{GpuError, GpuModelError};
+use crate::model::ModelError;
 use crate::quant::QuantError;
 use crate::reference::ReferenceError;
-use crate::sampling::SamplerError;
-use crate::tokenizer::chat::TemplateError;
-use crate::tokenizer::TokenizerError;
+use crate::tokenizer::{TemplateError, TokenizerError};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -34,9 +34,9 @@ pub enum Error {
     #[error(transparent)]
     Sampler(#[from] SamplerError),
     #[error(transparent)]
-    Generate(#[from] GenerateError),
-    #[error(transparent)]
     Constraint(#[from] ConstraintError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
     #[error(transparent)]
     Gpu(#[from] GpuError),
     #[error(transparent)]
@@ -54,55 +54,35 @@ impl Error {
     /// A stable identifier for programs (JS `error.code`).
     pub fn code(&self) -> &'static str {
         match self {
-            Error::Gguf(GgufError::Io { .. }) => "IO_ERROR",
-            Error::Gguf(GgufError::Split(_)) => "BAD_SPLIT",
-            Error::Gguf(GgufError::UnknownTensorType { .. }) => "UNSUPPORTED_TENSOR_TYPE",
-            Error::Gguf(_) | Error::Metadata(_) => "BAD_GGUF",
-            Error::Quant(_) => "UNSUPPORTED_TENSOR_TYPE",
-            Error::Model(ModelError::UnsupportedArchitecture(_)) => "UNSUPPORTED_ARCHITECTURE",
-            Error::Model(_) => "BAD_MODEL",
-            Error::Reference(ReferenceError::Input(e)) | Error::GpuModel(GpuModelError::Input(e)) => match e {
-                InputError::ContextFull { .. } => "CONTEXT_FULL",
-                InputError::BadToken { .. } => "BAD_TOKEN",
-            },
-            Error::Reference(ReferenceError::Model(ModelError::UnsupportedArchitecture(_))) => {
-                "UNSUPPORTED_ARCHITECTURE"
-            }
-            Error::Reference(ReferenceError::Model(_)) => "BAD_MODEL",
-            Error::Reference(ReferenceError::Quant(_)) => "UNSUPPORTED_TENSOR_TYPE",
-            Error::Tokenizer(_) => "TOKENIZER_ERROR",
-            Error::Template(_) => "TEMPLATE_ERROR",
-            Error::Sampler(_) => "INVALID_SAMPLING_PARAMS",
-            Error::Generate(GenerateError::PromptTooLong { .. }) => "PROMPT_TOO_LONG",
-            Error::Generate(_) => "INVALID_PROMPT",
-            Error::Constraint(e) => match e {
-                ConstraintError::InvalidSchema(_) => "INVALID_SCHEMA",
-                ConstraintError::UnsupportedSchema(_) => "UNSUPPORTED_SCHEMA",
-                ConstraintError::InvalidGrammar(_) => "INVALID_GRAMMAR",
-                ConstraintError::Failed(_) => "CONSTRAINT_FAILED",
-            },
-            Error::Gpu(e) | Error::GpuModel(GpuModelError::Gpu(e)) => match e {
-                GpuError::NoAdapter(_) | GpuError::RequestDevice(_) => "NO_WEBGPU",
-                GpuError::OutOfMemory { .. } | GpuError::DeviceOutOfMemory(_) => "OUT_OF_MEMORY",
-                GpuError::DeviceLost(_) => "DEVICE_LOST",
-                GpuError::UnsupportedType { .. } => "UNSUPPORTED_TENSOR_TYPE",
-                _ => "GPU_ERROR",
-            },
-            Error::GpuModel(GpuModelError::Model(ModelError::UnsupportedArchitecture(_))) => {
-                "UNSUPPORTED_ARCHITECTURE"
-            }
-            Error::GpuModel(GpuModelError::Model(_)) => "BAD_MODEL",
-            Error::GpuModel(GpuModelError::Quant(_)) => "UNSUPPORTED_TENSOR_TYPE",
-            Error::GpuModel(GpuModelError::Gguf(e)) => match e {
-                GgufError::Split(_) => "BAD_SPLIT",
-                GgufError::UnknownTensorType { .. } => "UNSUPPORTED_TENSOR_TYPE",
-                GgufError::Io { .. } => "IO_ERROR",
-                _ => "BAD_GGUF",
-            },
+            Error::Gguf(e) => e.code(),
+            Error::Metadata(e) => e.code(),
+            Error::Quant(e) => e.code(),
+            Error::Model(e) => e.code(),
+            Error::Reference(e) => e.code(),
+            Error::Tokenizer(e) => e.code(),
+            Error::Template(e) => e.code(),
+            Error::Sampler(e) => e.code(),
+            Error::Constraint(e) => e.code(),
+            Error::Decode(e) => e.code(),
+            Error::Gpu(e) => e.code(),
+            Error::GpuModel(e) => e.code(),
             #[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
             Error::Network(e) => e.code(),
             Error::BackendUnavailable(_) => "BACKEND_UNAVAILABLE",
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",
+        }
+    }
+
+    /// The figures of an out-of-memory failure, wherever it was wrapped.
+    pub fn memory_report(&self) -> Option<&crate::gpu::MemoryReport> {
+        let gpu = match self {
+            Error::Gpu(e) => e,
+            Error::GpuModel(GpuModelError::Gpu(e)) | Error::Decode(DecodeError::Gpu(GpuModelError::Gpu(e))) => e,
+            _ => return None,
+        };
+        match gpu {
+            GpuError::OutOfMemory(r) => Some(r),
+            _ => None,
         }
     }
 }

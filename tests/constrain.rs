@@ -6,12 +6,13 @@
 
 mod common;
 
-use llama_webgpu::constrain::{ConstraintEnv, ConstraintSpec};
-use llama_webgpu::generate::{generate_constrained, FinishReason, GenerateParams, LogitsBackend};
+use llama_webgpu::decode::constrain::{ConstraintEnv, ConstraintSpec};
+use llama_webgpu::decode::{generate_constrained, FinishReason, GenerateParams, LogitsBackend};
 use llama_webgpu::gguf::GgufModel;
-use llama_webgpu::gpu::model::{GpuBackend, GpuModel};
+use llama_webgpu::decode::GpuBackend;
+use llama_webgpu::gpu::loader::load_gguf;
 use llama_webgpu::gpu::{GpuContext, GpuOptions};
-use llama_webgpu::sampling::SamplerConfig;
+use llama_webgpu::decode::sampling::SamplerConfig;
 use llama_webgpu::tokenizer::{ChatMessage, Tokenizer};
 use serde_json::json;
 use std::sync::Arc;
@@ -30,7 +31,7 @@ fn setup() -> Setup {
     // subgroups under the same masks.
     let opts = GpuOptions::default();
     let ctx = Arc::new(GpuContext::new_blocking(opts).unwrap());
-    let gpu = GpuBackend(GpuModel::from_gguf(ctx, &file, 512).unwrap());
+    let gpu = GpuBackend(load_gguf(ctx, &file, 512).unwrap());
     let env = ConstraintEnv::new(&tok).unwrap();
     Setup { tok, env, gpu }
 }

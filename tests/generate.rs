@@ -4,9 +4,9 @@
 
 mod common;
 
-use llama_webgpu::generate::{generate, FinishReason, GenerateParams, LogitsBackend};
+use llama_webgpu::decode::{generate, DecodeError, FinishReason, GenerateParams, LogitsBackend};
 use llama_webgpu::gguf::GgufModel;
-use llama_webgpu::sampling::SamplerConfig;
+use llama_webgpu::decode::sampling::SamplerConfig;
 use llama_webgpu::tokenizer::Tokenizer;
 
 /// Greedy decoding of this backend yields `script`, one token per step.
@@ -27,7 +27,7 @@ impl LogitsBackend for Scripted {
     fn position(&self) -> usize {
         self.pos
     }
-    fn forward_last(&mut self, tokens: &[u32]) -> Result<Vec<f32>, llama_webgpu::Error> {
+    fn forward_last(&mut self, tokens: &[u32]) -> Result<Vec<f32>, DecodeError> {
         self.pos += tokens.len();
         let mut logits = vec![0f32; self.n_vocab];
         logits[self.script[self.step.min(self.script.len() - 1)] as usize] = 10.0;

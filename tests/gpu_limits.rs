@@ -19,9 +19,10 @@ mod common;
 
 use llama_webgpu::gguf::{parse_header, split_into_shards, GgufModel};
 use llama_webgpu::gpu::loader::{load_files, StreamLoader};
-use llama_webgpu::gpu::model::{GpuModelError, DEFAULT_CONTEXT};
+use llama_webgpu::gpu::GpuModelError;
+use llama_webgpu::model::memory::DEFAULT_CONTEXT;
 use llama_webgpu::gpu::{GpuContext, GpuError, GpuOptions, MemoryReport};
-use llama_webgpu::model::synth::{self, QuantMix, Shape, SynthOptions};
+use llama_webgpu::tools::synth::{self, QuantMix, Shape, SynthOptions};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -6,10 +6,11 @@
 mod common;
 
 use llama_webgpu::gguf::GgufModel;
-use llama_webgpu::gpu::model::GpuModel;
+use llama_webgpu::gpu::loader::load_gguf;
+use llama_webgpu::gpu::GpuModel;
 use llama_webgpu::gpu::{GpuContext, GpuOptions};
 use llama_webgpu::reference::{ops::log_softmax, Logits, ReferenceModel, ReferenceOptions};
-use llama_webgpu::sampling::argmax;
+use llama_webgpu::decode::sampling::argmax;
 use std::sync::Arc;
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
@@ -45,7 +46,7 @@ fn gpu_forward_matches_reference_and_llama_cpp() {
         let ctx = Arc::new(GpuContext::new_blocking(opts).unwrap());
         let kv_f16 = ctx.features.f16;
         let reference = ReferenceModel::from_gguf(&file, ReferenceOptions { kv_f16 }).unwrap();
-        let mut gpu = GpuModel::from_gguf(ctx.clone(), &file, 256).unwrap();
+        let mut gpu = load_gguf(ctx.clone(), &file, 256).unwrap();
         let nv = reference.cfg.n_vocab;
         let (mut agree, mut total, mut max_err) = (0, 0, 0f32);
         for case in fx["cases"].as_array().unwrap() {
@@ -97,7 +98,7 @@ fn gpu_greedy_decode_matches_reference() {
             },
         )
         .unwrap();
-        let mut gpu = GpuModel::from_gguf(ctx, &file, 64).unwrap();
+        let mut gpu = load_gguf(ctx, &file, 64).unwrap();
         let mut cache = reference.new_cache(64);
         let mut want = argmax(
             &reference
@@ -130,9 +131,9 @@ fn gpu_greedy_decode_matches_reference() {
 /// sampling the CPU reference's full logits, on the f32 path whose logits agree to ~1e-5.
 #[test]
 fn gpu_top_k_sampling_matches_cpu_sampling() {
-    use llama_webgpu::generate::{generate, CpuBackend, GenerateParams};
-    use llama_webgpu::gpu::model::GpuBackend;
-    use llama_webgpu::sampling::SamplerConfig;
+    use llama_webgpu::decode::{generate, CpuBackend, GenerateParams};
+    use llama_webgpu::decode::GpuBackend;
+    use llama_webgpu::decode::sampling::SamplerConfig;
     use llama_webgpu::tokenizer::Tokenizer;
     let file = GgufModel::open(common::smollm2()).unwrap();
     let tok = Tokenizer::from_gguf(file.metadata()).unwrap();
@@ -146,7 +147,7 @@ fn gpu_top_k_sampling_matches_cpu_sampling() {
         stop_strings: vec![],
         logprobs: None,
     };
-    let mut gpu = GpuBackend(GpuModel::from_gguf(ctx, &file, 64).unwrap());
+    let mut gpu = GpuBackend(load_gguf(ctx, &file, 64).unwrap());
     let g = generate(&mut gpu, &tok, &prompt, &params, |_| true).unwrap();
     let mut cpu = CpuBackend::new(&reference, 64);
     let c = generate(&mut cpu, &tok, &prompt, &params, |_| true).unwrap();
@@ -162,7 +163,7 @@ fn gpu_top_k_sampling_matches_cpu_sampling() {
 fn multi_token_steps_keep_memory_flat() {
     let file = GgufModel::open(common::smollm2()).unwrap();
     let ctx = Arc::new(GpuContext::new_blocking(GpuOptions::default()).unwrap());
-    let mut m = GpuModel::from_gguf(ctx, &file, 256).unwrap();
+    let mut m = load_gguf(ctx, &file, 256).unwrap();
     let run = |m: &mut GpuModel, n: u32| {
         m.reset();
         let toks: Vec<u32> = (0..n).map(|i| 1000 + 7 * i).collect();

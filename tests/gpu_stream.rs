@@ -5,8 +5,8 @@
 mod common;
 
 use llama_webgpu::gguf::{split_into_shards, GgufModel};
-use llama_webgpu::gpu::loader::StreamLoader;
-use llama_webgpu::gpu::model::GpuModel;
+use llama_webgpu::gpu::loader::{load_mapped, StreamLoader};
+use llama_webgpu::gpu::GpuModel;
 use llama_webgpu::gpu::{GpuContext, GpuOptions};
 use llama_webgpu::Error;
 use std::sync::Arc;
@@ -55,7 +55,7 @@ fn streamed_load_equals_file_load_on_both_paths_and_split() {
     ] {
         let ctx = ctx(opts);
         // The whole-tensor upload from the memory map is the reference.
-        let mapped = GpuModel::load(ctx.clone(), file.metadata(), |n| file.tensor(n).map(|t| (t.info, t.data)), 64);
+        let mapped = load_mapped(ctx.clone(), file.metadata(), |n| file.tensor(n).map(|t| (t.info, t.data)), 64);
         let want = logits(&mut mapped.unwrap());
         // Odd chunk sizes cut headers, blocks and rows anywhere; 1 MiB + 1 is the fast path.
         for chunk in [7_919, (1 << 20) + 1] {

@@ -93,7 +93,7 @@ struct Server {
 impl Server {
     fn start(root: &Path) -> Server {
         let mut child = Command::new("node")
-            .arg(common::root().join("scripts/serve.mjs"))
+            .arg(common::root().join("tests/web/fault-server.mjs"))
             .args(["--root", root.to_str().unwrap(), "--port", "0"])
             .stdout(Stdio::piped())
             .spawn()

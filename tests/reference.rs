@@ -10,7 +10,7 @@ use llama_webgpu::model::{LlamaConfig, ModelError, RopeScaling};
 use llama_webgpu::reference::{
     ops::log_softmax, KvCache, Logits, ReferenceModel, ReferenceOptions,
 };
-use llama_webgpu::sampling::argmax;
+use llama_webgpu::decode::sampling::argmax;
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array()

@@ -8,9 +8,9 @@
 mod common;
 
 use llama_webgpu::gguf::{parse_header, GgufModel};
-use llama_webgpu::gpu::model::GpuModel;
+use llama_webgpu::gpu::loader::load_gguf;
 use llama_webgpu::gpu::{GpuContext, GpuOptions};
-use llama_webgpu::model::synth::{self, QuantMix, Shape, SynthOptions};
+use llama_webgpu::tools::synth::{self, QuantMix, Shape, SynthOptions};
 use llama_webgpu::model::{LlamaConfig, RopeScaling};
 use llama_webgpu::quant::GgmlType;
 use llama_webgpu::reference::{ops::log_softmax, Logits, ReferenceModel, ReferenceOptions};
@@ -363,7 +363,7 @@ fn tiny_runs_on_the_gpu_like_the_reference() {
         .unwrap();
         let mut cache = reference.new_cache(tokens.len());
         let want = reference.forward(&mut cache, &tokens, Logits::All).unwrap();
-        let mut gpu = GpuModel::from_gguf(ctx, &file, 16).unwrap();
+        let mut gpu = load_gguf(ctx, &file, 16).unwrap();
         let got = pollster::block_on(gpu.forward_all(&tokens)).unwrap();
         assert_eq!(got.len(), want.len());
         let mut max_err = 0f32;

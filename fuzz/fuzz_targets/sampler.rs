@@ -12,7 +12,7 @@
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use llama_webgpu::sampling::{Sampler, SamplerConfig};
+use llama_webgpu::decode::sampling::{Sampler, SamplerConfig};
 
 /// A float that is often special: NaN, ±inf, 0, -0, tiny, huge, in-range, or raw bits; half the
 /// time the typical (default) value, so valid configs are common.

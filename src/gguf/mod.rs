@@ -88,6 +88,18 @@ pub enum GgufError {
     },
 }
 
+impl GgufError {
+    /// The stable code JS sees as `error.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GgufError::Io { .. } => "IO_ERROR",
+            GgufError::Split(_) => "BAD_SPLIT",
+            GgufError::UnknownTensorType { .. } => "UNSUPPORTED_TENSOR_TYPE",
+            _ => "BAD_GGUF",
+        }
+    }
+}
+
 /// One tensor as described by the header. `offset` is relative to the data section.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorInfo {

@@ -192,6 +192,13 @@ pub enum MetadataError {
     },
 }
 
+impl MetadataError {
+    /// The stable code JS sees as `error.code`.
+    pub fn code(&self) -> &'static str {
+        "BAD_GGUF"
+    }
+}
+
 /// The key/value section of a GGUF header, in file order.
 #[derive(Clone, Debug, Default)]
 pub struct Metadata {

@@ -1,4 +1,6 @@
-//! Loading a model from byte streams straight into GPU memory, as the bytes arrive.
+//! The one way a model gets onto the GPU: GGUF shard bytes streamed straight into GPU memory as
+//! they arrive ([`StreamLoader`]; natively [`load_files`] / [`load_gguf`] feed it from disk), or,
+//! for comparison in tests, uploaded from memory-mapped tensors ([`load_mapped`]).
 //!
 //! The browser cannot memory-map a file, and an 8B model does not fit in wasm memory, so shards
 //! are pushed through here in pieces of any size: the incremental GGUF parser reads each shard's
@@ -7,12 +9,15 @@
 //! of tensor data to its [`WeightWriter`], which repacks and writes it in ~1 MiB row groups.
 //! What stays in memory is the metadata, one pending row group and the small 1-D tensors.
 
-use super::model::{upload_vector, GpuModel, GpuModelError, MemoryPlan, TensorSource};
+use super::graph::{GpuModel, GpuModelError, TensorSource};
 use super::ops::KvCache;
 use super::weights::{is_supported, GpuWeight, WeightWriter};
-use super::GpuContext;
+use super::{GpuContext, GpuError, MemoryReport};
 use crate::gguf::{GgufError, GgufHeader, HeaderParser, Metadata, Progress, SplitInfo, TensorInfo, TensorRouter};
-use crate::model::{names, LlamaConfig, ModelError};
+use crate::model::memory::{uploaded_bytes, MemoryPlan, DEFAULT_CONTEXT};
+use crate::model::names::is_graph_tensor;
+use crate::model::{LlamaConfig, ModelError};
+use crate::quant;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -94,7 +99,6 @@ impl OomFigures {
     /// Adds the model's figures to an out-of-memory error (and turns the device's asynchronous
     /// out-of-memory report into one); other errors pass through.
     pub fn annotate(&self, ctx: &GpuContext, e: GpuModelError) -> GpuModelError {
-        use super::{GpuError, MemoryReport};
         let mut r = match e {
             GpuModelError::Gpu(GpuError::OutOfMemory(r)) => r,
             GpuModelError::Gpu(GpuError::DeviceOutOfMemory(m)) => Box::new(MemoryReport {
@@ -121,42 +125,6 @@ impl OomFigures {
     }
 }
 
-/// GPU bytes of the tensors the graph reads, as the loader uploads them: matrices stay quantized,
-/// 1-D tensors become f32.
-pub fn uploaded_bytes<'a>(tensors: impl IntoIterator<Item = &'a TensorInfo>) -> u64 {
-    tensors
-        .into_iter()
-        .filter(|t| is_used(&t.name))
-        .map(|t| if t.dims.len() >= 2 { t.size } else { t.n_elements() * 4 })
-        .sum()
-}
-
-/// Whether the Llama graph reads a tensor of this name.
-fn is_used(name: &str) -> bool {
-    if [names::TOKEN_EMBD, names::OUTPUT_NORM, names::OUTPUT, names::ROPE_FREQS].contains(&name) {
-        return true;
-    }
-    let Some(rest) = name.strip_prefix("blk.") else {
-        return false;
-    };
-    let Some((layer, what)) = rest.split_once('.') else {
-        return false;
-    };
-    layer.parse::<usize>().is_ok()
-        && [
-            "attn_norm.weight",
-            "attn_q.weight",
-            "attn_k.weight",
-            "attn_v.weight",
-            "attn_output.weight",
-            "ffn_norm.weight",
-            "ffn_gate.weight",
-            "ffn_up.weight",
-            "ffn_down.weight",
-        ]
-        .contains(&what)
-}
-
 impl StreamLoader {
     pub fn new(ctx: Arc<GpuContext>) -> Self {
         StreamLoader {
@@ -181,7 +149,7 @@ impl StreamLoader {
     }
 
     /// The context size to build for. Without one, the memory plan picks the model's context
-    /// length, at most [`super::model::DEFAULT_CONTEXT`] and at most what the device allows.
+    /// length, at most [`DEFAULT_CONTEXT`] and at most what the device allows.
     /// Set it before the first header: the plan fixes the context there.
     pub fn set_context_size(&mut self, context_size: Option<usize>) {
         self.requested_context = context_size;
@@ -220,6 +188,13 @@ impl StreamLoader {
         self.ctx.note_freed(std::mem::take(&mut self.reserved_bytes));
     }
 
+    /// The context the plan fixes; a requested one whose KV cache layers are over the device's
+    /// buffer limits is an out-of-memory error before any weight downloads.
+    fn resolve_context(&self, cfg: &LlamaConfig) -> Result<usize, GpuError> {
+        MemoryPlan::resolve_context(&self.ctx.memory_limits(), cfg, self.requested_context)
+            .map_err(|e| self.ctx.over_limit("each KV cache layer (K or V)", e.layer_bytes, e.limit))
+    }
+
     /// After a header: fixes the context and allocates the KV cache (first time only), then
     /// reserves what is still to come. A config the headers do not yet make valid (say, the
     /// vocabulary size comes from a tensor in a later shard) waits for the next header; an
@@ -233,10 +208,10 @@ impl StreamLoader {
         };
         let context = match self.plan {
             Some(p) => p.context_size as usize,
-            None => MemoryPlan::resolve_context(&self.ctx, &cfg, self.requested_context)?,
+            None => self.resolve_context(&cfg)?,
         };
         let unseen = self.unseen_weights();
-        let plan = MemoryPlan::new(&self.ctx, &cfg, self.known_weights() + unseen, context);
+        let plan = MemoryPlan::new(&self.ctx.memory_limits(), &cfg, self.known_weights() + unseen, context);
         self.plan = Some(plan);
         if self.kv.is_none() {
             self.kv = Some(KvCache::new(&self.ctx, cfg.n_layer, context as u32, cfg.n_head_kv as u32, cfg.head_dim as u32)?);
@@ -261,8 +236,8 @@ impl StreamLoader {
         let plan = self.plan.or_else(|| {
             let meta = self.metadata.as_ref()?;
             let cfg = LlamaConfig::from_gguf(meta, |n| self.infos.get(n)).ok()?;
-            let context = self.requested_context.unwrap_or(super::model::DEFAULT_CONTEXT);
-            Some(MemoryPlan::new(&self.ctx, &cfg, self.known_weights() + self.unseen_weights(), context))
+            let context = self.requested_context.unwrap_or(DEFAULT_CONTEXT);
+            Some(MemoryPlan::new(&self.ctx.memory_limits(), &cfg, self.known_weights() + self.unseen_weights(), context))
         });
         // Unseen shards' weights are estimated only when their sizes were given.
         let partial = self.shard_count().is_some_and(|n| self.progress.headers < n) && self.expected_bytes.is_none();
@@ -383,8 +358,8 @@ impl StreamLoader {
         }
         // Check every type before allocating anything, so an unsupported model fails cleanly.
         for t in &h.tensors {
-            if is_used(&t.name) && t.dims.len() >= 2 && !is_supported(t.ggml_type) {
-                return Err(super::GpuError::UnsupportedType {
+            if is_graph_tensor(&t.name) && t.dims.len() >= 2 && !is_supported(t.ggml_type) {
+                return Err(GpuError::UnsupportedType {
                     tensor: t.name.clone(),
                     ty: t.ggml_type,
                 }
@@ -394,7 +369,7 @@ impl StreamLoader {
         // The reservation made at the previous header stood in for these buffers.
         self.release_reserve();
         for t in &h.tensors {
-            let sink = if !is_used(&t.name) || t.size == 0 {
+            let sink = if !is_graph_tensor(&t.name) || t.size == 0 {
                 Sink::Skip
             } else if t.dims.len() >= 2 {
                 Sink::Weight(WeightWriter::new(
@@ -591,4 +566,64 @@ pub fn load_files(
         loader.end_shard()?;
     }
     loader.finish()
+}
+
+/// Native: loads an opened (possibly split) GGUF file by streaming its shards from disk through
+/// [`load_files`], so the memory map's pages never become resident.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_gguf(ctx: Arc<GpuContext>, model: &crate::gguf::GgufModel, context_size: usize) -> Result<GpuModel, GpuModelError> {
+    load_files(ctx, &model.shard_paths(), Some(context_size))
+}
+
+/// Validates a model, uploads its weights and prepares every op from tensors already in memory
+/// (`tensor` looks them up by name, across shards): the path tests compare the streaming loader
+/// with. `context_size` is capped at the model's context length.
+pub fn load_mapped<'a>(
+    ctx: Arc<GpuContext>,
+    meta: &Metadata,
+    tensor: impl Fn(&str) -> Option<(&'a TensorInfo, &'a [u8])>,
+    context_size: usize,
+) -> Result<GpuModel, GpuModelError> {
+    let info = |n: &str| tensor(n).map(|(i, _)| i);
+    let cfg = LlamaConfig::from_gguf(meta, info)?;
+    cfg.validate_tensors(info)?;
+    let mut source = SliceSource { ctx: &ctx, tensor };
+    GpuModel::build(ctx.clone(), cfg, &mut source, context_size)
+}
+
+/// Uploads each tensor from its GGUF bytes when asked (the native loader: memory-mapped files).
+struct SliceSource<'c, F> {
+    ctx: &'c GpuContext,
+    tensor: F,
+}
+
+impl<'a, F: Fn(&str) -> Option<(&'a TensorInfo, &'a [u8])>> TensorSource for SliceSource<'_, F> {
+    fn weight(&mut self, name: &str) -> Result<GpuWeight, GpuModelError> {
+        let (i, data) = (self.tensor)(name).ok_or_else(|| ModelError::MissingTensor(name.into()))?;
+        Ok(GpuWeight::upload(
+            self.ctx,
+            name,
+            i.ggml_type,
+            i.dims[0] as usize,
+            i.dims.get(1).copied().unwrap_or(1) as usize,
+            data,
+        )?)
+    }
+    fn vector_opt(&mut self, name: &str) -> Result<Option<wgpu::Buffer>, GpuModelError> {
+        let Some((i, data)) = (self.tensor)(name) else {
+            return Ok(None);
+        };
+        Ok(Some(upload_vector(self.ctx, name, i, data)?))
+    }
+}
+
+/// Uploads a 1-D tensor of any type as f32.
+pub fn upload_vector(
+    ctx: &GpuContext,
+    name: &str,
+    info: &TensorInfo,
+    data: &[u8],
+) -> Result<wgpu::Buffer, GpuModelError> {
+    let v = quant::dequantize(name, info.ggml_type, data, info.n_elements() as usize)?;
+    Ok(ctx.upload(name, bytemuck::cast_slice(&v))?)
 }

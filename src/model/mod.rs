@@ -1,9 +1,12 @@
-//! The Llama model graph's shape: hyperparameters from GGUF metadata and the tensors a Llama
-//! GGUF must contain, validated up front so a bad file fails before any weight is touched.
+//! What a model is, before any weight is touched: its hyperparameters from GGUF metadata
+//! ([`LlamaConfig`]), the tensors a Llama GGUF must contain ([`names`], validated up front so a
+//! bad file fails early), the inputs a backend accepts ([`check_input`]) and what the model takes
+//! in GPU memory ([`memory`]: pure arithmetic, shared by the GPU loader, `info`, the JS API and
+//! the demo).
 
 mod config;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod synth;
+pub mod memory;
+pub mod names;
 pub use config::{LlamaConfig, RopeScaling};
 
 /// A model file that does not describe a Llama model we can run.
@@ -25,6 +28,16 @@ pub enum ModelError {
     Metadata(#[from] crate::gguf::MetadataError),
 }
 
+impl ModelError {
+    /// The stable code JS sees as `error.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ModelError::UnsupportedArchitecture(_) => "UNSUPPORTED_ARCHITECTURE",
+            _ => "BAD_MODEL",
+        }
+    }
+}
+
 /// Tokens a backend cannot process: shared by the CPU reference and the GPU model so both
 /// reject the same inputs with the same errors.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +46,16 @@ pub enum InputError {
     BadToken { id: u32, n_vocab: usize },
     #[error("context is full: {used} + {new} tokens exceed the context size of {capacity}")]
     ContextFull { used: usize, new: usize, capacity: usize },
+}
+
+impl InputError {
+    /// The stable code JS sees as `error.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            InputError::ContextFull { .. } => "CONTEXT_FULL",
+            InputError::BadToken { .. } => "BAD_TOKEN",
+        }
+    }
 }
 
 /// Checks that `tokens`, appended after `used` cached positions, fit in `capacity` and the
@@ -44,16 +67,5 @@ pub fn check_input(tokens: &[u32], n_vocab: usize, used: usize, capacity: usize)
     match tokens.iter().find(|&&t| t as usize >= n_vocab) {
         Some(&id) => Err(InputError::BadToken { id, n_vocab }),
         None => Ok(()),
-    }
-}
-
-/// Names of the per-layer tensors, in one place for the CPU reference and the GPU graph.
-pub mod names {
-    pub const TOKEN_EMBD: &str = "token_embd.weight";
-    pub const OUTPUT_NORM: &str = "output_norm.weight";
-    pub const OUTPUT: &str = "output.weight";
-    pub const ROPE_FREQS: &str = "rope_freqs.weight";
-    pub fn blk(layer: usize, what: &str) -> String {
-        format!("blk.{layer}.{what}.weight")
     }
 }

@@ -38,6 +38,13 @@ pub enum QuantError {
     },
 }
 
+impl QuantError {
+    /// The stable code JS sees as `error.code`.
+    pub fn code(&self) -> &'static str {
+        "UNSUPPORTED_TENSOR_TYPE"
+    }
+}
+
 fn size_mismatch_detail(ty: GgmlType, n_elements: u64, expected: u64, got: u64) -> String {
     let block = ty.block_size() as u64;
     if !n_elements.is_multiple_of(block) {

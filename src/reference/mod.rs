@@ -36,6 +36,17 @@ pub enum ReferenceError {
     Input(#[from] InputError),
 }
 
+impl ReferenceError {
+    /// The stable code JS sees as `error.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ReferenceError::Model(e) => e.code(),
+            ReferenceError::Quant(e) => e.code(),
+            ReferenceError::Input(e) => e.code(),
+        }
+    }
+}
+
 struct Layer {
     attn_norm: Vec<f32>,
     wq: Vec<f32>,

@@ -106,6 +106,13 @@ pub enum TemplateError {
     Render(String),
 }
 
+impl TemplateError {
+    /// The stable code JS sees as `error.code`.
+    pub fn code(&self) -> &'static str {
+        "TEMPLATE_ERROR"
+    }
+}
+
 /// Renders a chat template for `messages`.
 ///
 /// The template sees `messages` (a list of `{role, content}`), `add_generation_prompt`,

@@ -77,6 +77,13 @@ pub enum TokenizerError {
     Encode(String),
 }
 
+impl TokenizerError {
+    /// The stable code JS sees as `error.code`.
+    pub fn code(&self) -> &'static str {
+        "TOKENIZER_ERROR"
+    }
+}
+
 // Token attributes, as llama.cpp's `llama_token_attr` (a bit set).
 const ATTR_UNKNOWN: u8 = 1 << 0;
 const ATTR_UNUSED: u8 = 1 << 1;

@@ -5,7 +5,7 @@
 use llama_webgpu::quant::GgmlType;
 
 /// The crate's own SplitMix64 (the sampler's), so there is one generator to trust.
-pub use llama_webgpu::sampling::Rng;
+pub use llama_webgpu::decode::sampling::Rng;
 
 /// The draws the tests need, on top of [`Rng::next_u64`].
 pub trait Draws {

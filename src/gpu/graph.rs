@@ -8,7 +8,7 @@ use super::ops::{
 };
 use super::weights::GpuWeight;
 use super::{GpuContext, GpuError};
-use crate::gguf::{Metadata, TensorInfo};
+use crate::model::memory::TOP_K;
 use crate::model::{check_input, names, InputError, LlamaConfig, ModelError};
 use crate::quant;
 use std::sync::Arc;
@@ -26,6 +26,19 @@ pub enum GpuModelError {
     Input(#[from] InputError),
     #[error(transparent)]
     Gguf(#[from] crate::gguf::GgufError),
+}
+
+impl GpuModelError {
+    /// The stable code JS sees as `error.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GpuModelError::Gpu(e) => e.code(),
+            GpuModelError::Model(e) => e.code(),
+            GpuModelError::Quant(e) => e.code(),
+            GpuModelError::Input(e) => e.code(),
+            GpuModelError::Gguf(e) => e.code(),
+        }
+    }
 }
 
 /// One transformer block. Residual adds are fused into the norm that follows them: `ffn_norm`
@@ -60,9 +73,6 @@ enum Want {
     TopK,
 }
 
-/// Candidates the GPU top-k returns; samplers use at most this many.
-pub const TOP_K: u32 = 64;
-
 /// Where [`GpuModel::build`] gets its weights: matrices as [`GpuWeight`]s, 1-D tensors (norms,
 /// RoPE factors) as f32 buffers.
 pub trait TensorSource {
@@ -79,126 +89,6 @@ pub trait TensorSource {
             .ok_or_else(|| ModelError::MissingTensor(name.into()).into())
     }
 }
-
-/// Uploads each tensor from its GGUF bytes when asked (the native loader: memory-mapped files).
-struct SliceSource<'c, F> {
-    ctx: &'c GpuContext,
-    tensor: F,
-}
-
-impl<'a, F: Fn(&str) -> Option<(&'a TensorInfo, &'a [u8])>> TensorSource for SliceSource<'_, F> {
-    fn weight(&mut self, name: &str) -> Result<GpuWeight, GpuModelError> {
-        let (i, data) = (self.tensor)(name).ok_or_else(|| ModelError::MissingTensor(name.into()))?;
-        Ok(GpuWeight::upload(
-            self.ctx,
-            name,
-            i.ggml_type,
-            i.dims[0] as usize,
-            i.dims.get(1).copied().unwrap_or(1) as usize,
-            data,
-        )?)
-    }
-    fn vector_opt(&mut self, name: &str) -> Result<Option<wgpu::Buffer>, GpuModelError> {
-        let Some((i, data)) = (self.tensor)(name) else {
-            return Ok(None);
-        };
-        Ok(Some(upload_vector(self.ctx, name, i, data)?))
-    }
-}
-
-/// Uploads a 1-D tensor of any type as f32.
-pub fn upload_vector(
-    ctx: &GpuContext,
-    name: &str,
-    info: &TensorInfo,
-    data: &[u8],
-) -> Result<wgpu::Buffer, GpuModelError> {
-    let v = quant::dequantize(name, info.ggml_type, data, info.n_elements() as usize)?;
-    Ok(ctx.upload(name, bytemuck::cast_slice(&v))?)
-}
-
-/// Tokens per prefill submission: bounded by the activation buffers and by all-position
-/// logits fitting one binding.
-fn max_batch(ctx: &GpuContext, cfg: &LlamaConfig, context_size: u64) -> u64 {
-    (ctx.limits.max_storage_buffer_binding_size / (cfg.n_vocab as u64 * 4))
-        .clamp(1, 128)
-        .min(context_size)
-}
-
-/// What a model takes in GPU memory at a context size.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct MemoryPlan {
-    /// The weights as uploaded (1-D tensors as f32).
-    pub weights: u64,
-    /// K and V for every layer and position.
-    pub kv_cache: u64,
-    /// Activation buffers, logits of a prefill chunk included.
-    pub activations: u64,
-    /// The context the KV cache is sized for (capped at the model's context length).
-    pub context_size: u64,
-    /// The largest context whose KV cache layers fit this device's buffer limits.
-    pub max_context_size: u64,
-}
-
-impl MemoryPlan {
-    /// Bytes of one cached position in one layer's K (or V) buffer.
-    fn kv_row_bytes(ctx: &GpuContext, cfg: &LlamaConfig) -> u64 {
-        (cfg.n_head_kv * cfg.head_dim) as u64 * if ctx.features.f16 { 2 } else { 4 }
-    }
-
-    pub fn new(ctx: &GpuContext, cfg: &LlamaConfig, weights: u64, context_size: usize) -> MemoryPlan {
-        let context = context_size.clamp(1, cfg.context_length) as u64;
-        let row = Self::kv_row_bytes(ctx, cfg);
-        let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
-        let mb = max_batch(ctx, cfg, context);
-        let (e, nq, nkv, ff, nv) = (
-            cfg.n_embd as u64,
-            (cfg.n_head * cfg.head_dim) as u64,
-            (cfg.n_head_kv * cfg.head_dim) as u64,
-            cfg.n_ff as u64,
-            cfg.n_vocab as u64,
-        );
-        // As GpuModel::build allocates them: ids, x h o, q attn, k v, gate up, logits, the
-        // last row's x and h, argmax, top-k, two step uniforms and the split attention's
-        // partial results.
-        let (_, split) = AttentionScratch::size(cfg.n_head as u32, cfg.head_dim as u32, context as u32, mb as u32, limit);
-        let activations = 4 * (mb + mb * (3 * e + 2 * nq + 2 * nkv + 2 * ff + nv) + 2 * e) + 16 + TOP_K as u64 * 8 + 32 + split;
-        MemoryPlan {
-            weights,
-            kv_cache: 2 * cfg.n_layer as u64 * row * context,
-            activations,
-            context_size: context,
-            max_context_size: (limit / row).min(cfg.context_length as u64),
-        }
-    }
-
-    pub fn total(&self) -> u64 {
-        self.weights + self.kv_cache + self.activations
-    }
-
-    /// The context to build for: `requested` (capped at the model's context length), or by
-    /// default the model's, at most [`DEFAULT_CONTEXT`] and at most what the device's buffer
-    /// limits allow. A requested context whose KV cache layers exceed those limits is refused
-    /// here, before any weight is downloaded, naming the largest that fits.
-    pub fn resolve_context(ctx: &GpuContext, cfg: &LlamaConfig, requested: Option<usize>) -> Result<usize, GpuError> {
-        let probe = MemoryPlan::new(ctx, cfg, 0, 1);
-        let Some(c) = requested else {
-            return Ok(cfg.context_length.min(DEFAULT_CONTEXT).min(probe.max_context_size.max(1) as usize));
-        };
-        let c = c.clamp(1, cfg.context_length);
-        if c as u64 > probe.max_context_size {
-            let row = Self::kv_row_bytes(ctx, cfg);
-            let l = &ctx.limits;
-            let limit = if l.max_storage_buffer_binding_size <= l.max_buffer_size { "maxStorageBufferBindingSize" } else { "maxBufferSize" };
-            return Err(ctx.over_limit("each KV cache layer (K or V)", row * c as u64, limit));
-        }
-        Ok(c)
-    }
-}
-
-/// The context size when the caller names none (and the model and device allow it): enough
-/// for long chats, while an 8B model's KV cache stays at 512 MiB in f16.
-pub const DEFAULT_CONTEXT: usize = 4096;
 
 /// A Llama model resident on the GPU with its KV cache.
 pub struct GpuModel {
@@ -233,21 +123,6 @@ pub struct GpuModel {
 type OpRecorder<'a> = dyn FnMut(&'static str, &mut dyn FnMut(&mut wgpu::ComputePass<'_>)) + 'a;
 
 impl GpuModel {
-    /// Validates the model, uploads its weights and prepares every op. `tensor` looks tensors
-    /// up by name (across shards). `context_size` is capped at the model's context length.
-    pub fn load<'a>(
-        ctx: Arc<GpuContext>,
-        meta: &Metadata,
-        tensor: impl Fn(&str) -> Option<(&'a TensorInfo, &'a [u8])>,
-        context_size: usize,
-    ) -> Result<Self, GpuModelError> {
-        let info = |n: &str| tensor(n).map(|(i, _)| i);
-        let cfg = LlamaConfig::from_gguf(meta, info)?;
-        cfg.validate_tensors(info)?;
-        let mut source = SliceSource { ctx: &ctx, tensor };
-        Self::build(ctx.clone(), cfg, &mut source, context_size)
-    }
-
     /// Prepares every op over weights that `tensors` provides (uploading them now, or already
     /// uploaded by the streaming loader). `cfg` must have been validated against the tensors.
     pub fn build(
@@ -265,7 +140,7 @@ impl GpuModel {
             c.n_ff,
             c.n_vocab,
         );
-        let max_batch = max_batch(&ctx, c, context_size as u64) as u32;
+        let max_batch = ctx.memory_limits().max_batch(c, context_size as u64) as u32;
         let mb = max_batch as u64;
 
         let mut weights = Vec::new();
@@ -645,17 +520,6 @@ impl GpuModel {
         top.truncate(k);
         Ok(top)
     }
-
-    /// Loads an opened (possibly split) GGUF file by streaming its shards from disk (see
-    /// [`super::loader::load_files`]), so the memory map's pages never become resident.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn from_gguf(
-        ctx: Arc<GpuContext>,
-        model: &crate::gguf::GgufModel,
-        context_size: usize,
-    ) -> Result<Self, GpuModelError> {
-        super::loader::load_files(ctx, &model.shard_paths(), Some(context_size))
-    }
 }
 
 /// Records `f` in a compute pass of its own, bracketed by timestamp queries `2i` and `2i + 1`
@@ -678,40 +542,4 @@ fn timed_pass(
     });
     f(&mut pass);
     names.push(name);
-}
-
-/// The GPU model as a [`crate::generate::LogitsBackend`] (native: blocks on each step).
-#[cfg(not(target_arch = "wasm32"))]
-pub struct GpuBackend(pub GpuModel);
-
-#[cfg(not(target_arch = "wasm32"))]
-impl crate::generate::LogitsBackend for GpuBackend {
-    fn name(&self) -> &'static str {
-        "gpu"
-    }
-    fn context_size(&self) -> usize {
-        self.0.context_size()
-    }
-    fn position(&self) -> usize {
-        self.0.position()
-    }
-    fn forward_last(&mut self, tokens: &[u32]) -> Result<Vec<f32>, crate::Error> {
-        Ok(pollster::block_on(self.0.forward_last(tokens))?)
-    }
-    fn forward_argmax(&mut self, tokens: &[u32]) -> Result<u32, crate::Error> {
-        Ok(pollster::block_on(self.0.forward_argmax(tokens))?)
-    }
-    fn forward_top_k(&mut self, tokens: &[u32], k: usize) -> Result<Vec<(u32, f32)>, crate::Error> {
-        if k > TOP_K as usize {
-            let logits = self.forward_last(tokens)?;
-            let mut c: Vec<(u32, f32)> = logits.into_iter().enumerate().map(|(i, l)| (i as u32, l)).collect();
-            c.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            c.truncate(k);
-            return Ok(c);
-        }
-        Ok(pollster::block_on(self.0.forward_top_k(tokens, k))?)
-    }
-    fn reset(&mut self) {
-        self.0.reset()
-    }
 }

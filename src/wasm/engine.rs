@@ -6,12 +6,12 @@
 //! (`www/package/src/`); this side owns everything that touches model bytes or the GPU.
 
 use super::{js_error, set};
-use crate::constrain::{ConstraintEnv, ConstraintSpec};
-use crate::generate::{Decoding, FinishReason, GenerateParams, Need, StepOutput};
+use crate::decode::constrain::{ConstraintEnv, ConstraintSpec};
+use crate::decode::{Decoding, FinishReason, GenerateParams, Need, StepOutput};
 use crate::gpu::loader::StreamLoader;
-use crate::gpu::model::GpuModel;
+use crate::gpu::GpuModel;
 use crate::gpu::{GpuContext, GpuOptions};
-use crate::sampling::SamplerConfig;
+use crate::decode::sampling::SamplerConfig;
 use crate::tokenizer::{ChatMessage, Tokenizer};
 use js_sys::{Array, Object};
 use std::cell::RefCell;
@@ -196,7 +196,7 @@ impl ModelLoader {
 }
 
 /// A memory plan as JS sees it.
-fn plan_js(p: crate::gpu::model::MemoryPlan) -> JsValue {
+fn plan_js(p: crate::model::memory::MemoryPlan) -> JsValue {
     let o = Object::new();
     set(&o, "weightsBytes", p.weights as f64);
     set(&o, "kvCacheBytes", p.kv_cache as f64);
@@ -254,7 +254,7 @@ pub struct Engine {
     /// The vocabulary indexed for grammar masks, built by the first constrained request.
     constraint_env: RefCell<Option<Arc<ConstraintEnv>>>,
     /// What the model takes in GPU memory, from the loader's plan.
-    plan: Option<crate::gpu::model::MemoryPlan>,
+    plan: Option<crate::model::memory::MemoryPlan>,
 }
 
 fn finish_str(f: FinishReason) -> &'static str {
@@ -376,7 +376,7 @@ impl Engine {
         let mut s = self.state()?;
         let ctx = s.model.context_size();
         if prompt.len() >= ctx {
-            return Err(js_error(crate::generate::GenerateError::PromptTooLong {
+            return Err(js_error(crate::decode::DecodeError::PromptTooLong {
                 prompt: prompt.len(),
                 context: ctx,
             }));

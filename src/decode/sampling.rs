@@ -52,6 +52,13 @@ pub struct SamplerError {
     pub why: &'static str,
 }
 
+impl SamplerError {
+    /// The stable code JS sees as `error.code`.
+    pub fn code(&self) -> &'static str {
+        "INVALID_SAMPLING_PARAMS"
+    }
+}
+
 impl SamplerConfig {
     /// Greedy decoding: always the most likely token.
     pub fn greedy() -> Self {

@@ -15,11 +15,7 @@ fn js_error(e: impl Into<crate::Error>) -> JsValue {
     let err = js_sys::Error::new(&e.to_string());
     let _ = Reflect::set(&err, &"code".into(), &e.code().into());
     // Out of memory: the figures as `details` ({neededBytes, allocatedBytes, ...}).
-    let report = match &e {
-        crate::Error::Gpu(crate::gpu::GpuError::OutOfMemory(r))
-        | crate::Error::GpuModel(crate::gpu::model::GpuModelError::Gpu(crate::gpu::GpuError::OutOfMemory(r))) => Some(r),
-        _ => None,
-    };
+    let report = e.memory_report();
     if let Some(details) = report
         .and_then(|r| serde_json::to_string(r).ok())
         .and_then(|j| js_sys::JSON::parse(&j).ok())

@@ -53,6 +53,18 @@ pub enum ConstraintError {
     Failed(String),
 }
 
+impl ConstraintError {
+    /// The stable code JS sees as `error.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConstraintError::InvalidSchema(_) => "INVALID_SCHEMA",
+            ConstraintError::UnsupportedSchema(_) => "UNSUPPORTED_SCHEMA",
+            ConstraintError::InvalidGrammar(_) => "INVALID_GRAMMAR",
+            ConstraintError::Failed(_) => "CONSTRAINT_FAILED",
+        }
+    }
+}
+
 impl ConstraintSpec {
     fn is_schema(&self) -> bool {
         matches!(self, ConstraintSpec::JsonObject | ConstraintSpec::JsonSchema { .. })

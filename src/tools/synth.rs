@@ -12,12 +12,12 @@
 //! Weights are scaled like real ones (standard deviation about 0.02, zero-centred) with small
 //! finite f16 scales, so a forward pass gives finite logits; norm weights are close to 1.
 
-use super::{LlamaConfig, RopeScaling};
+use crate::model::{names, LlamaConfig, RopeScaling};
 use crate::gguf::{
     header_bytes, padding, shard_name, GgufError, GgufModel, TensorEntry, Value, DEFAULT_ALIGNMENT,
 };
 use crate::quant::GgmlType;
-use crate::sampling::Rng;
+use crate::decode::sampling::Rng;
 use crate::{Error, Result};
 use half::f16;
 use std::collections::BTreeMap;
@@ -230,7 +230,7 @@ impl QuantMix {
             QuantMix::Q8_0 => return GgmlType::Q8_0,
         };
         let is_output =
-            name == super::names::OUTPUT || (tied_output && name == super::names::TOKEN_EMBD);
+            name == names::OUTPUT || (tied_output && name == names::TOKEN_EMBD);
         if is_output {
             return GgmlType::Q6_K;
         }
@@ -278,8 +278,8 @@ pub fn plan(shape: &Shape, mix: QuantMix) -> Result<Vec<PlannedTensor>> {
         .map(|(n, d, _)| (n, d))
         .collect();
     let mut order = vec![
-        super::names::ROPE_FREQS.to_string(),
-        super::names::TOKEN_EMBD.to_string(),
+        names::ROPE_FREQS.to_string(),
+        names::TOKEN_EMBD.to_string(),
     ];
     for l in 0..shape.n_layer {
         for w in [
@@ -293,17 +293,17 @@ pub fn plan(shape: &Shape, mix: QuantMix) -> Result<Vec<PlannedTensor>> {
             "ffn_norm",
             "ffn_up",
         ] {
-            order.push(super::names::blk(l, w));
+            order.push(names::blk(l, w));
         }
     }
-    order.push(super::names::OUTPUT_NORM.to_string());
+    order.push(names::OUTPUT_NORM.to_string());
     if !shape.tied_output {
-        order.push(super::names::OUTPUT.to_string());
+        order.push(names::OUTPUT.to_string());
     }
     let has_rope_freqs = cfg.rope_freq_factors().is_some();
     let mut out = Vec::with_capacity(order.len());
     for name in order {
-        if name == super::names::ROPE_FREQS && !has_rope_freqs {
+        if name == names::ROPE_FREQS && !has_rope_freqs {
             continue;
         }
         let dims = by_name[&name].clone();
@@ -621,7 +621,7 @@ fn generate(
     if t.ggml_type == GgmlType::F32 {
         // Norm weights near 1, or the RoPE frequency factors; small either way.
         buf.clear();
-        if t.name == super::names::ROPE_FREQS {
+        if t.name == names::ROPE_FREQS {
             freq_factors
                 .iter()
                 .for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));

@@ -1,0 +1,224 @@
+//! `bench`: prefill and decode speed, the weight bandwidth of decode, the cost of structured
+//! output, and with `--profile` each kernel's share of a decode step.
+
+use crate::args::{Backend, DeviceArgs};
+use crate::info::gpu_json;
+use crate::run::make_backend;
+use llama_webgpu::decode::constrain::{ConstraintEnv, ConstraintSpec};
+use llama_webgpu::decode::sampling::SamplerConfig;
+use llama_webgpu::decode::{generate_constrained, GenerateParams, LogitsBackend};
+use llama_webgpu::gguf::GgufModel;
+use llama_webgpu::gpu::loader::load_gguf;
+use llama_webgpu::model::LlamaConfig;
+use llama_webgpu::tokenizer::Tokenizer;
+use llama_webgpu::{Error, Result};
+use serde_json::json;
+use std::path::PathBuf;
+
+pub(crate) fn bench(
+    path: &PathBuf,
+    prompt_len: usize,
+    n: usize,
+    as_json: bool,
+    profile: bool,
+    device: &DeviceArgs,
+) -> Result<()> {
+    let model = GgufModel::open(path)?;
+    let n_vocab = LlamaConfig::from_gguf(model.metadata(), |n| {
+        model.tensor(n).map(|t| t.info)
+    })?
+    .n_vocab as u32;
+    // A fixed pseudo-random prompt: speed does not depend on the text.
+    let prompt: Vec<u32> = (0..prompt_len as u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 7) % n_vocab)
+        .collect();
+    let t_load = web_time::Instant::now();
+    let mut backend = make_backend(&model, prompt_len + n + 1, device)?;
+    let load_s = t_load.elapsed().as_secs_f64();
+    let t0 = web_time::Instant::now();
+    let mut next = backend.forward_argmax(&prompt)?;
+    let prefill_s = t0.elapsed().as_secs_f64();
+    let t1 = web_time::Instant::now();
+    for _ in 0..n {
+        next = backend.forward_argmax(&[next])?;
+    }
+    let decode_s = t1.elapsed().as_secs_f64();
+    let mask = mask_overhead(&model, backend.as_mut(), &prompt, n)?;
+    // Bytes a decode step must read: every weight except the embedding table, which is only
+    // gathered from (unless it doubles as the output projection).
+    let tied = model.tensor("output.weight").is_none();
+    let weight_bytes: u64 = model
+        .tensors()
+        .filter(|t| tied || t.info.name != "token_embd.weight")
+        .map(|t| t.info.size)
+        .sum();
+    let decode_tps = n as f64 / decode_s;
+    let backend_name = backend.name();
+    drop(backend);
+    let profile = if profile {
+        Some(profile_kernels(&model, &prompt, device)?)
+    } else {
+        None
+    };
+    let v = json!({
+        "model": path.display().to_string(),
+        "backend": backend_name,
+        "gpu": gpu_json(device),
+        "prompt_tokens": prompt_len,
+        "decode_tokens": n,
+        "load_s": load_s,
+        "prefill_tokens_per_s": prompt_len as f64 / prefill_s,
+        "decode_tokens_per_s": decode_tps,
+        "decode_weight_gb_per_s": weight_bytes as f64 * decode_tps / 1e9,
+        "weight_bytes_per_token": weight_bytes,
+        "constrained": mask,
+        "profile": profile,
+    });
+    if as_json {
+        println!("{v}");
+    } else {
+        let t = &v["gpu"]["tuning"];
+        let mut tuned: Vec<String> = Vec::new();
+        for (k, label) in [("matvec_threads", "matvec threads"), ("matvec_rows", "matvec rows")] {
+            if let Some(n) = t[k].as_u64() {
+                tuned.push(format!("{label} {n}"));
+            }
+        }
+        if t["naga_loop_bounding"] == true {
+            tuned.push("naga loop bounding".into());
+        }
+        if let Some(k) = t["prefill_kernel"].as_str() {
+            tuned.push(format!("{k} prefill"));
+        }
+        let tuned = if tuned.is_empty() { String::new() } else { format!(" ({})", tuned.join(", ")) };
+        println!(
+            "{}{tuned}: prefill {:.1} tok/s ({prompt_len} tokens) · decode {:.2} tok/s ({n} tokens) · {:.2} GB/s of weights",
+            backend_name,
+            v["prefill_tokens_per_s"].as_f64().unwrap_or(0.0),
+            decode_tps,
+            v["decode_weight_gb_per_s"].as_f64().unwrap_or(0.0)
+        );
+        let m = &v["constrained"];
+        println!(
+            "json schema: mask {:.3} ms/token ({:.1}% of a decode step) · constrained decode {:.2} tok/s ({} tokens) · vocabulary index {:.0} ms · schema compile {:.1} ms",
+            m["mask_ms_per_token"].as_f64().unwrap_or(0.0),
+            m["mask_percent_of_step"].as_f64().unwrap_or(0.0),
+            m["decode_tokens_per_s"].as_f64().unwrap_or(0.0),
+            m["tokens"],
+            m["vocab_index_ms"].as_f64().unwrap_or(0.0),
+            m["compile_ms"].as_f64().unwrap_or(0.0),
+        );
+        if let Some(p) = v["profile"].as_array() {
+            println!("{:<12} {:>10} {:>6} {:>9}", "kernel", "µs/token", "%", "GB/s");
+            for k in p {
+                println!(
+                    "{:<12} {:>10.1} {:>5.1}% {:>9}",
+                    k["kernel"].as_str().unwrap_or(""),
+                    k["us_per_token"].as_f64().unwrap_or(0.0),
+                    k["percent"].as_f64().unwrap_or(0.0),
+                    k["weight_gb_per_s"].as_f64().map_or(String::new(), |g| format!("{g:.1}"))
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The cost of structured output: a greedy decode constrained by a JSON schema (objects, an
+/// array, strings, numbers, an enum) after the same prompt. Each step reads back the full
+/// logits and masks them on the CPU; the mask time is reported per token and against the
+/// unconstrained decode step.
+fn mask_overhead(model: &GgufModel, backend: &mut dyn LogitsBackend, prompt: &[u32], n: usize) -> Result<serde_json::Value> {
+    let tok = Tokenizer::from_gguf(model.metadata())?;
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "title": {"type": "string"},
+            "rows": {"type": "array", "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "kind": {"enum": ["alpha", "beta", "gamma"]},
+                    "score": {"type": "number"},
+                    "tags": {"type": "array", "items": {"type": "string"}}
+                },
+                "required": ["name", "kind", "score", "tags"]
+            }}
+        },
+        "required": ["title", "rows"]
+    });
+    let t0 = web_time::Instant::now();
+    let env = ConstraintEnv::new(&tok)?;
+    let vocab_index_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let c = env.compile(&ConstraintSpec::JsonSchema { schema }, &[])?;
+    let compile_ms = c.compile_time().as_secs_f64() * 1e3;
+    backend.reset();
+    let params = GenerateParams {
+        max_tokens: n.max(1),
+        sampler: SamplerConfig::greedy(),
+        stop_tokens: Vec::new(),
+        stop_strings: Vec::new(),
+        logprobs: None,
+    };
+    let g = generate_constrained(backend, &tok, prompt, &params, Some(c), |_| true)?;
+    let mask_ms = g.mask_time.as_secs_f64() * 1e3 / g.masks.max(1) as f64;
+    let step_ms = 1e3 / g.decode_tokens_per_s().max(1e-9);
+    Ok(json!({
+        "tokens": g.tokens.len(),
+        "decode_tokens_per_s": g.decode_tokens_per_s(),
+        "mask_ms_per_token": mask_ms,
+        "mask_percent_of_step": 100.0 * mask_ms / step_ms,
+        "vocab_index_ms": vocab_index_ms,
+        "compile_ms": compile_ms,
+    }))
+}
+
+/// Per-kernel decode times (timestamp queries, mean of 8 steps after prefilling `prompt`),
+/// with the weight bandwidth of each matrix × vector.
+fn profile_kernels(model: &GgufModel, prompt: &[u32], device: &DeviceArgs) -> Result<serde_json::Value> {
+    if device.backend != Backend::Gpu {
+        return Err(Error::InvalidArgument("--profile needs the GPU backend".into()));
+    }
+    const STEPS: usize = 8;
+    let mut m = load_gguf(device.gpu()?, model, prompt.len() + STEPS + 1)?;
+    let mut next = pollster::block_on(m.forward_argmax(prompt))?;
+    let mut total: Vec<(&'static str, f64)> = Vec::new();
+    for _ in 0..STEPS {
+        for (name, ns) in pollster::block_on(m.profile_decode(next))? {
+            match total.iter_mut().find(|(n, _)| *n == name) {
+                Some(e) => e.1 += ns,
+                None => total.push((name, ns)),
+            }
+        }
+        next = (next + 1) % m.cfg.n_vocab as u32;
+    }
+    let sum: f64 = total.iter().map(|t| t.1).sum();
+    let tied = model.tensor("output.weight").is_none();
+    let bytes = |kernel: &str| -> Option<u64> {
+        let suffix = format!(".{kernel}.weight");
+        let b: u64 = match kernel {
+            "output" => model
+                .tensor(if tied { "token_embd.weight" } else { "output.weight" })?
+                .info
+                .size,
+            _ => model
+                .tensors()
+                .filter(|t| t.info.name.starts_with("blk.") && t.info.name.ends_with(&suffix) && t.info.dims.len() >= 2)
+                .map(|t| t.info.size)
+                .sum(),
+        };
+        (b > 0).then_some(b)
+    };
+    Ok(json!(total
+        .iter()
+        .map(|&(name, ns)| {
+            let us = ns / STEPS as f64 / 1e3;
+            json!({
+                "kernel": name,
+                "us_per_token": us,
+                "percent": 100.0 * ns / sum.max(1e-9),
+                "weight_gb_per_s": bytes(name).map(|b| b as f64 / (us * 1e3)),
+            })
+        })
+        .collect::<Vec<_>>()))
+}

@@ -1,0 +1,241 @@
+//! Bring-up: the adapter and device with every feature and limit the kernels can use (and the
+//! caller allows), and the device's asynchronous errors and loss, checked at safe points.
+
+use super::memory::Allocations;
+use super::pipelines::PipelineCache;
+use super::readback::StagingPool;
+use super::GpuError;
+use std::sync::{Arc, Mutex};
+
+/// What the caller allows the context to use (forcing a feature off exercises the fallbacks).
+#[derive(Clone, Debug)]
+pub struct GpuOptions {
+    /// Use `shader-f16` when the adapter has it.
+    pub allow_f16: bool,
+    /// Use subgroup operations when the adapter has them.
+    pub allow_subgroups: bool,
+    /// Pretend the storage-binding limit is at most this (tests use 128 MiB, WebGPU's default).
+    pub max_storage_binding: Option<u64>,
+    /// Overrides of the kernels' per-device choices, for tuning on new hardware.
+    pub tuning: KernelTuning,
+}
+
+/// Overrides of choices the kernels otherwise make from the adapter (`bench --matvec-threads
+/// --matvec-rows`), so that a new GPU can be measured under each without a rebuild. `None`
+/// keeps the device's choice; every value computes the same products.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelTuning {
+    /// [`ops::MatmulConfig::threads_per_row`].
+    pub matvec_threads_per_row: Option<u32>,
+    /// [`ops::MatmulConfig::rows_per_invocation`].
+    pub matvec_rows_per_invocation: Option<u32>,
+    /// Let naga guard every shader loop with a 64-bit iteration counter (natively; browsers
+    /// compile WGSL themselves). Off by default: the guard exists for untrusted shaders that may
+    /// never end, ours all run counted loops, and an extra exit the compiler cannot reason
+    /// about can keep a driver from unrolling the small fixed loops over register arrays that
+    /// the kernels are made of (see gfx-rs/wgpu#6521 on naga's loops and unrolling).
+    pub naga_loop_bounding: bool,
+    /// [`ops::MatmulConfig::matvec_prefill`]: `Some(true)` runs all prefill through the
+    /// matrix-vector kernel, `Some(false)` through the tiled kernel past small batches.
+    pub matvec_prefill: Option<bool>,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        GpuOptions {
+            allow_f16: true,
+            allow_subgroups: true,
+            max_storage_binding: None,
+            tuning: KernelTuning::default(),
+        }
+    }
+}
+
+/// Features the kernels may use on this device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct GpuFeatures {
+    pub f16: bool,
+    pub subgroups: bool,
+    pub subgroup_min_size: u32,
+    pub subgroup_max_size: u32,
+    /// Timestamp queries at compute-pass boundaries (for `bench --profile`).
+    pub timestamps: bool,
+}
+
+/// An adapter, device and queue, plus the pipelines compiled for them.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter_info: wgpu::AdapterInfo,
+    pub features: GpuFeatures,
+    /// The device's limits, with `max_storage_buffer_binding_size` lowered to any forced value.
+    pub limits: wgpu::Limits,
+    pub tuning: KernelTuning,
+    pub(super) pipelines: PipelineCache,
+    pub(super) staging: StagingPool,
+    pub(super) memory: Allocations,
+    /// The first error the device reported outside an error scope (the browser reports GPU
+    /// errors asynchronously), and whether the device was lost; see [`GpuContext::check`].
+    fault: Arc<Mutex<Option<(bool, String)>>>,
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+#[cfg(target_arch = "wasm32")]
+impl Drop for GpuContext {
+    /// Dropping a device on the web frees nothing until garbage collection: destroy it, so a
+    /// failed or unloaded model's buffers are released at once.
+    fn drop(&mut self) {
+        self.device.destroy();
+    }
+}
+
+impl GpuContext {
+    /// Finds an adapter and creates a device with every feature and limit the kernels can use.
+    pub async fn new(opts: GpuOptions) -> Result<Self, GpuError> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
+        let available = adapter.features();
+        let mut required = wgpu::Features::empty();
+        let f16 = opts.allow_f16 && available.contains(wgpu::Features::SHADER_F16);
+        if f16 {
+            required |= wgpu::Features::SHADER_F16;
+        }
+        let subgroups = opts.allow_subgroups && available.contains(wgpu::Features::SUBGROUP);
+        if subgroups {
+            required |= wgpu::Features::SUBGROUP;
+        }
+        let timestamps = available.contains(wgpu::Features::TIMESTAMP_QUERY);
+        if timestamps {
+            required |= wgpu::Features::TIMESTAMP_QUERY;
+        }
+        let adapter_limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("llama-webgpu"),
+                required_features: required,
+                required_limits: adapter_limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
+        let mut limits = device.limits();
+        if let Some(m) = opts.max_storage_binding {
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(m);
+        }
+        let info = adapter.get_info();
+        let features = GpuFeatures {
+            f16,
+            subgroups,
+            subgroup_min_size: if subgroups { info.subgroup_min_size } else { 0 },
+            subgroup_max_size: if subgroups { info.subgroup_max_size } else { 0 },
+            timestamps,
+        };
+        let fault: Arc<Mutex<Option<(bool, String)>>> = Default::default();
+        let lost: Arc<Mutex<Option<String>>> = Default::default();
+        {
+            let fault = fault.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                let oom = matches!(e, wgpu::Error::OutOfMemory { .. });
+                let mut f = fault.lock().expect("fault slot poisoned");
+                f.get_or_insert((oom, e.to_string()));
+            }));
+            let lost = lost.clone();
+            device.set_device_lost_callback(move |reason, message| {
+                let mut l = lost.lock().expect("lost slot poisoned");
+                l.get_or_insert(format!("{reason:?}: {message}"));
+            });
+        }
+        Ok(GpuContext {
+            device,
+            queue,
+            fault,
+            lost,
+            adapter_info: info,
+            features,
+            limits,
+            tuning: opts.tuning,
+            pipelines: Default::default(),
+            staging: Default::default(),
+            memory: Default::default(),
+        })
+    }
+
+    /// An error scope where its result can be awaited in place (natively, where it resolves
+    /// at once). On the web none is pushed: a scope's error would go only to its dropped
+    /// promise, while without one it reaches the uncaptured-error handler and so
+    /// [`check`](Self::check), which the loader awaits after allocating.
+    pub(super) fn error_scope(&self, filter: wgpu::ErrorFilter) -> Option<wgpu::ErrorScopeGuard> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            Some(self.device.push_error_scope(filter))
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = filter;
+            None
+        }
+    }
+
+    /// Errors the device reported asynchronously since the last check (out-of-memory,
+    /// validation), or that it was lost. Once lost, every check fails.
+    pub fn check(&self) -> Result<(), GpuError> {
+        if let Some(m) = self.lost.lock().expect("lost slot poisoned").clone() {
+            return Err(GpuError::DeviceLost(m));
+        }
+        match self.fault.lock().expect("fault slot poisoned").take() {
+            Some((true, m)) => Err(GpuError::DeviceOutOfMemory(m)),
+            Some((false, m)) => Err(GpuError::Validation {
+                what: "the device".into(),
+                message: m,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until the GPU has finished all submitted work (and the browser has delivered any
+    /// errors it caused), then [`check`](Self::check)s.
+    pub async fn sync(&self) -> Result<(), GpuError> {
+        self.check_allocations().await?;
+        let (tx, rx) = futures_channel::oneshot::channel();
+        self.queue.on_submitted_work_done(move || {
+            let _ = tx.send(());
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        let _ = rx.await;
+        self.check()
+    }
+
+    /// Native convenience: [`GpuContext::new`] run to completion.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_blocking(opts: GpuOptions) -> Result<Self, GpuError> {
+        pollster::block_on(Self::new(opts))
+    }
+}
+
+/// Error scopes resolve immediately natively; on the web they are awaited by async callers,
+/// so here they are only checked where blocking is possible.
+pub(super) fn block_on_scope<F: std::future::Future<Output = Option<wgpu::Error>>>(
+    f: F,
+) -> Option<wgpu::Error> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        pollster::block_on(f)
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        // The browser reports these asynchronously through the device's uncaptured-error
+        // handler; the web loader checks scopes with awaits of its own.
+        drop(f);
+        None
+    }
+}
