@@ -9,17 +9,7 @@
 //
 // Defines: one TYPE_* (quant.wgsl), X_VEC4 (cols % 4 == 0), XMASK (cols % 32 != 0).
 
-#include "quant.wgsl"
-
-@group(0) @binding(0) var<storage, read> w: array<vec4<u32>>;
-#ifdef X_VEC4
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-#else
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-#endif
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<uniform> params: Params;
-@group(0) @binding(4) var<uniform> step: Step;
+#include "matmul_io.wgsl"
 
 // Rows (BN) and tokens (BM) per tile; each invocation owns 8 rows × 4 tokens: rows tx + 8i and
 // tokens ty + 8j.

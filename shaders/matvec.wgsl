@@ -28,17 +28,7 @@
 // Defines: one TYPE_* (quant.wgsl), WG, TPR, RPI, NT, XBCAST, X_VEC4 (cols % 4 == 0), XMASK
 // (cols % 32 != 0).
 
-#include "quant.wgsl"
-
-@group(0) @binding(0) var<storage, read> w: array<vec4<u32>>;
-#ifdef X_VEC4
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-#else
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-#endif
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<uniform> params: Params;
-@group(0) @binding(4) var<uniform> step: Step;
+#include "matmul_io.wgsl"
 
 const WG: u32 = {{WG}}u;
 const TPR: u32 = {{TPR}}u;

@@ -98,6 +98,10 @@ fn kscale_min(h: vec4<u32>, j: u32) -> vec2<f32> {
     return vec2<f32>(f32(sc), f32(m));
 }
 
+// One `dequant_unit` per format below. The formats of a family (Q4_0/Q5_0, Q4_1/Q5_1, Q4_K/Q5_K)
+// read alike on purpose: each function is its format's bit layout written out, side by side with
+// its siblings so that they can be checked against each other and against src/quant, rather than
+// one function generalized over layouts.
 #ifdef TYPE_F32
 fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
     let base = (r * params.units + u) * 8u;

@@ -1,7 +1,8 @@
 // Workgroup reductions shared by kernels that reduce one f32 per invocation. The includer
 // declares `const WG: u32` (its 1-D workgroup size, a power of two). Every function must be
 // called from workgroup-uniform control flow; with SUBGROUPS the entry point first stores its
-// `subgroup_invocation_id` and `subgroup_size` in `sg_lane` and `sg_size`.
+// `subgroup_invocation_id` and `subgroup_size` in `sg_lane` and `sg_size` (a preamble that
+// each such entry point, and sample.wgsl's, writes out: WGSL entry points cannot share one).
 
 var<workgroup> red: array<f32, WG>;
 var<private> sg_lane: u32;

@@ -21,6 +21,8 @@
 //   `topk_merge` as above.
 // Ties at T are kept (≥), so the result is exactly the unpruned one.
 //
+// The passes are one entry point, `topk`, compiled per pass (see its defines at the end).
+//
 // Output: ARGMAX: out[0] = the winning id. Otherwise out[2r], out[2r+1] = id and logit bits of
 // the r-th best, r < K.
 // Logits must be finite; "nothing left" is (LOWEST, NONE), which ranks below any finite logit.
@@ -154,43 +156,6 @@ fn block_top(blk: u32, lid: u32, k: u32, t: f32) {
     }
 }
 
-@compute @workgroup_size(256)
-fn topk_partial(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-#ifdef SUBGROUPS
-    @builtin(subgroup_invocation_id) lane_id: u32,
-    @builtin(subgroup_size) size: u32,
-#endif
-) {
-#ifdef SUBGROUPS
-    sg_lane = lane_id;
-    sg_size = size;
-#endif
-    block_top(wid.x, lid, params.m, LOWEST);
-}
-
-@compute @workgroup_size(256)
-fn topk_pruned(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-#ifdef SUBGROUPS
-    @builtin(subgroup_invocation_id) lane_id: u32,
-    @builtin(subgroup_size) size: u32,
-#endif
-) {
-#ifdef SUBGROUPS
-    sg_lane = lane_id;
-    sg_size = size;
-#endif
-    if (lid == 0u) {
-        t_sh = bitcast<f32>(thresh[0]);
-    }
-    block_top(wid.x, lid, params.k, workgroupUniformLoad(&t_sh));
-}
-
-// Merges the n_parts sorted lists (stride `stride` in `parts`, one per invocation) for `rounds`
-// rounds; with `emit` writes each round's winner to `out`. Returns the last winner.
 fn merge_lists(lid: u32, stride: u32, rounds: u32, emit: bool) -> vec2<u32> {
     var head = 0u;
     var v = LOWEST;
@@ -225,8 +190,14 @@ fn merge_lists(lid: u32, stride: u32, rounds: u32, emit: bool) -> vec2<u32> {
     return w;
 }
 
+// Every pass is this entry point, compiled per pass:
+// - `topk_partial`: one block's top M (K for argmax);
+// - `topk_pruned` (PRUNED): one block's logits ≥ the threshold T, at most K;
+// - `topk_threshold` (MERGE, THRESHOLD): the K-th best of the blocks' top M, T, into `thresh`;
+// - `topk_merge` (MERGE): the blocks' sorted lists merged into the top K, into `out`.
 @compute @workgroup_size(256)
-fn topk_threshold(
+fn topk(
+    @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 #ifdef SUBGROUPS
     @builtin(subgroup_invocation_id) lane_id: u32,
@@ -237,24 +208,24 @@ fn topk_threshold(
     sg_lane = lane_id;
     sg_size = size;
 #endif
+#ifdef MERGE
+#ifdef THRESHOLD
     // Fewer than K candidates leave the K-th round empty: T = LOWEST, nothing is pruned.
     let w = merge_lists(lid, params.m, params.k, false);
     if (lid == 0u) {
         thresh[0] = w.x;
     }
-}
-
-@compute @workgroup_size(256)
-fn topk_merge(
-    @builtin(local_invocation_index) lid: u32,
-#ifdef SUBGROUPS
-    @builtin(subgroup_invocation_id) lane_id: u32,
-    @builtin(subgroup_size) size: u32,
-#endif
-) {
-#ifdef SUBGROUPS
-    sg_lane = lane_id;
-    sg_size = size;
-#endif
+#else
     merge_lists(lid, params.k, params.k, true);
+#endif
+#else
+#ifdef PRUNED
+    if (lid == 0u) {
+        t_sh = bitcast<f32>(thresh[0]);
+    }
+    block_top(wid.x, lid, params.k, workgroupUniformLoad(&t_sh));
+#else
+    block_top(wid.x, lid, params.m, LOWEST);
+#endif
+#endif
 }

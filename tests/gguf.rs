@@ -37,33 +37,8 @@ fn parse_chunked(
 
 fn small_model() -> Vec<u8> {
     let data: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
-    let mut w = GgufWriter::default();
-    w.kv("general.architecture", Value::String("llama".into()))
-        .kv("general.alignment", Value::U32(64))
-        .kv("a.u8", Value::U8(7))
-        .kv("a.i8", Value::I8(-7))
-        .kv("a.u16", Value::U16(65535))
-        .kv("a.i16", Value::I16(-300))
-        .kv("a.u32", Value::U32(1 << 31))
-        .kv("a.i32", Value::I32(-1))
-        .kv("a.f32", Value::F32(0.5))
-        .kv("a.bool", Value::Bool(true))
-        .kv("a.str", Value::String("héllo".into()))
-        .kv("a.u64", Value::U64(u64::MAX))
-        .kv("a.i64", Value::I64(i64::MIN))
-        .kv("a.f64", Value::F64(-2.25))
-        .kv(
-            "a.nested",
-            Value::Array(
-                ValueType::Array,
-                vec![
-                    Value::Array(ValueType::I32, vec![Value::I32(1), Value::I32(2)]),
-                    Value::Array(ValueType::String, vec![Value::String("x".into())]),
-                ],
-            ),
-        )
-        .kv("a.strs", str_array(&["a", "bb", ""]))
-        .tensor("t.f32", &[4, 8], GgmlType::F32, &data[..128])
+    let mut w = common::every_value_type();
+    w.tensor("t.f32", &[4, 8], GgmlType::F32, &data[..128])
         .tensor("t.q4_0", &[64, 2], GgmlType::Q4_0, &data[..72])
         .tensor("t.f16", &[3], GgmlType::F16, &data[..6]);
     w.to_bytes()

@@ -2,6 +2,8 @@
 //! element-wise kernels against a CPU reference.
 #![cfg(not(target_arch = "wasm32"))]
 
+mod common;
+
 use llama_webgpu::gpu::ops::{step_buffer, AddOp, Step, SwigluOp};
 use llama_webgpu::gpu::{kernels, GpuContext, GpuOptions};
 
@@ -50,13 +52,7 @@ fn context_detects_features_and_honours_fallbacks() {
         "adapter: {} ({:?}), features {:?}",
         full.adapter_info.name, full.adapter_info.backend, full.features
     );
-    let bare = GpuContext::new_blocking(GpuOptions {
-        allow_f16: false,
-        allow_subgroups: false,
-        max_storage_binding: Some(128 << 20),
-        tuning: Default::default(),
-    })
-    .unwrap();
+    let bare = GpuContext::new_blocking(common::gpu::options(false, false, Some(128 << 20))).unwrap();
     assert!(!bare.features.f16 && !bare.features.subgroups);
     assert_eq!(bare.limits.max_storage_buffer_binding_size, 128 << 20);
     // lavapipe offers both; if this runs elsewhere, say what was found rather than fail.
@@ -73,12 +69,7 @@ fn context_detects_features_and_honours_fallbacks() {
 fn elementwise_kernels_match_cpu() {
     for opts in [
         GpuOptions::default(),
-        GpuOptions {
-            allow_f16: false,
-            allow_subgroups: false,
-            max_storage_binding: None,
-            tuning: Default::default(),
-        },
+        common::gpu::options(false, false, None),
     ] {
         let ctx = GpuContext::new_blocking(opts).unwrap();
         for n in [1usize, 255, 256, 1001, 70_001] {

@@ -18,6 +18,8 @@
 //! are compared bit for bit, up to that one rounding of a fused `d*q + m`.
 #![cfg(not(target_arch = "wasm32"))]
 
+mod common;
+
 use llama_webgpu::gguf::GgufModel;
 use llama_webgpu::gpu::ops::{step_buffer, EmbeddingOp, MatmulConfig, MatmulOp, Step};
 use llama_webgpu::gpu::weights::GpuWeight;
@@ -396,42 +398,22 @@ fn all_types(opts: GpuOptions) {
 
 #[test]
 fn every_type_f16_subgroups() {
-    all_types(GpuOptions {
-        allow_f16: true,
-        allow_subgroups: true,
-        max_storage_binding: Some(128 << 20),
-        tuning: Default::default(),
-    });
+    all_types(common::gpu::options(true, true, Some(128 << 20)));
 }
 
 #[test]
 fn every_type_f32_subgroups() {
-    all_types(GpuOptions {
-        allow_f16: false,
-        allow_subgroups: true,
-        max_storage_binding: Some(128 << 20),
-        tuning: Default::default(),
-    });
+    all_types(common::gpu::options(false, true, Some(128 << 20)));
 }
 
 #[test]
 fn every_type_f16_no_subgroups() {
-    all_types(GpuOptions {
-        allow_f16: true,
-        allow_subgroups: false,
-        max_storage_binding: Some(128 << 20),
-        tuning: Default::default(),
-    });
+    all_types(common::gpu::options(true, false, Some(128 << 20)));
 }
 
 #[test]
 fn every_type_f32_no_subgroups() {
-    all_types(GpuOptions {
-        allow_f16: false,
-        allow_subgroups: false,
-        max_storage_binding: None,
-        tuning: Default::default(),
-    });
+    all_types(common::gpu::options(false, false, None));
 }
 
 /// Parts cover the rows in order, each a whole number of rows within the binding limit.
@@ -500,13 +482,7 @@ fn tensors_split_over_the_binding_limit() {
     check_embedding("token_embd", &table, &ids, &gpu_embedding(&ctx, &w, &ids));
 
     // 16 KiB, no subgroups, no f16: many small parts whose row counts are not tile multiples.
-    let ctx = GpuContext::new_blocking(GpuOptions {
-        allow_f16: false,
-        allow_subgroups: false,
-        max_storage_binding: Some(16 << 10),
-        tuning: Default::default(),
-    })
-    .unwrap();
+    let ctx = common::gpu::context(false, false, Some(16 << 10));
     for t in [
         real("Q4_1", "blk.0.attn_k.weight", GgmlType::Q4_1, None),
         real(

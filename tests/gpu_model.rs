@@ -11,7 +11,11 @@ use llama_webgpu::gpu::GpuModel;
 use llama_webgpu::gpu::{GpuContext, GpuOptions};
 use llama_webgpu::reference::{ops::log_softmax, Logits, ReferenceModel, ReferenceOptions};
 use llama_webgpu::decode::sampling::argmax;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+
+/// Resident memory is the whole process's: the memory test measures it with no other test of
+/// this file running (it takes the lock to write; the others hold it to read).
+static MEASURING_RSS: RwLock<()> = RwLock::new(());
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array()
@@ -26,12 +30,7 @@ fn paths() -> Vec<(&'static str, GpuOptions)> {
         ("f16+subgroups", GpuOptions::default()),
         (
             "f32, no subgroups, 16 MiB bindings",
-            GpuOptions {
-                allow_f16: false,
-                allow_subgroups: false,
-                max_storage_binding: Some(16 << 20),
-                tuning: Default::default(),
-            },
+            common::gpu::options(false, false, Some(16 << 20)),
         ),
     ]
 }
@@ -40,6 +39,7 @@ fn paths() -> Vec<(&'static str, GpuOptions)> {
 /// close to the CPU reference with the same KV-cache precision.
 #[test]
 fn gpu_forward_matches_reference_and_llama_cpp() {
+    let _shared = MEASURING_RSS.read().unwrap_or_else(|e| e.into_inner());
     let fx = common::fixture("smollm2-greedy.json");
     let file = GgufModel::open(common::smollm2()).unwrap();
     for (label, opts) in paths() {
@@ -47,7 +47,7 @@ fn gpu_forward_matches_reference_and_llama_cpp() {
         let kv_f16 = ctx.features.f16;
         let reference = ReferenceModel::from_gguf(&file, ReferenceOptions { kv_f16 }).unwrap();
         let mut gpu = load_gguf(ctx.clone(), &file, 256).unwrap();
-        let nv = reference.cfg.n_vocab;
+        let nv = reference.cfg.shape.n_vocab;
         let (mut agree, mut total, mut max_err) = (0, 0, 0f32);
         for case in fx["cases"].as_array().unwrap() {
             let prompt = ids(&case["prompt_tokens"]);
@@ -84,6 +84,7 @@ fn gpu_forward_matches_reference_and_llama_cpp() {
 /// as the CPU reference's greedy decode.
 #[test]
 fn gpu_greedy_decode_matches_reference() {
+    let _shared = MEASURING_RSS.read().unwrap_or_else(|e| e.into_inner());
     let file = GgufModel::open(common::smollm2()).unwrap();
     let prompt = [
         1u32, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 30, 2, 198, 1, 4093, 198, 1780, 314,
@@ -131,13 +132,14 @@ fn gpu_greedy_decode_matches_reference() {
 /// sampling the CPU reference's full logits, on the f32 path whose logits agree to ~1e-5.
 #[test]
 fn gpu_top_k_sampling_matches_cpu_sampling() {
+    let _shared = MEASURING_RSS.read().unwrap_or_else(|e| e.into_inner());
     use llama_webgpu::decode::{generate, CpuBackend, GenerateParams};
     use llama_webgpu::decode::GpuBackend;
     use llama_webgpu::decode::sampling::SamplerConfig;
     use llama_webgpu::tokenizer::Tokenizer;
     let file = GgufModel::open(common::smollm2()).unwrap();
     let tok = Tokenizer::from_gguf(file.metadata()).unwrap();
-    let ctx = Arc::new(GpuContext::new_blocking(GpuOptions { allow_f16: false, allow_subgroups: false, max_storage_binding: None, tuning: Default::default() }).unwrap());
+    let ctx = Arc::new(common::gpu::context(false, false, None));
     let reference = ReferenceModel::from_gguf(&file, ReferenceOptions { kv_f16: false }).unwrap();
     let prompt = tok.encode("Once upon a time, there was a", false).unwrap();
     let params = GenerateParams {
@@ -161,6 +163,7 @@ fn gpu_top_k_sampling_matches_cpu_sampling() {
 /// branch in the multi-token matvec. Several steps must leave the memory flat.
 #[test]
 fn multi_token_steps_keep_memory_flat() {
+    let _alone = MEASURING_RSS.write().unwrap_or_else(|e| e.into_inner());
     let file = GgufModel::open(common::smollm2()).unwrap();
     let ctx = Arc::new(GpuContext::new_blocking(GpuOptions::default()).unwrap());
     let mut m = load_gguf(ctx, &file, 256).unwrap();

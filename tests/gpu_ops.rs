@@ -4,6 +4,8 @@
 //! reductions. Shapes are deliberately not multiples of the workgroup sizes.
 #![cfg(not(target_arch = "wasm32"))]
 
+mod common;
+
 use half::f16;
 use llama_webgpu::gpu::ops::{
     step_buffer, ArgmaxOp, AttentionOp, AttentionScratch, KvCache, RmsNormOp, RopeOp, RopeParams, Step, TopKOp,
@@ -16,40 +18,16 @@ mod random;
 
 use random::{Draws, Rng};
 
-/// Every variant the kernels have: (f16 KV cache, subgroups) on and off. Variants the adapter
-/// lacks come out as the fallback, and the name says what was actually used.
+/// Every variant the kernels have: (f16 KV cache, subgroups) on and off.
 fn contexts() -> Vec<(String, GpuContext)> {
-    let mut v = Vec::new();
-    for (allow_f16, allow_subgroups) in [(true, true), (true, false), (false, true), (false, false)]
-    {
-        let ctx = GpuContext::new_blocking(GpuOptions {
-            allow_f16,
-            allow_subgroups,
-            max_storage_binding: None,
-            tuning: Default::default(),
+    let v: Vec<(String, GpuContext)> = common::gpu::PATHS
+        .iter()
+        .map(|&(f16, subgroups)| {
+            let ctx = common::gpu::context(f16, subgroups, None);
+            (common::gpu::name(&ctx), ctx)
         })
-        .unwrap();
-        if v.is_empty() {
-            eprintln!(
-                "adapter: {} ({:?}), features {:?}",
-                ctx.adapter_info.name, ctx.adapter_info.backend, ctx.features
-            );
-        }
-        if ctx.adapter_info.name.contains("llvmpipe") {
-            assert_eq!(
-                (ctx.features.f16, ctx.features.subgroups),
-                (allow_f16, allow_subgroups),
-                "lavapipe offers both features"
-            );
-        }
-        v.push((
-            format!(
-                "f16={} subgroups={}",
-                ctx.features.f16, ctx.features.subgroups
-            ),
-            ctx,
-        ));
-    }
+        .collect();
+    eprintln!("adapter: {} ({:?})", v[0].1.adapter_info.name, v[0].1.adapter_info.backend);
     v
 }
 

@@ -6,7 +6,7 @@
 mod common;
 
 use llama_webgpu::gguf::{GgufModel, TensorInfo};
-use llama_webgpu::model::{LlamaConfig, ModelError, RopeScaling};
+use llama_webgpu::model::{LlamaConfig, ModelError, ModelShape, RopeScaling};
 use llama_webgpu::reference::{
     ops::log_softmax, KvCache, Logits, ReferenceModel, ReferenceOptions,
 };
@@ -25,7 +25,7 @@ fn teacher_forced_top1_agrees_with_llama_cpp() {
     let fx = common::fixture("smollm2-greedy.json");
     let model = GgufModel::open(common::smollm2()).unwrap();
     let reference = ReferenceModel::from_gguf(&model, ReferenceOptions::default()).unwrap();
-    let n_vocab = reference.cfg.n_vocab;
+    let n_vocab = reference.cfg.shape.n_vocab;
     let (mut agree, mut total, mut lp_diff_sum) = (0usize, 0usize, 0f64);
     for case in fx["cases"].as_array().unwrap() {
         let prompt = ids(&case["prompt_tokens"]);
@@ -78,7 +78,7 @@ fn matches_llama_cpp_f32_logprobs_tightly() {
     let fx = common::fixture("smollm2-greedy.json");
     let model = GgufModel::open(common::smollm2()).unwrap();
     let reference = ReferenceModel::from_gguf(&model, ReferenceOptions { kv_f16: false }).unwrap();
-    let n_vocab = reference.cfg.n_vocab;
+    let n_vocab = reference.cfg.shape.n_vocab;
     let (mut max_diff, mut n, mut top1) = (0f64, 0usize, 0usize);
     for case in fx["cases"].as_array().unwrap() {
         let prompt = ids(&case["prompt_tokens"]);
@@ -119,7 +119,7 @@ fn incremental_decode_matches_batched_prefill() {
     let mut c1 = r.new_cache(16);
     let batched = r.forward(&mut c1, &toks, Logits::All).unwrap();
     let mut c2: KvCache = r.new_cache(16);
-    let n = r.cfg.n_vocab;
+    let n = r.cfg.shape.n_vocab;
     let mut last = r.forward(&mut c2, &toks[..4], Logits::Last).unwrap();
     for (i, &t) in toks[4..].iter().enumerate() {
         let p = 3 + i;
@@ -150,11 +150,11 @@ fn validation_names_missing_and_misshaped_tensors() {
     let cfg = LlamaConfig::from_gguf(meta, |n| model.tensor(n).map(|t| t.info)).unwrap();
     assert_eq!(
         (
-            cfg.n_layer,
-            cfg.n_embd,
-            cfg.n_head,
-            cfg.n_head_kv,
-            cfg.n_vocab
+            cfg.shape.n_layer,
+            cfg.shape.n_embd,
+            cfg.shape.n_head,
+            cfg.shape.n_head_kv,
+            cfg.shape.n_vocab
         ),
         (30, 576, 9, 3, 49152)
     );
@@ -195,14 +195,16 @@ fn validation_names_missing_and_misshaped_tensors() {
 fn llama3_rope_scaling_factors() {
     // Llama 3.1 8B: theta 500000, factor 8, low 1, high 4, original context 8192, head dim 128.
     let cfg = LlamaConfig {
-        n_vocab: 128256,
-        n_embd: 4096,
-        n_layer: 32,
-        n_head: 32,
-        n_head_kv: 8,
-        head_dim: 128,
-        n_ff: 14336,
-        context_length: 131072,
+        shape: ModelShape {
+            n_vocab: 128256,
+            n_embd: 4096,
+            n_layer: 32,
+            n_head: 32,
+            n_head_kv: 8,
+            head_dim: 128,
+            n_ff: 14336,
+            context_length: 131072,
+        },
         rms_eps: 1e-5,
         rope_theta: 500000.0,
         rope_dim: 128,

@@ -83,13 +83,13 @@ fn check_file(path: &Path, shape: &Shape, mix: QuantMix, vocab_tok: &Tokenizer) 
     let cfg = config(&model);
     assert_eq!(
         (
-            cfg.n_layer,
-            cfg.n_embd,
-            cfg.n_ff,
-            cfg.n_head,
-            cfg.n_head_kv,
-            cfg.head_dim,
-            cfg.n_vocab
+            cfg.shape.n_layer,
+            cfg.shape.n_embd,
+            cfg.shape.n_ff,
+            cfg.shape.n_head,
+            cfg.shape.n_head_kv,
+            cfg.shape.head_dim,
+            cfg.shape.n_vocab
         ),
         (
             shape.n_layer,
@@ -102,7 +102,7 @@ fn check_file(path: &Path, shape: &Shape, mix: QuantMix, vocab_tok: &Tokenizer) 
         )
     );
     assert_eq!(cfg.tied_output, shape.tied_output);
-    assert_eq!(cfg.context_length, 131072);
+    assert_eq!(cfg.shape.context_length, 131072);
     assert_eq!(cfg.rope_theta, 500000.0);
     assert_eq!(cfg.rms_eps, 1e-5);
     // As llama.cpp's converter writes Llama 3.1: no rope.scaling keys, a rope_freqs tensor.
@@ -481,7 +481,7 @@ fn llama31_8b_q4_k_m_split_loads() {
     let model = GgufModel::open(&report.files[0].0).unwrap();
     let cfg = config(&model);
     assert_eq!(
-        (cfg.n_layer, cfg.n_embd, cfg.n_ff, cfg.n_vocab),
+        (cfg.shape.n_layer, cfg.shape.n_embd, cfg.shape.n_ff, cfg.shape.n_vocab),
         (32, 4096, 14336, 128256)
     );
     assert_eq!(model.file_size(), report.total_bytes());

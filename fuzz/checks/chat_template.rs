@@ -7,7 +7,7 @@
 //! plain template text.
 //!
 //! Shared by the fuzz target (fuzz/fuzz_targets/chat_template.rs) and the replay of
-//! tests/fixtures/fuzz-regressions/chat_template/ in tests/hostile.rs, so a crash found by the
+//! tests/fixtures/fuzz-regressions/chat_template/ in tests/fuzz_corpus.rs, so a crash found by the
 //! fuzzer is checked the same way in the normal test suite.
 use llama_webgpu::tokenizer::chat::{apply_chat_template, ChatMessage, MAX_TEMPLATE_OUTPUT};
 

@@ -10,7 +10,7 @@
 //! - the metadata consumers (`LlamaConfig`, `Tokenizer::from_gguf`, split keys) never panic.
 //!
 //! Shared by the fuzz target (fuzz/fuzz_targets/gguf_stream.rs) and the replay of
-//! tests/fixtures/fuzz-regressions/gguf_stream/ in tests/hostile.rs, so a crash found by the
+//! tests/fixtures/fuzz-regressions/gguf_stream/ in tests/fuzz_corpus.rs, so a crash found by the
 //! fuzzer is checked the same way in the normal test suite.
 use llama_webgpu::gguf::{
     parse_header, GgufError, GgufHeader, HeaderParser, Progress, TensorRouter,

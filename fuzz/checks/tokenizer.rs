@@ -10,7 +10,7 @@
 //! - `StreamDecoder` pushes plus `finish` equal `decode` of the same ids.
 //!
 //! Shared by the fuzz target (fuzz/fuzz_targets/tokenizer.rs) and the replay of
-//! tests/fixtures/fuzz-regressions/tokenizer/ in tests/hostile.rs, so a crash found by the
+//! tests/fixtures/fuzz-regressions/tokenizer/ in tests/fuzz_corpus.rs, so a crash found by the
 //! fuzzer is checked the same way in the normal test suite.
 use llama_webgpu::gguf::parse_header;
 use llama_webgpu::tokenizer::Tokenizer;

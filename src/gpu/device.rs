@@ -1,10 +1,14 @@
 //! Bring-up: the adapter and device with every feature and limit the kernels can use (and the
 //! caller allows), and the device's asynchronous errors and loss, checked at safe points.
+//!
+//! [`GpuContext`] is the one handle the ops use. Its other methods live with what they do:
+//! buffers and out-of-memory accounting in `memory.rs`, pipelines and bind groups in
+//! `pipelines.rs`, reading results back in `readback.rs`. Those files build on this one; the
+//! state they keep is declared here, with the context that owns it.
 
-use super::memory::Allocations;
-use super::pipelines::PipelineCache;
-use super::readback::StagingPool;
 use super::GpuError;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 
 /// What the caller allows the context to use (forcing a feature off exercises the fallbacks).
@@ -60,6 +64,35 @@ pub struct GpuFeatures {
     pub subgroup_max_size: u32,
     /// Timestamp queries at compute-pass boundaries (for `bench --profile`).
     pub timestamps: bool,
+}
+
+/// What `memory.rs` counts of the context's allocations.
+#[derive(Default)]
+pub(super) struct Allocations {
+    /// Bytes of storage buffers created so far (never decreases; a loader takes differences).
+    pub(super) allocated: AtomicU64,
+    pub(super) unsubmitted_write_bytes: AtomicU64,
+    /// The web's out-of-memory scopes around buffer creations, popped at once and awaited by
+    /// [`GpuContext::check_allocations`].
+    #[cfg(target_arch = "wasm32")]
+    pub(super) pending: Mutex<Vec<PendingAlloc>>,
+}
+/// A buffer creation whose out-of-memory scope has not been awaited yet (web only).
+#[cfg(target_arch = "wasm32")]
+pub(super) struct PendingAlloc {
+    pub(super) what: String,
+    pub(super) size: u64,
+    pub(super) allocated_before: u64,
+    pub(super) scope: std::pin::Pin<Box<dyn std::future::Future<Output = Option<wgpu::Error>>>>,
+}
+/// Compiled pipelines by kernel, entry point and defines.
+#[derive(Default)]
+pub(super) struct PipelineCache(pub(super) Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>);
+/// Idle readback buffers by size, reused so a decode step allocates nothing.
+#[derive(Default)]
+pub(super) struct StagingPool {
+    pub(super) idle: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+    pub(super) created: AtomicUsize,
 }
 
 /// An adapter, device and queue, plus the pipelines compiled for them.

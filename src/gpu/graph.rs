@@ -10,7 +10,6 @@ use super::weights::GpuWeight;
 use super::{GpuContext, GpuError};
 use crate::model::memory::TOP_K;
 use crate::model::{check_input, names, InputError, LlamaConfig, ModelError};
-use crate::quant;
 use std::sync::Arc;
 
 /// Failures while loading or running the GPU model.
@@ -20,8 +19,6 @@ pub enum GpuModelError {
     Gpu(#[from] GpuError),
     #[error(transparent)]
     Model(#[from] ModelError),
-    #[error(transparent)]
-    Quant(#[from] quant::QuantError),
     #[error(transparent)]
     Input(#[from] InputError),
     #[error(transparent)]
@@ -34,7 +31,6 @@ impl GpuModelError {
         match self {
             GpuModelError::Gpu(e) => e.code(),
             GpuModelError::Model(e) => e.code(),
-            GpuModelError::Quant(e) => e.code(),
             GpuModelError::Input(e) => e.code(),
             GpuModelError::Gguf(e) => e.code(),
         }
@@ -132,15 +128,15 @@ impl GpuModel {
         context_size: usize,
     ) -> Result<Self, GpuModelError> {
         let c = &cfg;
-        let context_size = context_size.clamp(1, c.context_length) as u32;
+        let context_size = context_size.clamp(1, c.shape.context_length) as u32;
         let (e, nq, nkv, ff, nv) = (
-            c.n_embd,
-            c.n_head * c.head_dim,
-            c.n_head_kv * c.head_dim,
-            c.n_ff,
-            c.n_vocab,
+            c.shape.n_embd,
+            c.shape.n_head * c.shape.head_dim,
+            c.shape.n_head_kv * c.shape.head_dim,
+            c.shape.n_ff,
+            c.shape.n_vocab,
         );
-        let max_batch = ctx.memory_limits().max_batch(c, context_size as u64) as u32;
+        let max_batch = ctx.memory_limits().max_batch(&c.shape, context_size as u64) as u32;
         let mb = max_batch as u64;
 
         let mut weights = Vec::new();
@@ -177,13 +173,13 @@ impl GpuModel {
             Some(kv) => kv,
             None => KvCache::new(
                 &ctx,
-                c.n_layer,
+                c.shape.n_layer,
                 context_size,
-                c.n_head_kv as u32,
-                c.head_dim as u32,
+                c.shape.n_head_kv as u32,
+                c.shape.head_dim as u32,
             )?,
         };
-        let scratch = AttentionScratch::new(&ctx, &kv, c.n_head as u32, max_batch)?;
+        let scratch = AttentionScratch::new(&ctx, &kv, c.shape.n_head as u32, max_batch)?;
         let rope = RopeParams::from_config(c);
         let freq_factors = match tensors.vector_opt(names::ROPE_FREQS)? {
             Some(b) => Some(b),
@@ -195,8 +191,8 @@ impl GpuModel {
 
         let tok_embd = tensors.weight(names::TOKEN_EMBD)?;
         let embed = EmbeddingOp::new(&ctx, &tok_embd, &ids, &x, &step)?;
-        let mut layers = Vec::with_capacity(c.n_layer);
-        for l in 0..c.n_layer {
+        let mut layers = Vec::with_capacity(c.shape.n_layer);
+        for l in 0..c.shape.n_layer {
             let b = |w: &str| names::blk(l, w);
             let attn_norm_w = tensors.vector(&b("attn_norm"))?;
             let ffn_norm_w = tensors.vector(&b("ffn_norm"))?;
@@ -211,7 +207,7 @@ impl GpuModel {
                 tensors.weight(&b("ffn_up"))?,
                 tensors.weight(&b("ffn_down"))?,
             );
-            let last = l + 1 == c.n_layer;
+            let last = l + 1 == c.shape.n_layer;
             // `o` holds the previous block's FFN output when this norm runs.
             let attn_norm = if l == 0 {
                 RmsNormOp::new(&ctx, &x, &attn_norm_w, &h, e as u32, c.rms_eps, &step)?
@@ -226,9 +222,9 @@ impl GpuModel {
                 rope: RopeOp::pair(
                     &ctx,
                     &q,
-                    c.n_head as u32,
+                    c.shape.n_head as u32,
                     &k,
-                    c.n_head_kv as u32,
+                    c.shape.n_head_kv as u32,
                     &rope,
                     freq_factors.as_ref(),
                     &step,
@@ -241,7 +237,7 @@ impl GpuModel {
                     &attn,
                     &kv,
                     l,
-                    c.n_head as u32,
+                    c.shape.n_head as u32,
                     &scratch,
                     &step,
                 )?,
@@ -366,7 +362,7 @@ impl GpuModel {
     /// [`super::GpuFeatures::timestamps`]. Separate passes add a little overhead per op, so
     /// the sum exceeds a normal step; the split between ops is what this is for.
     pub async fn profile_decode(&mut self, token: u32) -> Result<Vec<(&'static str, f64)>, GpuModelError> {
-        check_input(&[token], self.cfg.n_vocab, self.pos as usize, self.context_size as usize)?;
+        check_input(&[token], self.cfg.shape.n_vocab, self.pos as usize, self.context_size as usize)?;
         if !self.ctx.features.timestamps {
             return Err(super::GpuError::Validation {
                 what: "profiling".into(),
@@ -387,7 +383,7 @@ impl GpuModel {
         let mut names: Vec<&'static str> = Vec::new();
         self.record_layers(&mut |name, f| timed_pass(&mut enc, &qs, &mut names, name, f), 1, false);
         // One token: its row is row 0 of x.
-        enc.copy_buffer_to_buffer(&self.x, 0, &self.x_last, 0, self.cfg.n_embd as u64 * 4);
+        enc.copy_buffer_to_buffer(&self.x, 0, &self.x_last, 0, self.cfg.shape.n_embd as u64 * 4);
         timed_pass(&mut enc, &qs, &mut names, "output_norm", &mut |p| self.norm_last.record(p, 1));
         timed_pass(&mut enc, &qs, &mut names, "output", &mut |p| self.output_last.record(p, 1));
         timed_pass(&mut enc, &qs, &mut names, "argmax", &mut |p| self.argmax.record(p));
@@ -438,7 +434,7 @@ impl GpuModel {
             self.record_layers(&mut |_, f| f(&mut pass), n, matches!(want, Want::All));
         }
         if last_chunk && !matches!(want, Want::All) {
-            let row = self.cfg.n_embd as u64 * 4;
+            let row = self.cfg.shape.n_embd as u64 * 4;
             enc.copy_buffer_to_buffer(&self.x, (n as u64 - 1) * row, &self.x_last, 0, row);
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("output"),
@@ -453,9 +449,9 @@ impl GpuModel {
             }
         }
         let (src, bytes) = match want {
-            Want::All => (&self.logits, n as u64 * self.cfg.n_vocab as u64 * 4),
+            Want::All => (&self.logits, n as u64 * self.cfg.shape.n_vocab as u64 * 4),
             _ if !last_chunk => (&self.logits, 0),
-            Want::Last => (&self.logits, self.cfg.n_vocab as u64 * 4),
+            Want::Last => (&self.logits, self.cfg.shape.n_vocab as u64 * 4),
             Want::Argmax => (&self.argmax_out, 4),
             Want::TopK => (&self.top_k_out, self.top_k.out_bytes()),
         };
@@ -470,7 +466,7 @@ impl GpuModel {
     }
 
     async fn run(&mut self, tokens: &[u32], want: Want) -> Result<(Vec<f32>, Vec<(u32, f32)>), GpuModelError> {
-        check_input(tokens, self.cfg.n_vocab, self.pos as usize, self.context_size as usize)?;
+        check_input(tokens, self.cfg.shape.n_vocab, self.pos as usize, self.context_size as usize)?;
         self.ctx.check()?;
         let mut all = Vec::new();
         let chunks: Vec<&[u32]> = tokens.chunks(self.max_batch as usize).collect();

@@ -12,7 +12,8 @@
 use super::graph::{GpuModel, GpuModelError, TensorSource};
 use super::ops::KvCache;
 use super::weights::{is_supported, GpuWeight, WeightWriter};
-use super::{GpuContext, GpuError, MemoryReport};
+use super::memory::OomFigures;
+use super::{GpuContext, GpuError};
 use crate::gguf::{GgufError, GgufHeader, HeaderParser, Metadata, Progress, SplitInfo, TensorInfo, TensorRouter};
 use crate::model::memory::{uploaded_bytes, MemoryPlan, DEFAULT_CONTEXT};
 use crate::model::names::is_graph_tensor;
@@ -86,45 +87,6 @@ pub struct StreamLoader {
     allocated_base: u64,
 }
 
-/// What a loader knows for out-of-memory reports, kept past [`StreamLoader::finish`].
-#[derive(Clone, Copy, Debug)]
-pub struct OomFigures {
-    allocated_base: u64,
-    plan: Option<MemoryPlan>,
-    /// The plan counts only the shards whose headers were read.
-    partial: bool,
-}
-
-impl OomFigures {
-    /// Adds the model's figures to an out-of-memory error (and turns the device's asynchronous
-    /// out-of-memory report into one); other errors pass through.
-    pub fn annotate(&self, ctx: &GpuContext, e: GpuModelError) -> GpuModelError {
-        let mut r = match e {
-            GpuModelError::Gpu(GpuError::OutOfMemory(r)) => r,
-            GpuModelError::Gpu(GpuError::DeviceOutOfMemory(m)) => Box::new(MemoryReport {
-                what: "a GPU buffer".into(),
-                device_message: Some(m),
-                allocated_bytes: ctx.allocated_bytes(),
-                max_buffer_size: ctx.limits.max_buffer_size,
-                max_storage_buffer_binding_size: ctx.limits.max_storage_buffer_binding_size,
-                ..Default::default()
-            }),
-            e => return e,
-        };
-        r.allocated_bytes = r.allocated_bytes.saturating_sub(self.allocated_base);
-        if let Some(p) = self.plan {
-            r.needed_bytes = Some(p.total());
-            r.needed_is_lower_bound = self.partial;
-            r.weights_bytes = Some(p.weights);
-            r.kv_cache_bytes = Some(p.kv_cache);
-            r.activations_bytes = Some(p.activations);
-            r.context_size = Some(p.context_size);
-            r.max_context_size = Some(p.max_context_size);
-        }
-        GpuError::OutOfMemory(r).into()
-    }
-}
-
 impl StreamLoader {
     pub fn new(ctx: Arc<GpuContext>) -> Self {
         StreamLoader {
@@ -191,7 +153,7 @@ impl StreamLoader {
     /// The context the plan fixes; a requested one whose KV cache layers are over the device's
     /// buffer limits is an out-of-memory error before any weight downloads.
     fn resolve_context(&self, cfg: &LlamaConfig) -> Result<usize, GpuError> {
-        MemoryPlan::resolve_context(&self.ctx.memory_limits(), cfg, self.requested_context)
+        MemoryPlan::resolve_context(&self.ctx.memory_limits(), &cfg.shape, self.requested_context)
             .map_err(|e| self.ctx.over_limit("each KV cache layer (K or V)", e.layer_bytes, e.limit))
     }
 
@@ -211,10 +173,10 @@ impl StreamLoader {
             None => self.resolve_context(&cfg)?,
         };
         let unseen = self.unseen_weights();
-        let plan = MemoryPlan::new(&self.ctx.memory_limits(), &cfg, self.known_weights() + unseen, context);
+        let plan = MemoryPlan::new(&self.ctx.memory_limits(), &cfg.shape, self.known_weights() + unseen, context);
         self.plan = Some(plan);
         if self.kv.is_none() {
-            self.kv = Some(KvCache::new(&self.ctx, cfg.n_layer, context as u32, cfg.n_head_kv as u32, cfg.head_dim as u32)?);
+            self.kv = Some(KvCache::new(&self.ctx, cfg.shape.n_layer, context as u32, cfg.shape.n_head_kv as u32, cfg.shape.head_dim as u32)?);
         }
         let mut left = unseen + plan.activations;
         let chunk = self.ctx.limits.max_buffer_size.min(1 << 30);
@@ -237,7 +199,7 @@ impl StreamLoader {
             let meta = self.metadata.as_ref()?;
             let cfg = LlamaConfig::from_gguf(meta, |n| self.infos.get(n)).ok()?;
             let context = self.requested_context.unwrap_or(DEFAULT_CONTEXT);
-            Some(MemoryPlan::new(&self.ctx.memory_limits(), &cfg, self.known_weights() + self.unseen_weights(), context))
+            Some(MemoryPlan::new(&self.ctx.memory_limits(), &cfg.shape, self.known_weights() + self.unseen_weights(), context))
         });
         // Unseen shards' weights are estimated only when their sizes were given.
         let partial = self.shard_count().is_some_and(|n| self.progress.headers < n) && self.expected_bytes.is_none();
@@ -245,7 +207,7 @@ impl StreamLoader {
     }
 
     fn annotate(&self, e: GpuModelError) -> GpuModelError {
-        self.oom_figures().annotate(&self.ctx, e)
+        annotate(&self.oom_figures(), &self.ctx, e)
     }
 
     pub fn progress(&self) -> LoadProgress {
@@ -511,7 +473,15 @@ impl StreamLoader {
         let context = self.plan.map_or(1, |p| p.context_size as usize);
         self.metadata = None;
         let ctx = self.ctx.clone();
-        GpuModel::build(ctx.clone(), cfg, &mut self, context).map_err(|e| figures.annotate(&ctx, e))
+        GpuModel::build(ctx.clone(), cfg, &mut self, context).map_err(|e| annotate(&figures, &ctx, e))
+    }
+}
+
+/// [`OomFigures::annotate`] for the model's errors, whose GPU errors it annotates.
+fn annotate(figures: &OomFigures, ctx: &GpuContext, e: GpuModelError) -> GpuModelError {
+    match e {
+        GpuModelError::Gpu(g) => figures.annotate(ctx, g).into(),
+        e => e,
     }
 }
 
@@ -624,6 +594,6 @@ pub fn upload_vector(
     info: &TensorInfo,
     data: &[u8],
 ) -> Result<wgpu::Buffer, GpuModelError> {
-    let v = quant::dequantize(name, info.ggml_type, data, info.n_elements() as usize)?;
+    let v = quant::dequantize(name, info.ggml_type, data, info.n_elements() as usize).map_err(ModelError::from)?;
     Ok(ctx.upload(name, bytemuck::cast_slice(&v))?)
 }

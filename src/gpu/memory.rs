@@ -2,11 +2,11 @@
 //! refused or over-limit one becomes a [`MemoryReport`] that says what the model needs), and the
 //! uploads that fill them.
 
-use super::{GpuContext, GpuError};
-use crate::model::memory::DeviceLimits;
-use std::sync::atomic::{AtomicU64, Ordering};
 #[cfg(target_arch = "wasm32")]
-use std::sync::Mutex;
+use super::device::PendingAlloc;
+use super::{GpuContext, GpuError};
+use crate::model::memory::{DeviceLimits, MemoryPlan};
+use std::sync::atomic::Ordering;
 
 /// The figures of an out-of-memory error: the allocation that failed, what the whole model
 /// needs, and what the device is known to give (its limits, and what it had allocated for the
@@ -102,25 +102,44 @@ impl std::fmt::Display for MemoryReport {
     }
 }
 
-/// What [`GpuContext`] counts of its allocations.
-#[derive(Default)]
-pub(super) struct Allocations {
-    /// Bytes of storage buffers created so far (never decreases; a loader takes differences).
-    allocated: AtomicU64,
-    unsubmitted_write_bytes: AtomicU64,
-    /// The web's out-of-memory scopes around buffer creations, popped at once and awaited by
-    /// [`GpuContext::check_allocations`].
-    #[cfg(target_arch = "wasm32")]
-    pending: Mutex<Vec<PendingAlloc>>,
+/// What a loader knows of the model for out-of-memory reports: its plan, as far as the headers
+/// read so far tell, and the allocation count before it started.
+#[derive(Clone, Copy, Debug)]
+pub struct OomFigures {
+    pub(super) allocated_base: u64,
+    pub(super) plan: Option<MemoryPlan>,
+    /// The plan counts only the shards whose headers were read.
+    pub(super) partial: bool,
 }
 
-/// A buffer creation whose out-of-memory scope has not been awaited yet (web only).
-#[cfg(target_arch = "wasm32")]
-struct PendingAlloc {
-    what: String,
-    size: u64,
-    allocated_before: u64,
-    scope: std::pin::Pin<Box<dyn std::future::Future<Output = Option<wgpu::Error>>>>,
+impl OomFigures {
+    /// Adds the model's figures to an out-of-memory error (and turns the device's asynchronous
+    /// out-of-memory report into one); other errors pass through.
+    pub fn annotate(&self, ctx: &GpuContext, e: GpuError) -> GpuError {
+        let mut r = match e {
+            GpuError::OutOfMemory(r) => r,
+            GpuError::DeviceOutOfMemory(m) => Box::new(MemoryReport {
+                what: "a GPU buffer".into(),
+                device_message: Some(m),
+                allocated_bytes: ctx.allocated_bytes(),
+                max_buffer_size: ctx.limits.max_buffer_size,
+                max_storage_buffer_binding_size: ctx.limits.max_storage_buffer_binding_size,
+                ..Default::default()
+            }),
+            e => return e,
+        };
+        r.allocated_bytes = r.allocated_bytes.saturating_sub(self.allocated_base);
+        if let Some(p) = self.plan {
+            r.needed_bytes = Some(p.total());
+            r.needed_is_lower_bound = self.partial;
+            r.weights_bytes = Some(p.weights);
+            r.kv_cache_bytes = Some(p.kv_cache);
+            r.activations_bytes = Some(p.activations);
+            r.context_size = Some(p.context_size);
+            r.max_context_size = Some(p.max_context_size);
+        }
+        GpuError::OutOfMemory(r)
+    }
 }
 
 impl GpuContext {

@@ -3,8 +3,7 @@
 
 use super::device::block_on_scope;
 use super::{preprocess, GpuContext, GpuError, ShaderDefs};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// One WGSL kernel family: a name and its source.
 #[derive(Clone, Copy, Debug)]
@@ -14,12 +13,11 @@ pub struct Kernel {
 }
 
 /// WGSL files that other kernels `#include`.
-pub(crate) const INCLUDES: &[(&str, &str)] =
-    &[("quant.wgsl", include_str!("../../shaders/quant.wgsl")), ("reduce.wgsl", include_str!("../../shaders/reduce.wgsl"))];
-
-/// Compiled pipelines by kernel, entry point and defines.
-#[derive(Default)]
-pub(super) struct PipelineCache(Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>);
+pub(crate) const INCLUDES: &[(&str, &str)] = &[
+    ("quant.wgsl", include_str!("../../shaders/quant.wgsl")),
+    ("reduce.wgsl", include_str!("../../shaders/reduce.wgsl")),
+    ("matmul_io.wgsl", include_str!("../../shaders/matmul_io.wgsl")),
+];
 
 impl GpuContext {
     /// Defines every kernel sees: `F16` and `SUBGROUPS` when in use.

@@ -2,16 +2,7 @@
 //! nothing, and the map-and-copy that waits for the GPU.
 
 use super::{GpuContext, GpuError};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
-
-/// Idle readback buffers by size, reused so a decode step allocates nothing.
-#[derive(Default)]
-pub(super) struct StagingPool {
-    idle: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
-    created: AtomicUsize,
-}
+use std::sync::atomic::Ordering;
 
 impl GpuContext {
     /// A mappable buffer of at least `size` bytes for reading results back, from a pool:

@@ -1,4 +1,4 @@
-use super::{names, ModelError};
+use super::{names, ModelError, ModelShape};
 use crate::gguf::{Metadata, TensorInfo};
 
 /// How RoPE frequencies are stretched for long contexts.
@@ -18,17 +18,11 @@ pub enum RopeScaling {
     },
 }
 
-/// Llama hyperparameters, read from `llama.*` GGUF keys.
+/// Llama hyperparameters, read from `llama.*` GGUF keys: the sizes (all that the memory plan
+/// needs) and the numerics of the forward pass.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LlamaConfig {
-    pub n_vocab: usize,
-    pub n_embd: usize,
-    pub n_layer: usize,
-    pub n_head: usize,
-    pub n_head_kv: usize,
-    pub head_dim: usize,
-    pub n_ff: usize,
-    pub context_length: usize,
+    pub shape: ModelShape,
     pub rms_eps: f32,
     pub rope_theta: f32,
     /// Dimensions of each head that are rotated (llama: all of them).
@@ -163,14 +157,7 @@ impl LlamaConfig {
         }
         let tied_output = tensor(names::OUTPUT).is_none();
         Ok(LlamaConfig {
-            n_vocab,
-            n_embd,
-            n_layer,
-            n_head,
-            n_head_kv,
-            head_dim,
-            n_ff,
-            context_length,
+            shape: ModelShape { n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, context_length },
             rms_eps,
             rope_theta,
             rope_dim,
@@ -183,25 +170,25 @@ impl LlamaConfig {
     /// it is optional.
     pub fn expected_tensors(&self) -> Vec<(String, Vec<u64>, bool)> {
         let (e, q, kv, f, v) = (
-            self.n_embd as u64,
-            (self.n_head * self.head_dim) as u64,
-            (self.n_head_kv * self.head_dim) as u64,
-            self.n_ff as u64,
-            self.n_vocab as u64,
+            self.shape.n_embd as u64,
+            (self.shape.n_head * self.shape.head_dim) as u64,
+            (self.shape.n_head_kv * self.shape.head_dim) as u64,
+            self.shape.n_ff as u64,
+            self.shape.n_vocab as u64,
         );
         let mut t = vec![
             (names::TOKEN_EMBD.to_string(), vec![e, v], false),
             (names::OUTPUT_NORM.to_string(), vec![e], false),
             (
                 names::ROPE_FREQS.to_string(),
-                vec![self.head_dim as u64 / 2],
+                vec![self.shape.head_dim as u64 / 2],
                 true,
             ),
         ];
         if !self.tied_output {
             t.push((names::OUTPUT.to_string(), vec![e, v], false));
         }
-        for l in 0..self.n_layer {
+        for l in 0..self.shape.n_layer {
             let b = |w: &str| names::blk(l, w);
             t.extend([
                 (b("attn_norm"), vec![e], false),

@@ -3,8 +3,8 @@
 //! `tests/gpu_limits.rs` checks that what they hold matches it), `info` prints it, and the wasm
 //! bindings export it so the JS API and the demo can plan before any byte is downloaded.
 
-use super::LlamaConfig;
 use crate::gguf::TensorInfo;
+use serde::Deserialize;
 
 /// The context size when the caller names none (and the model and device allow it): enough
 /// for long chats, while an 8B model's KV cache stays at 512 MiB in f16.
@@ -19,6 +19,47 @@ pub const KEYS_PER_SPLIT: u32 = 256;
 pub const SPLIT_TOKENS: u32 = 16;
 /// The most the split attention's partial results may take.
 pub const SPLIT_SCRATCH_BYTES: u64 = 16 << 20;
+
+/// A model's sizes: all that the memory plan needs, from a [`LlamaConfig`] or (through wasm)
+/// from JS before the file is read, where `headDim` may be left out (0: `nEmbd / nHead`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelShape {
+    pub n_vocab: usize,
+    pub n_embd: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    #[serde(default)]
+    pub head_dim: usize,
+    pub n_ff: usize,
+    pub context_length: usize,
+}
+
+impl ModelShape {
+    /// Sizes a plan can be made for, with a left-out head size filled in: every count positive,
+    /// and products that stay far from overflow (the figures of the largest models are below
+    /// 2^20 each).
+    pub fn check(&mut self) -> Result<(), String> {
+        if self.head_dim == 0 && self.n_head > 0 {
+            self.head_dim = self.n_embd / self.n_head;
+        }
+        let all = [
+            ("nVocab", self.n_vocab),
+            ("nEmbd", self.n_embd),
+            ("nLayer", self.n_layer),
+            ("nHead", self.n_head),
+            ("nHeadKv", self.n_head_kv),
+            ("headDim", self.head_dim),
+            ("nFf", self.n_ff),
+            ("contextLength", self.context_length),
+        ];
+        match all.iter().find(|(_, v)| *v == 0 || *v > 1 << 24) {
+            Some((k, v)) => Err(format!("{k} must be from 1 to 2^24, got {v}")),
+            None => Ok(()),
+        }
+    }
+}
 
 /// What the plan needs to know of a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -47,13 +88,13 @@ impl DeviceLimits {
     }
 
     /// Bytes of one cached position in one layer's K (or V) buffer.
-    pub fn kv_row_bytes(&self, cfg: &LlamaConfig) -> u64 {
+    pub fn kv_row_bytes(&self, cfg: &ModelShape) -> u64 {
         (cfg.n_head_kv * cfg.head_dim) as u64 * if self.kv_f16 { 2 } else { 4 }
     }
 
     /// Tokens per prefill submission: bounded by the activation buffers and by all-position
     /// logits fitting one binding.
-    pub fn max_batch(&self, cfg: &LlamaConfig, context_size: u64) -> u64 {
+    pub fn max_batch(&self, cfg: &ModelShape, context_size: u64) -> u64 {
         (self.max_storage_buffer_binding_size / (cfg.n_vocab as u64 * 4)).clamp(1, 128).min(context_size)
     }
 }
@@ -115,7 +156,7 @@ pub struct KvOverLimit {
 }
 
 impl MemoryPlan {
-    pub fn new(limits: &DeviceLimits, cfg: &LlamaConfig, weights: u64, context_size: usize) -> MemoryPlan {
+    pub fn new(limits: &DeviceLimits, cfg: &ModelShape, weights: u64, context_size: usize) -> MemoryPlan {
         let context = context_size.clamp(1, cfg.context_length) as u64;
         let row = limits.kv_row_bytes(cfg);
         let mb = limits.max_batch(cfg, context);
@@ -154,7 +195,7 @@ impl MemoryPlan {
     /// default the model's, at most [`DEFAULT_CONTEXT`] and at most what the device's buffer
     /// limits allow. A requested context whose KV cache layers exceed those limits is refused,
     /// so that the loader can fail before any weight is downloaded, naming the largest that fits.
-    pub fn resolve_context(limits: &DeviceLimits, cfg: &LlamaConfig, requested: Option<usize>) -> Result<usize, KvOverLimit> {
+    pub fn resolve_context(limits: &DeviceLimits, cfg: &ModelShape, requested: Option<usize>) -> Result<usize, KvOverLimit> {
         let probe = MemoryPlan::new(limits, cfg, 0, 1);
         let Some(c) = requested else {
             return Ok(cfg.context_length.min(DEFAULT_CONTEXT).min(probe.max_context_size.max(1) as usize));

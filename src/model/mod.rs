@@ -8,6 +8,7 @@ mod config;
 pub mod memory;
 pub mod names;
 pub use config::{LlamaConfig, RopeScaling};
+pub use memory::ModelShape;
 
 /// A model file that does not describe a Llama model we can run.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,9 @@ pub enum ModelError {
     },
     #[error(transparent)]
     Metadata(#[from] crate::gguf::MetadataError),
+    /// A tensor whose type the CPU cannot dequantize.
+    #[error(transparent)]
+    Quant(#[from] crate::quant::QuantError),
 }
 
 impl ModelError {
@@ -33,6 +37,7 @@ impl ModelError {
     pub fn code(&self) -> &'static str {
         match self {
             ModelError::UnsupportedArchitecture(_) => "UNSUPPORTED_ARCHITECTURE",
+            ModelError::Quant(e) => e.code(),
             _ => "BAD_MODEL",
         }
     }

@@ -1,28 +1,13 @@
 //! One file over HTTP: probe its size and validators, then download it into a `.part` file that
 //! a later attempt (or a later run) resumes with `Range` + `If-Range`.
 
+use super::retry::{is_retryable_status, RETRY_POLICY};
 use super::{io_err, NetError, NetOptions, ProgressLine, Remote};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 use ureq::http::{HeaderMap, Response, StatusCode};
-
-/// An attempt that moved this much resets the retry budget (as in the JS package), so a long
-/// download over a connection that drops now and then still finishes.
-const RETRY_RESET_BYTES: u64 = 1 << 20;
-const BACKOFF_START: Duration = Duration::from_millis(100);
-const BACKOFF_CAP: Duration = Duration::from_secs(2);
-
-fn backoff(attempt: u32) -> Duration {
-    BACKOFF_START
-        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
-        .min(BACKOFF_CAP)
-}
-
-fn retryable_status(s: u16) -> bool {
-    s == 408 || s == 425 || s == 429 || s >= 500
-}
 
 fn header(h: &HeaderMap, name: &str) -> Option<String> {
     h.get(name)
@@ -114,7 +99,7 @@ impl Client {
                     }
                     return Ok(remote);
                 }
-                Ok(res) if retryable_status(res.status().as_u16()) => Failure {
+                Ok(res) if is_retryable_status(res.status().as_u16()) => Failure {
                     message: status_error("HEAD", url, res.status(), String::new()).to_string(),
                     status: Some(res.status().as_u16()),
                 },
@@ -129,7 +114,7 @@ impl Client {
                     last: failure.message,
                 });
             }
-            std::thread::sleep(backoff(attempt));
+            std::thread::sleep(RETRY_POLICY.backoff(attempt));
         }
     }
 
@@ -209,7 +194,7 @@ impl Client {
             if have >= remote.size {
                 break;
             }
-            if have.saturating_sub(started_at) >= RETRY_RESET_BYTES {
+            if have.saturating_sub(started_at) >= RETRY_POLICY.reset_bytes {
                 attempt = 0;
             }
             attempt += 1;
@@ -223,7 +208,7 @@ impl Client {
                     last: failure.message,
                 });
             }
-            let wait = backoff(attempt);
+            let wait = RETRY_POLICY.backoff(attempt);
             progress.note(&format!(
                 "{}; retrying in {} ms from byte {have}",
                 failure.message,
@@ -328,7 +313,7 @@ impl Client {
                     }));
                 }
             }
-            s if retryable_status(s) => {
+            s if is_retryable_status(s) => {
                 return Err(retry(
                     status_error("GET", &url, status, String::new()).to_string(),
                     Some(s),
@@ -438,13 +423,6 @@ fn save_meta(meta: &Path, remote: &Remote) -> Result<(), NetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_to_a_cap() {
-        let ms: Vec<u128> = (1..=7).map(|a| backoff(a).as_millis()).collect();
-        assert_eq!(ms, [100, 200, 400, 800, 1600, 2000, 2000]);
-        assert_eq!(backoff(100).as_millis(), 2000);
-    }
 
     #[test]
     fn content_range_parses() {

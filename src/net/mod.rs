@@ -13,16 +13,16 @@
 //! asking the server again, so a cached model loads offline.
 
 mod http;
+pub mod retry;
 
 use crate::gguf::{shard_name, split_name_parts, GgufError, HeaderParser, Progress};
-use crate::Error;
 use serde::{Deserialize, Serialize};
 use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// A download failure. `code()` is `NETWORK_ERROR` for all but `Io` (`IO_ERROR`, the cache
-/// directory) and `BadUrl` (`INVALID_ARGUMENT`), as in the JS package.
+/// directory), `BadUrl` (`INVALID_ARGUMENT`), as in the JS package, and `Gguf` (the GGUF error's).
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     /// The server answered with an error status that is not worth retrying (404, 416, 403, ...).
@@ -75,6 +75,10 @@ pub enum NetError {
     },
     #[error("bad model URL '{url}': {why}")]
     BadUrl { url: String, why: String },
+    /// A downloaded shard that is not the GGUF file it should be (truncated, malformed, or
+    /// another shard than its name says).
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
 }
 
 impl NetError {
@@ -82,6 +86,7 @@ impl NetError {
         match self {
             NetError::Io { .. } => "IO_ERROR",
             NetError::BadUrl { .. } => "INVALID_ARGUMENT",
+            NetError::Gguf(e) => e.code(),
             _ => "NETWORK_ERROR",
         }
     }
@@ -122,7 +127,7 @@ impl Default for NetOptions {
     fn default() -> Self {
         NetOptions {
             cache_dir: default_cache_dir(),
-            retries: 5,
+            retries: retry::RETRY_POLICY.retries,
             read_timeout: Duration::from_secs(30),
             progress: true,
         }
@@ -295,7 +300,7 @@ fn meta_path(p: &Path) -> PathBuf {
 
 /// Downloads (or finds in the cache) every shard `url` stands for and returns the local path of
 /// the first, ready for [`crate::gguf::GgufModel::open`].
-pub fn fetch_model(url: &str, opts: &NetOptions) -> Result<PathBuf, Error> {
+pub fn fetch_model(url: &str, opts: &NetOptions) -> Result<PathBuf, NetError> {
     let shards = shard_locations(url, &opts.cache_dir)?;
     let count = shards.len() as u32;
     let first = shards[0].path.clone();
@@ -342,7 +347,7 @@ pub fn fetch_model(url: &str, opts: &NetOptions) -> Result<PathBuf, Error> {
 
 /// A downloaded shard must be exactly as long as announced and as its GGUF header implies (the
 /// end of its last tensor, plus at most alignment padding), and be the shard its name says.
-fn verify_shard(part: &Path, size: u64, index: u32, count: u32, url: &str) -> Result<(), Error> {
+fn verify_shard(part: &Path, size: u64, index: u32, count: u32, url: &str) -> Result<(), NetError> {
     let gguf_io = |e| GgufError::Io {
         path: part.display().to_string(),
         source: e,
@@ -358,7 +363,7 @@ fn verify_shard(part: &Path, size: u64, index: u32, count: u32, url: &str) -> Re
     }
     let header = match read_header(&mut f, Some(len)) {
         // Checked against the length below, with a message that says so.
-        Err(Error::Gguf(GgufError::TensorOutOfRange { .. })) => {
+        Err(GgufError::TensorOutOfRange { .. }) => {
             f.seek(SeekFrom::Start(0)).map_err(gguf_io)?;
             read_header(&mut f, None)?
         }
@@ -403,7 +408,7 @@ fn verify_shard(part: &Path, size: u64, index: u32, count: u32, url: &str) -> Re
     Ok(())
 }
 
-fn read_header(f: &mut std::fs::File, len: Option<u64>) -> Result<crate::gguf::GgufHeader, Error> {
+fn read_header(f: &mut std::fs::File, len: Option<u64>) -> Result<crate::gguf::GgufHeader, GgufError> {
     let mut parser = HeaderParser::new(len);
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -31,8 +31,6 @@ pub enum ReferenceError {
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error(transparent)]
-    Quant(#[from] quant::QuantError),
-    #[error(transparent)]
     Input(#[from] InputError),
 }
 
@@ -41,7 +39,6 @@ impl ReferenceError {
     pub fn code(&self) -> &'static str {
         match self {
             ReferenceError::Model(e) => e.code(),
-            ReferenceError::Quant(e) => e.code(),
             ReferenceError::Input(e) => e.code(),
         }
     }
@@ -128,15 +125,10 @@ impl ReferenceModel {
         let load = |name: &str| -> Result<Vec<f32>, ReferenceError> {
             let (i, data) =
                 tensor(name).ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
-            Ok(quant::dequantize(
-                name,
-                i.ggml_type,
-                data,
-                i.n_elements() as usize,
-            )?)
+            Ok(quant::dequantize(name, i.ggml_type, data, i.n_elements() as usize).map_err(ModelError::from)?)
         };
-        let mut layers = Vec::with_capacity(cfg.n_layer);
-        for l in 0..cfg.n_layer {
+        let mut layers = Vec::with_capacity(cfg.shape.n_layer);
+        for l in 0..cfg.shape.n_layer {
             let b = |w: &str| load(&names::blk(l, w));
             layers.push(Layer {
                 attn_norm: b("attn_norm")?,
@@ -184,10 +176,10 @@ impl ReferenceModel {
 
     /// An empty cache for up to `capacity` positions (capped at the model's context length).
     pub fn new_cache(&self, capacity: usize) -> KvCache {
-        let capacity = capacity.min(self.cfg.context_length).max(1);
+        let capacity = capacity.min(self.cfg.shape.context_length).max(1);
         KvCache {
-            k: vec![Vec::new(); self.cfg.n_layer],
-            v: vec![Vec::new(); self.cfg.n_layer],
+            k: vec![Vec::new(); self.cfg.shape.n_layer],
+            v: vec![Vec::new(); self.cfg.shape.n_layer],
             len: 0,
             capacity,
         }
@@ -202,8 +194,8 @@ impl ReferenceModel {
         which: Logits,
     ) -> Result<Vec<f32>, ReferenceError> {
         let c = &self.cfg;
-        let (t_n, e) = (tokens.len(), c.n_embd);
-        check_input(tokens, c.n_vocab, cache.len, cache.capacity)?;
+        let (t_n, e) = (tokens.len(), c.shape.n_embd);
+        check_input(tokens, c.shape.n_vocab, cache.len, cache.capacity)?;
         if t_n == 0 {
             return Ok(Vec::new());
         }
@@ -212,7 +204,7 @@ impl ReferenceModel {
             let id = id as usize;
             x[t * e..(t + 1) * e].copy_from_slice(&self.tok_embd[id * e..(id + 1) * e]);
         }
-        let (hd, nq, nkv) = (c.head_dim, c.n_head * c.head_dim, c.n_head_kv * c.head_dim);
+        let (hd, nq, nkv) = (c.shape.head_dim, c.shape.n_head * c.shape.head_dim, c.shape.n_head_kv * c.shape.head_dim);
         let pos0 = cache.len;
         let (cos, sin) = ops::rope_tables(
             pos0,
@@ -229,7 +221,7 @@ impl ReferenceModel {
             vec![0f32; t_n * nkv],
         );
         let mut attn = vec![0f32; t_n * nq];
-        let (mut g, mut u) = (vec![0f32; t_n * c.n_ff], vec![0f32; t_n * c.n_ff]);
+        let (mut g, mut u) = (vec![0f32; t_n * c.shape.n_ff], vec![0f32; t_n * c.shape.n_ff]);
         let mut o = vec![0f32; t_n * e];
         for (l, w) in self.layers.iter().enumerate() {
             ops::rms_norm(&x, &w.attn_norm, c.rms_eps, &mut h);
@@ -250,8 +242,8 @@ impl ReferenceModel {
                 &cache.k[l],
                 &cache.v[l],
                 pos0,
-                c.n_head,
-                c.n_head_kv,
+                c.shape.n_head,
+                c.shape.n_head_kv,
                 hd,
                 &mut attn,
             );
@@ -261,7 +253,7 @@ impl ReferenceModel {
             ops::matmul(&h, &w.w_gate, e, &mut g);
             ops::matmul(&h, &w.w_up, e, &mut u);
             ops::swiglu(&mut g, &u);
-            ops::matmul(&g, &w.w_down, c.n_ff, &mut o);
+            ops::matmul(&g, &w.w_down, c.shape.n_ff, &mut o);
             ops::add_assign(&mut x, &o);
         }
         cache.len += t_n;
@@ -271,7 +263,7 @@ impl ReferenceModel {
         };
         let mut normed = vec![0f32; rows.len()];
         ops::rms_norm(rows, &self.output_norm, c.rms_eps, &mut normed);
-        let mut logits = vec![0f32; rows.len() / e * c.n_vocab];
+        let mut logits = vec![0f32; rows.len() / e * c.shape.n_vocab];
         ops::matmul(
             &normed,
             self.output.as_deref().unwrap_or(&self.tok_embd),

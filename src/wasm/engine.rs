@@ -1,211 +1,18 @@
-//! The inference engine for JS: a WebGPU device ([`Gpu`]), a streaming model loader fed with
-//! shard bytes as they download ([`ModelLoader`]), and the loaded model with its tokenizer and
-//! KV cache ([`Engine`]), which generates one token per awaited `step()`.
-//!
-//! Downloading, caching, retries, progress and the OpenAI-style API are the npm package's JS
-//! (`www/package/src/`); this side owns everything that touches model bytes or the GPU.
+//! The loaded model for JS ([`Engine`]): tokenizer, chat template and the GPU model with its KV
+//! cache, generating one token per awaited `step()` through [`crate::decode::Decoding`].
 
-use super::{js_error, set};
+use super::plan::plan_js;
+use super::{invalid, js_error, set};
 use crate::decode::constrain::{ConstraintEnv, ConstraintSpec};
-use crate::decode::{Decoding, FinishReason, GenerateParams, Need, StepOutput};
-use crate::gpu::loader::StreamLoader;
-use crate::gpu::GpuModel;
-use crate::gpu::{GpuContext, GpuOptions};
 use crate::decode::sampling::SamplerConfig;
+use crate::decode::{Decoding, FinishReason, GenerateParams, Need, StepOutput};
+use crate::gpu::GpuModel;
 use crate::tokenizer::{ChatMessage, Tokenizer};
 use js_sys::{Array, Object};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use wasm_bindgen::prelude::*;
-
-fn invalid(msg: String) -> JsValue {
-    js_error(crate::Error::InvalidArgument(msg))
-}
-
-/// A WebGPU device with the features and limits the kernels use.
-#[wasm_bindgen]
-pub struct Gpu {
-    ctx: Arc<GpuContext>,
-}
-
-/// Requests a WebGPU adapter and device. `options`: `{allowF16, allowSubgroups,
-/// maxStorageBinding}` (all optional; forcing features off selects the fallback kernels).
-#[wasm_bindgen(js_name = createGpu)]
-pub async fn create_gpu(options: JsValue) -> Result<Gpu, JsValue> {
-    let get = |k: &str| js_sys::Reflect::get(&options, &k.into()).ok().filter(|v| !v.is_undefined() && !v.is_null());
-    let opts = GpuOptions {
-        allow_f16: get("allowF16").and_then(|v| v.as_bool()).unwrap_or(true),
-        allow_subgroups: get("allowSubgroups").and_then(|v| v.as_bool()).unwrap_or(true),
-        max_storage_binding: get("maxStorageBinding").and_then(|v| v.as_f64()).map(|v| v as u64),
-        tuning: Default::default(),
-    };
-    let ctx = GpuContext::new(opts).await.map_err(js_error)?;
-    Ok(Gpu { ctx: Arc::new(ctx) })
-}
-
-#[wasm_bindgen]
-impl Gpu {
-    /// `{adapter: {name, vendor, architecture, description, backend}, features: {shaderF16,
-    /// subgroups}, limits: {maxBufferSize, maxStorageBufferBindingSize, ...}}`
-    pub fn info(&self) -> JsValue {
-        let c = &self.ctx;
-        let i = &c.adapter_info;
-        let adapter = Object::new();
-        set(&adapter, "name", i.name.as_str());
-        set(&adapter, "vendor", i.vendor);
-        set(&adapter, "driver", i.driver.as_str());
-        set(&adapter, "backend", format!("{:?}", i.backend));
-        let features = Object::new();
-        set(&features, "shaderF16", c.features.f16);
-        set(&features, "subgroups", c.features.subgroups);
-        let limits = Object::new();
-        let l = &c.limits;
-        set(&limits, "maxBufferSize", l.max_buffer_size as f64);
-        set(&limits, "maxStorageBufferBindingSize", l.max_storage_buffer_binding_size as f64);
-        set(&limits, "maxComputeInvocationsPerWorkgroup", l.max_compute_invocations_per_workgroup);
-        set(&limits, "maxComputeWorkgroupStorageSize", l.max_compute_workgroup_storage_size);
-        set(&limits, "maxStorageBuffersPerShaderStage", l.max_storage_buffers_per_shader_stage);
-        let o = Object::new();
-        set(&o, "adapter", adapter);
-        set(&o, "features", features);
-        set(&o, "limits", limits);
-        o.into()
-    }
-}
-
-/// Receives a model's shards as they download and uploads each tensor to the GPU as its bytes
-/// arrive. Call `beginShard`, `push` (pieces of any size, in order), `endShard` per shard, then
-/// `finish`. Wasm memory holds one pending row group per tensor, never the file.
-#[wasm_bindgen]
-pub struct ModelLoader {
-    ctx: Arc<GpuContext>,
-    loader: Option<StreamLoader>,
-}
-
-#[wasm_bindgen]
-impl ModelLoader {
-    /// `contextSize`: the context to build for. Without it the memory plan made at the first
-    /// header picks the model's context length, at most 4096 and at most what the device's
-    /// limits allow; a context over those limits is refused there, before the weights download.
-    #[wasm_bindgen(constructor)]
-    pub fn new(gpu: &Gpu, context_size: Option<u32>) -> Result<ModelLoader, JsValue> {
-        if context_size == Some(0) {
-            return Err(invalid("contextSize must be at least 1".into()));
-        }
-        let mut loader = StreamLoader::new(gpu.ctx.clone());
-        loader.set_context_size(context_size.map(|c| c as usize));
-        Ok(ModelLoader {
-            ctx: gpu.ctx.clone(),
-            loader: Some(loader),
-        })
-    }
-
-    /// All shards' sizes together, when known before the download: the first header then
-    /// reserves GPU memory for the shards still to come, so a split model that does not fit
-    /// fails before they download.
-    #[wasm_bindgen(js_name = setExpectedBytes)]
-    pub fn set_expected_bytes(&mut self, bytes: f64) -> Result<(), JsValue> {
-        self.loader()?.set_expected_bytes(bytes as u64);
-        Ok(())
-    }
-
-    /// Adds the model's memory figures to an out-of-memory error.
-    fn annotate(&self, e: crate::gpu::GpuError) -> JsValue {
-        match &self.loader {
-            Some(l) => js_error(l.oom_figures().annotate(&self.ctx, e.into())),
-            None => js_error(e),
-        }
-    }
-
-    fn loader(&mut self) -> Result<&mut StreamLoader, JsValue> {
-        self.loader
-            .as_mut()
-            .ok_or_else(|| invalid("the loader has already finished".into()))
-    }
-
-    /// Starts the next shard; `totalLength` is its byte size when known.
-    #[wasm_bindgen(js_name = beginShard)]
-    pub fn begin_shard(&mut self, total_length: Option<f64>) -> Result<(), JsValue> {
-        self.loader()?.begin_shard(total_length.map(|t| t as u64)).map_err(js_error)
-    }
-
-    /// Feeds the next bytes of the current shard. Keep pieces to a few MiB: each is copied
-    /// into wasm memory.
-    pub fn push(&mut self, bytes: &[u8]) -> Result<(), JsValue> {
-        let l = self.loader()?;
-        l.push(bytes).map_err(js_error)?;
-        self.ctx.check().map_err(|e| self.annotate(e))
-    }
-
-    #[wasm_bindgen(js_name = endShard)]
-    pub fn end_shard(&mut self) -> Result<(), JsValue> {
-        self.loader()?.end_shard().map_err(js_error)?;
-        self.ctx.check().map_err(|e| self.annotate(e))
-    }
-
-    /// `{tensorsLoaded, tensorsTotal, bytesUploaded, shardCount}` (`shardCount` is null until
-    /// the first header has been read).
-    pub fn progress(&self) -> JsValue {
-        let o = Object::new();
-        if let Some(l) = &self.loader {
-            let p = l.progress();
-            set(&o, "tensorsLoaded", p.tensors_loaded as u32);
-            set(&o, "tensorsTotal", p.tensors_total as u32);
-            set(&o, "bytesUploaded", p.bytes_uploaded as f64);
-            set(&o, "headersParsed", p.headers);
-            set(&o, "shardCount", l.shard_count().map_or(JsValue::NULL, JsValue::from));
-        }
-        o.into()
-    }
-
-    /// Waits for the GPU to report on the buffers allocated so far (each shard's header
-    /// allocates all of that shard's tensors): rejects with `OUT_OF_MEMORY` when they did not
-    /// fit, so a model too big for the device fails before the rest of it downloads.
-    #[wasm_bindgen(js_name = checkMemory)]
-    pub async fn check_memory(&self) -> Result<(), JsValue> {
-        self.ctx.sync().await.map_err(|e| self.annotate(e))
-    }
-
-    /// Validates the whole model, compiles its kernels and returns the engine, at the context
-    /// the memory plan fixed.
-    pub async fn finish(&mut self) -> Result<Engine, JsValue> {
-        let loader = self
-            .loader
-            .take()
-            .ok_or_else(|| invalid("the loader has already finished".into()))?;
-        // Built here rather than at the first header: it takes a few hundred milliseconds for
-        // a large vocabulary, which would stall progress reports mid-download.
-        let meta = loader
-            .metadata()
-            .ok_or_else(|| invalid("no model bytes were loaded".into()))?;
-        let tokenizer = Tokenizer::from_gguf(meta).map_err(js_error)?;
-        let figures = loader.oom_figures();
-        let plan = loader.memory_plan();
-        let ctx = self.ctx.clone();
-        // On an error the loader's and the model's buffers are dropped here, and the device
-        // when JS frees the loader and the Gpu (see `GpuContext`'s Drop on the web).
-        let model = loader.finish().map_err(js_error)?;
-        // Compile errors and allocation failures arrive asynchronously on the web: wait for
-        // the queue so they are in before the model is declared loaded.
-        model.ctx.sync().await.map_err(|e| js_error(figures.annotate(&ctx, e.into())))?;
-        let mut engine = Engine::new(model, tokenizer);
-        engine.plan = plan;
-        Ok(engine)
-    }
-}
-
-/// A memory plan as JS sees it.
-fn plan_js(p: crate::model::memory::MemoryPlan) -> JsValue {
-    let o = Object::new();
-    set(&o, "weightsBytes", p.weights as f64);
-    set(&o, "kvCacheBytes", p.kv_cache as f64);
-    set(&o, "activationsBytes", p.activations as f64);
-    set(&o, "totalBytes", p.total() as f64);
-    set(&o, "contextSize", p.context_size as f64);
-    set(&o, "maxContextSize", p.max_context_size as f64);
-    o.into()
-}
 
 /// Sampling and stopping parameters as JS passes them (JSON, snake_case as in OpenAI's API).
 #[derive(serde::Deserialize)]
@@ -254,7 +61,7 @@ pub struct Engine {
     /// The vocabulary indexed for grammar masks, built by the first constrained request.
     constraint_env: RefCell<Option<Arc<ConstraintEnv>>>,
     /// What the model takes in GPU memory, from the loader's plan.
-    plan: Option<crate::model::memory::MemoryPlan>,
+    pub(super) plan: Option<crate::model::memory::MemoryPlan>,
 }
 
 fn finish_str(f: FinishReason) -> &'static str {
@@ -266,7 +73,7 @@ fn finish_str(f: FinishReason) -> &'static str {
 }
 
 impl Engine {
-    fn new(model: GpuModel, tokenizer: Tokenizer) -> Engine {
+    pub(super) fn new(model: GpuModel, tokenizer: Tokenizer) -> Engine {
         Engine {
             state: Rc::new(RefCell::new(State {
                 model,
@@ -303,13 +110,13 @@ impl Engine {
         let c = &s.model.cfg;
         let o = Object::new();
         set(&o, "architecture", "llama");
-        set(&o, "nLayer", c.n_layer as u32);
-        set(&o, "nEmbd", c.n_embd as u32);
-        set(&o, "nHead", c.n_head as u32);
-        set(&o, "nHeadKv", c.n_head_kv as u32);
-        set(&o, "nFf", c.n_ff as u32);
-        set(&o, "nVocab", c.n_vocab as u32);
-        set(&o, "contextLength", c.context_length as u32);
+        set(&o, "nLayer", c.shape.n_layer as u32);
+        set(&o, "nEmbd", c.shape.n_embd as u32);
+        set(&o, "nHead", c.shape.n_head as u32);
+        set(&o, "nHeadKv", c.shape.n_head_kv as u32);
+        set(&o, "nFf", c.shape.n_ff as u32);
+        set(&o, "nVocab", c.shape.n_vocab as u32);
+        set(&o, "contextLength", c.shape.context_length as u32);
         set(&o, "contextSize", s.model.context_size() as u32);
         set(&o, "bosId", self.tokenizer.bos_id().map_or(JsValue::NULL, JsValue::from));
         let stops: Array = self.tokenizer.stop_ids().into_iter().map(JsValue::from).collect();
@@ -506,3 +313,4 @@ impl Engine {
         Ok(s.decoding.as_ref().map_or(Vec::new(), |d| d.tokens().to_vec()))
     }
 }
+

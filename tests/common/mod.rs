@@ -1,6 +1,10 @@
 //! Shared test helpers: where the test material lives, and this process's memory figures.
 #![allow(dead_code)]
 
+pub mod gpu;
+pub mod tiny;
+
+use llama_webgpu::gguf::{str_array, GgufWriter, Value, ValueType};
 use std::path::PathBuf;
 
 pub fn root() -> PathBuf {
@@ -80,4 +84,36 @@ impl Raw {
     pub fn bytes(self) -> Vec<u8> {
         self.0
     }
+}
+
+/// A GGUF writer holding a metadata value of every type (nested arrays included) and a 64-byte
+/// alignment, with no tensors yet: the reader's round trips and the fuzz seeds start from it.
+pub fn every_value_type<'a>() -> GgufWriter<'a> {
+    let mut w = GgufWriter::default();
+    w.kv("general.architecture", Value::String("llama".into()))
+        .kv("general.alignment", Value::U32(64))
+        .kv("a.u8", Value::U8(7))
+        .kv("a.i8", Value::I8(-7))
+        .kv("a.u16", Value::U16(65535))
+        .kv("a.i16", Value::I16(-300))
+        .kv("a.u32", Value::U32(1 << 31))
+        .kv("a.i32", Value::I32(-1))
+        .kv("a.f32", Value::F32(0.5))
+        .kv("a.bool", Value::Bool(true))
+        .kv("a.str", Value::String("héllo".into()))
+        .kv("a.u64", Value::U64(u64::MAX))
+        .kv("a.i64", Value::I64(i64::MIN))
+        .kv("a.f64", Value::F64(-2.25))
+        .kv(
+            "a.nested",
+            Value::Array(
+                ValueType::Array,
+                vec![
+                    Value::Array(ValueType::I32, vec![Value::I32(1), Value::I32(2)]),
+                    Value::Array(ValueType::String, vec![Value::String("x".into())]),
+                ],
+            ),
+        )
+        .kv("a.strs", str_array(&["a", "bb", ""]));
+    w
 }

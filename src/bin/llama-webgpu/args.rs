@@ -40,7 +40,7 @@ impl NetArgs {
             progress: !self.quiet,
             ..Default::default()
         };
-        llama_webgpu::net::fetch_model(url, &opts)
+        Ok(llama_webgpu::net::fetch_model(url, &opts)?)
     }
 }
 

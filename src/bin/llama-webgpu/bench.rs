@@ -27,7 +27,7 @@ pub(crate) fn bench(
     let n_vocab = LlamaConfig::from_gguf(model.metadata(), |n| {
         model.tensor(n).map(|t| t.info)
     })?
-    .n_vocab as u32;
+    .shape.n_vocab as u32;
     // A fixed pseudo-random prompt: speed does not depend on the text.
     let prompt: Vec<u32> = (0..prompt_len as u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 7) % n_vocab)
@@ -190,7 +190,7 @@ fn profile_kernels(model: &GgufModel, prompt: &[u32], device: &DeviceArgs) -> Re
                 None => total.push((name, ns)),
             }
         }
-        next = (next + 1) % m.cfg.n_vocab as u32;
+        next = (next + 1) % m.cfg.shape.n_vocab as u32;
     }
     let sum: f64 = total.iter().map(|t| t.1).sum();
     let tied = model.tensor("output.weight").is_none();

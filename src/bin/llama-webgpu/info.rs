@@ -71,10 +71,10 @@ pub(crate) fn info(path: &PathBuf, as_json: bool, device: &DeviceArgs) -> Result
     let memory = match (&cfg, &gpu) {
         (Some(c), Some(Ok(ctx))) => {
             let weights = uploaded_bytes(model.tensors().map(|t| t.info));
-            let limits = ctx.memory_limits();
+            let (limits, shape) = (ctx.memory_limits(), c.shape);
             // Without a requested context the plan picks one that fits, so this cannot fail.
-            let context = MemoryPlan::resolve_context(&limits, c, None).unwrap_or(1);
-            let p = MemoryPlan::new(&limits, c, weights, context);
+            let context = MemoryPlan::resolve_context(&limits, &shape, None).unwrap_or(1);
+            let p = MemoryPlan::new(&limits, &shape, weights, context);
             json!({
                 "weights": p.weights, "kv_cache": p.kv_cache, "activations": p.activations, "total": p.total(),
                 "context_size": p.context_size, "max_context_size": p.max_context_size,
@@ -93,8 +93,8 @@ pub(crate) fn info(path: &PathBuf, as_json: bool, device: &DeviceArgs) -> Result
         "n_params": n_params,
         "tensor_types": types.iter().map(|(k, v)| (k.clone(), json!({"tensors": v.0, "elements": v.1, "bytes": v.2}))).collect::<serde_json::Map<_, _>>(),
         "hparams": cfg.as_ref().map(|c| json!({
-            "n_vocab": c.n_vocab, "n_embd": c.n_embd, "n_layer": c.n_layer, "n_head": c.n_head,
-            "n_head_kv": c.n_head_kv, "head_dim": c.head_dim, "n_ff": c.n_ff, "context_length": c.context_length,
+            "n_vocab": c.shape.n_vocab, "n_embd": c.shape.n_embd, "n_layer": c.shape.n_layer, "n_head": c.shape.n_head,
+            "n_head_kv": c.shape.n_head_kv, "head_dim": c.shape.head_dim, "n_ff": c.shape.n_ff, "context_length": c.shape.context_length,
             "rope_theta": c.rope_theta, "rms_eps": c.rms_eps, "tied_output": c.tied_output,
             "rope_scaling": format!("{:?}", c.rope_scaling),
         })),
@@ -129,7 +129,7 @@ pub(crate) fn info(path: &PathBuf, as_json: bool, device: &DeviceArgs) -> Result
     if let Some(c) = &cfg {
         println!(
             "sizes:        vocab {} · embd {} · layers {} · heads {}/{} (dim {}) · ffn {} · ctx {} · rope θ {} {:?}{}",
-            c.n_vocab, c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.head_dim, c.n_ff, c.context_length, c.rope_theta, c.rope_scaling,
+            c.shape.n_vocab, c.shape.n_embd, c.shape.n_layer, c.shape.n_head, c.shape.n_head_kv, c.shape.head_dim, c.shape.n_ff, c.shape.context_length, c.rope_theta, c.rope_scaling,
             if c.tied_output { " · tied output" } else { "" }
         );
     }

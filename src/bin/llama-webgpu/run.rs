@@ -141,12 +141,12 @@ pub(crate) fn score(model: &PathBuf, input: &PromptInput, top: usize, device: &D
             let mut cache = reference.new_cache(ids.len());
             (
                 reference.forward(&mut cache, &ids, Logits::All)?,
-                reference.cfg.n_vocab,
+                reference.cfg.shape.n_vocab,
             )
         }
         Backend::Gpu => {
             let mut gpu = load_gguf(device.gpu()?, &model, ids.len())?;
-            (pollster::block_on(gpu.forward_all(&ids))?, gpu.cfg.n_vocab)
+            (pollster::block_on(gpu.forward_all(&ids))?, gpu.cfg.shape.n_vocab)
         }
     };
     let positions: Vec<_> = logits

@@ -13,15 +13,7 @@ pub struct RmsNormOp {
 }
 
 impl RmsNormOp {
-    pub fn new(
-        ctx: &GpuContext,
-        x: &wgpu::Buffer,
-        w: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-        dim: u32,
-        eps: f32,
-        step: &wgpu::Buffer,
-    ) -> Result<Self, GpuError> {
+    pub fn new(ctx: &GpuContext, x: &wgpu::Buffer, w: &wgpu::Buffer, out: &wgpu::Buffer, dim: u32, eps: f32, step: &wgpu::Buffer) -> Result<Self, GpuError> {
         Self::build(ctx, x, None, w, out, dim, eps, step)
     }
 
@@ -48,16 +40,7 @@ impl RmsNormOp {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn build(
-        ctx: &GpuContext,
-        x: &wgpu::Buffer,
-        r: Option<&wgpu::Buffer>,
-        w: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-        dim: u32,
-        eps: f32,
-        step: &wgpu::Buffer,
-    ) -> Result<Self, GpuError> {
+    fn build(ctx: &GpuContext, x: &wgpu::Buffer, r: Option<&wgpu::Buffer>, w: &wgpu::Buffer, out: &wgpu::Buffer, dim: u32, eps: f32, step: &wgpu::Buffer) -> Result<Self, GpuError> {
         if dim == 0 {
             return Err(GpuError::Validation {
                 what: "rms_norm".into(),

@@ -21,7 +21,7 @@ pub struct RopeParams {
 impl RopeParams {
     pub fn from_config(c: &LlamaConfig) -> Self {
         RopeParams {
-            head_dim: c.head_dim as u32,
+            head_dim: c.shape.head_dim as u32,
             rope_dim: c.rope_dim as u32,
             base: c.rope_theta,
             freq_scale: c.rope_freq_scale(),

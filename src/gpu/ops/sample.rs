@@ -3,7 +3,7 @@
 //! the whole vocabulary. Ranking is by logit, descending, ties to the lowest id.
 
 use super::uniform;
-use crate::gpu::{kernels, GpuContext, GpuError};
+use crate::gpu::{kernels, GpuContext, GpuError, ShaderDefs};
 use std::sync::Arc;
 
 /// Logits per pass-1 workgroup (`BLOCK` in the shader).
@@ -70,20 +70,22 @@ impl Select {
         )?;
         // The passes use different subsets of the module's bindings.
         let mut passes = Vec::new();
-        let mut add = |entry: &str, entries: &[(u32, &wgpu::Buffer)], groups: u32| -> Result<(), GpuError> {
-            let p = ctx.pipeline(kernels::SAMPLE, entry, &defs)?;
+        let mut add = |entry: &str, defs: &ShaderDefs, entries: &[(u32, &wgpu::Buffer)], groups: u32| -> Result<(), GpuError> {
+            let p = ctx.pipeline(kernels::SAMPLE, entry, defs)?;
             let b = ctx.bind_numbered(&p, entries);
             passes.push((p, b, groups));
             Ok(())
         };
-        add("topk_partial", &[(0, logits), (1, &parts), (3, &params)], n_parts)?;
+        // The passes are one entry point, compiled per pass (see shaders/sample.wgsl).
+        let merge = defs.clone().with("MERGE", 1);
+        add("topk", &defs, &[(0, logits), (1, &parts), (3, &params)], n_parts)?;
         if !argmax {
             let thresh = ctx.storage("top-k threshold", 4, wgpu::BufferUsages::empty())?;
             // Shares the merge's code, which names `out` (it writes nothing there).
-            add("topk_threshold", &[(1, &parts), (2, out), (3, &params), (4, &thresh)], 1)?;
-            add("topk_pruned", &[(0, logits), (1, &parts), (3, &params), (4, &thresh)], n_parts)?;
+            add("topk", &merge.clone().with("THRESHOLD", 1), &[(1, &parts), (2, out), (3, &params), (4, &thresh)], 1)?;
+            add("topk", &defs.clone().with("PRUNED", 1), &[(0, logits), (1, &parts), (3, &params), (4, &thresh)], n_parts)?;
         }
-        add("topk_merge", &[(1, &parts), (2, out), (3, &params)], 1)?;
+        add("topk", &merge, &[(1, &parts), (2, out), (3, &params)], 1)?;
         Ok(Select { passes })
     }
 

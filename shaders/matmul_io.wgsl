@@ -1,0 +1,16 @@
+// The bindings of a weight × activation product, shared by matvec.wgsl (decode) and matmul.wgsl
+// (tiled prefill): MatmulOp binds both kernels the same way, so that either can run a layer's
+// product. w: one part of a weight in the GPU layout (quant.wgsl); x: f32 activations, as vec4
+// when X_VEC4 (cols % 4 == 0); y: f32 outputs.
+
+#include "quant.wgsl"
+
+@group(0) @binding(0) var<storage, read> w: array<vec4<u32>>;
+#ifdef X_VEC4
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+#else
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+#endif
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<uniform> params: Params;
+@group(0) @binding(4) var<uniform> step: Step;

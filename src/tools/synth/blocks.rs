@@ -1,0 +1,126 @@
+//! Random but valid weight blocks: each tensor from its own seeded RNG, generated a few MiB at
+//! a time.
+
+use super::PlannedTensor;
+use crate::decode::sampling::Rng;
+use crate::model::names;
+use crate::quant::GgmlType;
+use half::f16;
+
+/// The RNG of one tensor: a function of the seed and the tensor's name only.
+fn tensor_rng(seed: u64, name: &str) -> Rng {
+    // FNV-1a of the name, mixed with the seed through SplitMix64.
+    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    let mut r = Rng::new(seed ^ h);
+    Rng::new(r.next_u64())
+}
+
+fn fill_random(rng: &mut Rng, out: &mut [u8]) {
+    let mut chunks = out.chunks_exact_mut(8);
+    for c in &mut chunks {
+        c.copy_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    let rest = chunks.into_remainder();
+    let r = rng.next_u64().to_le_bytes();
+    let n = rest.len();
+    rest.copy_from_slice(&r[..n]);
+}
+
+/// A normal (not subnormal) f16 uniformly drawn from `[lo, hi)`.
+fn rand_scale(rng: &mut Rng, lo: f32, hi: f32) -> f16 {
+    f16::from_f32(lo + (hi - lo) * rng.next_f64() as f32)
+}
+
+/// One random block of `ty` whose values have a standard deviation of about 0.02 around zero.
+fn fill_block(ty: GgmlType, rng: &mut Rng, b: &mut [u8]) {
+    match ty {
+        // d · (q − 8), q in 0..16: σ ≈ 4.6 d.
+        GgmlType::Q4_0 => {
+            b[..2].copy_from_slice(&rand_scale(rng, 2.5e-3, 6e-3).to_le_bytes());
+            fill_random(rng, &mut b[2..18]);
+        }
+        // d · q, q in -128..128: σ ≈ 74 d.
+        GgmlType::Q8_0 => {
+            b[..2].copy_from_slice(&rand_scale(rng, 1.5e-4, 3.5e-4).to_le_bytes());
+            fill_random(rng, &mut b[2..34]);
+        }
+        // d · sc · q − dmin · m over 8 sub-blocks with 6-bit sc and m: with dmin = 8 d and
+        // m = round(15 sc / 16), a sub-block is d · sc · (q − 7.5), zero-centred like real
+        // weights; σ ≈ 36 · 4.6 d.
+        GgmlType::Q4_K => {
+            let d = rand_scale(rng, 0.8e-4, 1.6e-4);
+            let dmin = f16::from_f32(d.to_f32() * 8.0);
+            b[..2].copy_from_slice(&d.to_le_bytes());
+            b[2..4].copy_from_slice(&dmin.to_le_bytes());
+            let r = rng.next_u64();
+            let sc: [u8; 8] = std::array::from_fn(|j| ((r >> (6 * j)) & 63) as u8);
+            let m: [u8; 8] = sc.map(|s| ((s as u32 * 15 + 8) / 16) as u8);
+            let q = &mut b[4..16];
+            for j in 0..4 {
+                q[j] = sc[j] | ((sc[j + 4] >> 4) << 6);
+                q[j + 4] = m[j] | ((m[j + 4] >> 4) << 6);
+                q[j + 8] = (sc[j + 4] & 0xF) | ((m[j + 4] & 0xF) << 4);
+            }
+            fill_random(rng, &mut b[16..144]);
+        }
+        // d · sc · (q − 32), 6-bit q, 16 signed sub-block scales (here in -16..16 so that d is
+        // a normal f16): σ ≈ 9.2 · 18.5 d.
+        GgmlType::Q6_K => {
+            fill_random(rng, &mut b[..192]);
+            let mut r = [0u8; 16];
+            fill_random(rng, &mut r);
+            for (dst, x) in b[192..208].iter_mut().zip(r) {
+                *dst = ((x & 31) as i8 - 16) as u8;
+            }
+            b[208..210].copy_from_slice(&rand_scale(rng, 0.8e-4, 1.6e-4).to_le_bytes());
+        }
+        other => unreachable!("synth does not generate {other}"),
+    }
+}
+
+/// Bytes generated per write: whole blocks, about 4 MiB.
+pub(super) const CHUNK_BYTES: usize = 4 << 20;
+
+/// Generates tensor `t` chunk by chunk into `emit`.
+pub(super) fn generate(
+    t: &PlannedTensor,
+    seed: u64,
+    freq_factors: &[f32],
+    buf: &mut Vec<u8>,
+    mut emit: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut rng = tensor_rng(seed, &t.name);
+    let n = t.n_elements() as usize;
+    if t.ggml_type == GgmlType::F32 {
+        // Norm weights near 1, or the RoPE frequency factors; small either way.
+        buf.clear();
+        if t.name == names::ROPE_FREQS {
+            freq_factors
+                .iter()
+                .for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
+        } else {
+            for _ in 0..n {
+                let v = 1.0 + 0.1 * (rng.next_f64() as f32 - 0.5);
+                buf.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        return emit(buf);
+    }
+    let (bs, ts) = t.ggml_type.block_geometry();
+    let n_blocks = n / bs;
+    let per = (CHUNK_BYTES / ts).max(1);
+    let mut done = 0;
+    while done < n_blocks {
+        let k = per.min(n_blocks - done);
+        buf.resize(k * ts, 0);
+        for b in buf.chunks_exact_mut(ts) {
+            fill_block(t.ggml_type, &mut rng, b);
+        }
+        emit(buf)?;
+        done += k;
+    }
+    Ok(())
+}
+

@@ -1,0 +1,166 @@
+//! Which type each tensor gets: llama.cpp's quantization mixes, and the plan of the file.
+
+use super::Shape;
+use std::collections::BTreeMap;
+use crate::model::names;
+use crate::quant::GgmlType;
+use crate::{Error, Result};
+
+/// A llama.cpp quantization mix (`llama-quantize` file type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuantMix {
+    /// `Q4_K_M`: Q4_K, with Q6_K for the output projection and for `attn_v`/`ffn_down` in the
+    /// layers llama.cpp's `use_more_bits` picks.
+    Q4KM,
+    /// `Q4_0`: Q4_0, with Q6_K for the output projection.
+    Q4_0,
+    /// `Q8_0`: Q8_0 throughout.
+    Q8_0,
+}
+
+/// llama.cpp's `use_more_bits`: the first and last eighth of the layers and every third layer
+/// in between get more bits in the `_M` mixes.
+pub fn use_more_bits(i_layer: usize, n_layers: usize) -> bool {
+    i_layer < n_layers / 8 || i_layer >= 7 * n_layers / 8 || (i_layer - n_layers / 8) % 3 == 2
+}
+
+impl QuantMix {
+    /// `q4_k_m`, `q4_0` or `q8_0` (any case).
+    pub fn parse(s: &str) -> Option<QuantMix> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "q4_k_m" => QuantMix::Q4KM,
+            "q4_0" => QuantMix::Q4_0,
+            "q8_0" => QuantMix::Q8_0,
+            _ => return None,
+        })
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            QuantMix::Q4KM => "Q4_K_M",
+            QuantMix::Q4_0 => "Q4_0",
+            QuantMix::Q8_0 => "Q8_0",
+        }
+    }
+
+    /// `general.file_type` (llama.cpp's `llama_ftype`).
+    pub fn file_type(self) -> u32 {
+        match self {
+            QuantMix::Q4KM => 15,
+            QuantMix::Q4_0 => 2,
+            QuantMix::Q8_0 => 7,
+        }
+    }
+
+    /// The type `llama-quantize` gives the 2-D weight `name` (1-D tensors stay F32), for a
+    /// model of `n_layer` layers whose output is tied to the embedding or not.
+    pub fn tensor_type(self, name: &str, n_layer: usize, tied_output: bool) -> GgmlType {
+        let base = match self {
+            QuantMix::Q4KM => GgmlType::Q4_K,
+            QuantMix::Q4_0 => GgmlType::Q4_0,
+            QuantMix::Q8_0 => return GgmlType::Q8_0,
+        };
+        let is_output =
+            name == names::OUTPUT || (tied_output && name == names::TOKEN_EMBD);
+        if is_output {
+            return GgmlType::Q6_K;
+        }
+        if self == QuantMix::Q4KM
+            && (name.ends_with(".attn_v.weight") || name.ends_with(".ffn_down.weight"))
+        {
+            let layer = name
+                .strip_prefix("blk.")
+                .and_then(|r| r.split('.').next())
+                .and_then(|l| l.parse::<usize>().ok());
+            if let Some(l) = layer {
+                if use_more_bits(l, n_layer) {
+                    return GgmlType::Q6_K;
+                }
+            }
+        }
+        base
+    }
+}
+
+/// One tensor of the file to write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedTensor {
+    pub name: String,
+    /// ggml order: `dims[0]` is the row.
+    pub dims: Vec<u64>,
+    pub ggml_type: GgmlType,
+    /// Data bytes (before alignment padding).
+    pub size: u64,
+}
+
+impl PlannedTensor {
+    pub fn n_elements(&self) -> u64 {
+        self.dims.iter().product()
+    }
+}
+
+/// Every tensor of the model, in file order: `rope_freqs`, `token_embd`, the blocks (each in
+/// name order, as `llama-quantize` writes them), `output_norm`, `output`.
+pub fn plan(shape: &Shape, mix: QuantMix) -> Result<Vec<PlannedTensor>> {
+    let cfg = shape.config();
+    let by_name: BTreeMap<String, Vec<u64>> = cfg
+        .expected_tensors()
+        .into_iter()
+        .map(|(n, d, _)| (n, d))
+        .collect();
+    let mut order = vec![
+        names::ROPE_FREQS.to_string(),
+        names::TOKEN_EMBD.to_string(),
+    ];
+    for l in 0..shape.n_layer {
+        for w in [
+            "attn_k",
+            "attn_norm",
+            "attn_output",
+            "attn_q",
+            "attn_v",
+            "ffn_down",
+            "ffn_gate",
+            "ffn_norm",
+            "ffn_up",
+        ] {
+            order.push(names::blk(l, w));
+        }
+    }
+    order.push(names::OUTPUT_NORM.to_string());
+    if !shape.tied_output {
+        order.push(names::OUTPUT.to_string());
+    }
+    let has_rope_freqs = cfg.rope_freq_factors().is_some();
+    let mut out = Vec::with_capacity(order.len());
+    for name in order {
+        if name == names::ROPE_FREQS && !has_rope_freqs {
+            continue;
+        }
+        let dims = by_name[&name].clone();
+        let ggml_type = if dims.len() < 2 {
+            GgmlType::F32
+        } else {
+            mix.tensor_type(&name, shape.n_layer, shape.tied_output)
+        };
+        let n: u64 = dims.iter().product();
+        if !dims[0].is_multiple_of(ggml_type.block_size() as u64) {
+            return Err(Error::InvalidArgument(format!(
+                "{name}: rows of {} values are not whole {ggml_type} blocks of {}",
+                dims[0],
+                ggml_type.block_size()
+            )));
+        }
+        let size = ggml_type
+            .bytes_for(n)
+            .ok_or_else(|| Error::InvalidArgument(format!("{name}: size overflows")))?;
+        out.push(PlannedTensor {
+            name,
+            dims,
+            ggml_type,
+            size,
+        });
+    }
+    Ok(out)
+}
+

@@ -1,0 +1,157 @@
+//! The model shapes synth writes: Llama 3.1 8B and 3.2 3B/1B as released, and a tiny one for
+//! fast tests.
+
+use crate::model::{LlamaConfig, ModelShape, RopeScaling};
+
+/// The shapes `Shape::preset` knows, as the CLI spells them.
+pub const SHAPES: [&str; 4] = ["8b", "3b", "1b", "tiny"];
+
+/// Hyperparameters and naming of a Llama model. Public fields, so tests can make their own.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shape {
+    /// `general.name`.
+    pub name: String,
+    /// `general.basename`, `general.size_label`, `general.license`.
+    pub basename: String,
+    pub size_label: String,
+    pub license: String,
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_ff: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    pub n_vocab: usize,
+    pub context_length: usize,
+    pub rms_eps: f32,
+    pub rope_theta: f32,
+    /// Written as a `rope_freqs.weight` tensor, as llama.cpp's converter does for Llama 3.1+
+    /// (no `rope.scaling.*` keys).
+    pub rope_scaling: RopeScaling,
+    /// No `output.weight`: the output projection reuses `token_embd.weight` (Llama 3.2 1B/3B).
+    pub tied_output: bool,
+    /// Write `llama.attention.key_length`/`value_length`, as llama.cpp's converter does when
+    /// `config.json` has `head_dim` (Llama 3.2 does, Llama 3.1 does not).
+    pub head_dim_keys: bool,
+}
+
+fn llama3_scaling(factor: f32) -> RopeScaling {
+    RopeScaling::Llama3 {
+        factor,
+        low_freq_factor: 1.0,
+        high_freq_factor: 4.0,
+        original_context_length: 8192,
+    }
+}
+
+impl Shape {
+    /// Llama-3.1-8B-Instruct.
+    pub fn llama31_8b() -> Shape {
+        Shape {
+            name: "Meta Llama 3.1 8B Instruct (synthetic)".into(),
+            basename: "Meta-Llama-3.1".into(),
+            size_label: "8B".into(),
+            license: "llama3.1".into(),
+            n_layer: 32,
+            n_embd: 4096,
+            n_ff: 14336,
+            n_head: 32,
+            n_head_kv: 8,
+            head_dim: 128,
+            n_vocab: 128256,
+            context_length: 131072,
+            rms_eps: 1e-5,
+            rope_theta: 500000.0,
+            rope_scaling: llama3_scaling(8.0),
+            tied_output: false,
+            head_dim_keys: false,
+        }
+    }
+
+    /// Llama-3.2-3B-Instruct.
+    pub fn llama32_3b() -> Shape {
+        Shape {
+            name: "Llama 3.2 3B Instruct (synthetic)".into(),
+            basename: "Llama-3.2".into(),
+            size_label: "3B".into(),
+            license: "llama3.2".into(),
+            n_layer: 28,
+            n_embd: 3072,
+            n_ff: 8192,
+            n_head: 24,
+            n_head_kv: 8,
+            head_dim: 128,
+            rope_scaling: llama3_scaling(32.0),
+            tied_output: true,
+            head_dim_keys: true,
+            ..Shape::llama31_8b()
+        }
+    }
+
+    /// Llama-3.2-1B-Instruct.
+    pub fn llama32_1b() -> Shape {
+        Shape {
+            name: "Llama 3.2 1B Instruct (synthetic)".into(),
+            size_label: "1B".into(),
+            n_layer: 16,
+            n_embd: 2048,
+            n_ff: 8192,
+            n_head: 32,
+            n_head_kv: 8,
+            head_dim: 64,
+            ..Shape::llama32_3b()
+        }
+    }
+
+    /// A small model with the full Llama 3 vocabulary, for fast tests: 2 layers, 256 wide,
+    /// 4 query / 2 KV heads of 64, untied output like the 8B.
+    pub fn tiny() -> Shape {
+        Shape {
+            name: "Llama 3 Tiny (synthetic)".into(),
+            basename: "Llama-3-Tiny".into(),
+            size_label: "70M".into(),
+            n_layer: 2,
+            n_embd: 256,
+            n_ff: 512,
+            n_head: 4,
+            n_head_kv: 2,
+            head_dim: 64,
+            head_dim_keys: true,
+            ..Shape::llama31_8b()
+        }
+    }
+
+    /// `8b`, `3b`, `1b` or `tiny` (see [`SHAPES`]).
+    pub fn preset(name: &str) -> Option<Shape> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "8b" => Shape::llama31_8b(),
+            "3b" => Shape::llama32_3b(),
+            "1b" => Shape::llama32_1b(),
+            "tiny" => Shape::tiny(),
+            _ => return None,
+        })
+    }
+
+    /// The configuration a reader derives from the file (with the scaling that `rope_freqs`
+    /// encodes).
+    pub fn config(&self) -> LlamaConfig {
+        LlamaConfig {
+            shape: ModelShape {
+                n_vocab: self.n_vocab,
+                n_embd: self.n_embd,
+                n_layer: self.n_layer,
+                n_head: self.n_head,
+                n_head_kv: self.n_head_kv,
+                head_dim: self.head_dim,
+                n_ff: self.n_ff,
+                context_length: self.context_length,
+            },
+            rms_eps: self.rms_eps,
+            rope_theta: self.rope_theta,
+            rope_dim: self.head_dim,
+            rope_scaling: self.rope_scaling.clone(),
+            tied_output: self.tied_output,
+        }
+    }
+}
+

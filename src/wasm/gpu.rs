@@ -1,0 +1,58 @@
+//! The WebGPU device for JS ([`Gpu`]): the features and limits the kernels use.
+
+use super::{js_error, set};
+use crate::gpu::{GpuContext, GpuOptions};
+use js_sys::Object;
+use std::sync::Arc;
+use wasm_bindgen::prelude::*;
+
+/// A WebGPU device with the features and limits the kernels use.
+#[wasm_bindgen]
+pub struct Gpu {
+    pub(super) ctx: Arc<GpuContext>,
+}
+
+/// Requests a WebGPU adapter and device. `options`: `{allowF16, allowSubgroups,
+/// maxStorageBinding}` (all optional; forcing features off selects the fallback kernels).
+#[wasm_bindgen(js_name = createGpu)]
+pub async fn create_gpu(options: JsValue) -> Result<Gpu, JsValue> {
+    let get = |k: &str| js_sys::Reflect::get(&options, &k.into()).ok().filter(|v| !v.is_undefined() && !v.is_null());
+    let opts = GpuOptions {
+        allow_f16: get("allowF16").and_then(|v| v.as_bool()).unwrap_or(true),
+        allow_subgroups: get("allowSubgroups").and_then(|v| v.as_bool()).unwrap_or(true),
+        max_storage_binding: get("maxStorageBinding").and_then(|v| v.as_f64()).map(|v| v as u64),
+        tuning: Default::default(),
+    };
+    let ctx = GpuContext::new(opts).await.map_err(js_error)?;
+    Ok(Gpu { ctx: Arc::new(ctx) })
+}
+
+#[wasm_bindgen]
+impl Gpu {
+    /// `{adapter: {name, vendor, architecture, description, backend}, features: {shaderF16,
+    /// subgroups}, limits: {maxBufferSize, maxStorageBufferBindingSize, ...}}`
+    pub fn info(&self) -> JsValue {
+        let c = &self.ctx;
+        let i = &c.adapter_info;
+        let adapter = Object::new();
+        set(&adapter, "name", i.name.as_str());
+        set(&adapter, "vendor", i.vendor);
+        set(&adapter, "driver", i.driver.as_str());
+        set(&adapter, "backend", format!("{:?}", i.backend));
+        let features = Object::new();
+        set(&features, "shaderF16", c.features.f16);
+        set(&features, "subgroups", c.features.subgroups);
+        let limits = Object::new();
+        let l = &c.limits;
+        set(&limits, "maxBufferSize", l.max_buffer_size as f64);
+        set(&limits, "maxStorageBufferBindingSize", l.max_storage_buffer_binding_size as f64);
+        set(&limits, "maxComputeInvocationsPerWorkgroup", l.max_compute_invocations_per_workgroup);
+        set(&limits, "maxComputeWorkgroupStorageSize", l.max_compute_workgroup_storage_size);
+        set(&limits, "maxStorageBuffersPerShaderStage", l.max_storage_buffers_per_shader_stage);
+        let o = Object::new();
+        set(&o, "adapter", adapter);
+        set(&o, "features", features);
+        set(&o, "limits", limits);
+        o.into()
+    }
+}
