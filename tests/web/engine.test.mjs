@@ -11,60 +11,35 @@ import path from 'node:path';
 import fsp from 'node:fs/promises';
 import * as H from './harness.mjs';
 
-const PKG = '/www/package/src/index.js';
+const PKG = H.PACKAGE;
 const { CLI } = H;
 const QUESTION = 'What is the capital of France?';
 
-let server;
-let browser;
-let page;
-let shardDir;
+let session; // the test server, browser and page with the package (H.startEngineTest); shards in session.dir
 let shardUrl;
 let shardCount;
 let loaded;
 let native;
 
 before(async () => {
-  shardDir = await H.tmpDir('llama-webgpu-shards-');
+  session = await H.startEngineTest({ scratch: '/shards/' });
   // llama.cpp's split layout (metadata in the first shard, split.* keys in all), ~35 MB each.
-  execFileSync(CLI, ['split', H.DEFAULT_MODEL, path.join(shardDir, 'smol'), '--split-max-size', '35M'], { stdio: 'pipe' });
-  const names = (await fsp.readdir(shardDir)).sort();
+  execFileSync(CLI, ['split', H.DEFAULT_MODEL, path.join(session.dir, 'smol'), '--split-max-size', '35M'], { stdio: 'pipe' });
+  const names = (await fsp.readdir(session.dir)).sort();
   shardCount = names.length;
   assert.ok(shardCount >= 3, `expected several shards, got ${names}`);
-  server = await H.startTestServer({ mounts: { '/shards/': shardDir } });
   shardUrl = `/shards/${names[0]}`;
-  browser = await H.launchBrowser();
-  page = await H.openPage(browser, server, { modules: [PKG] });
   // One in-page engine (no worker, no cache) shared by the tests below: SwiftShader runs the
   // 135M model at about 1 token/s, so prompts share prefixes (KV reuse) and answers are short.
-  loaded = await inPage(async (mod, url) => {
-    const progress = [];
-    const engine = await mod.LlamaEngine.load(url, {
-      worker: false,
-      cache: false,
-      contextSize: 512,
-      onProgress: (p) => progress.push({ ...p, t: performance.now() }),
-    });
-    window.__engine = engine;
-    return { info: engine.info, progress };
-  }, shardUrl);
+  loaded = await session.load('__engine', shardUrl, { contextSize: 512 });
   assert.ok(!loaded.thrown, JSON.stringify(loaded.thrown));
   native = H.nativeGreedy({ prompt: QUESTION, n: 12, chat: true });
 });
 
-after(async () => {
-  await browser?.close();
-  await server?.close();
-  if (shardDir) await fsp.rm(shardDir, { recursive: true, force: true });
-});
-
-/** Runs `fn(mod, ...args)` in the page with the package module. */
-function inPage(fn, ...args) {
-  return H.runInPage(page, PKG, fn, ...args);
-}
+after(() => session?.close());
 
 test('split shards load in the page; greedy chat equals the native CLI; stats and usage', async () => {
-  const r = await inPage(async (mod, q) => {
+  const r = await session.inPage(async (mod, q) => {
     const reply = await window.__engine.chat.completions.create({
       messages: [{ role: 'user', content: q }],
       temperature: 0,
@@ -116,7 +91,7 @@ test('split shards load in the page; greedy chat equals the native CLI; stats an
 });
 
 test('streaming chat delivers chunks whose text equals the non-streamed answer, with usage last', async () => {
-  const r = await inPage(async (mod, q) => {
+  const r = await session.inPage(async (mod, q) => {
     const engine = window.__engine;
     // The same conversation as the first test: the KV cache already holds the prompt.
     const req = { messages: [{ role: 'user', content: q }], temperature: 0, max_tokens: 5 };
@@ -141,7 +116,7 @@ test('streaming chat delivers chunks whose text equals the non-streamed answer, 
 });
 
 test('KV reuse: a follow-up turn prefills only the new tokens and answers as a fresh run does', async () => {
-  const r = await inPage(async (mod, q) => {
+  const r = await session.inPage(async (mod, q) => {
     const engine = window.__engine;
     const opts = { temperature: 0, max_tokens: 6 };
     const turn1 = [{ role: 'user', content: q }];
@@ -160,7 +135,7 @@ test('KV reuse: a follow-up turn prefills only the new tokens and answers as a f
 });
 
 test('abort mid-generation rejects with ABORTED, interrupt() ends with finish_reason abort, and the next request works', async () => {
-  const r = await inPage(async () => {
+  const r = await session.inPage(async () => {
     const engine = window.__engine;
     const req = { prompt: 'Once upon a time', temperature: 0, max_tokens: 200 };
     const ac = new AbortController();
@@ -188,7 +163,7 @@ test('abort mid-generation rejects with ABORTED, interrupt() ends with finish_re
 });
 
 test('completions, generate, logprobs and typed errors', async () => {
-  const r = await inPage(async () => {
+  const r = await session.inPage(async () => {
     const engine = window.__engine;
     const c = await engine.completions.create({ prompt: 'The capital of France is', temperature: 0, max_tokens: 4, logprobs: true, top_logprobs: 3 });
     const pieces = [];
@@ -217,7 +192,7 @@ test('completions, generate, logprobs and typed errors', async () => {
 });
 
 test('worker mode: the same API through a Web Worker, the same greedy answer as the native CLI', async () => {
-  const r = await inPage(async (mod, url, q) => {
+  const r = await session.inPage(async (mod, url, q) => {
     const engine = await mod.LlamaEngine.load(url, { cache: false, contextSize: 512 });
     const req = { messages: [{ role: 'user', content: q }], temperature: 0, max_tokens: 12 };
     const reply = await engine.chat.completions.create(req);
@@ -241,11 +216,11 @@ test('worker mode: the same API through a Web Worker, the same greedy answer as 
 });
 
 test('cache: a cut connection resumes, the second load works offline, a corrupted entry is refetched', async () => {
-  const names = (await fsp.readdir(shardDir)).sort();
-  server.clearLog();
-  server.setFaults({ cut: [{ path: `/shards/${names[1]}`, afterBytes: 10_000_000, times: 1 }] });
+  const names = (await fsp.readdir(session.dir)).sort();
+  session.server.clearLog();
+  session.server.setFaults({ cut: [{ path: `/shards/${names[1]}`, afterBytes: 10_000_000, times: 1 }] });
   // A short plain prompt keeps each of the three loads' checks to a few SwiftShader steps.
-  const load = (url) => inPage(async (mod, u, prompt) => {
+  const load = (url) => session.inPage(async (mod, u, prompt) => {
     const warnings = [];
     const engine = await mod.LlamaEngine.load(u, { worker: false, contextSize: 64, onWarning: (w) => warnings.push(w.code) });
     const ids = [];
@@ -257,15 +232,14 @@ test('cache: a cut connection resumes, the second load works offline, a corrupte
   const want = H.nativeGreedy({ prompt: 'The capital of France is', n: 3 }).tokens;
   const first = await load(shardUrl);
   assert.ok(!first.thrown, JSON.stringify(first.thrown));
-  server.clearFaults();
-  const resumed = server.log().filter((e) => e.path === `/shards/${names[1]}` && e.status === 206);
-  assert.ok(resumed.length >= 1, `no Range resume in ${JSON.stringify(server.log().slice(-8))}`);
+  session.server.clearFaults();
+  const resumed = session.server.log().filter((e) => e.path === `/shards/${names[1]}` && e.status === 206);
+  assert.ok(resumed.length >= 1, `no Range resume in ${JSON.stringify(session.server.log().slice(-8))}`);
   assert.deepEqual(first.ids, want);
   assert.equal(first.cached, true);
 
   // Offline: the same origin with nothing listening.
-  const port = server.port;
-  await server.close();
+  await session.server.close();
   try {
     const offline = await load(shardUrl);
     assert.ok(!offline.thrown, JSON.stringify(offline.thrown));
@@ -273,7 +247,7 @@ test('cache: a cut connection resumes, the second load works offline, a corrupte
     assert.deepEqual(offline.ids, want);
 
     // Flip one byte of a cached chunk: it is detected, refetched, and the answer is unchanged.
-    const flipped = await page.evaluate(async () => {
+    const flipped = await session.page.evaluate(async () => {
       const root = await (await navigator.storage.getDirectory()).getDirectoryHandle('llama-webgpu-cache-v1');
       for await (const [, dir] of root.entries()) {
         if (dir.kind !== 'directory') continue;
@@ -289,7 +263,7 @@ test('cache: a cut connection resumes, the second load works offline, a corrupte
     });
     assert.ok(flipped);
   } finally {
-    server = await H.startTestServer({ port, mounts: { '/shards/': shardDir } });
+    await session.restartServer();
   }
   const repaired = await load(shardUrl);
   assert.ok(!repaired.thrown, JSON.stringify(repaired.thrown));
@@ -306,7 +280,7 @@ test('wasm memory stays bounded while a 1.3 GB model streams into the GPU', asyn
     const big = await H.startTestServer({ mounts: { '/big/': dir } });
     try {
       // A page on the big server's origin, so fetches are same-origin.
-      const p2 = await H.openPage(browser, big, { modules: [PKG], reuse: false });
+      const p2 = await H.openPage(session.browser, big, { modules: [PKG], reuse: false });
       const r = await p2.evaluate(async () => {
         const mod = window.__mods['/www/package/src/index.js'];
         try {
@@ -337,7 +311,7 @@ test('wasm memory stays bounded while a 1.3 GB model streams into the GPU', asyn
 });
 
 test('abort mid-load rejects with ABORTED and frees the device; the next load works; cache helpers', async () => {
-  const r = await inPage(async (mod, url) => {
+  const r = await session.inPage(async (mod, url) => {
     const ac = new AbortController();
     let code = null;
     const t0 = performance.now();
@@ -383,12 +357,12 @@ test('abort mid-load rejects with ABORTED and frees the device; the next load wo
 });
 
 test('without WebGPU, load() fails with NO_WEBGPU and isSupported() is false', async () => {
-  const p2 = await browser.context.newPage();
+  const p2 = await session.browser.context.newPage();
   await p2.addInitScript(() => {
     Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined });
     Object.defineProperty(WorkerNavigator.prototype, 'gpu', { get: () => undefined });
   });
-  await p2.goto(new URL('/tests/web/pages/index.html', server.url).href);
+  await p2.goto(new URL('/tests/web/pages/index.html', session.server.url).href);
   const r = await p2.evaluate(async (pkg) => {
     const mod = await import(pkg);
     const supported = await mod.LlamaEngine.isSupported();
@@ -409,7 +383,7 @@ test('without WebGPU, load() fails with NO_WEBGPU and isSupported() is false', a
 });
 
 test('concurrent requests run in order, never interleaved', async () => {
-  const r = await inPage(async () => {
+  const r = await session.inPage(async () => {
     const engine = window.__engine;
     const events = [];
     const run = async (label, prompt) => {
@@ -428,7 +402,7 @@ test('concurrent requests run in order, never interleaved', async () => {
 
 test('a lost GPU device fails the request with DEVICE_LOST, and reload() recovers', async () => {
   const want = H.nativeGreedy({ prompt: 'The capital of France is', n: 3 }).tokens;
-  const r = await inPage(async () => {
+  const r = await session.inPage(async () => {
     const engine = window.__engine;
     engine._core._engine.destroyDeviceForTesting();
     let lost = null;

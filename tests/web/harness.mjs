@@ -1,6 +1,6 @@
 // Browser test harness: headless Debian Chromium through playwright-core (never downloads a browser),
-// the repo's static server (scripts/serve.mjs), and helpers to open a page on the same origin as the
-// models and import package modules into it.
+// the test server (fault-server.mjs: scripts/serve.mjs with fault injection), and helpers to open a
+// page on the same origin as the models and import package modules into it.
 //
 //   const server = await startTestServer({ mounts: { '/split/': dir } });
 //   const b = await launchBrowser();                 // fresh profile in a temp dir
@@ -9,6 +9,7 @@
 //   ... page.evaluate(...) ...
 //   await b.close(); await server.close();
 //
+// Engine tests take all of that, with the package imported, from startEngineTest().
 // The repo root is served at `/`, `.cache/models` at `/models/`.
 
 import { createRequire } from 'node:module';
@@ -19,7 +20,7 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import crypto from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { startServer } from '../../scripts/serve.mjs';
+import { startServer } from './fault-server.mjs';
 
 export { startServer };
 
@@ -47,7 +48,7 @@ export function tmpDir(prefix = 'llama-webgpu-test-') {
 }
 
 /**
- * Starts scripts/serve.mjs on the repo root with `.cache/models` at `/models/`.
+ * Starts the test server on the repo root with `.cache/models` at `/models/`.
  * @param {{port?: number, mounts?: Record<string,string>}} [opts] extra mounts are added
  */
 export function startTestServer({ port = 0, mounts = {} } = {}) {
@@ -223,6 +224,67 @@ export function runInPage(page, modulePath, fn, ...args) {
     },
     [modulePath, fn.toString(), args],
   );
+}
+
+/** The npm package's entry module, as the test server serves it. */
+export const PACKAGE = '/www/package/src/index.js';
+
+/**
+ * @typedef {object} EngineTest
+ * @property {Awaited<ReturnType<typeof startTestServer>>} server the test server; restartServer() replaces it
+ * @property {Awaited<ReturnType<typeof launchBrowser>>} browser
+ * @property {import('playwright-core').Page} page the test page, with {@link PACKAGE} imported
+ * @property {string | null} dir the scratch directory, when one was asked for
+ * @property {(fn: Function, ...args: any[]) => Promise<any>} inPage {@link runInPage} with the package
+ * @property {(name: string, url: string, options?: object) => Promise<{info: object, progress: object[]} | {thrown: object}>} load
+ *   loads a model in the page as `window[name]`, in this thread and without the cache unless
+ *   `options` (cloneable ones only) say otherwise; gives the engine's `info` and its progress
+ *   events, each with `t` = performance.now()
+ * @property {() => Promise<void>} restartServer starts the test server again, after `server.close()`,
+ *   on the same port (so the page keeps its origin and OPFS cache) with the same mounts
+ * @property {() => Promise<void>} close closes the browser and the server, and deletes the scratch directory
+ */
+
+/**
+ * What every engine test starts with: the test server (see {@link startTestServer}; `mounts` are
+ * added), a fresh headless Chromium and the test page with the npm package imported. With `scratch`
+ * a fresh temp directory (`dir`) is served at that URL prefix, for the models a test makes.
+ * @param {{scratch?: string, mounts?: Record<string, string>}} [opts]
+ * @returns {Promise<EngineTest>}
+ */
+export async function startEngineTest({ scratch, mounts = {} } = {}) {
+  const session = {
+    server: null,
+    browser: null,
+    page: null,
+    dir: scratch ? await tmpDir() : null,
+    inPage: (fn, ...args) => runInPage(session.page, PACKAGE, fn, ...args),
+    load: (name, url, options = {}) =>
+      session.inPage(async (mod, n, u, o) => {
+        const progress = [];
+        const onProgress = (p) => progress.push({ ...p, t: performance.now() });
+        window[n] = await mod.LlamaEngine.load(u, { worker: false, cache: false, ...o, onProgress });
+        return { info: window[n].info, progress };
+      }, name, url, options),
+    async restartServer() {
+      session.server = await startTestServer({ port: session.server.port, mounts });
+    },
+    async close() {
+      await session.browser?.close();
+      await session.server?.close();
+      if (session.dir) await fsp.rm(session.dir, { recursive: true, force: true });
+    },
+  };
+  if (scratch) mounts = { ...mounts, [scratch]: session.dir };
+  try {
+    session.server = await startTestServer({ mounts });
+    session.browser = await launchBrowser();
+    session.page = await openPage(session.browser, session.server, { modules: [PACKAGE] });
+  } catch (e) {
+    await session.close();
+    throw e;
+  }
+  return session;
 }
 
 /** The release CLI that the browser results are compared with. */

@@ -19,41 +19,25 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import fsp from 'node:fs/promises';
 import * as H from './harness.mjs';
 
-const PKG = '/www/package/src/index.js';
 const GiB = 2 ** 30;
 
-let server;
-let browser;
-let page;
-let dir;
+let session; // the test server, browser and page with the package (H.startEngineTest)
 
 before(async () => {
-  dir = await H.tmpDir('llama-webgpu-limits-');
-  execFileSync(H.CLI, ['synth', '-o', path.join(dir, 'tiny.gguf'), '--shape', 'tiny', '--type', 'q4_0', '--context', String(2 ** 22)], { stdio: 'pipe' });
-  server = await H.startTestServer({ mounts: { '/limits/': dir } });
-  browser = await H.launchBrowser();
-  page = await H.openPage(browser, server, { modules: [PKG] });
+  session = await H.startEngineTest({ scratch: '/limits/' });
+  execFileSync(H.CLI, ['synth', '-o', path.join(session.dir, 'tiny.gguf'), '--shape', 'tiny', '--type', 'q4_0', '--context', String(2 ** 22)], { stdio: 'pipe' });
 });
 
-after(async () => {
-  await browser?.close();
-  await server?.close();
-  if (dir) await fsp.rm(dir, { recursive: true, force: true });
-});
-
-function inPage(fn, ...args) {
-  return H.runInPage(page, PKG, fn, ...args);
-}
+after(() => session?.close());
 
 // Past the header (~8 MiB of Llama 3 vocabulary), before most of the ~44 MiB of weights.
 const STALL = { stall: [{ path: '/limits/tiny.gguf', afterBytes: 16 << 20, times: -1 }] };
 
 test('the device refusing a KV cache buffer: OUT_OF_MEMORY at the first header with the figures, then a small context loads', async () => {
-  server.setFaults(STALL);
-  const r = await inPage(async (mod) => {
+  session.server.setFaults(STALL);
+  const r = await session.inPage(async (mod) => {
     const out = {};
     for (const worker of [false, true]) {
       try {
@@ -98,12 +82,12 @@ test('the device refusing a KV cache buffer: OUT_OF_MEMORY at the first header w
 });
 
 test('a KV cache layer over the binding limit: OUT_OF_MEMORY at the first header naming the limit and the largest context', async () => {
-  server.setFaults(STALL);
-  const r = await inPage(async (mod) => {
+  session.server.setFaults(STALL);
+  const r = await session.inPage(async (mod) => {
     await mod.LlamaEngine.load('/limits/tiny.gguf', { worker: false, cache: false, contextSize: 2 ** 22 });
     return 'loaded';
   });
-  server.clearFaults();
+  session.server.clearFaults();
   assert.equal(r.thrown?.code, 'OUT_OF_MEMORY', JSON.stringify(r));
   const d = r.thrown.details;
   assert.equal(d.overLimit, 'maxStorageBufferBindingSize');
@@ -113,7 +97,7 @@ test('a KV cache layer over the binding limit: OUT_OF_MEMORY at the first header
 });
 
 test('the default context is the largest the limits allow (at most 4096); info.model.memory has the plan', async () => {
-  const r = await inPage(async (mod) => {
+  const r = await session.inPage(async (mod) => {
     const out = {};
     // A 256 KiB binding limit holds 512 positions of a tiny KV layer in f32 (2 heads of 64).
     for (const [name, maxStorageBinding] of [['small', 256 << 10], ['large', undefined]]) {
@@ -140,7 +124,7 @@ test('the default context is the largest the limits allow (at most 4096); info.m
 });
 
 test('generation that reaches the end of the context finishes with length; the next requests work', async () => {
-  const r = await inPage(async (mod) => {
+  const r = await session.inPage(async (mod) => {
     const CTX = 48;
     const engine = await mod.LlamaEngine.load('/models/SmolLM2-135M-Instruct.Q4_1.gguf', { worker: false, cache: false, contextSize: CTX });
     const out = { ctx: engine.info.model.contextSize };

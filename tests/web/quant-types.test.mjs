@@ -9,41 +9,30 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import * as H from './harness.mjs';
 
-const PKG = '/www/package/src/index.js';
 const PROMPT = 'The capital of France is';
 const N = 3;
 // Q4_K_M also holds Q6_K (output, half of attn_v/ffn_down); Q5_K_M holds Q5_K and Q6_K; F16 the
 // float path. Together with the default Q4_1 these are every type the kernels decode.
 const TYPES = ['Q4_0', 'Q5_0', 'Q5_1', 'Q8_0', 'Q4_K_M', 'Q5_K_M', 'Q6_K', 'F16'];
 
-let server;
-let browser;
-let page;
+let session; // the test server, browser and page with the package (H.startEngineTest)
 
 before(async () => {
-  server = await H.startTestServer();
-  browser = await H.launchBrowser();
-  page = await H.openPage(browser, server, { modules: [PKG] });
+  session = await H.startEngineTest();
 });
 
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+after(() => session?.close());
 
-function browserTokens(url) {
-  return page.evaluate(async ([u, prompt, n]) => {
-    const mod = window.__mods['/www/package/src/index.js'];
-    try {
-      const engine = await mod.LlamaEngine.load(u, { worker: false, cache: false, contextSize: 32 });
-      const ids = [];
-      for await (const t of engine.generate(prompt, { temperature: 0, max_tokens: n })) ids.push(t.id);
-      await engine.unload();
-      return { ids };
-    } catch (e) {
-      return { thrown: { code: e.code, message: e.message } };
-    }
-  }, [url, PROMPT, N]);
+/** The model's greedy tokens for PROMPT in the page, or `{thrown}`. */
+async function browserTokens(url) {
+  const loaded = await session.load('__engine', url, { contextSize: 32 });
+  if (loaded.thrown) return loaded;
+  return session.inPage(async (mod, prompt, n) => {
+    const ids = [];
+    for await (const tok of window.__engine.generate(prompt, { temperature: 0, max_tokens: n })) ids.push(tok.id);
+    await window.__engine.unload();
+    return { ids };
+  }, PROMPT, N);
 }
 
 for (const ty of TYPES) {
@@ -57,10 +46,10 @@ for (const ty of TYPES) {
 }
 
 test('an unsupported weight type (BF16) fails with UNSUPPORTED_TENSOR_TYPE before the weights download', async () => {
-  server.clearLog();
+  session.server.clearLog();
   const r = await browserTokens('/models/SmolLM2-135M-Instruct.BF16.gguf');
   assert.equal(r.thrown?.code, 'UNSUPPORTED_TENSOR_TYPE', JSON.stringify(r));
   assert.match(r.thrown.message, /BF16/);
-  const sent = server.log().filter((e) => e.path.endsWith('BF16.gguf')).reduce((a, e) => a + (e.bytes ?? e.bytesSent ?? 0), 0);
+  const sent = session.server.log().filter((e) => e.path.endsWith('BF16.gguf')).reduce((a, e) => a + (e.bytes ?? e.bytesSent ?? 0), 0);
   assert.ok(sent < 100e6, `${sent} of 271 MB were sent before the error`);
 });

@@ -21,38 +21,21 @@ import * as H from './harness.mjs';
 
 const require = createRequire(path.join(H.REPO_ROOT, 'scripts/package.json'));
 const Ajv = require('ajv');
-const PKG = '/www/package/src/index.js';
 
-let server;
-let browser;
-let page;
-let dir;
+let session; // the test server, browser and page with the package (H.startEngineTest)
 
 before(async () => {
-  dir = await H.tmpDir('llama-webgpu-structured-');
-  execFileSync(H.CLI, ['synth', '-o', path.join(dir, 'tiny.gguf'), '--shape', 'tiny', '--type', 'q4_0'], { stdio: 'pipe' });
-  await fsp.copyFile(H.DEFAULT_MODEL, path.join(dir, 'smol.gguf'));
-  server = await H.startTestServer({ mounts: { '/m/': dir } });
-  browser = await H.launchBrowser();
-  page = await H.openPage(browser, server, { modules: [PKG] });
-  const r = await inPage(async (mod) => {
-    window.__smol = await mod.LlamaEngine.load('/m/smol.gguf', { worker: false, cache: false, contextSize: 256 });
-    window.__tiny = await mod.LlamaEngine.load('/m/tiny.gguf', { worker: false, cache: false, contextSize: 1024 });
-    return { smol: window.__smol.info.model.nVocab, tiny: window.__tiny.info.model.nVocab };
-  });
-  assert.ok(!r.thrown, JSON.stringify(r.thrown));
-  assert.equal(r.tiny, 128256, 'the synthetic model has the Llama 3 vocabulary');
+  session = await H.startEngineTest({ scratch: '/m/' });
+  execFileSync(H.CLI, ['synth', '-o', path.join(session.dir, 'tiny.gguf'), '--shape', 'tiny', '--type', 'q4_0'], { stdio: 'pipe' });
+  await fsp.copyFile(H.DEFAULT_MODEL, path.join(session.dir, 'smol.gguf'));
+  const smol = await session.load('__smol', '/m/smol.gguf', { contextSize: 256 });
+  assert.ok(!smol.thrown, JSON.stringify(smol.thrown));
+  const tiny = await session.load('__tiny', '/m/tiny.gguf', { contextSize: 1024 });
+  assert.ok(!tiny.thrown, JSON.stringify(tiny.thrown));
+  assert.equal(tiny.info.model.nVocab, 128256, 'the synthetic model has the Llama 3 vocabulary');
 });
 
-after(async () => {
-  await browser?.close();
-  await server?.close();
-  if (dir) await fsp.rm(dir, { recursive: true, force: true });
-});
-
-function inPage(fn, ...args) {
-  return H.runInPage(page, PKG, fn, ...args);
-}
+after(() => session?.close());
 
 // Nested objects in an array in an object, enums, a bounded integer and numbers, kept to a
 // few choices per reply so that 20 samples fit SwiftShader's ~1 s steps (the grammar's forced
@@ -78,7 +61,7 @@ const SAMPLES = 20;
 test('json_schema: 20 seeded samples at temperature 1.0 all parse and validate (SmolLM2), streamed ones too', async () => {
   const validate = new Ajv({ strict: true }).compile(PET_SCHEMA);
   const t0 = Date.now();
-  const r = await inPage(async (mod, schema, n) => {
+  const r = await session.inPage(async (mod, schema, n) => {
     const out = [];
     const messages = [{ role: 'user', content: 'Describe a pet as JSON.' }];
     const response_format = { type: 'json_schema', json_schema: { name: 'pet', schema, strict: true } };
@@ -118,7 +101,7 @@ test('json_schema: 20 seeded samples at temperature 1.0 all parse and validate (
 test('grammars restrict the output exactly: GBNF date (grammar field), Lark expression (response_format)', async () => {
   const gbnf = 'root ::= year "-" month "-" day\nyear ::= "19" [0-9] [0-9] | "20" [0-9] [0-9]\nmonth ::= "0" [1-9] | "1" [0-2]\nday ::= "0" [1-9] | [12] [0-9] | "3" [01]\n';
   const lark = 'start: expr\nexpr: term (("+" | "-" | "*") term)*\nterm: /[0-9]{1,2}/ | "(" expr ")"\n';
-  const r = await inPage(async (mod, g, l) => {
+  const r = await session.inPage(async (mod, g, l) => {
     const e = window.__smol;
     const dates = [];
     for (let seed = 0; seed < 2; seed++) {
@@ -139,7 +122,7 @@ test('grammars restrict the output exactly: GBNF date (grammar field), Lark expr
 });
 
 test('bad schemas and grammars fail with typed errors before any token; the engine still works', async () => {
-  const r = await inPage(async () => {
+  const r = await session.inPage(async () => {
     const e = window.__smol;
     const messages = [{ role: 'user', content: 'Hi' }];
     const codeOf = async (req) => {
@@ -192,7 +175,7 @@ const TIME = {
 
 test('tool calling round trip (Llama 3.1 template, real vocabulary): call, streamed deltas, tool result, answer', async () => {
   const validateArgs = new Ajv({ strict: true }).compile(WEATHER.function.parameters);
-  const r = await inPage(async (mod, weather, time) => {
+  const r = await session.inPage(async (mod, weather, time) => {
     const e = window.__tiny;
     const tools = [weather, time];
     const messages = [{ role: 'user', content: 'What is the weather in Paris?' }];
