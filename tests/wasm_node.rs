@@ -127,3 +127,35 @@ fn bad_and_truncated_headers_carry_their_codes() {
     let e = p.finish().err().expect("a truncated header");
     assert_eq!(llama_webgpu::Error::from(e).code(), "BAD_GGUF");
 }
+
+/// `memoryPlan`, as the JS API and the demo call it: the model's shape and the adapter's limits
+/// as JS objects, answered with the loader's own arithmetic.
+#[wasm_bindgen_test]
+fn the_memory_plan_binding_answers_with_the_loaders_arithmetic() {
+    use llama_webgpu::model::memory::{DeviceLimits, MemoryPlan, DEFAULT_CONTEXT};
+    use llama_webgpu::model::ModelShape;
+    let js = |s: &str| js_sys::JSON::parse(s).unwrap();
+    // Llama 3.1 8B, without `headDim` (4096 / 32 = 128), on a device with 1 GiB bindings.
+    let shape = js(r#"{"nLayer": 32, "nEmbd": 4096, "nHead": 32, "nHeadKv": 8, "nFf": 14336, "nVocab": 128256, "contextLength": 131072}"#);
+    let device = js(r#"{"shaderF16": true, "maxBufferSize": 4294967296, "maxStorageBufferBindingSize": 1073741824}"#);
+    let weights = 4_920_734_016u64;
+    let get = |o: &JsValue, k: &str| js_sys::Reflect::get(o, &k.into()).unwrap().as_f64().unwrap() as u64;
+
+    let s = ModelShape { n_vocab: 128256, n_embd: 4096, n_layer: 32, n_head: 32, n_head_kv: 8, head_dim: 128, n_ff: 14336, context_length: 131072 };
+    let limits = DeviceLimits { kv_f16: true, max_buffer_size: 4 << 30, max_storage_buffer_binding_size: 1 << 30 };
+    for context in [None, Some(1000u32)] {
+        let plan = llama_webgpu::wasm::memory_plan(shape.clone(), weights as f64, context, device.clone()).unwrap();
+        let want = MemoryPlan::new(&limits, &s, weights, context.map_or(DEFAULT_CONTEXT, |c| c as usize));
+        assert_eq!(get(&plan, "contextSize"), want.context_size);
+        assert_eq!(get(&plan, "kvCacheBytes"), want.kv_cache);
+        assert_eq!(get(&plan, "activationsBytes"), want.activations);
+        assert_eq!(get(&plan, "totalBytes"), want.total());
+        assert_eq!(get(&plan, "maxContextSize"), want.max_context_size);
+    }
+    // 4096 positions of f16 K and V over 32 layers of 8 heads of 128: 1 GiB.
+    assert_eq!(get(&llama_webgpu::wasm::memory_plan(shape.clone(), 0.0, None, device.clone()).unwrap(), "kvCacheBytes"), 1 << 30);
+
+    let bad = llama_webgpu::wasm::memory_plan(js(r#"{"nLayer": 0}"#), 0.0, None, device).err().expect("a bad shape");
+    let code = js_sys::Reflect::get(&bad, &"code".into()).unwrap();
+    assert_eq!(code.as_string().as_deref(), Some("INVALID_ARGUMENT"));
+}

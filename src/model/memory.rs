@@ -13,11 +13,14 @@ pub const DEFAULT_CONTEXT: usize = 4096;
 /// Candidates the GPU top-k returns; samplers use at most this many.
 pub const TOP_K: u32 = 64;
 
-/// Keys one workgroup of split attention covers.
+/// Keys per split of the GPU attention, and per chunk of its online softmax (`KPS` in
+/// shaders/attention.wgsl).
 pub const KEYS_PER_SPLIT: u32 = 256;
-/// Steps of up to this many tokens may split attention by key range.
+/// Steps of at most this many tokens split long contexts across workgroups; longer ones
+/// (prefill) already have a workgroup per tile of their tokens.
 pub const SPLIT_TOKENS: u32 = 16;
-/// The most the split attention's partial results may take.
+/// The split kernels' partial results are kept to about this size (very long contexts lower
+/// the tokens per step that use them).
 pub const SPLIT_SCRATCH_BYTES: u64 = 16 << 20;
 
 /// A model's sizes: all that the memory plan needs, from a [`LlamaConfig`] or (through wasm)
@@ -99,7 +102,7 @@ impl DeviceLimits {
     }
 }
 
-/// Key ranges of [`KEYS_PER_SPLIT`] over a context of `n_ctx` keys.
+/// The splits a context of `n_ctx` keys is cut into (the attention shader's `n_splits()`).
 pub fn attention_splits(n_ctx: u32) -> u32 {
     n_ctx.div_ceil(KEYS_PER_SPLIT)
 }

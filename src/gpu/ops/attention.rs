@@ -1,6 +1,7 @@
 //! The GPU KV cache and causal grouped-query attention (`shaders/attention.wgsl`).
 
 use super::uniform;
+use crate::model::memory::{attention_splits, split_attention_rows};
 use crate::gpu::{dispatch_1d, kernels, GpuContext, GpuError};
 use std::sync::Arc;
 
@@ -63,20 +64,6 @@ impl KvCache {
     }
 }
 
-/// Keys per split, and per chunk of the online softmax (`KPS` in attention.wgsl).
-const KEYS_PER_SPLIT: u32 = 256;
-/// Steps of at most this many tokens split long contexts across workgroups; longer ones
-/// (prefill) already have a workgroup per tile of their tokens.
-const SPLIT_TOKENS: u32 = 16;
-/// The split kernels' partial results are kept to about this size (very long contexts lower
-/// the tokens per step that use them).
-const SPLIT_SCRATCH_BYTES: u64 = 16 << 20;
-
-/// The splits a context of `n_ctx` keys is cut into (the shaders' `n_splits()`).
-fn splits(n_ctx: u32) -> u32 {
-    n_ctx.div_ceil(KEYS_PER_SPLIT)
-}
-
 /// Partial results of split attention, shared by every layer (their dispatches
 /// run one after another): per (token, head, split) the unnormalized output and its softmax
 /// maximum and sum.
@@ -89,32 +76,16 @@ pub struct AttentionScratch {
 }
 
 impl AttentionScratch {
-    /// `(tokens, rows)`: the largest step (at most `max_tokens` and 16) whose partial results
-    /// stay within 16 MiB and the binding limit, and the (token, head, split) rows kept for it,
-    /// at least one even when no step splits (the kernel binds the buffers anyway).
-    fn layout(n_head: u32, head_dim: u32, capacity: u32, max_tokens: u32, binding_limit: u64) -> (u32, u64) {
-        let per_token = n_head as u64 * splits(capacity) as u64;
-        let cap = SPLIT_SCRATCH_BYTES.min(binding_limit) / (head_dim as u64 * 4 + 8);
-        let tokens = (cap / per_token.max(1)).min(max_tokens.min(SPLIT_TOKENS) as u64) as u32;
-        (tokens, (tokens as u64 * per_token).max(1))
-    }
-
-    /// `(tokens, bytes)`: see [`Self::layout`]; the bytes are what the memory plan counts.
-    pub fn size(n_head: u32, head_dim: u32, capacity: u32, max_tokens: u32, binding_limit: u64) -> (u32, u64) {
-        let (tokens, rows) = Self::layout(n_head, head_dim, capacity, max_tokens, binding_limit);
-        (tokens, rows * (head_dim as u64 * 4 + 8))
-    }
-
     /// Scratch for attention over `cache` with `n_head` query heads, splitting steps of up to
     /// `max_tokens` tokens (0: never split).
     pub fn new(ctx: &GpuContext, cache: &KvCache, n_head: u32, max_tokens: u32) -> Result<Self, GpuError> {
-        let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
-        let (tokens, rows) = Self::layout(n_head, cache.head_dim, cache.capacity, max_tokens, limit);
+        let limit = ctx.memory_limits().binding_limit();
+        let (tokens, rows) = split_attention_rows(n_head, cache.head_dim, cache.capacity, max_tokens, limit);
         Ok(AttentionScratch {
             acc: ctx.storage("attention partials", rows * cache.head_dim as u64 * 4, wgpu::BufferUsages::empty())?,
             ml: ctx.storage("attention partial max/sum", rows * 8, wgpu::BufferUsages::empty())?,
             tokens,
-            max_split: splits(cache.capacity),
+            max_split: attention_splits(cache.capacity),
         })
     }
 }
@@ -250,7 +221,7 @@ impl AttentionOp {
         pass.set_bind_group(0, &self.write_bind, &[]);
         let (a, b, c) = dispatch_1d(self.kvw4 * n_tokens, 256);
         pass.dispatch_workgroups(a, b, c);
-        let n_split = splits(pos.saturating_add(n_tokens).min(self.capacity));
+        let n_split = attention_splits(pos.saturating_add(n_tokens).min(self.capacity));
         let split = n_tokens <= self.split_tokens && n_split > 1;
         let (pipeline, bind, tile_tokens) = if n_tokens == 1 {
             (&self.split_one, &self.split_one_bind, 1)

@@ -6,7 +6,7 @@
 //! repeated string at 100 MB, but a template can still build large strings within its
 //! instruction budget).
 
-use super::{describe, TemplateError};
+use super::error::{describe, TemplateError};
 use minijinja::value::{Enumerator, Object, ObjectRepr, Value};
 use minijinja::{Environment, Error, ErrorKind, Template};
 use std::io;
