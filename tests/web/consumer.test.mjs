@@ -1,9 +1,10 @@
 // The npm package as web developers get it: `npm pack` of www/package (the tarball users would
 // install), then
 //   - package hygiene: the tarball holds only what users need (every module the entry points load,
-//     the wasm and its glue, types, README, LICENSE, package.json: nothing else), `exports`/`main`/
-//     `types` point at shipped files, `sideEffects` lists exactly the modules with import-time side
-//     effects, and the gzipped wasm and the tarball stay within package.json's `sizeBudget`;
+//     the wasm and its glue, the generated declarations and every file they refer to, README,
+//     LICENSE, package.json: nothing else), `exports`/`main`/`types` point at shipped files,
+//     `sideEffects` lists exactly the modules with import-time side effects, and the gzipped wasm and
+//     the tarball stay within package.json's `sizeBudget`;
 //   - tests/consumer/vite-app/ installed from that tarball (vite from the registry, cached in
 //     .cache/consumer/vite-app/node_modules between runs) and built by `vite build` with no Vite
 //     configuration: the default worker and the wasm are emitted, and in headless Chromium the built
@@ -189,12 +190,12 @@ test('npm pack ships only what users need', () => {
   const allowed = [
     /^(package\.json|README\.md|LICENSE)$/,
     /^src\/[\w-]+\.js$/, // the ESM entry and its modules (which ones: the next test)
-    /^src\/index\.d\.ts$/,
+    /^types\/src\/[\w-]+\.d\.ts$/, // generated from the JSDoc by `npm pack` (prepack); which ones: below
     /^wasm\/llama_webgpu(\.js|_bg\.wasm)$/, // wasm-bindgen's glue and the module
   ];
   const extra = files.filter((f) => !allowed.some((re) => re.test(f)));
   assert.deepEqual(extra, [], 'unexpected files in the tarball (tests, maps, build leftovers?)');
-  for (const f of ['package.json', 'README.md', 'LICENSE', 'src/index.js', 'src/worker.js', 'src/index.d.ts',
+  for (const f of ['package.json', 'README.md', 'LICENSE', 'src/index.js', 'src/worker.js', 'types/src/index.d.ts',
     'wasm/llama_webgpu.js', 'wasm/llama_webgpu_bg.wasm']) {
     assert.ok(files.includes(f), `${f} is not in the tarball`);
   }
@@ -207,12 +208,16 @@ test('npm pack ships only what users need', () => {
   assert.deepEqual(pkgJson.dependencies ?? {}, {}, 'the package has no runtime dependencies (the plain page has no import map)');
 });
 
-/** Relative module references of a JS file: imports, re-exports, import(), new URL(lit, import.meta.url). */
+/**
+ * Relative module references of a JS file: imports, re-exports, import(), new URL(lit, import.meta.url);
+ * of a declaration file: imports, re-exports and `import("...")` types.
+ */
 function moduleRefs(file, src) {
-  const sf = ts.createSourceFile(file, src, ts.ScriptTarget.Latest, true, ts.ScriptKind.JS);
+  const sf = ts.createSourceFile(file, src, ts.ScriptTarget.Latest, true, file.endsWith('.d.ts') ? ts.ScriptKind.TS : ts.ScriptKind.JS);
   const refs = [];
   const visit = (n) => {
     if ((ts.isImportDeclaration(n) || ts.isExportDeclaration(n)) && n.moduleSpecifier) refs.push(n.moduleSpecifier.text);
+    if (ts.isImportTypeNode(n) && ts.isLiteralTypeNode(n.argument) && ts.isStringLiteral(n.argument.literal)) refs.push(n.argument.literal.text);
     if (ts.isCallExpression(n) && n.expression.kind === ts.SyntaxKind.ImportKeyword && ts.isStringLiteralLike(n.arguments[0])) refs.push(n.arguments[0].text);
     if (ts.isNewExpression(n) && ts.isIdentifier(n.expression) && n.expression.text === 'URL' && n.arguments?.length === 2
       && ts.isStringLiteralLike(n.arguments[0]) && n.arguments[1].getText() === 'import.meta.url') {
@@ -254,6 +259,29 @@ test('every file the entry points load is shipped, and every shipped module is l
   assert.ok(reached.has('wasm/llama_webgpu_bg.wasm') && reached.has('wasm/llama_webgpu.js'));
   const unused = [...shipped].filter((f) => /\.(m?js|wasm)$/.test(f) && !reached.has(f));
   assert.deepEqual(unused, [], 'shipped code that nothing loads');
+});
+
+test('every declaration file the types entry refers to is shipped, and no other', async () => {
+  const root = path.join(PLAIN, 'node_modules/llama-webgpu');
+  const shipped = new Set(pack.files.map((f) => f.path));
+  const reached = new Set();
+  const queue = [path.posix.normalize(pkgJson.types)];
+  while (queue.length) {
+    const f = queue.shift();
+    if (reached.has(f)) continue;
+    assert.ok(shipped.has(f), `${f} is referred to by the declarations but not in the tarball`);
+    reached.add(f);
+    const text = await fsp.readFile(path.join(root, f), 'utf8');
+    // tsc copies a typedef's JSDoc into the doc of the exported declaration after it.
+    assert.doesNotMatch(text, /@typedef/, `${f} carries a copied @typedef comment: in its JS, no exported declaration may follow a typedef`);
+    for (const ref of moduleRefs(f, text)) {
+      assert.ok(ref.startsWith('./') || ref.startsWith('../'), `${f} refers to the bare specifier '${ref}': users would need it installed`);
+      queue.push(path.posix.normalize(path.posix.join(path.posix.dirname(f), ref.replace(/\.js$/, '.d.ts'))));
+    }
+  }
+  assert.ok(reached.has('types/src/errors.d.ts'), [...reached].join(' '));
+  const unused = [...shipped].filter((f) => f.endsWith('.d.ts') && !reached.has(f));
+  assert.deepEqual(unused, [], 'shipped declarations that the types entry does not refer to');
 });
 
 test('exports, main, module and types point at shipped files; exports has a types condition', () => {

@@ -1,4 +1,6 @@
-// Browser tests of www/package/src/fetch.js + cache.js against scripts/serve.mjs, in headless Chromium.
+// Browser tests of the package's model bytes (www/package/src/fetch.js and the modules under it:
+// sources, shard names, HTTP with retry, the shard producer, cache.js) against the test server, in
+// headless Chromium; the pure parts (shard names, retry policy, sources) are also tested in Node.
 // Run: node --test tests/web/fetch.test.mjs   (PRINT_FIGURES=1 prints the measured MB/s)
 
 import { test, before, after } from 'node:test';
@@ -7,7 +9,9 @@ import http from 'node:http';
 import path from 'node:path';
 import fsp from 'node:fs/promises';
 import * as H from './harness.mjs';
-import { resolveSource } from '../../www/package/src/fetch.js';
+import { RETRY_POLICY, backoffMs, isRetryableStatus } from '../../www/package/src/retry.js';
+import { parseShardName, shardName } from '../../www/package/src/shard-name.js';
+import { resolveSource } from '../../www/package/src/sources.js';
 
 const HELPERS = '/tests/web/pages/fetch-helpers.js';
 const MODEL = H.DEFAULT_MODEL;
@@ -182,6 +186,52 @@ test('resolveSource: split discovery, ordering and BAD_SPLIT (Node)', () => {
   const files = resolveSource([new File([new Uint8Array(2)], 'x-00002-of-00002.gguf'), new File([new Uint8Array(1)], 'x-00001-of-00002.gguf')]);
   assert.deepEqual(files.map((f) => f.name), ['x-00001-of-00002.gguf', 'x-00002-of-00002.gguf']);
   assert.ok(files[0].file instanceof File);
+});
+
+test('shard names follow the rule of src/gguf/split.rs (Node)', () => {
+  assert.equal(shardName('m/Llama', 0, 3), 'm/Llama-00001-of-00003.gguf');
+  assert.equal(shardName('x', 11, 12), 'x-00012-of-00012.gguf');
+  assert.deepEqual(parseShardName('Llama-00002-of-00003.gguf'), { prefix: 'Llama', index: 1, count: 3 });
+  // As in Rust, a URL's query and fragment are not part of the name.
+  assert.deepEqual(parseShardName('https://x/y/Llama-00002-of-00003.gguf?download=1'), { prefix: 'https://x/y/Llama', index: 1, count: 3 });
+  assert.deepEqual(parseShardName('m-00001-of-00001.gguf#top'), { prefix: 'm', index: 0, count: 1 });
+  assert.deepEqual(parseShardName('-00003-of-00003.gguf'), { prefix: '', index: 2, count: 3 });
+  assert.deepEqual(parseShardName('a-b-00001-of-00002-00002-of-00002.gguf'), { prefix: 'a-b-00001-of-00002', index: 1, count: 2 });
+  for (const name of ['model.gguf', 'a-00000-of-00003.gguf', 'a-00004-of-00003.gguf', 'a-00001-of-00000.gguf',
+    'a-0000x-of-00003.gguf', 'a-+0001-of-00003.gguf', 'a-0001-of-00003.gguf', 'a-000001-of-00003.gguf', 'a-00001-of-000003.gguf',
+    'a-\u0661\u0661\u0661\u0661\u0661-of-00003.gguf', 'a_00001-of-00003.gguf', 'a-00001-of-00003.GGUF', 'a-00001-of-00003.gguf.part',
+    'x?a-00001-of-00003.gguf', '00001-of-00003.gguf']) {
+    assert.equal(parseShardName(name), null, name);
+  }
+  for (const [prefix, count] of [['m', 1], ['dir/Llama 3.1 8B', 3], ['', 99999]]) {
+    for (const index of [0, count - 1]) assert.deepEqual(parseShardName(shardName(prefix, index, count)), { prefix, index, count });
+  }
+});
+
+test('resolveSource: names that are not shard names are single files; URL prefixes keep their spelling (Node)', () => {
+  const base = 'https://example.com/m/';
+  for (const name of ['x-00000-of-00003.gguf', 'x-00004-of-00003.gguf']) {
+    assert.deepEqual(resolveSource(name, base).map((s) => s.name), [name]);
+    assert.deepEqual(resolveSource(new File([new Uint8Array(1)], name)).map((s) => s.name), [name]);
+  }
+  assert.throws(() => resolveSource(['x-00001-of-00002.gguf', 'x-00003-of-00002.gguf'], base),
+    (e) => e.code === 'BAD_SPLIT' && /x-00003-of-00002\.gguf is not a gguf-split shard/.test(e.message));
+  assert.deepEqual(
+    resolveSource('a+b%20c-00001-of-00002.gguf?x=1', base).map((s) => s.url),
+    ['https://example.com/m/a+b%20c-00001-of-00002.gguf?x=1', 'https://example.com/m/a+b%20c-00002-of-00002.gguf?x=1'],
+  );
+  assert.equal(resolveSource('a+b%20c-00001-of-00002.gguf', base)[1].name, 'a+b c-00002-of-00002.gguf');
+});
+
+test('retry policy: the statuses, backoff and budget of src/net/http.rs (Node)', () => {
+  assert.ok(Object.isFrozen(RETRY_POLICY));
+  assert.deepEqual({ ...RETRY_POLICY }, { backoffStartMs: 100, backoffCapMs: 2000, resetBytes: 1 << 20, retries: 5 });
+  for (const s of [408, 425, 429, 500, 502, 503, 504, 599]) assert.equal(isRetryableStatus(s), true, String(s));
+  for (const s of [200, 206, 304, 400, 401, 403, 404, 405, 410, 416, 451]) assert.equal(isRetryableStatus(s), false, String(s));
+  assert.deepEqual([1, 2, 3, 4, 5, 6, 7].map(backoffMs), [100, 200, 400, 800, 1600, 2000, 2000]);
+  assert.equal(backoffMs(0), 100);
+  assert.equal(backoffMs(100), 2000);
+  assert.equal(backoffMs(2000), 2000);
 });
 
 test('full download: identical bytes, bounded chunks, progress events, then a cached second load', async () => {

@@ -1,9 +1,12 @@
-// Type-checks the npm package's TypeScript declarations (www/package/src/index.d.ts) the way an
-// app would consume them: tests/web/types/ is copied into a temporary project whose
-// node_modules/llama-webgpu links to www/package, so the import goes through package.json's
-// "types" conditions. ok.ts (every public API in use) must pass under "bundler" and under
-// "nodenext" with extra strictness flags; misuse.ts must fail with exactly the errors it marks.
-// Needs TypeScript in scripts/node_modules (scripts/setup). Run: node --test tests/web/types.test.mjs
+// Type-checks the npm package's TypeScript declarations the way an app would consume them. The
+// declarations are generated from the package's JSDoc (`tsc -p www/package`, run by
+// scripts/build-web into www/package/types/): the first tests check that tsc finds no error in
+// the JS and that types/ is what the current source generates. Then tests/web/types/ is copied
+// into a temporary project whose node_modules/llama-webgpu links to www/package, so the import
+// goes through package.json's "types" conditions. ok.ts (every public API in use) must pass under
+// "bundler" and under "nodenext" with extra strictness flags; misuse.ts must fail with exactly the
+// errors it marks. Needs TypeScript in scripts/node_modules (scripts/setup) and the wasm glue
+// (scripts/build-web). Run: node --test tests/web/types.test.mjs
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,8 +21,10 @@ const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..
 const TSC = path.join(REPO_ROOT, 'scripts/node_modules/typescript/bin/tsc');
 const SRC = path.join(REPO_ROOT, 'tests/web/types');
 const PKG = path.join(REPO_ROOT, 'www/package');
+const TYPES = path.join(PKG, 'types');
 
 let dir;
+let generated; // tsc -p www/package into a temporary folder: {status, out}
 
 before(async () => {
   assert.ok(fs.existsSync(TSC), `${TSC} is missing: run scripts/setup (TypeScript is a dev tool in scripts/package.json)`);
@@ -29,6 +34,8 @@ before(async () => {
   await fsp.writeFile(path.join(dir, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
   await fsp.mkdir(path.join(dir, 'node_modules'));
   await fsp.symlink(PKG, path.join(dir, 'node_modules/llama-webgpu'), 'dir');
+  const r = spawnSync(process.execPath, [TSC, '-p', PKG, '--outDir', path.join(dir, 'generated'), '--pretty', 'false'], { encoding: 'utf8' });
+  generated = { status: r.status, out: `${r.stdout}${r.stderr}` };
 });
 
 after(async () => {
@@ -49,21 +56,53 @@ function tsc(project) {
   return { status: r.status, errors, out };
 }
 
+/** Every file under `root`, as relative paths → contents. */
+async function readTree(root) {
+  const out = {};
+  for (const e of await fsp.readdir(root, { recursive: true, withFileTypes: true })) {
+    if (!e.isFile()) continue;
+    const p = path.join(e.parentPath ?? e.path, e.name);
+    out[path.relative(root, p)] = await fsp.readFile(p, 'utf8');
+  }
+  return out;
+}
+
+test('tsc finds no error in the package JS, and every module is checked', async () => {
+  const src = path.join(PKG, 'src');
+  for (const f of (await fsp.readdir(src)).filter((f) => f.endsWith('.js'))) {
+    const text = await fsp.readFile(path.join(src, f), 'utf8');
+    assert.ok(text.startsWith('// @ts-check\n'), `src/${f} must start with // @ts-check (tsconfig.json checks no JS file without it)`);
+  }
+  assert.equal(generated.status, 0, `tsc -p www/package:\n${generated.out}`);
+  assert.ok(fs.existsSync(path.join(dir, 'generated/src/index.d.ts')));
+});
+
+test('www/package/types is what the current source generates (scripts/build-web regenerates it)', async () => {
+  assert.ok(fs.existsSync(TYPES), 'www/package/types is missing: run scripts/build-web');
+  const fresh = await readTree(path.join(dir, 'generated'));
+  const built = await readTree(TYPES);
+  assert.deepEqual(Object.keys(built).sort(), Object.keys(fresh).sort(), 'stale or missing declaration files: run scripts/build-web');
+  for (const [f, text] of Object.entries(fresh)) {
+    assert.equal(built[f], text, `types/${f} is stale: run scripts/build-web`);
+  }
+});
+
 test('the package.json "types" wiring points at the declarations', async () => {
   const pkg = JSON.parse(await fsp.readFile(path.join(PKG, 'package.json'), 'utf8'));
-  assert.equal(pkg.types, './src/index.d.ts');
+  assert.equal(pkg.types, './types/src/index.d.ts');
   const dot = pkg.exports['.'];
   assert.equal(Object.keys(dot)[0], 'types', 'the "types" condition must come first in exports["."]');
-  assert.equal(dot.types, './src/index.d.ts');
-  assert.ok(fs.existsSync(path.join(PKG, 'src/index.d.ts')));
+  assert.equal(dot.types, './types/src/index.d.ts');
+  assert.ok(fs.existsSync(path.join(PKG, 'types/src/index.d.ts')));
 });
 
 test('the declarations name every ErrorCode in errors.js', async () => {
   const js = await fsp.readFile(path.join(PKG, 'src/errors.js'), 'utf8');
-  const dts = await fsp.readFile(path.join(PKG, 'src/index.d.ts'), 'utf8');
+  const dts = await fsp.readFile(path.join(TYPES, 'src/errors.d.ts'), 'utf8');
   const codes = (src, re) => [...src.matchAll(re)].map((m) => m[1]).sort();
   const jsCodes = codes(js.slice(js.indexOf('ErrorCode = Object.freeze')), /^\s+([A-Z_]+): '\1',$/gm);
-  const dtsCodes = codes(dts.slice(dts.indexOf('const ErrorCode')), /^\s+([A-Z_]+): '\1';$/gm);
+  // tsc writes the literal types with double quotes.
+  const dtsCodes = codes(dts.slice(dts.indexOf('const ErrorCode')), /^\s+([A-Z_]+): (['"])\1\2;$/gm);
   assert.ok(jsCodes.length >= 20, `parsed ${jsCodes.length} codes from errors.js`);
   assert.deepEqual(dtsCodes, jsCodes);
 });

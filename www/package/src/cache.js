@@ -1,3 +1,4 @@
+// @ts-check
 // Persistent model cache in the Origin Private File System (OPFS).
 //
 // Why OPFS rather than the Cache API: a Cache API entry is one whole Response, so a download that
@@ -46,7 +47,8 @@ const chunkName = (i) => 'c' + String(i).padStart(5, '0');
 
 /** True when this context can use the cache (secure context with OPFS and WebCrypto). */
 export function cacheSupported() {
-  return !!(globalThis.navigator?.storage?.getDirectory && globalThis.crypto?.subtle);
+  const storage = /** @type {Partial<StorageManager> | undefined} */ (globalThis.navigator?.storage);
+  return !!(storage?.getDirectory && globalThis.crypto?.subtle);
 }
 
 let rootPromise = null;
@@ -143,7 +145,12 @@ export class CacheEntry {
     }
   }
 
-  /** A fresh meta object for a shard. */
+  /**
+   * A fresh meta object for a shard.
+   * @param {string} url
+   * @param {{size: number, etag?: string | null, lastModified?: string | null}} shard
+   * @param {number} [chunkBytes]
+   */
   static newMeta(url, { size, etag = null, lastModified = null }, chunkBytes = DEFAULT_CACHE_CHUNK_BYTES) {
     return { version: 1, url, size, etag, lastModified, chunkBytes, chunks: [], complete: size === 0 };
   }
@@ -221,9 +228,12 @@ export class ChunkWriter {
     this.meta = meta;
     this.index = meta.chunks.length;
     this.offset = this.index * meta.chunkBytes;
+    /** @type {Uint8Array | null} */
     this.buf = null;
     this.fill = 0;
+    /** @type {Promise<void>} */
     this.pending = Promise.resolve();
+    /** @type {unknown} */
     this.error = null;
   }
 
@@ -231,6 +241,7 @@ export class ChunkWriter {
     const n = Math.min(this.meta.chunkBytes, this.meta.size - this.offset);
     this.buf = new Uint8Array(n);
     this.fill = 0;
+    return this.buf;
   }
 
   /** Appends bytes; resolves when they are buffered. Rejects with the first write error. */
@@ -238,18 +249,18 @@ export class ChunkWriter {
     if (this.error) throw this.error;
     let pos = 0;
     while (pos < u8.length) {
-      if (!this.buf) this._newBuffer();
-      const n = Math.min(u8.length - pos, this.buf.length - this.fill);
+      const buf = this.buf ?? this._newBuffer();
+      const n = Math.min(u8.length - pos, buf.length - this.fill);
       if (n <= 0) throw new Error('cache writer: more bytes than the shard size');
-      this.buf.set(pos === 0 && n === u8.length ? u8 : u8.subarray(pos, pos + n), this.fill);
+      buf.set(pos === 0 && n === u8.length ? u8 : u8.subarray(pos, pos + n), this.fill);
       this.fill += n;
       pos += n;
-      if (this.fill === this.buf.length) await this._commitBuffer();
+      if (this.fill === buf.length) await this._commitBuffer();
     }
   }
 
   async _commitBuffer() {
-    const buf = this.buf;
+    const buf = /** @type {Uint8Array} */ (this.buf);
     const index = this.index;
     this.buf = null;
     this.index++;

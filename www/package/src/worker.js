@@ -1,23 +1,32 @@
+// @ts-check
 // The engine's Web Worker: hosts one EngineCore and serves LlamaEngine's requests (./rpc.js), so
 // loading and generation never block the page.
 
 import { EngineCore } from './engine.js';
 import { serializeError, deserializeError } from './rpc.js';
 
+/** @type {EngineCore | null} */
 let core = null;
-/** Request id → AbortController, for `abort` messages. */
+/** Request id → AbortController, for `abort` messages. @type {Map<number, AbortController>} */
 const controllers = new Map();
-/** Stream id → its async iterator, for `return` (the page left the loop early). */
+/** Stream id → its async iterator, for `return` (the page left the loop early). @type {Map<number, AsyncIterator<unknown>>} */
 const streams = new Map();
 
+/** @param {object} m */
 const post = (m) => self.postMessage(m);
 
+/**
+ * @param {number} id
+ * @param {object} obj
+ * @returns {any}
+ */
 function withSignal(id, obj) {
   const c = new AbortController();
   controllers.set(id, c);
   return { ...obj, signal: c.signal };
 }
 
+/** @param {any} m a message of the ./rpc.js protocol */
 async function handle(m) {
   const { id } = m;
   try {
@@ -31,7 +40,7 @@ async function handle(m) {
         break;
       }
       case 'static': {
-        const value = await EngineCore[m.method](...m.args);
+        const value = await /** @type {any} */ (EngineCore)[m.method](...m.args);
         post({ type: 'result', id, value });
         break;
       }
@@ -76,21 +85,28 @@ async function handle(m) {
   }
 }
 
+/**
+ * @param {number} id
+ * @param {string} method
+ * @param {any[]} args
+ * @returns {any}
+ */
 function callMethod(id, method, args) {
+  const c = /** @type {EngineCore} */ (core);
   switch (method) {
     case 'chat':
-      return core.chat.completions.create(withSignal(id, args[0]));
+      return c.chat.completions.create(withSignal(id, args[0]));
     case 'completions':
-      return core.completions.create(withSignal(id, args[0]));
+      return c.completions.create(withSignal(id, args[0]));
     case 'generate':
-      return core.generate(args[0], withSignal(id, args[1] ?? {}));
+      return c.generate(args[0], withSignal(id, args[1] ?? {}));
     case 'tokenize':
     case 'detokenize':
     case 'resetChat':
     case 'reload':
-      return core[method](...args);
+      return /** @type {any} */ (c)[method](...args);
     case 'unload': {
-      const done = core.unload();
+      const done = c.unload();
       core = null;
       return done;
     }

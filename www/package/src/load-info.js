@@ -1,0 +1,164 @@
+// @ts-check
+// A load's contract with the app: the options it takes (LoadOptions) and the facts it reports
+// (EngineInfo, `engine.info`), with the code that assembles those facts from what the wasm
+// engine, the GPU adapter and the load itself tell. No wasm here: these are the public types.
+
+import { navigatorGpu } from './webgpu.js';
+
+/**
+ * The adapter's description, vendor and architecture as WebGPU gives them (wgpu cannot see
+ * them), filled into the device facts the wasm engine reports. Informational: never throws.
+ * @param {{adapter: AdapterInfo}} gpuInfo mutated
+ */
+export async function describeAdapter(gpuInfo) {
+  try {
+    const a = (await /** @type {import('./webgpu.js').Gpu} */ (navigatorGpu()).requestAdapter())?.info;
+    if (a) Object.assign(gpuInfo.adapter, { vendor: a.vendor, architecture: a.architecture, name: a.description || a.device || gpuInfo.adapter.name });
+  } catch {
+    // Informational only.
+  }
+}
+
+/**
+ * `engine.info` at the end of a load.
+ * @param {object} facts
+ * @param {any} facts.model the wasm engine's model facts
+ * @param {{adapter: AdapterInfo, features: FeatureInfo, limits: LimitsInfo}} facts.gpu the device's
+ * @param {string[]} facts.source every shard's URL or file name
+ * @param {number} facts.totalBytes
+ * @param {number} facts.seconds
+ * @param {number} facts.fromCacheBytes
+ * @param {number} facts.wasmMemoryBytes
+ * @param {LoadInfo['warnings']} facts.warnings
+ * @returns {EngineInfo}
+ */
+export function engineInfo({ model, gpu, source, totalBytes, seconds, fromCacheBytes, wasmMemoryBytes, warnings }) {
+  return {
+    model: { ...model, source, sizeBytes: totalBytes },
+    ...gpu,
+    load: { seconds, bytesPerSecond: totalBytes / seconds, fromCacheBytes, wasmMemoryBytes, warnings },
+  };
+}
+
+// The types. (Typedefs go last: tsc would copy them into the doc of the declaration that
+// follows them.)
+
+/** @import { LoadProgress, LoadWarning, LoadWarningCode } from './progress.js' */
+
+/**
+ * Options of `LlamaEngine.load`. All are optional.
+ * @typedef {object} LoadOptions
+ * @property {(progress: LoadProgress) => void} [onProgress] Called with load progress about every
+ *   100 ms; the last call has `phase: 'compile'` and `loadedBytes === totalBytes`.
+ * @property {(warning: LoadWarning) => void} [onWarning] Called for each non-fatal warning (they
+ *   are also collected in `info.load.warnings`).
+ * @property {AbortSignal} [signal] Cancels the load at any point: `load()` rejects with `ABORTED`
+ *   and everything allocated so far (GPU buffers, the worker) is freed.
+ * @property {number} [contextSize] Tokens of context (prompt + answer) to allocate the KV cache
+ *   for; never more than the model's trained context length. Default: the model's, at most 4096
+ *   and at most what the device's buffer limits allow. The memory plan is made as soon as the
+ *   first shard's header has arrived: the KV cache is allocated then and the weights of later
+ *   shards reserved, so a context or a model that does not fit rejects with `OUT_OF_MEMORY`
+ *   before the weights download. See {@link ModelInfo.memory}.
+ * @property {boolean} [cache] Keep downloaded URL shards in the origin-private file system so
+ *   later loads (and reloads in the middle of a download) read them from disk. Default `true`.
+ * @property {boolean} [worker] Run the engine in a dedicated module Web Worker so loading and
+ *   generation never block the page. Default `true` (falls back to the calling thread where
+ *   `Worker` does not exist).
+ * @property {'auto' | 'f16' | 'f32'} [precision] `'auto'` (default): f16 KV cache and f16 kernels
+ *   where the adapter has `shader-f16`, f32 otherwise. `'f32'`: always the f32 kernels. `'f16'`:
+ *   require `shader-f16` (`NO_WEBGPU` when the adapter lacks it). Weights stay quantized either way.
+ * @property {Record<string, string>} [sha256] Expected SHA-256 (hex) of whole shards, keyed by
+ *   absolute URL or by file name. Listed shards are hashed as they stream in; a mismatch fails
+ *   the load with `INTEGRITY_ERROR` and drops the cached copy. A verified cached shard is not
+ *   hashed again.
+ * @property {number} [retries] Consecutive failed attempts allowed per shard before `NETWORK_ERROR` (default 5).
+ * @property {string} [wasmUrl] URL of `llama_webgpu_bg.wasm` when it is not served beside the
+ *   package's `wasm/` folder (e.g. from a bundler's asset import). Pass a string; make it
+ *   absolute in worker mode.
+ * @property {string} [workerUrl] URL of the package's `worker.js` when a bundler does not emit it
+ *   beside `index.js`. Pass a string (`url.href` for a URL object).
+ * @property {number} [maxStorageBinding] Caps the storage-buffer binding size the kernels assume
+ *   (bytes), below the adapter's `maxStorageBufferBindingSize`; larger tensors are split into row
+ *   blocks. For testing.
+ */
+
+/**
+ * Facts about the loaded model.
+ * @typedef {object} ModelInfo
+ * @property {string} architecture `'llama'`.
+ * @property {number} nLayer Transformer blocks.
+ * @property {number} nEmbd Embedding width.
+ * @property {number} nHead Attention heads.
+ * @property {number} nHeadKv Key/value heads (grouped-query attention).
+ * @property {number} nFf Feed-forward width.
+ * @property {number} nVocab Vocabulary size.
+ * @property {number} contextLength The context length the model was trained for.
+ * @property {number} contextSize The context this engine allocated ({@link LoadOptions.contextSize}).
+ * @property {MemoryPlan | null} memory What the model takes in GPU memory (null if no plan could be made before the end).
+ * @property {number | null} bosId The BOS token id, or null when the model has none.
+ * @property {number[]} stopIds Token ids that end a generation (EOS, end-of-turn).
+ * @property {boolean} hasChatTemplate Whether the GGUF carries a chat template (`chat.completions` needs one).
+ * @property {string[]} source The URL (or File name) of every shard, in order.
+ * @property {number} sizeBytes Bytes of all shards together.
+ */
+
+/**
+ * GPU memory a model takes at its context size, as planned at its first header.
+ * @typedef {object} MemoryPlan
+ * @property {number} weightsBytes The weights as uploaded (norm vectors as f32).
+ * @property {number} kvCacheBytes K and V of every layer for `contextSize` positions.
+ * @property {number} activationsBytes Activation buffers, the logits of a prefill chunk included.
+ * @property {number} totalBytes
+ * @property {number} contextSize
+ * @property {number} maxContextSize The largest context whose KV cache layers fit this device's buffer limits.
+ */
+
+/**
+ * The WebGPU adapter the engine runs on.
+ * @typedef {object} AdapterInfo
+ * @property {string} name The adapter's description (from `GPUAdapterInfo`), when the browser tells.
+ * @property {string | number} vendor The vendor (from `GPUAdapterInfo`: a string, possibly empty; a
+ *   number where the browser gives no `adapter.info`).
+ * @property {string} [architecture] The architecture (from `GPUAdapterInfo`), when the browser tells.
+ * @property {string} driver Driver description, usually empty in browsers.
+ * @property {string} backend wgpu's backend name (`'BrowserWebGpu'` in a browser).
+ */
+
+/**
+ * Optional WebGPU features in use. The engine works without either.
+ * @typedef {object} FeatureInfo
+ * @property {boolean} shaderF16 `shader-f16`: f16 KV cache and arithmetic.
+ * @property {boolean} subgroups Subgroup operations for faster reductions.
+ */
+
+/**
+ * The device limits the engine was given.
+ * @typedef {object} LimitsInfo
+ * @property {number} maxBufferSize
+ * @property {number} maxStorageBufferBindingSize
+ * @property {number} maxComputeInvocationsPerWorkgroup
+ * @property {number} maxComputeWorkgroupStorageSize
+ * @property {number} maxStorageBuffersPerShaderStage
+ */
+
+/**
+ * Facts about the load that made this engine.
+ * @typedef {object} LoadInfo
+ * @property {number} seconds Wall time of the whole load.
+ * @property {number} bytesPerSecond Model bytes per second over the whole load.
+ * @property {number} fromCacheBytes Bytes of shards that were complete in the cache.
+ * @property {number} wasmMemoryBytes Size of the wasm memory after the load (its peak: wasm memory never shrinks).
+ * @property {Array<{code: LoadWarningCode, message: string}>} warnings The warnings the load
+ *   reported (see {@link LoadOptions.onWarning}).
+ */
+
+/**
+ * `engine.info`: the model, the GPU and the load.
+ * @typedef {object} EngineInfo
+ * @property {ModelInfo} model
+ * @property {AdapterInfo} adapter
+ * @property {FeatureInfo} features
+ * @property {LimitsInfo} limits
+ * @property {LoadInfo} load
+ */
