@@ -19,7 +19,7 @@ import { initStatus } from './status.js';
 import { initSettingsPanel } from './settings-panel.js';
 import { initSourcePicker, loadKnownModels, chooseUrl } from './source.js';
 import { initLoading } from './loading.js';
-import { initDevicePanel } from './device-panel.js';
+import { estimateShown, initDevicePanel } from './device-panel.js';
 import { addMessage, initChat } from './chat.js';
 import { initStats } from './stats.js';
 
@@ -48,6 +48,8 @@ async function start() {
     });
     return;
   }
+  // Idle means the page is complete, the memory estimate (which asks the engine's wasm) included.
+  await estimateShown();
   setPhase('idle');
 }
 

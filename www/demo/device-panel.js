@@ -45,7 +45,22 @@ function renderDevice() {
   setFacts(ui.deviceInfo, pairs);
 }
 
+/** Counts renders, so that an estimate that resolves after a newer one started is dropped. */
+let renders = 0;
+/** The latest render, settled when its estimate is on show. */
+let rendering = Promise.resolve();
+
+/** Resolves once the memory estimate of the current source and context is on show. */
+export function estimateShown() {
+  return rendering;
+}
+
 function renderEstimate() {
+  rendering = showEstimate();
+  return rendering;
+}
+
+async function showEstimate() {
   const box = ui.memory;
   box.replaceChildren();
   setFit(null);
@@ -53,18 +68,27 @@ function renderEstimate() {
   const device = state.device;
   if (!src || !device?.supported) return;
   const { sizeBytes, arch } = state.facts;
-  const plan = estimateMemory({
-    arch,
-    weightsBytes: sizeBytes,
-    contextSize: contextFor(arch, wantedContext()),
-    features: device.features,
-    limits: device.limits,
-  });
+  const render = ++renders;
+  let plan;
+  try {
+    plan = await estimateMemory({
+      arch,
+      weightsBytes: sizeBytes,
+      contextSize: contextFor(arch, wantedContext()),
+      features: device.features,
+      limits: device.limits,
+    });
+  } catch (e) {
+    if (render === renders) box.append(el('div', 'memory-title', `No memory estimate: ${e?.message ?? e}`));
+    return;
+  }
+  if (render !== renders) return;
   box.append(el('div', 'memory-title', `Estimated GPU memory · ${sourceName(src)}`));
   const rows = el('dl', 'facts');
   setFacts(rows, [
     ['Weights', plan.weightsBytes ? `≈ ${formatBytes(plan.weightsBytes)}` : 'unknown'],
     ['KV cache', plan.kvCacheBytes !== null ? `${formatBytes(plan.kvCacheBytes)} (${plan.contextSize} tokens × ${arch.nLayer} layers, ${plan.kvType})` : 'unknown model shape'],
+    ['Activations', plan.activationsBytes !== null ? formatBytes(plan.activationsBytes) : 'unknown model shape'],
     ['Total', plan.totalBytes ? `≈ ${formatBytes(plan.totalBytes)}` : '?'],
   ]);
   box.append(rows);

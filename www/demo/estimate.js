@@ -1,14 +1,16 @@
 // What a model should need on this device, before anything is downloaded: its shape (from
-// models.json, a known name, or the loaded engine), the GPU memory estimate and the fit verdict.
+// models.json, a known name, or the loaded engine), the engine's own memory plan for it
+// (LlamaEngine.planMemory: the arithmetic the loader allocates by), and the fit verdict.
 
 import { formatBytes } from './format.js';
+import { LlamaEngine } from './package.js';
 
-/** Shapes of the models we know by name, for the KV-cache estimate of a URL or file not in models.json. */
+/** Shapes of the models we know by name, for the estimate of a URL or file not in models.json. */
 const KNOWN_ARCH = [
-  [/smollm2[-_. ]?135m/i, { nLayer: 30, nHeadKv: 3, headDim: 64, contextLength: 8192 }],
-  [/(llama[-_. ]?3\.?[12][-_. ]?)?8b/i, { nLayer: 32, nHeadKv: 8, headDim: 128, contextLength: 131072 }],
-  [/(llama[-_. ]?3\.?2[-_. ]?)?3b/i, { nLayer: 28, nHeadKv: 8, headDim: 128, contextLength: 131072 }],
-  [/(llama[-_. ]?3\.?2[-_. ]?)?1b/i, { nLayer: 16, nHeadKv: 8, headDim: 64, contextLength: 131072 }],
+  [/smollm2[-_. ]?135m/i, { nLayer: 30, nEmbd: 576, nHead: 9, nHeadKv: 3, headDim: 64, nFf: 1536, nVocab: 49152, contextLength: 8192 }],
+  [/(llama[-_. ]?3\.?[12][-_. ]?)?8b/i, { nLayer: 32, nEmbd: 4096, nHead: 32, nHeadKv: 8, headDim: 128, nFf: 14336, nVocab: 128256, contextLength: 131072 }],
+  [/(llama[-_. ]?3\.?2[-_. ]?)?3b/i, { nLayer: 28, nEmbd: 3072, nHead: 24, nHeadKv: 8, headDim: 128, nFf: 8192, nVocab: 128256, contextLength: 131072 }],
+  [/(llama[-_. ]?3\.?2[-_. ]?)?1b/i, { nLayer: 16, nEmbd: 2048, nHead: 32, nHeadKv: 8, headDim: 64, nFf: 8192, nVocab: 128256, contextLength: 131072 }],
 ];
 
 /** The model shape guessed from a file or URL name, or null. */
@@ -18,14 +20,10 @@ export function guessArch(name) {
   return null;
 }
 
-/** Model shape from a loaded engine's `info.model`. */
+/** Model shape from a loaded engine's `info.model` (the names are the plan's). */
 export function archFromInfo(model) {
-  return {
-    nLayer: model.nLayer,
-    nHeadKv: model.nHeadKv,
-    headDim: Math.round(model.nEmbd / model.nHead),
-    contextLength: model.contextLength,
-  };
+  const { nLayer, nEmbd, nHead, nHeadKv, nFf, nVocab, contextLength } = model;
+  return { nLayer, nEmbd, nHead, nHeadKv, nFf, nVocab, contextLength };
 }
 
 /** The context the page asks the engine for: what the user chose, at most what the model was trained for. */
@@ -34,31 +32,34 @@ export function contextFor(arch, wanted) {
 }
 
 /**
- * The GPU memory a model should take on this device. Everything the page knows about a model's
- * memory comes from here, so that replacing this body with the engine's own plan (through its wasm)
- * changes the figures everywhere at once.
- *
- * Today: the weights stay quantized, so they take the file size; the KV cache is one K and one V
- * buffer per layer, `[context][n_kv_heads · head_dim]`, f16 with shader-f16, else f32, as the
- * engine allocates them. The engine's plan also weighs `limits`; this formula has no use for them.
+ * The GPU memory a model should take on this device: the engine's plan for its shape (weights,
+ * KV cache and activations), without a shape only the weights.
  *
  * @param {{arch: import('./state.js').ModelShape|null, weightsBytes: number|null, contextSize: number,
- *   features: {shaderF16: boolean}, limits?: object}} model the shape (null when unknown), the
- *   weights' size (null when unknown), the context the load asks for (see contextFor), and the
- *   device's features and limits
- * @returns {{contextSize: number, kvType: 'f16'|'f32', weightsBytes: number|null,
- *   kvCacheBytes: number|null, totalBytes: number|null}} the context planned for; the KV cache
- *   (null without a shape) and the total (null without the weights' size)
+ *   features: {shaderF16: boolean}, limits: {maxBufferSize: number, maxStorageBufferBindingSize: number}}} model
+ *   the shape (null when unknown), the weights' size (null when unknown), the context the load
+ *   asks for (see contextFor), and the device's features and limits
+ * @returns {Promise<{contextSize: number, kvType: 'f16'|'f32', weightsBytes: number|null,
+ *   kvCacheBytes: number|null, activationsBytes: number|null, totalBytes: number|null}>} the
+ *   context planned for; the KV cache and activations (null without a shape) and the total (null
+ *   without the weights' size)
  */
-export function estimateMemory({ arch, weightsBytes, contextSize, features }) {
+export async function estimateMemory({ arch, weightsBytes, contextSize, features, limits }) {
   const f16 = !!features.shaderF16;
-  const kvCacheBytes = arch ? 2 * arch.nLayer * contextSize * arch.nHeadKv * arch.headDim * (f16 ? 2 : 4) : null;
+  const plan = arch
+    ? await LlamaEngine.planMemory(arch, {
+      weightsBytes: weightsBytes || 0,
+      contextSize,
+      device: { shaderF16: f16, maxBufferSize: limits.maxBufferSize, maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize },
+    })
+    : null;
   return {
-    contextSize,
+    contextSize: plan?.contextSize ?? contextSize,
     kvType: f16 ? 'f16' : 'f32',
     weightsBytes: weightsBytes || null,
-    kvCacheBytes,
-    totalBytes: weightsBytes ? weightsBytes + (kvCacheBytes ?? 0) : null,
+    kvCacheBytes: plan?.kvCacheBytes ?? null,
+    activationsBytes: plan?.activationsBytes ?? null,
+    totalBytes: weightsBytes ? (plan?.totalBytes ?? weightsBytes) : null,
   };
 }
 

@@ -3,7 +3,7 @@
 
 import { $, setFacts } from './dom.js';
 import { formatBytes, formatDuration, sourceName } from './format.js';
-import { archFromInfo, contextFor, estimateMemory } from './estimate.js';
+import { archFromInfo, contextFor } from './estimate.js';
 import { currentSettings, wantedContext } from './settings.js';
 import { LlamaEngine, resolveSource } from './package.js';
 import {
@@ -65,10 +65,8 @@ function renderModelInfo() {
   const { name, source, info } = state.loaded;
   const m = info.model;
   const headDim = Math.round(m.nEmbd / m.nHead);
-  // The engine's own plan when it has one (it counts what was really allocated).
-  const kv = m.memory?.kvCacheBytes ?? estimateMemory({
-    arch: archFromInfo(m), weightsBytes: m.sizeBytes, contextSize: m.contextSize, features: info.features, limits: info.limits,
-  }).kvCacheBytes;
+  // The plan the loader made (a finished load always has one) is what was allocated.
+  const kv = m.memory?.kvCacheBytes ?? null;
   const shards = m.source?.length ?? 1;
   const load = info.load ?? {};
   setFacts(ui.modelInfo, [

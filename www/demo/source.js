@@ -32,7 +32,7 @@ const FALLBACK_CONFIG = {
     name: 'SmolLM2-135M-Instruct Q4_1 (local)',
     url: 'models/SmolLM2-135M-Instruct-Q4_1-00001-of-00003.gguf',
     sizeBytes: 98362752,
-    arch: { nLayer: 30, nHeadKv: 3, headDim: 64, contextLength: 8192 },
+    arch: { nLayer: 30, nEmbd: 576, nHead: 9, nHeadKv: 3, headDim: 64, nFf: 1536, nVocab: 49152, contextLength: 8192 },
   }],
 };
 

@@ -4,7 +4,7 @@
 // section shows it (tests read the page right after `body[data-state]` changes).
 
 /**
- * @typedef {{nLayer: number, nHeadKv: number, headDim: number, contextLength: number}} ModelShape
+ * @typedef {import('../package/src/index.js').ModelShape} ModelShape
  * @typedef {{kind: 'url', url: string, entry: object|null}
  *   | {kind: 'files', files: File[], name: string, sizeBytes: number}} ModelSource
  * @typedef {'starting'|'unsupported'|'idle'|'loading'|'ready'|'generating'} Phase

@@ -17,6 +17,9 @@ import LlamaEngineDefault, {
   type LoadOptions,
   type LoadProgress,
   type LoadWarning,
+  type MemoryPlan,
+  type ModelShape,
+  type PlanOptions,
 } from 'llama-webgpu';
 
 // Compile-time equality checks.
@@ -38,6 +41,14 @@ const MODEL = new URL('/models/Llama-3.2-1B-Instruct-Q4_K_M-00001-of-00002.gguf'
 async function load(bar: HTMLProgressElement, cancel: HTMLButtonElement): Promise<LlamaEngine | null> {
   if (!(await LlamaEngine.isSupported())) return null;
   const offline: boolean = await LlamaEngine.hasModelInCache(MODEL);
+  const shape: ModelShape = { nLayer: 16, nEmbd: 2048, nHead: 32, nHeadKv: 8, nFf: 8192, nVocab: 128256, contextLength: 131072 };
+  const planOptions: PlanOptions = {
+    weightsBytes: 807_700_000,
+    contextSize: 2048,
+    device: { shaderF16: true, maxBufferSize: 1 << 30, maxStorageBufferBindingSize: 1 << 27 },
+  };
+  const plan: MemoryPlan = await LlamaEngine.planMemory({ ...shape, headDim: 64 }, planOptions);
+  if (plan.totalBytes > plan.weightsBytes + plan.kvCacheBytes + plan.activationsBytes || plan.contextSize > plan.maxContextSize) return null;
   const controller = new AbortController();
   cancel.onclick = () => controller.abort();
   const warnings: LoadWarning[] = [];

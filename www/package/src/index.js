@@ -42,6 +42,8 @@ export { ErrorCode, LlamaError };
 /** @typedef {import('./openai-request.js').CompletionRequest} CompletionRequest */
 /** @typedef {import('./openai-request.js').CompletionRequestStreaming} CompletionRequestStreaming */
 /** @typedef {import('./openai-request.js').CompletionRequestNonStreaming} CompletionRequestNonStreaming */
+/** @typedef {import('./memory-plan.js').ModelShape} ModelShape */
+/** @typedef {import('./memory-plan.js').PlanOptions} PlanOptions */
 /** @typedef {import('./openai-request.js').GenerateOptions} GenerateOptions */
 /** @typedef {import('./tools.js').ChatCompletionTool} ChatCompletionTool */
 /** @typedef {import('./tools.js').ChatCompletionToolChoiceOption} ChatCompletionToolChoiceOption */
@@ -239,6 +241,34 @@ export class LlamaEngine {
    */
   static hasModelInCache(source) {
     return hasInCache(source);
+  }
+
+  /**
+   * What a model of this shape would take in GPU memory on a device, before anything is
+   * downloaded: the plan a load makes at the model's first header (the same arithmetic), for
+   * an estimate or a fit check. Runs in this thread, loading the engine's wasm here the first
+   * time.
+   *
+   * ```ts
+   * const adapter = await navigator.gpu.requestAdapter();
+   * const device = {
+   *   shaderF16: adapter.features.has('shader-f16'),
+   *   maxBufferSize: adapter.limits.maxBufferSize,
+   *   maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+   * };
+   * const plan = await LlamaEngine.planMemory(
+   *   { nLayer: 32, nEmbd: 4096, nHead: 32, nHeadKv: 8, nFf: 14336, nVocab: 128256, contextLength: 131072 },
+   *   { weightsBytes: 4.92e9, contextSize: 8192, device });
+   * plan.totalBytes; // weights + KV cache + activations
+   * ```
+   * @param {ModelShape} shape
+   * @param {PlanOptions} options
+   * @returns {Promise<MemoryPlan>}
+   * @throws {LlamaError} `INVALID_ARGUMENT` for a shape or device it cannot plan for
+   */
+  static planMemory(shape, options) {
+    // Imported when asked: an app that never plans does not load the wasm in this thread.
+    return import('./memory-plan.js').then((m) => m.planMemory(shape, options));
   }
 
   /**
