@@ -17,13 +17,7 @@ use std::sync::{Arc, RwLock};
 /// this file running (it takes the lock to write; the others hold it to read).
 static MEASURING_RSS: RwLock<()> = RwLock::new(());
 
-fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
+use common::ids;
 
 fn paths() -> Vec<(&'static str, GpuOptions)> {
     vec![

@@ -46,12 +46,7 @@ fn streamed_load_equals_file_load_on_both_paths_and_split() {
     let file = GgufModel::open(&path).unwrap();
     for opts in [
         GpuOptions::default(),
-        GpuOptions {
-            allow_f16: false,
-            allow_subgroups: false,
-            max_storage_binding: Some(16 << 20),
-            tuning: Default::default(),
-        },
+        common::gpu::options(false, false, Some(16 << 20)),
     ] {
         let ctx = ctx(opts);
         // The whole-tensor upload from the memory map is the reference.

@@ -12,13 +12,7 @@ use llama_webgpu::reference::{
 };
 use llama_webgpu::decode::sampling::argmax;
 
-fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
+use common::ids;
 
 #[test]
 fn teacher_forced_top1_agrees_with_llama_cpp() {

@@ -346,12 +346,7 @@ fn tiny_runs_on_the_gpu_like_the_reference() {
     let tokens = [128000u32, 9906, 1917, 11, 1268, 527, 499, 30];
     for opts in [
         GpuOptions::default(),
-        GpuOptions {
-            allow_f16: false,
-            allow_subgroups: false,
-            max_storage_binding: Some(16 << 20),
-            tuning: Default::default(),
-        },
+        common::gpu::options(false, false, Some(16 << 20)),
     ] {
         let ctx = Arc::new(GpuContext::new_blocking(opts.clone()).unwrap());
         let reference = ReferenceModel::from_gguf(

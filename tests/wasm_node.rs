@@ -152,8 +152,8 @@ fn the_memory_plan_binding_answers_with_the_loaders_arithmetic() {
         assert_eq!(get(&plan, "totalBytes"), want.total());
         assert_eq!(get(&plan, "maxContextSize"), want.max_context_size);
     }
-    // 4096 positions of f16 K and V over 32 layers of 8 heads of 128: 1 GiB.
-    assert_eq!(get(&llama_webgpu::wasm::memory_plan(shape.clone(), 0.0, None, device.clone()).unwrap(), "kvCacheBytes"), 1 << 30);
+    // 4096 positions of f16 K and V over 32 layers of 8 heads of 128: 512 MiB.
+    assert_eq!(get(&llama_webgpu::wasm::memory_plan(shape.clone(), 0.0, None, device.clone()).unwrap(), "kvCacheBytes"), 1 << 29);
 
     let bad = llama_webgpu::wasm::memory_plan(js(r#"{"nLayer": 0}"#), 0.0, None, device).err().expect("a bad shape");
     let code = js_sys::Reflect::get(&bad, &"code".into()).unwrap();

@@ -358,8 +358,7 @@ fn verify_shard(part: &Path, size: u64, index: u32, count: u32, url: &str) -> Re
         return Err(NetError::LengthMismatch {
             url: url.to_string(),
             detail: format!("{url} is {size} bytes, but {len} arrived"),
-        }
-        .into());
+        });
     }
     let header = match read_header(&mut f, Some(len)) {
         // Checked against the length below, with a message that says so.

@@ -23,6 +23,11 @@ pub fn smollm2() -> PathBuf {
     model("SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
+/// A JSON array of token ids.
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
 pub fn fixture(name: &str) -> serde_json::Value {
     let p = root().join("tests/fixtures").join(name);
     let s = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));

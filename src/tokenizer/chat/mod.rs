@@ -75,7 +75,6 @@ impl ChatMessage {
 /// Renders a chat template for `messages`.
 ///
 /// The template sees `messages` (a list of `{role, content}`), `add_generation_prompt`,
-
 /// `bos_token` and `eos_token`, plus the functions `raise_exception(msg)`, `strftime_now(fmt)`
 /// (current UTC time, C `strftime` codes, `%-d` style unpadded variants included) and a lazy,
 /// budgeted `range()`. Anything else a template may test for (`tools`, `date_string`, …) is
