@@ -3,7 +3,7 @@
 
 mod common;
 
-use llama_webgpu::gguf::{split_into_shards, GgufModel, GgufWriter};
+use llama_webgpu::gguf::{split_into_shards, GgufFile, GgufWriter};
 use serde_json::Value;
 use std::process::{Command, Output};
 
@@ -315,7 +315,7 @@ fn bench_profile_times_every_kernel() {
 
 #[test]
 fn split_model_runs_from_its_first_shard() {
-    let src = GgufModel::open(common::smollm2()).unwrap();
+    let src = GgufFile::open(common::smollm2()).unwrap();
     let dir = tmpdir("split");
     let prefix = dir.join("smol").display().to_string();
     let shards = split_into_shards(
@@ -379,7 +379,7 @@ fn bad_inputs_fail_with_typed_messages() {
     );
 
     // A model without one of its tensors.
-    let src = GgufModel::open(common::smollm2()).unwrap();
+    let src = GgufFile::open(common::smollm2()).unwrap();
     let mut w = GgufWriter::default();
     for (k, v) in src.metadata().iter() {
         w.kv(k, v.clone());

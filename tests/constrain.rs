@@ -8,7 +8,7 @@ mod common;
 
 use llama_webgpu::decode::constrain::{ConstraintEnv, ConstraintSpec};
 use llama_webgpu::decode::{generate_constrained, FinishReason, GenerateParams, LogitsBackend};
-use llama_webgpu::gguf::GgufModel;
+use llama_webgpu::gguf::GgufFile;
 use llama_webgpu::decode::GpuBackend;
 use llama_webgpu::gpu::loader::load_gguf;
 use llama_webgpu::gpu::{GpuContext, GpuOptions};
@@ -25,7 +25,7 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let file = GgufModel::open(common::smollm2()).unwrap();
+    let file = GgufFile::open(common::smollm2()).unwrap();
     let tok = Tokenizer::from_gguf(file.metadata()).unwrap();
     // The default native path (f16 + subgroups); the browser test runs the f32 kernels without
     // subgroups under the same masks.
@@ -287,7 +287,7 @@ fn bad_constraints_fail_before_generation(s: &mut Setup) {
 /// turn, the call as `{"name": ..., "parameters": ...}`, the result in an `ipython` turn.
 #[test]
 fn llama31_template_renders_tools_calls_and_results() {
-    let file = GgufModel::open(common::model("ggml-vocab-llama-bpe.gguf")).unwrap();
+    let file = GgufFile::open(common::model("ggml-vocab-llama-bpe.gguf")).unwrap();
     let template = std::fs::read_to_string(common::model("meta-llama-Llama-3.1-8B-Instruct.jinja")).unwrap();
     let tools = json!([{
         "type": "function",
@@ -331,7 +331,7 @@ fn llama31_template_renders_tools_calls_and_results() {
 /// admits exactly the call format: the first token must open the object.
 #[test]
 fn llama3_vocabulary_constrains_tool_calls() {
-    let file = GgufModel::open(common::model("ggml-vocab-llama-bpe.gguf")).unwrap();
+    let file = GgufFile::open(common::model("ggml-vocab-llama-bpe.gguf")).unwrap();
     let tok = Tokenizer::from_gguf(file.metadata()).unwrap();
     let t0 = std::time::Instant::now();
     let env = ConstraintEnv::new(&tok).unwrap();

@@ -5,7 +5,7 @@
 mod common;
 
 use llama_webgpu::decode::{generate, DecodeError, FinishReason, GenerateParams, LogitsBackend};
-use llama_webgpu::gguf::GgufModel;
+use llama_webgpu::gguf::GgufFile;
 use llama_webgpu::decode::sampling::SamplerConfig;
 use llama_webgpu::tokenizer::Tokenizer;
 
@@ -62,7 +62,7 @@ fn run(tok: &Tokenizer, script: Vec<u32>, stop_strings: &[&str], max_tokens: usi
 
 #[test]
 fn held_back_text_is_returned_unless_a_stop_string_completes() {
-    let tok = Tokenizer::from_gguf(GgufModel::open(common::smollm2()).unwrap().metadata()).unwrap();
+    let tok = Tokenizer::from_gguf(GgufFile::open(common::smollm2()).unwrap().metadata()).unwrap();
     let ids = |s: &str| tok.encode(s, false).unwrap();
     let eos = tok.eos_id().unwrap();
     let (a, hash, b) = (ids("a"), ids("#"), ids("b"));

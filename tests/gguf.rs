@@ -137,7 +137,7 @@ fn incremental_parse_matches_whole_parse_for_any_chunking() {
 fn router_reassembles_every_tensor_from_a_stream() {
     let path = common::smollm2();
     let bytes = std::fs::read(&path).unwrap();
-    let model = GgufModel::open(&path).unwrap();
+    let model = GgufFile::open(&path).unwrap();
     let h = model.header();
     let router = TensorRouter::new(h);
     let mut got: Vec<Vec<u8>> = vec![Vec::new(); h.tensors.len()];
@@ -172,7 +172,7 @@ fn router_reassembles_every_tensor_from_a_stream() {
 #[test]
 fn split_model_loads_from_first_shard_and_errors_name_the_problem() {
     let src = common::smollm2();
-    let model = GgufModel::open(&src).unwrap();
+    let model = GgufFile::open(&src).unwrap();
     let dir = std::env::temp_dir().join(format!("llama-webgpu-split-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let prefix = dir.join("smol").display().to_string();
@@ -190,7 +190,7 @@ fn split_model_loads_from_first_shard_and_errors_name_the_problem() {
     for (name, bytes) in &shards {
         std::fs::write(name, bytes).unwrap();
     }
-    let split = GgufModel::open(&shards[0].0).unwrap();
+    let split = GgufFile::open(&shards[0].0).unwrap();
     assert_eq!(split.shard_paths().len(), shards.len());
     assert_eq!(split.tensors().count(), model.tensors().count());
     for t in model.tensors() {
@@ -202,18 +202,18 @@ fn split_model_loads_from_first_shard_and_errors_name_the_problem() {
     );
 
     // Opening a later shard directly is refused.
-    let e = GgufModel::open(&shards[1].0).err().unwrap();
+    let e = GgufFile::open(&shards[1].0).err().unwrap();
     assert!(e.to_string().contains("open the first shard"), "{e}");
     // A missing sibling is named.
     std::fs::rename(&shards[2].0, dir.join("moved.gguf")).unwrap();
-    let e = GgufModel::open(&shards[0].0).err().unwrap();
+    let e = GgufFile::open(&shards[0].0).err().unwrap();
     assert!(
         matches!(e, GgufError::Split(_)) && e.to_string().contains(&shards[2].0),
         "{e}"
     );
     // A shard from another set (wrong split.no) is rejected.
     std::fs::copy(&shards[1].0, &shards[2].0).unwrap();
-    let e = GgufModel::open(&shards[0].0).err().unwrap();
+    let e = GgufFile::open(&shards[0].0).err().unwrap();
     assert!(e.to_string().contains("should be shard 3"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -355,14 +355,14 @@ fn every_truncation_of_a_real_header_is_a_typed_error() {
     // The same through the native file API, with the error naming the tensor.
     let p = std::env::temp_dir().join(format!("trunc-{}.gguf", std::process::id()));
     std::fs::write(&p, &bytes[..bytes.len() - 100]).unwrap();
-    let e = GgufModel::open(&p).err().unwrap();
+    let e = GgufFile::open(&p).err().unwrap();
     assert!(e.to_string().contains("t.f16"), "{e}");
     std::fs::remove_file(p).unwrap();
 }
 
 #[test]
 fn vocab_only_gguf_has_no_tensors() {
-    let h = GgufModel::open(common::model("ggml-vocab-llama-bpe.gguf")).unwrap();
+    let h = GgufFile::open(common::model("ggml-vocab-llama-bpe.gguf")).unwrap();
     assert_eq!(h.tensors().count(), 0);
     assert_eq!(
         h.metadata()

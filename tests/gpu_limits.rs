@@ -17,7 +17,7 @@
 
 mod common;
 
-use llama_webgpu::gguf::{parse_header, split_into_shards, GgufModel};
+use llama_webgpu::gguf::{parse_header, split_into_shards, GgufFile};
 use llama_webgpu::gpu::loader::{load_files, StreamLoader};
 use llama_webgpu::gpu::GpuModelError;
 use llama_webgpu::model::memory::DEFAULT_CONTEXT;
@@ -109,7 +109,7 @@ fn oom_child() {
     // The largest context whose KV layers are within the limits: only the device can refuse.
     let big = (ctx.limits.max_storage_buffer_binding_size / (2 * 64 * elem)).min(CONTEXT_LENGTH as u64) as usize;
     // The split copy for the last check is made before the cap, which it must not count on.
-    let file = GgufModel::open(&path).unwrap();
+    let file = GgufFile::open(&path).unwrap();
     let shards = split_into_shards(file.header(), |n| file.tensor(n).unwrap().data, "m", 16 << 20);
     let first_header = {
         let h = parse_header(&shards[0].1, None).unwrap();
@@ -247,7 +247,7 @@ fn the_memory_plan_is_made_at_the_first_header() {
 
     // A split model: the first header reserves the later shards' weights, so what is held
     // right after it is the whole plan; each later header trades reservation for real buffers.
-    let file = GgufModel::open(&path).unwrap();
+    let file = GgufFile::open(&path).unwrap();
     let shards = split_into_shards(file.header(), |n| file.tensor(n).unwrap().data, "m", 16 << 20);
     assert!(shards.len() >= 3, "{} shards", shards.len());
     let total: u64 = shards.iter().map(|(_, b)| b.len() as u64).sum();

@@ -20,7 +20,7 @@
 
 mod common;
 
-use llama_webgpu::gguf::GgufModel;
+use llama_webgpu::gguf::GgufFile;
 use llama_webgpu::gpu::ops::{step_buffer, EmbeddingOp, MatmulConfig, MatmulOp, Step};
 use llama_webgpu::gpu::weights::GpuWeight;
 use llama_webgpu::gpu::{GpuContext, GpuError, GpuOptions};
@@ -38,7 +38,7 @@ use random::{quant_weights, Draws, Rng};
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const TOKEN_COUNTS: [usize; 4] = [1, 3, 17, 64 + 5];
 
-fn model(quant: &str) -> GgufModel {
+fn model(quant: &str) -> GgufFile {
     let path =
         PathBuf::from(ROOT).join(format!(".cache/models/SmolLM2-135M-Instruct.{quant}.gguf"));
     assert!(
@@ -46,7 +46,7 @@ fn model(quant: &str) -> GgufModel {
         "missing test model {}: run scripts/setup",
         path.display()
     );
-    GgufModel::open(&path).unwrap_or_else(|e| panic!("{}: {e}; run scripts/setup", path.display()))
+    GgufFile::open(&path).unwrap_or_else(|e| panic!("{}: {e}; run scripts/setup", path.display()))
 }
 
 /// A weight matrix on the CPU: GGUF bytes plus its dequantized values.

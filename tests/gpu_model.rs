@@ -5,7 +5,7 @@
 
 mod common;
 
-use llama_webgpu::gguf::GgufModel;
+use llama_webgpu::gguf::GgufFile;
 use llama_webgpu::gpu::loader::load_gguf;
 use llama_webgpu::gpu::GpuModel;
 use llama_webgpu::gpu::{GpuContext, GpuOptions};
@@ -35,7 +35,7 @@ fn paths() -> Vec<(&'static str, GpuOptions)> {
 fn gpu_forward_matches_reference_and_llama_cpp() {
     let _shared = MEASURING_RSS.read().unwrap_or_else(|e| e.into_inner());
     let fx = common::fixture("smollm2-greedy.json");
-    let file = GgufModel::open(common::smollm2()).unwrap();
+    let file = GgufFile::open(common::smollm2()).unwrap();
     for (label, opts) in paths() {
         let ctx = Arc::new(GpuContext::new_blocking(opts).unwrap());
         let kv_f16 = ctx.features.f16;
@@ -79,7 +79,7 @@ fn gpu_forward_matches_reference_and_llama_cpp() {
 #[test]
 fn gpu_greedy_decode_matches_reference() {
     let _shared = MEASURING_RSS.read().unwrap_or_else(|e| e.into_inner());
-    let file = GgufModel::open(common::smollm2()).unwrap();
+    let file = GgufFile::open(common::smollm2()).unwrap();
     let prompt = [
         1u32, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 30, 2, 198, 1, 4093, 198, 1780, 314,
         260, 3575, 282, 4649, 47, 2, 198, 1, 520, 9531, 198,
@@ -131,7 +131,7 @@ fn gpu_top_k_sampling_matches_cpu_sampling() {
     use llama_webgpu::decode::GpuBackend;
     use llama_webgpu::decode::sampling::SamplerConfig;
     use llama_webgpu::tokenizer::Tokenizer;
-    let file = GgufModel::open(common::smollm2()).unwrap();
+    let file = GgufFile::open(common::smollm2()).unwrap();
     let tok = Tokenizer::from_gguf(file.metadata()).unwrap();
     let ctx = Arc::new(common::gpu::context(false, false, None));
     let reference = ReferenceModel::from_gguf(&file, ReferenceOptions { kv_f16: false }).unwrap();
@@ -158,7 +158,7 @@ fn gpu_top_k_sampling_matches_cpu_sampling() {
 #[test]
 fn multi_token_steps_keep_memory_flat() {
     let _alone = MEASURING_RSS.write().unwrap_or_else(|e| e.into_inner());
-    let file = GgufModel::open(common::smollm2()).unwrap();
+    let file = GgufFile::open(common::smollm2()).unwrap();
     let ctx = Arc::new(GpuContext::new_blocking(GpuOptions::default()).unwrap());
     let mut m = load_gguf(ctx, &file, 256).unwrap();
     let run = |m: &mut GpuModel, n: u32| {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use llama_webgpu::gguf::{split_into_shards, GgufModel};
+use llama_webgpu::gguf::{split_into_shards, GgufFile};
 use llama_webgpu::gpu::loader::{load_mapped, StreamLoader};
 use llama_webgpu::gpu::GpuModel;
 use llama_webgpu::gpu::{GpuContext, GpuOptions};
@@ -43,7 +43,7 @@ fn logits(m: &mut GpuModel) -> Vec<f32> {
 fn streamed_load_equals_file_load_on_both_paths_and_split() {
     let path = common::smollm2();
     let bytes = std::fs::read(&path).unwrap();
-    let file = GgufModel::open(&path).unwrap();
+    let file = GgufFile::open(&path).unwrap();
     for opts in [
         GpuOptions::default(),
         common::gpu::options(false, false, Some(16 << 20)),
@@ -71,7 +71,7 @@ fn streamed_load_equals_file_load_on_both_paths_and_split() {
 fn bad_streams_fail_with_typed_errors() {
     let path = common::smollm2();
     let bytes = std::fs::read(&path).unwrap();
-    let file = GgufModel::open(&path).unwrap();
+    let file = GgufFile::open(&path).unwrap();
     let ctx = ctx(GpuOptions::default());
     let code = |r: Result<GpuModel, Error>| match r {
         Ok(_) => panic!("expected an error"),

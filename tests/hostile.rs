@@ -3,7 +3,7 @@
 //! file's size plus a small constant — counts and lengths from the file are never trusted for
 //! allocation. Every case goes through the three ways a file is read: `parse_header` on the bytes,
 //! the incremental parser fed a stream of unknown length (the browser without Content-Length), and
-//! `GgufModel::open` on a file; model-level cases then go through `LlamaConfig`.
+//! `GgufFile::open` on a file; model-level cases then go through `LlamaConfig`.
 //!
 //! Memory is measured by a counting global allocator, per thread (tests run in parallel).
 #![cfg(not(target_arch = "wasm32"))]
@@ -14,7 +14,7 @@ use common::tiny::{Tiny, N_EMBD, N_FF, N_VOCAB};
 use common::Raw;
 
 use llama_webgpu::gguf::{
-    parse_header, GgufError, GgufHeader, GgufModel, GgufWriter, HeaderParser, Progress, Value,
+    parse_header, GgufError, GgufHeader, GgufFile, GgufWriter, HeaderParser, Progress, Value,
     ValueType,
 };
 use llama_webgpu::model::LlamaConfig;
@@ -106,7 +106,7 @@ fn parse_unsized(bytes: &[u8]) -> Result<GgufHeader, GgufError> {
 fn load(bytes: &[u8], path: &std::path::Path) -> Result<(), Error> {
     let whole = parse_header(bytes, None);
     let unsized_ = parse_unsized(bytes);
-    let opened = GgufModel::open(path);
+    let opened = GgufFile::open(path);
     match (&whole, &unsized_, &opened) {
         (Ok(_), Ok(_), Ok(_)) => {}
         (Err(_), _, Err(_)) => {
@@ -123,7 +123,7 @@ fn load(bytes: &[u8], path: &std::path::Path) -> Result<(), Error> {
             assert_eq!(
                 a.to_string(),
                 b.to_string(),
-                "parse_header and GgufModel::open disagree"
+                "parse_header and GgufFile::open disagree"
             );
         }
         _ => panic!(

@@ -6,7 +6,7 @@
 //! its cache is current.
 #![cfg(not(target_arch = "wasm32"))]
 
-use llama_webgpu::gguf::GgufModel;
+use llama_webgpu::gguf::GgufFile;
 use llama_webgpu::quant::{
     dequantize, dequantize_into, dequantize_row, dequantize_rows, GgmlType, QuantError,
 };
@@ -158,7 +158,7 @@ fn dequantization_is_bit_exact_with_gguf_py() {
     let mut covered = BTreeSet::new();
     let mut checked = 0;
     for refs in references() {
-        let model = GgufModel::open(&refs.model)
+        let model = GgufFile::open(&refs.model)
             .unwrap_or_else(|e| panic!("{}: {e}", refs.model.display()));
         let model_name = refs.model.file_name().unwrap().to_string_lossy();
         for t in &refs.tensors {
@@ -208,7 +208,7 @@ fn dequantization_is_bit_exact_with_gguf_py() {
 fn rows_match_the_whole_tensor() {
     let mut checked = BTreeSet::new();
     for refs in references() {
-        let model = GgufModel::open(&refs.model).unwrap();
+        let model = GgufFile::open(&refs.model).unwrap();
         for t in &refs.tensors {
             let tensor = model.tensor(&t.name).unwrap();
             let [row_len, n_rows] = tensor.info.dims[..] else {

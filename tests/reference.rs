@@ -5,7 +5,7 @@
 
 mod common;
 
-use llama_webgpu::gguf::{GgufModel, TensorInfo};
+use llama_webgpu::gguf::{GgufFile, TensorInfo};
 use llama_webgpu::model::{LlamaConfig, ModelError, ModelShape, RopeScaling};
 use llama_webgpu::reference::{
     ops::log_softmax, KvCache, Logits, ReferenceModel, ReferenceOptions,
@@ -17,7 +17,7 @@ use common::ids;
 #[test]
 fn teacher_forced_top1_agrees_with_llama_cpp() {
     let fx = common::fixture("smollm2-greedy.json");
-    let model = GgufModel::open(common::smollm2()).unwrap();
+    let model = GgufFile::open(common::smollm2()).unwrap();
     let reference = ReferenceModel::from_gguf(&model, ReferenceOptions::default()).unwrap();
     let n_vocab = reference.cfg.shape.n_vocab;
     let (mut agree, mut total, mut lp_diff_sum) = (0usize, 0usize, 0f64);
@@ -70,7 +70,7 @@ fn teacher_forced_top1_agrees_with_llama_cpp() {
 #[test]
 fn matches_llama_cpp_f32_logprobs_tightly() {
     let fx = common::fixture("smollm2-greedy.json");
-    let model = GgufModel::open(common::smollm2()).unwrap();
+    let model = GgufFile::open(common::smollm2()).unwrap();
     let reference = ReferenceModel::from_gguf(&model, ReferenceOptions { kv_f16: false }).unwrap();
     let n_vocab = reference.cfg.shape.n_vocab;
     let (mut max_diff, mut n, mut top1) = (0f64, 0usize, 0usize);
@@ -107,7 +107,7 @@ fn matches_llama_cpp_f32_logprobs_tightly() {
 
 #[test]
 fn incremental_decode_matches_batched_prefill() {
-    let model = GgufModel::open(common::smollm2()).unwrap();
+    let model = GgufFile::open(common::smollm2()).unwrap();
     let r = ReferenceModel::from_gguf(&model, ReferenceOptions::default()).unwrap();
     let toks = [1u32, 504, 3458, 282, 4103, 314, 7071, 30, 506, 3820];
     let mut c1 = r.new_cache(16);
@@ -139,7 +139,7 @@ fn incremental_decode_matches_batched_prefill() {
 
 #[test]
 fn validation_names_missing_and_misshaped_tensors() {
-    let model = GgufModel::open(common::smollm2()).unwrap();
+    let model = GgufFile::open(common::smollm2()).unwrap();
     let meta = model.metadata();
     let cfg = LlamaConfig::from_gguf(meta, |n| model.tensor(n).map(|t| t.info)).unwrap();
     assert_eq!(

@@ -7,7 +7,7 @@
 
 mod common;
 
-use llama_webgpu::gguf::{parse_header, GgufModel};
+use llama_webgpu::gguf::{parse_header, GgufFile};
 use llama_webgpu::gpu::loader::load_gguf;
 use llama_webgpu::gpu::{GpuContext, GpuOptions};
 use llama_webgpu::tools::synth::{self, QuantMix, Shape, SynthOptions};
@@ -68,7 +68,7 @@ fn expected_type(name: &str, n_dims: usize, mix: QuantMix, n_layer: usize, tied:
     GgmlType::Q4_K
 }
 
-fn config(model: &GgufModel) -> LlamaConfig {
+fn config(model: &GgufFile) -> LlamaConfig {
     let cfg =
         LlamaConfig::from_gguf(model.metadata(), |n| model.tensor(n).map(|t| t.info)).unwrap();
     cfg.validate_tensors(|n| model.tensor(n).map(|t| t.info))
@@ -78,7 +78,7 @@ fn config(model: &GgufModel) -> LlamaConfig {
 
 /// Loads a written tiny file and checks everything a reader sees.
 fn check_file(path: &Path, shape: &Shape, mix: QuantMix, vocab_tok: &Tokenizer) {
-    let model = GgufModel::open(path).unwrap();
+    let model = GgufFile::open(path).unwrap();
     let meta = model.metadata();
     let cfg = config(&model);
     assert_eq!(
@@ -200,7 +200,7 @@ fn check_file(path: &Path, shape: &Shape, mix: QuantMix, vocab_tok: &Tokenizer) 
 #[test]
 fn tiny_files_load_tokenize_and_run_in_every_mix() {
     let dir = tmpdir("tiny");
-    let vocab_tok = Tokenizer::from_gguf(GgufModel::open(vocab()).unwrap().metadata()).unwrap();
+    let vocab_tok = Tokenizer::from_gguf(GgufFile::open(vocab()).unwrap().metadata()).unwrap();
     for mix in [QuantMix::Q4KM, QuantMix::Q4_0, QuantMix::Q8_0] {
         let path = dir.join(format!("tiny-{}.gguf", mix.label()));
         let opts = options(Shape::tiny(), mix);
@@ -275,8 +275,8 @@ fn split_shards_hold_the_same_model() {
     }
     assert!(!split.exists());
 
-    let a = GgufModel::open(&whole).unwrap();
-    let b = GgufModel::open(&shards[0]).unwrap();
+    let a = GgufFile::open(&whole).unwrap();
+    let b = GgufFile::open(&shards[0]).unwrap();
     assert_eq!(b.shard_paths().len(), 4);
     assert_eq!(config(&a), config(&b));
     let names_a: Vec<_> = a.tensors().map(|t| t.info.name.clone()).collect();
@@ -327,7 +327,7 @@ fn split_shards_hold_the_same_model() {
     assert!(std::fs::read(&again).unwrap() == std::fs::read(&whole).unwrap());
     let other = dir.join("other.gguf");
     run(&["-o", other.to_str().unwrap(), "--seed", "4"]);
-    let c = GgufModel::open(&other).unwrap();
+    let c = GgufFile::open(&other).unwrap();
     assert!(
         c.tensor("blk.0.attn_q.weight").unwrap().data
             != a.tensor("blk.0.attn_q.weight").unwrap().data
@@ -342,7 +342,7 @@ fn tiny_runs_on_the_gpu_like_the_reference() {
     let dir = tmpdir("gpu");
     let path = dir.join("tiny.gguf");
     synth::write(&options(Shape::tiny(), QuantMix::Q4KM), &path).unwrap();
-    let file = GgufModel::open(&path).unwrap();
+    let file = GgufFile::open(&path).unwrap();
     let tokens = [128000u32, 9906, 1917, 11, 1268, 527, 499, 30];
     for opts in [
         GpuOptions::default(),
@@ -473,7 +473,7 @@ fn llama31_8b_q4_k_m_split_loads() {
     let report = synth::write(&opts, &out).unwrap();
     eprintln!("wrote {:?} in {:?}", report.files, t.elapsed());
     assert_eq!(report.files.len(), 3);
-    let model = GgufModel::open(&report.files[0].0).unwrap();
+    let model = GgufFile::open(&report.files[0].0).unwrap();
     let cfg = config(&model);
     assert_eq!(
         (cfg.shape.n_layer, cfg.shape.n_embd, cfg.shape.n_ff, cfg.shape.n_vocab),

@@ -5,7 +5,7 @@
 //! build pinned in scripts/package.json. The models live in `.cache/models` (run `scripts/setup`).
 #![cfg(not(target_arch = "wasm32"))]
 
-use llama_webgpu::gguf::{GgufModel, Metadata, Value, ValueType};
+use llama_webgpu::gguf::{GgufFile, Metadata, Value, ValueType};
 use llama_webgpu::tokenizer::chat::{
     apply_chat_template, apply_chat_template_with_tools, ChatMessage, TemplateError, MAX_TEMPLATE_OUTPUT,
 };
@@ -36,7 +36,7 @@ fn fixture(name: &str) -> serde_json::Value {
 }
 
 fn load_gguf(name: &str) -> Tokenizer {
-    let model = GgufModel::open(model_file(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let model = GgufFile::open(model_file(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
     Tokenizer::from_gguf(model.metadata()).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 

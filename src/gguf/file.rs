@@ -16,8 +16,9 @@ struct Shard {
     map: Mmap,
 }
 
-/// A (possibly split) GGUF model opened from disk.
-pub struct GgufModel {
+/// A GGUF file opened from disk, with the other shards of a split model: its headers, and its
+/// tensors memory-mapped (what the model is, `crate::model` reads from it).
+pub struct GgufFile {
     shards: Vec<Shard>,
     /// Tensor name → (shard, index in that shard's header).
     index: HashMap<String, (usize, usize)>,
@@ -57,7 +58,7 @@ fn read_header(path: &Path) -> Result<(GgufHeader, Mmap), GgufError> {
     Ok((header, map))
 }
 
-impl GgufModel {
+impl GgufFile {
     /// Opens a GGUF file. If it is the first shard of a gguf-split set, the siblings next to it
     /// are opened too and checked for consistency.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, GgufError> {
@@ -135,7 +136,7 @@ impl GgufModel {
                 order.push(t.name.clone());
             }
         }
-        Ok(GgufModel {
+        Ok(GgufFile {
             shards,
             index,
             order,

@@ -13,7 +13,7 @@ mod value;
 mod writer;
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use file::{GgufModel, TensorRef};
+pub use file::{GgufFile, TensorRef};
 pub use reader::{parse_header, HeaderParser, Progress, DEFAULT_ALIGNMENT, MAX_DIMS};
 pub use route::{TensorChunk, TensorRouter};
 pub use split::{shard_name, split_name_parts, SplitInfo};

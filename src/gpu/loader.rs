@@ -541,7 +541,7 @@ pub fn load_files(
 /// Native: loads an opened (possibly split) GGUF file by streaming its shards from disk through
 /// [`load_files`], so the memory map's pages never become resident.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn load_gguf(ctx: Arc<GpuContext>, model: &crate::gguf::GgufModel, context_size: usize) -> Result<GpuModel, GpuModelError> {
+pub fn load_gguf(ctx: Arc<GpuContext>, model: &crate::gguf::GgufFile, context_size: usize) -> Result<GpuModel, GpuModelError> {
     load_files(ctx, &model.shard_paths(), Some(context_size))
 }
 

@@ -299,7 +299,7 @@ fn meta_path(p: &Path) -> PathBuf {
 }
 
 /// Downloads (or finds in the cache) every shard `url` stands for and returns the local path of
-/// the first, ready for [`crate::gguf::GgufModel::open`].
+/// the first, ready for [`crate::gguf::GgufFile::open`].
 pub fn fetch_model(url: &str, opts: &NetOptions) -> Result<PathBuf, NetError> {
     let shards = shard_locations(url, &opts.cache_dir)?;
     let count = shards.len() as u32;

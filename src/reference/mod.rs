@@ -164,7 +164,7 @@ impl ReferenceModel {
     /// Loads from an opened (possibly split) GGUF file.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_gguf(
-        model: &crate::gguf::GgufModel,
+        model: &crate::gguf::GgufFile,
         opts: ReferenceOptions,
     ) -> Result<Self, ReferenceError> {
         Self::load(

@@ -7,7 +7,7 @@ use crate::run::make_backend;
 use llama_webgpu::decode::constrain::{ConstraintEnv, ConstraintSpec};
 use llama_webgpu::decode::sampling::SamplerConfig;
 use llama_webgpu::decode::{generate_constrained, GenerateParams, LogitsBackend};
-use llama_webgpu::gguf::GgufModel;
+use llama_webgpu::gguf::GgufFile;
 use llama_webgpu::gpu::loader::load_gguf;
 use llama_webgpu::model::LlamaConfig;
 use llama_webgpu::tokenizer::Tokenizer;
@@ -23,7 +23,7 @@ pub(crate) fn bench(
     profile: bool,
     device: &DeviceArgs,
 ) -> Result<()> {
-    let model = GgufModel::open(path)?;
+    let model = GgufFile::open(path)?;
     let n_vocab = LlamaConfig::from_gguf(model.metadata(), |n| {
         model.tensor(n).map(|t| t.info)
     })?
@@ -128,7 +128,7 @@ pub(crate) fn bench(
 /// array, strings, numbers, an enum) after the same prompt. Each step reads back the full
 /// logits and masks them on the CPU; the mask time is reported per token and against the
 /// unconstrained decode step.
-fn mask_overhead(model: &GgufModel, backend: &mut dyn LogitsBackend, prompt: &[u32], n: usize) -> Result<serde_json::Value> {
+fn mask_overhead(model: &GgufFile, backend: &mut dyn LogitsBackend, prompt: &[u32], n: usize) -> Result<serde_json::Value> {
     let tok = Tokenizer::from_gguf(model.metadata())?;
     let schema = json!({
         "type": "object",
@@ -175,7 +175,7 @@ fn mask_overhead(model: &GgufModel, backend: &mut dyn LogitsBackend, prompt: &[u
 
 /// Per-kernel decode times (timestamp queries, mean of 8 steps after prefilling `prompt`),
 /// with the weight bandwidth of each matrix × vector.
-fn profile_kernels(model: &GgufModel, prompt: &[u32], device: &DeviceArgs) -> Result<serde_json::Value> {
+fn profile_kernels(model: &GgufFile, prompt: &[u32], device: &DeviceArgs) -> Result<serde_json::Value> {
     if device.backend != Backend::Gpu {
         return Err(Error::InvalidArgument("--profile needs the GPU backend".into()));
     }

@@ -1,7 +1,7 @@
 //! Model files: `synth` (a synthetic Llama 3.x GGUF) and `split` (gguf-split shards).
 
 use crate::args::SynthArgs;
-use llama_webgpu::gguf::GgufModel;
+use llama_webgpu::gguf::GgufFile;
 use llama_webgpu::tools::synth::{self, QuantMix, Shape, SynthOptions};
 use llama_webgpu::{Error, Result};
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 pub(crate) fn split(model: &PathBuf, prefix: &str, max: &str) -> Result<()> {
     let max = synth::parse_size(max)
         .ok_or_else(|| Error::InvalidArgument(format!("bad --split-max-size '{max}'")))?;
-    let m = GgufModel::open(model)?;
+    let m = GgufFile::open(model)?;
     let shards = llama_webgpu::gguf::split_into_shards(
         m.header(),
         |n| m.tensor(n).expect("tensor listed in the header").data,

@@ -1,7 +1,7 @@
 //! `info`: what a model file is, and what loading it would take on this device.
 
 use crate::args::{Backend, DeviceArgs};
-use llama_webgpu::gguf::GgufModel;
+use llama_webgpu::gguf::GgufFile;
 use llama_webgpu::gpu::{format_bytes, GpuContext};
 use llama_webgpu::model::memory::{uploaded_bytes, MemoryPlan};
 use llama_webgpu::model::LlamaConfig;
@@ -42,7 +42,7 @@ pub(crate) fn gpu_json_of(gpu: &Result<Arc<GpuContext>>) -> serde_json::Value {
 }
 
 pub(crate) fn info(path: &PathBuf, as_json: bool, device: &DeviceArgs) -> Result<()> {
-    let model = GgufModel::open(path)?;
+    let model = GgufFile::open(path)?;
     let meta = model.metadata();
     let mut types: std::collections::BTreeMap<String, (usize, u64, u64)> = Default::default();
     let mut n_params = 0u64;

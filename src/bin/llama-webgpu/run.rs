@@ -5,7 +5,7 @@ use crate::args::{Backend, DeviceArgs, GenerateArgs, PromptInput};
 use llama_webgpu::decode::constrain::ConstraintEnv;
 use llama_webgpu::decode::sampling::SamplerConfig;
 use llama_webgpu::decode::{generate_constrained, CpuBackend, GenerateParams, GpuBackend, LogitsBackend};
-use llama_webgpu::gguf::GgufModel;
+use llama_webgpu::gguf::GgufFile;
 use llama_webgpu::gpu::loader::load_gguf;
 use llama_webgpu::reference::{ops::log_softmax, Logits, ReferenceModel, ReferenceOptions};
 use llama_webgpu::tokenizer::{ChatMessage, Tokenizer};
@@ -30,8 +30,8 @@ pub(crate) fn prompt_ids(tok: &Tokenizer, input: &PromptInput, parse_special: bo
     Ok(tok.encode_prompt(text, parse_special)?)
 }
 
-pub(crate) fn load(model: &PathBuf) -> Result<(GgufModel, Tokenizer)> {
-    let model = GgufModel::open(model)?;
+pub(crate) fn load(model: &PathBuf) -> Result<(GgufFile, Tokenizer)> {
+    let model = GgufFile::open(model)?;
     let tok = Tokenizer::from_gguf(model.metadata())?;
     Ok((model, tok))
 }
@@ -117,7 +117,7 @@ pub(crate) fn generate(a: GenerateArgs) -> Result<()> {
 /// A CPU reference or GPU backend holding the model. The CPU reference is leaked on purpose:
 /// it lives for the whole (short-lived) process and the backend borrows it.
 pub(crate) fn make_backend(
-    model: &GgufModel,
+    model: &GgufFile,
     ctx: usize,
     device: &DeviceArgs,
 ) -> Result<Box<dyn LogitsBackend>> {

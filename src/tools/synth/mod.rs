@@ -21,7 +21,7 @@ pub use mix::{plan, use_more_bits, PlannedTensor, QuantMix};
 pub use shape::{Shape, SHAPES};
 
 use crate::gguf::{
-    header_bytes, padding, shard_name, GgufError, GgufModel, TensorEntry, Value, DEFAULT_ALIGNMENT,
+    header_bytes, padding, shard_name, GgufError, GgufFile, TensorEntry, Value, DEFAULT_ALIGNMENT,
 };
 use crate::model::RopeScaling;
 use crate::quant::GgmlType;
@@ -170,7 +170,7 @@ pub fn metadata(opts: &SynthOptions) -> Result<Vec<(String, Value)>> {
         m.push(("llama.rope.scaling.factor".into(), Value::F32(factor)));
     }
 
-    let vocab = GgufModel::open(&opts.vocab)?;
+    let vocab = GgufFile::open(&opts.vocab)?;
     let vm = vocab.metadata();
     let n_tokens = vm.str_array("tokenizer.ggml.tokens")?.len();
     if n_tokens != s.n_vocab {
