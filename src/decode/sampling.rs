@@ -21,7 +21,9 @@ pub struct SamplerConfig {
     pub presence_penalty: f32,
     /// How many recent tokens the penalties look at.
     pub penalty_last_n: usize,
-    /// Added to the logit of each listed token (`-inf` bans it).
+    /// Added to the logit of each listed token. `-inf`, or -100 and below as in OpenAI's API, bans
+    /// it. JSON has no infinity, so in JSON a ban is also written as the string `"-inf"`.
+    #[serde(with = "bias_json")]
     pub logit_bias: Vec<(u32, f32)>,
     pub seed: u64,
 }
@@ -40,6 +42,44 @@ impl Default for SamplerConfig {
             logit_bias: Vec::new(),
             seed: 0,
         }
+    }
+}
+
+/// A bias at or below this bans the token outright: OpenAI documents -100 as a ban, and adding it
+/// to a logit would only make the token unlikely.
+pub const BAN_BIAS: f32 = -100.0;
+
+/// `logit_bias` in JSON: `[[id, bias]]` where a bias is a number or `"-inf"`, because
+/// `JSON.stringify(-Infinity)` is `null` and JSON has no infinities.
+mod bias_json {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Bias {
+        Number(f32),
+        Word(String),
+    }
+
+    pub fn serialize<S: Serializer>(v: &[(u32, f32)], s: S) -> Result<S::Ok, S::Error> {
+        let out: Vec<(u32, Bias)> = v
+            .iter()
+            .map(|&(id, b)| (id, if b == f32::NEG_INFINITY { Bias::Word("-inf".into()) } else { Bias::Number(b) }))
+            .collect();
+        out.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(u32, f32)>, D::Error> {
+        let raw = Vec::<(u32, Bias)>::deserialize(d)?;
+        raw.into_iter()
+            .map(|(id, b)| match b {
+                Bias::Number(x) => Ok((id, x)),
+                Bias::Word(w) if w == "-inf" => Ok((id, f32::NEG_INFINITY)),
+                Bias::Word(w) => Err(serde::de::Error::custom(format!(
+                    "logit_bias for token {id}: {w:?} is neither a number nor \"-inf\""
+                ))),
+            })
+            .collect()
     }
 }
 
@@ -111,9 +151,13 @@ impl SamplerConfig {
                 "must be in [-2, 2]",
             );
         }
-        for &(_, b) in &self.logit_bias {
+        for &(id, b) in &self.logit_bias {
             if b.is_nan() || b == f32::INFINITY {
-                return err("logit_bias", b, "must be a number or -infinity");
+                return Err(SamplerError {
+                    name: "logit_bias",
+                    value: format!("{b} for token {id}"),
+                    why: "must be a finite number, or -infinity to ban the token (a large finite bias such as 100 favours it)",
+                });
             }
         }
         Ok(())
@@ -179,7 +223,7 @@ impl Sampler {
         self.apply_penalties(&mut logits, history);
         for &(id, b) in &self.cfg.logit_bias {
             if let Some(l) = logits.get_mut(id as usize) {
-                *l += b;
+                *l = if b <= BAN_BIAS { f32::NEG_INFINITY } else { *l + b };
             }
         }
         if self.cfg.temperature <= 0.0 || self.cfg.top_k == 1 {
@@ -429,6 +473,28 @@ mod tests {
         })
         .unwrap();
         assert_eq!(s.sample(&logits(), &[]), 5);
+        // -100 bans as -inf does, whatever the logit.
+        let mut big = logits();
+        big[2] = 1e4;
+        let mut s = Sampler::new(SamplerConfig { logit_bias: vec![(2, -100.0)], ..SamplerConfig::greedy() }).unwrap();
+        assert_ne!(s.sample(&big, &[]), 2);
+        let mut s = Sampler::new(SamplerConfig { logit_bias: vec![(2, -99.0)], ..SamplerConfig::greedy() }).unwrap();
+        assert_eq!(s.sample(&big, &[]), 2);
+    }
+
+    #[test]
+    fn logit_bias_json_carries_bans() {
+        let c: SamplerConfig = serde_json::from_str(r#"{"logit_bias": [[7, "-inf"], [9, -100], [3, 2.5]]}"#).unwrap();
+        assert_eq!(c.logit_bias, vec![(7, f32::NEG_INFINITY), (9, -100.0), (3, 2.5)]);
+        let back: SamplerConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back.logit_bias, c.logit_bias);
+        let e = serde_json::from_str::<SamplerConfig>(r#"{"logit_bias": [[7, "inf"]]}"#).unwrap_err();
+        assert!(e.to_string().contains("token 7"), "{e}");
+        // JSON.stringify(-Infinity) is null: a clear error, not a silent ban or a bias of 0.
+        assert!(serde_json::from_str::<SamplerConfig>(r#"{"logit_bias": [[7, null]]}"#).is_err());
+        let e = Sampler::new(SamplerConfig { logit_bias: vec![(42, f32::INFINITY)], ..Default::default() }).unwrap_err();
+        assert_eq!(e.code(), "INVALID_SAMPLING_PARAMS");
+        assert!(e.to_string().contains("token 42"), "{e}");
     }
 
     #[test]

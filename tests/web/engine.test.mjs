@@ -88,6 +88,8 @@ test('split shards load in the page; greedy chat equals the native CLI; stats an
   console.log(`load ${r.info.load.seconds.toFixed(1)} s (${(r.info.load.bytesPerSecond / 1e6).toFixed(0)} MB/s); `
     + `prefill ${reply.usage.extra.prefill_tokens_per_s.toFixed(1)} tok/s, decode ${reply.usage.extra.decode_tokens_per_s.toFixed(1)} tok/s; `
     + `wasm memory ${(r.info.load.wasmMemoryBytes / 2 ** 20).toFixed(0)} MiB`);
+  // The README's bound: the shards stream through the wasm memory without ever being held whole.
+  assert.ok(r.info.load.wasmMemoryBytes <= 20 * 2 ** 20, `peak wasm memory ${r.info.load.wasmMemoryBytes} bytes`);
 });
 
 test('streaming chat delivers chunks whose text equals the non-streamed answer, with usage last', async () => {
@@ -149,8 +151,11 @@ test('abort mid-generation rejects with ABORTED, interrupt() ends with finish_re
       aborted = { code: e.code, n };
     }
     const p = engine.completions.create(req);
-    setTimeout(() => engine.interrupt(), 1500);
-    const interrupted = await p;
+    // interrupt() ends the generation that is running: on a slow runner the aborted stream's
+    // last step can still hold the queue when a single timer fires, so keep interrupting
+    // until this request ends.
+    const timer = setInterval(() => engine.interrupt(), 500);
+    const interrupted = await p.finally(() => clearInterval(timer));
     const after = await engine.completions.create({ ...req, max_tokens: 3 });
     return { aborted, interrupted, after };
   });
@@ -162,8 +167,35 @@ test('abort mid-generation rejects with ABORTED, interrupt() ends with finish_re
   assert.ok(r.after.choices[0].text.length > 0);
 });
 
-test('completions, generate, logprobs and typed errors', async () => {
-  const r = await session.inPage(async () => {
+/**
+ * In the page: the greedy first token after a prompt, then the same with that token banned by
+ * `-Infinity` and by OpenAI's `-100`, and the typed error `+Infinity` gets. Passed to the page as
+ * source, so the in-thread and the worker engine run the same check.
+ */
+const BAN_CHECK = `async (engine) => {
+  const first = async (opts) => {
+    const ids = [];
+    for await (const t of engine.generate('The capital of France is', { temperature: 0, max_tokens: 1, ...opts })) ids.push(t.id);
+    return ids[0];
+  };
+  const top = await first({});
+  const banned = await first({ logit_bias: { [top]: -Infinity } });
+  const hundred = await first({ logit_bias: { [top]: -100 } });
+  let inf = 'no error';
+  try { await first({ logit_bias: { [top]: Infinity } }); } catch (e) { inf = { code: e.code, message: e.message }; }
+  return { top, banned, hundred, inf };
+}`;
+
+function assertBans(b) {
+  assert.ok(Number.isInteger(b.top), JSON.stringify(b));
+  assert.notEqual(b.banned, b.top, 'a -Infinity bias bans the token');
+  assert.equal(b.hundred, b.banned, 'a -100 bias bans it as -Infinity does');
+  assert.equal(b.inf.code, 'INVALID_SAMPLING_PARAMS', JSON.stringify(b.inf));
+  assert.match(b.inf.message, new RegExp(`token ${b.top}\\b`));
+}
+
+test('completions, generate, logprobs, typed errors and logit_bias bans', async () => {
+  const r = await session.inPage(async (mod, check) => {
     const engine = window.__engine;
     const c = await engine.completions.create({ prompt: 'The capital of France is', temperature: 0, max_tokens: 4, logprobs: true, top_logprobs: 3 });
     const pieces = [];
@@ -175,8 +207,9 @@ test('completions, generate, logprobs and typed errors', async () => {
     await code('temperature', () => engine.chat.completions.create({ messages: [{ role: 'user', content: 'x' }], temperature: -1 }));
     await code('messages', () => engine.chat.completions.create({ messages: [] }));
     await code('tooLong', () => engine.completions.create({ prompt: 'word '.repeat(2000) }));
-    return { c, pieces, errs };
-  });
+    const bans = await (0, eval)(check)(engine);
+    return { c, pieces, errs, bans };
+  }, BAN_CHECK);
   assert.ok(!r.thrown, JSON.stringify(r.thrown));
   const ch = r.c.choices[0];
   assert.equal(r.c.object, 'text_completion');
@@ -189,10 +222,11 @@ test('completions, generate, logprobs and typed errors', async () => {
     assert.ok(Math.abs(lp.top_logprobs[0].logprob - lp.logprob) < 1e-5, JSON.stringify(lp));
   }
   assert.deepEqual(r.errs, { temperature: 'INVALID_SAMPLING_PARAMS', messages: 'INVALID_PROMPT', tooLong: 'PROMPT_TOO_LONG' });
+  assertBans(r.bans);
 });
 
-test('worker mode: the same API through a Web Worker, the same greedy answer as the native CLI', async () => {
-  const r = await session.inPage(async (mod, url, q) => {
+test('worker mode: the same API through a Web Worker, the same greedy answer as the native CLI, logit_bias bans', async () => {
+  const r = await session.inPage(async (mod, url, q, check) => {
     const engine = await mod.LlamaEngine.load(url, { cache: false, contextSize: 512 });
     const req = { messages: [{ role: 'user', content: q }], temperature: 0, max_tokens: 12 };
     const reply = await engine.chat.completions.create(req);
@@ -200,19 +234,22 @@ test('worker mode: the same API through a Web Worker, the same greedy answer as 
     for await (const c of await engine.chat.completions.create({ ...req, stream: true })) chunks.push(c);
     const ids = await engine.tokenize('Hello');
     const text = await engine.detokenize(ids, { renderSpecial: true });
+    const bans = await (0, eval)(check)(engine);
     await engine.unload();
     return {
       reply: reply.choices[0].message.content,
       streamed: chunks.map((c) => c.choices[0]?.delta?.content ?? '').join(''),
       ids,
       text,
+      bans,
     };
-  }, shardUrl, QUESTION);
+  }, shardUrl, QUESTION, BAN_CHECK);
   assert.ok(!r.thrown, JSON.stringify(r.thrown));
   assert.equal(r.reply, native.text);
   assert.equal(r.streamed, native.text);
   // SmolLM2 adds no BOS (tokenizer.ggml.add_bos_token is false).
   assert.deepEqual([r.ids.length, r.text], [1, 'Hello'], JSON.stringify(r));
+  assertBans(r.bans);
 });
 
 test('cache: a cut connection resumes, the second load works offline, a corrupted entry is refetched', async () => {

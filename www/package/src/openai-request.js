@@ -26,7 +26,7 @@ import { templateToolCalls } from './tools.js';
  * @property {number | null} [seed] Non-negative integer for reproducible sampling (default: random).
  * @property {string | readonly string[] | null} [stop] Text that ends the generation (not included
  *   in the output): one string or several.
- * @property {Record<string, number> | null} [logit_bias] Bias added to the logits of token ids: `{128009: -100}`.
+ * @property {Record<string, number> | null} [logit_bias] Bias added to the logits of token ids: `{128009: -100}`. `-100` or less (or `-Infinity`) bans the token, as in OpenAI's API; `Infinity` is rejected.
  * @property {boolean} [ignore_eos] Keep generating past the model's end-of-turn tokens.
  * @property {ResponseFormat | null} [response_format] Structured output, enforced token by token (the
  *   output always matches; a schema or grammar that cannot be enforced is an error before
@@ -256,7 +256,14 @@ export function samplingParams(req, model, promptTokens) {
       if (!Number.isInteger(n) || n < 0 || n >= model.nVocab || typeof bias !== 'number' || Number.isNaN(bias)) {
         throw new LlamaError(ErrorCode.INVALID_SAMPLING_PARAMS, `logit_bias entry ${id}: ${bias} is not a token id of this model with a numeric bias`);
       }
-      return [n, bias];
+      if (bias === Infinity) {
+        throw new LlamaError(
+          ErrorCode.INVALID_SAMPLING_PARAMS,
+          `logit_bias for token ${n}: Infinity is not allowed; a large finite bias such as 100 favours the token`,
+        );
+      }
+      // JSON.stringify(-Infinity) is null, so a ban travels as the word the engine reads as -inf.
+      return [n, bias === -Infinity ? '-inf' : bias];
     });
   }
   const constraint = constraintOf(req);
