@@ -130,8 +130,18 @@ impl GgufFile {
         for (si, s) in shards.iter().enumerate() {
             s.header.validate_layout(Some(s.map.len() as u64))?;
             for (ti, t) in s.header.tensors.iter().enumerate() {
-                if index.insert(t.name.clone(), (si, ti)).is_some() {
-                    return Err(GgufError::DuplicateTensor(t.name.clone()));
+                match index.insert(t.name.clone(), (si, ti)) {
+                    // The parser rejects repeats inside one shard; across shards it is a mixed-up set.
+                    Some((earlier, _)) if earlier != si => {
+                        return Err(GgufError::Split(format!(
+                            "tensor '{}' is in shard {} and again in shard {}: the shards are mixed up",
+                            t.name,
+                            earlier + 1,
+                            si + 1
+                        )))
+                    }
+                    Some(_) => return Err(GgufError::DuplicateTensor(t.name.clone())),
+                    None => {}
                 }
                 order.push(t.name.clone());
             }

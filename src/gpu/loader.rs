@@ -315,7 +315,14 @@ impl StreamLoader {
         }
         for t in &h.tensors {
             if self.infos.contains_key(&t.name) {
-                return Err(GgufError::DuplicateTensor(t.name.clone()).into());
+                // An earlier shard had it (the reader catches repeats inside one shard): a shard of
+                // another split, such as another quantization of the same model.
+                return Err(split_err(format!(
+                    "tensor '{}' of shard {} was already in an earlier shard: the shards are mixed up \
+                     (is one from another download of the model?)",
+                    t.name,
+                    index + 1
+                )));
             }
         }
         // Check every type before allocating anything, so an unsupported model fails cleanly.
@@ -459,6 +466,15 @@ impl StreamLoader {
                 "the model has {count} shards but {} were loaded",
                 self.shards_done
             )));
+        }
+        if let Some(split) = self.split.filter(|s| s.tensors_total > 0) {
+            if split.tensors_total != self.infos.len() as u64 {
+                return Err(split_err(format!(
+                    "split.tensors.count is {} but the shards hold {} tensors: the shards are mixed up",
+                    split.tensors_total,
+                    self.infos.len()
+                )));
+            }
         }
         let meta = self.metadata.as_ref().expect("first shard parsed");
         let infos = &self.infos;
