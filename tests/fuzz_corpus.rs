@@ -1,6 +1,8 @@
 //! The fuzz targets' committed inputs: every input that once crashed a target is replayed
 //! through that target's checks (shared with fuzz/ so a found crash replays here exactly), and
 //! the GGUF seeds of the `gguf_stream` target are regenerated from here.
+// Reads fixture files and the fuzz corpus from disk, and uses the native GPU context.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

@@ -5,6 +5,8 @@
 //!
 //! - the retry policy: `src/net/retry.rs` and `www/package/src/retry.js`;
 //! - the gguf-split shard names: `src/gguf/split.rs` and `www/package/src/shard-name.js`.
+// Runs Node as a child process and uses the native download code: native only.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 
