@@ -178,6 +178,7 @@ fn score_reports_top_tokens_for_every_position() {
         assert_eq!(top.len(), 3);
         let lps: Vec<f64> = top.iter().map(|e| e[1].as_f64().unwrap()).collect();
         assert!(lps.windows(2).all(|w| w[0] >= w[1]) && lps[0] <= 0.0);
+        assert_eq!(p["non_finite"], 0, "every logit of the vocabulary is finite");
     }
     // After "The capital of France is", " Paris" is the top prediction.
     let paris = j["tokens"][n_tokens - 1].clone();

@@ -618,7 +618,10 @@ fn time_op(ctx: &GpuContext, op: &MatmulOp, n: u32, reps: usize) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
+/// A benchmark that prints figures and checks nothing:
+/// `cargo test --release --test gpu_matmul matvec_timing -- --ignored --nocapture`.
 #[test]
+#[ignore = "benchmark: prints timings, asserts nothing"]
 fn matvec_timing() {
     let ctx = GpuContext::new_blocking(GpuOptions::default()).unwrap();
     let m = model("Q4_1");

@@ -44,7 +44,8 @@ enum Command {
     },
     /// Generate text, streaming it to stdout.
     Generate(GenerateArgs),
-    /// Teacher-forced scoring: the top next tokens after every prefix.
+    /// Teacher-forced scoring: the top next tokens after every prefix, and how many of the
+    /// position's logits are not finite (`non_finite`).
     Score {
         #[arg(short, long)]
         model: PathBuf,

@@ -158,7 +158,10 @@ pub(crate) fn score(model: &PathBuf, input: &PromptInput, top: usize, device: &D
             idx.select_nth_unstable_by(k - 1, |&a, &b| lp[b as usize].total_cmp(&lp[a as usize]));
             idx.truncate(k);
             idx.sort_by(|&a, &b| lp[b as usize].total_cmp(&lp[a as usize]).then(a.cmp(&b)));
-            json!({"top": idx.iter().map(|&i| json!([i, lp[i as usize]])).collect::<Vec<_>>()})
+            // NaN or infinite logits poison the softmax silently; counting them lets a caller
+            // (scripts/big-native) assert that every logit of the vocabulary is finite.
+            let non_finite = row.iter().filter(|l| !l.is_finite()).count();
+            json!({"top": idx.iter().map(|&i| json!([i, lp[i as usize]])).collect::<Vec<_>>(), "non_finite": non_finite})
         })
         .collect();
     println!("{}", json!({"tokens": ids, "positions": positions}));
