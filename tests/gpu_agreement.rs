@@ -25,7 +25,8 @@
 //!
 //! At each miss the output shows llama.cpp's log-probability gap between its choice and ours
 //! ("llama.cpp's batched top-1": llama.cpp's own teacher-forced pass chose our token, not the one
-//! its one-token-at-a-time greedy decode chose). llama.cpp quantizes activations before every
+//! its one-token-at-a-time greedy decode chose). Every miss must be one of those or a near-tie
+//! (gap ≤ `MISS_NEAR_TIE`), whatever the count: a miss of another kind fails the test. llama.cpp quantizes activations before every
 //! quantized matmul, which moves its log-probabilities by ~0.1–0.5 nats and flips near-ties; we
 //! compute in f32.
 //!
@@ -51,6 +52,17 @@ const GENERATE_CASES: usize = 4;
 /// own log-probabilities for its token and ours differ by less than this.
 const NEAR_TIE: f64 = 0.1;
 const GENERATE_N: usize = 16;
+/// A teacher-forced miss must be a near-tie: our token within this many nats of llama.cpp's top-1
+/// in llama.cpp's own log-probabilities (and so in its top-5), unless its batched top-1 is our
+/// token. Why 1 nat: llama.cpp quantizes activations to 8 bits before every quantized matmul, and
+/// in these fixtures that moves its log-probability of a single token by up to 0.6 nats against
+/// an f32 computation (the `|Δ logprob|` max printed per file); the gap between two tokens moves
+/// by up to the sum of both shifts. Measured (2026-12-06, lavapipe), the largest gap at a miss:
+/// Q4_1 0.34, Q4_0 0.47, Q4_K_M 0.36, Q8_0 0.83 (a flat choice between digits, where llama.cpp's
+/// log-probabilities of our token and its own moved by 0.62 and 0.27); llama.cpp's own batched
+/// pass and its one-token greedy decode disagree at gaps up to 0.35. A wrong kernel moves tokens
+/// by whole nats and off llama.cpp's top-5.
+const MISS_NEAR_TIE: f64 = 1.0;
 const GENERATE_MIN_PREFIX: usize = 4;
 
 fn ids(v: &Value) -> Vec<u32> {
@@ -151,6 +163,9 @@ fn check_score(quant: &str, extra: &[&str]) -> Option<String> {
     // |Δ logprob| of llama.cpp's chosen token, where it is in both top-5 lists.
     let (mut diff_sum, mut diff_n, mut diff_max) = (0f64, 0usize, 0f64);
     let mut lines = Vec::new();
+    // Misses that are neither near-ties nor llama.cpp's own batched choice, and the largest
+    // near-tie gap seen.
+    let (mut unexplained, mut max_gap) = (Vec::new(), 0f64);
     for case in fx["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let prompt = ids(&case["prompt_tokens"]);
@@ -181,14 +196,23 @@ fn check_score(quant: &str, extra: &[&str]) -> Option<String> {
                 case_agree += 1;
             } else {
                 // How close llama.cpp itself was to choosing our token.
-                misses.push(match llama_gap(&theirs[k], ours_top1) {
+                let gap = llama_gap(&theirs[k], ours_top1);
+                let note = match gap {
                     // llama.cpp's batched pass disagrees with its own one-token greedy decode.
                     _ if theirs[k]["top"][0][0].as_u64() == Some(ours_top1) => {
                         format!("{k} (= llama.cpp's batched top-1)")
                     }
-                    Some(g) => format!("{k} (llama.cpp gap {g:.3})"),
-                    None => format!("{k} (not in llama.cpp's top-5)"),
-                });
+                    Some(g) if g <= MISS_NEAR_TIE => format!("{k} (llama.cpp gap {g:.3})"),
+                    Some(g) => {
+                        format!("{k} (llama.cpp gap {g:.3} > {MISS_NEAR_TIE}: NOT a near-tie)")
+                    }
+                    None => format!("{k} (not in llama.cpp's top-5: NOT a near-tie)"),
+                };
+                if note.contains("NOT") {
+                    unexplained.push(format!("{name} {note}"));
+                }
+                max_gap = max_gap.max(gap.filter(|_| theirs[k]["top"][0][0].as_u64() != Some(ours_top1)).unwrap_or(0.0));
+                misses.push(note);
             }
             let find = |list: &[Value]| {
                 list.iter()
@@ -215,19 +239,28 @@ fn check_score(quant: &str, extra: &[&str]) -> Option<String> {
     eprintln!(
         "{label}: teacher-forced top-1 agreement with llama.cpp {agree}/{total} = {:.1}%; \
          |Δ logprob| of llama.cpp's token mean {mean:.4}, max {diff_max:.3} (over {diff_n} \
-         positions where it is in both top-5 lists); {:.1}s\n{}",
+         positions where it is in both top-5 lists); largest llama.cpp gap at a miss {max_gap:.3}; \
+         {:.1}s\n{}",
         rate * 100.0,
         t.elapsed().as_secs_f64(),
         lines.join("\n")
     );
     assert_eq!(total, CASES * CONTINUATION);
-    (rate < BAR - 1e-9).then(|| {
-        format!(
+    let mut failures = Vec::new();
+    if rate < BAR - 1e-9 {
+        failures.push(format!(
             "{label}: teacher-forced top-1 agreement {agree}/{total} = {:.1}% < {:.1}%",
             rate * 100.0,
             BAR * 100.0
-        )
-    })
+        ));
+    }
+    if !unexplained.is_empty() {
+        failures.push(format!(
+            "{label}: misses that are not near-ties in llama.cpp's own log-probabilities: {}",
+            unexplained.join("; ")
+        ));
+    }
+    (!failures.is_empty()).then(|| failures.join("\n"))
 }
 
 /// `generate --backend gpu --temp 0` on every case: prints how many leading tokens match

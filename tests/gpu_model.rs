@@ -42,7 +42,7 @@ fn gpu_forward_matches_reference_and_llama_cpp() {
         let reference = ReferenceModel::from_gguf(&file, ReferenceOptions { kv_f16 }).unwrap();
         let mut gpu = load_gguf(ctx.clone(), &file, 256).unwrap();
         let nv = reference.cfg.shape.n_vocab;
-        let (mut agree, mut total, mut max_err) = (0, 0, 0f32);
+        let (mut agree, mut total, mut max_err, mut worst) = (0, 0, 0f32, (0, 0));
         for case in fx["cases"].as_array().unwrap() {
             let prompt = ids(&case["prompt_tokens"]);
             let cont = ids(&case["continuation"]);
@@ -52,10 +52,18 @@ fn gpu_forward_matches_reference_and_llama_cpp() {
             let mut cache = reference.new_cache(all.len());
             let r = reference.forward(&mut cache, &all, Logits::All).unwrap();
             for (p, (gr, rr)) in g.chunks_exact(nv).zip(r.chunks_exact(nv)).enumerate() {
-                // Compare log-probabilities: logits may shift by a constant without effect.
+                // Compare log-probabilities (logits may shift by a constant without effect) over
+                // the whole vocabulary, so a wrong block of rows of a split output matrix fails
+                // even where it holds no likely token.
                 let (gl, rl) = (log_softmax(gr), log_softmax(rr));
-                let top = argmax(rr) as usize;
-                max_err = max_err.max((gl[top] - rl[top]).abs());
+                for (t, (a, b)) in gl.iter().zip(&rl).enumerate() {
+                    let d = (a - b).abs();
+                    assert!(d.is_finite(), "{label}: position {p}, token {t}: {a} vs {b}");
+                    if d > max_err {
+                        max_err = d;
+                        worst = (p, t);
+                    }
+                }
                 if p + 1 >= prompt.len() && p + 1 < all.len() {
                     total += 1;
                     if argmax(gr) == all[p + 1] {
@@ -65,12 +73,15 @@ fn gpu_forward_matches_reference_and_llama_cpp() {
             }
         }
         let rate = agree as f64 / total as f64;
-        eprintln!("{label} on {}: top-1 agreement with llama.cpp {agree}/{total} = {:.1}%, max |Δ logprob| vs CPU reference {max_err:.2e}", ctx.adapter_info.name, rate * 100.0);
+        eprintln!("{label} on {}: top-1 agreement with llama.cpp {agree}/{total} = {:.1}%, max |Δ logprob| vs CPU reference over the whole vocabulary {max_err:.2e} (position {}, token {})", ctx.adapter_info.name, rate * 100.0, worst.0, worst.1);
         assert!(rate >= 0.97, "{label}: {:.1}%", rate * 100.0);
-        // Both sides are f32 with the same cache rounding; the difference is summation order
-        // (reductions over up to 1536 products per dot, 30 layers). 2e-2 in log-prob is far
-        // below the gaps that decide a top-1 choice.
-        assert!(max_err < 2e-2, "{label}: max |Δ logprob| {max_err}");
+        // Both sides compute in f32 and round the KV cache alike, so the difference is summation
+        // order. With an f32 cache that stays ~1e-4 (measured 1.1e-4 over the whole vocabulary,
+        // 2026-12-06): the bound is 1e-3. With an f16 cache a last-bit difference before rounding
+        // becomes an f16 ulp (1e-3 relative) in a key or value, which 30 layers grow to ~1e-2
+        // (measured 1.8e-2): the bound is 5e-2. A wrong block of output rows moves whole nats.
+        let bound = if kv_f16 { 5e-2 } else { 1e-3 };
+        assert!(max_err < bound, "{label}: max |Δ logprob| {max_err} over the vocabulary (bound {bound})");
     }
 }
 

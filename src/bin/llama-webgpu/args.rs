@@ -52,6 +52,10 @@ pub(crate) struct SynthArgs {
     /// 8b = Llama-3.1-8B-Instruct, 3b/1b = Llama-3.2-3B/1B-Instruct, tiny = 2 small layers.
     #[arg(long, default_value = "8b", value_parser = llama_webgpu::tools::synth::SHAPES)]
     pub(crate) shape: String,
+    /// Keep only the first N layers (blocks) of the shape: the same per-layer shapes, vocabulary,
+    /// output and RoPE scaling, in a smaller file [default: all of them].
+    #[arg(long, value_name = "N")]
+    pub(crate) layers: Option<usize>,
     /// llama.cpp quantization mix.
     #[arg(long = "type", default_value = "q4_k_m", value_parser = ["q4_k_m", "q4_0", "q8_0"])]
     pub(crate) ty: String,

@@ -26,6 +26,18 @@ pub(crate) fn split(model: &PathBuf, prefix: &str, max: &str) -> Result<()> {
 pub(crate) fn synth(a: SynthArgs) -> Result<()> {
     let shape = Shape::preset(&a.shape)
         .ok_or_else(|| Error::InvalidArgument(format!("unknown shape '{}'", a.shape)))?;
+    let shape = match a.layers {
+        None => shape,
+        Some(n) => {
+            let all = shape.n_layer;
+            shape.with_layers(n).ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "--layers {n}: the {} shape has 1 to {all} layers",
+                    a.shape
+                ))
+            })?
+        }
+    };
     let mix = QuantMix::parse(&a.ty)
         .ok_or_else(|| Error::InvalidArgument(format!("unknown type '{}'", a.ty)))?;
     let vocab = a.vocab.unwrap_or_else(synth::default_vocab_path);

@@ -132,6 +132,22 @@ impl Shape {
         })
     }
 
+    /// The same model cut to its first `n_layer` blocks: every per-layer shape, the vocabulary,
+    /// the output and the RoPE scaling stay as they are; `general.name` says how many blocks
+    /// are left. A test model for what a shape does per layer, at a fraction of the size.
+    /// `None` when `n_layer` is 0 or more than the shape has.
+    pub fn with_layers(mut self, n_layer: usize) -> Option<Shape> {
+        if n_layer == 0 || n_layer > self.n_layer {
+            return None;
+        }
+        if n_layer < self.n_layer {
+            let name = self.name.trim_end_matches(" (synthetic)");
+            self.name = format!("{name} (synthetic, {n_layer} of {} layers)", self.n_layer);
+            self.n_layer = n_layer;
+        }
+        Some(self)
+    }
+
     /// The configuration a reader derives from the file (with the scaling that `rope_freqs`
     /// encodes).
     pub fn config(&self) -> LlamaConfig {
