@@ -46,7 +46,7 @@ async function readJson(req) {
  *
  * Faults (`setFaults` or POST /__faults with the same JSON; each replaces the previous set):
  * - `cut: [{path, afterBytes, times = 1, reset = false}]`: close the connection after `afterBytes` body
- *   bytes (`reset`: destroy the socket at once, which may lose bytes still in flight).
+ *   bytes (`reset`: a TCP reset (RST) at once, which may lose bytes still in flight).
  * - `status: [{path, code, times = 1, method?}]`: answer with HTTP `code` instead.
  * - `stall: [{path, afterBytes, times = 1}]`: stop sending after `afterBytes` body bytes, keeping the
  *   connection open until the client gives up.
@@ -116,9 +116,9 @@ export async function startServer(options) {
         if (cut && sent >= cutAfter) {
           // Everything up to afterBytes has been handed to the kernel; now cut the connection: by
           // default with a FIN once those bytes are out (an incomplete body; a browser may still drop
-          // the tail it had buffered), with `reset: true` at once.
+          // the tail it had buffered), with `reset: true` at once with a TCP RST.
           if (stall) await new Promise((resolve) => (res.destroyed ? resolve() : res.once('close', resolve)));
-          else if (cut.reset) res.socket?.destroy();
+          else if (cut.reset) res.socket?.resetAndDestroy();
           else res.socket?.destroySoon();
           return;
         }

@@ -668,7 +668,9 @@ test('dedicated worker: download, cache and cached reload work off the main thre
   }
 });
 
-test('OPFS throughput (figures for the README)', async () => {
+// A benchmark, not a check: it runs only when asked for (BENCH=1 PRINT_FIGURES=1 node --test
+// tests/web/fetch.test.mjs), and otherwise shows as skipped.
+test('OPFS throughput (figures for the README)', { skip: !process.env.BENCH && 'benchmark: set BENCH=1 to run it' }, async () => {
   const env = await setup();
   try {
     const f = await env.page.evaluate(async (m) => {
@@ -703,7 +705,6 @@ test('OPFS throughput (figures for the README)', async () => {
       return { opfsWriteWithHashMBps: Math.round(write), opfsReadVerifyMBps: Math.round(readVerify), webCryptoSha256MBps: Math.round(sha) };
     }, HELPERS);
     Object.assign(figures, f);
-    assert.ok(f.opfsWriteWithHashMBps > 0 && f.opfsReadVerifyMBps > 0);
   } finally {
     await env.close();
   }
