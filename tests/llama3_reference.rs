@@ -172,7 +172,6 @@ fn write_f32(src: &GgufFile, out: &Path) -> String {
         put(bytemuck::cast_slice(&v));
         put(&vec![0u8; padding(v.len() as u64 * 4, alignment) as usize]);
     }
-    drop(put);
     w.flush().unwrap();
     hex(h.finalize())
 }
