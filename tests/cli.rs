@@ -252,6 +252,11 @@ fn tuning_flags_change_kernels_not_results() {
         j["gpu"]["tuning"],
         serde_json::json!({"matvec_threads": 4, "matvec_rows": 4, "naga_loop_bounding": false, "prefill_kernel": null})
     );
+    // A decode step's dispatches, counted where the ops record them: the embedding; per layer
+    // (30) norm, q, k, v, RoPE, KV write, attention (one pass up to 256 keys), o, norm, gate, up,
+    // SwiGLU, down; the last block's residual add; the output norm, the output and the argmax's
+    // two passes. Fusing kernels (issue 18) lowers it on purpose.
+    assert_eq!(j["decode_dispatches_per_token"], 1 + 30 * 13 + 1 + 1 + 1 + 2, "{j}");
     for (flag, bad) in [("--matvec-rows", "3"), ("--matvec-rows", "8"), ("--matvec-threads", "128")] {
         let out = cli(&["bench", "-m", m, flag, bad]);
         let err = String::from_utf8_lossy(&out.stderr);

@@ -28,6 +28,11 @@ pub trait LogitsBackend {
     }
     /// Clears the KV cache.
     fn reset(&mut self);
+    /// GPU compute dispatches in the last forward call (one decode step after a one-token
+    /// call); `None` for backends that do not dispatch.
+    fn last_dispatches(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The `k` largest logits as `(id, logit)`, descending, ties by id.
@@ -98,5 +103,8 @@ impl LogitsBackend for GpuBackend {
     }
     fn reset(&mut self) {
         self.0.reset()
+    }
+    fn last_dispatches(&self) -> Option<u64> {
+        Some(self.0.last_step_dispatches())
     }
 }

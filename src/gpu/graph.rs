@@ -94,6 +94,8 @@ pub struct GpuModel {
     /// Tokens per submission during prefill.
     max_batch: u32,
     pos: u32,
+    /// Dispatches in the last submitted chunk (see [`GpuModel::last_step_dispatches`]).
+    last_dispatches: u64,
     step: wgpu::Buffer,
     ids: wgpu::Buffer,
     x: wgpu::Buffer,
@@ -285,6 +287,7 @@ impl GpuModel {
             context_size,
             max_batch,
             pos: 0,
+            last_dispatches: 0,
             step,
             ids,
             x,
@@ -409,6 +412,7 @@ impl GpuModel {
     /// Records and submits one chunk of at most `max_batch` tokens as one command buffer, which
     /// ends by copying what the caller reads back into a pooled staging buffer.
     fn submit_chunk(&mut self, chunk: &[u32], want: &Want, last_chunk: bool) -> Option<(wgpu::Buffer, u64)> {
+        let dispatched = super::ops::dispatches_recorded();
         let n = chunk.len() as u32;
         let ctx = &self.ctx;
         ctx.write(&self.ids, 0, bytemuck::cast_slice(chunk));
@@ -462,7 +466,14 @@ impl GpuModel {
         });
         ctx.queue.submit([enc.finish()]);
         self.pos += n;
+        self.last_dispatches = super::ops::dispatches_recorded() - dispatched;
         staging
+    }
+
+    /// Compute dispatches in the last submission (one per token while decoding): every op's
+    /// dispatches, counted where they are recorded, including the output and the sampling.
+    pub fn last_step_dispatches(&self) -> u64 {
+        self.last_dispatches
     }
 
     async fn run(&mut self, tokens: &[u32], want: Want) -> Result<(Vec<f32>, Vec<(u32, f32)>), GpuModelError> {

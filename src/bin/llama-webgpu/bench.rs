@@ -43,6 +43,8 @@ pub(crate) fn bench(
         next = backend.forward_argmax(&[next])?;
     }
     let decode_s = t1.elapsed().as_secs_f64();
+    // Each dispatch costs a fixed validation and barrier in a browser, whatever its size.
+    let dispatches = backend.last_dispatches();
     let mask = mask_overhead(&model, backend.as_mut(), &prompt, n)?;
     // Bytes a decode step must read: every weight except the embedding table, which is only
     // gathered from (unless it doubles as the output projection).
@@ -71,6 +73,7 @@ pub(crate) fn bench(
         "decode_tokens_per_s": decode_tps,
         "decode_weight_gb_per_s": weight_bytes as f64 * decode_tps / 1e9,
         "weight_bytes_per_token": weight_bytes,
+        "decode_dispatches_per_token": dispatches,
         "constrained": mask,
         "profile": profile,
     });
@@ -98,6 +101,10 @@ pub(crate) fn bench(
             decode_tps,
             v["decode_weight_gb_per_s"].as_f64().unwrap_or(0.0)
         );
+        if let Some(d) = dispatches {
+            let layers = LlamaConfig::from_gguf(model.metadata(), |n| model.tensor(n).map(|t| t.info))?.shape.n_layer;
+            println!("decode: {d} dispatches per token ({:.1} per layer over {layers} layers, with the output and sampling)", d as f64 / layers as f64);
+        }
         let m = &v["constrained"];
         println!(
             "json schema: mask {:.3} ms/token ({:.1}% of a decode step) · constrained decode {:.2} tok/s ({} tokens) · vocabulary index {:.0} ms · schema compile {:.1} ms",

@@ -220,7 +220,7 @@ impl AttentionOp {
         pass.set_pipeline(&self.write);
         pass.set_bind_group(0, &self.write_bind, &[]);
         let (a, b, c) = dispatch_1d(self.kvw4 * n_tokens, 256);
-        pass.dispatch_workgroups(a, b, c);
+        super::dispatch(pass, a, b, c);
         let n_split = attention_splits(pos.saturating_add(n_tokens).min(self.capacity));
         let split = n_tokens <= self.split_tokens && n_split > 1;
         let (pipeline, bind, tile_tokens) = if n_tokens == 1 {
@@ -230,11 +230,11 @@ impl AttentionOp {
         };
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, bind, &[]);
-        pass.dispatch_workgroups(self.split_groups, if split { n_split } else { 1 }, n_tokens.div_ceil(tile_tokens));
+        super::dispatch(pass, self.split_groups, if split { n_split } else { 1 }, n_tokens.div_ceil(tile_tokens));
         if split {
             pass.set_pipeline(&self.merge);
             pass.set_bind_group(0, &self.merge_bind, &[]);
-            pass.dispatch_workgroups(self.n_head, n_tokens, 1);
+            super::dispatch(pass, self.n_head, n_tokens, 1);
         }
     }
 }

@@ -44,7 +44,7 @@ impl Elementwise {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind, &[]);
         let (a, b, c) = dispatch_1d(n, 256);
-        pass.dispatch_workgroups(a, b, c);
+        super::dispatch(pass, a, b, c);
     }
 }
 

@@ -231,13 +231,13 @@ impl MatmulOp {
             pass.set_pipeline(&self.vec);
             for p in &self.parts {
                 pass.set_bind_group(0, &p.vec_bind, &[]);
-                pass.dispatch_workgroups(p.vec_groups.0, p.vec_groups.1, 1);
+                super::dispatch(pass, p.vec_groups.0, p.vec_groups.1, 1);
             }
         } else if let (Some(tiled), true) = (&self.tiled, n_tokens > self.small_batch) {
             pass.set_pipeline(tiled);
             for p in &self.parts {
                 pass.set_bind_group(0, p.tiled_bind.as_ref().expect("made with the tiled pipeline"), &[]);
-                pass.dispatch_workgroups(
+                super::dispatch(pass,
                     p.rows.div_ceil(MATMUL_ROWS),
                     n_tokens.div_ceil(MATMUL_TOKENS),
                     1,
@@ -247,7 +247,7 @@ impl MatmulOp {
             pass.set_pipeline(&self.multi);
             for p in &self.parts {
                 pass.set_bind_group(0, &p.multi_bind, &[]);
-                pass.dispatch_workgroups(
+                super::dispatch(pass,
                     p.vec_groups.0,
                     p.vec_groups.1,
                     n_tokens.div_ceil(MATVEC_TOKENS),
@@ -314,7 +314,7 @@ impl EmbeddingOp {
         let (a, b, c) = dispatch_1d(n_tokens * self.units, EMBED_WG);
         for bind in &self.binds {
             pass.set_bind_group(0, bind, &[]);
-            pass.dispatch_workgroups(a, b, c);
+            super::dispatch(pass, a, b, c);
         }
     }
 }

@@ -22,6 +22,25 @@ pub use sample::{ArgmaxOp, TopKOp};
 
 use super::{GpuContext, GpuError};
 
+thread_local! {
+    /// Dispatches recorded on this thread. The ops decide at record time how many dispatches
+    /// they need (a weight split at the binding limit, attention split over key chunks), so a
+    /// count taken where they dispatch is the only one that cannot drift from what runs.
+    static DISPATCHES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// `pass.dispatch_workgroups`, counted (see [`dispatches_recorded`]).
+fn dispatch(pass: &mut wgpu::ComputePass<'_>, x: u32, y: u32, z: u32) {
+    DISPATCHES.with(|c| c.set(c.get() + 1));
+    pass.dispatch_workgroups(x, y, z);
+}
+
+/// How many dispatches the ops have recorded on this thread so far; the difference across a
+/// recording is that recording's dispatch count.
+pub fn dispatches_recorded() -> u64 {
+    DISPATCHES.with(|c| c.get())
+}
+
 /// Per-submission values every kernel can read: how many tokens this step processes and the
 /// position of the first one. Mirrors `struct Step` in the WGSL files.
 #[repr(C)]

@@ -87,6 +87,6 @@ impl RmsNormOp {
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, n_tokens: u32) {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind, &[]);
-        pass.dispatch_workgroups(n_tokens, 1, 1);
+        super::dispatch(pass, n_tokens, 1, 1);
     }
 }

@@ -141,6 +141,6 @@ impl RopeOp {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind, &[]);
         let (a, b, c) = dispatch_1d(self.per_token * n_tokens, 256);
-        pass.dispatch_workgroups(a, b, c);
+        super::dispatch(pass, a, b, c);
     }
 }

@@ -93,7 +93,7 @@ impl Select {
         for (pipeline, bind, groups) in &self.passes {
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, bind, &[]);
-            pass.dispatch_workgroups(*groups, 1, 1);
+            super::dispatch(pass, *groups, 1, 1);
         }
     }
 }
