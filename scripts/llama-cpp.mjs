@@ -3,7 +3,8 @@
 // checksums, and what both generators compute and write: teacher-forced top-5 distributions in one fixture layout.
 // See the header of ref-generate.mjs for why the numbers are computed this way.
 import {createHash} from "node:crypto";
-import {createReadStream, existsSync, readFileSync} from "node:fs";
+import {spawnSync} from "node:child_process";
+import {createReadStream, existsSync, readFileSync, renameSync, rmSync} from "node:fs";
 import {mkdir, writeFile} from "node:fs/promises";
 import path from "node:path";
 import {fileURLToPath} from "node:url";
@@ -24,6 +25,38 @@ export const NLC_VERSION = "3.21.1";
 // (scripts/setup fetches it and checks the same sum); the others are its requantizations by scripts/requant.py
 // (llama_model_quantize of the bundled llama.cpp), which gives these bytes for any thread count. Key order is the
 // order ref-generate-quants.mjs runs them in.
+export const VENV_PYTHON = path.join(ROOT, ".cache/venv/bin/python");
+
+// llama.cpp's own dequantization of every tensor of `src` to F32 (llama_model_quantize with ftype ALL_F32, through
+// scripts/requant.py's ctypes binding), written to `dst` through a temporary file. With `sha256`, the result must
+// have that sum before it takes `dst`'s name.
+export async function dequantizeToF32(src, dst, sha256 = null) {
+    if (!existsSync(VENV_PYTHON)) throw new Error(`${VENV_PYTHON} is missing; run scripts/setup`);
+    const code = `
+import ctypes, sys
+sys.path.insert(0, sys.argv[1])
+import requant
+llama = requant.load_llama()
+p = llama.llama_model_quantize_default_params()
+requant.check_defaults(p)
+p.nthread = 1
+p.ftype = 0  # LLAMA_FTYPE_ALL_F32
+p.allow_requantize = True
+sys.exit(llama.llama_model_quantize(sys.argv[2].encode(), sys.argv[3].encode(), ctypes.byref(p)))
+`;
+    const tmp = dst + ".tmp";
+    const r = spawnSync(VENV_PYTHON, ["-c", code, HERE, src, tmp], {stdio: "inherit"});
+    if (r.status !== 0) {
+        rmSync(tmp, {force: true});
+        throw new Error(`llama_model_quantize of ${src} to F32 failed (exit ${r.status})`);
+    }
+    if (sha256) {
+        const got = await sha256File(tmp);
+        if (got !== sha256) throw new Error(`${tmp}: sha256 ${got}, expected ${sha256}`);
+    }
+    renameSync(tmp, dst);
+}
+
 export const SMOLLM2_SHA256 = {
     Q4_K_M: "dc0f3a02e821146247a0af6895adf9872124f368682cb110cb9ed09ff2a9f9f1",
     Q4_0: "aa4256f3b46eb4add75ece1c0eeac1c6e4f1ec0c93e6fbe64fe1770f4ad09ae8",

@@ -32,20 +32,18 @@
 // fixtures), and ggml's spinning worker threads crawl when the 2 cores are shared with other work.
 // At the end it prints llama.cpp CPU prefill and decode speed for 1 and 2 threads (not stored in the fixture;
 // REF_SKIP_SPEED=1 skips it).
-import {spawnSync} from "node:child_process";
-import {existsSync, renameSync, rmSync} from "node:fs";
+import {existsSync} from "node:fs";
 import {mkdir} from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import {
-    CONTEXT, EXPLICIT_CHAIN, HERE, N_GEN, NLC_VERSION, ROOT, THREADS, checkFullSoftmax, checkedSmolLM2, cpuKernels,
-    freshSequence, greedy, llamaCppRelease, positionsJson, sha256File, startLlama, teacherForced, writeFixture
+    CONTEXT, EXPLICIT_CHAIN, N_GEN, NLC_VERSION, ROOT, THREADS, checkFullSoftmax, checkedSmolLM2, cpuKernels,
+    dequantizeToF32, freshSequence, greedy, llamaCppRelease, positionsJson, sha256File, startLlama, teacherForced, writeFixture
 } from "./llama-cpp.mjs";
 
 const F32_FILE = "SmolLM2-135M-Instruct.Q4_1-dequant.F32.gguf";
 const F32_PATH = path.join(ROOT, ".cache/ref", F32_FILE);
 const F32_SHA256 = "6532799f494167f79cf75f7de685ad44fe6a1fe1a9cd41d7a2cd9603e64d4b9b";
-const VENV_PYTHON = path.join(ROOT, ".cache/venv/bin/python");
 const OUT_PATH = path.join(ROOT, "tests/fixtures/smollm2-greedy.json");
 const F32_KV = {experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32"};
 
@@ -72,33 +70,12 @@ const CASES = [
     }
 ];
 
-// llama.cpp's own dequantization of every tensor to F32, via scripts/requant.py's ctypes binding of llama_model_quantize.
+// llama.cpp's own dequantization of Q4_1 to F32, made once into .cache/ref and checked by its sum.
 async function ensureF32Model(q41) {
     if (existsSync(F32_PATH) && await sha256File(F32_PATH) === F32_SHA256) return;
-    if (!existsSync(VENV_PYTHON)) throw new Error(`${VENV_PYTHON} is missing; run scripts/setup`);
     await mkdir(path.dirname(F32_PATH), {recursive: true});
-    const tmp = F32_PATH + ".tmp";
     console.log(`dequantizing ${q41.file} to F32 with llama_model_quantize -> ${path.relative(ROOT, F32_PATH)}`);
-    const code = `
-import ctypes, sys
-sys.path.insert(0, sys.argv[1])
-import requant
-llama = requant.load_llama()
-p = llama.llama_model_quantize_default_params()
-requant.check_defaults(p)
-p.nthread = 1
-p.ftype = 0  # LLAMA_FTYPE_ALL_F32
-p.allow_requantize = True
-sys.exit(llama.llama_model_quantize(sys.argv[2].encode(), sys.argv[3].encode(), ctypes.byref(p)))
-`;
-    const r = spawnSync(VENV_PYTHON, ["-c", code, HERE, q41.path, tmp], {stdio: "inherit"});
-    if (r.status !== 0) {
-        rmSync(tmp, {force: true});
-        throw new Error(`llama_model_quantize to F32 failed (exit ${r.status})`);
-    }
-    const sha = await sha256File(tmp);
-    if (sha !== F32_SHA256) throw new Error(`${tmp}: sha256 ${sha}, expected ${F32_SHA256}`);
-    renameSync(tmp, F32_PATH);
+    await dequantizeToF32(q41.path, F32_PATH, F32_SHA256);
 }
 
 // Largest |ln p_a - ln p_b| over a's top entries (the token looked up in b's full distribution).

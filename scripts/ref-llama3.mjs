@@ -31,17 +31,16 @@
 //
 // Everything runs on 1 thread (thread count does not change the results). A rerun gives the same JSON.
 import {spawnSync} from "node:child_process";
-import {existsSync, renameSync, rmSync} from "node:fs";
+import {existsSync, rmSync} from "node:fs";
 import {mkdir} from "node:fs/promises";
 import path from "node:path";
 import {
-    CONTEXT, HERE, NLC_VERSION, ROOT, THREADS, TOP_N, checkFullSoftmax, cpuKernels, llamaCppRelease, positionsJson,
+    CONTEXT, NLC_VERSION, ROOT, THREADS, TOP_N, checkFullSoftmax, cpuKernels, dequantizeToF32, llamaCppRelease, positionsJson,
     sha256File, startLlama, teacherForced, writeFixture
 } from "./llama-cpp.mjs";
 
 const OUT_PATH = path.join(ROOT, "tests/fixtures/llama3-synth.json");
 const WORK = path.join(ROOT, ".cache/llama3-ref");
-const VENV_PYTHON = path.join(ROOT, ".cache/venv/bin/python");
 const VOCAB = path.join(ROOT, ".cache/models/ggml-vocab-llama-bpe.gguf");
 const TEMPLATE = path.join(ROOT, ".cache/models/meta-llama-Llama-3.1-8B-Instruct.jinja");
 const BIN = path.join(ROOT, "target/release/llama-webgpu");
@@ -79,30 +78,6 @@ function run(cmd, args) {
     if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")}: exit ${r.status}`);
 }
 
-// llama.cpp's own dequantization of every tensor to F32, via scripts/requant.py's ctypes binding.
-function dequantizeToF32(src, dst) {
-    if (!existsSync(VENV_PYTHON)) throw new Error(`${VENV_PYTHON} is missing; run scripts/setup`);
-    const code = `
-import ctypes, sys
-sys.path.insert(0, sys.argv[1])
-import requant
-llama = requant.load_llama()
-p = llama.llama_model_quantize_default_params()
-requant.check_defaults(p)
-p.nthread = 1
-p.ftype = 0  # LLAMA_FTYPE_ALL_F32
-p.allow_requantize = True
-sys.exit(llama.llama_model_quantize(sys.argv[2].encode(), sys.argv[3].encode(), ctypes.byref(p)))
-`;
-    const tmp = dst + ".tmp";
-    const r = spawnSync(VENV_PYTHON, ["-c", code, HERE, src, tmp], {stdio: "inherit"});
-    if (r.status !== 0) {
-        rmSync(tmp, {force: true});
-        throw new Error(`llama_model_quantize of ${src} to F32 failed (exit ${r.status})`);
-    }
-    renameSync(tmp, dst);
-}
-
 async function makeFiles(c) {
     const q = path.join(WORK, `${c.name}.Q4_K_M.gguf`);
     const f32 = path.join(WORK, `${c.name}.F32.gguf`);
@@ -110,7 +85,7 @@ async function makeFiles(c) {
         "--vocab", VOCAB, "--chat-template", TEMPLATE];
     if (c.layers != null) args.push("--layers", String(c.layers));
     run(BIN, args);
-    dequantizeToF32(q, f32);
+    await dequantizeToF32(q, f32);
     return {q: {path: q, sha256: await sha256File(q)}, f32: {path: f32, sha256: await sha256File(f32)}};
 }
 

@@ -83,17 +83,6 @@ fn work_dir() -> PathBuf {
     d
 }
 
-fn hex(d: impl AsRef<[u8]>) -> String {
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn sha256_file(p: &Path) -> String {
-    let mut f = std::fs::File::open(p).unwrap();
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).unwrap();
-    hex(h.finalize())
-}
-
 /// The case's shape as the generator wrote it: `synth --shape S [--layers N]`.
 fn shape(case: &Json) -> Shape {
     let s = &case["synth"];
@@ -116,7 +105,7 @@ fn write_synth(case: &Json, out: &Path) {
         ..SynthOptions::new(shape(case), QuantMix::Q4KM, common::model("ggml-vocab-llama-bpe.gguf"))
     };
     synth::write(&opts, out).unwrap();
-    let sha = sha256_file(out);
+    let sha = common::sha256_file(out);
     assert_eq!(
         sha,
         case["model_sha256"].as_str().unwrap(),
@@ -173,7 +162,7 @@ fn write_f32(src: &GgufFile, out: &Path) -> String {
         put(&vec![0u8; padding(v.len() as u64 * 4, alignment) as usize]);
     }
     w.flush().unwrap();
-    hex(h.finalize())
+    format!("{:x}", h.finalize())
 }
 
 /// The scored positions' logits (`n_vocab` each) from the CPU reference, the prefix run first
@@ -471,29 +460,15 @@ fn run_case(name: &str) {
     // with scaling 32; the embedding as output 2.2 nats).
     let t = Instant::now();
     let far = 10.0 * F32_BOUND;
-    let no_freqs = compare(
-        &f32_run,
-        &cpu_logits(&f32_file, false, tokens, from, &[names::ROPE_FREQS]),
-        n_vocab,
-        0.0,
-    );
-    eprintln!("  control, no rope_freqs: {}", no_freqs.summary());
-    assert!(
-        no_freqs.max() > far,
-        "{name}: the comparison cannot tell RoPE without frequency factors"
-    );
+    // The CPU reference with `hidden` tensors left out must miss by at least `far`.
+    let control = |what: &str, hidden: &str, cannot_tell: &str| {
+        let a = compare(&f32_run, &cpu_logits(&f32_file, false, tokens, from, &[hidden]), n_vocab, 0.0);
+        eprintln!("  control, {what}: {}", a.summary());
+        assert!(a.max() > far, "{name}: the comparison cannot tell {cannot_tell}");
+    };
+    control("no rope_freqs", names::ROPE_FREQS, "RoPE without frequency factors");
     if case["hparams"]["output"] == "untied" {
-        let tied = compare(
-            &f32_run,
-            &cpu_logits(&f32_file, false, tokens, from, &[names::OUTPUT]),
-            n_vocab,
-            0.0,
-        );
-        eprintln!("  control, output tied to the embedding: {}", tied.summary());
-        assert!(
-            tied.max() > far,
-            "{name}: the comparison cannot tell a tied output from the untied one"
-        );
+        control("output tied to the embedding", names::OUTPUT, "a tied output from the untied one");
     }
     eprintln!("  controls in {:.1?}", t.elapsed());
 
@@ -609,7 +584,7 @@ fn cli_layers_option_writes_the_scored_model() {
     };
     let ok = synth(&["--layers", "1"]);
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
-    assert_eq!(sha256_file(&out), case["model_sha256"].as_str().unwrap());
+    assert_eq!(common::sha256_file(&out), case["model_sha256"].as_str().unwrap());
     assert!(String::from_utf8_lossy(&ok.stdout).contains("1 of "));
     std::fs::remove_file(&out).unwrap();
     let all = Shape::preset(s["shape"].as_str().unwrap()).unwrap().n_layer;

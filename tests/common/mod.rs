@@ -28,6 +28,15 @@ pub fn ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
 
+/// A file's SHA-256, lowercase hex.
+pub fn sha256_file(path: &std::path::Path) -> String {
+    use sha2::Digest;
+    let mut f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut h = sha2::Sha256::new();
+    std::io::copy(&mut f, &mut h).unwrap();
+    format!("{:x}", h.finalize())
+}
+
 pub fn fixture(name: &str) -> serde_json::Value {
     let p = root().join("tests/fixtures").join(name);
     let s = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));

@@ -24,10 +24,8 @@ pub(crate) fn bench(
     device: &DeviceArgs,
 ) -> Result<()> {
     let model = GgufFile::open(path)?;
-    let n_vocab = LlamaConfig::from_gguf(model.metadata(), |n| {
-        model.tensor(n).map(|t| t.info)
-    })?
-    .shape.n_vocab as u32;
+    let shape = LlamaConfig::from_gguf(model.metadata(), |n| model.tensor(n).map(|t| t.info))?.shape;
+    let n_vocab = shape.n_vocab as u32;
     // A fixed pseudo-random prompt: speed does not depend on the text.
     let prompt: Vec<u32> = (0..prompt_len as u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 7) % n_vocab)
@@ -102,7 +100,7 @@ pub(crate) fn bench(
             v["decode_weight_gb_per_s"].as_f64().unwrap_or(0.0)
         );
         if let Some(d) = dispatches {
-            let layers = LlamaConfig::from_gguf(model.metadata(), |n| model.tensor(n).map(|t| t.info))?.shape.n_layer;
+            let layers = shape.n_layer;
             println!("decode: {d} dispatches per token ({:.1} per layer over {layers} layers, with the output and sampling)", d as f64 / layers as f64);
         }
         let m = &v["constrained"];
