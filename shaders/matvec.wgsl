@@ -12,10 +12,11 @@
 // tokens wid.z*NT ..): NT = 1 for decode, more for short prefill batches, where the tiled
 // kernel's 32-token tiles would cost as much for 2 tokens as for 32.
 //
-// XBCAST (CPU devices such as lavapipe, with subgroups of at least 8): one row per invocation
+// XBCAST (CPU devices such as lavapipe and SwiftShader, with subgroups): one row per invocation
 // (TPR = 1), and all invocations walk the units in step, so lanes 0..7 of a subgroup load the
-// unit's 8 activation vec4s once and broadcast them; on a CPU every per-invocation load is a
-// gather, and gathering the activations cost as much as decoding the weights. Each decoded unit
+// unit's 8 activation vec4s once and broadcast them (with XBCAST4, for subgroups of 4, lanes 0..3
+// load two each); on a CPU every per-invocation load is a gather, and gathering the activations
+// cost as much as decoding the weights. Each decoded unit
 // is used for NT tokens (wid.z selects tokens wid.z*NT ..), which makes this the faster prefill
 // there too (about 4× the tiled kernel on lavapipe).
 //
@@ -25,8 +26,8 @@
 // why decode time on the H200 tracked parameters more than weight bytes (8B Q4_K_M took 2.8× as
 // long as 3B Q8_0 with 1.4× the bytes); on lavapipe without subgroups, 4 rows gave +23%.
 //
-// Defines: one TYPE_* (quant.wgsl), WG, TPR, RPI, NT, XBCAST, X_VEC4 (cols % 4 == 0), XMASK
-// (cols % 32 != 0).
+// Defines: one TYPE_* (quant.wgsl), WG, TPR, RPI, NT, XBCAST, XBCAST4, X_VEC4 (cols % 4 == 0),
+// XMASK (cols % 32 != 0).
 
 #include "matmul_io.wgsl"
 
@@ -63,22 +64,40 @@ fn matvec(
     // control flow stays uniform.
     let rr = min(r, params.rows - 1u);
     var accs: array<f32, NT>;
+#ifdef XBCAST4
+    let xlane = 4u * (sg_lane & 3u);
+#else
     let xlane = 4u * (sg_lane & 7u);
+#endif
     for (var u = 0u; u < params.units; u++) {
         let v = dequant_unit(rr, u);
         for (var j = 0u; j < NT; j++) {
             // Past the slice's last token, re-reads that token rather than branching: the
             // broadcasts stay in uniform control flow (lavapipe leaked ~124 MiB per dispatch and
             // ran 10× slower with them under the branch).
-            let xl = x4(t0 + min(j, nt - 1u), u * 32u + xlane);
+            let t = t0 + min(j, nt - 1u);
+            let xl = x4(t, u * 32u + xlane);
+#ifdef XBCAST4
+            // Lanes 0..3 hold vec4s 0..3 in xl and 4..7 in xh: the same products, same order.
+            let xh = x4(t, u * 32u + 16u + xlane);
+#else
+            let xh = xl;
+#endif
             var s = dot(v[0], subgroupBroadcast(xl, 0u));
             s += dot(v[1], subgroupBroadcast(xl, 1u));
             s += dot(v[2], subgroupBroadcast(xl, 2u));
             s += dot(v[3], subgroupBroadcast(xl, 3u));
-            s += dot(v[4], subgroupBroadcast(xl, 4u));
-            s += dot(v[5], subgroupBroadcast(xl, 5u));
-            s += dot(v[6], subgroupBroadcast(xl, 6u));
-            s += dot(v[7], subgroupBroadcast(xl, 7u));
+#ifdef XBCAST4
+            s += dot(v[4], subgroupBroadcast(xh, 0u));
+            s += dot(v[5], subgroupBroadcast(xh, 1u));
+            s += dot(v[6], subgroupBroadcast(xh, 2u));
+            s += dot(v[7], subgroupBroadcast(xh, 3u));
+#else
+            s += dot(v[4], subgroupBroadcast(xh, 4u));
+            s += dot(v[5], subgroupBroadcast(xh, 5u));
+            s += dot(v[6], subgroupBroadcast(xh, 6u));
+            s += dot(v[7], subgroupBroadcast(xh, 7u));
+#endif
             accs[j] += s;
         }
     }

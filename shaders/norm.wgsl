@@ -2,7 +2,7 @@
 //
 // One workgroup of 256 invocations per token row. Each invocation sums the squares of a
 // strided slice of the row (coalesced loads), the workgroup reduces the 256 partial sums
-// (subgroupAdd + one small workgroup-memory step with SUBGROUPS, a shared-memory tree
+// (a subgroup shuffle butterfly + one small workgroup-memory step with SUBGROUPS, a shared-memory tree
 // otherwise), and every invocation then scales its slice. The sum is f32 (the CPU reference
 // accumulates in f64): with 256 partial sums of ≤ dim/256 terms each, the relative error of
 // the sum stays around 1e-7·log2(dim).
@@ -72,7 +72,11 @@ fn rms_norm(
 #endif
         ss += v * v;
     }
-    ss = wg_sum(ss, lid);
+#ifdef SUBGROUPS
+    ss = wg_sum(ss, lid, size);
+#else
+    ss = wg_sum(ss, lid, 0u);
+#endif
     // Same operation order as the reference: 1 / sqrt(mean + eps), then v * scale * w.
     let scale = 1.0 / sqrt(ss / f32(dim) + params.eps);
     for (var i = lid; i < dim; i += WG) {

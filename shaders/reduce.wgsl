@@ -40,10 +40,28 @@ fn wg_max(v: f32, lid: u32) -> f32 {
 #endif
 }
 
-// The sum of `v` over the workgroup, returned to every invocation.
-fn wg_sum(v: f32, lid: u32) -> f32 {
 #ifdef SUBGROUPS
-    let s = subgroupAdd(v);
+// The sum of `v` over the subgroup by a butterfly of shuffles: every lane ends with the same
+// bits, added in an order fixed by the subgroup size alone. subgroupAdd's order is the
+// implementation's, so the same kernel would round differently in Chrome and natively; with
+// this, a browser and lavapipe with subgroups of the same size give identical sums (the
+// browser tests compare their tokens exactly). `size` must be the entry point's subgroup_size
+// builtin passed down: Tint's uniformity analysis follows a parameter back to it, while it takes
+// a module-scope private (like sg_size) as non-uniform, and the shuffles need uniform control flow.
+fn subgroup_sum(v: f32, size: u32) -> f32 {
+    var s = v;
+    for (var off = 1u; off < size; off <<= 1u) {
+        s += subgroupShuffleXor(s, off);
+    }
+    return s;
+}
+#endif
+
+// The sum of `v` over the workgroup, returned to every invocation. `size`: the subgroup_size
+// builtin with SUBGROUPS (see subgroup_sum), unused otherwise.
+fn wg_sum(v: f32, lid: u32, size: u32) -> f32 {
+#ifdef SUBGROUPS
+    let s = subgroup_sum(v, size);
     if (sg_lane == 0u) {
         red[lid / sg_size] = s;
     }

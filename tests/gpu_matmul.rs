@@ -317,7 +317,7 @@ fn embedding_ids(rows: usize, n: usize, seed: u64) -> Vec<u32> {
 
 /// Every case, every token count, matmul and embedding, on a context with `opts`.
 fn all_types(opts: GpuOptions) {
-    let ctx = GpuContext::new_blocking(opts).unwrap();
+    let ctx = common::gpu::new_context(opts);
     eprintln!("{} {:?}", ctx.adapter_info.name, ctx.features);
     let mut types = std::collections::BTreeSet::new();
     for (ci, t) in cases().iter().enumerate() {

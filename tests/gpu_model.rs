@@ -37,7 +37,7 @@ fn gpu_forward_matches_reference_and_llama_cpp() {
     let fx = common::fixture("smollm2-greedy.json");
     let file = GgufFile::open(common::smollm2()).unwrap();
     for (label, opts) in paths() {
-        let ctx = Arc::new(GpuContext::new_blocking(opts).unwrap());
+        let ctx = Arc::new(common::gpu::new_context(opts));
         let kv_f16 = ctx.features.f16;
         let reference = ReferenceModel::from_gguf(&file, ReferenceOptions { kv_f16 }).unwrap();
         let mut gpu = load_gguf(ctx.clone(), &file, 256).unwrap();
@@ -96,7 +96,7 @@ fn gpu_greedy_decode_matches_reference() {
         260, 3575, 282, 4649, 47, 2, 198, 1, 520, 9531, 198,
     ];
     for (label, opts) in paths() {
-        let ctx = Arc::new(GpuContext::new_blocking(opts).unwrap());
+        let ctx = Arc::new(common::gpu::new_context(opts));
         let reference = ReferenceModel::from_gguf(
             &file,
             ReferenceOptions {

@@ -24,8 +24,8 @@ fn pow2_floor(n: u32) -> u32 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MatmulConfig {
     /// Invocations sharing one row in the matrix-vector kernel: a power of two up to 64, lowered
-    /// to the smallest subgroup size. 1 with subgroups of at least 8 selects the variant that
-    /// broadcasts the activations across the subgroup (`XBCAST` in matvec.wgsl).
+    /// to the smallest subgroup size. 1 with subgroups selects the variant that broadcasts the
+    /// activations across the subgroup (`XBCAST` in matvec.wgsl; `XBCAST4` for subgroups of 4).
     pub threads_per_row: u32,
     /// Run all prefill through the matrix-vector kernel (8 tokens per weight decode) instead
     /// of the tiled kernel.
@@ -172,8 +172,11 @@ impl MatmulOp {
         if ctx.features.subgroups {
             // The shuffle reduction stays within one subgroup.
             tpr = tpr.min(pow2_floor(ctx.features.subgroup_min_size));
-            if tpr == 1 && ctx.features.subgroup_min_size >= 8 {
+            if tpr == 1 {
                 vec_defs.set("XBCAST", 1);
+                if ctx.features.subgroup_min_size < 8 {
+                    vec_defs.set("XBCAST4", 1);
+                }
                 xbcast = true;
             }
         }
