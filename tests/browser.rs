@@ -1,12 +1,17 @@
 //! The GPU kernels inside a real browser: `cargo test --target wasm32-unknown-unknown` runs this
 //! file in headless Chromium (wasm-bindgen-test-runner + chromedriver; see webdriver.json), where
-//! WebGPU is Dawn on SwiftShader: no shader-f16 and no wgpu subgroups, so these are the f32,
-//! workgroup-reduction kernels as Chrome's WGSL compiler (Tint) builds them. Each weight type's
-//! matrix × vector and tiled matrix × matrix, with a binding limit small enough to split the
-//! weight, is checked against the CPU dequantization with the error bound of tests/gpu_matmul.rs.
+//! WebGPU is Dawn on SwiftShader: no shader-f16, and subgroups of 4, which wgpu cannot ask for
+//! itself (the engine adds them: src/gpu/web_subgroups.rs). So these are the f32 kernels as
+//! Chrome's WGSL compiler (Tint) builds them, with subgroup operations and with the
+//! workgroup-memory fallbacks. Each weight type's matrix × vector and tiled matrix × matrix, with
+//! a binding limit small enough to split the weight, is checked against the CPU dequantization
+//! with the error bound of tests/gpu_matmul.rs; RMSNorm and the token selection kernels (the
+//! other subgroup users) against the CPU reference as in tests/gpu_ops.rs.
 #![cfg(target_arch = "wasm32")]
 
-use llama_webgpu::gpu::ops::{step_buffer, AttentionOp, AttentionScratch, KvCache, MatmulOp, Step};
+use llama_webgpu::gpu::ops::{
+    step_buffer, ArgmaxOp, AttentionOp, AttentionScratch, KvCache, MatmulConfig, MatmulOp, RmsNormOp, Step, TopKOp,
+};
 use llama_webgpu::reference::ops;
 use llama_webgpu::gpu::weights::GpuWeight;
 use llama_webgpu::gpu::{GpuContext, GpuOptions};
@@ -21,37 +26,85 @@ mod random;
 use random::{quant_weights as weights, Draws, Rng};
 
 
-async fn matmul(ctx: &GpuContext, w: &GpuWeight, x: &[f32], n: usize) -> Vec<f32> {
+async fn matmul(ctx: &GpuContext, w: &GpuWeight, x: &[f32], n: usize, config: Option<MatmulConfig>) -> Vec<f32> {
     let xb = ctx.upload("x", bytemuck::cast_slice(x)).unwrap();
     let yb = ctx.upload("y", bytemuck::cast_slice(&vec![f32::NAN; n * w.rows])).unwrap();
     let step = step_buffer(ctx).unwrap();
-    ctx.write(&step, 0, bytemuck::bytes_of(&Step { n_tokens: n as u32, pos: 0, _pad: [0; 2] }));
-    let op = MatmulOp::new(ctx, w, &xb, &yb, &step).unwrap();
+    let op = match config {
+        Some(c) => MatmulOp::with_config(ctx, w, &xb, &yb, &step, c).unwrap(),
+        None => MatmulOp::new(ctx, w, &xb, &yb, &step).unwrap(),
+    };
+    run(ctx, &step, n as u32, |p| op.record(p, n as u32));
+    read_f32(ctx, &yb, n * w.rows).await
+}
+
+/// Writes the step uniform, records `f` into one compute pass and submits it.
+fn run(ctx: &GpuContext, step: &wgpu::Buffer, n: u32, f: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
+    ctx.write(step, 0, bytemuck::bytes_of(&Step { n_tokens: n, pos: 0, _pad: [0; 2] }));
     let mut enc = ctx.device.create_command_encoder(&Default::default());
     {
         let mut pass = enc.begin_compute_pass(&Default::default());
-        op.record(&mut pass, n as u32);
+        f(&mut pass);
     }
     ctx.queue.submit([enc.finish()]);
-    let bytes = ctx.read(&yb, 0, (n * w.rows * 4) as u64).await.unwrap();
+}
+
+async fn read_f32(ctx: &GpuContext, b: &wgpu::Buffer, n: usize) -> Vec<f32> {
+    let bytes = ctx.read(b, 0, (n * 4) as u64).await.unwrap();
     ctx.check().unwrap();
-    bytemuck::pod_collect_to_vec(&bytes[..n * w.rows * 4])
+    bytemuck::pod_collect_to_vec(&bytes[..n * 4])
 }
 
-#[wasm_bindgen_test]
-async fn browser_adapter_is_the_f32_no_subgroup_path() {
-    let ctx = GpuContext::new(GpuOptions::default()).await.unwrap();
-    assert!(!ctx.features.f16, "SwiftShader in Chromium has no shader-f16");
-    assert!(!ctx.features.subgroups, "wgpu's web backend exposes no subgroups");
-}
-
-#[wasm_bindgen_test]
-async fn every_weight_type_multiplies_like_the_cpu_in_the_browser() {
-    use GgmlType::*;
-    // 16 KiB bindings split each weight into several parts.
-    let ctx = GpuContext::new(GpuOptions { max_storage_binding: Some(16 << 10), ..Default::default() })
+/// A context on the subgroup path (`true`) or the workgroup-memory fallback.
+async fn context(subgroups: bool, max_storage_binding: Option<u64>) -> GpuContext {
+    let ctx = GpuContext::new(GpuOptions { allow_subgroups: subgroups, max_storage_binding, ..Default::default() })
         .await
         .unwrap();
+    assert_eq!(ctx.features.subgroups, subgroups, "SwiftShader offers subgroups");
+    ctx
+}
+
+#[wasm_bindgen_test]
+async fn the_engine_gets_subgroups_in_the_browser() {
+    let ctx = GpuContext::new(GpuOptions::default()).await.unwrap();
+    assert!(!ctx.features.f16, "SwiftShader in Chromium has no shader-f16");
+    assert!(ctx.features.subgroups, "the device request asks for subgroups (web_subgroups.rs)");
+    assert_eq!((ctx.features.subgroup_min_size, ctx.features.subgroup_max_size), (4, 4), "SwiftShader's subgroups");
+    let off = GpuContext::new(GpuOptions { allow_subgroups: false, ..Default::default() }).await.unwrap();
+    assert!(!off.features.subgroups);
+    // The wrapper is gone again: a device this page requests itself gets only what it asks for.
+    let gpu = web_sys_gpu();
+    let adapter = awaited(call(&gpu, "requestAdapter", &[])).await;
+    let device = awaited(call(&adapter, "requestDevice", &[])).await;
+    let features = js_sys::Reflect::get(&device, &"features".into()).unwrap();
+    let has = call(&features, "has", &["subgroups".into()]);
+    assert_eq!(has.as_bool(), Some(false), "requestDevice was left wrapped");
+}
+
+async fn awaited(promise: wasm_bindgen::JsValue) -> wasm_bindgen::JsValue {
+    use wasm_bindgen::JsCast;
+    let p: js_sys::Promise = promise.dyn_into().unwrap();
+    wasm_bindgen_futures::JsFuture::from(p).await.unwrap()
+}
+
+fn web_sys_gpu() -> wasm_bindgen::JsValue {
+    let nav = js_sys::Reflect::get(&js_sys::global(), &"navigator".into()).unwrap();
+    js_sys::Reflect::get(&nav, &"gpu".into()).unwrap()
+}
+
+fn call(this: &wasm_bindgen::JsValue, method: &str, args: &[wasm_bindgen::JsValue]) -> wasm_bindgen::JsValue {
+    use wasm_bindgen::JsCast;
+    let f: js_sys::Function = js_sys::Reflect::get(this, &method.into()).unwrap().dyn_into().unwrap();
+    f.apply(this, &args.iter().collect::<js_sys::Array>()).unwrap()
+}
+
+async fn every_weight_type(subgroups: bool) {
+    use GgmlType::*;
+    // 16 KiB bindings split each weight into several parts.
+    let ctx = context(subgroups, Some(16 << 10)).await;
+    // The device's choice, and (for one token) rows shared by 4 and by 16 invocations: with
+    // subgroups both reduce by shuffles within SwiftShader's subgroups of 4.
+    let shared = |tpr| MatmulConfig { threads_per_row: tpr, rows_per_invocation: 2, matvec_prefill: false, small_batch: 0 };
     let mut rng = Rng::new(99);
     for (i, (ty, cols, rows)) in [
         (F32, 96, 70),
@@ -72,9 +125,9 @@ async fn every_weight_type_multiplies_like_the_cpu_in_the_browser() {
         let values = dequantize("w", ty, &data, cols * rows).unwrap();
         let w = GpuWeight::upload(&ctx, "w", ty, cols, rows, &data).unwrap();
         assert!(w.parts().len() > 1, "{ty}: expected a split weight");
-        for n in [1usize, 5] {
+        for (n, config) in [(1usize, None), (5, None), (1, Some(shared(4))), (1, Some(shared(16)))] {
             let x: Vec<f32> = (0..n * cols).map(|_| rng.f() * 2.0).collect();
-            let got = matmul(&ctx, &w, &x, n).await;
+            let got = matmul(&ctx, &w, &x, n, config).await;
             for t in 0..n {
                 for r in 0..rows {
                     let (mut s, mut a) = (0f64, 0f64);
@@ -85,8 +138,90 @@ async fn every_weight_type_multiplies_like_the_cpu_in_the_browser() {
                     }
                     let g = got[t * rows + r] as f64;
                     let bound = ((cols / 4 + 26) as f64) * 2f64.powi(-24) * a + 1e-30;
-                    assert!((g - s).abs() <= bound, "{ty} {cols}x{rows}, {n} tokens, row {r}: gpu {g}, cpu {s}");
+                    assert!(
+                        (g - s).abs() <= bound,
+                        "{ty} {cols}x{rows}, {n} tokens, {config:?}, subgroups {subgroups}, row {r}: gpu {g}, cpu {s}"
+                    );
                 }
+            }
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn every_weight_type_multiplies_like_the_cpu_with_subgroups() {
+    every_weight_type(true).await;
+}
+
+#[wasm_bindgen_test]
+async fn every_weight_type_multiplies_like_the_cpu_without_subgroups() {
+    every_weight_type(false).await;
+}
+
+/// RMSNorm's row sum (subgroupAdd, or a workgroup-memory tree) on both paths, with and without
+/// the residual add, at widths that are not multiples of the workgroup.
+#[wasm_bindgen_test]
+async fn rms_norm_matches_the_cpu_on_both_paths() {
+    let mut rng = Rng::new(1);
+    for subgroups in [true, false] {
+        let ctx = context(subgroups, None).await;
+        let step = step_buffer(&ctx).unwrap();
+        for (dim, n) in [(576usize, 1usize), (577, 7), (4096, 3)] {
+            let x = rng.vec(n * dim, 3.0);
+            let w = rng.vec(dim, 2.0);
+            let r = rng.vec(n * dim, 3.0);
+            let sum: Vec<f32> = x.iter().zip(&r).map(|(a, b)| a + b).collect();
+            let (mut want, mut want_res) = (vec![0f32; n * dim], vec![0f32; n * dim]);
+            ops::rms_norm(&x, &w, 1e-5, &mut want);
+            ops::rms_norm(&sum, &w, 1e-5, &mut want_res);
+            let up = |v: &[f32]| ctx.upload("in", bytemuck::cast_slice(v)).unwrap();
+            let (xb, wb, xr, rb) = (up(&x), up(&w), up(&x), up(&r));
+            let out = ctx.storage("out", (n * dim * 4) as u64, wgpu::BufferUsages::empty()).unwrap();
+            let op = RmsNormOp::new(&ctx, &xb, &wb, &out, dim as u32, 1e-5, &step).unwrap();
+            run(&ctx, &step, n as u32, |p| op.record(p, n as u32));
+            let got = read_f32(&ctx, &out, n * dim).await;
+            let op = RmsNormOp::with_residual(&ctx, &xr, &rb, &wb, &out, dim as u32, 1e-5, &step).unwrap();
+            run(&ctx, &step, n as u32, |p| op.record(p, n as u32));
+            let got_res = read_f32(&ctx, &out, n * dim).await;
+            assert_eq!(read_f32(&ctx, &xr, n * dim).await, sum, "x + r not kept");
+            // Only the row's scale carries error (tests/gpu_ops.rs): 1e-5 relative.
+            for (what, got, want) in [("plain", &got, &want), ("residual", &got_res, &want_res)] {
+                for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
+                    assert!((g - w).abs() <= 1e-5 * w.abs(), "subgroups {subgroups} dim {dim} {what} {i}: gpu {g}, cpu {w}");
+                }
+            }
+        }
+    }
+}
+
+/// The token selection kernels (subgroupMax/subgroupMin, or a workgroup-memory tree) pick
+/// exactly the CPU's tokens, ties to the lowest id, on both paths.
+#[wasm_bindgen_test]
+async fn argmax_and_top_k_match_the_cpu_on_both_paths() {
+    let mut rng = Rng::new(5);
+    for subgroups in [true, false] {
+        let ctx = context(subgroups, None).await;
+        let out = ctx.storage("out", 64 * 8, wgpu::BufferUsages::empty()).unwrap();
+        let step = step_buffer(&ctx).unwrap();
+        for n in [5usize, 2049, 128_256] {
+            let ties: Vec<f32> = (0..n).map(|_| (rng.f() * 8.0).round() / 4.0).collect();
+            let mut last = rng.vec(n, 20.0);
+            last[n - 1] = 21.0;
+            for (what, logits) in [("random", rng.vec(n, 20.0)), ("ties", ties), ("max last", last)] {
+                let lb = ctx.upload("logits", bytemuck::cast_slice(&logits)).unwrap();
+                let mut idx: Vec<u32> = (0..n as u32).collect();
+                idx.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+                let op = ArgmaxOp::new(&ctx, &lb, n as u32, &out).unwrap();
+                run(&ctx, &step, 1, |p| op.record(p));
+                let id = ctx.read(&out, 0, 4).await.unwrap();
+                assert_eq!(bytemuck::pod_read_unaligned::<u32>(&id[..4]), idx[0], "subgroups {subgroups} n {n} {what}: argmax");
+                let k = 40.min(n);
+                let op = TopKOp::new(&ctx, &lb, n as u32, k as u32, &out).unwrap();
+                run(&ctx, &step, 1, |p| op.record(p));
+                let got = TopKOp::parse(&ctx.read(&out, 0, op.out_bytes()).await.unwrap());
+                ctx.check().unwrap();
+                let want: Vec<(u32, f32)> = idx[..k].iter().map(|&i| (i, logits[i as usize])).collect();
+                assert_eq!(got, want, "subgroups {subgroups} n {n} {what}: top-{k}");
             }
         }
     }

@@ -149,25 +149,41 @@ impl GpuContext {
             required |= wgpu::Features::TIMESTAMP_QUERY;
         }
         let adapter_limits = adapter.limits();
-        let (device, queue) = adapter
-            .request_device(&wgpu::DeviceDescriptor {
-                label: Some("llama-webgpu"),
-                required_features: required,
-                required_limits: adapter_limits.clone(),
-                ..Default::default()
-            })
+        // wgpu's web backend cannot ask for subgroups yet; see web_subgroups.rs.
+        #[cfg(target_arch = "wasm32")]
+        let subgroup_request = opts
+            .allow_subgroups
+            .then(super::web_subgroups::SubgroupRequest::install);
+        let request = adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("llama-webgpu"),
+            required_features: required,
+            required_limits: adapter_limits.clone(),
+            ..Default::default()
+        });
+        #[cfg(target_arch = "wasm32")]
+        drop(subgroup_request);
+        let (device, queue) = request
             .await
             .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
+        #[cfg(target_arch = "wasm32")]
+        let subgroups =
+            opts.allow_subgroups && super::web_subgroups::device_has(&device, "subgroups");
         let mut limits = device.limits();
         if let Some(m) = opts.max_storage_binding {
             limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(m);
         }
         let info = adapter.get_info();
+        // A device whose subgroups are narrower than the kernels assume runs the fallbacks.
+        let sizes = subgroups
+            .then(|| subgroup_sizes(info.subgroup_min_size, info.subgroup_max_size))
+            .flatten();
+        let subgroups = sizes.is_some();
+        let (subgroup_min_size, subgroup_max_size) = sizes.unwrap_or((0, 0));
         let features = GpuFeatures {
             f16,
             subgroups,
-            subgroup_min_size: if subgroups { info.subgroup_min_size } else { 0 },
-            subgroup_max_size: if subgroups { info.subgroup_max_size } else { 0 },
+            subgroup_min_size,
+            subgroup_max_size,
             timestamps,
         };
         let fault: Arc<Mutex<Option<(bool, String)>>> = Default::default();
@@ -270,5 +286,40 @@ pub(super) fn block_on_scope<F: std::future::Future<Output = Option<wgpu::Error>
         // handler; the web loader checks scopes with awaits of its own.
         drop(f);
         None
+    }
+}
+
+/// The subgroup size range the kernels plan with, from the adapter's report, or `None` where
+/// the kernels cannot use them. The kernels need powers of two from 4 to 128, which WebGPU
+/// guarantees; a browser that does not report its range (0: older ones lack `GPUAdapterInfo`'s
+/// fields) gets that whole range, so the kernels assume no more than the guarantee. A native
+/// device may report smaller subgroups (Vulkan allows 1): those run the fallbacks.
+pub fn subgroup_sizes(min: u32, max: u32) -> Option<(u32, u32)> {
+    let valid = |s: u32| s.is_power_of_two() && (4..=128).contains(&s);
+    let min = match min {
+        0 => 4,
+        m if valid(m) => m,
+        _ => return None,
+    };
+    let max = if valid(max) && max >= min { max } else { 128 };
+    Some((min, max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subgroup_sizes;
+
+    #[test]
+    fn subgroup_sizes_keep_to_what_the_kernels_support() {
+        assert_eq!(subgroup_sizes(4, 4), Some((4, 4)));
+        assert_eq!(subgroup_sizes(8, 32), Some((8, 32)));
+        assert_eq!(subgroup_sizes(32, 64), Some((32, 64)));
+        // Unreported (older browsers): WebGPU's guarantee.
+        assert_eq!(subgroup_sizes(0, 0), Some((4, 128)));
+        assert_eq!(subgroup_sizes(16, 0), Some((16, 128)));
+        // Too narrow, or not a power of two: no subgroups.
+        assert_eq!(subgroup_sizes(1, 64), None);
+        assert_eq!(subgroup_sizes(2, 2), None);
+        assert_eq!(subgroup_sizes(12, 12), None);
     }
 }

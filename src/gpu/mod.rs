@@ -19,6 +19,8 @@ pub mod pipelines;
 mod preprocess;
 pub mod readback;
 pub mod weights;
+#[cfg(target_arch = "wasm32")]
+mod web_subgroups;
 
 pub use device::{GpuContext, GpuFeatures, GpuOptions, KernelTuning};
 pub use graph::{GpuModel, GpuModelError};

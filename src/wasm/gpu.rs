@@ -30,7 +30,7 @@ pub async fn create_gpu(options: JsValue) -> Result<Gpu, JsValue> {
 #[wasm_bindgen]
 impl Gpu {
     /// `{adapter: {name, vendor, architecture, description, backend}, features: {shaderF16,
-    /// subgroups}, limits: {maxBufferSize, maxStorageBufferBindingSize, ...}}`
+    /// subgroups, subgroupMinSize, subgroupMaxSize}, limits: {maxBufferSize, maxStorageBufferBindingSize, ...}}`
     pub fn info(&self) -> JsValue {
         let c = &self.ctx;
         let i = &c.adapter_info;
@@ -42,6 +42,8 @@ impl Gpu {
         let features = Object::new();
         set(&features, "shaderF16", c.features.f16);
         set(&features, "subgroups", c.features.subgroups);
+        set(&features, "subgroupMinSize", c.features.subgroup_min_size);
+        set(&features, "subgroupMaxSize", c.features.subgroup_max_size);
         let limits = Object::new();
         let l = &c.limits;
         set(&limits, "maxBufferSize", l.max_buffer_size as f64);

@@ -192,6 +192,7 @@ test('npm pack ships only what users need', () => {
     /^src\/[\w-]+\.js$/, // the ESM entry and its modules (which ones: the next test)
     /^types\/src\/[\w-]+\.d\.ts$/, // generated from the JSDoc by `npm pack` (prepack); which ones: below
     /^wasm\/llama_webgpu(\.js|_bg\.wasm)$/, // wasm-bindgen's glue and the module
+    /^wasm\/snippets\/[\w-]+\/inline\d+\.js$/, // the glue's inline JS (src/gpu/web_subgroups.rs)
   ];
   const extra = files.filter((f) => !allowed.some((re) => re.test(f)));
   assert.deepEqual(extra, [], 'unexpected files in the tarball (tests, maps, build leftovers?)');

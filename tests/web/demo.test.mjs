@@ -1,14 +1,16 @@
-// The web demo (www/demo/) end to end in headless Chromium (WebGPU on SwiftShader: the f32,
-// no-subgroup kernels), served the way scripts/demo serves it: www/ at /, the default model's
+// The web demo (www/demo/) end to end in headless Chromium (WebGPU on SwiftShader: the f32
+// kernels with its subgroups of 4), served the way scripts/demo serves it: www/ at /, the default model's
 // gguf-split shards at /demo/models/. One page is reused through the chat steps, because
 // SwiftShader runs SmolLM2-135M at about a token per second:
 //
-//   1. the page and the default model (split shards over HTTP: progress, cache marker, device panel);
+//   1. the page and the default model (split shards over HTTP: progress, cache marker, device panel,
+//      the subgroups setting);
 //   2, 3, 7, 8. a question, streamed into a non-empty answer with stats, equal to the native CLI's
-//      `generate --chat --temp 0` (same f32/no-subgroup kernels); no main-thread long task > 200 ms;
+//      `generate --chat --temp 0` (the same kernels: H.nativeGreedy); no main-thread long task > 200 ms;
 //   4, 9. Stop mid-answer, then ask again; screenshot of the finished chat (tests/web/artifacts/);
 //   5. New chat;
-//   6. the same model from local files through the file input; model output containing
+//   6. the same model from local files through the file input, with the subgroups setting off
+//      (the fallback kernels); model output containing
 //      `<img src=x onerror=alert(1)>` shows as text (and equals the native CLI's again);
 // plus the Markdown renderer, the "WebGPU missing" message, a model too large for the device refused
 // before any download, and Cancel during a load. Every request stays on the page's origin.
@@ -57,7 +59,7 @@ before(async () => {
   assert.equal(def.url, `models/${shards[0]}`, 'models.json default must be the first shard scripts/demo writes');
   assert.equal(def.sizeBytes, shards.reduce((a, n) => a + fs.statSync(path.join(shardDir, n)).size, 0));
   nativeQuestion = H.nativeGreedy({ prompt: QUESTION, n: MAX_TOKENS, chat: true });
-  nativeInjection = H.nativeGreedy({ prompt: INJECTION, n: INJECTION_TOKENS, chat: true });
+  nativeInjection = H.nativeGreedy({ prompt: INJECTION, n: INJECTION_TOKENS, chat: true, subgroups: false });
   server = await H.startServer({
     root: path.join(H.REPO_ROOT, 'www'),
     port: 0,
@@ -131,6 +133,8 @@ test('1. the page loads the default model from split shards over HTTP, with prog
   const device = await page.textContent(byId('device-info'));
   assert.match(device, /WebGPU\s*available/);
   assert.match(device, /shader-f16\s*no/, 'SwiftShader has no shader-f16');
+  assert.match(device, /subgroups\s*yes/, 'SwiftShader offers subgroups');
+  assert.equal(await page.isChecked(byId('use-subgroups')), true, 'subgroups are on by default');
   assert.match(await page.textContent(byId('memory')), /KV cache.*f32/s);
   assert.equal(await page.getAttribute(byId('fit'), 'data-fits'), 'true');
   await page.waitForFunction(() => document.querySelector('[data-testid="cache-status"]').textContent === 'Not cached', null, { timeout: 10_000 });
@@ -162,6 +166,7 @@ test('1. the page loads the default model from split shards over HTTP, with prog
   const info = await page.textContent(byId('model-info'));
   assert.match(info, /3 shards over HTTP/);
   assert.match(info, /1024 of 8192 tokens/);
+  assert.match(await page.textContent(byId('device-info')), /subgroups\s*yes · engine uses them \(size 4\)/);
   await page.waitForFunction(() => document.querySelector('[data-testid="cache-status"]').textContent === 'In cache', null, { timeout: 10_000 });
   console.log(`load through the page: ${loadS.toFixed(1)} s; progress: ${shown.text}`);
 });
@@ -243,13 +248,16 @@ test('5. New chat clears the conversation', async () => {
   assert.equal(await state(), 'ready');
 });
 
-test('6, 7. the model loads from local shard files through the file input; model output with HTML shows as text', { timeout: 2 * GEN_TIMEOUT }, async () => {
+test('6, 7. the model loads from local shard files through the file input, with subgroups switched off; model output with HTML shows as text', { timeout: 2 * GEN_TIMEOUT }, async () => {
   await setSettings(page, { 'max-tokens': INJECTION_TOKENS });
+  // The setting takes effect at this load: the fallback kernels, as the native CLI's --no-subgroups.
+  await page.uncheck(byId('use-subgroups'));
   await page.setInputFiles(byId('file-input'), shards.map((n) => path.join(shardDir, n)));
   await page.waitForFunction(() => document.body.dataset.state === 'loading', null, { timeout: 10_000 });
   await page.waitForFunction(() => ['ready', 'idle'].includes(document.body.dataset.state), null, { timeout: GEN_TIMEOUT });
   assert.equal(await page.textContent(byId('error')), '');
   assert.match(await page.textContent(byId('model-info')), /3 local files/);
+  assert.match(await page.textContent(byId('device-info')), /subgroups\s*yes · engine does without/);
 
   const r = await ask(INJECTION);
   assert.equal(r.raw, nativeInjection.text, 'the page and the native CLI greedy answers differ');

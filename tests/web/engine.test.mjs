@@ -1,6 +1,6 @@
-// The npm package's engine in headless Chromium (WebGPU on SwiftShader: no shader-f16, no wgpu
-// subgroups, so the f32 kernels): loading SmolLM2 from a Range-capable local server as llama.cpp
-// split shards, greedy output identical to the native CLI on the same kernel path, streaming,
+// The npm package's engine in headless Chromium (WebGPU on SwiftShader: no shader-f16, subgroups of
+// 4, so the f32 subgroup kernels): loading SmolLM2 from a Range-capable local server as llama.cpp
+// split shards, greedy output identical to the native CLI on the same kernel path (H.nativeGreedy), streaming,
 // abort, KV reuse across turns, the offline second load, and worker mode.
 // Needs `scripts/build-web` and `cargo build --release` first. Run: node --test tests/web/engine.test.mjs
 

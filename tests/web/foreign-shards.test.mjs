@@ -2,7 +2,7 @@
 // .cache/venv, the writer behind llama.cpp's `convert_hf_to_gguf.py --split-max-size`; scripts/gguf-py-split.py)
 // re-writes SmolLM2 as shards by size, and by tensor count with a metadata-only first shard. The npm package loads
 // each set from its shard URLs in headless Chromium and greedy-decodes what the native CLI decodes from the unsplit
-// file on the same kernels (f32, no subgroups); the two sets give identical log-probabilities. Mixed-up sets of the
+// file on the same kernels (f32, subgroups of 4: H.nativeGreedy); the two sets give identical log-probabilities. Mixed-up sets of the
 // same files are refused with typed codes. tests/foreign_shards.rs checks the same shards natively, bit for bit.
 // Needs `scripts/build-web`, `cargo build --release` and scripts/setup's venv. Run: node --test tests/web/foreign-shards.test.mjs
 

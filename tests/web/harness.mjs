@@ -12,6 +12,7 @@
 // Engine tests take all of that, with the package imported, from startEngineTest().
 // The repo root is served at `/`, `.cache/models` at `/models/`.
 
+import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -291,16 +292,40 @@ export async function startEngineTest({ scratch, mounts = {} } = {}) {
 export const CLI = path.join(REPO_ROOT, 'target/release/llama-webgpu');
 
 /**
- * The native CLI's greedy generation on the f32, no-subgroup kernels — what SwiftShader runs in
- * the browser — as its `--json` summary `{prompt_tokens, tokens, text, finish_reason, ...}`.
- * `chat` renders `prompt` with the model's chat template (no system prompt).
+ * The native CLI's greedy generation on the kernels SwiftShader runs in the browser, as its
+ * `--json` summary `{prompt_tokens, tokens, text, finish_reason, ...}`: f32, and with
+ * `subgroups` (the browser's default path) lavapipe's subgroups narrowed to SwiftShader's 4
+ * (`LP_NATIVE_VECTOR_WIDTH=128`), so the same kernel variants add in the same order; without,
+ * `--no-subgroups` (the browser's `subgroups: false`). `chat` renders `prompt` with the model's
+ * chat template (no system prompt).
  */
-export function nativeGreedy({ model = DEFAULT_MODEL, prompt, n, chat = false }) {
+export function nativeGreedy({ model = DEFAULT_MODEL, prompt, n, chat = false, subgroups = true }) {
   const args = ['generate', '-m', model, '-p', prompt, ...(chat ? ['--chat'] : []), '-n', String(n),
-    '--temp', '0', '--json', '--no-f16', '--no-subgroups'];
-  const out = execFileSync(CLI, args, {
-    env: { ...process.env, WGPU_BACKEND: 'vulkan', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
-    encoding: 'utf8',
-  });
+    '--temp', '0', '--json', '--no-f16', ...(subgroups ? [] : ['--no-subgroups'])];
+  const env = { ...process.env, WGPU_BACKEND: 'vulkan', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' };
+  if (subgroups) env.LP_NATIVE_VECTOR_WIDTH = '128';
+  const out = execFileSync(CLI, args, { env, encoding: 'utf8' });
   return JSON.parse(out.trim().split('\n').pop());
+}
+
+/**
+ * The largest difference between two runs' top log-probabilities (OpenAI `logprobs.content`
+ * entries), position by position. The greedy tokens must be the same; an alternative in only one
+ * list counts as its distance below the other list's last entry (a near-tie at the edge is close).
+ * @param {Array<{token: string, top_logprobs: Array<{token: string, logprob: number}>}>} a
+ * @param {typeof a} b
+ */
+export function logprobDifference(a, b) {
+  let worst = 0;
+  for (const [i, s] of a.entries()) {
+    const t = b[i];
+    assert.equal(s.token, t.token, `position ${i}: greedy token`);
+    const other = new Map(t.top_logprobs.map((e) => [e.token, e.logprob]));
+    const edge = t.top_logprobs.at(-1).logprob;
+    for (const e of s.top_logprobs) {
+      const d = other.has(e.token) ? Math.abs(e.logprob - other.get(e.token)) : edge - e.logprob;
+      worst = Math.max(worst, d);
+    }
+  }
+  return worst;
 }

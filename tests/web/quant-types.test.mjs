@@ -1,7 +1,9 @@
 // Every weight type the GPU kernels support, compiled by Chrome's WGSL compiler (Tint, stricter
-// than naga in places) and run on SwiftShader: SmolLM2 requantized by llama.cpp to each type
-// loads in the page and greedily continues a prompt exactly as the native CLI does on the same
-// f32, no-subgroup kernels. Unsupported types fail at the header, before the weights download.
+// than naga in places) and run on SwiftShader, on both kernel paths: SmolLM2 requantized by
+// llama.cpp to each type loads in the page and greedily continues a prompt exactly as the native
+// CLI does on the same kernels — the default path with SwiftShader's subgroups of 4 against
+// lavapipe's narrowed to 4, and `subgroups: false` against `--no-subgroups`. Unsupported types
+// fail at the header, before the weights download.
 // Needs `scripts/build-web` and `cargo build --release`. Run: node --test tests/web/quant-types.test.mjs
 
 import { test, before, after } from 'node:test';
@@ -23,26 +25,33 @@ before(async () => {
 
 after(() => session?.close());
 
-/** The model's greedy tokens for PROMPT in the page, or `{thrown}`. */
-async function browserTokens(url) {
-  const loaded = await session.load('__engine', url, { contextSize: 32 });
+/** The model's greedy tokens for PROMPT in the page and the engine's features, or `{thrown}`. */
+async function browserTokens(url, options = {}) {
+  const loaded = await session.load('__engine', url, { contextSize: 32, ...options });
   if (loaded.thrown) return loaded;
   return session.inPage(async (mod, prompt, n) => {
-    const ids = [];
-    for await (const tok of window.__engine.generate(prompt, { temperature: 0, max_tokens: n })) ids.push(tok.id);
-    await window.__engine.unload();
-    return { ids };
+    const engine = window.__engine;
+    try {
+      const ids = [];
+      for await (const tok of engine.generate(prompt, { temperature: 0, max_tokens: n })) ids.push(tok.id);
+      return { ids, features: engine.info.features };
+    } finally {
+      await engine.unload();
+    }
   }, PROMPT, N);
 }
 
 for (const ty of TYPES) {
-  test(`${ty}: greedy tokens in the browser equal the native CLI's`, async () => {
-    const name = `SmolLM2-135M-Instruct.${ty}.gguf`;
-    const want = H.nativeGreedy({ model: path.join(H.MODELS_DIR, name), prompt: PROMPT, n: N }).tokens;
-    const got = await browserTokens(`/models/${name}`);
-    assert.ok(!got.thrown, JSON.stringify(got.thrown));
-    assert.deepEqual(got.ids, want);
-  });
+  for (const subgroups of [true, false]) {
+    test(`${ty}, ${subgroups ? 'subgroups' : 'no subgroups'}: greedy tokens in the browser equal the native CLI's`, async () => {
+      const name = `SmolLM2-135M-Instruct.${ty}.gguf`;
+      const want = H.nativeGreedy({ model: path.join(H.MODELS_DIR, name), prompt: PROMPT, n: N, subgroups }).tokens;
+      const got = await browserTokens(`/models/${name}`, subgroups ? {} : { subgroups: false });
+      assert.ok(!got.thrown, JSON.stringify(got.thrown));
+      assert.equal(got.features.subgroups, subgroups);
+      assert.deepEqual(got.ids, want);
+    });
+  }
 }
 
 test('an unsupported weight type (BF16) fails with UNSUPPORTED_TENSOR_TYPE before the weights download', async () => {

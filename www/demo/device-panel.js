@@ -34,7 +34,8 @@ function renderDevice() {
   const f16 = info ? info.features.shaderF16 : d.features.shaderF16;
   const sg = info ? info.features.subgroups : d.features.subgroups;
   pairs.push(['shader-f16', `${yesNo(d.features.shaderF16)}${info ? ` · engine uses ${f16 ? 'f16' : 'f32'} kernels` : ''}`]);
-  pairs.push(['subgroups', `${yesNo(d.features.subgroups)}${info ? ` · engine ${sg ? 'uses them' : 'does without'}` : ''}`]);
+  const sgUse = info && (sg ? `uses them (size ${sizeRange(info.features)})` : 'does without');
+  pairs.push(['subgroups', `${yesNo(d.features.subgroups)}${sgUse ? ` · engine ${sgUse}` : ''}`]);
   const l = info?.limits ?? d.limits;
   pairs.push(['Max buffer', formatBytes(l.maxBufferSize)]);
   pairs.push(['Max binding', formatBytes(l.maxStorageBufferBindingSize)]);
@@ -121,4 +122,9 @@ export function initDevicePanel() {
     context = wantedContext();
     renderEstimate();
   });
+}
+
+/** `4` or `8–32`: the subgroup sizes the engine plans for. */
+function sizeRange({ subgroupMinSize: lo, subgroupMaxSize: hi }) {
+  return lo === hi ? String(lo) : `${lo}–${hi}`;
 }

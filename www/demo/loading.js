@@ -139,6 +139,7 @@ async function startLoad({ force = false } = {}) {
       signal: ac.signal,
       contextSize: contextFor(state.facts.arch, wantedContext()),
       cache: settings.cache,
+      subgroups: settings.subgroups,
       onProgress: updateProgress,
       onWarning: (w) => console.warn(`llama-webgpu: ${w.code}: ${w.message}`),
     });

@@ -1,4 +1,4 @@
-// Section: the settings panel (system prompt, sampling, context, Markdown, cache). Its inputs are
+// Section: the settings panel (system prompt, sampling, context, Markdown, cache, subgroups). Its inputs are
 // mirrored into state.settings as they change, and kept in localStorage between visits.
 
 import { $ } from './dom.js';
@@ -17,6 +17,7 @@ const inputs = {
   contextSize: $('context-size'),
   markdown: $('markdown'),
   useCache: $('use-cache'),
+  useSubgroups: $('use-subgroups'),
 };
 
 function values() {

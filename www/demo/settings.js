@@ -3,7 +3,7 @@
 import { state, reportError } from './state.js';
 
 /** The settings the panel keeps (also their keys in localStorage). */
-export const SETTING_NAMES = ['system', 'temperature', 'topP', 'topK', 'maxTokens', 'seed', 'contextSize', 'markdown', 'useCache'];
+export const SETTING_NAMES = ['system', 'temperature', 'topP', 'topK', 'maxTokens', 'seed', 'contextSize', 'markdown', 'useCache', 'useSubgroups'];
 
 /** The context the user asked for, in tokens. */
 export function wantedContext(raw = state.settings) {
@@ -33,6 +33,8 @@ export function parseSettings(raw) {
     maxTokens: numberSetting('max tokens', raw.maxTokens, { min: 1, max: 1e6, integer: true, fallback: 512 }),
     seed: numberSetting('seed', raw.seed, { min: 0, max: Number.MAX_SAFE_INTEGER, integer: true, fallback: null }),
     cache: !!raw.useCache,
+    // Off runs the kernels adapters without subgroups get: slower, for comparing the two paths.
+    subgroups: raw.useSubgroups !== false,
   };
 }
 

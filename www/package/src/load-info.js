@@ -68,6 +68,10 @@ export function engineInfo({ model, gpu, source, totalBytes, seconds, fromCacheB
  * @property {'auto' | 'f16' | 'f32'} [precision] `'auto'` (default): f16 KV cache and f16 kernels
  *   where the adapter has `shader-f16`, f32 otherwise. `'f32'`: always the f32 kernels. `'f16'`:
  *   require `shader-f16` (`NO_WEBGPU` when the adapter lacks it). Weights stay quantized either way.
+ * @property {boolean} [subgroups] Use the adapter's subgroup operations (Chrome 134+, any subgroup
+ *   size) for the kernels' reductions and matrix-vector products. Default `true`; `false` runs the
+ *   workgroup-memory kernels that adapters without subgroups get (slower; useful to compare
+ *   paths). {@link FeatureInfo.subgroups} says which path runs.
  * @property {Record<string, string>} [sha256] Expected SHA-256 (hex) of whole shards, keyed by
  *   absolute URL or by file name. Listed shards are hashed as they stream in; a mismatch fails
  *   the load with `INTEGRITY_ERROR` and drops the cached copy. A verified cached shard is not
@@ -129,7 +133,11 @@ export function engineInfo({ model, gpu, source, totalBytes, seconds, fromCacheB
  * Optional WebGPU features in use. The engine works without either.
  * @typedef {object} FeatureInfo
  * @property {boolean} shaderF16 `shader-f16`: f16 KV cache and arithmetic.
- * @property {boolean} subgroups Subgroup operations for faster reductions.
+ * @property {boolean} subgroups Whether the kernels use subgroup operations (the adapter offers
+ *   them and {@link LoadOptions.subgroups} is not `false`).
+ * @property {number} subgroupMinSize The smallest subgroup size the kernels plan for (0 without
+ *   subgroups; 4 where the browser does not report it).
+ * @property {number} subgroupMaxSize The largest subgroup size (0 without subgroups).
  */
 
 /**

@@ -40,7 +40,11 @@ export function initWasm(wasmUrl) {
 async function openGpu(options, precision) {
   let gpu;
   try {
-    gpu = await createGpu({ allowF16: precision !== 'f32', maxStorageBinding: options.maxStorageBinding });
+    gpu = await createGpu({
+      allowF16: precision !== 'f32',
+      allowSubgroups: options.subgroups !== false,
+      maxStorageBinding: options.maxStorageBinding,
+    });
   } catch (e) {
     throw toLlamaError(e, ErrorCode.NO_WEBGPU);
   }
@@ -69,6 +73,9 @@ export async function loadModel(source, options = {}) {
   requireWebGpu();
   if (!['auto', 'f16', 'f32'].includes(precision)) {
     throw new LlamaError(ErrorCode.INVALID_ARGUMENT, `precision must be 'auto', 'f16' or 'f32', got ${precision}`);
+  }
+  if (options.subgroups !== undefined && typeof options.subgroups !== 'boolean') {
+    throw new LlamaError(ErrorCode.INVALID_ARGUMENT, `subgroups must be true or false, got ${options.subgroups}`);
   }
   const { gpu, gpuInfo } = await openGpu(options, precision);
   // The memory plan is made at the first header: it fixes the context (this one, or by
