@@ -1,7 +1,9 @@
 // The bindings of a weight × activation product, shared by matvec.wgsl (decode) and matmul.wgsl
 // (tiled prefill): MatmulOp binds both kernels the same way, so that either can run a layer's
 // product. w: one part of a weight in the GPU layout (quant.wgsl); x: f32 activations, as vec4
-// when X_VEC4 (cols % 4 == 0); y: f32 outputs.
+// when X_VEC4 (cols % 4 == 0); y: f32 outputs. X_GLU (the feed-forward down projection): x is
+// the gate projection and x_up the up projection, and the product's input is silu(x) · x_up,
+// formed as the activations load (quant.wgsl's x4), so SwiGLU needs no dispatch of its own.
 
 #include "quant.wgsl"
 
@@ -14,3 +16,10 @@
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
 @group(0) @binding(4) var<uniform> step: Step;
+#ifdef X_GLU
+#ifdef X_VEC4
+@group(0) @binding(5) var<storage, read> x_up: array<vec4<f32>>;
+#else
+@group(0) @binding(5) var<storage, read> x_up: array<f32>;
+#endif
+#endif

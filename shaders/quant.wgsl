@@ -289,9 +289,19 @@ fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
 fn x4(t: u32, k: u32) -> vec4<f32> {
 #ifdef X_VEC4
     var v = x[(t * params.cols + k) >> 2u];
+#ifdef X_GLU
+    let up = x_up[(t * params.cols + k) >> 2u];
+#endif
 #else
     let e = t * params.cols + k;
     var v = vec4<f32>(x[e], x[e + 1u], x[e + 2u], x[e + 3u]);
+#ifdef X_GLU
+    let up = vec4<f32>(x_up[e], x_up[e + 1u], x_up[e + 2u], x_up[e + 3u]);
+#endif
+#endif
+#ifdef X_GLU
+    // SwiGLU, as the CPU reference writes it: silu(gate) · up.
+    v = v / (vec4<f32>(1.0) + exp(-v)) * up;
 #endif
 #ifdef XMASK
     v = select(vec4<f32>(0.0), v, vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(params.cols));

@@ -125,27 +125,46 @@ async fn every_weight_type(subgroups: bool) {
         let values = dequantize("w", ty, &data, cols * rows).unwrap();
         let w = GpuWeight::upload(&ctx, "w", ty, cols, rows, &data).unwrap();
         assert!(w.parts().len() > 1, "{ty}: expected a split weight");
+        // A decode step's down projection on a GPU: SwiGLU formed as the activations load.
+        let (gate, up): (Vec<f32>, Vec<f32>) = ((0..cols).map(|_| rng.f() * 4.0).collect(), (0..cols).map(|_| rng.f() * 2.0).collect());
+        let mut glu = gate.clone();
+        ops::swiglu(&mut glu, &up);
+        let got = glu_matmul(&ctx, &w, &gate, &up).await;
+        check(&format!("{ty} SwiGLU input, subgroups {subgroups}"), &values, &glu, cols, rows, 1, &got);
         for (n, config) in [(1usize, None), (5, None), (1, Some(shared(4))), (1, Some(shared(16)))] {
             let x: Vec<f32> = (0..n * cols).map(|_| rng.f() * 2.0).collect();
             let got = matmul(&ctx, &w, &x, n, config).await;
-            for t in 0..n {
-                for r in 0..rows {
-                    let (mut s, mut a) = (0f64, 0f64);
-                    for k in 0..cols {
-                        let p = values[r * cols + k] as f64 * x[t * cols + k] as f64;
-                        s += p;
-                        a += p.abs();
-                    }
-                    let g = got[t * rows + r] as f64;
-                    let bound = ((cols / 4 + 26) as f64) * 2f64.powi(-24) * a + 1e-30;
-                    assert!(
-                        (g - s).abs() <= bound,
-                        "{ty} {cols}x{rows}, {n} tokens, {config:?}, subgroups {subgroups}, row {r}: gpu {g}, cpu {s}"
-                    );
-                }
-            }
+            check(&format!("{ty}, {n} tokens, {config:?}, subgroups {subgroups}"), &values, &x, cols, rows, n, &got);
         }
     }
+}
+
+/// `got` against `values` (rows × cols) times the `n` rows of `x`, within tests/gpu_matmul.rs's bound.
+fn check(what: &str, values: &[f32], x: &[f32], cols: usize, rows: usize, n: usize, got: &[f32]) {
+    for t in 0..n {
+        for r in 0..rows {
+            let (mut s, mut a) = (0f64, 0f64);
+            for k in 0..cols {
+                let p = values[r * cols + k] as f64 * x[t * cols + k] as f64;
+                s += p;
+                a += p.abs();
+            }
+            let g = got[t * rows + r] as f64;
+            let bound = ((cols / 4 + 26) as f64) * 2f64.powi(-24) * a + 1e-30;
+            assert!((g - s).abs() <= bound, "{what} ({cols}x{rows}), row {r}: gpu {g}, cpu {s}");
+        }
+    }
+}
+
+/// One token through the down projection with SwiGLU in its loads (MatmulOp::with_glu_input).
+async fn glu_matmul(ctx: &GpuContext, w: &GpuWeight, gate: &[f32], up: &[f32]) -> Vec<f32> {
+    let gb = ctx.upload("gate", bytemuck::cast_slice(gate)).unwrap();
+    let ub = ctx.upload("up", bytemuck::cast_slice(up)).unwrap();
+    let yb = ctx.upload("y", bytemuck::cast_slice(&vec![f32::NAN; w.rows])).unwrap();
+    let step = step_buffer(ctx).unwrap();
+    let op = MatmulOp::with_glu_input(ctx, w, &gb, &ub, &yb, &step, None).unwrap();
+    run(ctx, &step, 1, |p| op.record(p, 1));
+    read_f32(ctx, &yb, w.rows).await
 }
 
 #[wasm_bindgen_test]

@@ -231,6 +231,24 @@ fn gpu_matmul_with(
 
 /// Checks `got` against the f64 reference with the bound explained at the top; returns the
 /// largest error relative to Σ|w·x|.
+/// One token through [`MatmulOp::with_glu_input`]: the product of `w` with silu(gate) ⊙ up.
+fn gpu_glu_matmul(ctx: &GpuContext, w: &GpuWeight, gate: &[f32], up: &[f32], config: Option<MatmulConfig>) -> Vec<f32> {
+    let (gb, ub) = (ctx.upload("gate", bytemuck::cast_slice(gate)).unwrap(), ctx.upload("up", bytemuck::cast_slice(up)).unwrap());
+    let yb = ctx.upload("y", bytemuck::cast_slice(&vec![f32::NAN; w.rows])).unwrap();
+    let step = step_buffer(ctx).unwrap();
+    set_step(ctx, &step, 1);
+    let op = MatmulOp::with_glu_input(ctx, w, &gb, &ub, &yb, &step, config).unwrap();
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        op.record(&mut pass, 1);
+    }
+    ctx.queue.submit([enc.finish()]);
+    let gate_after = ctx.read_f32(&gb, 0, gate.len()).unwrap();
+    assert!(gate_after == gate, "the fused product wrote its gate input");
+    ctx.read_f32(&yb, 0, w.rows).unwrap()
+}
+
 fn check(what: &str, cols: usize, got: &[f32], want: &[f64], scale: &[f64]) -> f64 {
     let depth = (cols.div_ceil(4) + 24) as f64;
     let eps = (2f64).powi(-24);
@@ -377,6 +395,18 @@ fn all_types(opts: GpuOptions) {
                     ));
                 }
             }
+        }
+        // The decode step's down projection: SwiGLU formed as the activations load, on the
+        // device's configuration, the broadcasting one and rows shared by 16 invocations.
+        let gate = activations(t.cols, 1, 500 + ci as u64);
+        let up = activations(t.cols, 1, 600 + ci as u64);
+        let mut glu = gate.clone();
+        llama_webgpu::reference::ops::swiglu(&mut glu, &up);
+        let (want, scale) = reference(t, &glu, 1);
+        let shared = |tpr, rpi| MatmulConfig { threads_per_row: tpr, rows_per_invocation: rpi, matvec_prefill: false, small_batch: 0 };
+        for config in [None, Some(shared(1, 1)), Some(shared(16, 2))] {
+            let got = gpu_glu_matmul(&ctx, &w, &gate, &up, config);
+            worst = worst.max(check(&format!("{} SwiGLU input, {config:?}", t.label), t.cols, &got, &want, &scale));
         }
         let ids = embedding_ids(t.rows, 7, ci as u64);
         let inexact = check_embedding(&t.label, t, &ids, &gpu_embedding(&ctx, &w, &ids));

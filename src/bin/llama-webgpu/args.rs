@@ -109,10 +109,21 @@ pub(crate) struct DeviceArgs {
     /// matrix-vector kernel 8 tokens per weight decode (default: chosen for the device).
     #[arg(long, value_name = "KERNEL")]
     pub(crate) prefill_kernel: Option<PrefillKernel>,
+    /// Tuning: SwiGLU in a decode step: its own kernel, or formed as the down projection loads
+    /// its activations, one dispatch fewer per layer (default: fused on GPUs, separate on CPU
+    /// devices).
+    #[arg(long, value_name = "HOW")]
+    pub(crate) swiglu: Option<Swiglu>,
     /// The context made from these options, made once: `bench` asks for it three times (model,
     /// adapter facts, profile), and each new one would be another device.
     #[arg(skip)]
     pub(crate) context: std::cell::OnceCell<Arc<GpuContext>>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum Swiglu {
+    Fused,
+    Separate,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -143,6 +154,7 @@ impl DeviceArgs {
                 matvec_rows_per_invocation: self.matvec_rows,
                 naga_loop_bounding: self.naga_loop_bounding,
                 matvec_prefill: self.prefill_kernel.map(|k| matches!(k, PrefillKernel::Matvec)),
+                fuse_swiglu: self.swiglu.map(|s| matches!(s, Swiglu::Fused)),
             },
         };
         let ctx = Arc::new(GpuContext::new_blocking(opts)?);

@@ -91,6 +91,9 @@ pub(crate) fn bench(
         if let Some(k) = t["prefill_kernel"].as_str() {
             tuned.push(format!("{k} prefill"));
         }
+        if let Some(k) = t["swiglu"].as_str() {
+            tuned.push(format!("{k} SwiGLU"));
+        }
         let tuned = if tuned.is_empty() { String::new() } else { format!(" ({})", tuned.join(", ")) };
         println!(
             "{}{tuned}: prefill {:.1} tok/s ({prompt_len} tokens) · decode {:.2} tok/s ({n} tokens) · {:.2} GB/s of weights",

@@ -35,6 +35,7 @@ pub(crate) fn gpu_json_of(gpu: &Result<Arc<GpuContext>>) -> serde_json::Value {
                 "matvec_rows": ctx.tuning.matvec_rows_per_invocation,
                 "naga_loop_bounding": ctx.tuning.naga_loop_bounding,
                 "prefill_kernel": ctx.tuning.matvec_prefill.map(|m| if m { "matvec" } else { "tiled" }),
+                "swiglu": ctx.tuning.fuse_swiglu.map(|f| if f { "fused" } else { "separate" }),
             },
         }),
         Err(e) => json!({"error": e.to_string(), "code": e.code()}),

@@ -120,8 +120,8 @@ struct MatmulPart {
     /// For prefill past `small_batch`: the tiled kernel's (none when the multi-token matvec
     /// runs all prefill).
     tiled_bind: Option<wgpu::BindGroup>,
-    /// The multi-token matvec's.
-    multi_bind: wgpu::BindGroup,
+    /// The multi-token matvec's (none for a one-token op).
+    multi_bind: Option<wgpu::BindGroup>,
     rows: u32,
     vec_groups: (u32, u32),
 }
@@ -136,7 +136,8 @@ const MATVEC_TOKENS: u32 = 8;
 /// once per weight part.
 pub struct MatmulOp {
     vec: Arc<wgpu::ComputePipeline>,
-    multi: Arc<wgpu::ComputePipeline>,
+    /// None for a one-token op ([`MatmulOp::with_glu_input`]).
+    multi: Option<Arc<wgpu::ComputePipeline>>,
     /// None when the multi-token matvec runs all prefill (broadcasting on CPU devices).
     tiled: Option<Arc<wgpu::ComputePipeline>>,
     parts: Vec<MatmulPart>,
@@ -163,10 +164,46 @@ impl MatmulOp {
         step: &wgpu::Buffer,
         config: MatmulConfig,
     ) -> Result<Self, GpuError> {
+        Self::build(ctx, w, x, None, y, step, config)
+    }
+
+    /// `y = W · (silu(gate) ⊙ up)` for one token: the feed-forward down projection of a decode
+    /// step with SwiGLU applied as the activations load (`X_GLU` in matmul_io.wgsl), saving a
+    /// dispatch and a write and read of the gate activations per layer. `gate` and `up` are
+    /// f32 `[cols]`; neither is written. One token only: in a prefill every row group would
+    /// compute silu again for every token (lavapipe: prefill 71 → 62 tok/s), so prompts keep
+    /// the separate SwiGLU kernel and [`MatmulOp::new`]. [`record`](Self::record) takes
+    /// `n_tokens == 1`.
+    pub fn with_glu_input(
+        ctx: &GpuContext,
+        w: &GpuWeight,
+        gate: &wgpu::Buffer,
+        up: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        step: &wgpu::Buffer,
+        config: Option<MatmulConfig>,
+    ) -> Result<Self, GpuError> {
+        let config = config.unwrap_or_else(|| MatmulConfig::for_device(ctx, w));
+        Self::build(ctx, w, gate, Some(up), y, step, config)
+    }
+
+    fn build(
+        ctx: &GpuContext,
+        w: &GpuWeight,
+        x: &wgpu::Buffer,
+        x_up: Option<&wgpu::Buffer>,
+        y: &wgpu::Buffer,
+        step: &wgpu::Buffer,
+        config: MatmulConfig,
+    ) -> Result<Self, GpuError> {
         check_size("matmul input", x, 4 * w.cols as u64)?;
         check_size("matmul output", y, 4 * w.rows as u64)?;
         let mut tpr = pow2_floor(config.threads_per_row.clamp(1, MATVEC_WG));
-        let defs = activation_defs(ctx, w);
+        let mut defs = activation_defs(ctx, w);
+        if let Some(up) = x_up {
+            check_size("matmul up input", up, 4 * w.cols as u64)?;
+            defs.set("X_GLU", 1);
+        }
         let mut vec_defs = defs.clone().with("WG", MATVEC_WG);
         let mut xbcast = false;
         if ctx.features.subgroups {
@@ -187,8 +224,13 @@ impl MatmulOp {
         };
         let vec_defs = vec_defs.with("TPR", tpr).with("RPI", rpi);
         let vec = ctx.pipeline(kernels::MATVEC, "matvec", &vec_defs.clone().with("NT", 1))?;
-        let multi = ctx.pipeline(kernels::MATVEC, "matvec", &vec_defs.with("NT", MATVEC_TOKENS))?;
-        let tiled = if config.matvec_prefill {
+        let one_token = x_up.is_some();
+        let multi = if one_token {
+            None
+        } else {
+            Some(ctx.pipeline(kernels::MATVEC, "matvec", &vec_defs.with("NT", MATVEC_TOKENS))?)
+        };
+        let tiled = if config.matvec_prefill || one_token {
             None
         } else {
             Some(ctx.pipeline(kernels::MATMUL, "matmul", &defs)?)
@@ -200,18 +242,19 @@ impl MatmulOp {
                 "matmul params",
                 bytemuck::bytes_of(&w.part_params(i, w.rows)),
             )?;
-            let entries = [
+            let mut entries = vec![
                 p.buffer.as_entire_binding(),
                 x.as_entire_binding(),
                 y.as_entire_binding(),
                 params.as_entire_binding(),
                 step.as_entire_binding(),
             ];
+            entries.extend(x_up.map(|b| b.as_entire_binding()));
             let (gx, gy, _) = dispatch_1d(p.rows as u32, MATVEC_WG / tpr * rpi);
             parts.push(MatmulPart {
                 vec_bind: ctx.bind(&vec, &entries),
                 tiled_bind: tiled.as_ref().map(|t| ctx.bind(t, &entries)),
-                multi_bind: ctx.bind(&multi, &entries),
+                multi_bind: multi.as_ref().map(|m| ctx.bind(m, &entries)),
                 rows: p.rows as u32,
                 vec_groups: (gx, gy),
             });
@@ -247,9 +290,10 @@ impl MatmulOp {
                 );
             }
         } else {
-            pass.set_pipeline(&self.multi);
+            let multi = self.multi.as_ref().expect("a one-token op records one token");
+            pass.set_pipeline(multi);
             for p in &self.parts {
-                pass.set_bind_group(0, &p.multi_bind, &[]);
+                pass.set_bind_group(0, p.multi_bind.as_ref().expect("made with the multi-token pipeline"), &[]);
                 super::dispatch(pass,
                     p.vec_groups.0,
                     p.vec_groups.1,
