@@ -436,7 +436,13 @@ export class ShardProducer {
    * @param {any} e
    */
   async _dropCache(c, e) {
-    const what = e && e.name === 'QuotaExceededError' ? 'storage quota exceeded' : `${(e && e.name) || 'Error'}: ${(e && e.message) || e}`;
+    let what = e && e.name === 'QuotaExceededError' ? 'storage quota exceeded' : `${(e && e.name) || 'Error'}: ${(e && e.message) || e}`;
+    if (e?.name !== 'QuotaExceededError') {
+      // Chromium may report a write over the quota as an aborted stream ("AbortError: Failed
+      // to write data to data pipe"): say when the quota is the likely cause.
+      const note = await quotaNote();
+      if (note) what += `; ${note}`;
+    }
     this.warn('CACHE_QUOTA', `cannot cache ${this.shard.url} (${what}); continuing without the cache`);
     if (c.entry) await c.entry.remove();
     c.entry = null;
@@ -463,5 +469,16 @@ export class ShardProducer {
       await emit(new Uint8Array(ab), false);
     }
     if (size === 0) this.progress.add(this.index, 0, false);
+  }
+}
+
+/** "storage quota nearly used up (X of Y MB)" when less than two chunks' room is left, else ''. */
+async function quotaNote() {
+  try {
+    const { usage, quota } = await navigator.storage.estimate();
+    if (quota === undefined || usage === undefined || quota - usage > 64 * 2 ** 20) return '';
+    return `storage quota nearly used up (${(usage / 1e6).toFixed(0)} of ${(quota / 1e6).toFixed(0)} MB)`;
+  } catch {
+    return '';
   }
 }
