@@ -63,11 +63,11 @@ fn wg_sum(v: f32, lid: u32, size: u32) -> f32 {
 #ifdef SUBGROUPS
     let s = subgroup_sum(v, size);
     if (sg_lane == 0u) {
-        red[lid / sg_size] = s;
+        red[lid / size] = s;
     }
     workgroupBarrier();
     var total = red[0];
-    for (var i = 1u; i < WG / sg_size; i++) {
+    for (var i = 1u; i < WG / size; i++) {
         total += red[i];
     }
     workgroupBarrier();

@@ -436,8 +436,9 @@ export class ShardProducer {
    * @param {any} e
    */
   async _dropCache(c, e) {
-    let what = e && e.name === 'QuotaExceededError' ? 'storage quota exceeded' : `${(e && e.name) || 'Error'}: ${(e && e.message) || e}`;
+    let what = 'storage quota exceeded';
     if (e?.name !== 'QuotaExceededError') {
+      what = `${e?.name || 'Error'}: ${e?.message || e}`;
       // Chromium may report a write over the quota as an aborted stream ("AbortError: Failed
       // to write data to data pipe"): say when the quota is the likely cause.
       const note = await quotaNote();
