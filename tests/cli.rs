@@ -185,6 +185,49 @@ fn score_reports_top_tokens_for_every_position() {
     assert_eq!(positions[n_tokens - 2]["top"][0][0], paris);
 }
 
+/// `--tokens-file`: many sequences with one model load, each as if scored alone; bad lines are
+/// typed errors naming the line.
+#[test]
+fn score_tokens_file_scores_each_sequence_as_alone() {
+    let m = common::smollm2();
+    let m = m.to_str().unwrap();
+    let dir = tmpdir("tokens-file");
+    // The longer sequence first: the cache is sized for it, and the shorter one after it must
+    // not see its positions.
+    let seqs = ["1,504,3458,282,4649,314,7042,30", "1,2683,5596", "1,504,3458,282"];
+    let file = dir.join("seqs.txt");
+    std::fs::write(&file, format!("{}\n\n{}\n{}\n", seqs[0], seqs[1], seqs[2])).unwrap();
+    for backend in ["gpu", "cpu"] {
+        let out = ok_stdout(&["score", "-m", m, "--backend", backend, "--tokens-file", file.to_str().unwrap(), "--top", "3", "--json"]);
+        let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 3, "{backend}: one line per sequence, the empty line skipped");
+        for (seq, got) in seqs.iter().zip(&lines) {
+            let alone = last_json(&ok_stdout(&["score", "-m", m, "--backend", backend, "--tokens", seq, "--top", "3", "--json"]));
+            assert_eq!(got["tokens"], alone["tokens"], "{backend}: tokens echoed in order");
+            let (a, b) = (got["positions"].as_array().unwrap(), alone["positions"].as_array().unwrap());
+            assert_eq!(a.len(), b.len());
+            for (pa, pb) in a.iter().zip(b) {
+                for (ea, eb) in pa["top"].as_array().unwrap().iter().zip(pb["top"].as_array().unwrap()) {
+                    assert_eq!(ea[0], eb[0], "{backend} {seq}: the same top tokens");
+                    let d = (ea[1].as_f64().unwrap() - eb[1].as_f64().unwrap()).abs();
+                    assert!(d < 1e-4, "{backend} {seq}: log-probabilities differ by {d}");
+                }
+            }
+        }
+    }
+    let bad = dir.join("bad.txt");
+    std::fs::write(&bad, "1,2,3\n4,x,6\n").unwrap();
+    let out = cli(&["score", "-m", m, "--tokens-file", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("INVALID_ARGUMENT") && err.contains("line 2"), "{err}");
+    std::fs::write(&bad, "\n\n").unwrap();
+    let out = cli(&["score", "-m", m, "--tokens-file", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(1) && err.contains("has no sequence"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn info_describes_the_model() {
     let m = common::smollm2();

@@ -102,7 +102,12 @@ fn constrained_generation() {
     bad_constraints_fail_before_generation(&mut s);
 }
 
-/// 20 seeded samples at temperature 1.0 over the full vocabulary: all parse and validate.
+/// 12 seeded samples at temperature 1.0 over the full vocabulary: all parse and validate.
+/// Each sample walks the whole schema (strings, patterns, nested objects) from a fresh seed, so
+/// every sample exercises every kind of mask; more of them cost CI time (about 5 s each on
+/// lavapipe) for little more coverage.
+const SCHEMA_SAMPLES: u64 = 12;
+
 fn schema_samples_all_validate(s: &mut Setup) {
     let schema = person_schema();
     let validator = jsonschema::validator_for(&schema).unwrap();
@@ -110,7 +115,7 @@ fn schema_samples_all_validate(s: &mut Setup) {
     let prompt = chat_prompt(&s.tok, "Invent a person and describe them as JSON.");
     let (mut mask, mut masks, mut decode, mut tokens, mut steps) = (Duration::ZERO, 0u32, Duration::ZERO, 0usize, 0u32);
     let mut distinct = std::collections::HashSet::new();
-    for seed in 0..20u64 {
+    for seed in 0..SCHEMA_SAMPLES {
         s.gpu.reset();
         let c = s.env.compile(&spec, &s.tok.stop_ids()).unwrap();
         let g = generate_constrained(&mut s.gpu, &s.tok, &prompt, &params(&s.tok, seed, 1.0, 200), Some(c), |_| true)
@@ -131,7 +136,11 @@ fn schema_samples_all_validate(s: &mut Setup) {
             eprintln!("seed {seed}: {}", g.text);
         }
     }
-    assert!(distinct.len() >= 15, "temperature 1.0 gives varied outputs: {} distinct of 20", distinct.len());
+    assert!(
+        distinct.len() as u64 >= SCHEMA_SAMPLES * 3 / 4,
+        "temperature 1.0 gives varied outputs: {} distinct of {SCHEMA_SAMPLES}",
+        distinct.len()
+    );
     assert!(steps < tokens as u32, "forced tokens share steps: {steps} steps for {tokens} tokens");
     eprintln!(
         "schema: {tokens} tokens in {steps} steps ({masks} sampled, the rest forced), mask {:.3} ms per sampled token, {:.1} ms per generated token",

@@ -237,10 +237,11 @@ export const PACKAGE = '/www/package/src/index.js';
  * @property {import('playwright-core').Page} page the test page, with {@link PACKAGE} imported
  * @property {string | null} dir the scratch directory, when one was asked for
  * @property {(fn: Function, ...args: any[]) => Promise<any>} inPage {@link runInPage} with the package
- * @property {(name: string, url: string, options?: object) => Promise<{info: object, progress: object[]} | {thrown: object}>} load
+ * @property {(name: string, url: string, options?: object) => Promise<{info: object, progress: object[], ticks: number[]} | {thrown: object}>} load
  *   loads a model in the page as `window[name]`, in this thread and without the cache unless
  *   `options` (cloneable ones only) say otherwise; gives the engine's `info` and its progress
- *   events, each with `t` = performance.now()
+ *   events, each with `t` = performance.now(), and `ticks`: the times a 100 ms `setInterval` of
+ *   the page's own fired during the load (how promptly the page ran timers meanwhile)
  * @property {() => Promise<void>} restartServer starts the test server again, after `server.close()`,
  *   on the same port (so the page keeps its origin and OPFS cache) with the same mounts
  * @property {() => Promise<void>} close closes the browser and the server, and deletes the scratch directory
@@ -264,8 +265,15 @@ export async function startEngineTest({ scratch, mounts = {} } = {}) {
       session.inPage(async (mod, n, u, o) => {
         const progress = [];
         const onProgress = (p) => progress.push({ ...p, t: performance.now() });
-        window[n] = await mod.LlamaEngine.load(u, { worker: false, cache: false, ...o, onProgress });
-        return { info: window[n].info, progress };
+        // A 100 ms timer of the page's own, beside the engine's: how late the event loop ran timers.
+        const ticks = [];
+        const probe = setInterval(() => ticks.push(performance.now()), 100);
+        try {
+          window[n] = await mod.LlamaEngine.load(u, { worker: false, cache: false, ...o, onProgress });
+        } finally {
+          clearInterval(probe);
+        }
+        return { info: window[n].info, progress, ticks };
       }, name, url, options),
     async restartServer() {
       session.server = await startTestServer({ port: session.server.port, mounts });

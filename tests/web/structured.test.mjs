@@ -6,8 +6,8 @@
 // - The synthetic Llama-3.1-shaped model (real Llama 3 vocabulary and chat template, random
 //   weights): a tool-call round trip — the call (non-streaming and streamed as OpenAI deltas),
 //   then a `role: 'tool'` result, then the final answer.
-// SwiftShader decodes SmolLM2 at about 1 token/s, so the browser's 20 schema samples use a
-// schema with few choices per reply; the native test (tests/constrain.rs) takes 20 of a larger
+// SwiftShader decodes SmolLM2 at about 1 token/s, so the browser's 8 schema samples use a
+// schema with few choices per reply; the native test (tests/constrain.rs) takes 12 of a larger
 // one on lavapipe.
 // Needs `scripts/build-web` and `cargo build --release` first. Run: node --test tests/web/structured.test.mjs
 
@@ -38,9 +38,9 @@ before(async () => {
 after(() => session?.close());
 
 // Nested objects in an array in an object, enums, a bounded integer and numbers, kept to a
-// few choices per reply so that 20 samples fit SwiftShader's ~1 s steps (the grammar's forced
+// few choices per reply so that the samples fit SwiftShader's ~1 s steps (the grammar's forced
 // tokens, the keys and punctuation, run with the sampled one before them in one step). The
-// native test (tests/constrain.rs) takes 20 samples of a larger schema with strings and patterns.
+// native test (tests/constrain.rs) takes 12 samples of a larger schema with strings and patterns.
 const PET_SCHEMA = {
   type: 'object',
   properties: {
@@ -56,9 +56,11 @@ const PET_SCHEMA = {
   required: ['pet', 'age', 'toys'],
   additionalProperties: false,
 };
-const SAMPLES = 20;
+// Eight samples: each is a fresh draw through the whole schema (the grammar, not the seed, keeps it
+// valid), and the native test runs more of a larger schema at a fraction of the cost.
+const SAMPLES = 8;
 
-test('json_schema: 20 seeded samples at temperature 1.0 all parse and validate (SmolLM2), streamed ones too', async () => {
+test('json_schema: 8 seeded samples at temperature 1.0 all parse and validate (SmolLM2), streamed ones too', async () => {
   const validate = new Ajv({ strict: true }).compile(PET_SCHEMA);
   const t0 = Date.now();
   const r = await session.inPage(async (mod, schema, n) => {
@@ -67,8 +69,8 @@ test('json_schema: 20 seeded samples at temperature 1.0 all parse and validate (
     const response_format = { type: 'json_schema', json_schema: { name: 'pet', schema, strict: true } };
     for (let seed = 0; seed < n; seed++) {
       const req = { messages, response_format, temperature: 1, seed, max_tokens: 60 };
-      if (seed % 5 === 4) {
-        // Every fifth streamed: the chunks join to the same kind of reply.
+      if (seed % 4 === 3) {
+        // Every fourth streamed: the chunks join to the same kind of reply.
         let text = '';
         let finish = null;
         for await (const c of await window.__smol.chat.completions.create({ ...req, stream: true })) {
@@ -91,7 +93,7 @@ test('json_schema: 20 seeded samples at temperature 1.0 all parse and validate (
     assert.equal(s.finish, 'stop', 'the grammar ended the reply');
   }
   const distinct = new Set(r.map((s) => s.text));
-  assert.ok(distinct.size >= 5, `temperature 1.0 varies the output: ${[...distinct].join('\n')}`);
+  assert.ok(distinct.size >= 4, `temperature 1.0 varies the output: ${[...distinct].join('\n')}`);
   assert.ok(r[0].extra.mask_ms_per_token > 0, 'usage reports the mask cost');
   const tokens = r.reduce((a, s) => a + (s.tokens ?? 0), 0);
   console.log(`SmolLM2 json_schema in the browser: ${SAMPLES} samples (${distinct.size} distinct) in ${((Date.now() - t0) / 1000).toFixed(0)} s; `

@@ -173,6 +173,23 @@ pub(crate) struct PromptInput {
     pub(crate) tokens: Option<Vec<u32>>,
 }
 
+/// What `score` reads: one prompt, or many sequences scored with one model load.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct ScoreInput {
+    /// Prompt text; BOS is added when the model asks for it.
+    #[arg(short, long)]
+    pub(crate) prompt: Option<String>,
+    /// Comma-separated token ids, used as they are.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) tokens: Option<Vec<u32>>,
+    /// A file of token sequences, one per line (comma-separated ids; empty lines are skipped).
+    /// Each is scored from an empty KV cache and printed as its own JSON line, in order; the
+    /// model is loaded and its kernels built once for all of them.
+    #[arg(long)]
+    pub(crate) tokens_file: Option<PathBuf>,
+}
+
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
 pub(crate) enum Backend {
     Cpu,

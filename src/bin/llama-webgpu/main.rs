@@ -11,7 +11,7 @@ mod files;
 mod info;
 mod run;
 
-use args::{DeviceArgs, GenerateArgs, NetArgs, PromptInput, SynthArgs};
+use args::{DeviceArgs, GenerateArgs, NetArgs, ScoreInput, SynthArgs};
 use clap::{Parser, Subcommand};
 use llama_webgpu::Result;
 use std::io::Write;
@@ -50,7 +50,7 @@ enum Command {
         #[arg(short, long)]
         model: PathBuf,
         #[command(flatten)]
-        input: PromptInput,
+        input: ScoreInput,
         /// How many top tokens to report per position.
         #[arg(long, default_value_t = 5)]
         top: usize,

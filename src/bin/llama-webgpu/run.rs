@@ -1,7 +1,7 @@
 //! Running a model: `tokenize`, `generate` (streamed, optionally chat-templated and
 //! constrained) and `score` (teacher-forced top tokens).
 
-use crate::args::{Backend, DeviceArgs, GenerateArgs, PromptInput};
+use crate::args::{Backend, DeviceArgs, GenerateArgs, PromptInput, ScoreInput};
 use llama_webgpu::decode::constrain::ConstraintEnv;
 use llama_webgpu::decode::sampling::SamplerConfig;
 use llama_webgpu::decode::{generate_constrained, CpuBackend, GenerateParams, GpuBackend, LogitsBackend};
@@ -132,38 +132,80 @@ pub(crate) fn make_backend(
     })
 }
 
-pub(crate) fn score(model: &PathBuf, input: &PromptInput, top: usize, device: &DeviceArgs) -> Result<()> {
-    let (model, tok) = load(model)?;
-    let ids = prompt_ids(&tok, input, false)?;
-    let (logits, n_vocab) = match device.backend {
-        Backend::Cpu => {
-            let reference = ReferenceModel::from_gguf(&model, ReferenceOptions::default())?;
-            let mut cache = reference.new_cache(ids.len());
-            (
-                reference.forward(&mut cache, &ids, Logits::All)?,
-                reference.cfg.shape.n_vocab,
-            )
-        }
-        Backend::Gpu => {
-            let mut gpu = load_gguf(device.gpu()?, &model, ids.len())?;
-            (pollster::block_on(gpu.forward_all(&ids))?, gpu.cfg.shape.n_vocab)
-        }
+/// The sequences `score` reads: the one prompt, or every line of `--tokens-file`.
+fn score_sequences(tok: &Tokenizer, input: &ScoreInput) -> Result<Vec<Vec<u32>>> {
+    let Some(path) = &input.tokens_file else {
+        let one = PromptInput {
+            prompt: input.prompt.clone(),
+            tokens: input.tokens.clone(),
+        };
+        return Ok(vec![prompt_ids(tok, &one, false)?]);
     };
-    let positions: Vec<_> = logits
-        .chunks_exact(n_vocab)
-        .map(|row| {
-            let lp = log_softmax(row);
-            let mut idx: Vec<u32> = (0..n_vocab as u32).collect();
-            let k = top.clamp(1, n_vocab);
-            idx.select_nth_unstable_by(k - 1, |&a, &b| lp[b as usize].total_cmp(&lp[a as usize]));
-            idx.truncate(k);
-            idx.sort_by(|&a, &b| lp[b as usize].total_cmp(&lp[a as usize]).then(a.cmp(&b)));
-            // NaN or infinite logits poison the softmax silently; counting them lets a caller
-            // (scripts/big-native) assert that every logit of the vocabulary is finite.
-            let non_finite = row.iter().filter(|l| !l.is_finite()).count();
-            json!({"top": idx.iter().map(|&i| json!([i, lp[i as usize]])).collect::<Vec<_>>(), "non_finite": non_finite})
-        })
-        .collect();
-    println!("{}", json!({"tokens": ids, "positions": positions}));
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::InvalidArgument(format!("--tokens-file {}: {e}", path.display())))?;
+    let mut sequences = Vec::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let ids = line
+            .split(',')
+            .map(|t| t.trim().parse::<u32>())
+            .collect::<std::result::Result<Vec<u32>, _>>()
+            .map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "--tokens-file {} line {}: not comma-separated token ids ({e})",
+                    path.display(),
+                    n + 1
+                ))
+            })?;
+        sequences.push(ids);
+    }
+    if sequences.is_empty() {
+        return Err(Error::InvalidArgument(format!("--tokens-file {} has no sequence", path.display())));
+    }
+    Ok(sequences)
+}
+
+/// Teacher-forced scoring: one JSON line per sequence with the top tokens after every prefix.
+pub(crate) fn score(model: &PathBuf, input: &ScoreInput, top: usize, device: &DeviceArgs) -> Result<()> {
+    let (model, tok) = load(model)?;
+    let sequences = score_sequences(&tok, input)?;
+    let longest = sequences.iter().map(Vec::len).max().unwrap_or(0);
+    // Built once for every sequence: a model load and its kernels cost more than scoring a
+    // short sequence.
+    enum Scorer {
+        Cpu(ReferenceModel),
+        Gpu(Box<llama_webgpu::gpu::graph::GpuModel>),
+    }
+    let mut scorer = match device.backend {
+        Backend::Cpu => Scorer::Cpu(ReferenceModel::from_gguf(&model, ReferenceOptions::default())?),
+        Backend::Gpu => Scorer::Gpu(Box::new(load_gguf(device.gpu()?, &model, longest)?)),
+    };
+    for ids in &sequences {
+        let (logits, n_vocab) = match &mut scorer {
+            Scorer::Cpu(reference) => {
+                let mut cache = reference.new_cache(ids.len());
+                (reference.forward(&mut cache, ids, Logits::All)?, reference.cfg.shape.n_vocab)
+            }
+            Scorer::Gpu(gpu) => {
+                gpu.reset();
+                (pollster::block_on(gpu.forward_all(ids))?, gpu.cfg.shape.n_vocab)
+            }
+        };
+        let positions: Vec<_> = logits
+            .chunks_exact(n_vocab)
+            .map(|row| {
+                let lp = log_softmax(row);
+                let mut idx: Vec<u32> = (0..n_vocab as u32).collect();
+                let k = top.clamp(1, n_vocab);
+                idx.select_nth_unstable_by(k - 1, |&a, &b| lp[b as usize].total_cmp(&lp[a as usize]));
+                idx.truncate(k);
+                idx.sort_by(|&a, &b| lp[b as usize].total_cmp(&lp[a as usize]).then(a.cmp(&b)));
+                // NaN or infinite logits poison the softmax silently; counting them lets a caller
+                // (scripts/big-native) assert that every logit of the vocabulary is finite.
+                let non_finite = row.iter().filter(|l| !l.is_finite()).count();
+                json!({"top": idx.iter().map(|&i| json!([i, lp[i as usize]])).collect::<Vec<_>>(), "non_finite": non_finite})
+            })
+            .collect();
+        println!("{}", json!({"tokens": ids, "positions": positions}));
+    }
     Ok(())
 }
