@@ -4,14 +4,20 @@
 // when X_VEC4 (cols % 4 == 0); y: f32 outputs. X_GLU (the feed-forward down projection): x is
 // the gate projection and x_up the up projection, and the product's input is silu(x) · x_up,
 // formed as the activations load (quant.wgsl's x4), so SwiGLU needs no dispatch of its own.
+// INT_DOT (matvec.wgsl only): binding 1 holds the activations quantized by quantize.wgsl.
 
 #include "quant.wgsl"
 
 @group(0) @binding(0) var<storage, read> w: array<vec4<u32>>;
+#ifdef INT_DOT
+// The activations quantized to 8 bits per unit (quantize.wgsl; quant.wgsl's x_unit reads them).
+@group(0) @binding(1) var<storage, read> xq: array<vec4<u32>>;
+#else
 #ifdef X_VEC4
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 #else
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+#endif
 #endif
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;

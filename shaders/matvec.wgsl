@@ -26,8 +26,12 @@
 // why decode time on the H200 tracked parameters more than weight bytes (8B Q4_K_M took 2.8× as
 // long as 3B Q8_0 with 1.4× the bytes); on lavapipe without subgroups, 4 rows gave +23%.
 //
+// INT_DOT (not with XBCAST): the activations come quantized to 8 bits per unit (quantize.wgsl)
+// and each unit's product is one packed-integer dot product per four elements (quant.wgsl's
+// w_unit and idot) instead of a decode to f32 and eight vec4 products.
+//
 // Defines: one TYPE_* (quant.wgsl), WG, TPR, RPI, NT, XBCAST, XBCAST4, X_VEC4 (cols % 4 == 0),
-// XMASK (cols % 32 != 0).
+// XMASK (cols % 32 != 0), INT_DOT.
 
 #include "matmul_io.wgsl"
 
@@ -109,6 +113,24 @@ fn matvec(
 #else
     // accs[i * NT + j]: row r + i, token t0 + j.
     var accs: array<f32, RPI * NT>;
+#ifdef INT_DOT
+    for (var u = li % TPR; u < params.units; u += TPR) {
+        // The rows' units decoded to integers once, for every token of the slice.
+        var wu = array<WUnit, RPI>();
+        for (var i = 0u; i < RPI; i++) {
+            wu[i] = w_unit(min(r + i, params.rows - 1u), u);
+        }
+        for (var j = 0u; j < NT; j++) {
+            if (j < nt) {
+                // 48 bytes of quantized activations for the unit, shared by the RPI rows.
+                let xu = x_unit(t0 + j, u);
+                for (var i = 0u; i < RPI; i++) {
+                    accs[i * NT + j] += idot(wu[i], xu);
+                }
+            }
+        }
+    }
+#else
     for (var u = li % TPR; u < params.units; u += TPR) {
         let k = u * 32u;
         // Rows past the part's end recompute its last row and are not written, so that
@@ -150,6 +172,7 @@ fn matvec(
             }
         }
     }
+#endif
     // The reductions stay outside `j < nt` (uniform anyway) so that every invocation reaches
     // the shuffles and barriers.
     for (var i = 0u; i < RPI; i++) {

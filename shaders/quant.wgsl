@@ -309,3 +309,190 @@ fn x4(t: u32, k: u32) -> vec4<f32> {
     return v;
 }
 #endif
+
+#ifdef INT_DOT
+// Packed-integer products (the `packed_4x8_integer_dot_product` language feature): the
+// activations come quantized to 8 bits by quantize.wgsl, the weight's integers are packed four
+// to a word as they are stored, and `dot4I8Packed` multiplies four pairs and adds them in one
+// instruction. A unit's product is exact in integers, with floating point only for the scales:
+// per half of a unit, Σ w·x = a · d_x · Σ q_w·q_x + b · d_x · Σ q_x, where a is the weight's
+// scale and b its offset or min (quantize.wgsl stores d_x · Σ q_x for each half). This is how
+// llama.cpp's CPU and GPU backends multiply quantized weights; it rounds the activations to 8
+// bits, which moves log-probabilities by a few hundredths of a nat against the f32 path.
+
+// A unit of quantized activations: element 4i+k is byte k (signed) of word i of q (q[0..3]:
+// elements 0..15, q[4..7]: 16..31); x ≈ d · q; s is d · Σ q over each half.
+struct XUnit {
+    q: array<u32, 8>,
+    d: f32,
+    s: vec2<f32>,
+}
+
+// Unit u of token t: three vec4 words (quantize.wgsl's layout).
+fn x_unit(t: u32, u: u32) -> XUnit {
+    let i = 3u * (t * params.units + u);
+    let a = xq[i];
+    let b = xq[i + 1u];
+    let c = xq[i + 2u];
+    return XUnit(array<u32, 8>(a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w), bitcast<f32>(c.x), bitcast<vec2<f32>>(c.yz));
+}
+
+// A unit of weights as integers: element 4i+k is byte k of lo[i] (elements 0..15) or hi[i]
+// (16..31), each 0..63 or signed; a (scale) and b (offset or min) per half.
+struct WUnit {
+    lo: array<u32, 4>,
+    hi: array<u32, 4>,
+    a: vec2<f32>,
+    b: vec2<f32>,
+}
+
+// The unit's product: decoded once (w_unit), it serves every token of a step.
+fn idot(w: WUnit, x: XUnit) -> f32 {
+    // Written out: constant indices keep the arrays in registers.
+    let s = vec2<i32>(
+        dot4I8Packed(w.lo[0], x.q[0]) + dot4I8Packed(w.lo[1], x.q[1]) + dot4I8Packed(w.lo[2], x.q[2]) + dot4I8Packed(w.lo[3], x.q[3]),
+        dot4I8Packed(w.hi[0], x.q[4]) + dot4I8Packed(w.hi[1], x.q[5]) + dot4I8Packed(w.hi[2], x.q[6]) + dot4I8Packed(w.hi[3], x.q[7]),
+    );
+    return x.d * dot(w.a, vec2<f32>(s)) + dot(w.b, x.s);
+}
+
+// The low bits `shift .. shift+4` of each byte of `v` as a packed word (byte k → byte k).
+fn nibbles(v: u32, shift: u32) -> u32 {
+    return (v >> shift) & 0x0F0F0F0Fu;
+}
+
+// Bits shift .. shift+3 of `v` (consecutive bits, the Q5 legacy high bits) placed at bit 4 of
+// bytes 0..3.
+fn fifth_bits(v: u32, shift: u32) -> u32 {
+    return pack4xU8(bits4(v, shift) << vec4<u32>(4u));
+}
+
+// One `w_unit` per format, beside its `dequant_unit` above in spirit: the same bits, kept as
+// integers.
+#ifdef TYPE_Q4_0
+fn w_unit(r: u32, u: u32) -> WUnit {
+    let b = r * params.units + u;
+    let q = w[b];
+    let d = seg_half(params.seg1, b);
+    // Stored values are q + 8.
+    return WUnit(array<u32, 4>(nibbles(q.x, 0u), nibbles(q.y, 0u), nibbles(q.z, 0u), nibbles(q.w, 0u)),
+        array<u32, 4>(nibbles(q.x, 4u), nibbles(q.y, 4u), nibbles(q.z, 4u), nibbles(q.w, 4u)), vec2<f32>(d), vec2<f32>(-8.0 * d));
+}
+#endif
+
+#ifdef TYPE_Q4_1
+fn w_unit(r: u32, u: u32) -> WUnit {
+    let b = r * params.units + u;
+    let q = w[b];
+    let dm = halves(wword(params.seg1 + b));
+    return WUnit(array<u32, 4>(nibbles(q.x, 0u), nibbles(q.y, 0u), nibbles(q.z, 0u), nibbles(q.w, 0u)),
+        array<u32, 4>(nibbles(q.x, 4u), nibbles(q.y, 4u), nibbles(q.z, 4u), nibbles(q.w, 4u)), vec2<f32>(dm.x), vec2<f32>(dm.y));
+}
+#endif
+
+#ifdef TYPE_Q5_0
+fn w_unit(r: u32, u: u32) -> WUnit {
+    let b = r * params.units + u;
+    let q = w[b];
+    let qh = wword(params.seg1 + b);
+    let d = seg_half(params.seg2, b);
+    var o = WUnit(array<u32, 4>(), array<u32, 4>(), vec2<f32>(d), vec2<f32>(-16.0 * d));
+    for (var i = 0u; i < 4u; i++) {
+        // Element e's fifth bit is bit e of qh; stored values are q + 16.
+        o.lo[i] = nibbles(q[i], 0u) | fifth_bits(qh, 4u * i);
+        o.hi[i] = nibbles(q[i], 4u) | fifth_bits(qh, 16u + 4u * i);
+    }
+    return o;
+}
+#endif
+
+#ifdef TYPE_Q5_1
+fn w_unit(r: u32, u: u32) -> WUnit {
+    let b = r * params.units + u;
+    let q = w[b];
+    let qh = wword(params.seg1 + b);
+    let dm = halves(wword(params.seg2 + b));
+    var o = WUnit(array<u32, 4>(), array<u32, 4>(), vec2<f32>(dm.x), vec2<f32>(dm.y));
+    for (var i = 0u; i < 4u; i++) {
+        o.lo[i] = nibbles(q[i], 0u) | fifth_bits(qh, 4u * i);
+        o.hi[i] = nibbles(q[i], 4u) | fifth_bits(qh, 16u + 4u * i);
+    }
+    return o;
+}
+#endif
+
+#ifdef TYPE_Q8_0
+fn w_unit(r: u32, u: u32) -> WUnit {
+    let b = r * params.units + u;
+    let q0 = w[2u * b];
+    let q1 = w[2u * b + 1u];
+    let d = seg_half(params.seg1, b);
+    return WUnit(array<u32, 4>(q0.x, q0.y, q0.z, q0.w), array<u32, 4>(q1.x, q1.y, q1.z, q1.w), vec2<f32>(d), vec2<f32>(0.0));
+}
+#endif
+
+#ifdef TYPE_Q4_K
+fn w_unit(r: u32, u: u32) -> WUnit {
+    let b = r * (params.units >> 3u) + (u >> 3u);
+    let j = u & 7u;
+    let base = b * 9u;
+    let h = w[base];
+    let dd = halves(h.x);
+    let sm = kscale_min(h, j);
+    let q0 = w[base + 1u + (j >> 1u) * 2u];
+    let q1 = w[base + 2u + (j >> 1u) * 2u];
+    let sh = (j & 1u) * 4u;
+    return WUnit(array<u32, 4>(nibbles(q0.x, sh), nibbles(q0.y, sh), nibbles(q0.z, sh), nibbles(q0.w, sh)),
+        array<u32, 4>(nibbles(q1.x, sh), nibbles(q1.y, sh), nibbles(q1.z, sh), nibbles(q1.w, sh)),
+        vec2<f32>(dd.x * sm.x), vec2<f32>(-dd.y * sm.y));
+}
+#endif
+
+#ifdef TYPE_Q5_K
+fn w_unit(r: u32, u: u32) -> WUnit {
+    let b = r * (params.units >> 3u) + (u >> 3u);
+    let j = u & 7u;
+    let base = b * 11u;
+    let h = w[base];
+    let dd = halves(h.x);
+    let sm = kscale_min(h, j);
+    let qh0 = w[base + 1u];
+    let qh1 = w[base + 2u];
+    let q0 = w[base + 3u + (j >> 1u) * 2u];
+    let q1 = w[base + 4u + (j >> 1u) * 2u];
+    let sh = (j & 1u) * 4u;
+    var o = WUnit(array<u32, 4>(), array<u32, 4>(), vec2<f32>(dd.x * sm.x), vec2<f32>(-dd.y * sm.y));
+    for (var i = 0u; i < 4u; i++) {
+        // Bit j of each qh byte is the fifth bit of that element.
+        o.lo[i] = nibbles(q0[i], sh) | (((qh0[i] >> j) & 0x01010101u) << 4u);
+        o.hi[i] = nibbles(q1[i], sh) | (((qh1[i] >> j) & 0x01010101u) << 4u);
+    }
+    return o;
+}
+#endif
+
+#ifdef TYPE_Q6_K
+fn w_unit(r: u32, u: u32) -> WUnit {
+    // The layout of dequant_unit's Q6_K; each half of the unit has its own scale.
+    let b = r * (params.units >> 3u) + (u >> 3u);
+    let j = u & 7u;
+    let base = b * 13u;
+    let ql0 = w[base + (j >> 2u) * 4u + (j & 1u) * 2u];
+    let ql1 = w[base + (j >> 2u) * 4u + (j & 1u) * 2u + 1u];
+    let qh0 = w[base + 8u + (j >> 2u) * 2u];
+    let qh1 = w[base + 9u + (j >> 2u) * 2u];
+    let sw = w[base + 12u][j >> 1u] >> ((j & 1u) * 16u);
+    let d = seg_half(params.seg1, b);
+    let dl = vec2<f32>(d * f32(bitcast<i32>(sw << 24u) >> 24u), d * f32(bitcast<i32>(sw << 16u) >> 24u));
+    let sl = ((j >> 1u) & 1u) * 4u;
+    let sh = (j & 3u) * 2u;
+    // Stored values are q + 32 (0..63, so they fit a signed byte as they are).
+    var o = WUnit(array<u32, 4>(), array<u32, 4>(), dl, -32.0 * dl);
+    for (var i = 0u; i < 4u; i++) {
+        o.lo[i] = nibbles(ql0[i], sl) | (((qh0[i] >> sh) & 0x03030303u) << 4u);
+        o.hi[i] = nibbles(ql1[i], sl) | (((qh1[i] >> sh) & 0x03030303u) << 4u);
+    }
+    return o;
+}
+#endif
+#endif

@@ -6,11 +6,13 @@
 //! workgroup-memory fallbacks. Each weight type's matrix × vector and tiled matrix × matrix, with
 //! a binding limit small enough to split the weight, is checked against the CPU dequantization
 //! with the error bound of tests/gpu_matmul.rs; RMSNorm and the token selection kernels (the
-//! other subgroup users) against the CPU reference as in tests/gpu_ops.rs.
+//! other subgroup users) against the CPU reference as in tests/gpu_ops.rs, and the packed-integer
+//! products (`dot4I8Packed`) on 8-bit activations quantized on the GPU.
 #![cfg(target_arch = "wasm32")]
 
 use llama_webgpu::gpu::ops::{
-    step_buffer, ArgmaxOp, AttentionOp, AttentionScratch, KvCache, MatmulConfig, MatmulOp, RmsNormOp, Step, TopKOp,
+    int_dot_supported, step_buffer, ActivationBlocks, ArgmaxOp, AttentionOp, AttentionScratch, KvCache, MatmulConfig, MatmulOp, QuantizeOp,
+    RmsNormOp, Step, TopKOp, XQ_UNIT_BYTES,
 };
 use llama_webgpu::reference::ops;
 use llama_webgpu::gpu::weights::GpuWeight;
@@ -22,6 +24,8 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 #[path = "common/random.rs"]
 mod random;
+#[path = "common/int_dot.rs"]
+mod int_dot;
 
 use random::{quant_weights as weights, Draws, Rng};
 
@@ -175,6 +179,55 @@ async fn every_weight_type_multiplies_like_the_cpu_with_subgroups() {
 #[wasm_bindgen_test]
 async fn every_weight_type_multiplies_like_the_cpu_without_subgroups() {
     every_weight_type(false).await;
+}
+
+/// The packed-integer products as Chrome compiles `dot4I8Packed` and `pack4xI8`: activations
+/// quantized on the GPU (plain, and silu(gate)·up), then every quantized type's product from a
+/// split weight, one and five tokens, on both subgroup paths, against the CPU as in
+/// tests/gpu_matmul.rs.
+#[wasm_bindgen_test]
+async fn packed_integer_products_match_the_cpu_on_both_paths() {
+    use GgmlType::*;
+    let mut rng = Rng::new(17);
+    for subgroups in [true, false] {
+        let ctx = context(subgroups, Some(16 << 10)).await;
+        assert!(ctx.features.int_dot, "Chrome's WGSL has packed_4x8_integer_dot_product");
+        let step = step_buffer(&ctx).unwrap();
+        for (i, (ty, cols, rows)) in
+            [(Q4_0, 160, 301), (Q4_1, 160, 301), (Q5_0, 160, 301), (Q5_1, 160, 301), (Q8_0, 160, 301), (Q4_K, 512, 77), (Q5_K, 512, 77), (Q6_K, 512, 77)]
+                .into_iter()
+                .enumerate()
+        {
+            assert!(int_dot_supported(&ctx, ty));
+            let data = weights(ty, cols, rows, 40 + i as u64);
+            let values = dequantize("w", ty, &data, cols * rows).unwrap();
+            let w = GpuWeight::upload(&ctx, "w", ty, cols, rows, &data).unwrap();
+            assert!(w.parts().len() > 1, "{ty}: expected a split weight");
+            for (n, glu) in [(1usize, false), (5, false), (1, true)] {
+                let x: Vec<f32> = (0..n * cols).map(|_| rng.f() * 2.0).collect();
+                let up: Vec<f32> = (0..n * cols).map(|_| rng.f() * 2.0).collect();
+                let units = cols.div_ceil(32);
+                let xb = ctx.upload("x", bytemuck::cast_slice(&x)).unwrap();
+                let ub = ctx.upload("up", bytemuck::cast_slice(&up)).unwrap();
+                let xq = ctx.storage("xq", (n * units) as u64 * XQ_UNIT_BYTES, wgpu::BufferUsages::empty()).unwrap();
+                let blocks = ActivationBlocks::for_type(ty);
+                let op = QuantizeOp::new(&ctx, cols, &xb, glu.then_some(&ub), &xq, &step, blocks).unwrap();
+                run(&ctx, &step, n as u32, |p| op.record(p, n as u32));
+                let q = int_dot::parse(&ctx.read(&xq, 0, (n * units) as u64 * XQ_UNIT_BYTES).await.unwrap());
+                let what = format!("{ty}, {n} tokens, SwiGLU input {glu}, subgroups {subgroups}");
+                let mut input = x.clone();
+                if glu {
+                    ops::swiglu(&mut input, &up);
+                }
+                int_dot::check_quantized(&what, &input, cols, &q, blocks == ActivationBlocks::Q8K, if glu { 4e-6 } else { 1e-6 });
+                let yb = ctx.upload("y", bytemuck::cast_slice(&vec![f32::NAN; n * rows])).unwrap();
+                let op = MatmulOp::with_int_dot(&ctx, &w, &xq, &yb, &step, None).unwrap();
+                run(&ctx, &step, n as u32, |p| op.record(p, n as u32));
+                let got = read_f32(&ctx, &yb, n * rows).await;
+                int_dot::check_int(&what, &values, cols, rows, &q, n, &got);
+            }
+        }
+    }
 }
 
 /// RMSNorm's row sum (subgroupAdd, or a workgroup-memory tree) on both paths, with and without

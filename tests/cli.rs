@@ -293,7 +293,7 @@ fn tuning_flags_change_kernels_not_results() {
     let j = last_json(&ok_stdout(&args));
     assert_eq!(
         j["gpu"]["tuning"],
-        serde_json::json!({"matvec_threads": 4, "matvec_rows": 4, "naga_loop_bounding": false, "prefill_kernel": null, "swiglu": null})
+        serde_json::json!({"matvec_threads": 4, "matvec_rows": 4, "naga_loop_bounding": false, "prefill_kernel": null, "swiglu": null, "int_dot": null})
     );
     // A decode step's dispatches, counted where the ops record them: the embedding; per layer
     // (30) norm, q, k, v, RoPE, KV write, attention (one pass up to 256 keys), o, norm, gate, up,
@@ -353,6 +353,38 @@ fn tuning_flags_change_kernels_not_results() {
     args.pop();
     args.push("matvec");
     assert_eq!(last_json(&ok_stdout(&args))["gpu"]["tuning"]["prefill_kernel"], "matvec");
+}
+
+/// `--int-dot on|off`: decode steps on 8-bit activations with packed-integer dot products, off
+/// by default; the model still answers, and bench counts the quantize dispatches.
+#[test]
+fn int_dot_switch_runs_the_packed_integer_products() {
+    let m = common::smollm2();
+    let m = m.to_str().unwrap();
+    let bench = |extra: &[&str]| {
+        let mut a = vec!["bench", "-m", m, "--prompt-len", "4", "-n", "2", "--json"];
+        a.extend_from_slice(extra);
+        last_json(&ok_stdout(&a))
+    };
+    let (default, on) = (bench(&[]), bench(&["--int-dot", "on"]));
+    assert_eq!(default["gpu"]["int_dot_available"], true, "naga has dot4I8Packed");
+    assert_eq!(default["gpu"]["int_dot"], false, "off by default");
+    assert_eq!(on["gpu"]["int_dot"], true);
+    assert_eq!(on["gpu"]["tuning"]["int_dot"], "on");
+    // Per layer, each product's input is quantized once: after the attention norm (for Q, K and
+    // V), after attention, after the FFN norm (gate and up), and silu(gate)·up for down; SwiGLU
+    // has no dispatch of its own. The output product stays f32.
+    assert_eq!(on["decode_dispatches_per_token"], 1 + 30 * 16 + 1 + 1 + 1 + 2, "{on}");
+    assert_eq!(bench(&["--int-dot", "off"])["decode_dispatches_per_token"], default["decode_dispatches_per_token"]);
+    let greedy = |extra: &[&str]| {
+        let mut a = vec!["generate", "-m", m, "-p", "The capital of France is", "-n", "4", "--temp", "0", "--json"];
+        a.extend_from_slice(extra);
+        last_json(&ok_stdout(&a))["text"].as_str().unwrap().to_string()
+    };
+    let text = greedy(&["--int-dot", "on"]);
+    assert!(text.starts_with(" Paris"), "{text:?}");
+    let out = cli(&["bench", "-m", m, "--int-dot", "yes"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("on, off"));
 }
 
 #[test]

@@ -7,7 +7,9 @@
 //! - `score --backend gpu` over prompt + continuation: teacher-forced top-1 agreement with
 //!   llama.cpp's continuation over the 16 × 64 continuation positions must reach the CPU
 //!   reference's bar (≥ 97%); the mean |Δ logprob| of llama.cpp's chosen token is printed.
-//!   Q4_K_M is also run with `--no-f16 --no-subgroups` (what browsers without those features get).
+//!   Q4_K_M is also run with `--no-f16 --no-subgroups` (what browsers without those features get),
+//!   and Q4_1 and Q4_K_M with the packed-integer products (`--int-dot on --chunk 16`; their bar
+//!   is `INT_DOT_BAR`).
 //! - `generate --backend gpu --temp 0 -n 16` on the first four prompts: free-running greedy
 //!   decoding diverges from llama.cpp at near-ties (llama.cpp quantizes its activations, we do
 //!   not), so only the first 4 tokens of each case must match, unless the divergence is at a
@@ -64,6 +66,21 @@ const GENERATE_N: usize = 16;
 /// by whole nats and off llama.cpp's top-5.
 const MISS_NEAR_TIE: f64 = 1.0;
 const GENERATE_MIN_PREFIX: usize = 4;
+/// The packed-integer products on 8-bit activations (quantized as llama.cpp quantizes them),
+/// scored in steps of 16 tokens: the steps that run them, as decoding and short prompts do.
+const INT_DOT: &[&str] = &["--int-dot", "on", "--chunk", "16"];
+/// Their bar. Measured (2026-12-06, lavapipe): Q4_1 97.7%, Q4_0 97.3%, Q8_0 97.1%, Q4_K_M
+/// 96.7–96.9% (the figure moves by a few positions with the float order of the scales), against
+/// the f32 path's 97.5/97.5/97.4/97.1%. Q4_K_M is under the 97% the f32 path meets, so the
+/// products stay off by default (KernelTuning::int_dot_for); 96.5% holds what they reach, and
+/// every miss must still be a near-tie of llama.cpp's. Q4_1 (legacy 8-bit blocks with a
+/// weight offset) and Q4_K_M (Q5_0, Q8_0, Q4_K and Q6_K weights, both roundings) run here;
+/// Q4_0 and Q8_0 add no kernel that these do not, and cost CI time.
+const INT_DOT_BAR: f64 = 0.965;
+
+fn check_int_dot_score(quant: &str) -> Option<String> {
+    check_score_with_bar(quant, INT_DOT, INT_DOT_BAR)
+}
 
 fn join(ids: &[u32]) -> String {
     ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
@@ -136,6 +153,10 @@ fn llama_gap(position: &Value, token: u64) -> Option<f64> {
 /// `score --backend gpu` on every case: prints the agreement figures and returns a failure
 /// message when teacher-forced top-1 agreement is below 97%.
 fn check_score(quant: &str, extra: &[&str]) -> Option<String> {
+    check_score_with_bar(quant, extra, BAR)
+}
+
+fn check_score_with_bar(quant: &str, extra: &[&str], bar: f64) -> Option<String> {
     let (fx, model) = load(quant);
     let model = model.to_str().unwrap();
     let label = if extra.is_empty() {
@@ -251,11 +272,11 @@ fn check_score(quant: &str, extra: &[&str]) -> Option<String> {
     );
     assert_eq!(total, CASES * CONTINUATION);
     let mut failures = Vec::new();
-    if rate < BAR - 1e-9 {
+    if rate < bar - 1e-9 {
         failures.push(format!(
             "{label}: teacher-forced top-1 agreement {agree}/{total} = {:.1}% < {:.1}%",
             rate * 100.0,
-            BAR * 100.0
+            bar * 100.0
         ));
     }
     if !unexplained.is_empty() {
@@ -345,12 +366,12 @@ fn all_pass(failures: impl IntoIterator<Item = Option<String>>) {
 
 #[test]
 fn q4_1_gpu_agrees_with_llama_cpp() {
-    all_pass([check_score("Q4_1", &[]), check_generate("Q4_1")]);
+    all_pass([check_score("Q4_1", &[]), check_int_dot_score("Q4_1"), check_generate("Q4_1")]);
 }
 
 #[test]
 fn q4_k_m_gpu_agrees_with_llama_cpp() {
-    all_pass([check_score("Q4_K_M", &[]), check_generate("Q4_K_M")]);
+    all_pass([check_score("Q4_K_M", &[]), check_int_dot_score("Q4_K_M"), check_generate("Q4_K_M")]);
 }
 
 #[test]

@@ -21,7 +21,7 @@
 mod common;
 
 use llama_webgpu::gguf::GgufFile;
-use llama_webgpu::gpu::ops::{step_buffer, EmbeddingOp, MatmulConfig, MatmulOp, Step};
+use llama_webgpu::gpu::ops::{int_dot_supported, step_buffer, ActivationBlocks, EmbeddingOp, MatmulConfig, MatmulOp, QuantizeOp, Step, XQ_UNIT_BYTES};
 use llama_webgpu::gpu::weights::GpuWeight;
 use llama_webgpu::gpu::{GpuContext, GpuError, GpuOptions};
 use llama_webgpu::quant::{dequantize, GgmlType};
@@ -32,6 +32,8 @@ use std::time::Instant;
 
 #[path = "common/random.rs"]
 mod random;
+#[path = "common/int_dot.rs"]
+mod int_dot;
 
 use random::{quant_weights, Draws, Rng};
 
@@ -333,11 +335,96 @@ fn embedding_ids(rows: usize, n: usize, seed: u64) -> Vec<u32> {
     ids
 }
 
+/// Quantizes `x` (`n` rows of `cols`; with `up`, silu(x)·up) on the GPU and reads the units back.
+fn gpu_quantize(ctx: &GpuContext, cols: usize, x: &[f32], up: Option<&[f32]>, n: usize, blocks: ActivationBlocks) -> (wgpu::Buffer, Vec<int_dot::XUnit>) {
+    let units = cols.div_ceil(32);
+    let xb = ctx.upload("x", bytemuck::cast_slice(x)).unwrap();
+    let ub = up.map(|u| ctx.upload("up", bytemuck::cast_slice(u)).unwrap());
+    // One token more than used, filled with a pattern the kernel must leave alone.
+    let xq = ctx.upload("xq", &vec![0xA5u8; (n + 1) * units * XQ_UNIT_BYTES as usize]).unwrap();
+    let step = step_buffer(ctx).unwrap();
+    set_step(ctx, &step, n);
+    let op = QuantizeOp::new(ctx, cols, &xb, ub.as_ref(), &xq, &step, blocks).unwrap();
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        op.record(&mut pass, n as u32);
+    }
+    ctx.queue.submit([enc.finish()]);
+    let bytes = pollster::block_on(ctx.read(&xq, 0, ((n + 1) * units) as u64 * XQ_UNIT_BYTES)).unwrap();
+    let (used, rest) = bytes.split_at(n * units * XQ_UNIT_BYTES as usize);
+    assert!(rest.iter().all(|&b| b == 0xA5), "quantize wrote past the last token");
+    (xq, int_dot::parse(used))
+}
+
+/// Runs the packed-integer product of `w` with the quantized activations in `xq`.
+fn gpu_int_matmul(ctx: &GpuContext, w: &GpuWeight, xq: &wgpu::Buffer, n: usize, config: Option<MatmulConfig>) -> Vec<f32> {
+    let yb = ctx.upload("y", bytemuck::cast_slice(&vec![f32::NAN; (n + 1) * w.rows])).unwrap();
+    let step = step_buffer(ctx).unwrap();
+    set_step(ctx, &step, n);
+    let op = MatmulOp::with_int_dot(ctx, w, xq, &yb, &step, config).unwrap();
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        op.record(&mut pass, n as u32);
+    }
+    ctx.queue.submit([enc.finish()]);
+    let mut y = ctx.read_f32(&yb, 0, (n + 1) * w.rows).unwrap();
+    assert!(y[n * w.rows..].iter().all(|v| v.is_nan()), "{n} tokens: outputs past the last token were written");
+    y.truncate(n * w.rows);
+    y
+}
+
+/// The packed-integer path for one weight: activations quantized on the GPU (plain, and
+/// silu(gate)·up), then products through the device's configuration and the others.
+fn int_dot_cases(ctx: &GpuContext, t: &Tensor, w: &GpuWeight, seed: u64) -> f64 {
+    let mut worst = 0f64;
+    let own = ActivationBlocks::for_type(t.ty);
+    // The other rounding too, where the row allows it: every kernel must read either.
+    let other = match own {
+        ActivationBlocks::Q8K => ActivationBlocks::Q8_0,
+        ActivationBlocks::Q8_0 if t.cols.is_multiple_of(256) => ActivationBlocks::Q8K,
+        ActivationBlocks::Q8_0 => ActivationBlocks::Q8_0,
+    };
+    for (n, blocks) in [(1usize, own), (5, own), (17, own), (3, other)] {
+        let x = activations(t.cols, n, seed + n as u64);
+        let (xq, units) = gpu_quantize(ctx, t.cols, &x, None, n, blocks);
+        let k_blocks = blocks == ActivationBlocks::Q8K;
+        int_dot::check_quantized(&format!("{} × {n} tokens, {blocks:?}", t.label), &x, t.cols, &units, k_blocks, 1e-6);
+        let configs: &[Option<(u32, u32)>] = if n == 1 {
+            &[None, Some((1, 1)), Some((1, 4)), Some((2, 2)), Some((16, 2))]
+        } else {
+            &[None, Some((1, 4)), Some((16, 1))]
+        };
+        for &c in configs {
+            let config = c.map(|(threads_per_row, rows_per_invocation)| MatmulConfig {
+                threads_per_row,
+                rows_per_invocation,
+                matvec_prefill: true,
+                small_batch: 16,
+            });
+            let got = gpu_int_matmul(ctx, w, &xq, n, config);
+            worst = worst.max(int_dot::check_int(&format!("{} int × {n} tokens, {blocks:?}, {config:?}", t.label), &t.values, t.cols, t.rows, &units, n, &got));
+        }
+    }
+    // The down projection's input: silu(gate)·up, formed as it quantizes.
+    let gate = activations(t.cols, 1, seed + 50);
+    let up = activations(t.cols, 1, seed + 60);
+    let mut glu = gate.clone();
+    llama_webgpu::reference::ops::swiglu(&mut glu, &up);
+    let (xq, units) = gpu_quantize(ctx, t.cols, &gate, Some(&up), 1, own);
+    int_dot::check_quantized(&format!("{} SwiGLU input", t.label), &glu, t.cols, &units, own == ActivationBlocks::Q8K, 4e-6);
+    let got = gpu_int_matmul(ctx, w, &xq, 1, None);
+    worst.max(int_dot::check_int(&format!("{} int SwiGLU input", t.label), &t.values, t.cols, t.rows, &units, 1, &got))
+}
+
 /// Every case, every token count, matmul and embedding, on a context with `opts`.
 fn all_types(opts: GpuOptions) {
     let ctx = common::gpu::new_context(opts);
     eprintln!("{} {:?}", ctx.adapter_info.name, ctx.features);
+    assert!(ctx.features.int_dot, "naga has dot4I8Packed");
     let mut types = std::collections::BTreeSet::new();
+    let mut int_types = std::collections::BTreeSet::new();
     for (ci, t) in cases().iter().enumerate() {
         let w = t.upload(&ctx);
         assert_eq!(w.parts().len(), 1);
@@ -410,8 +497,19 @@ fn all_types(opts: GpuOptions) {
         }
         let ids = embedding_ids(t.rows, 7, ci as u64);
         let inexact = check_embedding(&t.label, t, &ids, &gpu_embedding(&ctx, &w, &ids));
+        let int = if int_dot_supported(&ctx, t.ty) {
+            int_types.insert(t.ty);
+            format!("; packed-integer products: worst error {:.1e} of their bound's scale", int_dot_cases(&ctx, t, &w, 700 + ci as u64 * 11))
+        } else {
+            let xq = ctx.storage("xq", 1 << 16, wgpu::BufferUsages::empty()).unwrap();
+            let step = step_buffer(&ctx).unwrap();
+            let y = ctx.storage("y", 4 * t.rows as u64, wgpu::BufferUsages::empty()).unwrap();
+            let e = MatmulOp::with_int_dot(&ctx, &w, &xq, &y, &step, None).err().expect("no integer products for this type");
+            assert!(matches!(e, GpuError::Validation { .. }), "{e}");
+            String::new()
+        };
         eprintln!(
-            "{:<52} worst error {worst:.1e} of Σ|w·x|; embedding: {inexact} values not bit-exact",
+            "{:<52} worst error {worst:.1e} of Σ|w·x|; embedding: {inexact} values not bit-exact{int}",
             t.label
         );
         types.insert(t.ty);
@@ -423,6 +521,11 @@ fn all_types(opts: GpuOptions) {
             .into_iter()
             .collect(),
         "every supported type is tested"
+    );
+    assert_eq!(
+        int_types,
+        [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K].into_iter().collect(),
+        "every quantized type runs the packed-integer products"
     );
 }
 

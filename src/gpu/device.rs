@@ -49,6 +49,23 @@ pub struct KernelTuning {
     /// on a CPU device, no: there every group of rows recomputes the exponentials in software
     /// (lavapipe, SmolLM2 decode: 7.2–7.8 tok/s fused against 7.9–10.1 separate, 2026-12-06).
     pub fuse_swiglu: Option<bool>,
+    /// Whether decode steps and small batches multiply with packed-integer dot products on
+    /// 8-bit activations ([`ops::MatmulOp::with_int_dot`]) where the device's WGSL has them
+    /// ([`GpuFeatures::int_dot`]). `None`: see [`KernelTuning::int_dot_for`].
+    pub int_dot: Option<bool>,
+}
+
+impl KernelTuning {
+    /// Whether the integer products run on a device with `features`: only where forced on, for
+    /// now. They should win on GPUs with a packed dot instruction (one `dot4I8Packed` for four
+    /// conversions and four multiply-adds per weight quad; Apple GPUs have none, and their
+    /// browsers emulate it), but no GPU has measured them yet (scripts/gpu-bench runs both),
+    /// and their agreement with llama.cpp on SmolLM2 Q4_K_M is 96.7–96.9% against the f32
+    /// path's 97.1% (tests/gpu_agreement.rs). CPU devices keep their broadcasting f32 kernel,
+    /// which has no integer counterpart. Never where the device lacks them.
+    pub fn int_dot_for(&self, features: &GpuFeatures) -> bool {
+        features.int_dot && self.int_dot.unwrap_or(false)
+    }
 }
 
 impl Default for GpuOptions {
@@ -71,6 +88,10 @@ pub struct GpuFeatures {
     pub subgroup_max_size: u32,
     /// Timestamp queries at compute-pass boundaries (for `bench --profile`).
     pub timestamps: bool,
+    /// WGSL's packed-integer dot products (`dot4I8Packed`, the `packed_4x8_integer_dot_product`
+    /// language feature): whether the kernels can multiply 8-bit activations with them
+    /// ([`KernelTuning::int_dot`] decides whether they do).
+    pub int_dot: bool,
 }
 
 /// What `memory.rs` counts of the context's allocations.
@@ -192,7 +213,17 @@ impl GpuContext {
             subgroup_min_size,
             subgroup_max_size,
             timestamps,
+            // A language feature of the WGSL compiler (naga natively, the browser's on the web),
+            // not a device feature: nothing to request.
+            int_dot: instance
+                .wgsl_language_features()
+                .contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct),
         };
+        if opts.tuning.int_dot == Some(true) && !features.int_dot {
+            return Err(GpuError::FeatureUnavailable(
+                "packed-integer dot products (WGSL's packed_4x8_integer_dot_product)".into(),
+            ));
+        }
         let fault: Arc<Mutex<Option<(bool, String)>>> = Default::default();
         let lost: Arc<Mutex<Option<String>>> = Default::default();
         {

@@ -54,6 +54,9 @@ pub enum GpuError {
         tensor: String,
         ty: crate::quant::GgmlType,
     },
+    /// An option forced a feature on that this device (or its WGSL compiler) does not have.
+    #[error("{0} was asked for, but this device does not offer it")]
+    FeatureUnavailable(String),
 }
 
 impl GpuError {
@@ -64,6 +67,7 @@ impl GpuError {
             GpuError::OutOfMemory { .. } | GpuError::DeviceOutOfMemory(_) => "OUT_OF_MEMORY",
             GpuError::DeviceLost(_) => "DEVICE_LOST",
             GpuError::UnsupportedType { .. } => "UNSUPPORTED_TENSOR_TYPE",
+            GpuError::FeatureUnavailable(_) => "INVALID_ARGUMENT",
             _ => "GPU_ERROR",
         }
     }

@@ -160,6 +160,7 @@ pub mod kernels {
     kernel!(ELEMENTWISE, "elementwise");
     kernel!(MATVEC, "matvec");
     kernel!(MATMUL, "matmul");
+    kernel!(QUANTIZE, "quantize");
     kernel!(EMBEDDING, "embedding");
     kernel!(NORM, "norm");
     kernel!(ROPE, "rope");

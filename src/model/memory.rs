@@ -119,6 +119,10 @@ pub fn split_attention_rows(n_head: u32, head_dim: u32, capacity: u32, max_token
     (tokens, (tokens as u64 * per_token).max(1))
 }
 
+/// The longest step that runs the packed-integer products (the matrix-vector kernel); longer
+/// prompts are faster through the tiled f32 kernel.
+pub const INT_DOT_MAX_TOKENS: u32 = 16;
+
 /// Bytes of one row of split attention's partials.
 pub fn split_row_bytes(head_dim: u32) -> u64 {
     head_dim as u64 * 4 + 8
@@ -171,7 +175,8 @@ impl MemoryPlan {
             cfg.n_vocab as u64,
         );
         // As the GPU graph allocates them: ids, x h o, q attn, k v, gate up, logits, the last
-        // row's x and h, argmax, top-k, two step uniforms and the split attention's partials.
+        // row's x and h, argmax, top-k, two step uniforms, the split attention's partials and the
+        // quantized activations.
         let (_, split_rows) = split_attention_rows(
             cfg.n_head as u32,
             cfg.head_dim as u32,
@@ -180,7 +185,10 @@ impl MemoryPlan {
             limits.binding_limit(),
         );
         let split = split_rows * split_row_bytes(cfg.head_dim as u32);
-        let activations = 4 * (mb + mb * (3 * e + 2 * nq + 2 * nkv + 2 * ff + nv) + 2 * e) + 16 + TOP_K as u64 * 8 + 32 + split;
+        // The 8-bit activations of the packed-integer products (48 bytes per 32 values, for the
+        // widest input and steps of up to 16 tokens), counted whether or not the device runs them.
+        let quantized = e.max(nq).max(ff).div_ceil(32) * mb.min(INT_DOT_MAX_TOKENS as u64) * 48;
+        let activations = 4 * (mb + mb * (3 * e + 2 * nq + 2 * nkv + 2 * ff + nv) + 2 * e) + 16 + TOP_K as u64 * 8 + 32 + split + quantized;
         MemoryPlan {
             weights,
             kv_cache: 2 * cfg.n_layer as u64 * row * context,

@@ -13,7 +13,8 @@ pub struct Gpu {
 }
 
 /// Requests a WebGPU adapter and device. `options`: `{allowF16, allowSubgroups,
-/// maxStorageBinding}` (all optional; forcing features off selects the fallback kernels).
+/// maxStorageBinding, intDot}` (all optional; forcing features off selects the fallback kernels;
+/// `intDot` forces the packed-integer products on or off, see `KernelTuning::int_dot`).
 #[wasm_bindgen(js_name = createGpu)]
 pub async fn create_gpu(options: JsValue) -> Result<Gpu, JsValue> {
     let get = |k: &str| js_sys::Reflect::get(&options, &k.into()).ok().filter(|v| !v.is_undefined() && !v.is_null());
@@ -21,7 +22,10 @@ pub async fn create_gpu(options: JsValue) -> Result<Gpu, JsValue> {
         allow_f16: get("allowF16").and_then(|v| v.as_bool()).unwrap_or(true),
         allow_subgroups: get("allowSubgroups").and_then(|v| v.as_bool()).unwrap_or(true),
         max_storage_binding: get("maxStorageBinding").and_then(|v| v.as_f64()).map(|v| v as u64),
-        tuning: Default::default(),
+        tuning: crate::gpu::KernelTuning {
+            int_dot: get("intDot").and_then(|v| v.as_bool()),
+            ..Default::default()
+        },
     };
     let ctx = GpuContext::new(opts).await.map_err(js_error)?;
     Ok(Gpu { ctx: Arc::new(ctx) })
@@ -30,7 +34,7 @@ pub async fn create_gpu(options: JsValue) -> Result<Gpu, JsValue> {
 #[wasm_bindgen]
 impl Gpu {
     /// `{adapter: {name, vendor, architecture, description, backend}, features: {shaderF16,
-    /// subgroups, subgroupMinSize, subgroupMaxSize}, limits: {maxBufferSize, maxStorageBufferBindingSize, ...}}`
+    /// subgroups, subgroupMinSize, subgroupMaxSize, intDotAvailable, intDot}, limits: {maxBufferSize, maxStorageBufferBindingSize, ...}}`
     pub fn info(&self) -> JsValue {
         let c = &self.ctx;
         let i = &c.adapter_info;
@@ -44,6 +48,8 @@ impl Gpu {
         set(&features, "subgroups", c.features.subgroups);
         set(&features, "subgroupMinSize", c.features.subgroup_min_size);
         set(&features, "subgroupMaxSize", c.features.subgroup_max_size);
+        set(&features, "intDotAvailable", c.features.int_dot);
+        set(&features, "intDot", c.tuning.int_dot_for(&c.features));
         let limits = Object::new();
         let l = &c.limits;
         set(&limits, "maxBufferSize", l.max_buffer_size as f64);

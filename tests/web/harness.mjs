@@ -305,11 +305,11 @@ export const CLI = path.join(REPO_ROOT, 'target/release/llama-webgpu');
  * `subgroups` (the browser's default path) lavapipe's subgroups narrowed to SwiftShader's 4
  * (`LP_NATIVE_VECTOR_WIDTH=128`), so the same kernel variants add in the same order; without,
  * `--no-subgroups` (the browser's `subgroups: false`). `chat` renders `prompt` with the model's
- * chat template (no system prompt).
+ * chat template (no system prompt). `extra`: more CLI flags (`['--int-dot', 'on']`).
  */
-export function nativeGreedy({ model = DEFAULT_MODEL, prompt, n, chat = false, subgroups = true }) {
+export function nativeGreedy({ model = DEFAULT_MODEL, prompt, n, chat = false, subgroups = true, extra = [] }) {
   const args = ['generate', '-m', model, '-p', prompt, ...(chat ? ['--chat'] : []), '-n', String(n),
-    '--temp', '0', '--json', '--no-f16', ...(subgroups ? [] : ['--no-subgroups'])];
+    '--temp', '0', '--json', '--no-f16', ...(subgroups ? [] : ['--no-subgroups']), ...extra];
   const env = { ...process.env, WGPU_BACKEND: 'vulkan', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' };
   if (subgroups) env.LP_NATIVE_VECTOR_WIDTH = '128';
   const out = execFileSync(CLI, args, { env, encoding: 'utf8' });

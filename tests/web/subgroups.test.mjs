@@ -2,7 +2,8 @@
 // ask for them, src/gpu/web_subgroups.rs does), and `subgroups: false` forces the fallback. The
 // npm package's engine answers a chat question greedily on both paths, in the same page: the
 // answers agree (same tokens, log-probabilities within rounding) and the decode and prefill
-// speeds of the two are printed side by side.
+// speeds of the two are printed side by side. The packed-integer products (`intDot: true`; off by
+// default) answer as the native CLI does with `--int-dot on`.
 // Needs `scripts/build-web` and `cargo build --release`. Run: node --test tests/web/subgroups.test.mjs
 
 import { test, before, after } from 'node:test';
@@ -43,8 +44,12 @@ async function answer(options) {
   }, QUESTION, N);
 }
 
+/** The default path's answer (subgroups, f32 products), shared by the tests below. */
+let defaultAnswer;
+
 test('the chat answer on the subgroup path agrees with the fallback path', async () => {
   const sg = await answer({});
+  defaultAnswer = sg;
   assert.equal(sg.features.subgroups, true, 'the default path uses the adapter\'s subgroups');
   assert.equal(sg.features.subgroupMinSize, 4);
   assert.equal(sg.features.subgroupMaxSize, 4);
@@ -59,6 +64,32 @@ test('the chat answer on the subgroup path agrees with the fallback path', async
   console.log(`SwiftShader, same page: subgroups ${f(sg.timings)}; fallback ${f(plain.timings)}`);
   assert.equal(sg.text, plain.text);
   assert.ok(diff <= CLOSE, `${diff} nats apart`);
+});
+
+test('the packed-integer path (intDot: true) answers as the native CLI does with --int-dot on', async () => {
+  const int = await answer({ intDot: true });
+  assert.equal(int.features.intDot, true);
+  assert.equal(int.features.intDotAvailable, true, "Chrome's WGSL has dot4I8Packed");
+  assert.equal(int.features.subgroups, true);
+  // Lavapipe's subgroups narrowed to 4 and the same flag: the same kernel variants, quantizing and
+  // adding in the same order.
+  const native = H.nativeGreedy({ prompt: QUESTION, n: N, chat: true, extra: ['--int-dot', 'on'] });
+  assert.equal(int.text, native.text, 'browser and native int-dot answers differ');
+  const f32 = defaultAnswer ?? await answer({});
+  assert.equal(f32.features.intDot, false, 'the f32 products by default');
+  assert.equal(f32.features.intDotAvailable, true);
+  // 8-bit activations move log-probabilities by about 1% of a nat; printed, not bounded: the
+  // agreement with llama.cpp (tests/gpu_agreement.rs) is the bar for this path.
+  const shift = int.steps.reduce((m, s, i) => Math.max(m, Math.abs(s.logprob - (f32.steps[i]?.logprob ?? s.logprob))), 0);
+  const f = (t) => `prefill ${t.prefill_tokens_per_s.toFixed(1)} tok/s, decode ${t.decode_tokens_per_s.toFixed(2)} tok/s`;
+  console.log(`int-dot: ${JSON.stringify(int.text)} (f32: ${JSON.stringify(f32.text)}); chosen tokens' log-probabilities moved by up to ${shift.toFixed(3)} nats`);
+  console.log(`SwiftShader, same page: int-dot ${f(int.timings)}; f32 ${f(f32.timings)}`);
+});
+
+test('an intDot option that is not a boolean is INVALID_ARGUMENT', async () => {
+  const r = await session.load('__bad', '/models/SmolLM2-135M-Instruct.Q4_1.gguf', { intDot: 'yes' });
+  assert.equal(r.thrown?.code, 'INVALID_ARGUMENT', JSON.stringify(r));
+  assert.match(r.thrown.message, /intDot/);
 });
 
 test('a subgroups option that is not a boolean is INVALID_ARGUMENT', async () => {

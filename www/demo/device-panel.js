@@ -36,6 +36,11 @@ function renderDevice() {
   pairs.push(['shader-f16', `${yesNo(d.features.shaderF16)}${info ? ` · engine uses ${f16 ? 'f16' : 'f32'} kernels` : ''}`]);
   const sgUse = info && (sg ? `uses them (size ${sizeRange(info.features)})` : 'does without');
   pairs.push(['subgroups', `${yesNo(d.features.subgroups)}${sgUse ? ` · engine ${sgUse}` : ''}`]);
+  // A WGSL language feature, so only the loaded engine knows it (wgpu reads it from navigator.gpu).
+  if (info) {
+    const use = info.features.intDot ? 'engine uses them for decode' : 'engine multiplies in f32';
+    pairs.push(['int8 dot products', `${yesNo(info.features.intDotAvailable)} · ${use}`]);
+  }
   const l = info?.limits ?? d.limits;
   pairs.push(['Max buffer', formatBytes(l.maxBufferSize)]);
   pairs.push(['Max binding', formatBytes(l.maxStorageBufferBindingSize)]);

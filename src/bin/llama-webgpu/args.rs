@@ -114,6 +114,11 @@ pub(crate) struct DeviceArgs {
     /// devices).
     #[arg(long, value_name = "HOW")]
     pub(crate) swiglu: Option<Swiglu>,
+    /// Decode steps and prompts of up to 16 tokens multiply 8-bit activations with
+    /// packed-integer dot products (dot4I8Packed), or in f32 (default: off until a GPU has
+    /// measured them; `on` fails where the device lacks them).
+    #[arg(long, value_name = "ON|OFF")]
+    pub(crate) int_dot: Option<OnOff>,
     /// The context made from these options, made once: `bench` asks for it three times (model,
     /// adapter facts, profile), and each new one would be another device.
     #[arg(skip)]
@@ -124,6 +129,12 @@ pub(crate) struct DeviceArgs {
 pub(crate) enum Swiglu {
     Fused,
     Separate,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+pub(crate) enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -155,6 +166,7 @@ impl DeviceArgs {
                 naga_loop_bounding: self.naga_loop_bounding,
                 matvec_prefill: self.prefill_kernel.map(|k| matches!(k, PrefillKernel::Matvec)),
                 fuse_swiglu: self.swiglu.map(|s| matches!(s, Swiglu::Fused)),
+                int_dot: self.int_dot.map(|o| o == OnOff::On),
             },
         };
         let ctx = Arc::new(GpuContext::new_blocking(opts)?);

@@ -94,6 +94,9 @@ pub(crate) fn bench(
         if let Some(k) = t["swiglu"].as_str() {
             tuned.push(format!("{k} SwiGLU"));
         }
+        if let Some(k) = t["int_dot"].as_str() {
+            tuned.push(format!("int-dot {k}"));
+        }
         let tuned = if tuned.is_empty() { String::new() } else { format!(" ({})", tuned.join(", ")) };
         println!(
             "{}{tuned}: prefill {:.1} tok/s ({prompt_len} tokens) · decode {:.2} tok/s ({n} tokens) · {:.2} GB/s of weights",

@@ -27,6 +27,9 @@ pub(crate) fn gpu_json_of(gpu: &Result<Arc<GpuContext>>) -> serde_json::Value {
             "f16": ctx.features.f16,
             "subgroups": ctx.features.subgroups,
             "subgroup_size": [ctx.features.subgroup_min_size, ctx.features.subgroup_max_size],
+            "int_dot_available": ctx.features.int_dot,
+            // Whether decode steps run the packed-integer products (--int-dot, or the default).
+            "int_dot": ctx.tuning.int_dot_for(&ctx.features),
             "max_buffer_size": ctx.limits.max_buffer_size,
             "max_storage_buffer_binding_size": ctx.limits.max_storage_buffer_binding_size,
             "max_compute_invocations_per_workgroup": ctx.limits.max_compute_invocations_per_workgroup,
@@ -36,6 +39,7 @@ pub(crate) fn gpu_json_of(gpu: &Result<Arc<GpuContext>>) -> serde_json::Value {
                 "naga_loop_bounding": ctx.tuning.naga_loop_bounding,
                 "prefill_kernel": ctx.tuning.matvec_prefill.map(|m| if m { "matvec" } else { "tiled" }),
                 "swiglu": ctx.tuning.fuse_swiglu.map(|f| if f { "fused" } else { "separate" }),
+                "int_dot": ctx.tuning.int_dot.map(|f| if f { "on" } else { "off" }),
             },
         }),
         Err(e) => json!({"error": e.to_string(), "code": e.code()}),

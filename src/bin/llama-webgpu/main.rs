@@ -54,6 +54,11 @@ enum Command {
         /// How many top tokens to report per position.
         #[arg(long, default_value_t = 5)]
         top: usize,
+        /// Tokens per GPU step (default: as many as fit one step). Steps of at most 16 tokens run
+        /// the decode kernels (the packed-integer products where they are on), so `--chunk 16`
+        /// scores what decoding computes; 1 is exactly token-by-token decoding.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        chunk: Option<u32>,
         #[command(flatten)]
         device: DeviceArgs,
         /// Print JSON (the only format).
@@ -133,9 +138,10 @@ fn run(cli: Cli) -> Result<()> {
             model,
             input,
             top,
+            chunk,
             json: _,
             device,
-        } => run::score(&net.resolve(model)?, &input, top, &device),
+        } => run::score(&net.resolve(model)?, &input, top, chunk, &device),
         Command::Generate(mut args) => {
             args.model = net.resolve(args.model)?;
             run::generate(args)

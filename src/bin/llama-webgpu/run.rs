@@ -165,7 +165,7 @@ fn score_sequences(tok: &Tokenizer, input: &ScoreInput) -> Result<Vec<Vec<u32>>>
 }
 
 /// Teacher-forced scoring: one JSON line per sequence with the top tokens after every prefix.
-pub(crate) fn score(model: &PathBuf, input: &ScoreInput, top: usize, device: &DeviceArgs) -> Result<()> {
+pub(crate) fn score(model: &PathBuf, input: &ScoreInput, top: usize, chunk: Option<u32>, device: &DeviceArgs) -> Result<()> {
     let (model, tok) = load(model)?;
     let sequences = score_sequences(&tok, input)?;
     let longest = sequences.iter().map(Vec::len).max().unwrap_or(0);
@@ -187,7 +187,11 @@ pub(crate) fn score(model: &PathBuf, input: &ScoreInput, top: usize, device: &De
             }
             Scorer::Gpu(gpu) => {
                 gpu.reset();
-                (pollster::block_on(gpu.forward_all(ids))?, gpu.cfg.shape.n_vocab)
+                let mut logits = Vec::new();
+                for part in ids.chunks(chunk.map_or(ids.len().max(1), |c| c as usize)) {
+                    logits.extend(pollster::block_on(gpu.forward_all(part))?);
+                }
+                (logits, gpu.cfg.shape.n_vocab)
             }
         };
         let positions: Vec<_> = logits

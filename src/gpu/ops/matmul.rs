@@ -1,5 +1,6 @@
 //! Weight products and the embedding lookup on quantized weights (`shaders/matvec.wgsl`,
-//! `shaders/matmul.wgsl`, `shaders/embedding.wgsl`; decoders in `shaders/quant.wgsl`).
+//! `shaders/matmul.wgsl`, `shaders/embedding.wgsl`; decoders in `shaders/quant.wgsl`), and the
+//! 8-bit activations of the packed-integer products (`shaders/quantize.wgsl`).
 
 use super::uniform;
 use crate::gpu::weights::{type_define, GpuWeight};
@@ -115,6 +116,112 @@ fn check_size(what: &str, buf: &wgpu::Buffer, needed: u64) -> Result<(), GpuErro
     Ok(())
 }
 
+/// Bytes of one 32-element unit of quantized activations (`shaders/quantize.wgsl`): 32 signed
+/// bytes, the scale and two half sums, padded to three vec4 words.
+pub const XQ_UNIT_BYTES: u64 = 48;
+/// Invocations per quantize workgroup (`WG` in quantize.wgsl).
+const QUANTIZE_WG: u32 = 64;
+
+/// Whether the packed-integer products can run for weights of type `ty` on this device: the
+/// device's WGSL has `dot4I8Packed` (the `packed_4x8_integer_dot_product` language feature;
+/// naga has it natively, browsers since Chrome 123), and `ty` is a quantized type with an
+/// integer decoder in quant.wgsl (not F32/F16).
+pub fn int_dot_supported(ctx: &GpuContext, ty: crate::quant::GgmlType) -> bool {
+    use crate::quant::GgmlType::*;
+    ctx.features.int_dot && matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4_K | Q5_K | Q6_K)
+}
+
+/// How activations are rounded to 8 bits: as llama.cpp rounds them for the weight type that
+/// reads them (see shaders/quantize.wgsl), so that our results move with its near-ties. Every
+/// packed-integer kernel reads either correctly; only the rounding differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActivationBlocks {
+    /// Per 32 values, the scale stored as f16 (llama.cpp's Q8_0/Q8_1): for the legacy types.
+    Q8_0,
+    /// One scale per 256 values, from the signed largest value (llama.cpp's Q8_K): for the
+    /// k-quants, whose rows are multiples of 256.
+    Q8K,
+}
+
+impl ActivationBlocks {
+    /// The rounding llama.cpp pairs with weights of type `ty`.
+    pub fn for_type(ty: crate::quant::GgmlType) -> Self {
+        use crate::quant::GgmlType::*;
+        match ty {
+            Q4_K | Q5_K | Q6_K => ActivationBlocks::Q8K,
+            _ => ActivationBlocks::Q8_0,
+        }
+    }
+}
+
+/// `xq[t] = quantize(x[t])` for the packed-integer products: each 32-element unit of an f32
+/// activation row `[max_tokens][cols]` to 8-bit integers and a scale ([`XQ_UNIT_BYTES`] each, in
+/// `xq`, `[max_tokens][ceil(cols / 32)]` units), rounded as `blocks` says. With an `up` buffer
+/// the row quantized is silu(x) ⊙ up (the down projection's input, SwiGLU formed as it
+/// quantizes).
+pub struct QuantizeOp {
+    pipeline: Arc<wgpu::ComputePipeline>,
+    bind: wgpu::BindGroup,
+    /// Invocations per token: one per unit, or per 256-value block.
+    per_token: u32,
+}
+
+impl QuantizeOp {
+    pub fn new(
+        ctx: &GpuContext,
+        cols: usize,
+        x: &wgpu::Buffer,
+        up: Option<&wgpu::Buffer>,
+        xq: &wgpu::Buffer,
+        step: &wgpu::Buffer,
+        blocks: ActivationBlocks,
+    ) -> Result<Self, GpuError> {
+        let units = cols.div_ceil(32) as u32;
+        check_size("quantize input", x, 4 * cols as u64)?;
+        check_size("quantized activations", xq, XQ_UNIT_BYTES * units as u64)?;
+        let mut defs = ShaderDefs::default();
+        let per_token = match blocks {
+            ActivationBlocks::Q8_0 => units,
+            ActivationBlocks::Q8K if cols.is_multiple_of(256) => {
+                defs.set("BLOCK_256", 1);
+                units / 8
+            }
+            ActivationBlocks::Q8K => {
+                return Err(GpuError::Validation {
+                    what: "quantize".into(),
+                    message: format!("256-value blocks need rows of a multiple of 256 values, not {cols}"),
+                })
+            }
+        };
+        if let Some(up) = up {
+            check_size("quantize up input", up, 4 * cols as u64)?;
+            defs.set("X_GLU", 1);
+        }
+        let pipeline = ctx.pipeline(kernels::QUANTIZE, "quantize", &defs)?;
+        let params = uniform(ctx, "quantize params", bytemuck::cast_slice(&[cols as u32, units]))?;
+        let mut entries = vec![
+            x.as_entire_binding(),
+            xq.as_entire_binding(),
+            params.as_entire_binding(),
+            step.as_entire_binding(),
+        ];
+        entries.extend(up.map(|b| b.as_entire_binding()));
+        let bind = ctx.bind(&pipeline, &entries);
+        Ok(QuantizeOp { pipeline, bind, per_token })
+    }
+
+    /// `n_tokens` must equal the step uniform's value for this submission.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, n_tokens: u32) {
+        if n_tokens == 0 {
+            return;
+        }
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind, &[]);
+        let (a, b, c) = dispatch_1d(n_tokens * self.per_token, QUANTIZE_WG);
+        super::dispatch(pass, a, b, c);
+    }
+}
+
 struct MatmulPart {
     vec_bind: wgpu::BindGroup,
     /// For prefill past `small_batch`: the tiled kernel's (none when the multi-token matvec
@@ -164,7 +271,7 @@ impl MatmulOp {
         step: &wgpu::Buffer,
         config: MatmulConfig,
     ) -> Result<Self, GpuError> {
-        Self::build(ctx, w, x, None, y, step, config)
+        Self::build(ctx, w, x, None, y, step, config, false)
     }
 
     /// `y = W · (silu(gate) ⊙ up)` for one token: the feed-forward down projection of a decode
@@ -184,9 +291,36 @@ impl MatmulOp {
         config: Option<MatmulConfig>,
     ) -> Result<Self, GpuError> {
         let config = config.unwrap_or_else(|| MatmulConfig::for_device(ctx, w));
-        Self::build(ctx, w, gate, Some(up), y, step, config)
+        Self::build(ctx, w, gate, Some(up), y, step, config, false)
     }
 
+    /// `y[t] = W · xq[t]` with packed-integer dot products, for decode steps and batches of up to
+    /// `small_batch` tokens: `xq` holds the activations as [`QuantizeOp`] writes them. Needs
+    /// [`int_dot_supported`]. [`record`](Self::record) takes at most `small_batch` tokens; a longer
+    /// prompt runs an f32 op.
+    pub fn with_int_dot(
+        ctx: &GpuContext,
+        w: &GpuWeight,
+        xq: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        step: &wgpu::Buffer,
+        config: Option<MatmulConfig>,
+    ) -> Result<Self, GpuError> {
+        if !int_dot_supported(ctx, w.ty) {
+            return Err(GpuError::Validation {
+                what: "packed-integer matmul".into(),
+                message: format!(
+                    "not available for {} weights on this device (dot4I8Packed: {})",
+                    w.ty, ctx.features.int_dot
+                ),
+            });
+        }
+        let config = config.unwrap_or_else(|| MatmulConfig::for_device(ctx, w));
+        check_size("quantized activations", xq, XQ_UNIT_BYTES * w.units() as u64)?;
+        Self::build(ctx, w, xq, None, y, step, MatmulConfig { matvec_prefill: true, ..config }, true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn build(
         ctx: &GpuContext,
         w: &GpuWeight,
@@ -195,18 +329,25 @@ impl MatmulOp {
         y: &wgpu::Buffer,
         step: &wgpu::Buffer,
         config: MatmulConfig,
+        int_dot: bool,
     ) -> Result<Self, GpuError> {
-        check_size("matmul input", x, 4 * w.cols as u64)?;
+        if !int_dot {
+            check_size("matmul input", x, 4 * w.cols as u64)?;
+        }
         check_size("matmul output", y, 4 * w.rows as u64)?;
         let mut tpr = pow2_floor(config.threads_per_row.clamp(1, MATVEC_WG));
-        let mut defs = activation_defs(ctx, w);
+        let mut defs = if int_dot {
+            ctx.base_defs().with(type_define(w.ty), 1).with("INT_DOT", 1)
+        } else {
+            activation_defs(ctx, w)
+        };
         if let Some(up) = x_up {
             check_size("matmul up input", up, 4 * w.cols as u64)?;
             defs.set("X_GLU", 1);
         }
         let mut vec_defs = defs.clone().with("WG", MATVEC_WG);
         let mut xbcast = false;
-        if ctx.features.subgroups {
+        if ctx.features.subgroups && !int_dot {
             // The shuffle reduction stays within one subgroup.
             tpr = tpr.min(pow2_floor(ctx.features.subgroup_min_size));
             if tpr == 1 {
@@ -216,6 +357,11 @@ impl MatmulOp {
                 }
                 xbcast = true;
             }
+        }
+        if ctx.features.subgroups {
+            // The shuffle reduction stays within one subgroup (the broadcasting variant has
+            // none; the integer products have no broadcasting variant).
+            tpr = tpr.min(pow2_floor(ctx.features.subgroup_min_size));
         }
         let rpi = if xbcast {
             1
@@ -230,7 +376,7 @@ impl MatmulOp {
         } else {
             Some(ctx.pipeline(kernels::MATVEC, "matvec", &vec_defs.with("NT", MATVEC_TOKENS))?)
         };
-        let tiled = if config.matvec_prefill || one_token {
+        let tiled = if config.matvec_prefill || one_token || int_dot {
             None
         } else {
             Some(ctx.pipeline(kernels::MATMUL, "matmul", &defs)?)

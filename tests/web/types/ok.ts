@@ -69,6 +69,7 @@ async function load(bar: HTMLProgressElement, cancel: HTMLButtonElement): Promis
     worker: true,
     precision: 'auto',
     subgroups: true,
+    intDot: false,
     sha256: { [MODEL]: 'ab'.repeat(32) },
     retries: 3,
     wasmUrl: new URL('/assets/llama_webgpu_bg.wasm', location.href).href,
@@ -83,7 +84,7 @@ async function load(bar: HTMLProgressElement, cancel: HTMLButtonElement): Promis
       m.bosId ?? 'no BOS', m.stopIds.join(','), m.hasChatTemplate, m.source[0], m.sizeBytes);
     if (m.memory) console.log(m.memory.weightsBytes + m.memory.kvCacheBytes + m.memory.activationsBytes === m.memory.totalBytes, m.memory.contextSize <= m.memory.maxContextSize);
     console.log(info.adapter.name, info.adapter.vendor, info.adapter.architecture ?? '', info.adapter.backend, info.adapter.driver);
-    console.log(info.features.shaderF16, info.features.subgroups, info.features.subgroupMinSize, info.limits.maxStorageBufferBindingSize, info.limits.maxBufferSize);
+    console.log(info.features.shaderF16, info.features.subgroups, info.features.subgroupMinSize, info.features.intDot, info.features.intDotAvailable, info.limits.maxStorageBufferBindingSize, info.limits.maxBufferSize);
     console.log(info.load.seconds, info.load.bytesPerSecond, info.load.fromCacheBytes, info.load.wasmMemoryBytes,
       info.load.warnings.map((w) => w.code), offline, warnings.length);
     return engine;

@@ -72,6 +72,11 @@ export function engineInfo({ model, gpu, source, totalBytes, seconds, fromCacheB
  *   size) for the kernels' reductions and matrix-vector products. Default `true`; `false` runs the
  *   workgroup-memory kernels that adapters without subgroups get (slower; useful to compare
  *   paths). {@link FeatureInfo.subgroups} says which path runs.
+ * @property {boolean} [intDot] Multiply decode steps and short prompts with packed-integer dot
+ *   products (`dot4I8Packed`) on activations quantized to 8 bits, as llama.cpp's GPU backends do.
+ *   Default `false` (the f32 products) until they have been measured on GPUs; `true` requires them
+ *   (`INVALID_ARGUMENT` where the browser's WGSL lacks them, Chrome 123+ has them).
+ *   {@link FeatureInfo.intDot} says which path runs.
  * @property {Record<string, string>} [sha256] Expected SHA-256 (hex) of whole shards, keyed by
  *   absolute URL or by file name. Listed shards are hashed as they stream in; a mismatch fails
  *   the load with `INTEGRITY_ERROR` and drops the cached copy. A verified cached shard is not
@@ -138,6 +143,9 @@ export function engineInfo({ model, gpu, source, totalBytes, seconds, fromCacheB
  * @property {number} subgroupMinSize The smallest subgroup size the kernels plan for (0 without
  *   subgroups; 4 where the browser does not report it).
  * @property {number} subgroupMaxSize The largest subgroup size (0 without subgroups).
+ * @property {boolean} intDotAvailable Whether the browser's WGSL has packed-integer dot products
+ *   (the `packed_4x8_integer_dot_product` language feature).
+ * @property {boolean} intDot Whether the engine multiplies with them ({@link LoadOptions.intDot}).
  */
 
 /**

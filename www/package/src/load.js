@@ -43,6 +43,7 @@ async function openGpu(options, precision) {
     gpu = await createGpu({
       allowF16: precision !== 'f32',
       allowSubgroups: options.subgroups !== false,
+      intDot: options.intDot,
       maxStorageBinding: options.maxStorageBinding,
     });
   } catch (e) {
@@ -76,6 +77,9 @@ export async function loadModel(source, options = {}) {
   }
   if (options.subgroups !== undefined && typeof options.subgroups !== 'boolean') {
     throw new LlamaError(ErrorCode.INVALID_ARGUMENT, `subgroups must be true or false, got ${options.subgroups}`);
+  }
+  if (options.intDot !== undefined && typeof options.intDot !== 'boolean') {
+    throw new LlamaError(ErrorCode.INVALID_ARGUMENT, `intDot must be true or false, got ${options.intDot}`);
   }
   const { gpu, gpuInfo } = await openGpu(options, precision);
   // The memory plan is made at the first header: it fixes the context (this one, or by
