@@ -80,7 +80,6 @@ struct IntDotLayer {
     down: MatmulOp,
 }
 
-
 /// What a step returns.
 enum Want {
     /// Logits of the last token.

@@ -76,19 +76,21 @@ test('split shards load in the page; greedy chat equals the native CLI; stats an
   }
   console.log(`progress: ${p.length} events; largest gaps (ms, phase):`, JSON.stringify([...gaps].sort((a, b) => b[0] - a[0]).slice(0, 5).map(([g, ph]) => [Math.round(g), ph])));
   // While bytes flow the engine reports every 100 ms (a timer) and after every 1 MiB it pushes.
-  // The page's event loop itself stalls on a 2-core machine: this first load in a fresh page runs
-  // beside V8 compiling the wasm and the local transfer, and timers fire late (a probe found ticks
-  // up to 200 ms late, 285 ms once in CI, while every push took < 30 ms). So the reports are
-  // held to the page's own 100 ms timer, run beside the load (session.load's `ticks`): the typical
-  // gap between reports is no longer than the typical gap between its ticks, and no gap is long
-  // enough to mean a missed report.
-  const flowing = gaps.filter(([, ph]) => ph !== 'compile').map(([g]) => g).sort((a, b) => a - b);
-  const median = flowing[Math.floor(flowing.length / 2)];
-  const tickGaps = r.ticks.slice(1).map((t, i) => t - r.ticks[i]).sort((a, b) => a - b);
-  const tickMedian = tickGaps[Math.floor(tickGaps.length / 2)];
-  console.log(`median gap while bytes flow: ${median.toFixed(0)} ms; the page's 100 ms timer: median ${tickMedian.toFixed(0)} ms over ${tickGaps.length} ticks`);
-  assert.ok(tickGaps.length >= 10, `the probe timer ticked ${tickGaps.length} times`);
-  assert.ok(median <= Math.max(tickMedian, 100) + 10, `median progress gap while loading ${median} ms; the page's own 100 ms timer: ${tickMedian} ms`);
+  // The page's event loop itself stalls on a 2-core machine while the shards stream (the pushes
+  // into the wasm, V8 compiling it, the local transfer), so every timer fires late then: a probe
+  // found ticks up to 200 ms late (285 ms once in CI) while every push took < 30 ms. And the
+  // local download lasts half a second here, a handful of reports. So the reports are counted
+  // against a 100 ms timer of the page's own (session.load's `ticks`) over the same span: at
+  // least as many reports as ticks, give or take one for the two timers' phase; and no gap is
+  // long enough to mean a missed report.
+  const flowingAt = [];
+  for (let i = 1; i < p.length; i++) if (p[i - 1].phase !== 'compile') flowingAt.push([p[i - 1].t, p[i].t]);
+  const flowing = flowingAt.map(([a, b]) => b - a).sort((a, b) => a - b);
+  const [from, to] = [flowingAt[0][0], flowingAt.at(-1)[1]];
+  const ticks = r.ticks.filter((t) => t >= from && t <= to).length;
+  const reports = flowingAt.length + 1;
+  console.log(`while bytes flowed (${(to - from).toFixed(0)} ms): ${reports} progress reports, ${ticks} ticks of the page's 100 ms timer; gaps ${JSON.stringify(flowing.map(Math.round))}`);
+  assert.ok(reports >= ticks - 1, `${reports} progress reports while bytes flowed, against ${ticks} ticks of a 100 ms timer`);
   assert.ok(flowing.at(-1) < 500, `progress gaps while loading: ${JSON.stringify(flowing.slice(-3))}`);
   console.log(`load ${r.info.load.seconds.toFixed(1)} s (${(r.info.load.bytesPerSecond / 1e6).toFixed(0)} MB/s); `
     + `prefill ${reply.usage.extra.prefill_tokens_per_s.toFixed(1)} tok/s, decode ${reply.usage.extra.decode_tokens_per_s.toFixed(1)} tok/s; `
