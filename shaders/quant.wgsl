@@ -361,6 +361,11 @@ fn nibbles(v: u32, shift: u32) -> u32 {
     return (v >> shift) & 0x0F0F0F0Fu;
 }
 
+// `nibbles` of each word of a vec4 (elements 0..15 or 16..31 of a 4-bit unit).
+fn nibbles4(q: vec4<u32>, shift: u32) -> array<u32, 4> {
+    return array<u32, 4>(nibbles(q.x, shift), nibbles(q.y, shift), nibbles(q.z, shift), nibbles(q.w, shift));
+}
+
 // Bits shift .. shift+3 of `v` (consecutive bits, the Q5 legacy high bits) placed at bit 4 of
 // bytes 0..3.
 fn fifth_bits(v: u32, shift: u32) -> u32 {
@@ -375,8 +380,7 @@ fn w_unit(r: u32, u: u32) -> WUnit {
     let q = w[b];
     let d = seg_half(params.seg1, b);
     // Stored values are q + 8.
-    return WUnit(array<u32, 4>(nibbles(q.x, 0u), nibbles(q.y, 0u), nibbles(q.z, 0u), nibbles(q.w, 0u)),
-        array<u32, 4>(nibbles(q.x, 4u), nibbles(q.y, 4u), nibbles(q.z, 4u), nibbles(q.w, 4u)), vec2<f32>(d), vec2<f32>(-8.0 * d));
+    return WUnit(nibbles4(q, 0u), nibbles4(q, 4u), vec2<f32>(d), vec2<f32>(-8.0 * d));
 }
 #endif
 
@@ -385,8 +389,7 @@ fn w_unit(r: u32, u: u32) -> WUnit {
     let b = r * params.units + u;
     let q = w[b];
     let dm = halves(wword(params.seg1 + b));
-    return WUnit(array<u32, 4>(nibbles(q.x, 0u), nibbles(q.y, 0u), nibbles(q.z, 0u), nibbles(q.w, 0u)),
-        array<u32, 4>(nibbles(q.x, 4u), nibbles(q.y, 4u), nibbles(q.z, 4u), nibbles(q.w, 4u)), vec2<f32>(dm.x), vec2<f32>(dm.y));
+    return WUnit(nibbles4(q, 0u), nibbles4(q, 4u), vec2<f32>(dm.x), vec2<f32>(dm.y));
 }
 #endif
 
@@ -442,9 +445,7 @@ fn w_unit(r: u32, u: u32) -> WUnit {
     let q0 = w[base + 1u + (j >> 1u) * 2u];
     let q1 = w[base + 2u + (j >> 1u) * 2u];
     let sh = (j & 1u) * 4u;
-    return WUnit(array<u32, 4>(nibbles(q0.x, sh), nibbles(q0.y, sh), nibbles(q0.z, sh), nibbles(q0.w, sh)),
-        array<u32, 4>(nibbles(q1.x, sh), nibbles(q1.y, sh), nibbles(q1.z, sh), nibbles(q1.w, sh)),
-        vec2<f32>(dd.x * sm.x), vec2<f32>(-dd.y * sm.y));
+    return WUnit(nibbles4(q0, sh), nibbles4(q1, sh), vec2<f32>(dd.x * sm.x), vec2<f32>(-dd.y * sm.y));
 }
 #endif
 

@@ -408,38 +408,33 @@ impl GpuModel {
     fn record_layers(&self, rec: &mut OpRecorder<'_>, n: u32, all: bool) {
         rec("embedding", &mut |p| self.embed.record(p, n));
         for l in &self.layers {
-            if let Some(i) = l.int_dot.as_ref().filter(|_| n <= INT_DOT_MAX_TOKENS) {
-                rec("attn_norm", &mut |p| l.attn_norm.record(p, n));
-                rec("quantize", &mut |p| i.quant_attn_in.record(p, n));
-                rec("attn_q", &mut |p| i.wq.record(p, n));
-                rec("attn_k", &mut |p| i.wk.record(p, n));
-                rec("attn_v", &mut |p| i.wv.record(p, n));
-                rec("rope", &mut |p| l.rope.record(p, n));
-                rec("attention", &mut |p| l.attention.record(p, n, self.pos));
-                rec("quantize", &mut |p| i.quant_attn.record(p, n));
-                rec("attn_output", &mut |p| i.wo.record(p, n));
-                rec("ffn_norm", &mut |p| l.ffn_norm.record(p, n));
-                rec("quantize", &mut |p| i.quant_ffn_in.record(p, n));
-                rec("ffn_gate", &mut |p| i.gate.record(p, n));
-                rec("ffn_up", &mut |p| i.up.record(p, n));
-                rec("quantize", &mut |p| i.quant_glu.record(p, n));
-                rec("ffn_down", &mut |p| i.down.record(p, n));
-                if let Some(a) = &l.add_ffn {
-                    rec("add", &mut |p| a.record(p, n));
-                }
-                continue;
-            }
+            // The packed-integer products replace the f32 ones, each group after the quantize
+            // of its input.
+            let int = l.int_dot.as_ref().filter(|_| n <= INT_DOT_MAX_TOKENS);
             rec("attn_norm", &mut |p| l.attn_norm.record(p, n));
-            rec("attn_q", &mut |p| l.wq.record(p, n));
-            rec("attn_k", &mut |p| l.wk.record(p, n));
-            rec("attn_v", &mut |p| l.wv.record(p, n));
+            if let Some(i) = int {
+                rec("quantize", &mut |p| i.quant_attn_in.record(p, n));
+            }
+            rec("attn_q", &mut |p| int.map_or(&l.wq, |i| &i.wq).record(p, n));
+            rec("attn_k", &mut |p| int.map_or(&l.wk, |i| &i.wk).record(p, n));
+            rec("attn_v", &mut |p| int.map_or(&l.wv, |i| &i.wv).record(p, n));
             rec("rope", &mut |p| l.rope.record(p, n));
             rec("attention", &mut |p| l.attention.record(p, n, self.pos));
-            rec("attn_output", &mut |p| l.wo.record(p, n));
+            if let Some(i) = int {
+                rec("quantize", &mut |p| i.quant_attn.record(p, n));
+            }
+            rec("attn_output", &mut |p| int.map_or(&l.wo, |i| &i.wo).record(p, n));
             rec("ffn_norm", &mut |p| l.ffn_norm.record(p, n));
-            rec("ffn_gate", &mut |p| l.gate.record(p, n));
-            rec("ffn_up", &mut |p| l.up.record(p, n));
-            if let (1, Some(down_glu)) = (n, &l.down_glu) {
+            if let Some(i) = int {
+                rec("quantize", &mut |p| i.quant_ffn_in.record(p, n));
+            }
+            rec("ffn_gate", &mut |p| int.map_or(&l.gate, |i| &i.gate).record(p, n));
+            rec("ffn_up", &mut |p| int.map_or(&l.up, |i| &i.up).record(p, n));
+            if let Some(i) = int {
+                // SwiGLU forms as the down projection's input is quantized.
+                rec("quantize", &mut |p| i.quant_glu.record(p, n));
+                rec("ffn_down", &mut |p| i.down.record(p, n));
+            } else if let (1, Some(down_glu)) = (n, &l.down_glu) {
                 rec("ffn_down", &mut |p| down_glu.record(p, n));
             } else {
                 rec("swiglu", &mut |p| l.swiglu.record(p, n));

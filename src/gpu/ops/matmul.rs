@@ -294,10 +294,10 @@ impl MatmulOp {
         Self::build(ctx, w, gate, Some(up), y, step, config, false)
     }
 
-    /// `y[t] = W · xq[t]` with packed-integer dot products, for decode steps and batches of up to
-    /// `small_batch` tokens: `xq` holds the activations as [`QuantizeOp`] writes them. Needs
-    /// [`int_dot_supported`]. [`record`](Self::record) takes at most `small_batch` tokens; a longer
-    /// prompt runs an f32 op.
+    /// `y[t] = W · xq[t]` with packed-integer dot products: `xq` holds the activations as
+    /// [`QuantizeOp`] writes them. Needs [`int_dot_supported`]. Every step runs the
+    /// matrix-vector kernel (8 tokens per weight decode past one token): the graph takes it for
+    /// decode steps and short prompts only, and the tiled f32 kernel for longer ones.
     pub fn with_int_dot(
         ctx: &GpuContext,
         w: &GpuWeight,
@@ -317,7 +317,7 @@ impl MatmulOp {
         }
         let config = config.unwrap_or_else(|| MatmulConfig::for_device(ctx, w));
         check_size("quantized activations", xq, XQ_UNIT_BYTES * w.units() as u64)?;
-        Self::build(ctx, w, xq, None, y, step, MatmulConfig { matvec_prefill: true, ..config }, true)
+        Self::build(ctx, w, xq, None, y, step, config, true)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -347,21 +347,17 @@ impl MatmulOp {
         }
         let mut vec_defs = defs.clone().with("WG", MATVEC_WG);
         let mut xbcast = false;
-        if ctx.features.subgroups && !int_dot {
-            // The shuffle reduction stays within one subgroup.
+        if ctx.features.subgroups {
+            // The shuffle reduction stays within one subgroup. One invocation per row selects
+            // the broadcasting variant, which the integer products do not have.
             tpr = tpr.min(pow2_floor(ctx.features.subgroup_min_size));
-            if tpr == 1 {
+            if tpr == 1 && !int_dot {
                 vec_defs.set("XBCAST", 1);
                 if ctx.features.subgroup_min_size < 8 {
                     vec_defs.set("XBCAST4", 1);
                 }
                 xbcast = true;
             }
-        }
-        if ctx.features.subgroups {
-            // The shuffle reduction stays within one subgroup (the broadcasting variant has
-            // none; the integer products have no broadcasting variant).
-            tpr = tpr.min(pow2_floor(ctx.features.subgroup_min_size));
         }
         let rpi = if xbcast {
             1
