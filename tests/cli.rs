@@ -403,9 +403,12 @@ fn bench_profile_times_every_kernel() {
     for k in p {
         assert!(k["us_per_token"].as_f64().unwrap() >= 0.0);
     }
-    // Matrix × vector kernels report the bandwidth of their weights.
+    // Matrix × vector kernels report the bandwidth of their weights; the graph's count of the
+    // bytes each op reads adds up to the CLI's count over the GGUF's tensors.
     let down = p.iter().find(|k| k["kernel"] == "ffn_down").unwrap();
     assert!(down["weight_gb_per_s"].as_f64().unwrap() > 0.0, "{down}");
+    let read: u64 = p.iter().filter_map(|k| k["weight_bytes"].as_u64()).sum();
+    assert_eq!(read, j["weight_bytes_per_token"].as_u64().unwrap());
 }
 
 #[test]

@@ -134,6 +134,8 @@ pub struct GpuModel {
     argmax: ArgmaxOp,
     top_k: TopKOp,
     top_k_out: wgpu::Buffer,
+    /// Weight bytes each product of a decode step reads, by op name (see [`GpuModel::decode_weight_reads`]).
+    weight_reads: Vec<(&'static str, u64)>,
     _kv: KvCache,
     _weights: Vec<GpuWeight>,
     _attn_scratch: AttentionScratch,
@@ -231,6 +233,7 @@ impl GpuModel {
             None
         };
         let mut layers = Vec::with_capacity(c.shape.n_layer);
+        let mut weight_reads = Vec::new();
         for l in 0..c.shape.n_layer {
             let b = |w: &str| names::blk(l, w);
             let attn_norm_w = tensors.vector(&b("attn_norm"))?;
@@ -318,6 +321,12 @@ impl GpuModel {
                 add_ffn: if last { Some(AddOp::new(&ctx, &x, &o, e as u32, &step)?) } else { None },
                 int_dot: int_layer,
             });
+            for (name, w) in [("attn_q", &wq), ("attn_k", &wk), ("attn_v", &wv), ("attn_output", &wo), ("ffn_gate", &wg), ("ffn_up", &wu), ("ffn_down", &wd)] {
+                add_read(&mut weight_reads, name, w.encoded_bytes());
+            }
+            // Norm weights are f32 vectors in every GGUF.
+            add_read(&mut weight_reads, "attn_norm", e as u64 * 4);
+            add_read(&mut weight_reads, "ffn_norm", e as u64 * 4);
             weights.extend([wq, wk, wv, wo, wg, wu, wd]);
             buffers.extend([attn_norm_w, ffn_norm_w]);
         }
@@ -328,6 +337,9 @@ impl GpuModel {
             Some(tensors.weight(names::OUTPUT)?)
         };
         let out_w = output_w.as_ref().unwrap_or(&tok_embd);
+        // The embedding is only gathered from, one row per token: not a read of the matrix.
+        add_read(&mut weight_reads, "output_norm", e as u64 * 4);
+        add_read(&mut weight_reads, "output", out_w.encoded_bytes());
         let norm_all = RmsNormOp::new(&ctx, &x, &output_norm_w, &h, e as u32, c.rms_eps, &step)?;
         let output_all = MatmulOp::new(&ctx, out_w, &h, &logits, &step)?;
         let norm_last = RmsNormOp::new(
@@ -373,6 +385,7 @@ impl GpuModel {
             argmax,
             top_k,
             top_k_out,
+            weight_reads,
             _kv: kv,
             _weights: weights,
             _attn_scratch: scratch,
@@ -560,6 +573,15 @@ impl GpuModel {
         staging
     }
 
+    /// Weight bytes a decode step reads, per op that reads weights (the norms, `attn_q` …
+    /// `ffn_down` summed over the layers, then `output`), in the names
+    /// [`GpuModel::profile_decode`] gives the ops: every tensor once, in its GGUF encoding, but
+    /// the embedding table, which is only gathered from. Memory-bound decode takes this many
+    /// bytes per token over the device's bandwidth.
+    pub fn decode_weight_reads(&self) -> &[(&'static str, u64)] {
+        &self.weight_reads
+    }
+
     /// Compute dispatches in the last submission (one per token while decoding): every op's
     /// dispatches, counted where they are recorded, including the output and the sampling.
     pub fn last_step_dispatches(&self) -> u64 {
@@ -616,6 +638,14 @@ impl GpuModel {
         let mut top = self.run(tokens, Want::TopK).await?.1;
         top.truncate(k);
         Ok(top)
+    }
+}
+
+/// Adds `bytes` to the weight reads of the ops named `name`.
+fn add_read(reads: &mut Vec<(&'static str, u64)>, name: &'static str, bytes: u64) {
+    match reads.iter_mut().find(|(n, _)| *n == name) {
+        Some(r) => r.1 += bytes,
+        None => reads.push((name, bytes)),
     }
 }
 

@@ -8,8 +8,10 @@
 //!   `#ifdef`/`#include` [`preprocess`]or);
 //! - [`weights`]: the GPU layout of quantized weights; [`ops`]: one op per kernel family;
 //! - [`graph`]: the Llama forward pass over the ops, one submission per step;
-//! - [`loader`]: the one way in, shard bytes streamed straight into GPU buffers.
+//! - [`loader`]: the one way in, shard bytes streamed straight into GPU buffers;
+//! - [`bench`]: the fixed workload and per-kernel profile that measure a device.
 
+pub mod bench;
 pub mod device;
 pub mod graph;
 pub mod loader;

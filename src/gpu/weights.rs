@@ -96,6 +96,13 @@ pub struct GpuWeight {
     parts: Vec<WeightPart>,
 }
 
+impl GpuWeight {
+    /// Bytes of the matrix in its GGUF encoding: what one product over every row reads.
+    pub fn encoded_bytes(&self) -> u64 {
+        self.ty.bytes_for(self.rows as u64 * self.cols as u64).unwrap_or(0)
+    }
+}
+
 /// Uniform values for one part, mirroring `struct Params` in `shaders/quant.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]

@@ -298,6 +298,76 @@ impl Engine {
         Ok(())
     }
 
+    /// Measures this device on the loaded model ([`crate::gpu::bench`]): a fixed
+    /// `promptTokens`-token prompt prefilled, then `decodeTokens` greedy decode steps, each run
+    /// as generation runs it; then, where the device has timestamp queries and `profileSteps`
+    /// is not 0, each kernel's mean time over that many more decode steps. Needs the sum of the
+    /// three in positions of context, and forgets the conversation in the KV cache. Resolves
+    /// to `{promptTokens, decodeTokens, prefillSeconds, decodeSeconds, prefillTokensPerSecond,
+    /// decodeTokensPerSecond, dispatchesPerToken, weightBytesPerToken, decodeWeightGBPerSecond,
+    /// profile}`; `profile` is `[{kernel, msPerToken, percent, weightBytes, weightGBPerSecond}]`
+    /// (the last two null for ops that read no weights), or null without timestamp queries.
+    pub fn benchmark(&self, prompt_tokens: u32, decode_tokens: u32, profile_steps: u32) -> js_sys::Promise {
+        let state = self.state.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let mut guard = state
+                .try_borrow_mut()
+                .map_err(|_| invalid("the engine is busy with a step; await it first".into()))?;
+            let s = &mut *guard;
+            let need = prompt_tokens as u64 + decode_tokens as u64 + profile_steps as u64;
+            let ctx = s.model.context_size() as u64;
+            if prompt_tokens == 0 || decode_tokens == 0 {
+                return Err(invalid("the benchmark needs at least 1 prompt token and 1 decode token".into()));
+            }
+            if need > ctx {
+                return Err(invalid(format!(
+                    "the benchmark needs {need} positions of context ({prompt_tokens} prompt + {decode_tokens} decode + {profile_steps} profiled), but the model was loaded with {ctx}"
+                )));
+            }
+            s.decoding = None;
+            s.cached.clear();
+            let profile = s.model.ctx.features.timestamps && profile_steps > 0;
+            let run = async {
+                let (speed, next) = crate::gpu::bench::measure(&mut s.model, prompt_tokens as usize, decode_tokens as usize).await?;
+                let kernels = match profile {
+                    true => Some(crate::gpu::bench::profile(&mut s.model, next, profile_steps as usize).await?),
+                    false => None,
+                };
+                Ok::<_, crate::gpu::GpuModelError>((speed, kernels))
+            };
+            let result = run.await;
+            // Whatever the cache holds now is the benchmark's: the next request starts over.
+            s.model.reset();
+            let (speed, kernels) = result.map_err(js_error)?;
+            let o = Object::new();
+            set(&o, "promptTokens", speed.prompt_tokens as u32);
+            set(&o, "decodeTokens", speed.decode_tokens as u32);
+            set(&o, "prefillSeconds", speed.prefill_s);
+            set(&o, "decodeSeconds", speed.decode_s);
+            set(&o, "prefillTokensPerSecond", speed.prefill_tokens_per_s());
+            set(&o, "decodeTokensPerSecond", speed.decode_tokens_per_s());
+            set(&o, "dispatchesPerToken", speed.dispatches_per_token as f64);
+            set(&o, "weightBytesPerToken", speed.weight_bytes_per_token as f64);
+            set(&o, "decodeWeightGBPerSecond", speed.decode_weight_gb_per_s());
+            let profile = kernels.map_or(JsValue::NULL, |ks| {
+                ks.iter()
+                    .map(|k| {
+                        let t = Object::new();
+                        set(&t, "kernel", k.kernel);
+                        set(&t, "msPerToken", k.us_per_token / 1e3);
+                        set(&t, "percent", k.percent);
+                        set(&t, "weightBytes", k.weight_bytes.map_or(JsValue::NULL, |b| JsValue::from(b as f64)));
+                        set(&t, "weightGBPerSecond", k.weight_gb_per_s().map_or(JsValue::NULL, JsValue::from));
+                        JsValue::from(t)
+                    })
+                    .collect::<Array>()
+                    .into()
+            });
+            set(&o, "profile", profile);
+            Ok(o.into())
+        })
+    }
+
     /// Destroys the GPU device, as a driver reset or a lost GPU would: for tests of device-loss
     /// handling (the next step fails with `DEVICE_LOST`; `LlamaEngine.reload()` recovers).
     #[wasm_bindgen(js_name = destroyDeviceForTesting)]

@@ -34,7 +34,7 @@ pub async fn create_gpu(options: JsValue) -> Result<Gpu, JsValue> {
 #[wasm_bindgen]
 impl Gpu {
     /// `{adapter: {name, vendor, architecture, description, backend}, features: {shaderF16,
-    /// subgroups, subgroupMinSize, subgroupMaxSize, intDotAvailable, intDot}, limits: {maxBufferSize, maxStorageBufferBindingSize, ...}}`
+    /// subgroups, subgroupMinSize, subgroupMaxSize, intDotAvailable, intDot, timestampQuery}, limits: {maxBufferSize, maxStorageBufferBindingSize, ...}}`
     pub fn info(&self) -> JsValue {
         let c = &self.ctx;
         let i = &c.adapter_info;
@@ -50,6 +50,7 @@ impl Gpu {
         set(&features, "subgroupMaxSize", c.features.subgroup_max_size);
         set(&features, "intDotAvailable", c.features.int_dot);
         set(&features, "intDot", c.tuning.int_dot_for(&c.features));
+        set(&features, "timestampQuery", c.features.timestamps);
         let limits = Object::new();
         let l = &c.limits;
         set(&limits, "maxBufferSize", l.max_buffer_size as f64);

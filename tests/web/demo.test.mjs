@@ -8,7 +8,7 @@
 //   2, 3, 7, 8. a question, streamed into a non-empty answer with stats, equal to the native CLI's
 //      `generate --chat --temp 0` (the same kernels: H.nativeGreedy); no main-thread long task > 200 ms;
 //   4, 9. Stop mid-answer, then ask again; screenshot of the finished chat (tests/web/artifacts/);
-//   5. New chat;
+//   5. New chat; then "Benchmark this device" (figures, per-kernel table, the JSON copied);
 //   6. the same model from local files through the file input, with the subgroups setting off
 //      (the fallback kernels); model output containing
 //      `<img src=x onerror=alert(1)>` shows as text (and equals the native CLI's again);
@@ -248,6 +248,53 @@ test('5. New chat clears the conversation', async () => {
   assert.deepEqual(await page.evaluate(() => window.llamaDemo.messages), []);
   assert.equal(await page.textContent(byId('stats')), '');
   assert.equal(await state(), 'ready');
+});
+
+test('Benchmark this device: the panel times a fixed prefill and decode on the loaded model in the worker, shows each kernel, and copies JSON that carries the per-kernel times', { timeout: GEN_TIMEOUT }, async () => {
+  assert.equal(await page.isEnabled(byId('bench-run')), true);
+  await page.fill(byId('bench-prompt'), '8');
+  await page.fill(byId('bench-decode'), '4');
+  await page.click(byId('bench-run'));
+  assert.equal(await state(), 'benchmarking');
+  assert.equal(await page.isDisabled(byId('send')), true);
+  assert.equal(await page.isDisabled(byId('load')), true);
+  await page.waitForFunction(() => document.body.dataset.state === 'ready', null, { timeout: GEN_TIMEOUT });
+  assert.equal(await page.textContent(byId('error')), '');
+  const shown = await page.evaluate(() => ({
+    summary: document.querySelector('[data-testid="bench-summary"]').textContent,
+    rows: [...document.querySelectorAll('[data-testid="bench-kernels"] tr')].map((tr) => [...tr.children].map((c) => c.textContent)),
+    json: document.querySelector('[data-testid="bench-json"]').textContent,
+    last: window.llamaDemo.lastBenchmark,
+    info: window.llamaDemo.engine.info,
+  }));
+  const r = JSON.parse(shown.json);
+  assert.deepEqual(r, shown.last);
+  assert.deepEqual([r.workload.promptTokens, r.workload.decodeTokens, r.prefill.tokens, r.decode.tokens], [8, 4, 8, 4]);
+  assert.deepEqual([r.adapter, r.features, r.limits], [shown.info.adapter, shown.info.features, shown.info.limits]);
+  assert.ok(r.decode.tokensPerSecond > 0 && r.prefill.tokensPerSecond > 0 && r.decode.weightGBPerSecond > 0, shown.json);
+  assert.match(shown.summary, /Prefill[\d.]+ tok\/s \(8 tokens\)/);
+  assert.match(shown.summary, /Decode[\d.]+ tok\/s · [\d.]+ ms\/token \(4 tokens\)/);
+  assert.match(shown.summary, /Kernelsf32 · subgroups 4 · f32 products/);
+  // SwiftShader has timestamp-query: the JSON and the table carry each kernel's time.
+  assert.ok(Array.isArray(r.profile) && r.profile.length >= 15, shown.json);
+  assert.deepEqual(shown.rows[0], ['kernel', 'ms/token', '%', 'GB/s']);
+  assert.deepEqual(shown.rows.slice(1).map((row) => row[0]), r.profile.map((k) => k.kernel));
+  for (const k of r.profile) assert.ok(Number.isFinite(k.msPerToken) && k.msPerToken >= 0, JSON.stringify(k));
+  assert.ok(r.profile.find((k) => k.kernel === 'ffn_down').weightGBPerSecond > 0);
+  await fsp.mkdir(ARTIFACTS, { recursive: true });
+  await page.locator('section[aria-labelledby="bench-h"]').screenshot({ path: path.join(ARTIFACTS, 'demo-benchmark.png') });
+  // Copy JSON puts the same report on the clipboard.
+  await browser.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(server.url).origin });
+  await page.click(byId('bench-copy'));
+  await page.waitForFunction(() => document.querySelector('[data-testid="bench-copy"]').textContent === 'Copied', null, { timeout: 5_000 });
+  assert.deepEqual(JSON.parse(await page.evaluate(() => navigator.clipboard.readText())), r);
+  // The benchmark emptied the KV cache, not the chat: the next question is answered as before.
+  await setSettings(page, { 'max-tokens': MAX_TOKENS });
+  const again = await ask(QUESTION);
+  assert.equal(again.raw, nativeQuestion.text);
+  assert.equal(again.usage.prompt_tokens_details.cached_tokens, 0);
+  await page.click(byId('new-chat'));
+  await page.waitForFunction(() => window.llamaDemo.messages.length === 0);
 });
 
 test('6, 7. the model loads from local shard files through the file input, with subgroups switched off; model output with HTML shows as text', { timeout: 2 * GEN_TIMEOUT }, async () => {

@@ -232,6 +232,57 @@ test('completions, generate, logprobs, typed errors and logit_bias bans', async 
   assertBans(r.bans);
 });
 
+test('benchmark(): a fixed prefill and decode with each kernel timed, as plain data; typed errors; the chat afterwards answers as the native CLI', async () => {
+  const r = await session.inPage(async (mod, q) => {
+    const engine = window.__engine;
+    const errs = {};
+    const code = async (name, f) => {
+      try { await f(); errs[name] = 'no error'; } catch (e) { errs[name] = e.code; }
+    };
+    await code('zero', () => engine.benchmark({ decodeTokens: 0 }));
+    await code('fraction', () => engine.benchmark({ promptTokens: 2.5 }));
+    await code('string', () => engine.benchmark({ profileSteps: '4' }));
+    await code('notObject', () => engine.benchmark(7));
+    await code('context', () => engine.benchmark({ promptTokens: 500, decodeTokens: 10, profileSteps: 4 }));
+    const b = await engine.benchmark({ promptTokens: 6, decodeTokens: 3, profileSteps: 2 });
+    const plain = JSON.parse(JSON.stringify(b));
+    const noProfile = await engine.benchmark({ promptTokens: 2, decodeTokens: 1, profileSteps: 0 });
+    const reply = await engine.chat.completions.create({ messages: [{ role: 'user', content: q }], temperature: 0, max_tokens: 12 });
+    return { errs, b, plain, noProfile, reply: reply.choices[0].message.content, cached: reply.usage.prompt_tokens_details.cached_tokens, info: engine.info };
+  }, QUESTION);
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  assert.deepEqual(r.errs, { zero: 'INVALID_ARGUMENT', fraction: 'INVALID_ARGUMENT', string: 'INVALID_ARGUMENT', notObject: 'INVALID_ARGUMENT', context: 'INVALID_ARGUMENT' });
+  const b = r.b;
+  assert.deepEqual(r.plain, b, 'the result is plain data');
+  assert.deepEqual([b.workload, b.prefill.tokens, b.decode.tokens], [{ promptTokens: 6, decodeTokens: 3, profileSteps: 2 }, 6, 3]);
+  assert.deepEqual([b.adapter, b.features, b.limits], [r.info.adapter, r.info.features, r.info.limits]);
+  assert.equal(b.model.file, r.info.model.source[0].split('/').pop());
+  assert.equal(b.model.nLayer, r.info.model.nLayer);
+  for (const x of [b.prefill.tokensPerSecond, b.decode.tokensPerSecond, b.decode.weightGBPerSecond]) assert.ok(x > 0 && Number.isFinite(x), JSON.stringify(b));
+  assert.ok(Math.abs(b.decode.msPerToken - (1000 * b.decode.seconds) / 3) < 1e-9);
+  assert.ok(b.decode.dispatchesPerToken >= 7 * b.model.nLayer, JSON.stringify(b.decode));
+  // The bytes a decode step reads, as the native CLI counts them from the GGUF's tensors.
+  const nativeBench = JSON.parse(execFileSync(CLI, ['bench', '-m', H.DEFAULT_MODEL, '--prompt-len', '1', '-n', '1', '--json'], { encoding: 'utf8', env: { ...process.env, WGPU_BACKEND: 'vulkan', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' } }).trim().split('\n').pop());
+  assert.equal(b.decode.weightBytesPerToken, nativeBench.weight_bytes_per_token);
+  // SwiftShader offers timestamp-query: every kernel of a decode step is timed.
+  assert.equal(b.features.timestampQuery, true);
+  const names = b.profile.map((k) => k.kernel);
+  for (const k of ['embedding', 'attn_norm', 'attn_q', 'attn_k', 'attn_v', 'rope', 'attention', 'attn_output', 'ffn_norm', 'ffn_gate', 'ffn_up', 'ffn_down', 'output_norm', 'output', 'argmax']) {
+    assert.ok(names.includes(k), `${k} missing from ${names}`);
+  }
+  assert.ok(Math.abs(b.profile.reduce((a, k) => a + k.percent, 0) - 100) < 1e-6);
+  for (const k of b.profile) assert.ok(k.msPerToken >= 0, JSON.stringify(k));
+  assert.ok(b.profile.reduce((a, k) => a + k.msPerToken, 0) > 0);
+  const products = b.profile.filter((k) => k.weightBytes !== null);
+  assert.deepEqual(products.map((k) => k.kernel).sort(), ['attn_k', 'attn_norm', 'attn_output', 'attn_q', 'attn_v', 'ffn_down', 'ffn_gate', 'ffn_norm', 'ffn_up', 'output', 'output_norm']);
+  assert.equal(products.reduce((a, k) => a + k.weightBytes, 0), b.decode.weightBytesPerToken);
+  assert.ok(b.profile.find((k) => k.kernel === 'ffn_down').weightGBPerSecond > 0);
+  assert.equal(r.noProfile.profile, null);
+  // The benchmark emptied the KV cache: the chat prefills afresh and answers as before.
+  assert.equal(r.cached, 0);
+  assert.equal(r.reply, native.text);
+});
+
 test('worker mode: the same API through a Web Worker, the same greedy answer as the native CLI, logit_bias bans', async () => {
   const r = await session.inPage(async (mod, url, q, check) => {
     const engine = await mod.LlamaEngine.load(url, { cache: false, contextSize: 512 });

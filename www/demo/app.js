@@ -5,10 +5,11 @@
 // This entry wires the page's sections around the state (state.js): status.js (body[data-state],
 // status line, errors, notices), settings-panel.js, source.js (the model picker), loading.js
 // (progress and the loaded model's facts), device-panel.js (device facts, memory estimate),
-// chat.js and stats.js. Sections change the state and react to it; none touches another's DOM.
+// chat.js, stats.js and bench-panel.js (the device benchmark). Sections change the state and
+// react to it; none touches another's DOM.
 //
 // Stable hooks for tests and tools: the data-testid attributes in index.html, `body[data-state]`
-// ('starting' | 'unsupported' | 'idle' | 'loading' | 'ready' | 'generating'), and on each assistant
+// ('starting' | 'unsupported' | 'idle' | 'loading' | 'ready' | 'generating' | 'benchmarking'), and on each assistant
 // message `data-done` ('false' while streaming, then 'true') and `data-finish` ('stop' | 'length' |
 // 'abort' | 'error'). `window.llamaDemo` exposes the conversation and the engine.
 
@@ -22,6 +23,7 @@ import { initLoading } from './loading.js';
 import { estimateShown, initDevicePanel } from './device-panel.js';
 import { addMessage, initChat } from './chat.js';
 import { initStats } from './stats.js';
+import { initBenchPanel, lastBenchmark } from './bench-panel.js';
 
 async function start() {
   initStatus();
@@ -31,6 +33,7 @@ async function start() {
   initLoading();
   initChat();
   initStats();
+  initBenchPanel();
   window.addEventListener('unhandledrejection', (e) => reportError(e.reason));
   const def = await loadKnownModels();
   const param = new URLSearchParams(location.search).get('model');
@@ -64,6 +67,10 @@ window.llamaDemo = {
   /** `usage` of the last reply (OpenAI shape; timings under `extra`). */
   get lastUsage() {
     return state.lastUsage;
+  },
+  /** The last device benchmark's result (`engine.benchmark()`), or null. */
+  get lastBenchmark() {
+    return lastBenchmark();
   },
   get engine() {
     return state.engine;

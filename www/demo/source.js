@@ -269,7 +269,7 @@ export function initSourcePicker() {
   wireInputs();
   acceptDrops();
   subscribe('phase', ({ from, to }) => {
-    const off = ['loading', 'unsupported', 'starting', 'generating'].includes(to);
+    const off = ['loading', 'unsupported', 'starting', 'generating', 'benchmarking'].includes(to);
     ui.load.disabled = off;
     ui.loadAnyway.disabled = off;
     ui.openFiles.disabled = off;

@@ -7,7 +7,7 @@
  * @typedef {import('../package/src/index.js').ModelShape} ModelShape
  * @typedef {{kind: 'url', url: string, entry: object|null}
  *   | {kind: 'files', files: File[], name: string, sizeBytes: number}} ModelSource
- * @typedef {'starting'|'unsupported'|'idle'|'loading'|'ready'|'generating'} Phase
+ * @typedef {'starting'|'unsupported'|'idle'|'loading'|'ready'|'generating'|'benchmarking'} Phase
  */
 
 export const state = {

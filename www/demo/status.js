@@ -25,6 +25,7 @@ function renderPhase() {
     loading: `Loading ${state.loadingName ?? 'model'}…`,
     ready: `${name} · ready`,
     generating: `${name} · generating…`,
+    benchmarking: `${name} · benchmarking…`,
   }[phase];
 }
 

@@ -8,6 +8,7 @@ use llama_webgpu::decode::constrain::{ConstraintEnv, ConstraintSpec};
 use llama_webgpu::decode::sampling::SamplerConfig;
 use llama_webgpu::decode::{generate_constrained, GenerateParams, LogitsBackend};
 use llama_webgpu::gguf::GgufFile;
+use llama_webgpu::gpu;
 use llama_webgpu::gpu::loader::load_gguf;
 use llama_webgpu::model::LlamaConfig;
 use llama_webgpu::tokenizer::Tokenizer;
@@ -26,10 +27,7 @@ pub(crate) fn bench(
     let model = GgufFile::open(path)?;
     let shape = LlamaConfig::from_gguf(model.metadata(), |n| model.tensor(n).map(|t| t.info))?.shape;
     let n_vocab = shape.n_vocab as u32;
-    // A fixed pseudo-random prompt: speed does not depend on the text.
-    let prompt: Vec<u32> = (0..prompt_len as u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 7) % n_vocab)
-        .collect();
+    let prompt = gpu::bench::prompt(prompt_len, n_vocab);
     let t_load = web_time::Instant::now();
     let mut backend = make_backend(&model, prompt_len + n + 1, device)?;
     let load_s = t_load.elapsed().as_secs_f64();
@@ -192,43 +190,17 @@ fn profile_kernels(model: &GgufFile, prompt: &[u32], device: &DeviceArgs) -> Res
     }
     const STEPS: usize = 8;
     let mut m = load_gguf(device.gpu()?, model, prompt.len() + STEPS + 1)?;
-    let mut next = pollster::block_on(m.forward_argmax(prompt))?;
-    let mut total: Vec<(&'static str, f64)> = Vec::new();
-    for _ in 0..STEPS {
-        for (name, ns) in pollster::block_on(m.profile_decode(next))? {
-            match total.iter_mut().find(|(n, _)| *n == name) {
-                Some(e) => e.1 += ns,
-                None => total.push((name, ns)),
-            }
-        }
-        next = (next + 1) % m.cfg.shape.n_vocab as u32;
-    }
-    let sum: f64 = total.iter().map(|t| t.1).sum();
-    let tied = model.tensor("output.weight").is_none();
-    let bytes = |kernel: &str| -> Option<u64> {
-        let suffix = format!(".{kernel}.weight");
-        let b: u64 = match kernel {
-            "output" => model
-                .tensor(if tied { "token_embd.weight" } else { "output.weight" })?
-                .info
-                .size,
-            _ => model
-                .tensors()
-                .filter(|t| t.info.name.starts_with("blk.") && t.info.name.ends_with(&suffix) && t.info.dims.len() >= 2)
-                .map(|t| t.info.size)
-                .sum(),
-        };
-        (b > 0).then_some(b)
-    };
-    Ok(json!(total
+    let next = pollster::block_on(m.forward_argmax(prompt))?;
+    let kernels = pollster::block_on(gpu::bench::profile(&mut m, next, STEPS))?;
+    Ok(json!(kernels
         .iter()
-        .map(|&(name, ns)| {
-            let us = ns / STEPS as f64 / 1e3;
+        .map(|k| {
             json!({
-                "kernel": name,
-                "us_per_token": us,
-                "percent": 100.0 * ns / sum.max(1e-9),
-                "weight_gb_per_s": bytes(name).map(|b| b as f64 / (us * 1e3)),
+                "kernel": k.kernel,
+                "us_per_token": k.us_per_token,
+                "percent": k.percent,
+                "weight_bytes": k.weight_bytes,
+                "weight_gb_per_s": k.weight_gb_per_s(),
             })
         })
         .collect::<Vec<_>>()))

@@ -32,5 +32,7 @@ export async function misuse(e: LlamaError): Promise<void> {
   engine.info = engine.info; // ERROR TS2540
   await engine.tokenize('x', { add_bos: false }); // ERROR TS2561
   const code: ErrorCode = 'OOPS'; // ERROR TS2322
+  await engine.benchmark({ promptTokens: '128' }); // ERROR TS2322
+  console.log((await engine.benchmark()).profile[0]); // ERROR TS2531
   console.log(streamed, bot, ids, code);
 }

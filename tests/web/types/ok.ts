@@ -6,10 +6,12 @@ import LlamaEngineDefault, {
   ErrorCode,
   LlamaEngine,
   LlamaError,
+  type BenchmarkResult,
   type ChatCompletion,
   type ChatCompletionChunk,
   type ChatCompletionMessageParam,
   type Completion,
+  type KernelTime,
   type CompletionChunk,
   type EngineInfo,
   type FinishReason,
@@ -217,6 +219,10 @@ async function chat(engine: LlamaEngine, out: HTMLElement): Promise<void> {
   }
 
   await engine.resetChat();
+
+  const bench: BenchmarkResult = await engine.benchmark({ promptTokens: 16, decodeTokens: 8, profileSteps: 0 });
+  const kernels: KernelTime[] | null = bench.profile;
+  console.log(bench.decode.tokensPerSecond, bench.decode.weightGBPerSecond, bench.features.timestampQuery, kernels?.[0]?.msPerToken, JSON.stringify(await engine.benchmark()));
 }
 
 async function completions(engine: LlamaEngine): Promise<void> {

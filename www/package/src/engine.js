@@ -5,6 +5,7 @@
 // `index.js` runs this same class in a Web Worker by default.
 
 import { asyncQueue } from './async-queue.js';
+import { benchmarkOptions, benchmarkReport } from './benchmark.js';
 import { ErrorCode, LlamaError, abortError, toLlamaError } from './errors.js';
 import { deleteFromCache, hasInCache } from './fetch.js';
 import { loadModel } from './load.js';
@@ -19,6 +20,8 @@ import { ToolCallParser, toolCallDeltas, toolSetup } from './tools.js';
 /** @typedef {import('./openai-response.js').GenerationSummary} GenerationSummary */
 /** @typedef {import('./openai-response.js').GeneratedToken} GeneratedToken */
 /** @typedef {import('./tools.js').ToolSetup} ToolSetup */
+/** @typedef {import('./benchmark.js').BenchmarkOptions} BenchmarkOptions */
+/** @typedef {import('./benchmark.js').BenchmarkResult} BenchmarkResult */
 /** @typedef {{stop: boolean}} RunControl the running request's control: `stop` ends it early */
 
 /**
@@ -123,6 +126,27 @@ export class EngineCore {
   /** Forgets the conversation held in the KV cache (after the running request). */
   resetChat() {
     return this._enqueue(() => this._live().reset());
+  }
+
+  /**
+   * Measures this device on the loaded model (after the running request): a fixed prompt
+   * prefilled, greedy decode steps timed, and each kernel timed where the device has
+   * `timestamp-query`. The conversation in the KV cache is forgotten.
+   * @param {BenchmarkOptions} [options]
+   * @returns {Promise<BenchmarkResult>}
+   */
+  async benchmark(options = {}) {
+    const opts = benchmarkOptions(options);
+    return this._enqueue(async () => {
+      const engine = this._live();
+      let raw;
+      try {
+        raw = await engine.benchmark(opts.promptTokens, opts.decodeTokens, opts.profileSteps);
+      } catch (e) {
+        throw toLlamaError(e);
+      }
+      return benchmarkReport(raw, this.info, opts);
+    });
   }
 
   /**

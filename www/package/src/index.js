@@ -49,6 +49,9 @@ export { ErrorCode, LlamaError };
 /** @typedef {import('./tools.js').ChatCompletionToolChoiceOption} ChatCompletionToolChoiceOption */
 /** @typedef {import('./tools.js').ChatCompletionMessageToolCall} ChatCompletionMessageToolCall */
 /** @typedef {import('./openai-response.js').FinishReason} FinishReason */
+/** @typedef {import('./benchmark.js').BenchmarkOptions} BenchmarkOptions */
+/** @typedef {import('./benchmark.js').BenchmarkResult} BenchmarkResult */
+/** @typedef {import('./benchmark.js').KernelTime} KernelTime */
 /** @typedef {import('./openai-response.js').TopLogprob} TopLogprob */
 /** @typedef {import('./openai-response.js').TokenLogprob} TokenLogprob */
 /** @typedef {import('./openai-response.js').ChoiceLogprobs} ChoiceLogprobs */
@@ -110,7 +113,7 @@ function request(engine, method, req) {
 /**
  * Any other engine method, in this thread or in the worker.
  * @param {LlamaEngine} engine
- * @param {'tokenize' | 'detokenize' | 'resetChat' | 'reload' | 'unload'} method
+ * @param {'tokenize' | 'detokenize' | 'resetChat' | 'benchmark' | 'reload' | 'unload'} method
  * @param {...any} args
  * @returns {Promise<any>}
  */
@@ -341,6 +344,21 @@ export class LlamaEngine {
    */
   resetChat() {
     return call(this, 'resetChat');
+  }
+
+  /**
+   * Measures this device on the loaded model, after the running request: a fixed
+   * pseudo-random prompt of `promptTokens` is prefilled and `decodeTokens` greedy steps are
+   * timed as generation runs them; where the device has `timestamp-query`, each kernel is then
+   * timed over `profileSteps` more steps. The result is plain data (adapter, features, limits,
+   * tokens per second, milliseconds per kernel, weight bandwidth) for `JSON.stringify`. Needs
+   * the three counts in positions of context (`INVALID_ARGUMENT` otherwise); the conversation
+   * in the KV cache is forgotten.
+   * @param {BenchmarkOptions} [options]
+   * @returns {Promise<BenchmarkResult>}
+   */
+  benchmark(options = {}) {
+    return call(this, 'benchmark', cloneable(options));
   }
 
   /**

@@ -146,6 +146,7 @@ export function engineInfo({ model, gpu, source, totalBytes, seconds, fromCacheB
  * @property {boolean} intDotAvailable Whether the browser's WGSL has packed-integer dot products
  *   (the `packed_4x8_integer_dot_product` language feature).
  * @property {boolean} intDot Whether the engine multiplies with them ({@link LoadOptions.intDot}).
+ * @property {boolean} timestampQuery `timestamp-query`: whether `engine.benchmark()` can time each kernel.
  */
 
 /**

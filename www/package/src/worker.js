@@ -103,6 +103,7 @@ function callMethod(id, method, args) {
     case 'tokenize':
     case 'detokenize':
     case 'resetChat':
+    case 'benchmark':
     case 'reload':
       return /** @type {any} */ (c)[method](...args);
     case 'unload': {
