@@ -1,0 +1,299 @@
+//! The kernel checks that run where Chrome's WebGPU runs them (wasm32, wgpu's WebGPU backend,
+//! Tint compiling the WGSL): in headless Chromium on SwiftShader (tests/browser.rs: f32, subgroups
+//! of 4) and in Node on Dawn over Mesa 25's lavapipe (tests/dawn.rs: f16 or f32, subgroups of 8).
+//! Each check takes the variant to build the kernels for and fails if the device does not give
+//! it. Bounds as natively: tests/gpu_matmul.rs, tests/gpu_ops.rs.
+#![allow(dead_code)]
+
+use super::int_dot;
+use super::random::{quant_weights as weights, Draws, Rng};
+use llama_webgpu::gpu::ops::{
+    int_dot_supported, step_buffer, ActivationBlocks, ArgmaxOp, AttentionOp, AttentionScratch, KvCache, MatmulConfig, MatmulOp, QuantizeOp,
+    RmsNormOp, Step, TopKOp, XQ_UNIT_BYTES,
+};
+use llama_webgpu::gpu::weights::GpuWeight;
+use llama_webgpu::gpu::{GpuContext, GpuOptions};
+use llama_webgpu::quant::{dequantize, GgmlType};
+use llama_webgpu::reference::ops;
+
+/// Which kernels: f16 (KV cache and arithmetic where the kernels have it) or f32, and subgroup
+/// operations or the workgroup-memory fallbacks.
+#[derive(Clone, Copy, Debug)]
+pub struct Variant {
+    pub f16: bool,
+    pub subgroups: bool,
+}
+
+/// A context for `v`; fails unless the device gives exactly that.
+pub async fn context(v: Variant, max_storage_binding: Option<u64>) -> GpuContext {
+    let ctx = GpuContext::new(GpuOptions { allow_f16: v.f16, allow_subgroups: v.subgroups, max_storage_binding, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!((ctx.features.f16, ctx.features.subgroups), (v.f16, v.subgroups), "the device does not offer {v:?}");
+    ctx
+}
+
+pub async fn matmul(ctx: &GpuContext, w: &GpuWeight, x: &[f32], n: usize, config: Option<MatmulConfig>) -> Vec<f32> {
+    let xb = ctx.upload("x", bytemuck::cast_slice(x)).unwrap();
+    let yb = ctx.upload("y", bytemuck::cast_slice(&vec![f32::NAN; n * w.rows])).unwrap();
+    let step = step_buffer(ctx).unwrap();
+    let op = match config {
+        Some(c) => MatmulOp::with_config(ctx, w, &xb, &yb, &step, c).unwrap(),
+        None => MatmulOp::new(ctx, w, &xb, &yb, &step).unwrap(),
+    };
+    run(ctx, &step, n as u32, |p| op.record(p, n as u32));
+    read_f32(ctx, &yb, n * w.rows).await
+}
+
+/// Writes the step uniform, records `f` into one compute pass and submits it.
+pub fn run(ctx: &GpuContext, step: &wgpu::Buffer, n: u32, f: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
+    ctx.write(step, 0, bytemuck::bytes_of(&Step { n_tokens: n, pos: 0, _pad: [0; 2] }));
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        f(&mut pass);
+    }
+    ctx.queue.submit([enc.finish()]);
+}
+
+pub async fn read_f32(ctx: &GpuContext, b: &wgpu::Buffer, n: usize) -> Vec<f32> {
+    let bytes = ctx.read(b, 0, (n * 4) as u64).await.unwrap();
+    ctx.check().unwrap();
+    bytemuck::pod_collect_to_vec(&bytes[..n * 4])
+}
+
+/// Each weight type's matrix × vector (one and five tokens, the device's choice of threads per
+/// row and 4 and 16 of them, and SwiGLU in the loads) and tiled matrix × matrix, from a weight
+/// split by 16 KiB bindings, against the CPU dequantization.
+pub async fn every_weight_type(v: Variant) {
+    use GgmlType::*;
+    // 16 KiB bindings split each weight into several parts.
+    let ctx = context(v, Some(16 << 10)).await;
+    // The device's choice, and (for one token) rows shared by 4 and by 16 invocations: with
+    // subgroups both reduce by shuffles within subgroups (SwiftShader's 4, lavapipe's 8).
+    let shared = |tpr| MatmulConfig { threads_per_row: tpr, rows_per_invocation: 2, matvec_prefill: false, small_batch: 0 };
+    let mut rng = Rng::new(99);
+    for (i, (ty, cols, rows)) in [
+        (F32, 96, 70),
+        (F16, 160, 301),
+        (Q4_0, 160, 301),
+        (Q4_1, 160, 301),
+        (Q5_0, 160, 301),
+        (Q5_1, 160, 301),
+        (Q8_0, 160, 301),
+        (Q4_K, 512, 77),
+        (Q5_K, 512, 77),
+        (Q6_K, 512, 77),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let data = weights(ty, cols, rows, i as u64);
+        let values = dequantize("w", ty, &data, cols * rows).unwrap();
+        let w = GpuWeight::upload(&ctx, "w", ty, cols, rows, &data).unwrap();
+        assert!(w.parts().len() > 1, "{ty}: expected a split weight");
+        // A decode step's down projection on a GPU: SwiGLU formed as the activations load.
+        let (gate, up): (Vec<f32>, Vec<f32>) = ((0..cols).map(|_| rng.f() * 4.0).collect(), (0..cols).map(|_| rng.f() * 2.0).collect());
+        let mut glu = gate.clone();
+        ops::swiglu(&mut glu, &up);
+        let got = glu_matmul(&ctx, &w, &gate, &up).await;
+        check(&format!("{ty} SwiGLU input, {v:?}"), &values, &glu, cols, rows, 1, &got);
+        for (n, config) in [(1usize, None), (5, None), (1, Some(shared(4))), (1, Some(shared(16)))] {
+            let x: Vec<f32> = (0..n * cols).map(|_| rng.f() * 2.0).collect();
+            let got = matmul(&ctx, &w, &x, n, config).await;
+            check(&format!("{ty}, {n} tokens, {config:?}, {v:?}"), &values, &x, cols, rows, n, &got);
+        }
+    }
+}
+
+/// `got` against `values` (rows × cols) times the `n` rows of `x`, within tests/gpu_matmul.rs's bound.
+pub fn check(what: &str, values: &[f32], x: &[f32], cols: usize, rows: usize, n: usize, got: &[f32]) {
+    for t in 0..n {
+        for r in 0..rows {
+            let (mut s, mut a) = (0f64, 0f64);
+            for k in 0..cols {
+                let p = values[r * cols + k] as f64 * x[t * cols + k] as f64;
+                s += p;
+                a += p.abs();
+            }
+            let g = got[t * rows + r] as f64;
+            let bound = ((cols / 4 + 26) as f64) * 2f64.powi(-24) * a + 1e-30;
+            assert!((g - s).abs() <= bound, "{what} ({cols}x{rows}), row {r}: gpu {g}, cpu {s}");
+        }
+    }
+}
+
+/// One token through the down projection with SwiGLU in its loads (MatmulOp::with_glu_input).
+pub async fn glu_matmul(ctx: &GpuContext, w: &GpuWeight, gate: &[f32], up: &[f32]) -> Vec<f32> {
+    let gb = ctx.upload("gate", bytemuck::cast_slice(gate)).unwrap();
+    let ub = ctx.upload("up", bytemuck::cast_slice(up)).unwrap();
+    let yb = ctx.upload("y", bytemuck::cast_slice(&vec![f32::NAN; w.rows])).unwrap();
+    let step = step_buffer(ctx).unwrap();
+    let op = MatmulOp::with_glu_input(ctx, w, &gb, &ub, &yb, &step, None).unwrap();
+    run(ctx, &step, 1, |p| op.record(p, 1));
+    read_f32(ctx, &yb, w.rows).await
+}
+
+/// The packed-integer products as Chrome compiles `dot4I8Packed` and `pack4xI8`: activations
+/// quantized on the GPU (plain, and silu(gate)·up), then every quantized type's product from a
+/// split weight, one and five tokens, against the CPU as in tests/gpu_matmul.rs.
+pub async fn packed_integer_products(v: Variant) {
+    use GgmlType::*;
+    let mut rng = Rng::new(17);
+    {
+        let subgroups = v.subgroups;
+        let ctx = context(v, Some(16 << 10)).await;
+        assert!(ctx.features.int_dot, "Chrome's WGSL has packed_4x8_integer_dot_product");
+        let step = step_buffer(&ctx).unwrap();
+        for (i, (ty, cols, rows)) in
+            [(Q4_0, 160, 301), (Q4_1, 160, 301), (Q5_0, 160, 301), (Q5_1, 160, 301), (Q8_0, 160, 301), (Q4_K, 512, 77), (Q5_K, 512, 77), (Q6_K, 512, 77)]
+                .into_iter()
+                .enumerate()
+        {
+            assert!(int_dot_supported(&ctx, ty));
+            let data = weights(ty, cols, rows, 40 + i as u64);
+            let values = dequantize("w", ty, &data, cols * rows).unwrap();
+            let w = GpuWeight::upload(&ctx, "w", ty, cols, rows, &data).unwrap();
+            assert!(w.parts().len() > 1, "{ty}: expected a split weight");
+            for (n, glu) in [(1usize, false), (5, false), (1, true)] {
+                let x: Vec<f32> = (0..n * cols).map(|_| rng.f() * 2.0).collect();
+                let up: Vec<f32> = (0..n * cols).map(|_| rng.f() * 2.0).collect();
+                let units = cols.div_ceil(32);
+                let xb = ctx.upload("x", bytemuck::cast_slice(&x)).unwrap();
+                let ub = ctx.upload("up", bytemuck::cast_slice(&up)).unwrap();
+                let xq = ctx.storage("xq", (n * units) as u64 * XQ_UNIT_BYTES, wgpu::BufferUsages::empty()).unwrap();
+                let blocks = ActivationBlocks::for_type(ty);
+                let op = QuantizeOp::new(&ctx, cols, &xb, glu.then_some(&ub), &xq, &step, blocks).unwrap();
+                run(&ctx, &step, n as u32, |p| op.record(p, n as u32));
+                let q = int_dot::parse(&ctx.read(&xq, 0, (n * units) as u64 * XQ_UNIT_BYTES).await.unwrap());
+                let what = format!("{ty}, {n} tokens, SwiGLU input {glu}, {v:?}, subgroups {subgroups}");
+                let mut input = x.clone();
+                if glu {
+                    ops::swiglu(&mut input, &up);
+                }
+                int_dot::check_quantized(&what, &input, cols, &q, blocks == ActivationBlocks::Q8K, if glu { 4e-6 } else { 1e-6 });
+                let yb = ctx.upload("y", bytemuck::cast_slice(&vec![f32::NAN; n * rows])).unwrap();
+                let op = MatmulOp::with_int_dot(&ctx, &w, &xq, &yb, &step, None).unwrap();
+                run(&ctx, &step, n as u32, |p| op.record(p, n as u32));
+                let got = read_f32(&ctx, &yb, n * rows).await;
+                int_dot::check_int(&what, &values, cols, rows, &q, n, &got);
+            }
+        }
+    }
+}
+
+/// RMSNorm's row sum (subgroupAdd, or a workgroup-memory tree), with and without the residual
+/// add, at widths that are not multiples of the workgroup.
+pub async fn rms_norm(v: Variant) {
+    let mut rng = Rng::new(1);
+    {
+        let subgroups = v.subgroups;
+        let ctx = context(v, None).await;
+        let step = step_buffer(&ctx).unwrap();
+        for (dim, n) in [(576usize, 1usize), (577, 7), (4096, 3)] {
+            let x = rng.vec(n * dim, 3.0);
+            let w = rng.vec(dim, 2.0);
+            let r = rng.vec(n * dim, 3.0);
+            let sum: Vec<f32> = x.iter().zip(&r).map(|(a, b)| a + b).collect();
+            let (mut want, mut want_res) = (vec![0f32; n * dim], vec![0f32; n * dim]);
+            ops::rms_norm(&x, &w, 1e-5, &mut want);
+            ops::rms_norm(&sum, &w, 1e-5, &mut want_res);
+            let up = |v: &[f32]| ctx.upload("in", bytemuck::cast_slice(v)).unwrap();
+            let (xb, wb, xr, rb) = (up(&x), up(&w), up(&x), up(&r));
+            let out = ctx.storage("out", (n * dim * 4) as u64, wgpu::BufferUsages::empty()).unwrap();
+            let op = RmsNormOp::new(&ctx, &xb, &wb, &out, dim as u32, 1e-5, &step).unwrap();
+            run(&ctx, &step, n as u32, |p| op.record(p, n as u32));
+            let got = read_f32(&ctx, &out, n * dim).await;
+            let op = RmsNormOp::with_residual(&ctx, &xr, &rb, &wb, &out, dim as u32, 1e-5, &step).unwrap();
+            run(&ctx, &step, n as u32, |p| op.record(p, n as u32));
+            let got_res = read_f32(&ctx, &out, n * dim).await;
+            assert_eq!(read_f32(&ctx, &xr, n * dim).await, sum, "x + r not kept");
+            // Only the row's scale carries error (tests/gpu_ops.rs): 1e-5 relative.
+            for (what, got, want) in [("plain", &got, &want), ("residual", &got_res, &want_res)] {
+                for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
+                    assert!((g - w).abs() <= 1e-5 * w.abs(), "subgroups {subgroups} dim {dim} {what} {i}: gpu {g}, cpu {w}");
+                }
+            }
+        }
+    }
+}
+
+/// The token selection kernels (subgroupMax/subgroupMin, or a workgroup-memory tree) pick
+/// exactly the CPU's tokens, ties to the lowest id.
+pub async fn argmax_and_top_k(v: Variant) {
+    let mut rng = Rng::new(5);
+    {
+        let subgroups = v.subgroups;
+        let ctx = context(v, None).await;
+        let out = ctx.storage("out", 64 * 8, wgpu::BufferUsages::empty()).unwrap();
+        let step = step_buffer(&ctx).unwrap();
+        for n in [5usize, 2049, 128_256] {
+            let ties: Vec<f32> = (0..n).map(|_| (rng.f() * 8.0).round() / 4.0).collect();
+            let mut last = rng.vec(n, 20.0);
+            last[n - 1] = 21.0;
+            for (what, logits) in [("random", rng.vec(n, 20.0)), ("ties", ties), ("max last", last)] {
+                let lb = ctx.upload("logits", bytemuck::cast_slice(&logits)).unwrap();
+                let mut idx: Vec<u32> = (0..n as u32).collect();
+                idx.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+                let op = ArgmaxOp::new(&ctx, &lb, n as u32, &out).unwrap();
+                run(&ctx, &step, 1, |p| op.record(p));
+                let id = ctx.read(&out, 0, 4).await.unwrap();
+                assert_eq!(bytemuck::pod_read_unaligned::<u32>(&id[..4]), idx[0], "subgroups {subgroups} n {n} {what}: argmax");
+                let k = 40.min(n);
+                let op = TopKOp::new(&ctx, &lb, n as u32, k as u32, &out).unwrap();
+                run(&ctx, &step, 1, |p| op.record(p));
+                let got = TopKOp::parse(&ctx.read(&out, 0, op.out_bytes()).await.unwrap());
+                ctx.check().unwrap();
+                let want: Vec<(u32, f32)> = idx[..k].iter().map(|&i| (i, logits[i as usize])).collect();
+                assert_eq!(got, want, "subgroups {subgroups} n {n} {what}: top-{k}");
+            }
+        }
+    }
+}
+
+/// Attention through Tint (SwiftShader once did not give a `var` declared inside a loop a fresh
+/// zero value on each iteration, the WGSL rule naga follows): a 300-token prefill walks two
+/// 256-key chunks, then one decode token over 301 keys splits across workgroups. With f16, the
+/// reference rounds K and V to f16 as the cache stores them.
+pub async fn attention(v: Variant) {
+    let ctx = context(v, None).await;
+    let (n_head, n_kv, hd) = (4usize, 2usize, 64usize);
+    let (qw, kw) = (n_head * hd, n_kv * hd);
+    let prompt = 300usize;
+    let cache = KvCache::new(&ctx, 1, 320, n_kv as u32, hd as u32).unwrap();
+    assert_eq!(cache.f16, v.f16);
+    let stored = |x: Vec<f32>| -> Vec<f32> {
+        if v.f16 { x.iter().map(|&a| half::f16::from_f32(a).to_f32()).collect() } else { x }
+    };
+    let buf = |n: usize| ctx.storage("attn io", (n * 4) as u64, wgpu::BufferUsages::empty()).unwrap();
+    let (q, k, v, out) = (buf(prompt * qw), buf(prompt * kw), buf(prompt * kw), buf(prompt * qw));
+    let step = step_buffer(&ctx).unwrap();
+    let scratch = AttentionScratch::new(&ctx, &cache, n_head as u32, prompt as u32).unwrap();
+    let op = AttentionOp::new(&ctx, &q, &k, &v, &out, &cache, 0, n_head as u32, &scratch, &step).unwrap();
+    let mut rng = Rng::new(7);
+    let (mut all_k, mut all_v) = (Vec::new(), Vec::new());
+    for (pos, n) in [(0usize, prompt), (prompt, 1)] {
+        let (qv, kv, vv) = (rng.vec(n * qw, 1.0), rng.vec(n * kw, 2.0), rng.vec(n * kw, 1.0));
+        ctx.write(&q, 0, bytemuck::cast_slice(&qv));
+        ctx.write(&k, 0, bytemuck::cast_slice(&kv));
+        ctx.write(&v, 0, bytemuck::cast_slice(&vv));
+        ctx.write(&step, 0, bytemuck::bytes_of(&Step { n_tokens: n as u32, pos: pos as u32, _pad: [0; 2] }));
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            op.record(&mut pass, n as u32, pos as u32);
+        }
+        ctx.queue.submit([enc.finish()]);
+        let bytes = ctx.read(&out, 0, (n * qw * 4) as u64).await.unwrap();
+        ctx.check().unwrap();
+        let got: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes[..n * qw * 4]);
+        all_k.extend_from_slice(&stored(kv));
+        all_v.extend_from_slice(&stored(vv));
+        let mut want = vec![0f32; n * qw];
+        ops::attention(&qv, &all_k, &all_v, pos, n_head, n_kv, hd, &mut want);
+        // Outputs are convex combinations of values in [-1, 1): an absolute bound.
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!((g - w).abs() < 1e-4, "{n} tokens at {pos}: output {i} (token {}): gpu {g}, cpu {w}", i / qw);
+        }
+    }
+}

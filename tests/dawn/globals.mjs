@@ -1,0 +1,39 @@
+// Chrome's WebGPU in Node: Dawn for Node (npm `webgpu`, the dawn.node addon: Chrome's
+// implementation and its Tint compiler) on Mesa 25's lavapipe (.cache/mesa25, from
+// scripts/setup), installed as a browser's globals. Preload it (`node --import
+// ./tests/dawn/globals.mjs`, or NODE_OPTIONS for wasm-bindgen-test-runner's Node) and the wasm
+// engine runs through wgpu's WebGPU backend as in a page, with the features real GPUs have:
+// shader-f16, subgroups (of 8), timestamp-query and dot4I8Packed. Headless Chromium has only
+// SwiftShader, without shader-f16.
+
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const ICD = path.join(ROOT, '.cache/mesa25/icd.json');
+if (!fs.existsSync(ICD)) throw new Error(`${ICD} is missing: run scripts/setup (Mesa 25's lavapipe for Dawn)`);
+// Read when Dawn creates its Vulkan instance, not at process start: setting them here is enough.
+// Only Mesa 25's lavapipe: Dawn rejects Debian 12's (Mesa 22.3).
+process.env.VK_DRIVER_FILES = ICD;
+process.env.XDG_RUNTIME_DIR ??= '/tmp';
+
+const require = createRequire(path.join(ROOT, 'scripts/node_modules/'));
+const { create, globals } = require('webgpu');
+
+// The GPU* classes (web_subgroups.rs wraps GPUAdapter.prototype.requestDevice).
+Object.assign(globalThis, globals);
+const gpu = create([]);
+// Dawn for Node's set-likes return arrays from keys(), where browsers return iterators (wgpu
+// calls next() on them): give wgpu the language features as a real Set.
+const languageFeatures = new Set(gpu.wgslLanguageFeatures);
+Object.defineProperty(gpu, 'wgslLanguageFeatures', { get: () => languageFeatures });
+Object.defineProperty(globalThis, 'navigator', {
+  value: { gpu, userAgent: `Node.js ${process.version} (Dawn for Node)` },
+  configurable: true,
+  writable: true,
+});
+// wgpu's web backend looks for navigator.gpu only where a `Window` (or `WorkerGlobalScope`)
+// global exists.
+globalThis.Window ??= class Window {};

@@ -1,0 +1,104 @@
+// The npm package's engine on Chrome's WebGPU with the features real GPUs have: Dawn for Node on
+// Mesa 25's lavapipe (tests/dawn/globals.mjs), with shader-f16, subgroups of 8, timestamp-query
+// and dot4I8Packed, in this Node process (`worker: false`), through wgpu's WebGPU backend as in
+// a page. Headless Chromium has only SwiftShader (no shader-f16), so this is where the f16
+// paths of the whole model run as Chrome compiles them. Greedy chat equals the native CLI's on
+// the same features: f16 with subgroups, f16 without, and the packed-integer products. The
+// decode speed of the two, measured in the same run by the same workload (`engine.benchmark()`
+// and the CLI's `bench`), is printed: a figure, not a pass/fail.
+// Needs scripts/setup (Mesa 25, npm webgpu), `cargo build --release` and scripts/build-web.
+// Run: node --test tests/web/dawn.test.mjs
+
+import '../dawn/globals.mjs';
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import * as H from './harness.mjs';
+
+const { LlamaEngine } = await import('../../www/package/src/index.js');
+const WASM = fs.readFileSync(path.join(H.REPO_ROOT, 'www/package/wasm/llama_webgpu_bg.wasm'));
+const QUESTION = 'What is the capital of France?';
+const N = 24;
+// Native lavapipe (Mesa 22.3, the system's) runs the same kernels; subgroups of 8 on both.
+const NATIVE_ENV = { ...process.env, WGPU_BACKEND: 'vulkan', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' };
+delete NATIVE_ENV.VK_DRIVER_FILES;
+
+/** The native CLI's last JSON line for `args`. */
+function native(args) {
+  const out = execFileSync(H.CLI, args, { env: NATIVE_ENV, encoding: 'utf8' });
+  return JSON.parse(out.trim().split('\n').pop());
+}
+
+const engines = [];
+after(async () => {
+  for (const e of engines) await e.unload();
+});
+
+/** SmolLM2 on Dawn with `options`, as a page would load it from a File. */
+async function load(options = {}) {
+  const blob = await fs.openAsBlob(H.DEFAULT_MODEL);
+  const engine = await LlamaEngine.load(blob, { worker: false, cache: false, wasmUrl: /** @type {any} */ (WASM), contextSize: 512, ...options });
+  engines.push(engine);
+  return engine;
+}
+
+/** The engine's greedy chat answer to QUESTION, and the native CLI's with `flags`. */
+async function answers(engine, flags) {
+  const r = await engine.chat.completions.create({ messages: [{ role: 'user', content: QUESTION }], temperature: 0, max_tokens: N });
+  const n = native(['generate', '-m', H.DEFAULT_MODEL, '-p', QUESTION, '--chat', '-n', String(N), '--temp', '0', '--json', ...flags]);
+  return { page: r.choices[0].message.content, native: n.text, tokens: r.usage.completion_tokens, nativeTokens: n.tokens.length };
+}
+
+test('on Dawn the engine runs f16 with subgroups of 8, and its greedy chat equals the native CLI on the same features', async () => {
+  const engine = await load();
+  const f = engine.info.features;
+  assert.deepEqual([f.shaderF16, f.subgroups, f.subgroupMinSize, f.subgroupMaxSize, f.timestampQuery, f.intDotAvailable, f.intDot],
+    [true, true, 8, 8, true, true, false], JSON.stringify(f));
+  const a = await answers(engine, []);
+  assert.ok(a.page.length > 0);
+  assert.equal(a.page, a.native);
+  assert.equal(a.tokens, a.nativeTokens);
+});
+
+test('f16 without subgroups (the workgroup-memory fallbacks) and the packed-integer products answer as the native CLI does', async () => {
+  const fallback = await load({ subgroups: false });
+  assert.deepEqual([fallback.info.features.shaderF16, fallback.info.features.subgroups], [true, false]);
+  const a = await answers(fallback, ['--no-subgroups']);
+  assert.equal(a.page, a.native);
+  await fallback.unload();
+  engines.splice(engines.indexOf(fallback), 1);
+  const int = await load({ intDot: true });
+  assert.equal(int.info.features.intDot, true);
+  const b = await answers(int, ['--int-dot', 'on']);
+  assert.equal(b.page, b.native);
+});
+
+test('decode on Dawn against the native CLI, in the same run and with the same workload (printed)', async () => {
+  const engine = engines[0];
+  const [P, D] = [32, 32];
+  // Best of two: lavapipe shares the 2 cores with everything else on the machine.
+  const runs = [];
+  for (let i = 0; i < 2; i++) {
+    runs.push({
+      dawn: await engine.benchmark({ promptTokens: P, decodeTokens: D, profileSteps: i ? 2 : 0 }),
+      native: native(['bench', '-m', H.DEFAULT_MODEL, '--prompt-len', String(P), '-n', String(D), '--json']),
+    });
+  }
+  const best = (f) => Math.max(...runs.map(f));
+  const dawn = best((r) => r.dawn.decode.tokensPerSecond);
+  const nat = best((r) => r.native.decode_tokens_per_s);
+  const prefill = best((r) => r.dawn.prefill.tokensPerSecond);
+  const natPrefill = best((r) => r.native.prefill_tokens_per_s);
+  const last = runs[1].dawn;
+  assert.ok(dawn > 0 && nat > 0);
+  assert.equal(last.decode.dispatchesPerToken > 0, true);
+  assert.ok(last.profile.length >= 15, 'timestamp-query times every kernel');
+  const top = [...last.profile].sort((x, y) => y.msPerToken - x.msPerToken).slice(0, 5)
+    .map((k) => `${k.kernel} ${k.percent.toFixed(0)}%`).join(', ');
+  console.log(`Dawn for Node (f16, subgroups 8) vs native CLI on lavapipe, SmolLM2 Q4_1, ${P}-token prompt, ${D} decode steps, best of 2:`
+    + ` decode ${dawn.toFixed(2)} vs ${nat.toFixed(2)} tok/s (${(dawn / nat).toFixed(2)}x),`
+    + ` prefill ${prefill.toFixed(1)} vs ${natPrefill.toFixed(1)} tok/s (${(prefill / natPrefill).toFixed(2)}x);`
+    + ` dispatches per token ${last.decode.dispatchesPerToken} vs ${runs[1].native.decode_dispatches_per_token}; Dawn's slowest kernels: ${top}`);
+});
