@@ -5,6 +5,9 @@
 // the gate projection and x_up the up projection, and the product's input is silu(x) · x_up,
 // formed as the activations load (quant.wgsl's x4), so SwiGLU needs no dispatch of its own.
 // INT_DOT (matvec.wgsl only): binding 1 holds the activations quantized by quantize.wgsl.
+// X_NORM (matvec.wgsl, one token, X_VEC4): x is the residual stream and the product's input is
+// its RMSNorm with weight x_norm, applied as the activations load (the per-token scale at the
+// end). Y_ADD (matvec.wgsl, one token): y += W · x, the residual add of the block's output.
 
 #include "quant.wgsl"
 
@@ -28,4 +31,8 @@
 #else
 @group(0) @binding(5) var<storage, read> x_up: array<f32>;
 #endif
+#endif
+#ifdef X_NORM
+@group(0) @binding(6) var<storage, read> x_norm: array<vec4<f32>>;
+const NORM_EPS: f32 = {{NORM_EPS}};
 #endif

@@ -30,8 +30,13 @@
 // and each unit's product is one packed-integer dot product per four elements (quant.wgsl's
 // w_unit and idot) instead of a decode to f32 and eight vec4 products.
 //
+// X_NORM, Y_ADD (one token, not with XBCAST or INT_DOT; see matmul_io.wgsl): the RMSNorm before
+// a block and the residual add after it, done by the products so that neither is a dispatch of
+// its own. The norm's sum of squares comes free with the activation loads: a row's TPR
+// invocations load the whole row between them, and reduce the squares with the products.
+//
 // Defines: one TYPE_* (quant.wgsl), WG, TPR, RPI, NT, XBCAST, XBCAST4, X_VEC4 (cols % 4 == 0),
-// XMASK (cols % 32 != 0), INT_DOT.
+// XMASK (cols % 32 != 0), INT_DOT, X_NORM (with NORM_EPS), Y_ADD.
 
 #include "matmul_io.wgsl"
 
@@ -113,6 +118,8 @@ fn matvec(
 #else
     // accs[i * NT + j]: row r + i, token t0 + j.
     var accs: array<f32, RPI * NT>;
+    // This invocation's share of the token's sum of squares (X_NORM).
+    var sq = 0.0;
 #ifdef INT_DOT
     for (var u = li % TPR; u < params.units; u += TPR) {
         // The rows' units decoded to integers once, for every token of the slice.
@@ -141,6 +148,10 @@ fn matvec(
             var xv = array<vec4<f32>, 8>();
             for (var q = 0u; q < 8u; q++) {
                 xv[q] = x4(t0, k + 4u * q);
+#ifdef X_NORM
+                sq += dot(xv[q], xv[q]);
+                xv[q] *= x_norm[(k >> 2u) + q];
+#endif
             }
             for (var i = 0u; i < RPI; i++) {
                 let v = dequant_unit(min(r + i, params.rows - 1u), u);
@@ -175,6 +186,27 @@ fn matvec(
 #endif
     // The reductions stay outside `j < nt` (uniform anyway) so that every invocation reaches
     // the shuffles and barriers.
+#ifdef X_NORM
+    // The token's RMSNorm scale, complete in (at least) the first invocation of each row.
+    var ss = sq;
+#ifdef SUBGROUPS
+    for (var off = TPR / 2u; off > 0u; off >>= 1u) {
+        ss += subgroupShuffleXor(ss, off);
+    }
+#else
+    if (TPR > 1u) {
+        partial[li] = ss;
+        workgroupBarrier();
+        if (li % TPR == 0u) {
+            for (var l = 1u; l < TPR; l++) {
+                ss += partial[li + l];
+            }
+        }
+        workgroupBarrier();
+    }
+#endif
+    let norm_scale = inverseSqrt(ss / f32(params.cols) + NORM_EPS);
+#endif
     for (var i = 0u; i < RPI; i++) {
         for (var j = 0u; j < NT; j++) {
             var acc = accs[i * NT + j];
@@ -195,7 +227,14 @@ fn matvec(
             }
 #endif
             if (j < nt && li % TPR == 0u && r + i < params.rows) {
-                y[(t0 + j) * params.out_stride + params.row0 + r + i] = acc;
+                let at = (t0 + j) * params.out_stride + params.row0 + r + i;
+#ifdef X_NORM
+                acc *= norm_scale;
+#endif
+#ifdef Y_ADD
+                acc += y[at];
+#endif
+                y[at] = acc;
             }
         }
     }

@@ -18,7 +18,11 @@
 //
 // One invocation per (token, head, pair). Variants: FREQ_FACTORS (a per-pair divisor buffer),
 // PAIR (a second buffer `x2` of n_heads2 heads, a layer's K beside its Q, rotated by the same
-// dispatch: invocations past the first buffer's pairs take the second's).
+// dispatch: invocations past the first buffer's pairs take the second's), and with PAIR,
+// KV_WRITE: the rotated K and this step's V go straight into the KV cache rows step.pos + t
+// (rounded to f16 with F16), which is all that attention reads of them, so the cache write needs
+// no dispatch of its own and `x2` is left as it was. Every pair of K has an invocation then, the
+// ones past rope_dim / 2 copied unrotated.
 
 struct Params {
     n_heads: u32,
@@ -28,6 +32,8 @@ struct Params {
     theta_scale: f32,
     freq_scale: f32,
     n_heads2: u32,
+    // KV cache rows (KV_WRITE)
+    capacity: u32,
 }
 
 struct Step {
@@ -46,6 +52,17 @@ struct Step {
 #endif
 #ifdef PAIR
 @group(0) @binding(4) var<storage, read_write> x2: array<vec2<f32>>;
+#endif
+#ifdef KV_WRITE
+#ifdef F16
+alias KV2 = vec2<f16>;
+#else
+alias KV2 = vec2<f32>;
+#endif
+// [n_tokens][n_heads2][head_dim] this step's values; the caches [capacity][n_heads2][head_dim].
+@group(0) @binding(5) var<storage, read> v_new: array<vec2<f32>>;
+@group(0) @binding(6) var<storage, read_write> k_cache: array<KV2>;
+@group(0) @binding(7) var<storage, read_write> v_cache: array<KV2>;
 #endif
 
 // (sin a, cos a).
@@ -72,7 +89,8 @@ fn sin_cos(a: f32) -> vec2<f32> {
 @compute @workgroup_size(256)
 fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     var idx = gid.x + gid.y * nwg.x * 256u;
-    let n_pairs = params.n_pairs;
+    // Pairs with an invocation, per head.
+    var n_pairs = params.n_pairs;
     var n_heads = params.n_heads;
     var second = false;
 #ifdef PAIR
@@ -80,6 +98,9 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         idx -= n_heads * n_pairs * step.n_tokens;
         n_heads = params.n_heads2;
         second = true;
+#ifdef KV_WRITE
+        n_pairs = params.head_dim / 2u;
+#endif
     }
 #endif
     let per_token = n_heads * n_pairs;
@@ -92,11 +113,11 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let i = rem - head * n_pairs;
 
     var theta_base = f32(step.pos + t);
-    for (var j = 0u; j < i; j++) {
+    for (var j = 0u; j < min(i, params.n_pairs); j++) {
         theta_base = theta_base * params.theta_scale;
     }
 #ifdef FREQ_FACTORS
-    let theta = params.freq_scale * (theta_base / freq_factors[i]);
+    let theta = params.freq_scale * (theta_base / freq_factors[min(i, params.n_pairs - 1u)]);
 #else
     let theta = params.freq_scale * theta_base;
 #endif
@@ -106,7 +127,17 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 #ifdef PAIR
     if (second) {
         let v = x2[at];
-        x2[at] = vec2<f32>(v.x * sc.y - v.y * sc.x, v.x * sc.x + v.y * sc.y);
+        let r = vec2<f32>(v.x * sc.y - v.y * sc.x, v.x * sc.x + v.y * sc.y);
+#ifdef KV_WRITE
+        let row = step.pos + t;
+        if (row < params.capacity) {
+            // Pairs past rope_dim / 2 keep their values.
+            k_cache[row * per_token + rem] = KV2(select(v, r, i < params.n_pairs));
+            v_cache[row * per_token + rem] = KV2(v_new[at]);
+        }
+#else
+        x2[at] = r;
+#endif
         return;
     }
 #endif

@@ -293,17 +293,29 @@ fn tuning_flags_change_kernels_not_results() {
     let j = last_json(&ok_stdout(&args));
     assert_eq!(
         j["gpu"]["tuning"],
-        serde_json::json!({"matvec_threads": 4, "matvec_rows": 4, "naga_loop_bounding": false, "prefill_kernel": null, "swiglu": null, "int_dot": null})
+        serde_json::json!({"matvec_threads": 4, "matvec_rows": 4, "naga_loop_bounding": false, "prefill_kernel": null, "swiglu": null, "norm": null, "int_dot": null})
     );
     // A decode step's dispatches, counted where the ops record them: the embedding; per layer
-    // (30) norm, q, k, v, RoPE, KV write, attention (one pass up to 256 keys), o, norm, gate, up,
-    // SwiGLU, down; the last block's residual add; the output norm, the output and the argmax's
-    // two passes. Fusing kernels (issue 18) lowers it on purpose: `--swiglu fused` (what GPUs
-    // get; lavapipe, a CPU device, keeps SwiGLU separate) forms SwiGLU in down's loads.
-    assert_eq!(j["decode_dispatches_per_token"], 1 + 30 * 13 + 1 + 1 + 1 + 2, "{j}");
-    let fused = last_json(&ok_stdout(&["bench", "-m", m, "--prompt-len", "4", "-n", "2", "--json", "--swiglu", "fused"]));
-    assert_eq!(fused["decode_dispatches_per_token"], 1 + 30 * 12 + 1 + 1 + 1 + 2, "{fused}");
+    // (30) norm, q, k, v, RoPE (which writes K and V into the cache), attention (one pass up to
+    // 256 keys), o, norm, gate, up, SwiGLU, down; the last block's residual add; the output
+    // norm, the output and the argmax's two passes. Fusing kernels (issue 18) lowers it on
+    // purpose: `--swiglu fused` forms SwiGLU in down's loads, and `--norm fused` (both what
+    // GPUs get; lavapipe, a CPU device, keeps them separate) folds the norms into the products
+    // that read them and the residual adds into the products that write them: 9 per layer.
+    assert_eq!(j["decode_dispatches_per_token"], 1 + 30 * 12 + 1 + 1 + 1 + 2, "{j}");
+    let bench_with = |extra: &[&str]| {
+        let mut a = vec!["bench", "-m", m, "--prompt-len", "4", "-n", "2", "--json"];
+        a.extend_from_slice(extra);
+        last_json(&ok_stdout(&a))
+    };
+    let fused = bench_with(&["--swiglu", "fused"]);
+    assert_eq!(fused["decode_dispatches_per_token"], 1 + 30 * 11 + 1 + 1 + 1 + 2, "{fused}");
     assert_eq!(fused["gpu"]["tuning"]["swiglu"], "fused");
+    let norms = bench_with(&["--norm", "fused", "--swiglu", "fused"]);
+    assert_eq!(norms["decode_dispatches_per_token"], 1 + 30 * 9 + 1 + 2, "{norms}");
+    assert_eq!(norms["gpu"]["tuning"]["norm"], "fused");
+    let norms_only = bench_with(&["--norm", "fused"]);
+    assert_eq!(norms_only["decode_dispatches_per_token"], 1 + 30 * 10 + 1 + 2, "{norms_only}");
     for (flag, bad) in [("--matvec-rows", "3"), ("--matvec-rows", "8"), ("--matvec-threads", "128")] {
         let out = cli(&["bench", "-m", m, flag, bad]);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -340,6 +352,17 @@ fn tuning_flags_change_kernels_not_results() {
         last_json(&ok_stdout(&a))["tokens"].clone()
     };
     assert_eq!(greedy(&["--swiglu", "fused"]), greedy(&["--swiglu", "separate"]));
+    // And with the norms and residual adds folded into the products: decode-sized steps
+    // (`--chunk 1`) scored teacher-forced give the separate kernels' log-probabilities.
+    let stepwise = |extra: &[&str]| {
+        let mut a = vec!["score", "-m", m, "-p", "The capital of France is Paris, and the capital of Italy is Rome", "--top", "1", "--json", "--no-f16", "--chunk", "1"];
+        a.extend_from_slice(extra);
+        last_json(&ok_stdout(&a))
+    };
+    let separate = stepwise(&["--norm", "separate"]);
+    close(&separate, &stepwise(&["--norm", "fused"]));
+    close(&separate, &stepwise(&["--norm", "fused", "--swiglu", "fused"]));
+    assert_eq!(greedy(&["--norm", "fused", "--swiglu", "fused"]), greedy(&["--norm", "separate"]));
     // Past 16 tokens, prefill takes the tiled kernel or the matrix-vector one as told (lavapipe
     // defaults to the latter), with the same results.
     let long = "One, two, three, four, five, six, seven, eight, nine, ten, eleven, twelve, thirteen";
@@ -374,7 +397,7 @@ fn int_dot_switch_runs_the_packed_integer_products() {
     // Per layer, each product's input is quantized once: after the attention norm (for Q, K and
     // V), after attention, after the FFN norm (gate and up), and silu(gate)·up for down; SwiGLU
     // has no dispatch of its own. The output product stays f32.
-    assert_eq!(on["decode_dispatches_per_token"], 1 + 30 * 16 + 1 + 1 + 1 + 2, "{on}");
+    assert_eq!(on["decode_dispatches_per_token"], 1 + 30 * 15 + 1 + 1 + 1 + 2, "{on}");
     assert_eq!(bench(&["--int-dot", "off"])["decode_dispatches_per_token"], default["decode_dispatches_per_token"]);
     let greedy = |extra: &[&str]| {
         let mut a = vec!["generate", "-m", m, "-p", "The capital of France is", "-n", "4", "--temp", "0", "--json"];

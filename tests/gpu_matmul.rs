@@ -21,7 +21,7 @@
 mod common;
 
 use llama_webgpu::gguf::GgufFile;
-use llama_webgpu::gpu::ops::{int_dot_supported, step_buffer, ActivationBlocks, EmbeddingOp, MatmulConfig, MatmulOp, QuantizeOp, Step, XQ_UNIT_BYTES};
+use llama_webgpu::gpu::ops::{int_dot_supported, step_buffer, ActivationBlocks, DecodeInput, EmbeddingOp, MatmulConfig, MatmulOp, QuantizeOp, Step, XQ_UNIT_BYTES};
 use llama_webgpu::gpu::weights::GpuWeight;
 use llama_webgpu::gpu::{GpuContext, GpuError, GpuOptions};
 use llama_webgpu::quant::{dequantize, GgmlType};
@@ -249,6 +249,79 @@ fn gpu_glu_matmul(ctx: &GpuContext, w: &GpuWeight, gate: &[f32], up: &[f32], con
     let gate_after = ctx.read_f32(&gb, 0, gate.len()).unwrap();
     assert!(gate_after == gate, "the fused product wrote its gate input");
     ctx.read_f32(&yb, 0, w.rows).unwrap()
+}
+
+/// One token through [`MatmulOp::for_decode`]: `y` starts as `y0` (NaN for a plain write).
+#[allow(clippy::too_many_arguments)]
+fn gpu_decode_matmul(ctx: &GpuContext, w: &GpuWeight, x: &[f32], input: DecodeInput<'_>, y0: &[f32], accumulate: bool, config: Option<MatmulConfig>) -> Vec<f32> {
+    let xb = ctx.upload("x", bytemuck::cast_slice(x)).unwrap();
+    let yb = ctx.upload("y", bytemuck::cast_slice(y0)).unwrap();
+    let step = step_buffer(ctx).unwrap();
+    set_step(ctx, &step, 1);
+    let op = MatmulOp::for_decode(ctx, w, &xb, input, &yb, accumulate, &step, config).unwrap();
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        op.record(&mut pass, 1);
+    }
+    ctx.queue.submit([enc.finish()]);
+    assert!(ctx.read_f32(&xb, 0, x.len()).unwrap() == x, "the fused product wrote its input");
+    ctx.read_f32(&yb, 0, w.rows).unwrap()
+}
+
+/// The decode step's products with the work around them folded in (MatmulOp::for_decode):
+/// the RMSNorm of the input in its loads (Q, K, V, gate, up, the output), the residual add in
+/// its writes (O), and both SwiGLU and the add (down), against the f64 reference on the
+/// device's configuration and on rows for 1 (never broadcasting), 2 and 16 invocations. The
+/// bound adds to the product's what the norm's own arithmetic may contribute: the f32 sum of
+/// squares (at most cols·2^-24 relative, halved by the square root), inverseSqrt (2 ulp) and
+/// the rounding of x·weight, each relative to the result (≤ Σ|w·h|), and one rounding of the
+/// add. Returns the worst error relative to the bound's scale.
+fn decode_fusion_cases(ctx: &GpuContext, t: &Tensor, w: &GpuWeight, seed: u64) -> f64 {
+    let cols = t.cols;
+    let depth = (cols.div_ceil(4) + 24) as f64 + 2.0;
+    let factor = (depth + cols as f64 / 2.0 + 4.0) / depth;
+    let x = activations(cols, 1, seed);
+    let norm_w = activations(cols, 1, seed + 1);
+    let resid = activations(t.rows, 1, seed + 2);
+    // Large enough that an epsilon left out or misplaced is far outside the bound.
+    let eps = 0.25f32;
+    let ms = x.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / cols as f64;
+    let inv = 1.0 / (ms + eps as f64).sqrt();
+    let h: Vec<f32> = x.iter().zip(&norm_w).map(|(&a, &b)| (a as f64 * b as f64 * inv) as f32).collect();
+    let (gate, up) = (activations(cols, 1, seed + 3), activations(cols, 1, seed + 4));
+    let mut glu = gate.clone();
+    llama_webgpu::reference::ops::swiglu(&mut glu, &up);
+    let nb = ctx.upload("norm weight", bytemuck::cast_slice(&norm_w)).unwrap();
+    let ub = ctx.upload("up", bytemuck::cast_slice(&up)).unwrap();
+    let nan = vec![f32::NAN; t.rows];
+    let shared = |tpr, rpi| MatmulConfig { threads_per_row: tpr, rows_per_invocation: rpi, matvec_prefill: false, small_batch: 0 };
+    let mut worst = 0f64;
+    for config in [None, Some(shared(1, 4)), Some(shared(2, 1)), Some(shared(16, 2))] {
+        for (what, input, acts, add) in [
+            ("RMSNorm input", DecodeInput::Norm { weight: &nb, eps }, &x, false),
+            ("RMSNorm input, residual add", DecodeInput::Norm { weight: &nb, eps }, &x, true),
+            ("residual add", DecodeInput::Plain, &x, true),
+            ("SwiGLU input, residual add", DecodeInput::Glu { up: &ub }, &gate, true),
+        ] {
+            let reference_input = match input {
+                DecodeInput::Norm { .. } => &h,
+                DecodeInput::Glu { .. } => &glu,
+                DecodeInput::Plain => &x,
+            };
+            let (mut want, scale) = reference(t, reference_input, 1);
+            let mut scale: Vec<f64> = scale.iter().map(|s| s * if matches!(input, DecodeInput::Norm { .. }) { factor } else { 1.0 }).collect();
+            if add {
+                for ((wv, s), r) in want.iter_mut().zip(scale.iter_mut()).zip(&resid) {
+                    *wv += *r as f64;
+                    *s += wv.abs() / depth;
+                }
+            }
+            let got = gpu_decode_matmul(ctx, w, acts, input, if add { &resid } else { &nan }, add, config);
+            worst = worst.max(check(&format!("{} {what}, {config:?}", t.label), cols, &got, &want, &scale));
+        }
+    }
+    worst
 }
 
 fn check(what: &str, cols: usize, got: &[f32], want: &[f64], scale: &[f64]) -> f64 {
@@ -495,6 +568,11 @@ fn all_types(opts: GpuOptions) {
             let got = gpu_glu_matmul(&ctx, &w, &gate, &up, config);
             worst = worst.max(check(&format!("{} SwiGLU input, {config:?}", t.label), t.cols, &got, &want, &scale));
         }
+        let fusions = if t.cols.is_multiple_of(32) {
+            format!("; with the norm and residual add folded in: {:.1e}", decode_fusion_cases(&ctx, t, &w, 1100 + ci as u64 * 7))
+        } else {
+            String::new()
+        };
         let ids = embedding_ids(t.rows, 7, ci as u64);
         let inexact = check_embedding(&t.label, t, &ids, &gpu_embedding(&ctx, &w, &ids));
         let int = if int_dot_supported(&ctx, t.ty) {
@@ -509,7 +587,7 @@ fn all_types(opts: GpuOptions) {
             String::new()
         };
         eprintln!(
-            "{:<52} worst error {worst:.1e} of Σ|w·x|; embedding: {inexact} values not bit-exact{int}",
+            "{:<52} worst error {worst:.1e} of Σ|w·x|{fusions}; embedding: {inexact} values not bit-exact{int}",
             t.label
         );
         types.insert(t.ty);

@@ -210,6 +210,77 @@ fn rope_matches_cpu_up_to_position_8000() {
     eprintln!("rope: worst abs error {worst:e}");
 }
 
+/// A layer's RoPE with the cache write folded in (RopeOp::pair_into_cache, what the model graph
+/// runs): Q rotated in place, K rotated and V copied into cache rows pos.. of the one layer
+/// (rounded to f16 with an f16 cache, as the attention's own write rounds them), rows past the
+/// capacity dropped, pairs past rope_dim / 2 copied unrotated, every other cache row and the
+/// other layer left alone.
+#[test]
+fn rope_into_the_cache_writes_rotated_k_and_v_at_the_step_rows() {
+    let mut rng = Rng::new(21);
+    for (name, ctx) in contexts().into_iter().step_by(2) {
+        let step = step_buffer(&ctx).unwrap();
+        for (n_heads, n_kv, hd, rope_dim, use_ff) in [(9usize, 3usize, 64usize, 64usize, true), (8, 2, 128, 64, false)] {
+            let cap = 80usize;
+            let cache = KvCache::new(&ctx, 2, cap as u32, n_kv as u32, hd as u32).unwrap();
+            let row = n_kv * hd;
+            let round = |x: &[f32]| -> Vec<f32> { if cache.f16 { x.iter().map(|&a| f16::from_f32(a).to_f32()).collect() } else { x.to_vec() } };
+            let (mut want_k, mut want_v) = (vec![0f32; cap * row], vec![0f32; cap * row]);
+            let p = RopeParams { head_dim: hd as u32, rope_dim: rope_dim as u32, base: 500000.0, freq_scale: 1.0 };
+            let ff: Option<Vec<f32>> = use_ff.then(|| (0..rope_dim / 2).map(|i| 1.0 + i as f32 / 8.0).collect());
+            let ffb = ff.as_ref().map(|f| upload(&ctx, f));
+            for (pos, n) in [(0usize, 7usize), (70, 5), (78, 4)] {
+                let (q, k, v) = (rng.vec(n * n_heads * hd, 1.0), rng.vec(n * row, 1.0), rng.vec(n * row, 1.0));
+                let (qb, kb, vb) = (upload(&ctx, &q), upload(&ctx, &k), upload(&ctx, &v));
+                let op = RopeOp::pair_into_cache(&ctx, &qb, n_heads as u32, &kb, &vb, &cache, 1, &p, ffb.as_ref(), &step).unwrap();
+                run(&ctx, &step, n as u32, pos as u32, |pass| op.record(pass, n as u32));
+                // The reference: the first rope_dim / 2 pairs of each head rotated.
+                let (cos, sin) = ops::rope_tables(pos, n, rope_dim, 500000.0, 1.0, ff.as_deref());
+                let rotate = |x: &[f32]| -> Vec<f32> {
+                    let mut out = x.to_vec();
+                    let width = x.len() / n;
+                    for t in 0..n {
+                        for h in 0..width / hd {
+                            for i in 0..rope_dim / 2 {
+                                let (c, sn) = (cos[t * rope_dim / 2 + i], sin[t * rope_dim / 2 + i]);
+                                let at = t * width + h * hd + 2 * i;
+                                out[at] = x[at] * c - x[at + 1] * sn;
+                                out[at + 1] = x[at] * sn + x[at + 1] * c;
+                            }
+                        }
+                    }
+                    out
+                };
+                let got_q = ctx.read_f32(&qb, 0, q.len()).unwrap();
+                let (e, i) = max_err(&got_q, &rotate(&q), 1.0);
+                assert!(e < 5e-5, "{name} q pos {pos}: err {e} at {i}");
+                assert_eq!(ctx.read_f32(&kb, 0, k.len()).unwrap(), k, "{name}: k itself is left as it was");
+                let rk = rotate(&k);
+                for t in 0..n.min(cap - pos) {
+                    want_k[(pos + t) * row..(pos + t + 1) * row].copy_from_slice(&round(&rk[t * row..(t + 1) * row]));
+                    want_v[(pos + t) * row..(pos + t + 1) * row].copy_from_slice(&round(&v[t * row..(t + 1) * row]));
+                }
+                for (what, layer, buf, want) in [("k", 1, &cache.k[1], &want_k), ("v", 1, &cache.v[1], &want_v), ("k", 0, &cache.k[0], &vec![0f32; cap * row])] {
+                    let bytes = pollster::block_on(ctx.read(buf, 0, (cap * row) as u64 * if cache.f16 { 2 } else { 4 })).unwrap();
+                    let got: Vec<f32> = if cache.f16 {
+                        bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
+                    } else {
+                        bytemuck::pod_collect_to_vec(&bytes)
+                    };
+                    // Rotations differ from the reference only by sin/cos (≤ 5e-5 as above); in
+                    // f16 that may move a rounding by one f16 ulp (≤ 2^-11 for |x| ≤ 1).
+                    let tol = if cache.f16 { 1e-3 } else { 5e-5 };
+                    let (e, i) = max_err(&got[..cap * row], want, 1.0);
+                    assert!(e < tol, "{name} {what} cache layer {layer}, rope_dim {rope_dim}, after pos {pos} n {n}: err {e} at row {}, {} vs {}", i / row, got[i], want[i]);
+                    if what == "v" {
+                        assert!(got[..cap * row] == want[..], "{name}: V is copied exactly");
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Shapes: (n_head, n_kv, head_dim).
 const SHAPES: [(usize, usize, usize); 2] = [(9, 3, 64), (32, 8, 128)];
 

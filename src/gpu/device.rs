@@ -49,6 +49,15 @@ pub struct KernelTuning {
     /// on a CPU device, no: there every group of rows recomputes the exponentials in software
     /// (lavapipe, SmolLM2 decode: 7.2–7.8 tok/s fused against 7.9–10.1 separate, 2026-12-06).
     pub fuse_swiglu: Option<bool>,
+    /// Whether a decode step's products do the RMSNorm before each block and the residual add
+    /// after it ([`ops::MatmulOp::for_decode`]): Q, K, V, gate, up and the output normalize
+    /// the residual stream as they load it, O and down add into it, and the norm dispatches
+    /// disappear with the residual adds they did (two per layer, and the last block's add and
+    /// the output norm). `None`: on a GPU, yes (each dispatch costs a
+    /// browser a validation and a barrier; the sum of squares comes with loads the products
+    /// make anyway); on a CPU device, no: the products there broadcast their activations across
+    /// subgroups, a variant that cannot fold the norm in.
+    pub fuse_norm: Option<bool>,
     /// Whether decode steps and small batches multiply with packed-integer dot products on
     /// 8-bit activations ([`ops::MatmulOp::with_int_dot`]) where the device's WGSL has them
     /// ([`GpuFeatures::int_dot`]). `None`: see [`KernelTuning::int_dot_for`].

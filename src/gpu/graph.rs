@@ -3,8 +3,8 @@
 //! single command submission with no readback until its result.
 
 use super::ops::{
-    int_dot_supported, step_buffer, ActivationBlocks, AddOp, ArgmaxOp, AttentionOp, AttentionScratch, TopKOp, EmbeddingOp, KvCache,
-    MatmulOp, QuantizeOp, RmsNormOp, RopeOp, RopeParams, Step, SwigluOp, XQ_UNIT_BYTES,
+    int_dot_supported, step_buffer, ActivationBlocks, AddOp, ArgmaxOp, AttentionOp, AttentionScratch, DecodeInput, TopKOp, EmbeddingOp,
+    KvCache, MatmulOp, QuantizeOp, RmsNormOp, RopeOp, RopeParams, Step, SwigluOp, XQ_UNIT_BYTES,
 };
 use super::weights::GpuWeight;
 use super::{GpuContext, GpuError};
@@ -60,6 +60,27 @@ struct Layer {
     /// The packed-integer products, for steps of at most [`INT_DOT_MAX_TOKENS`] tokens
     /// where they are chosen (KernelTuning::int_dot_for).
     int_dot: Option<IntDotLayer>,
+    /// A decode step's products with the norms and residual adds folded in, where chosen
+    /// (KernelTuning::fuse_norm).
+    fused: Option<FusedDecode>,
+}
+
+/// A block of a one-token step in seven products and no other dispatch but RoPE and attention
+/// (and SwiGLU where down does not form it): Q, K, V normalize the residual stream `x` as they
+/// load it (the attention norm), O adds its output into `x`, gate and up normalize `x` again
+/// (the FFN norm), and down forms SwiGLU as it loads and adds into `x`
+/// ([`MatmulOp::for_decode`]).
+struct FusedDecode {
+    wq: MatmulOp,
+    wk: MatmulOp,
+    wv: MatmulOp,
+    wo: MatmulOp,
+    gate: MatmulOp,
+    up: MatmulOp,
+    down: MatmulOp,
+    /// Whether `down` forms SwiGLU as it loads (KernelTuning::fuse_swiglu); if not, the
+    /// layer's SwiGLU kernel runs before it.
+    swiglu_in_down: bool,
 }
 
 /// A block's products on 8-bit activations: each product's input is quantized once into the
@@ -131,6 +152,9 @@ pub struct GpuModel {
     output_all: MatmulOp,
     norm_last: RmsNormOp,
     output_last: MatmulOp,
+    /// The output product of a one-token step normalizing `x` as it loads (with
+    /// [`FusedDecode`]), in place of the copy, the norm and `output_last`.
+    output_fused: Option<MatmulOp>,
     argmax: ArgmaxOp,
     top_k: TopKOp,
     top_k_out: wgpu::Buffer,
@@ -223,6 +247,14 @@ impl GpuModel {
             .fuse_swiglu
             .unwrap_or(ctx.adapter_info.device_type != wgpu::DeviceType::Cpu);
         let int_dot = ctx.tuning.int_dot_for(&ctx.features);
+        let fuse_norm = ctx
+            .tuning
+            .fuse_norm
+            .unwrap_or(ctx.adapter_info.device_type != wgpu::DeviceType::Cpu)
+            && e.is_multiple_of(32);
+        let norm_input = |w: &GpuWeight, norm: &wgpu::Buffer, y: &wgpu::Buffer| {
+            MatmulOp::for_decode(&ctx, w, &x, DecodeInput::Norm { weight: norm, eps: c.rms_eps }, y, false, &step, None)
+        };
         // One buffer for every quantized input (each is consumed before the next is written),
         // sized for the widest and the longest integer step.
         let xq = if int_dot {
@@ -283,16 +315,8 @@ impl GpuModel {
                 wq: MatmulOp::new(&ctx, &wq, &h, &q, &step)?,
                 wk: MatmulOp::new(&ctx, &wk, &h, &k, &step)?,
                 wv: MatmulOp::new(&ctx, &wv, &h, &v, &step)?,
-                rope: RopeOp::pair(
-                    &ctx,
-                    &q,
-                    c.shape.n_head as u32,
-                    &k,
-                    c.shape.n_head_kv as u32,
-                    &rope,
-                    freq_factors.as_ref(),
-                    &step,
-                )?,
+                // K goes from RoPE straight into the cache, with V: no cache write of its own.
+                rope: RopeOp::pair_into_cache(&ctx, &q, c.shape.n_head as u32, &k, &v, &kv, l, &rope, freq_factors.as_ref(), &step)?,
                 attention: AttentionOp::new(
                     &ctx,
                     &q,
@@ -304,7 +328,8 @@ impl GpuModel {
                     c.shape.n_head as u32,
                     &scratch,
                     &step,
-                )?,
+                )?
+                .without_cache_write(),
                 wo: MatmulOp::new(&ctx, &wo, &attn, &o, &step)?,
                 ffn_norm: RmsNormOp::with_residual(&ctx, &x, &o, &ffn_norm_w, &h, e as u32, c.rms_eps, &step)?,
                 gate: MatmulOp::new(&ctx, &wg, &h, &g, &step)?,
@@ -320,6 +345,22 @@ impl GpuModel {
                 },
                 add_ffn: if last { Some(AddOp::new(&ctx, &x, &o, e as u32, &step)?) } else { None },
                 int_dot: int_layer,
+                fused: if fuse_norm {
+                    Some(FusedDecode {
+                        wq: norm_input(&wq, &attn_norm_w, &q)?,
+                        wk: norm_input(&wk, &attn_norm_w, &k)?,
+                        wv: norm_input(&wv, &attn_norm_w, &v)?,
+                        wo: MatmulOp::for_decode(&ctx, &wo, &attn, DecodeInput::Plain, &x, true, &step, None)?,
+                        gate: norm_input(&wg, &ffn_norm_w, &g)?,
+                        up: norm_input(&wu, &ffn_norm_w, &u)?,
+                        // SwiGLU in down's loads, or (where that is not chosen) a dispatch of
+                        // its own before it, in place in `g`.
+                        down: MatmulOp::for_decode(&ctx, &wd, &g, if fuse_swiglu { DecodeInput::Glu { up: &u } } else { DecodeInput::Plain }, &x, true, &step, None)?,
+                        swiglu_in_down: fuse_swiglu,
+                    })
+                } else {
+                    None
+                },
             });
             for (name, w) in [("attn_q", &wq), ("attn_k", &wk), ("attn_v", &wv), ("attn_output", &wo), ("ffn_gate", &wg), ("ffn_up", &wu), ("ffn_down", &wd)] {
                 add_read(&mut weight_reads, name, w.encoded_bytes());
@@ -352,6 +393,7 @@ impl GpuModel {
             &step_one,
         )?;
         let output_last = MatmulOp::new(&ctx, out_w, &h_last, &logits, &step_one)?;
+        let output_fused = if fuse_norm { Some(norm_input(out_w, &output_norm_w, &logits)?) } else { None };
         // The output product stays f32 with the integer products on: its rounding would land on
         // the logits directly, and quantizing its input moved our log-probabilities away from
         // llama.cpp's (SmolLM2 Q4_1, teacher-forced: mean |Δ| 0.035 → 0.038 nats, agreement
@@ -382,6 +424,7 @@ impl GpuModel {
             output_all,
             norm_last,
             output_last,
+            output_fused,
             argmax,
             top_k,
             top_k_out,
@@ -424,6 +467,21 @@ impl GpuModel {
             // The packed-integer products replace the f32 ones, each group after the quantize
             // of its input.
             let int = l.int_dot.as_ref().filter(|_| n <= INT_DOT_MAX_TOKENS);
+            if let (1, None, Some(f)) = (n, int, &l.fused) {
+                rec("attn_q", &mut |p| f.wq.record(p, 1));
+                rec("attn_k", &mut |p| f.wk.record(p, 1));
+                rec("attn_v", &mut |p| f.wv.record(p, 1));
+                rec("rope", &mut |p| l.rope.record(p, 1));
+                rec("attention", &mut |p| l.attention.record(p, 1, self.pos));
+                rec("attn_output", &mut |p| f.wo.record(p, 1));
+                rec("ffn_gate", &mut |p| f.gate.record(p, 1));
+                rec("ffn_up", &mut |p| f.up.record(p, 1));
+                if !f.swiglu_in_down {
+                    rec("swiglu", &mut |p| l.swiglu.record(p, 1));
+                }
+                rec("ffn_down", &mut |p| f.down.record(p, 1));
+                continue;
+            }
             rec("attn_norm", &mut |p| l.attn_norm.record(p, n));
             if let Some(i) = int {
                 rec("quantize", &mut |p| i.quant_attn_in.record(p, n));
@@ -488,10 +546,15 @@ impl GpuModel {
         let mut enc = ctx.device.create_command_encoder(&Default::default());
         let mut names: Vec<&'static str> = Vec::new();
         self.record_layers(&mut |name, f| timed_pass(&mut enc, &qs, &mut names, name, f), 1, false);
-        // One token: its row is row 0 of x.
-        enc.copy_buffer_to_buffer(&self.x, 0, &self.x_last, 0, self.cfg.shape.n_embd as u64 * 4);
-        timed_pass(&mut enc, &qs, &mut names, "output_norm", &mut |p| self.norm_last.record(p, 1));
-        timed_pass(&mut enc, &qs, &mut names, "output", &mut |p| self.output_last.record(p, 1));
+        match &self.output_fused {
+            Some(out) => timed_pass(&mut enc, &qs, &mut names, "output", &mut |p| out.record(p, 1)),
+            None => {
+                // One token: its row is row 0 of x.
+                enc.copy_buffer_to_buffer(&self.x, 0, &self.x_last, 0, self.cfg.shape.n_embd as u64 * 4);
+                timed_pass(&mut enc, &qs, &mut names, "output_norm", &mut |p| self.norm_last.record(p, 1));
+                timed_pass(&mut enc, &qs, &mut names, "output", &mut |p| self.output_last.record(p, 1));
+            }
+        }
         timed_pass(&mut enc, &qs, &mut names, "argmax", &mut |p| self.argmax.record(p));
         let n_queries = 2 * names.len() as u64;
         let resolve = ctx.storage("timestamps", n_queries * 8, wgpu::BufferUsages::QUERY_RESOLVE)?;
@@ -541,14 +604,23 @@ impl GpuModel {
             self.record_layers(&mut |_, f| f(&mut pass), n, matches!(want, Want::All));
         }
         if last_chunk && !matches!(want, Want::All) {
-            let row = self.cfg.shape.n_embd as u64 * 4;
-            enc.copy_buffer_to_buffer(&self.x, (n as u64 - 1) * row, &self.x_last, 0, row);
+            let fused = self.output_fused.as_ref().filter(|_| n == 1);
+            if fused.is_none() {
+                let row = self.cfg.shape.n_embd as u64 * 4;
+                enc.copy_buffer_to_buffer(&self.x, (n as u64 - 1) * row, &self.x_last, 0, row);
+            }
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("output"),
                 timestamp_writes: None,
             });
-            self.norm_last.record(&mut pass, 1);
-            self.output_last.record(&mut pass, 1);
+            match fused {
+                // One token: the output normalizes x's only row as it loads it.
+                Some(out) => out.record(&mut pass, 1),
+                None => {
+                    self.norm_last.record(&mut pass, 1);
+                    self.output_last.record(&mut pass, 1);
+                }
+            }
             match want {
                 Want::Argmax => self.argmax.record(&mut pass),
                 Want::TopK => self.top_k.record(&mut pass),

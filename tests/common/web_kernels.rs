@@ -8,7 +8,7 @@
 use super::int_dot;
 use super::random::{quant_weights as weights, Draws, Rng};
 use llama_webgpu::gpu::ops::{
-    int_dot_supported, step_buffer, ActivationBlocks, ArgmaxOp, AttentionOp, AttentionScratch, KvCache, MatmulConfig, MatmulOp, QuantizeOp,
+    int_dot_supported, step_buffer, ActivationBlocks, ArgmaxOp, DecodeInput, AttentionOp, AttentionScratch, KvCache, MatmulConfig, MatmulOp, QuantizeOp,
     RmsNormOp, Step, TopKOp, XQ_UNIT_BYTES,
 };
 use llama_webgpu::gpu::weights::GpuWeight;
@@ -98,6 +98,17 @@ pub async fn every_weight_type(v: Variant) {
         ops::swiglu(&mut glu, &up);
         let got = glu_matmul(&ctx, &w, &gate, &up).await;
         check(&format!("{ty} SwiGLU input, {v:?}"), &values, &glu, cols, rows, 1, &got);
+        // The decode step's products with the block's RMSNorm in their loads and the residual
+        // add in their writes (MatmulOp::for_decode), on rows shared by 2 invocations.
+        let two = Some(MatmulConfig { threads_per_row: 2, rows_per_invocation: 2, matvec_prefill: false, small_batch: 0 });
+        let norm_w: Vec<f32> = (0..cols).map(|_| rng.f() * 2.0).collect();
+        let resid: Vec<f32> = (0..rows).map(|_| rng.f()).collect();
+        let inv = 1.0 / (gate.iter().map(|&a| a as f64 * a as f64).sum::<f64>() / cols as f64 + 1e-5).sqrt();
+        let h: Vec<f32> = gate.iter().zip(&norm_w).map(|(&a, &b)| (a as f64 * b as f64 * inv) as f32).collect();
+        let nb = ctx.upload("norm weight", bytemuck::cast_slice(&norm_w)).unwrap();
+        let got = decode_matmul(&ctx, &w, &gate, DecodeInput::Norm { weight: &nb, eps: 1e-5 }, &resid, true, two).await;
+        let got: Vec<f32> = got.iter().zip(&resid).map(|(g, r)| g - r).collect();
+        check_loose(&format!("{ty} RMSNorm input, residual add, {v:?}"), &values, &h, cols, rows, &got, &resid);
         for (n, config) in [(1usize, None), (5, None), (1, Some(shared(4))), (1, Some(shared(16)))] {
             let x: Vec<f32> = (0..n * cols).map(|_| rng.f() * 2.0).collect();
             let got = matmul(&ctx, &w, &x, n, config).await;
@@ -120,6 +131,35 @@ pub fn check(what: &str, values: &[f32], x: &[f32], cols: usize, rows: usize, n:
             let bound = ((cols / 4 + 26) as f64) * 2f64.powi(-24) * a + 1e-30;
             assert!((g - s).abs() <= bound, "{what} ({cols}x{rows}), row {r}: gpu {g}, cpu {s}");
         }
+    }
+}
+
+/// One token through [`MatmulOp::for_decode`]; `y` starts as `y0`.
+pub async fn decode_matmul(ctx: &GpuContext, w: &GpuWeight, x: &[f32], input: DecodeInput<'_>, y0: &[f32], add: bool, config: Option<MatmulConfig>) -> Vec<f32> {
+    let xb = ctx.upload("x", bytemuck::cast_slice(x)).unwrap();
+    let yb = ctx.upload("y", bytemuck::cast_slice(y0)).unwrap();
+    let step = step_buffer(ctx).unwrap();
+    let op = MatmulOp::for_decode(ctx, w, &xb, input, &yb, add, &step, config).unwrap();
+    run(ctx, &step, 1, |p| op.record(p, 1));
+    read_f32(ctx, &yb, w.rows).await
+}
+
+/// [`check`] for a product with the norm folded in, after the residual was subtracted again:
+/// the bound of tests/gpu_matmul.rs's decode_fusion_cases (the norm's sum of squares, its
+/// inverse square root and the rounding of x·weight add cols/2 + 4 roundings of the result),
+/// plus the add's rounding and the subtraction's, relative to |residual| + |result|.
+fn check_loose(what: &str, values: &[f32], x: &[f32], cols: usize, rows: usize, got: &[f32], resid: &[f32]) {
+    for r in 0..rows {
+        let (mut s, mut a) = (0f64, 0f64);
+        for k in 0..cols {
+            let p = values[r * cols + k] as f64 * x[k] as f64;
+            s += p;
+            a += p.abs();
+        }
+        let g = got[r] as f64;
+        let eps = 2f64.powi(-24);
+        let bound = ((cols / 4 + 26) as f64 + cols as f64 / 2.0 + 4.0) * eps * a + 2.0 * eps * (resid[r].abs() as f64 + s.abs()) * 2.0 + 1e-30;
+        assert!((g - s).abs() <= bound, "{what} ({cols}x{rows}), row {r}: gpu {g}, cpu {s}");
     }
 }
 

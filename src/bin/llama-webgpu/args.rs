@@ -114,6 +114,12 @@ pub(crate) struct DeviceArgs {
     /// devices).
     #[arg(long, value_name = "HOW")]
     pub(crate) swiglu: Option<Swiglu>,
+    /// Tuning: the RMSNorm before each block and the residual add after it in a decode step:
+    /// kernels of their own, or folded into the products (normalized as Q, K, V, gate, up and
+    /// the output load their activations, added as O and down write), two dispatches fewer
+    /// per layer (default: fused on GPUs, separate on CPU devices).
+    #[arg(long, value_name = "HOW")]
+    pub(crate) norm: Option<Swiglu>,
     /// Decode steps and prompts of up to 16 tokens multiply 8-bit activations with
     /// packed-integer dot products (dot4I8Packed), or in f32 (default: off until a GPU has
     /// measured them; `on` fails where the device lacks them).
@@ -125,6 +131,7 @@ pub(crate) struct DeviceArgs {
     pub(crate) context: std::cell::OnceCell<Arc<GpuContext>>,
 }
 
+/// Fused into a neighbouring kernel or a kernel of its own (`--swiglu`, `--norm`).
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum Swiglu {
     Fused,
@@ -166,6 +173,7 @@ impl DeviceArgs {
                 naga_loop_bounding: self.naga_loop_bounding,
                 matvec_prefill: self.prefill_kernel.map(|k| matches!(k, PrefillKernel::Matvec)),
                 fuse_swiglu: self.swiglu.map(|s| matches!(s, Swiglu::Fused)),
+                fuse_norm: self.norm.map(|s| matches!(s, Swiglu::Fused)),
                 int_dot: self.int_dot.map(|o| o == OnOff::On),
             },
         };

@@ -92,6 +92,9 @@ pub(crate) fn bench(
         if let Some(k) = t["swiglu"].as_str() {
             tuned.push(format!("{k} SwiGLU"));
         }
+        if let Some(k) = t["norm"].as_str() {
+            tuned.push(format!("{k} norms"));
+        }
         if let Some(k) = t["int_dot"].as_str() {
             tuned.push(format!("int-dot {k}"));
         }

@@ -114,6 +114,8 @@ fn lanes_per_row(rows: u32) -> u32 {
 pub struct AttentionOp {
     write: Arc<wgpu::ComputePipeline>,
     write_bind: wgpu::BindGroup,
+    /// False where RoPE writes the cache ([`super::RopeOp::pair_into_cache`]).
+    write_cache: bool,
     /// The attention kernel tiled for one token (decode), and for several.
     split_one: Arc<wgpu::ComputePipeline>,
     split: Arc<wgpu::ComputePipeline>,
@@ -194,6 +196,7 @@ impl AttentionOp {
         Ok(AttentionOp {
             write,
             write_bind,
+            write_cache: true,
             split_one,
             split,
             merge,
@@ -209,6 +212,13 @@ impl AttentionOp {
         })
     }
 
+    /// Leaves the cache write to the layer's RoPE ([`super::RopeOp::pair_into_cache`]), which
+    /// rotates K straight into the cache: one dispatch fewer per layer and step.
+    pub fn without_cache_write(mut self) -> Self {
+        self.write_cache = false;
+        self
+    }
+
     /// The cache write, then attention (wgpu puts barriers between them). Steps of up to 16
     /// tokens over more than 256 keys attend split-K (split, then merge); others in one pass.
     /// `n_tokens` and `pos` must equal the step uniform's values for this submission
@@ -217,10 +227,12 @@ impl AttentionOp {
         if n_tokens == 0 {
             return;
         }
-        pass.set_pipeline(&self.write);
-        pass.set_bind_group(0, &self.write_bind, &[]);
-        let (a, b, c) = dispatch_1d(self.kvw4 * n_tokens, 256);
-        super::dispatch(pass, a, b, c);
+        if self.write_cache {
+            pass.set_pipeline(&self.write);
+            pass.set_bind_group(0, &self.write_bind, &[]);
+            let (a, b, c) = dispatch_1d(self.kvw4 * n_tokens, 256);
+            super::dispatch(pass, a, b, c);
+        }
         let n_split = attention_splits(pos.saturating_add(n_tokens).min(self.capacity));
         let split = n_tokens <= self.split_tokens && n_split > 1;
         let (pipeline, bind, tile_tokens) = if n_tokens == 1 {

@@ -222,6 +222,27 @@ impl QuantizeOp {
     }
 }
 
+/// How a decode step's product loads its activations ([`MatmulOp::for_decode`]).
+#[derive(Clone, Copy)]
+pub enum DecodeInput<'a> {
+    /// `x` as it is.
+    Plain,
+    /// silu(`x`) ⊙ `up`: the feed-forward down projection's input.
+    Glu { up: &'a wgpu::Buffer },
+    /// The RMSNorm of `x` (f32 `[cols]`) with this weight (f32 `[cols]`) and epsilon.
+    Norm { weight: &'a wgpu::Buffer, eps: f32 },
+}
+
+/// What a product does besides `W · x` (matmul_io.wgsl's X_GLU, X_NORM and Y_ADD).
+#[derive(Clone, Copy, Default)]
+struct Fusion<'a> {
+    up: Option<&'a wgpu::Buffer>,
+    norm: Option<(&'a wgpu::Buffer, f32)>,
+    accumulate: bool,
+    /// Only the one-token pipeline is made.
+    one_token: bool,
+}
+
 struct MatmulPart {
     vec_bind: wgpu::BindGroup,
     /// For prefill past `small_batch`: the tiled kernel's (none when the multi-token matvec
@@ -271,7 +292,7 @@ impl MatmulOp {
         step: &wgpu::Buffer,
         config: MatmulConfig,
     ) -> Result<Self, GpuError> {
-        Self::build(ctx, w, x, None, y, step, config, false)
+        Self::build(ctx, w, x, Fusion::default(), y, step, config, false)
     }
 
     /// `y = W · (silu(gate) ⊙ up)` for one token: the feed-forward down projection of a decode
@@ -290,8 +311,44 @@ impl MatmulOp {
         step: &wgpu::Buffer,
         config: Option<MatmulConfig>,
     ) -> Result<Self, GpuError> {
+        Self::for_decode(ctx, w, gate, DecodeInput::Glu { up }, y, false, step, config)
+    }
+
+    /// A decode step's product with the work around it folded in: `input` says how the
+    /// activations load (as they are, SwiGLU of `x` and an up projection, or the RMSNorm of
+    /// `x`), and with `accumulate` the result is added to `y` (`y += W · input`: the residual
+    /// add). With the norm, `x` is the residual stream itself, so a block needs no norm
+    /// dispatch and no add dispatch: the norm's sum of squares comes with the loads, and its
+    /// scale multiplies each row's sum. One token ([`record`](Self::record) takes
+    /// `n_tokens == 1`); never the broadcasting variant of CPU devices. The norm needs rows of
+    /// a multiple of 32 values.
+    #[allow(clippy::too_many_arguments)]
+    pub fn for_decode(
+        ctx: &GpuContext,
+        w: &GpuWeight,
+        x: &wgpu::Buffer,
+        input: DecodeInput<'_>,
+        y: &wgpu::Buffer,
+        accumulate: bool,
+        step: &wgpu::Buffer,
+        config: Option<MatmulConfig>,
+    ) -> Result<Self, GpuError> {
         let config = config.unwrap_or_else(|| MatmulConfig::for_device(ctx, w));
-        Self::build(ctx, w, gate, Some(up), y, step, config, false)
+        let fusion = match input {
+            DecodeInput::Plain => Fusion { accumulate, one_token: true, ..Fusion::default() },
+            DecodeInput::Glu { up } => Fusion { up: Some(up), accumulate, one_token: true, ..Fusion::default() },
+            DecodeInput::Norm { weight, eps } => {
+                if !w.cols.is_multiple_of(32) {
+                    return Err(GpuError::Validation {
+                        what: "matmul with RMSNorm input".into(),
+                        message: format!("rows of {} values, not a multiple of 32", w.cols),
+                    });
+                }
+                check_size("matmul norm weight", weight, 4 * w.cols as u64)?;
+                Fusion { norm: Some((weight, eps)), accumulate, one_token: true, ..Fusion::default() }
+            }
+        };
+        Self::build(ctx, w, x, fusion, y, step, config, false)
     }
 
     /// `y[t] = W · xq[t]` with packed-integer dot products: `xq` holds the activations as
@@ -317,7 +374,7 @@ impl MatmulOp {
         }
         let config = config.unwrap_or_else(|| MatmulConfig::for_device(ctx, w));
         check_size("quantized activations", xq, XQ_UNIT_BYTES * w.units() as u64)?;
-        Self::build(ctx, w, xq, None, y, step, config, true)
+        Self::build(ctx, w, xq, Fusion::default(), y, step, config, true)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -325,12 +382,13 @@ impl MatmulOp {
         ctx: &GpuContext,
         w: &GpuWeight,
         x: &wgpu::Buffer,
-        x_up: Option<&wgpu::Buffer>,
+        fusion: Fusion<'_>,
         y: &wgpu::Buffer,
         step: &wgpu::Buffer,
         config: MatmulConfig,
         int_dot: bool,
     ) -> Result<Self, GpuError> {
+        let x_up = fusion.up;
         if !int_dot {
             check_size("matmul input", x, 4 * w.cols as u64)?;
         }
@@ -345,13 +403,20 @@ impl MatmulOp {
             check_size("matmul up input", up, 4 * w.cols as u64)?;
             defs.set("X_GLU", 1);
         }
+        if let Some((_, eps)) = fusion.norm {
+            defs.set("X_NORM", 1);
+            defs.set("NORM_EPS", format!("{eps:e}"));
+        }
+        if fusion.accumulate {
+            defs.set("Y_ADD", 1);
+        }
         let mut vec_defs = defs.clone().with("WG", MATVEC_WG);
         let mut xbcast = false;
         if ctx.features.subgroups {
             // The shuffle reduction stays within one subgroup. One invocation per row selects
             // the broadcasting variant, which the integer products do not have.
             tpr = tpr.min(pow2_floor(ctx.features.subgroup_min_size));
-            if tpr == 1 && !int_dot {
+            if tpr == 1 && !int_dot && fusion.norm.is_none() && !fusion.accumulate {
                 vec_defs.set("XBCAST", 1);
                 if ctx.features.subgroup_min_size < 8 {
                     vec_defs.set("XBCAST4", 1);
@@ -366,7 +431,7 @@ impl MatmulOp {
         };
         let vec_defs = vec_defs.with("TPR", tpr).with("RPI", rpi);
         let vec = ctx.pipeline(kernels::MATVEC, "matvec", &vec_defs.clone().with("NT", 1))?;
-        let one_token = x_up.is_some();
+        let one_token = fusion.one_token;
         let multi = if one_token {
             None
         } else {
@@ -384,17 +449,20 @@ impl MatmulOp {
                 "matmul params",
                 bytemuck::bytes_of(&w.part_params(i, w.rows)),
             )?;
-            let mut entries = vec![
+            let entries = vec![
                 p.buffer.as_entire_binding(),
                 x.as_entire_binding(),
                 y.as_entire_binding(),
                 params.as_entire_binding(),
                 step.as_entire_binding(),
             ];
-            entries.extend(x_up.map(|b| b.as_entire_binding()));
+            // Bindings 5 and 6 (matmul_io.wgsl); a norm without SwiGLU leaves 5 unused.
+            let mut numbered: Vec<(u32, &wgpu::Buffer)> = vec![(0, &p.buffer), (1, x), (2, y), (3, &params), (4, step)];
+            numbered.extend(x_up.map(|b| (5, b)));
+            numbered.extend(fusion.norm.map(|(b, _)| (6, b)));
             let (gx, gy, _) = dispatch_1d(p.rows as u32, MATVEC_WG / tpr * rpi);
             parts.push(MatmulPart {
-                vec_bind: ctx.bind(&vec, &entries),
+                vec_bind: ctx.bind_numbered(&vec, &numbered),
                 tiled_bind: tiled.as_ref().map(|t| ctx.bind(t, &entries)),
                 multi_bind: multi.as_ref().map(|m| ctx.bind(m, &entries)),
                 rows: p.rows as u32,

@@ -10,7 +10,7 @@
 mod elementwise;
 pub use elementwise::{AddOp, SwigluOp};
 mod matmul;
-pub use matmul::{int_dot_supported, ActivationBlocks, EmbeddingOp, MatmulConfig, MatmulOp, QuantizeOp, XQ_UNIT_BYTES};
+pub use matmul::{int_dot_supported, ActivationBlocks, DecodeInput, EmbeddingOp, MatmulConfig, MatmulOp, QuantizeOp, XQ_UNIT_BYTES};
 mod norm;
 pub use norm::RmsNormOp;
 mod rope;

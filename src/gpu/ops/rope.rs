@@ -1,7 +1,7 @@
-//! Rotary position embedding (`shaders/rope.wgsl`), in place, llama.cpp's "normal" variant
-//! (adjacent pairs), at positions `step.pos + t`.
+//! Rotary position embedding (`shaders/rope.wgsl`), llama.cpp's "normal" variant (adjacent
+//! pairs), at positions `step.pos + t`: in place, or for a layer's K straight into the KV cache.
 
-use super::uniform;
+use super::{uniform, KvCache};
 use crate::gpu::{dispatch_1d, kernels, GpuContext, GpuError};
 use crate::model::LlamaConfig;
 use std::sync::Arc;
@@ -29,6 +29,14 @@ impl RopeParams {
     }
 }
 
+/// Where [`RopeOp::pair_into_cache`] puts K and V.
+struct KvTarget<'a> {
+    v: &'a wgpu::Buffer,
+    k_cache: &'a wgpu::Buffer,
+    v_cache: &'a wgpu::Buffer,
+    capacity: u32,
+}
+
 /// Rotates `x` (`[n_tokens][n_heads][head_dim]` f32) in place; [`RopeOp::pair`] rotates a
 /// layer's Q and K in one dispatch.
 pub struct RopeOp {
@@ -48,7 +56,7 @@ impl RopeOp {
         freq_factors: Option<&wgpu::Buffer>,
         step: &wgpu::Buffer,
     ) -> Result<Self, GpuError> {
-        Self::build(ctx, x, n_heads, None, p, freq_factors, step)
+        Self::build(ctx, x, n_heads, None, None, p, freq_factors, step)
     }
 
     /// Rotates `x` (`n_heads` heads) and `x2` (`n_heads2` heads, same head size and positions)
@@ -70,14 +78,44 @@ impl RopeOp {
                 message: "the second buffer needs heads of its own".into(),
             });
         }
-        Self::build(ctx, x, n_heads, Some((x2, n_heads2)), p, freq_factors, step)
+        Self::build(ctx, x, n_heads, Some((x2, n_heads2)), None, p, freq_factors, step)
     }
 
+    /// Rotates a layer's Q (`q`, `n_heads` heads) in place, and its K (`k`, the cache's heads)
+    /// straight into rows `step.pos + t` of `cache`'s layer `layer` along with V (`v`, f32 like
+    /// `k`): what the attention's own cache write did, in the same dispatch (then build the
+    /// attention [`without_cache_write`](super::AttentionOp::without_cache_write)). `k` keeps
+    /// its unrotated values.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pair_into_cache(
+        ctx: &GpuContext,
+        q: &wgpu::Buffer,
+        n_heads: u32,
+        k: &wgpu::Buffer,
+        v: &wgpu::Buffer,
+        cache: &KvCache,
+        layer: usize,
+        p: &RopeParams,
+        freq_factors: Option<&wgpu::Buffer>,
+        step: &wgpu::Buffer,
+    ) -> Result<Self, GpuError> {
+        if cache.head_dim != p.head_dim || layer >= cache.k.len() || q == k {
+            return Err(GpuError::Validation {
+                what: "rope".into(),
+                message: format!("the cache's head size {} and layers {} do not fit head_dim {} and layer {layer}", cache.head_dim, cache.k.len(), p.head_dim),
+            });
+        }
+        let kv = KvTarget { v, k_cache: &cache.k[layer], v_cache: &cache.v[layer], capacity: cache.capacity };
+        Self::build(ctx, q, n_heads, Some((k, cache.n_kv)), Some(kv), p, freq_factors, step)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn build(
         ctx: &GpuContext,
         x: &wgpu::Buffer,
         n_heads: u32,
         second: Option<(&wgpu::Buffer, u32)>,
+        kv: Option<KvTarget<'_>>,
         p: &RopeParams,
         freq_factors: Option<&wgpu::Buffer>,
         step: &wgpu::Buffer,
@@ -106,6 +144,9 @@ impl RopeOp {
         if second.is_some() {
             defs.set("PAIR", 1);
         }
+        if kv.is_some() {
+            defs.set("KV_WRITE", 1);
+        }
         let pipeline = ctx.pipeline(kernels::ROPE, "rope", &defs)?;
         // Exactly the reference's expression, so theta_base matches it bit for bit.
         let theta_scale = p.base.powf(-2.0 / p.rope_dim as f32);
@@ -117,7 +158,7 @@ impl RopeOp {
             theta_scale.to_bits(),
             p.freq_scale.to_bits(),
             second.map_or(0, |s| s.1),
-            0,
+            kv.as_ref().map_or(0, |kv| kv.capacity),
             0,
         ];
         let params = uniform(ctx, "rope params", bytemuck::cast_slice(&words))?;
@@ -128,11 +169,16 @@ impl RopeOp {
             None => entries.extend([(1, &params), (2, step)]),
         }
         entries.extend(second.map(|s| (4, s.0)));
+        if let Some(kv) = &kv {
+            entries.extend([(5, kv.v), (6, kv.k_cache), (7, kv.v_cache)]);
+        }
         let bind = ctx.bind_numbered(&pipeline, &entries);
+        // With the cache write every pair of K has an invocation (rope.wgsl).
+        let second_pairs = if kv.is_some() { p.head_dim / 2 } else { n_pairs };
         Ok(RopeOp {
             pipeline,
             bind,
-            per_token: (n_heads + second.map_or(0, |s| s.1)) * n_pairs,
+            per_token: n_heads * n_pairs + second.map_or(0, |s| s.1) * second_pairs,
         })
     }
 
