@@ -529,7 +529,11 @@ test('quota exceeded while caching → CACHE_QUOTA warning, the load completes u
     assert.equal(r.sha256, modelSha);
     const w = r.warnings.filter((x) => x.code === 'CACHE_QUOTA');
     assert.equal(w.length, 1);
-    assert.match(w[0].message, /quota/i);
+    // Chromium reports most writes past the quota as QuotaExceededError, but some as an aborted
+    // data-pipe write (seen in one CI run of four). The package then adds a note from
+    // navigator.storage.estimate(), which CDP's quota override does not change (it still says
+    // 10 GB here), so under this test only the error itself can say it.
+    assert.match(w[0].message, /quota|AbortError: Failed to write data to data pipe/i);
     assert.equal(await env.call('cacheMeta', MODEL_URL), null, 'partial entry deleted');
     checkEvents(r, modelSize);
     // A model that fits still caches.
