@@ -51,6 +51,30 @@ const NT: u32 = {{NT}}u;
 var<workgroup> partial: array<f32, WG>;
 #endif
 
+// `v` summed over the TPR invocations of invocation `li`'s row, complete in (at least) the
+// row's first invocation: a butterfly of shuffles within the subgroup, or through workgroup
+// memory. Every invocation of the workgroup must reach each call.
+fn row_sum(v: f32, li: u32) -> f32 {
+    var acc = v;
+#ifdef SUBGROUPS
+    for (var off = TPR / 2u; off > 0u; off >>= 1u) {
+        acc += subgroupShuffleXor(acc, off);
+    }
+#else
+    if (TPR > 1u) {
+        partial[li] = acc;
+        workgroupBarrier();
+        if (li % TPR == 0u) {
+            for (var l = 1u; l < TPR; l++) {
+                acc += partial[li + l];
+            }
+        }
+        workgroupBarrier();
+    }
+#endif
+    return acc;
+}
+
 @compute @workgroup_size(WG)
 fn matvec(
     @builtin(local_invocation_index) li: u32,
@@ -187,45 +211,12 @@ fn matvec(
     // The reductions stay outside `j < nt` (uniform anyway) so that every invocation reaches
     // the shuffles and barriers.
 #ifdef X_NORM
-    // The token's RMSNorm scale, complete in (at least) the first invocation of each row.
-    var ss = sq;
-#ifdef SUBGROUPS
-    for (var off = TPR / 2u; off > 0u; off >>= 1u) {
-        ss += subgroupShuffleXor(ss, off);
-    }
-#else
-    if (TPR > 1u) {
-        partial[li] = ss;
-        workgroupBarrier();
-        if (li % TPR == 0u) {
-            for (var l = 1u; l < TPR; l++) {
-                ss += partial[li + l];
-            }
-        }
-        workgroupBarrier();
-    }
-#endif
-    let norm_scale = inverseSqrt(ss / f32(params.cols) + NORM_EPS);
+    // The token's RMSNorm scale, from the squares every invocation of the row loaded.
+    let norm_scale = inverseSqrt(row_sum(sq, li) / f32(params.cols) + NORM_EPS);
 #endif
     for (var i = 0u; i < RPI; i++) {
         for (var j = 0u; j < NT; j++) {
-            var acc = accs[i * NT + j];
-#ifdef SUBGROUPS
-            for (var off = TPR / 2u; off > 0u; off >>= 1u) {
-                acc += subgroupShuffleXor(acc, off);
-            }
-#else
-            if (TPR > 1u) {
-                partial[li] = acc;
-                workgroupBarrier();
-                if (li % TPR == 0u) {
-                    for (var l = 1u; l < TPR; l++) {
-                        acc += partial[li + l];
-                    }
-                }
-                workgroupBarrier();
-            }
-#endif
+            var acc = row_sum(accs[i * NT + j], li);
             if (j < nt && li % TPR == 0u && r + i < params.rows) {
                 let at = (t0 + j) * params.out_stride + params.row0 + r + i;
 #ifdef X_NORM

@@ -372,6 +372,16 @@ fn fifth_bits(v: u32, shift: u32) -> u32 {
     return pack4xU8(bits4(v, shift) << vec4<u32>(4u));
 }
 
+// A legacy 5-bit unit (Q5_0, Q5_1): element e's low nibble from `q`, its fifth bit bit e of `qh`.
+fn q5_unit(q: vec4<u32>, qh: u32, a: f32, b: f32) -> WUnit {
+    var o = WUnit(array<u32, 4>(), array<u32, 4>(), vec2<f32>(a), vec2<f32>(b));
+    for (var i = 0u; i < 4u; i++) {
+        o.lo[i] = nibbles(q[i], 0u) | fifth_bits(qh, 4u * i);
+        o.hi[i] = nibbles(q[i], 4u) | fifth_bits(qh, 16u + 4u * i);
+    }
+    return o;
+}
+
 // One `w_unit` per format, beside its `dequant_unit` above in spirit: the same bits, kept as
 // integers.
 #ifdef TYPE_Q4_0
@@ -396,31 +406,17 @@ fn w_unit(r: u32, u: u32) -> WUnit {
 #ifdef TYPE_Q5_0
 fn w_unit(r: u32, u: u32) -> WUnit {
     let b = r * params.units + u;
-    let q = w[b];
-    let qh = wword(params.seg1 + b);
     let d = seg_half(params.seg2, b);
-    var o = WUnit(array<u32, 4>(), array<u32, 4>(), vec2<f32>(d), vec2<f32>(-16.0 * d));
-    for (var i = 0u; i < 4u; i++) {
-        // Element e's fifth bit is bit e of qh; stored values are q + 16.
-        o.lo[i] = nibbles(q[i], 0u) | fifth_bits(qh, 4u * i);
-        o.hi[i] = nibbles(q[i], 4u) | fifth_bits(qh, 16u + 4u * i);
-    }
-    return o;
+    // Stored values are q + 16.
+    return q5_unit(w[b], wword(params.seg1 + b), d, -16.0 * d);
 }
 #endif
 
 #ifdef TYPE_Q5_1
 fn w_unit(r: u32, u: u32) -> WUnit {
     let b = r * params.units + u;
-    let q = w[b];
-    let qh = wword(params.seg1 + b);
     let dm = halves(wword(params.seg2 + b));
-    var o = WUnit(array<u32, 4>(), array<u32, 4>(), vec2<f32>(dm.x), vec2<f32>(dm.y));
-    for (var i = 0u; i < 4u; i++) {
-        o.lo[i] = nibbles(q[i], 0u) | fifth_bits(qh, 4u * i);
-        o.hi[i] = nibbles(q[i], 4u) | fifth_bits(qh, 16u + 4u * i);
-    }
-    return o;
+    return q5_unit(w[b], wword(params.seg1 + b), dm.x, dm.y);
 }
 #endif
 

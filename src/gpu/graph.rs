@@ -42,19 +42,14 @@ impl GpuModelError {
 /// FFN output (only the last block has an `add_ffn` of its own).
 struct Layer {
     attn_norm: RmsNormOp,
-    wq: MatmulOp,
-    wk: MatmulOp,
-    wv: MatmulOp,
+    /// The f32 products, for any step.
+    mm: Products,
     /// Q and K in one dispatch.
     rope: RopeOp,
     attention: AttentionOp,
-    wo: MatmulOp,
     ffn_norm: RmsNormOp,
-    gate: MatmulOp,
-    up: MatmulOp,
     swiglu: SwigluOp,
-    down: MatmulOp,
-    /// `down` with SwiGLU in its activation loads, for one-token steps where that is chosen.
+    /// `mm.down` with SwiGLU in its activation loads, for one-token steps where that is chosen.
     down_glu: Option<MatmulOp>,
     add_ffn: Option<AddOp>,
     /// The packed-integer products, for steps of at most [`INT_DOT_MAX_TOKENS`] tokens
@@ -65,12 +60,9 @@ struct Layer {
     fused: Option<FusedDecode>,
 }
 
-/// A block of a one-token step in seven products and no other dispatch but RoPE and attention
-/// (and SwiGLU where down does not form it): Q, K, V normalize the residual stream `x` as they
-/// load it (the attention norm), O adds its output into `x`, gate and up normalize `x` again
-/// (the FFN norm), and down forms SwiGLU as it loads and adds into `x`
-/// ([`MatmulOp::for_decode`]).
-struct FusedDecode {
+/// A block's seven products, each set built one way: the f32 kernels, the packed-integer ones,
+/// or a decode step's with the norms and residual adds folded in. A step records one set.
+struct Products {
     wq: MatmulOp,
     wk: MatmulOp,
     wv: MatmulOp,
@@ -78,6 +70,15 @@ struct FusedDecode {
     gate: MatmulOp,
     up: MatmulOp,
     down: MatmulOp,
+}
+
+/// A block of a one-token step in seven products and no other dispatch but RoPE and attention
+/// (and SwiGLU where down does not form it): Q, K, V normalize the residual stream `x` as they
+/// load it (the attention norm), O adds its output into `x`, gate and up normalize `x` again
+/// (the FFN norm), and down forms SwiGLU as it loads and adds into `x`
+/// ([`MatmulOp::for_decode`]).
+struct FusedDecode {
+    mm: Products,
     /// Whether `down` forms SwiGLU as it loads (KernelTuning::fuse_swiglu); if not, the
     /// layer's SwiGLU kernel runs before it.
     swiglu_in_down: bool,
@@ -92,13 +93,7 @@ struct IntDotLayer {
     quant_ffn_in: QuantizeOp,
     quant_attn: QuantizeOp,
     quant_glu: QuantizeOp,
-    wq: MatmulOp,
-    wk: MatmulOp,
-    wv: MatmulOp,
-    wo: MatmulOp,
-    gate: MatmulOp,
-    up: MatmulOp,
-    down: MatmulOp,
+    mm: Products,
 }
 
 /// What a step returns.
@@ -292,13 +287,15 @@ impl GpuModel {
                         quant_attn: QuantizeOp::new(&ctx, nq, &attn, None, xq, &step, blocks(&wo))?,
                         quant_ffn_in: QuantizeOp::new(&ctx, e, &h, None, xq, &step, blocks(&wg))?,
                         quant_glu: QuantizeOp::new(&ctx, ff, &g, Some(&u), xq, &step, blocks(&wd))?,
-                        wq: int(&wq, &q)?,
-                        wk: int(&wk, &k)?,
-                        wv: int(&wv, &v)?,
-                        wo: int(&wo, &o)?,
-                        gate: int(&wg, &g)?,
-                        up: int(&wu, &u)?,
-                        down: int(&wd, &o)?,
+                        mm: Products {
+                            wq: int(&wq, &q)?,
+                            wk: int(&wk, &k)?,
+                            wv: int(&wv, &v)?,
+                            wo: int(&wo, &o)?,
+                            gate: int(&wg, &g)?,
+                            up: int(&wu, &u)?,
+                            down: int(&wd, &o)?,
+                        },
                     })
                 }
                 // A block with an F16/F32 matrix (or no integer products) keeps the f32 kernels.
@@ -312,9 +309,15 @@ impl GpuModel {
             };
             layers.push(Layer {
                 attn_norm,
-                wq: MatmulOp::new(&ctx, &wq, &h, &q, &step)?,
-                wk: MatmulOp::new(&ctx, &wk, &h, &k, &step)?,
-                wv: MatmulOp::new(&ctx, &wv, &h, &v, &step)?,
+                mm: Products {
+                    wq: MatmulOp::new(&ctx, &wq, &h, &q, &step)?,
+                    wk: MatmulOp::new(&ctx, &wk, &h, &k, &step)?,
+                    wv: MatmulOp::new(&ctx, &wv, &h, &v, &step)?,
+                    wo: MatmulOp::new(&ctx, &wo, &attn, &o, &step)?,
+                    gate: MatmulOp::new(&ctx, &wg, &h, &g, &step)?,
+                    up: MatmulOp::new(&ctx, &wu, &h, &u, &step)?,
+                    down: MatmulOp::new(&ctx, &wd, &g, &o, &step)?,
+                },
                 // K goes from RoPE straight into the cache, with V: no cache write of its own.
                 rope: RopeOp::pair_into_cache(&ctx, &q, c.shape.n_head as u32, &k, &v, &kv, l, &rope, freq_factors.as_ref(), &step)?,
                 attention: AttentionOp::new(
@@ -330,14 +333,10 @@ impl GpuModel {
                     &step,
                 )?
                 .without_cache_write(),
-                wo: MatmulOp::new(&ctx, &wo, &attn, &o, &step)?,
                 ffn_norm: RmsNormOp::with_residual(&ctx, &x, &o, &ffn_norm_w, &h, e as u32, c.rms_eps, &step)?,
-                gate: MatmulOp::new(&ctx, &wg, &h, &g, &step)?,
-                up: MatmulOp::new(&ctx, &wu, &h, &u, &step)?,
                 // Prompts: SwiGLU in place, then the plain product; a decode step may fuse the
                 // two (KernelTuning::fuse_swiglu).
                 swiglu: SwigluOp::new(&ctx, &g, &u, ff as u32, &step)?,
-                down: MatmulOp::new(&ctx, &wd, &g, &o, &step)?,
                 down_glu: if fuse_swiglu {
                     Some(MatmulOp::with_glu_input(&ctx, &wd, &g, &u, &o, &step, None)?)
                 } else {
@@ -347,15 +346,17 @@ impl GpuModel {
                 int_dot: int_layer,
                 fused: if fuse_norm {
                     Some(FusedDecode {
-                        wq: norm_input(&wq, &attn_norm_w, &q)?,
-                        wk: norm_input(&wk, &attn_norm_w, &k)?,
-                        wv: norm_input(&wv, &attn_norm_w, &v)?,
-                        wo: MatmulOp::for_decode(&ctx, &wo, &attn, DecodeInput::Plain, &x, true, &step, None)?,
-                        gate: norm_input(&wg, &ffn_norm_w, &g)?,
-                        up: norm_input(&wu, &ffn_norm_w, &u)?,
-                        // SwiGLU in down's loads, or (where that is not chosen) a dispatch of
-                        // its own before it, in place in `g`.
-                        down: MatmulOp::for_decode(&ctx, &wd, &g, if fuse_swiglu { DecodeInput::Glu { up: &u } } else { DecodeInput::Plain }, &x, true, &step, None)?,
+                        mm: Products {
+                            wq: norm_input(&wq, &attn_norm_w, &q)?,
+                            wk: norm_input(&wk, &attn_norm_w, &k)?,
+                            wv: norm_input(&wv, &attn_norm_w, &v)?,
+                            wo: MatmulOp::for_decode(&ctx, &wo, &attn, DecodeInput::Plain, &x, true, &step, None)?,
+                            gate: norm_input(&wg, &ffn_norm_w, &g)?,
+                            up: norm_input(&wu, &ffn_norm_w, &u)?,
+                            // SwiGLU in down's loads, or (where that is not chosen) a dispatch
+                            // of its own before it, in place in `g`.
+                            down: MatmulOp::for_decode(&ctx, &wd, &g, if fuse_swiglu { DecodeInput::Glu { up: &u } } else { DecodeInput::Plain }, &x, true, &step, None)?,
+                        },
                         swiglu_in_down: fuse_swiglu,
                     })
                 } else {
@@ -465,53 +466,50 @@ impl GpuModel {
         rec("embedding", &mut |p| self.embed.record(p, n));
         for l in &self.layers {
             // The packed-integer products replace the f32 ones, each group after the quantize
-            // of its input.
+            // of its input; a decode step's products may do the norms and residual adds.
             let int = l.int_dot.as_ref().filter(|_| n <= INT_DOT_MAX_TOKENS);
-            if let (1, None, Some(f)) = (n, int, &l.fused) {
-                rec("attn_q", &mut |p| f.wq.record(p, 1));
-                rec("attn_k", &mut |p| f.wk.record(p, 1));
-                rec("attn_v", &mut |p| f.wv.record(p, 1));
-                rec("rope", &mut |p| l.rope.record(p, 1));
-                rec("attention", &mut |p| l.attention.record(p, 1, self.pos));
-                rec("attn_output", &mut |p| f.wo.record(p, 1));
-                rec("ffn_gate", &mut |p| f.gate.record(p, 1));
-                rec("ffn_up", &mut |p| f.up.record(p, 1));
-                if !f.swiglu_in_down {
-                    rec("swiglu", &mut |p| l.swiglu.record(p, 1));
-                }
-                rec("ffn_down", &mut |p| f.down.record(p, 1));
-                continue;
+            let fused = l.fused.as_ref().filter(|_| n == 1 && int.is_none());
+            let mm = int.map(|i| &i.mm).or(fused.map(|f| &f.mm)).unwrap_or(&l.mm);
+            if fused.is_none() {
+                rec("attn_norm", &mut |p| l.attn_norm.record(p, n));
             }
-            rec("attn_norm", &mut |p| l.attn_norm.record(p, n));
             if let Some(i) = int {
                 rec("quantize", &mut |p| i.quant_attn_in.record(p, n));
             }
-            rec("attn_q", &mut |p| int.map_or(&l.wq, |i| &i.wq).record(p, n));
-            rec("attn_k", &mut |p| int.map_or(&l.wk, |i| &i.wk).record(p, n));
-            rec("attn_v", &mut |p| int.map_or(&l.wv, |i| &i.wv).record(p, n));
+            rec("attn_q", &mut |p| mm.wq.record(p, n));
+            rec("attn_k", &mut |p| mm.wk.record(p, n));
+            rec("attn_v", &mut |p| mm.wv.record(p, n));
             rec("rope", &mut |p| l.rope.record(p, n));
             rec("attention", &mut |p| l.attention.record(p, n, self.pos));
             if let Some(i) = int {
                 rec("quantize", &mut |p| i.quant_attn.record(p, n));
             }
-            rec("attn_output", &mut |p| int.map_or(&l.wo, |i| &i.wo).record(p, n));
-            rec("ffn_norm", &mut |p| l.ffn_norm.record(p, n));
+            rec("attn_output", &mut |p| mm.wo.record(p, n));
+            if fused.is_none() {
+                rec("ffn_norm", &mut |p| l.ffn_norm.record(p, n));
+            }
             if let Some(i) = int {
                 rec("quantize", &mut |p| i.quant_ffn_in.record(p, n));
             }
-            rec("ffn_gate", &mut |p| int.map_or(&l.gate, |i| &i.gate).record(p, n));
-            rec("ffn_up", &mut |p| int.map_or(&l.up, |i| &i.up).record(p, n));
+            rec("ffn_gate", &mut |p| mm.gate.record(p, n));
+            rec("ffn_up", &mut |p| mm.up.record(p, n));
+            // SwiGLU forms as down's input is quantized, or in down's loads, or in a kernel of
+            // its own.
+            let (own_swiglu, down) = match (int, fused, &l.down_glu) {
+                (Some(_), _, _) => (false, &mm.down),
+                (None, Some(f), _) => (!f.swiglu_in_down, &mm.down),
+                (None, None, Some(down_glu)) if n == 1 => (false, down_glu),
+                (None, None, _) => (true, &mm.down),
+            };
             if let Some(i) = int {
-                // SwiGLU forms as the down projection's input is quantized.
                 rec("quantize", &mut |p| i.quant_glu.record(p, n));
-                rec("ffn_down", &mut |p| i.down.record(p, n));
-            } else if let (1, Some(down_glu)) = (n, &l.down_glu) {
-                rec("ffn_down", &mut |p| down_glu.record(p, n));
-            } else {
-                rec("swiglu", &mut |p| l.swiglu.record(p, n));
-                rec("ffn_down", &mut |p| l.down.record(p, n));
             }
-            if let Some(a) = &l.add_ffn {
+            if own_swiglu {
+                rec("swiglu", &mut |p| l.swiglu.record(p, n));
+            }
+            rec("ffn_down", &mut |p| down.record(p, n));
+            // Folded in, down added its output to x already.
+            if let (None, Some(a)) = (fused, &l.add_ffn) {
                 rec("add", &mut |p| a.record(p, n));
             }
         }

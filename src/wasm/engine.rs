@@ -64,6 +64,13 @@ pub struct Engine {
     pub(super) plan: Option<crate::model::memory::MemoryPlan>,
 }
 
+/// The state, or `INVALID_ARGUMENT` while an awaited step or benchmark holds it.
+fn borrow(state: &RefCell<State>) -> Result<std::cell::RefMut<'_, State>, JsValue> {
+    state
+        .try_borrow_mut()
+        .map_err(|_| invalid("the engine is busy with a step; await it first".into()))
+}
+
 fn finish_str(f: FinishReason) -> &'static str {
     match f {
         FinishReason::Stop => "stop",
@@ -95,9 +102,7 @@ impl Engine {
     }
 
     fn state(&self) -> Result<std::cell::RefMut<'_, State>, JsValue> {
-        self.state
-            .try_borrow_mut()
-            .map_err(|_| invalid("the engine is busy with a step; await it first".into()))
+        borrow(&self.state)
     }
 }
 
@@ -224,9 +229,7 @@ impl Engine {
         let state = self.state.clone();
         let tokenizer = self.tokenizer.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            let mut guard = state
-                .try_borrow_mut()
-                .map_err(|_| invalid("the engine is busy with a step; await it first".into()))?;
+            let mut guard = borrow(&state)?;
             let s = &mut *guard;
             let d = s
                 .decoding
@@ -310,9 +313,7 @@ impl Engine {
     pub fn benchmark(&self, prompt_tokens: u32, decode_tokens: u32, profile_steps: u32) -> js_sys::Promise {
         let state = self.state.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            let mut guard = state
-                .try_borrow_mut()
-                .map_err(|_| invalid("the engine is busy with a step; await it first".into()))?;
+            let mut guard = borrow(&state)?;
             let s = &mut *guard;
             let need = prompt_tokens as u64 + decode_tokens as u64 + profile_steps as u64;
             let ctx = s.model.context_size() as u64;

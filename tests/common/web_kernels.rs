@@ -99,12 +99,8 @@ pub async fn every_weight_type(v: Variant) {
         let got = glu_matmul(&ctx, &w, &gate, &up).await;
         check(&format!("{ty} SwiGLU input, {v:?}"), &values, &glu, cols, rows, 1, &got);
         // The decode step's products with the block's RMSNorm in their loads and the residual
-        // add in their writes (MatmulOp::for_decode): rows shared by 2 invocations with
-        // subgroups (the shuffle reduction), one each without (Dawn on lavapipe takes over a
-        // minute to compile the workgroup-memory reductions of these variants; natively,
-        // tests/gpu_matmul.rs runs them all).
-        let tpr = if v.subgroups { 2 } else { 1 };
-        let two = Some(MatmulConfig { threads_per_row: tpr, rows_per_invocation: 2, matvec_prefill: false, small_batch: 0 });
+        // add in their writes (MatmulOp::for_decode), on rows shared by 2 invocations.
+        let two = Some(MatmulConfig { threads_per_row: 2, rows_per_invocation: 2, matvec_prefill: false, small_batch: 0 });
         let norm_w: Vec<f32> = (0..cols).map(|_| rng.f() * 2.0).collect();
         let resid: Vec<f32> = (0..rows).map(|_| rng.f()).collect();
         let inv = 1.0 / (gate.iter().map(|&a| a as f64 * a as f64).sum::<f64>() / cols as f64 + 1e-5).sqrt();

@@ -12,7 +12,6 @@
 import '../dawn/globals.mjs';
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as H from './harness.mjs';
@@ -22,14 +21,7 @@ const WASM = fs.readFileSync(path.join(H.REPO_ROOT, 'www/package/wasm/llama_webg
 const QUESTION = 'What is the capital of France?';
 const N = 24;
 // Native lavapipe (Mesa 22.3, the system's) runs the same kernels; subgroups of 8 on both.
-const NATIVE_ENV = { ...process.env, WGPU_BACKEND: 'vulkan', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' };
-delete NATIVE_ENV.VK_DRIVER_FILES;
-
-/** The native CLI's last JSON line for `args`. */
-function native(args) {
-  const out = execFileSync(H.CLI, args, { env: NATIVE_ENV, encoding: 'utf8' });
-  return JSON.parse(out.trim().split('\n').pop());
-}
+const native = (/** @type {string[]} */ args) => H.nativeJson(args);
 
 const engines = [];
 after(async () => {

@@ -262,7 +262,7 @@ test('benchmark(): a fixed prefill and decode with each kernel timed, as plain d
   assert.ok(Math.abs(b.decode.msPerToken - (1000 * b.decode.seconds) / 3) < 1e-9);
   assert.ok(b.decode.dispatchesPerToken >= 7 * b.model.nLayer, JSON.stringify(b.decode));
   // The bytes a decode step reads, as the native CLI counts them from the GGUF's tensors.
-  const nativeBench = JSON.parse(execFileSync(CLI, ['bench', '-m', H.DEFAULT_MODEL, '--prompt-len', '1', '-n', '1', '--json'], { encoding: 'utf8', env: { ...process.env, WGPU_BACKEND: 'vulkan', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' } }).trim().split('\n').pop());
+  const nativeBench = H.nativeJson(['bench', '-m', H.DEFAULT_MODEL, '--prompt-len', '1', '-n', '1', '--json']);
   assert.equal(b.decode.weightBytesPerToken, nativeBench.weight_bytes_per_token);
   // SwiftShader offers timestamp-query: every kernel of a decode step is timed.
   assert.equal(b.features.timestampQuery, true);

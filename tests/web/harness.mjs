@@ -310,9 +310,20 @@ export const CLI = path.join(REPO_ROOT, 'target/release/llama-webgpu');
 export function nativeGreedy({ model = DEFAULT_MODEL, prompt, n, chat = false, subgroups = true, extra = [] }) {
   const args = ['generate', '-m', model, '-p', prompt, ...(chat ? ['--chat'] : []), '-n', String(n),
     '--temp', '0', '--json', '--no-f16', ...(subgroups ? [] : ['--no-subgroups']), ...extra];
-  const env = { ...process.env, WGPU_BACKEND: 'vulkan', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' };
-  if (subgroups) env.LP_NATIVE_VECTOR_WIDTH = '128';
-  const out = execFileSync(CLI, args, { env, encoding: 'utf8' });
+  return nativeJson(args, subgroups ? { LP_NATIVE_VECTOR_WIDTH: '128' } : {});
+}
+
+/**
+ * The last JSON line the native CLI prints for `args`, run on the system's lavapipe (Vulkan,
+ * quiet) with `env` added.
+ * @param {string[]} args
+ * @param {Record<string, string>} [env]
+ */
+export function nativeJson(args, env = {}) {
+  const full = { ...process.env, WGPU_BACKEND: 'vulkan', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp', ...env };
+  // A driver file set for Dawn (tests/dawn/globals.mjs) is not the native tests' lavapipe.
+  delete full.VK_DRIVER_FILES;
+  const out = execFileSync(CLI, args, { env: full, encoding: 'utf8' });
   return JSON.parse(out.trim().split('\n').pop());
 }
 

@@ -449,22 +449,16 @@ impl MatmulOp {
                 "matmul params",
                 bytemuck::bytes_of(&w.part_params(i, w.rows)),
             )?;
-            let entries = vec![
-                p.buffer.as_entire_binding(),
-                x.as_entire_binding(),
-                y.as_entire_binding(),
-                params.as_entire_binding(),
-                step.as_entire_binding(),
-            ];
-            // Bindings 5 and 6 (matmul_io.wgsl); a norm without SwiGLU leaves 5 unused.
-            let mut numbered: Vec<(u32, &wgpu::Buffer)> = vec![(0, &p.buffer), (1, x), (2, y), (3, &params), (4, step)];
-            numbered.extend(x_up.map(|b| (5, b)));
-            numbered.extend(fusion.norm.map(|(b, _)| (6, b)));
+            // Bindings as numbered in matmul_io.wgsl; a norm without SwiGLU leaves 5 unused.
+            // (Only one-token ops have 5 or 6, and they make no tiled or multi-token pipeline.)
+            let mut entries: Vec<(u32, &wgpu::Buffer)> = vec![(0, &p.buffer), (1, x), (2, y), (3, &params), (4, step)];
+            entries.extend(x_up.map(|b| (5, b)));
+            entries.extend(fusion.norm.map(|(b, _)| (6, b)));
             let (gx, gy, _) = dispatch_1d(p.rows as u32, MATVEC_WG / tpr * rpi);
             parts.push(MatmulPart {
-                vec_bind: ctx.bind_numbered(&vec, &numbered),
-                tiled_bind: tiled.as_ref().map(|t| ctx.bind(t, &entries)),
-                multi_bind: multi.as_ref().map(|m| ctx.bind(m, &entries)),
+                vec_bind: ctx.bind_numbered(&vec, &entries),
+                tiled_bind: tiled.as_ref().map(|t| ctx.bind_numbered(t, &entries)),
+                multi_bind: multi.as_ref().map(|m| ctx.bind_numbered(m, &entries)),
                 rows: p.rows as u32,
                 vec_groups: (gx, gy),
             });
