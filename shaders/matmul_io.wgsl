@@ -8,6 +8,9 @@
 // X_NORM (matvec.wgsl, one token, X_VEC4): x is the residual stream and the product's input is
 // its RMSNorm with weight x_norm, applied as the activations load (the per-token scale at the
 // end). Y_ADD (matvec.wgsl, one token): y += W · x, the residual add of the block's output.
+// Y_SPLIT (matvec.wgsl, one token; with Y_SPLIT3 a third output): the weight is a joint of
+// matrices that read the same input (Q, K and V; gate and up: src/gpu/weights.rs), and each
+// member's rows go to its own output, from that output's row 0 (y_store).
 
 #include "quant.wgsl"
 
@@ -35,4 +38,27 @@
 #ifdef X_NORM
 @group(0) @binding(6) var<storage, read> x_norm: array<vec4<f32>>;
 const NORM_EPS: f32 = {{NORM_EPS}};
+#endif
+#ifdef Y_SPLIT
+@group(0) @binding(7) var<storage, read_write> y1: array<f32>;
+const SPLIT1: u32 = {{SPLIT1}}u;
+#ifdef Y_SPLIT3
+@group(0) @binding(8) var<storage, read_write> y2: array<f32>;
+const SPLIT2: u32 = {{SPLIT2}}u;
+#endif
+
+// Writes row `row` of a one-token product to the output that takes it.
+fn y_store(row: u32, v: f32) {
+#ifdef Y_SPLIT3
+    if (row >= SPLIT2) {
+        y2[row - SPLIT2] = v;
+        return;
+    }
+#endif
+    if (row >= SPLIT1) {
+        y1[row - SPLIT1] = v;
+    } else {
+        y[row] = v;
+    }
+}
 #endif

@@ -35,8 +35,12 @@
 // its own. The norm's sum of squares comes free with the activation loads: a row's TPR
 // invocations load the whole row between them, and reduce the squares with the products.
 //
+// Y_SPLIT (one token, not with XBCAST or Y_ADD; see matmul_io.wgsl): a joint's product, each
+// member's rows written to its own output.
+//
 // Defines: one TYPE_* (quant.wgsl), WG, TPR, RPI, NT, XBCAST, XBCAST4, X_VEC4 (cols % 4 == 0),
-// XMASK (cols % 32 != 0), INT_DOT, X_NORM (with NORM_EPS), Y_ADD.
+// XMASK (cols % 32 != 0), INT_DOT, X_NORM (with NORM_EPS), Y_ADD, Y_SPLIT (with SPLIT1),
+// Y_SPLIT3 (with SPLIT2).
 
 #include "matmul_io.wgsl"
 
@@ -225,7 +229,12 @@ fn matvec(
 #ifdef Y_ADD
                 acc += y[at];
 #endif
+#ifdef Y_SPLIT
+                // One token: `at` is the row.
+                y_store(at, acc);
+#else
                 y[at] = acc;
+#endif
             }
         }
     }

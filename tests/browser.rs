@@ -71,6 +71,12 @@ async fn every_weight_type_multiplies_like_the_cpu_without_subgroups() {
 }
 
 #[wasm_bindgen_test]
+async fn joint_products_match_the_cpu_on_both_paths() {
+    web_kernels::joint_products(WITH).await;
+    web_kernels::joint_products(WITHOUT).await;
+}
+
+#[wasm_bindgen_test]
 async fn packed_integer_products_match_the_cpu_on_both_paths() {
     web_kernels::packed_integer_products(WITH).await;
     web_kernels::packed_integer_products(WITHOUT).await;

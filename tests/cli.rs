@@ -293,7 +293,7 @@ fn tuning_flags_change_kernels_not_results() {
     let j = last_json(&ok_stdout(&args));
     assert_eq!(
         j["gpu"]["tuning"],
-        serde_json::json!({"matvec_threads": 4, "matvec_rows": 4, "naga_loop_bounding": false, "prefill_kernel": null, "swiglu": null, "norm": null, "int_dot": null})
+        serde_json::json!({"matvec_threads": 4, "matvec_rows": 4, "naga_loop_bounding": false, "prefill_kernel": null, "swiglu": null, "norm": null, "join": null, "int_dot": null})
     );
     // A decode step's dispatches, counted where the ops record them: the embedding; per layer
     // (30) norm, q, k, v, RoPE (which writes K and V into the cache), attention (one pass up to
@@ -301,7 +301,9 @@ fn tuning_flags_change_kernels_not_results() {
     // norm, the output and the argmax's two passes. Fusing kernels (issue 18) lowers it on
     // purpose: `--swiglu fused` forms SwiGLU in down's loads, and `--norm fused` (both what
     // GPUs get; lavapipe, a CPU device, keeps them separate) folds the norms into the products
-    // that read them and the residual adds into the products that write them: 9 per layer.
+    // that read them and the residual adds into the products that write them, and then (with
+    // `--join`, by default) Q, K and V are one product and gate and up one, which the loader
+    // put in one buffer each: 6 per layer.
     assert_eq!(j["decode_dispatches_per_token"], 1 + 30 * 12 + 1 + 1 + 1 + 2, "{j}");
     let bench_with = |extra: &[&str]| {
         let mut a = vec!["bench", "-m", m, "--prompt-len", "4", "-n", "2", "--json"];
@@ -312,10 +314,13 @@ fn tuning_flags_change_kernels_not_results() {
     assert_eq!(fused["decode_dispatches_per_token"], 1 + 30 * 11 + 1 + 1 + 1 + 2, "{fused}");
     assert_eq!(fused["gpu"]["tuning"]["swiglu"], "fused");
     let norms = bench_with(&["--norm", "fused", "--swiglu", "fused"]);
-    assert_eq!(norms["decode_dispatches_per_token"], 1 + 30 * 9 + 1 + 2, "{norms}");
+    assert_eq!(norms["decode_dispatches_per_token"], 1 + 30 * 6 + 1 + 2, "{norms}");
     assert_eq!(norms["gpu"]["tuning"]["norm"], "fused");
+    let apart = bench_with(&["--norm", "fused", "--swiglu", "fused", "--join", "separate"]);
+    assert_eq!(apart["decode_dispatches_per_token"], 1 + 30 * 9 + 1 + 2, "{apart}");
+    assert_eq!(apart["gpu"]["tuning"]["join"], "separate");
     let norms_only = bench_with(&["--norm", "fused"]);
-    assert_eq!(norms_only["decode_dispatches_per_token"], 1 + 30 * 10 + 1 + 2, "{norms_only}");
+    assert_eq!(norms_only["decode_dispatches_per_token"], 1 + 30 * 7 + 1 + 2, "{norms_only}");
     for (flag, bad) in [("--matvec-rows", "3"), ("--matvec-rows", "8"), ("--matvec-threads", "128")] {
         let out = cli(&["bench", "-m", m, flag, bad]);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -361,7 +366,10 @@ fn tuning_flags_change_kernels_not_results() {
     };
     let separate = stepwise(&["--norm", "separate"]);
     close(&separate, &stepwise(&["--norm", "fused"]));
-    close(&separate, &stepwise(&["--norm", "fused", "--swiglu", "fused"]));
+    let folded = stepwise(&["--norm", "fused", "--swiglu", "fused"]);
+    close(&separate, &folded);
+    // The joint products compute each row as the matrices' own products do: equal to the bit.
+    assert_eq!(folded, stepwise(&["--norm", "fused", "--swiglu", "fused", "--join", "separate"]));
     assert_eq!(greedy(&["--norm", "fused", "--swiglu", "fused"]), greedy(&["--norm", "separate"]));
     // Past 16 tokens, prefill takes the tiled kernel or the matrix-vector one as told (lavapipe
     // defaults to the latter), with the same results.
@@ -430,6 +438,24 @@ fn bench_profile_times_every_kernel() {
     // bytes each op reads adds up to the CLI's count over the GGUF's tensors.
     let down = p.iter().find(|k| k["kernel"] == "ffn_down").unwrap();
     assert!(down["weight_gb_per_s"].as_f64().unwrap() > 0.0, "{down}");
+    let read: u64 = p.iter().filter_map(|k| k["weight_bytes"].as_u64()).sum();
+    assert_eq!(read, j["weight_bytes_per_token"].as_u64().unwrap());
+    // A GPU's decode step: the joint products appear under their own names, with the bytes of
+    // the matrices they join, and still add up to the GGUF's count.
+    let g = last_json(&ok_stdout(&[
+        "bench", "-m", m.to_str().unwrap(), "--prompt-len", "4", "-n", "2", "--json", "--profile", "--norm", "fused", "--swiglu", "fused",
+    ]));
+    let p = g["profile"].as_array().expect("profile array");
+    let bytes = |name: &str| p.iter().find(|k| k["kernel"] == name).and_then(|k| k["weight_bytes"].as_u64());
+    let gguf = GgufFile::open(&m).unwrap();
+    let layer_bytes = |w: &str| -> u64 { (0..30).map(|l| gguf.tensor(&format!("blk.{l}.{w}.weight")).unwrap().data.len() as u64).sum() };
+    // (The norms' weights, now read by the products, count with the first product reading each.)
+    let norm = layer_bytes("attn_norm");
+    assert_eq!(bytes("attn_qkv"), Some(layer_bytes("attn_q") + layer_bytes("attn_k") + layer_bytes("attn_v") + norm), "{g}");
+    assert_eq!(bytes("ffn_gate_up"), Some(layer_bytes("ffn_gate") + layer_bytes("ffn_up") + norm), "{g}");
+    for gone in ["attn_norm", "attn_q", "attn_v", "ffn_norm", "ffn_gate", "ffn_up", "output_norm", "add"] {
+        assert!(bytes(gone).is_none() && !p.iter().any(|k| k["kernel"] == gone), "{gone} in {g}");
+    }
     let read: u64 = p.iter().filter_map(|k| k["weight_bytes"].as_u64()).sum();
     assert_eq!(read, j["weight_bytes_per_token"].as_u64().unwrap());
 }

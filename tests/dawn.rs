@@ -64,6 +64,14 @@ async fn every_weight_type_multiplies_like_the_cpu_in_f16_on_both_paths() {
 }
 
 #[wasm_bindgen_test]
+async fn joint_products_match_the_cpu_in_f16_on_both_paths() {
+    dawn().await;
+    for v in F16 {
+        web_kernels::joint_products(v).await;
+    }
+}
+
+#[wasm_bindgen_test]
 async fn packed_integer_products_match_the_cpu_in_f16_on_both_paths_and_in_f32() {
     dawn().await;
     for v in [F16[0], F16[1], F32_SUBGROUPS] {

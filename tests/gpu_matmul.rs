@@ -324,6 +324,93 @@ fn decode_fusion_cases(ctx: &GpuContext, t: &Tensor, w: &GpuWeight, seed: u64) -
     worst
 }
 
+/// One token through [`MatmulOp::for_decode_into`] with the RMSNorm input: each output as
+/// long as its rows plus one NaN that must stay.
+fn gpu_decode_into(ctx: &GpuContext, w: &GpuWeight, x: &[f32], norm: &wgpu::Buffer, rows: &[usize], config: Option<MatmulConfig>) -> Vec<Vec<f32>> {
+    let xb = ctx.upload("x", bytemuck::cast_slice(x)).unwrap();
+    let ys: Vec<wgpu::Buffer> = rows.iter().map(|&r| ctx.upload("y", bytemuck::cast_slice(&vec![f32::NAN; r + 1])).unwrap()).collect();
+    let outputs: Vec<(&wgpu::Buffer, usize)> = ys.iter().zip(rows).map(|(b, &r)| (b, r)).collect();
+    let step = step_buffer(ctx).unwrap();
+    set_step(ctx, &step, 1);
+    let op = MatmulOp::for_decode_into(ctx, w, &xb, DecodeInput::Norm { weight: norm, eps: 0.25 }, &outputs, &step, config).unwrap();
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        op.record(&mut pass, 1);
+    }
+    ctx.queue.submit([enc.finish()]);
+    ys.iter()
+        .zip(rows)
+        .map(|(b, &r)| {
+            let mut y = ctx.read_f32(b, 0, r + 1).unwrap();
+            assert!(y[r].is_nan(), "the joint product wrote past an output's rows");
+            y.truncate(r);
+            y
+        })
+        .collect()
+}
+
+/// Joints (a layer's Q, K and V, or gate and up, in one buffer; WeightWriter::joint): each
+/// member, bound at its offset, multiplies exactly as the same rows uploaded apart, on every
+/// kernel, and the joint's one decode product (MatmulOp::for_decode_into) gives each output
+/// exactly what the member's own fused product gives. Members that would not start at a
+/// bindable offset are refused, and only a whole joint in order joins.
+fn joint_cases(ctx: &GpuContext, ty: GgmlType, seed: u64) {
+    let cols = 512;
+    for rows in [&[64usize, 32, 32][..], &[64, 64]] {
+        let t = synthetic(ty, cols, rows.iter().sum(), seed);
+        let row_bytes = t.data.len() / t.rows;
+        let mut at = 0;
+        let mut pieces = Vec::new();
+        for (i, &r) in rows.iter().enumerate() {
+            pieces.push((["q", "k", "v"][i], r, &t.data[at * row_bytes..(at + r) * row_bytes]));
+            at += r;
+        }
+        let members = GpuWeight::upload_joint(ctx, ty, cols, &pieces).unwrap().expect("aligned members join");
+        let apart: Vec<GpuWeight> = pieces.iter().map(|p| GpuWeight::upload(ctx, p.0, ty, cols, p.1, p.2).unwrap()).collect();
+        for (m, a) in members.iter().zip(&apart) {
+            for (n, config) in [(1, None), (3, None), (40, None), (40, Some(MatmulConfig { threads_per_row: 1, rows_per_invocation: 4, matvec_prefill: true, small_batch: 0 }))] {
+                let x = activations(cols, n, seed + n as u64);
+                assert!(gpu_matmul_with(ctx, m, &x, n, config) == gpu_matmul_with(ctx, a, &x, n, config), "{ty} joint member × {n}, {config:?}");
+            }
+        }
+        let refs: Vec<&GpuWeight> = members.iter().collect();
+        let whole = GpuWeight::join(&refs).expect("a whole joint joins");
+        assert_eq!((whole.rows, whole.cols), (t.rows, cols));
+        let reversed: Vec<&GpuWeight> = members.iter().rev().collect();
+        assert!(GpuWeight::join(&reversed).is_none() && GpuWeight::join(&refs[..1]).is_none());
+        assert!(GpuWeight::join(&apart.iter().collect::<Vec<_>>()).is_none());
+        let x = activations(cols, 1, seed + 9);
+        let nb = ctx.upload("norm", bytemuck::cast_slice(&activations(cols, 1, seed + 10))).unwrap();
+        let shared = |tpr, rpi| MatmulConfig { threads_per_row: tpr, rows_per_invocation: rpi, matvec_prefill: false, small_batch: 0 };
+        for config in [None, Some(shared(1, 4)), Some(shared(2, 1)), Some(shared(16, 2))] {
+            let got = gpu_decode_into(ctx, &whole, &x, &nb, rows, config);
+            for (g, a) in got.iter().zip(&apart) {
+                let input = DecodeInput::Norm { weight: &nb, eps: 0.25 };
+                let want = gpu_decode_matmul(ctx, a, &x, input, &vec![f32::NAN; a.rows], false, config);
+                assert!(*g == want, "{ty} joint decode product, {config:?}");
+            }
+        }
+    }
+    // K at row 3 of rows this long starts at no multiple of 256 bytes (the alignment browsers
+    // mostly have; lavapipe's is smaller), and for the legacy types, whose scales take 18 bytes
+    // per row, at no whole word of the scales: refused, or where the device binds it, exact.
+    let k_quant = matches!(ty, GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K);
+    let cols = if k_quant { 256 } else { 288 };
+    let t = synthetic(ty, cols, 8, seed);
+    let row_bytes = t.data.len() / 8;
+    let odd = [("q", 3, &t.data[..3 * row_bytes]), ("k", 5, &t.data[3 * row_bytes..])];
+    match GpuWeight::upload_joint(ctx, ty, cols, &odd).unwrap() {
+        None => {}
+        Some(members) => {
+            assert!(k_quant || matches!(ty, GgmlType::F32 | GgmlType::F16), "{ty}: a member at no whole word of its scales joined");
+            let x = activations(cols, 1, seed);
+            let apart = GpuWeight::upload(ctx, "k", ty, cols, 5, odd[1].2).unwrap();
+            assert!(gpu_matmul(ctx, &members[1], &x, 1) == gpu_matmul(ctx, &apart, &x, 1));
+        }
+    }
+}
+
 fn check(what: &str, cols: usize, got: &[f32], want: &[f64], scale: &[f64]) -> f64 {
     let depth = (cols.div_ceil(4) + 24) as f64;
     let eps = (2f64).powi(-24);
@@ -592,6 +679,11 @@ fn all_types(opts: GpuOptions) {
         );
         types.insert(t.ty);
     }
+    use GgmlType::*;
+    for (i, ty) in [F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K].into_iter().enumerate() {
+        joint_cases(&ctx, ty, 900 + i as u64);
+    }
+    eprintln!("joints of every type: members and joint products equal to the matrices apart");
     use GgmlType::*;
     assert_eq!(
         types,

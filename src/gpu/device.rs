@@ -58,6 +58,15 @@ pub struct KernelTuning {
     /// make anyway); on a CPU device, no: the products there broadcast their activations across
     /// subgroups, a variant that cannot fold the norm in.
     pub fuse_norm: Option<bool>,
+    /// Whether a decode step with the norms folded in ([`KernelTuning::fuse_norm`]) multiplies
+    /// a layer's Q, K and V in one product, and its gate and up in one, where the loader put
+    /// each set in one buffer ([`super::weights::WeightWriter::joint`]): 9 dispatches per layer
+    /// become 6 (7 where V has another type, as in Q4_K_M files). `None`: yes. Each member's
+    /// rows are computed as its own product computes them; a GPU gains one dispatch's fixed
+    /// cost (a validation and a barrier in a browser) per product saved, and K and V, with an
+    /// eighth of Q's rows in 8B models (grouped-query attention), no longer run as dispatches
+    /// too small to fill it.
+    pub join_products: Option<bool>,
     /// Whether decode steps and small batches multiply with packed-integer dot products on
     /// 8-bit activations ([`ops::MatmulOp::with_int_dot`]) where the device's WGSL has them
     /// ([`GpuFeatures::int_dot`]). `None`: see [`KernelTuning::int_dot_for`].

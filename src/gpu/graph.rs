@@ -63,13 +63,51 @@ struct Layer {
 /// A block's seven products, each set built one way: the f32 kernels, the packed-integer ones,
 /// or a decode step's with the norms and residual adds folded in. A step records one set.
 struct Products {
-    wq: MatmulOp,
-    wk: MatmulOp,
-    wv: MatmulOp,
-    wo: MatmulOp,
-    gate: MatmulOp,
-    up: MatmulOp,
-    down: MatmulOp,
+    /// Q, K and V: one product each, or, over a joint of them ([`GpuWeight::join`]), one for
+    /// all three (`attn_qkv`) or for Q and K (`attn_qk`, then `attn_v`).
+    attn_in: Vec<Product>,
+    wo: Product,
+    /// Gate and up: one each, or one over their joint (`ffn_gate_up`).
+    ffn_in: Vec<Product>,
+    down: Product,
+}
+
+/// A product with the name a step's profile gives it and the weight bytes it reads.
+struct Product {
+    name: &'static str,
+    op: MatmulOp,
+    weight_bytes: u64,
+}
+
+impl Product {
+    fn new(name: &'static str, w: &GpuWeight, op: MatmulOp) -> Self {
+        Product { name, op, weight_bytes: w.encoded_bytes() }
+    }
+}
+
+/// A block's matrices, with the input each reads and the output it writes (by a step that does
+/// not fold the norms in).
+struct Slots<'a>([(&'static str, &'a GpuWeight, &'a wgpu::Buffer, &'a wgpu::Buffer); 7]);
+
+impl Products {
+    /// One product per matrix, made by `op(weight, input, output)`.
+    fn apart(
+        slots: &Slots<'_>,
+        mut op: impl FnMut(&GpuWeight, &wgpu::Buffer, &wgpu::Buffer) -> Result<MatmulOp, GpuError>,
+    ) -> Result<Self, GpuError> {
+        let mut p = Vec::with_capacity(7);
+        for &(name, w, x, y) in &slots.0 {
+            p.push(Product::new(name, w, op(w, x, y)?));
+        }
+        let down = p.pop().expect("seven");
+        let ffn_in = p.split_off(4);
+        let wo = p.pop().expect("four");
+        Ok(Products { attn_in: p, wo, ffn_in, down })
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Product> {
+        self.attn_in.iter().chain([&self.wo]).chain(&self.ffn_in).chain([&self.down])
+    }
 }
 
 /// A block of a one-token step in seven products and no other dispatch but RoPE and attention
@@ -250,6 +288,19 @@ impl GpuModel {
         let norm_input = |w: &GpuWeight, norm: &wgpu::Buffer, y: &wgpu::Buffer| {
             MatmulOp::for_decode(&ctx, w, &x, DecodeInput::Norm { weight: norm, eps: c.rms_eps }, y, false, &step, None)
         };
+        let join = fuse_norm && ctx.tuning.join_products.unwrap_or(true);
+        // Products normalizing `x` as they load it into each slot's output: one over the
+        // slots' joint (named `joint`) where they make one and joining is chosen, else one each.
+        let norm_inputs = |slots: &[(&'static str, &GpuWeight, &wgpu::Buffer, &wgpu::Buffer)], norm: &wgpu::Buffer, joint: &'static str| -> Result<Vec<Product>, GpuModelError> {
+            let weights: Vec<&GpuWeight> = slots.iter().map(|s| s.1).collect();
+            if let Some(j) = GpuWeight::join(&weights).filter(|_| join) {
+                let outputs: Vec<(&wgpu::Buffer, usize)> = slots.iter().map(|s| (s.3, s.1.rows)).collect();
+                let input = DecodeInput::Norm { weight: norm, eps: c.rms_eps };
+                let op = MatmulOp::for_decode_into(&ctx, &j, &x, input, &outputs, &step, None)?;
+                return Ok(vec![Product::new(joint, &j, op)]);
+            }
+            Ok(slots.iter().map(|&(name, w, _, y)| Ok(Product::new(name, w, norm_input(w, norm, y)?))).collect::<Result<_, GpuError>>()?)
+        };
         // One buffer for every quantized input (each is consumed before the next is written),
         // sized for the widest and the longest integer step.
         let xq = if int_dot {
@@ -277,6 +328,15 @@ impl GpuModel {
                 tensors.weight(&b("ffn_down"))?,
             );
             let last = l + 1 == c.shape.n_layer;
+            let slots = Slots([
+                ("attn_q", &wq, &h, &q),
+                ("attn_k", &wk, &h, &k),
+                ("attn_v", &wv, &h, &v),
+                ("attn_output", &wo, &attn, &o),
+                ("ffn_gate", &wg, &h, &g),
+                ("ffn_up", &wu, &h, &u),
+                ("ffn_down", &wd, &g, &o),
+            ]);
             let int_layer = match &xq {
                 Some(xq) if [&wq, &wk, &wv, &wo, &wg, &wu, &wd].iter().all(|w| int_dot_supported(&ctx, w.ty)) => {
                     let int = |w: &GpuWeight, y: &wgpu::Buffer| MatmulOp::with_int_dot(&ctx, w, xq, y, &step, None);
@@ -287,15 +347,7 @@ impl GpuModel {
                         quant_attn: QuantizeOp::new(&ctx, nq, &attn, None, xq, &step, blocks(&wo))?,
                         quant_ffn_in: QuantizeOp::new(&ctx, e, &h, None, xq, &step, blocks(&wg))?,
                         quant_glu: QuantizeOp::new(&ctx, ff, &g, Some(&u), xq, &step, blocks(&wd))?,
-                        mm: Products {
-                            wq: int(&wq, &q)?,
-                            wk: int(&wk, &k)?,
-                            wv: int(&wv, &v)?,
-                            wo: int(&wo, &o)?,
-                            gate: int(&wg, &g)?,
-                            up: int(&wu, &u)?,
-                            down: int(&wd, &o)?,
-                        },
+                        mm: Products::apart(&slots, |w, _, y| int(w, y))?,
                     })
                 }
                 // A block with an F16/F32 matrix (or no integer products) keeps the f32 kernels.
@@ -309,15 +361,7 @@ impl GpuModel {
             };
             layers.push(Layer {
                 attn_norm,
-                mm: Products {
-                    wq: MatmulOp::new(&ctx, &wq, &h, &q, &step)?,
-                    wk: MatmulOp::new(&ctx, &wk, &h, &k, &step)?,
-                    wv: MatmulOp::new(&ctx, &wv, &h, &v, &step)?,
-                    wo: MatmulOp::new(&ctx, &wo, &attn, &o, &step)?,
-                    gate: MatmulOp::new(&ctx, &wg, &h, &g, &step)?,
-                    up: MatmulOp::new(&ctx, &wu, &h, &u, &step)?,
-                    down: MatmulOp::new(&ctx, &wd, &g, &o, &step)?,
-                },
+                mm: Products::apart(&slots, |w, x, y| MatmulOp::new(&ctx, w, x, y, &step))?,
                 // K goes from RoPE straight into the cache, with V: no cache write of its own.
                 rope: RopeOp::pair_into_cache(&ctx, &q, c.shape.n_head as u32, &k, &v, &kv, l, &rope, freq_factors.as_ref(), &step)?,
                 attention: AttentionOp::new(
@@ -345,17 +389,22 @@ impl GpuModel {
                 add_ffn: if last { Some(AddOp::new(&ctx, &x, &o, e as u32, &step)?) } else { None },
                 int_dot: int_layer,
                 fused: if fuse_norm {
+                    let [q, k, v, _, gate, up, _] = &slots.0;
+                    // Q, K and V in one product where the loader put them in one buffer, else
+                    // Q and K in one; gate and up likewise.
+                    let mut attn_in = norm_inputs(&[*q, *k, *v], &attn_norm_w, "attn_qkv")?;
+                    if attn_in.len() == 3 {
+                        attn_in = norm_inputs(&[*q, *k], &attn_norm_w, "attn_qk")?;
+                        attn_in.extend(norm_inputs(&[*v], &attn_norm_w, "")?);
+                    }
                     Some(FusedDecode {
                         mm: Products {
-                            wq: norm_input(&wq, &attn_norm_w, &q)?,
-                            wk: norm_input(&wk, &attn_norm_w, &k)?,
-                            wv: norm_input(&wv, &attn_norm_w, &v)?,
-                            wo: MatmulOp::for_decode(&ctx, &wo, &attn, DecodeInput::Plain, &x, true, &step, None)?,
-                            gate: norm_input(&wg, &ffn_norm_w, &g)?,
-                            up: norm_input(&wu, &ffn_norm_w, &u)?,
+                            attn_in,
+                            wo: Product::new("attn_output", &wo, MatmulOp::for_decode(&ctx, &wo, &attn, DecodeInput::Plain, &x, true, &step, None)?),
+                            ffn_in: norm_inputs(&[*gate, *up], &ffn_norm_w, "ffn_gate_up")?,
                             // SwiGLU in down's loads, or (where that is not chosen) a dispatch
                             // of its own before it, in place in `g`.
-                            down: MatmulOp::for_decode(&ctx, &wd, &g, if fuse_swiglu { DecodeInput::Glu { up: &u } } else { DecodeInput::Plain }, &x, true, &step, None)?,
+                            down: Product::new("ffn_down", &wd, MatmulOp::for_decode(&ctx, &wd, &g, if fuse_swiglu { DecodeInput::Glu { up: &u } } else { DecodeInput::Plain }, &x, true, &step, None)?),
                         },
                         swiglu_in_down: fuse_swiglu,
                     })
@@ -363,12 +412,21 @@ impl GpuModel {
                     None
                 },
             });
-            for (name, w) in [("attn_q", &wq), ("attn_k", &wk), ("attn_v", &wv), ("attn_output", &wo), ("ffn_gate", &wg), ("ffn_up", &wu), ("ffn_down", &wd)] {
-                add_read(&mut weight_reads, name, w.encoded_bytes());
+            // What a decode step reads, in the names its products have. Norm weights are f32
+            // vectors in every GGUF; folded in, the first product reading each reads it.
+            let layer = layers.last().expect("pushed");
+            let folded = layer.fused.as_ref().filter(|_| layer.int_dot.is_none());
+            let decode = layer.int_dot.as_ref().map(|i| &i.mm).or(folded.map(|f| &f.mm)).unwrap_or(&layer.mm);
+            let norm_bytes = e as u64 * 4;
+            for (i, p) in decode.all().enumerate() {
+                let first_of_block = i == 0 || i == decode.attn_in.len() + 1;
+                let norm = if folded.is_some() && first_of_block { norm_bytes } else { 0 };
+                add_read(&mut weight_reads, p.name, p.weight_bytes + norm);
             }
-            // Norm weights are f32 vectors in every GGUF.
-            add_read(&mut weight_reads, "attn_norm", e as u64 * 4);
-            add_read(&mut weight_reads, "ffn_norm", e as u64 * 4);
+            if folded.is_none() {
+                add_read(&mut weight_reads, "attn_norm", norm_bytes);
+                add_read(&mut weight_reads, "ffn_norm", norm_bytes);
+            }
             weights.extend([wq, wk, wv, wo, wg, wu, wd]);
             buffers.extend([attn_norm_w, ffn_norm_w]);
         }
@@ -380,8 +438,12 @@ impl GpuModel {
         };
         let out_w = output_w.as_ref().unwrap_or(&tok_embd);
         // The embedding is only gathered from, one row per token: not a read of the matrix.
-        add_read(&mut weight_reads, "output_norm", e as u64 * 4);
-        add_read(&mut weight_reads, "output", out_w.encoded_bytes());
+        if fuse_norm {
+            add_read(&mut weight_reads, "output", out_w.encoded_bytes() + e as u64 * 4);
+        } else {
+            add_read(&mut weight_reads, "output_norm", e as u64 * 4);
+            add_read(&mut weight_reads, "output", out_w.encoded_bytes());
+        }
         let norm_all = RmsNormOp::new(&ctx, &x, &output_norm_w, &h, e as u32, c.rms_eps, &step)?;
         let output_all = MatmulOp::new(&ctx, out_w, &h, &logits, &step)?;
         let norm_last = RmsNormOp::new(
@@ -476,30 +538,31 @@ impl GpuModel {
             if let Some(i) = int {
                 rec("quantize", &mut |p| i.quant_attn_in.record(p, n));
             }
-            rec("attn_q", &mut |p| mm.wq.record(p, n));
-            rec("attn_k", &mut |p| mm.wk.record(p, n));
-            rec("attn_v", &mut |p| mm.wv.record(p, n));
+            for m in &mm.attn_in {
+                rec(m.name, &mut |p| m.op.record(p, n));
+            }
             rec("rope", &mut |p| l.rope.record(p, n));
             rec("attention", &mut |p| l.attention.record(p, n, self.pos));
             if let Some(i) = int {
                 rec("quantize", &mut |p| i.quant_attn.record(p, n));
             }
-            rec("attn_output", &mut |p| mm.wo.record(p, n));
+            rec(mm.wo.name, &mut |p| mm.wo.op.record(p, n));
             if fused.is_none() {
                 rec("ffn_norm", &mut |p| l.ffn_norm.record(p, n));
             }
             if let Some(i) = int {
                 rec("quantize", &mut |p| i.quant_ffn_in.record(p, n));
             }
-            rec("ffn_gate", &mut |p| mm.gate.record(p, n));
-            rec("ffn_up", &mut |p| mm.up.record(p, n));
+            for m in &mm.ffn_in {
+                rec(m.name, &mut |p| m.op.record(p, n));
+            }
             // SwiGLU forms as down's input is quantized, or in down's loads, or in a kernel of
             // its own.
             let (own_swiglu, down) = match (int, fused, &l.down_glu) {
-                (Some(_), _, _) => (false, &mm.down),
-                (None, Some(f), _) => (!f.swiglu_in_down, &mm.down),
+                (Some(_), _, _) => (false, &mm.down.op),
+                (None, Some(f), _) => (!f.swiglu_in_down, &mm.down.op),
                 (None, None, Some(down_glu)) if n == 1 => (false, down_glu),
-                (None, None, _) => (true, &mm.down),
+                (None, None, _) => (true, &mm.down.op),
             };
             if let Some(i) = int {
                 rec("quantize", &mut |p| i.quant_glu.record(p, n));
@@ -644,9 +707,10 @@ impl GpuModel {
     }
 
     /// Weight bytes a decode step reads, per op that reads weights (the norms, `attn_q` …
-    /// `ffn_down` summed over the layers, then `output`), in the names
-    /// [`GpuModel::profile_decode`] gives the ops: every tensor once, in its GGUF encoding, but
-    /// the embedding table, which is only gathered from. Memory-bound decode takes this many
+    /// `ffn_down` summed over the layers, then `output`; with the norms folded in, the joint
+    /// products `attn_qkv` and `ffn_gate_up` and the norm weights in the first product that
+    /// reads each), in the names [`GpuModel::profile_decode`] gives the ops: every tensor once,
+    /// in its GGUF encoding, but the embedding table, which is only gathered from. Memory-bound decode takes this many
     /// bytes per token over the device's bandwidth.
     pub fn decode_weight_reads(&self) -> &[(&'static str, u64)] {
         &self.weight_reads

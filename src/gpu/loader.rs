@@ -6,7 +6,9 @@
 //! are pushed through here in pieces of any size: the incremental GGUF parser reads each shard's
 //! header, every tensor's GPU buffers are allocated as soon as the header names it (a model that
 //! does not fit fails before its bytes are downloaded), and the [`TensorRouter`] hands each piece
-//! of tensor data to its [`WeightWriter`], which repacks and writes it in ~1 MiB row groups.
+//! of tensor data to its [`WeightWriter`], which repacks and writes it in ~1 MiB row groups
+//! (a layer's Q, K and V, and its gate and up, into one buffer each where they can share one,
+//! so that a decode step can multiply each set in one dispatch).
 //! What stays in memory is the metadata, one pending row group and the small 1-D tensors.
 
 use super::graph::{GpuModel, GpuModelError, TensorSource};
@@ -16,7 +18,7 @@ use super::memory::OomFigures;
 use super::{GpuContext, GpuError};
 use crate::gguf::{GgufError, GgufHeader, HeaderParser, Metadata, Progress, SplitInfo, TensorInfo, TensorRouter};
 use crate::model::memory::{uploaded_bytes, MemoryPlan, DEFAULT_CONTEXT};
-use crate::model::names::is_graph_tensor;
+use crate::model::names::{self, is_graph_tensor};
 use crate::model::{LlamaConfig, ModelError};
 use crate::quant;
 use std::collections::HashMap;
@@ -337,9 +339,12 @@ impl StreamLoader {
         }
         // The reservation made at the previous header stood in for these buffers.
         self.release_reserve();
+        let mut joint = joint_writers(&self.ctx, &h)?;
         for t in &h.tensors {
             let sink = if !is_graph_tensor(&t.name) || t.size == 0 {
                 Sink::Skip
+            } else if let Some(w) = joint.remove(&t.name) {
+                Sink::Weight(w)
             } else if t.dims.len() >= 2 {
                 Sink::Weight(WeightWriter::new(
                     &self.ctx,
@@ -493,6 +498,36 @@ impl StreamLoader {
     }
 }
 
+/// Writers for the matrices of `h` that share a buffer with others of their layer
+/// ([`names::JOINTS`]), by tensor name: where all the members are in this header (a model split
+/// between them keeps them apart), have one type and row length, and can share one
+/// ([`WeightWriter::joint`]).
+fn joint_writers(ctx: &GpuContext, h: &GgufHeader) -> Result<HashMap<String, WeightWriter>, GpuModelError> {
+    let infos: HashMap<&str, &TensorInfo> = h.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    let layers: std::collections::BTreeSet<usize> = h.tensors.iter().filter_map(|t| names::layer_of(&t.name)).collect();
+    let mut out = HashMap::new();
+    for l in layers {
+        for group in names::JOINTS {
+            let members: Option<Vec<&TensorInfo>> = group.iter().map(|w| infos.get(names::blk(l, w).as_str()).copied()).collect();
+            let Some(members) = members else { continue };
+            let first = members[0];
+            let alike = members.iter().all(|t| {
+                t.dims.len() == 2 && t.size > 0 && t.ggml_type == first.ggml_type && t.dims[0] == first.dims[0] && !out.contains_key(&t.name)
+            });
+            if !alike {
+                continue;
+            }
+            let shapes: Vec<(&str, usize)> = members.iter().map(|t| (t.name.as_str(), t.dims[1] as usize)).collect();
+            if let Some(writers) = WeightWriter::joint(ctx, first.ggml_type, first.dims[0] as usize, &shapes)? {
+                for (t, w) in members.iter().zip(writers) {
+                    out.insert(t.name.clone(), w);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// [`OomFigures::annotate`] for the model's errors, whose GPU errors it annotates.
 fn annotate(figures: &OomFigures, ctx: &GpuContext, e: GpuModelError) -> GpuModelError {
     match e {
@@ -577,7 +612,8 @@ pub fn load_mapped<'a>(
     GpuModel::build(ctx.clone(), cfg, &mut source, context_size)
 }
 
-/// Uploads each tensor from its GGUF bytes when asked (the native loader: memory-mapped files).
+/// Uploads each tensor from its GGUF bytes when asked (the native loader: memory-mapped files),
+/// each in buffers of its own: no joints, so tests compare them with the streamed joints.
 struct SliceSource<'c, F> {
     ctx: &'c GpuContext,
     tensor: F,

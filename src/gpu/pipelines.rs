@@ -131,11 +131,21 @@ impl GpuContext {
         pipeline: &wgpu::ComputePipeline,
         buffers: &[(u32, &wgpu::Buffer)],
     ) -> wgpu::BindGroup {
-        let entries: Vec<wgpu::BindGroupEntry> = buffers
+        let entries: Vec<(u32, wgpu::BindingResource)> = buffers.iter().map(|&(i, b)| (i, b.as_entire_binding())).collect();
+        self.bind_resources(pipeline, &entries)
+    }
+
+    /// [`bind_numbered`](Self::bind_numbered) with any resources (such as a range of a buffer).
+    pub fn bind_resources(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        resources: &[(u32, wgpu::BindingResource<'_>)],
+    ) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry> = resources
             .iter()
-            .map(|&(binding, b)| wgpu::BindGroupEntry {
-                binding,
-                resource: b.as_entire_binding(),
+            .map(|(binding, r)| wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: r.clone(),
             })
             .collect();
         self.device.create_bind_group(&wgpu::BindGroupDescriptor {

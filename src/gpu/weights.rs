@@ -31,6 +31,7 @@ use crate::quant::GgmlType;
 pub const UNIT: usize = 32;
 
 /// How a type is laid out on the GPU.
+#[derive(Clone, Copy)]
 enum Layout {
     /// Block formats: byte ranges of a GGUF block, each gathered into its own segment, in order.
     Blocks(&'static [(usize, usize)]),
@@ -78,13 +79,29 @@ pub(crate) fn type_define(ty: GgmlType) -> &'static str {
     }
 }
 
-/// One buffer holding rows `row0 .. row0 + rows` of a weight.
+/// One buffer (or, for a member of a joint, a range of one) holding rows `row0 .. row0 + rows`
+/// of a weight.
+#[derive(Clone)]
 pub struct WeightPart {
     pub buffer: wgpu::Buffer,
     pub row0: usize,
     pub rows: usize,
-    /// u32-word offsets of the second and third segments (0 where absent).
+    /// u32-word offsets of the second and third segments (0 where absent), from `offset`.
     pub(crate) seg: [u32; 2],
+    /// The bytes of `buffer` the kernels bind: all of it but for a joint's members.
+    offset: u64,
+    size: u64,
+}
+
+impl WeightPart {
+    /// The binding the kernels read the part through.
+    pub(crate) fn binding(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.buffer,
+            offset: self.offset,
+            size: wgpu::BufferSize::new(self.size),
+        })
+    }
 }
 
 /// A weight matrix uploaded for the GPU kernels.
@@ -94,6 +111,15 @@ pub struct GpuWeight {
     pub cols: usize,
     pub rows: usize,
     parts: Vec<WeightPart>,
+    /// Where the weight is one of the matrices of a joint (see [`WeightWriter::joint`]).
+    joint: Option<JointMember>,
+}
+
+/// A joint's member: rows `first_row ..` of the joint's one buffer.
+struct JointMember {
+    /// The whole joint, as one part.
+    whole: WeightPart,
+    first_row: usize,
 }
 
 impl GpuWeight {
@@ -139,6 +165,12 @@ pub struct WeightWriter {
     parts: Vec<WeightPart>,
     /// Byte offset of each segment within each part's buffer (same for all parts but the last).
     seg_starts: Vec<Vec<u64>>,
+    /// Bytes per row in each segment.
+    seg_widths: Vec<usize>,
+    /// Where this tensor's rows start in the buffers: 0 but for a joint's later members.
+    row_base: usize,
+    /// For a joint's member: the joint's rows.
+    joint_rows: Option<usize>,
     /// GGUF bytes of rows `next_row..` not yet written.
     pending: Vec<u8>,
     next_row: usize,
@@ -149,6 +181,102 @@ impl WeightWriter {
     /// Validates the shape, then allocates every part's buffer up front (so a model that does
     /// not fit fails before its bytes are downloaded).
     pub fn new(
+        ctx: &GpuContext,
+        name: &str,
+        ty: GgmlType,
+        cols: usize,
+        rows: usize,
+    ) -> Result<WeightWriter, GpuError> {
+        Self::allocate(ctx, name, ty, cols, rows)
+    }
+
+    /// Writers for matrices of one type and row length that read the same input (a layer's
+    /// Q, K and V; gate and up), sharing one buffer: `members` (name, rows) are stacked in
+    /// order, each member's rows contiguous in every segment, so each member is still a
+    /// weight of its own to the kernels (bound at its offset) and one product can take all
+    /// their rows in one dispatch ([`GpuWeight::join`]). `None` where the joint would not be
+    /// one part or a member would not start at a bindable offset (WebGPU's
+    /// `minStorageBufferOffsetAlignment`, and whole words in the later segments); the
+    /// caller then uploads them apart. Takes the same memory as apart, less some padding.
+    pub fn joint(
+        ctx: &GpuContext,
+        ty: GgmlType,
+        cols: usize,
+        members: &[(&str, usize)],
+    ) -> Result<Option<Vec<WeightWriter>>, GpuError> {
+        let total: usize = members.iter().map(|m| m.1).sum();
+        let Some(layout) = layout(ty) else {
+            return Ok(None);
+        };
+        let (block, _) = ty.block_geometry();
+        if members.len() < 2 || members.iter().any(|m| m.1 == 0) || cols == 0 || !cols.is_multiple_of(block) {
+            return Ok(None);
+        }
+        let widths = seg_widths(&layout, ty, cols);
+        let align = u64::from(ctx.limits.min_storage_buffer_offset_alignment);
+        let mut base = 0usize;
+        for &(_, rows) in members {
+            let bindable = (base * widths[0]) as u64 % align == 0 && widths.iter().all(|w| (base * w) % 4 == 0);
+            // A member's rows must also end on a word in every segment, or the padding of
+            // its last write would land on the next member's first bytes.
+            if !bindable || widths.iter().any(|w| (rows * w) % 4 != 0) {
+                return Ok(None);
+            }
+            base += rows;
+        }
+        let label = members.iter().map(|m| m.0).collect::<Vec<_>>().join(" + ");
+        if rows_per_part(ctx, widths.iter().sum(), widths.len()) < total {
+            return Ok(None);
+        }
+        let whole = Self::allocate(ctx, &label, ty, cols, total)?;
+        let mut base = 0;
+        Ok(Some(
+            members
+                .iter()
+                .map(|&(name, rows)| {
+                    let w = WeightWriter {
+                        name: name.to_string(),
+                        rows,
+                        parts: whole.parts.clone(),
+                        seg_starts: whole.seg_starts.clone(),
+                        seg_widths: whole.seg_widths.clone(),
+                        row_base: base,
+                        joint_rows: Some(total),
+                        pending: Vec::new(),
+                        scratch: Vec::new(),
+                        ..whole.shallow()
+                    };
+                    base += rows;
+                    w
+                })
+                .collect(),
+        ))
+    }
+
+    /// The fields that are plain values, for a joint's members.
+    fn shallow(&self) -> WeightWriter {
+        WeightWriter {
+            name: String::new(),
+            ty: self.ty,
+            cols: self.cols,
+            rows: 0,
+            layout: self.layout,
+            block: self.block,
+            block_bytes: self.block_bytes,
+            row_bytes: self.row_bytes,
+            gpu_row_bytes: self.gpu_row_bytes,
+            parts: Vec::new(),
+            seg_starts: Vec::new(),
+            seg_widths: Vec::new(),
+            row_base: 0,
+            joint_rows: None,
+            pending: Vec::new(),
+            next_row: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn allocate(
         ctx: &GpuContext,
         name: &str,
         ty: GgmlType,
@@ -167,24 +295,13 @@ impl WeightWriter {
             });
         }
         let row_bytes = cols / block * block_bytes;
-        let units = cols.div_ceil(UNIT);
-        let (gpu_row_bytes, seg_widths): (usize, Vec<usize>) = match layout {
-            Layout::Blocks(segs) => {
-                let w: Vec<usize> = segs.iter().map(|(a, b)| (b - a) * (cols / block)).collect();
-                (w.iter().sum(), w)
-            }
-            Layout::Float { elem } => (units * UNIT * elem, vec![units * UNIT * elem]),
-        };
-        let limit = ctx
-            .limits
-            .max_storage_buffer_binding_size
-            .min(ctx.limits.max_buffer_size);
-        let slack = 16 * seg_widths.len() as u64;
-        let rows_per_part =
-            (limit.saturating_sub(slack) / gpu_row_bytes as u64).min(rows as u64) as usize;
+        let seg_widths = seg_widths(&layout, ty, cols);
+        let gpu_row_bytes: usize = seg_widths.iter().sum();
+        let rows_per_part = rows_per_part(ctx, gpu_row_bytes, seg_widths.len()).min(rows);
         if rows_per_part == 0 {
+            let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
             let which = if limit == ctx.limits.max_buffer_size { "maxBufferSize" } else { "maxStorageBufferBindingSize" };
-            return Err(ctx.over_limit(&format!("one row of '{name}'"), gpu_row_bytes as u64 + slack, which));
+            return Err(ctx.over_limit(&format!("one row of '{name}'"), gpu_row_bytes as u64 + 16 * seg_widths.len() as u64, which));
         }
         let mut parts = Vec::with_capacity(rows.div_ceil(rows_per_part));
         let mut seg_starts = Vec::with_capacity(parts.capacity());
@@ -206,10 +323,12 @@ impl WeightWriter {
                 wgpu::BufferUsages::empty(),
             )?;
             parts.push(WeightPart {
+                size: buffer.size(),
                 buffer,
                 row0,
                 rows: n,
                 seg,
+                offset: 0,
             });
             seg_starts.push(starts);
         }
@@ -225,6 +344,9 @@ impl WeightWriter {
             gpu_row_bytes,
             parts,
             seg_starts,
+            seg_widths,
+            row_base: 0,
+            joint_rows: None,
             pending: Vec::new(),
             next_row: 0,
             scratch: Vec::new(),
@@ -265,11 +387,34 @@ impl WeightWriter {
         if self.next_row != self.rows {
             return Err(self.size_error(self.received_bytes()));
         }
+        let Some(total) = self.joint_rows else {
+            return Ok(GpuWeight { ty: self.ty, cols: self.cols, rows: self.rows, parts: self.parts, joint: None });
+        };
+        // A member: its rows of each segment, bound from the first segment's.
+        let whole = self.parts.into_iter().next().expect("a joint is one part");
+        let at = |i: usize| self.seg_starts[0][i] + (self.row_base * self.seg_widths[i]) as u64;
+        let offset = at(0);
+        let mut seg = [0u32; 2];
+        for i in 1..self.seg_widths.len() {
+            seg[i - 1] = ((at(i) - offset) / 4) as u32;
+        }
+        let last = self.seg_widths.len() - 1;
+        let end = at(last) + (self.rows * self.seg_widths[last]) as u64;
+        let view = WeightPart {
+            buffer: whole.buffer.clone(),
+            row0: 0,
+            rows: self.rows,
+            seg,
+            offset,
+            size: (end - offset).next_multiple_of(4),
+        };
+        debug_assert_eq!(whole.rows, total);
         Ok(GpuWeight {
             ty: self.ty,
             cols: self.cols,
             rows: self.rows,
-            parts: self.parts,
+            parts: vec![view],
+            joint: Some(JointMember { whole, first_row: self.row_base }),
         })
     }
 
@@ -289,10 +434,11 @@ impl WeightWriter {
     /// Rows in the group starting at `next_row`: about FLUSH_BYTES, a multiple of 4, and never
     /// past the end of the current part.
     fn group_rows(&self) -> usize {
-        let part = self.part_of(self.next_row);
+        let row = self.row_base + self.next_row;
+        let part = self.part_of(row);
         let part_end = self.parts[part].row0 + self.parts[part].rows;
         let want = (FLUSH_BYTES / self.row_bytes).max(1).next_multiple_of(4);
-        want.min(part_end - self.next_row)
+        want.min(part_end - row).min(self.rows - self.next_row)
     }
 
     fn part_of(&self, row: usize) -> usize {
@@ -301,8 +447,8 @@ impl WeightWriter {
 
     /// Repacks `n` pending rows and writes them into their part.
     fn flush(&mut self, ctx: &GpuContext, n: usize) {
-        let p = self.part_of(self.next_row);
-        let local = self.next_row - self.parts[p].row0;
+        let p = self.part_of(self.row_base + self.next_row);
+        let local = self.row_base + self.next_row - self.parts[p].row0;
         let buffer = &self.parts[p].buffer;
         let src = &self.pending[..n * self.row_bytes];
         let blocks_per_row = self.cols / self.block;
@@ -342,6 +488,22 @@ impl WeightWriter {
     }
 }
 
+/// Bytes per row of each GPU segment of a `ty` matrix with rows of `cols` elements.
+fn seg_widths(layout: &Layout, ty: GgmlType, cols: usize) -> Vec<usize> {
+    let (block, _) = ty.block_geometry();
+    match layout {
+        Layout::Blocks(segs) => segs.iter().map(|(a, b)| (b - a) * (cols / block)).collect(),
+        Layout::Float { elem } => vec![cols.div_ceil(UNIT) * UNIT * elem],
+    }
+}
+
+/// Rows of `gpu_row_bytes` that fit one part: one storage binding, with room for the padding
+/// of `segments` segments.
+fn rows_per_part(ctx: &GpuContext, gpu_row_bytes: usize, segments: usize) -> usize {
+    let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
+    (limit.saturating_sub(16 * segments as u64) / gpu_row_bytes as u64) as usize
+}
+
 impl GpuWeight {
     /// Uploads `data` (GGUF bytes of `rows` rows of `cols` elements of `ty`), repacking and
     /// splitting it as described in the module docs. `name` labels buffers and errors.
@@ -371,9 +533,49 @@ impl GpuWeight {
         self.cols.div_ceil(UNIT)
     }
 
-    /// GPU memory taken by all parts.
+    /// GPU memory taken by all parts (a joint's member: its share).
     pub fn gpu_bytes(&self) -> u64 {
-        self.parts.iter().map(|p| p.buffer.size()).sum()
+        self.parts.iter().map(|p| p.size).sum()
+    }
+
+    /// Uploads matrices as one joint ([`WeightWriter::joint`]): `members` are (name, rows,
+    /// GGUF bytes). `None` where they cannot share a buffer.
+    pub fn upload_joint(ctx: &GpuContext, ty: GgmlType, cols: usize, members: &[(&str, usize, &[u8])]) -> Result<Option<Vec<GpuWeight>>, GpuError> {
+        let shapes: Vec<(&str, usize)> = members.iter().map(|m| (m.0, m.1)).collect();
+        let Some(writers) = WeightWriter::joint(ctx, ty, cols, &shapes)? else {
+            return Ok(None);
+        };
+        let mut out = Vec::with_capacity(members.len());
+        for (mut w, m) in writers.into_iter().zip(members) {
+            if m.2.len() as u64 != w.expected_bytes() {
+                return Err(w.size_error(m.2.len() as u64));
+            }
+            w.push(ctx, m.2)?;
+            out.push(w.finish()?);
+        }
+        Ok(Some(out))
+    }
+
+    /// All the rows of `members` as one weight, where they are a whole joint's members in
+    /// order (as [`WeightWriter::joint`] made them): one product over it computes theirs in
+    /// one dispatch, row for row as each would ([`crate::gpu::ops::MatmulOp::for_decode_into`]).
+    pub fn join(members: &[&GpuWeight]) -> Option<GpuWeight> {
+        let whole = &members.first()?.joint.as_ref()?.whole;
+        let mut next = 0;
+        for m in members {
+            let j = m.joint.as_ref()?;
+            if j.whole.buffer != whole.buffer || j.first_row != next {
+                return None;
+            }
+            next += m.rows;
+        }
+        (next == whole.rows).then(|| GpuWeight {
+            ty: members[0].ty,
+            cols: members[0].cols,
+            rows: next,
+            parts: vec![whole.clone()],
+            joint: None,
+        })
     }
 
     /// The uniform values for part `i`, writing rows with stride `out_stride`.

@@ -9,6 +9,16 @@ pub const ROPE_FREQS: &str = "rope_freqs.weight";
 pub const LAYER_TENSORS: [&str; 9] =
     ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"];
 
+/// Per-layer matrices that read the same input and so can share one GPU buffer, to be
+/// multiplied in one dispatch (`gpu::weights::WeightWriter::joint`), in the order tried: Q, K
+/// and V, else (where V has another type, as in Q4_K_M files) Q and K; gate and up.
+pub const JOINTS: [&[&str]; 3] = [&["attn_q", "attn_k", "attn_v"], &["attn_q", "attn_k"], &["ffn_gate", "ffn_up"]];
+
+/// The layer of a per-layer tensor's name (`blk.N.…`).
+pub fn layer_of(name: &str) -> Option<usize> {
+    name.strip_prefix("blk.")?.split_once('.')?.0.parse().ok()
+}
+
 pub fn blk(layer: usize, what: &str) -> String {
     format!("blk.{layer}.{what}.weight")
 }

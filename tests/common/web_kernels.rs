@@ -117,6 +117,48 @@ pub async fn every_weight_type(v: Variant) {
     }
 }
 
+/// Joints (Q, K and V in one buffer, as the loader makes them where it can): each weight type's
+/// one decode product for the three (MatmulOp::for_decode_into, the RMSNorm in its loads), each
+/// output against the CPU and untouched past its rows, and a member alone (bound at its offset
+/// in the joint's buffer) as a product of its own.
+pub async fn joint_products(v: Variant) {
+    use GgmlType::*;
+    let ctx = context(v, None).await;
+    let mut rng = Rng::new(7);
+    let rows = [64usize, 32, 32];
+    for (i, (ty, cols)) in [(F32, 96), (F16, 160), (Q4_0, 160), (Q4_1, 160), (Q5_0, 160), (Q5_1, 160), (Q8_0, 160), (Q4_K, 512), (Q5_K, 512), (Q6_K, 512)]
+        .into_iter()
+        .enumerate()
+    {
+        let data = weights(ty, cols, 128, 50 + i as u64);
+        let values = dequantize("w", ty, &data, cols * 128).unwrap();
+        let row_bytes = data.len() / 128;
+        let pieces = [("q", 64, &data[..64 * row_bytes]), ("k", 32, &data[64 * row_bytes..96 * row_bytes]), ("v", 32, &data[96 * row_bytes..])];
+        let members = GpuWeight::upload_joint(&ctx, ty, cols, &pieces).unwrap().unwrap_or_else(|| panic!("{ty}: members at multiples of 256 bytes join"));
+        let whole = GpuWeight::join(&members.iter().collect::<Vec<_>>()).expect("a whole joint");
+        let x: Vec<f32> = (0..cols).map(|_| rng.f() * 4.0).collect();
+        let norm_w: Vec<f32> = (0..cols).map(|_| rng.f() * 2.0).collect();
+        let inv = 1.0 / (x.iter().map(|&a| a as f64 * a as f64).sum::<f64>() / cols as f64 + 1e-5).sqrt();
+        let h: Vec<f32> = x.iter().zip(&norm_w).map(|(&a, &b)| (a as f64 * b as f64 * inv) as f32).collect();
+        let (xb, nb) = (ctx.upload("x", bytemuck::cast_slice(&x)).unwrap(), ctx.upload("norm", bytemuck::cast_slice(&norm_w)).unwrap());
+        let ys: Vec<wgpu::Buffer> = rows.iter().map(|&r| ctx.upload("y", bytemuck::cast_slice(&vec![f32::NAN; r + 1])).unwrap()).collect();
+        let outputs: Vec<(&wgpu::Buffer, usize)> = ys.iter().zip(rows).collect();
+        let step = step_buffer(&ctx).unwrap();
+        let op = MatmulOp::for_decode_into(&ctx, &whole, &xb, DecodeInput::Norm { weight: &nb, eps: 1e-5 }, &outputs, &step, None).unwrap();
+        run(&ctx, &step, 1, |p| op.record(p, 1));
+        let mut row0 = 0;
+        for (b, &r) in ys.iter().zip(&rows) {
+            let got = read_f32(&ctx, b, r + 1).await;
+            assert!(got[r].is_nan(), "{ty}: the joint product wrote past an output's rows");
+            let part = &values[row0 * cols..(row0 + r) * cols];
+            check_loose(&format!("{ty} joint output at row {row0}, {v:?}"), part, &h, cols, r, &got[..r], &vec![0.0; r]);
+            row0 += r;
+        }
+        let got = matmul(&ctx, &members[1], &x, 1, None).await;
+        check(&format!("{ty} joint member at row 64, {v:?}"), &values[64 * cols..96 * cols], &x, cols, 32, 1, &got);
+    }
+}
+
 /// `got` against `values` (rows × cols) times the `n` rows of `x`, within tests/gpu_matmul.rs's bound.
 pub fn check(what: &str, values: &[f32], x: &[f32], cols: usize, rows: usize, n: usize, got: &[f32]) {
     for t in 0..n {

@@ -120,6 +120,11 @@ pub(crate) struct DeviceArgs {
     /// per layer (default: fused on GPUs, separate on CPU devices).
     #[arg(long, value_name = "HOW")]
     pub(crate) norm: Option<Swiglu>,
+    /// Tuning: with the norms folded in, a layer's Q, K and V in one product and its gate and up
+    /// in one (where the loader put each set in one buffer), or one product per matrix
+    /// (default: fused).
+    #[arg(long, value_name = "HOW")]
+    pub(crate) join: Option<Swiglu>,
     /// Decode steps and prompts of up to 16 tokens multiply 8-bit activations with
     /// packed-integer dot products (dot4I8Packed), or in f32 (default: off until a GPU has
     /// measured them; `on` fails where the device lacks them).
@@ -131,7 +136,7 @@ pub(crate) struct DeviceArgs {
     pub(crate) context: std::cell::OnceCell<Arc<GpuContext>>,
 }
 
-/// Fused into a neighbouring kernel or a kernel of its own (`--swiglu`, `--norm`).
+/// Fused into a neighbouring kernel or a kernel of its own (`--swiglu`, `--norm`, `--join`).
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum Swiglu {
     Fused,
@@ -174,6 +179,7 @@ impl DeviceArgs {
                 matvec_prefill: self.prefill_kernel.map(|k| matches!(k, PrefillKernel::Matvec)),
                 fuse_swiglu: self.swiglu.map(|s| matches!(s, Swiglu::Fused)),
                 fuse_norm: self.norm.map(|s| matches!(s, Swiglu::Fused)),
+                join_products: self.join.map(|s| matches!(s, Swiglu::Fused)),
                 int_dot: self.int_dot.map(|o| o == OnOff::On),
             },
         };

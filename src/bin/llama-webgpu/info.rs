@@ -40,6 +40,7 @@ pub(crate) fn gpu_json_of(gpu: &Result<Arc<GpuContext>>) -> serde_json::Value {
                 "prefill_kernel": ctx.tuning.matvec_prefill.map(|m| if m { "matvec" } else { "tiled" }),
                 "swiglu": ctx.tuning.fuse_swiglu.map(|f| if f { "fused" } else { "separate" }),
                 "norm": ctx.tuning.fuse_norm.map(|f| if f { "fused" } else { "separate" }),
+                "join": ctx.tuning.join_products.map(|f| if f { "fused" } else { "separate" }),
                 "int_dot": ctx.tuning.int_dot.map(|f| if f { "on" } else { "off" }),
             },
         }),

@@ -241,6 +241,8 @@ struct Fusion<'a> {
     accumulate: bool,
     /// Only the one-token pipeline is made.
     one_token: bool,
+    /// Outputs after the first, with their rows (`Y_SPLIT`; see [`MatmulOp::for_decode_into`]).
+    more_outputs: &'a [(&'a wgpu::Buffer, usize)],
 }
 
 struct MatmulPart {
@@ -333,10 +335,26 @@ impl MatmulOp {
         step: &wgpu::Buffer,
         config: Option<MatmulConfig>,
     ) -> Result<Self, GpuError> {
+        Self::decode(ctx, w, x, input, y, accumulate, &[], step, config)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn decode(
+        ctx: &GpuContext,
+        w: &GpuWeight,
+        x: &wgpu::Buffer,
+        input: DecodeInput<'_>,
+        y: &wgpu::Buffer,
+        accumulate: bool,
+        more_outputs: &[(&wgpu::Buffer, usize)],
+        step: &wgpu::Buffer,
+        config: Option<MatmulConfig>,
+    ) -> Result<Self, GpuError> {
         let config = config.unwrap_or_else(|| MatmulConfig::for_device(ctx, w));
+        let one = Fusion { accumulate, one_token: true, more_outputs, ..Fusion::default() };
         let fusion = match input {
-            DecodeInput::Plain => Fusion { accumulate, one_token: true, ..Fusion::default() },
-            DecodeInput::Glu { up } => Fusion { up: Some(up), accumulate, one_token: true, ..Fusion::default() },
+            DecodeInput::Plain => one,
+            DecodeInput::Glu { up } => Fusion { up: Some(up), ..one },
             DecodeInput::Norm { weight, eps } => {
                 if !w.cols.is_multiple_of(32) {
                     return Err(GpuError::Validation {
@@ -345,10 +363,36 @@ impl MatmulOp {
                     });
                 }
                 check_size("matmul norm weight", weight, 4 * w.cols as u64)?;
-                Fusion { norm: Some((weight, eps)), accumulate, one_token: true, ..Fusion::default() }
+                Fusion { norm: Some((weight, eps)), ..one }
             }
         };
         Self::build(ctx, w, x, fusion, y, step, config, false)
+    }
+
+    /// [`for_decode`](Self::for_decode) (without `accumulate`) writing its rows to several
+    /// outputs, each from its row 0: the first `outputs[0].1` rows to `outputs[0].0`, the next
+    /// `outputs[1].1` to `outputs[1].0`, and so on (two or three outputs, whose rows add up to
+    /// `W`'s). This is the product of a joint ([`GpuWeight::join`]): Q, K and V (or gate and up)
+    /// in one dispatch, each member's rows computed as its own product computes them and written
+    /// where that one writes them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn for_decode_into(
+        ctx: &GpuContext,
+        w: &GpuWeight,
+        x: &wgpu::Buffer,
+        input: DecodeInput<'_>,
+        outputs: &[(&wgpu::Buffer, usize)],
+        step: &wgpu::Buffer,
+        config: Option<MatmulConfig>,
+    ) -> Result<Self, GpuError> {
+        let rows: usize = outputs.iter().map(|o| o.1).sum();
+        if !(2..=3).contains(&outputs.len()) || rows != w.rows || outputs.iter().any(|o| o.1 == 0) {
+            return Err(GpuError::Validation {
+                what: "matmul into several outputs".into(),
+                message: format!("{} outputs of {rows} rows for a weight of {} rows (2 or 3 outputs of all its rows)", outputs.len(), w.rows),
+            });
+        }
+        Self::decode(ctx, w, x, input, outputs[0].0, false, &outputs[1..], step, config)
     }
 
     /// `y[t] = W · xq[t]` with packed-integer dot products: `xq` holds the activations as
@@ -392,7 +436,11 @@ impl MatmulOp {
         if !int_dot {
             check_size("matmul input", x, 4 * w.cols as u64)?;
         }
-        check_size("matmul output", y, 4 * w.rows as u64)?;
+        let more_rows: usize = fusion.more_outputs.iter().map(|o| o.1).sum();
+        check_size("matmul output", y, 4 * (w.rows - more_rows) as u64)?;
+        for (i, &(b, rows)) in fusion.more_outputs.iter().enumerate() {
+            check_size(&format!("matmul output {}", i + 2), b, 4 * rows as u64)?;
+        }
         let mut tpr = pow2_floor(config.threads_per_row.clamp(1, MATVEC_WG));
         let mut defs = if int_dot {
             ctx.base_defs().with(type_define(w.ty), 1).with("INT_DOT", 1)
@@ -410,13 +458,20 @@ impl MatmulOp {
         if fusion.accumulate {
             defs.set("Y_ADD", 1);
         }
+        // Rows from SPLIT1 go to the second output, from SPLIT2 to the third.
+        let mut split = w.rows - more_rows;
+        for (i, &(_, rows)) in fusion.more_outputs.iter().enumerate() {
+            defs.set(if i == 0 { "Y_SPLIT" } else { "Y_SPLIT3" }, 1);
+            defs.set(if i == 0 { "SPLIT1" } else { "SPLIT2" }, split as u32);
+            split += rows;
+        }
         let mut vec_defs = defs.clone().with("WG", MATVEC_WG);
         let mut xbcast = false;
         if ctx.features.subgroups {
             // The shuffle reduction stays within one subgroup. One invocation per row selects
             // the broadcasting variant, which the integer products do not have.
             tpr = tpr.min(pow2_floor(ctx.features.subgroup_min_size));
-            if tpr == 1 && !int_dot && fusion.norm.is_none() && !fusion.accumulate {
+            if tpr == 1 && !int_dot && fusion.norm.is_none() && !fusion.accumulate && fusion.more_outputs.is_empty() {
                 vec_defs.set("XBCAST", 1);
                 if ctx.features.subgroup_min_size < 8 {
                     vec_defs.set("XBCAST4", 1);
@@ -451,14 +506,17 @@ impl MatmulOp {
             )?;
             // Bindings as numbered in matmul_io.wgsl; a norm without SwiGLU leaves 5 unused.
             // (Only one-token ops have 5 or 6, and they make no tiled or multi-token pipeline.)
-            let mut entries: Vec<(u32, &wgpu::Buffer)> = vec![(0, &p.buffer), (1, x), (2, y), (3, &params), (4, step)];
-            entries.extend(x_up.map(|b| (5, b)));
-            entries.extend(fusion.norm.map(|(b, _)| (6, b)));
+            let mut entries: Vec<(u32, wgpu::BindingResource)> = vec![(0, p.binding())];
+            let mut buffers: Vec<(u32, &wgpu::Buffer)> = vec![(1, x), (2, y), (3, &params), (4, step)];
+            buffers.extend(x_up.map(|b| (5, b)));
+            buffers.extend(fusion.norm.map(|(b, _)| (6, b)));
+            buffers.extend(fusion.more_outputs.iter().enumerate().map(|(i, o)| (7 + i as u32, o.0)));
+            entries.extend(buffers.iter().map(|&(i, b)| (i, b.as_entire_binding())));
             let (gx, gy, _) = dispatch_1d(p.rows as u32, MATVEC_WG / tpr * rpi);
             parts.push(MatmulPart {
-                vec_bind: ctx.bind_numbered(&vec, &entries),
-                tiled_bind: tiled.as_ref().map(|t| ctx.bind_numbered(t, &entries)),
-                multi_bind: multi.as_ref().map(|m| ctx.bind_numbered(m, &entries)),
+                vec_bind: ctx.bind_resources(&vec, &entries),
+                tiled_bind: tiled.as_ref().map(|t| ctx.bind_resources(t, &entries)),
+                multi_bind: multi.as_ref().map(|m| ctx.bind_resources(m, &entries)),
                 rows: p.rows as u32,
                 vec_groups: (gx, gy),
             });
@@ -541,7 +599,7 @@ impl EmbeddingOp {
             binds.push(ctx.bind(
                 &pipeline,
                 &[
-                    p.buffer.as_entire_binding(),
+                    p.binding(),
                     ids.as_entire_binding(),
                     out.as_entire_binding(),
                     params.as_entire_binding(),
