@@ -321,6 +321,16 @@ fn tuning_flags_change_kernels_not_results() {
     assert_eq!(apart["gpu"]["tuning"]["join"], "separate");
     let norms_only = bench_with(&["--norm", "fused"]);
     assert_eq!(norms_only["decode_dispatches_per_token"], 1 + 30 * 7 + 1 + 2, "{norms_only}");
+    // In the Q4_K_M file, some layers' V has another type than Q and K (llama.cpp gives V more
+    // bits in some layers): there Q and K are one product and V another, 7 per layer.
+    let km = common::model("SmolLM2-135M-Instruct.Q4_K_M.gguf");
+    let gguf = GgufFile::open(&km).unwrap();
+    let ty = |l: usize, w: &str| gguf.tensor(&format!("blk.{l}.{w}.weight")).unwrap().info.ggml_type;
+    let v_apart = (0..30).filter(|&l| ty(l, "attn_v") != ty(l, "attn_q")).count();
+    assert!(v_apart > 0 && v_apart < 30, "{v_apart} layers with V apart");
+    let km_args = ["bench", "-m", km.to_str().unwrap(), "--prompt-len", "4", "-n", "2", "--json", "--norm", "fused", "--swiglu", "fused"];
+    let j = last_json(&ok_stdout(&km_args));
+    assert_eq!(j["decode_dispatches_per_token"], 1 + 30 * 6 + v_apart as u64 + 1 + 2, "{j}");
     for (flag, bad) in [("--matvec-rows", "3"), ("--matvec-rows", "8"), ("--matvec-threads", "128")] {
         let out = cli(&["bench", "-m", m, flag, bad]);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -370,6 +380,13 @@ fn tuning_flags_change_kernels_not_results() {
     close(&separate, &folded);
     // The joint products compute each row as the matrices' own products do: equal to the bit.
     assert_eq!(folded, stepwise(&["--norm", "fused", "--swiglu", "fused", "--join", "separate"]));
+    let km = km.to_str().unwrap();
+    let km_greedy = |extra: &[&str]| {
+        let mut a = vec!["generate", "-m", km, "-p", "The capital of France is", "-n", "12", "--temp", "0", "--json", "--no-f16", "--norm", "fused"];
+        a.extend_from_slice(extra);
+        last_json(&ok_stdout(&a))["tokens"].clone()
+    };
+    assert_eq!(km_greedy(&["--join", "fused"]), km_greedy(&["--join", "separate"]));
     assert_eq!(greedy(&["--norm", "fused", "--swiglu", "fused"]), greedy(&["--norm", "separate"]));
     // Past 16 tokens, prefill takes the tiled kernel or the matrix-vector one as told (lavapipe
     // defaults to the latter), with the same results.

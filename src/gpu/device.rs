@@ -169,6 +169,22 @@ impl Drop for GpuContext {
 }
 
 impl GpuContext {
+    /// [`KernelTuning::fuse_swiglu`] as chosen for this device.
+    pub fn fuse_swiglu(&self) -> bool {
+        self.tuning.fuse_swiglu.unwrap_or(self.adapter_info.device_type != wgpu::DeviceType::Cpu)
+    }
+
+    /// [`KernelTuning::fuse_norm`] as chosen for this device (the graph also needs rows of a
+    /// multiple of 32 values).
+    pub fn fuse_norm(&self) -> bool {
+        self.tuning.fuse_norm.unwrap_or(self.adapter_info.device_type != wgpu::DeviceType::Cpu)
+    }
+
+    /// [`KernelTuning::join_products`] as chosen for this device: only with the norms folded in.
+    pub fn join_products(&self) -> bool {
+        self.fuse_norm() && self.tuning.join_products.unwrap_or(true)
+    }
+
     /// Finds an adapter and creates a device with every feature and limit the kernels can use.
     pub async fn new(opts: GpuOptions) -> Result<Self, GpuError> {
         let instance =

@@ -275,20 +275,13 @@ impl GpuModel {
 
         let tok_embd = tensors.weight(names::TOKEN_EMBD)?;
         let embed = EmbeddingOp::new(&ctx, &tok_embd, &ids, &x, &step)?;
-        let fuse_swiglu = ctx
-            .tuning
-            .fuse_swiglu
-            .unwrap_or(ctx.adapter_info.device_type != wgpu::DeviceType::Cpu);
+        let fuse_swiglu = ctx.fuse_swiglu();
         let int_dot = ctx.tuning.int_dot_for(&ctx.features);
-        let fuse_norm = ctx
-            .tuning
-            .fuse_norm
-            .unwrap_or(ctx.adapter_info.device_type != wgpu::DeviceType::Cpu)
-            && e.is_multiple_of(32);
+        let fuse_norm = ctx.fuse_norm() && e.is_multiple_of(32);
         let norm_input = |w: &GpuWeight, norm: &wgpu::Buffer, y: &wgpu::Buffer| {
             MatmulOp::for_decode(&ctx, w, &x, DecodeInput::Norm { weight: norm, eps: c.rms_eps }, y, false, &step, None)
         };
-        let join = fuse_norm && ctx.tuning.join_products.unwrap_or(true);
+        let join = fuse_norm && ctx.join_products();
         // Products normalizing `x` as they load it into each slot's output: one over the
         // slots' joint (named `joint`) where they make one and joining is chosen, else one each.
         let norm_inputs = |slots: &[(&'static str, &GpuWeight, &wgpu::Buffer, &wgpu::Buffer)], norm: &wgpu::Buffer, joint: &'static str| -> Result<Vec<Product>, GpuModelError> {

@@ -13,8 +13,11 @@ pub struct Gpu {
 }
 
 /// Requests a WebGPU adapter and device. `options`: `{allowF16, allowSubgroups,
-/// maxStorageBinding, intDot}` (all optional; forcing features off selects the fallback kernels;
-/// `intDot` forces the packed-integer products on or off, see `KernelTuning::int_dot`).
+/// maxStorageBinding, intDot, tuning}` (all optional; forcing features off selects the fallback
+/// kernels; `intDot` forces the packed-integer products on or off, see `KernelTuning::int_dot`;
+/// `tuning: {norm, swiglu, join, matvecThreads, matvecRows}` overrides the kernel choices made
+/// from the adapter as the CLI's flags of those names do: `'fused'` or `'separate'`, and powers
+/// of two; the package validates them).
 #[wasm_bindgen(js_name = createGpu)]
 pub async fn create_gpu(options: JsValue) -> Result<Gpu, JsValue> {
     let get = |k: &str| js_sys::Reflect::get(&options, &k.into()).ok().filter(|v| !v.is_undefined() && !v.is_null());
@@ -22,19 +25,33 @@ pub async fn create_gpu(options: JsValue) -> Result<Gpu, JsValue> {
         allow_f16: get("allowF16").and_then(|v| v.as_bool()).unwrap_or(true),
         allow_subgroups: get("allowSubgroups").and_then(|v| v.as_bool()).unwrap_or(true),
         max_storage_binding: get("maxStorageBinding").and_then(|v| v.as_f64()).map(|v| v as u64),
-        tuning: crate::gpu::KernelTuning {
-            int_dot: get("intDot").and_then(|v| v.as_bool()),
-            ..Default::default()
-        },
+        tuning: tuning(get("tuning"), get("intDot").and_then(|v| v.as_bool())),
     };
     let ctx = GpuContext::new(opts).await.map_err(js_error)?;
     Ok(Gpu { ctx: Arc::new(ctx) })
 }
 
+/// [`crate::gpu::KernelTuning`] from the `tuning` option.
+fn tuning(t: Option<JsValue>, int_dot: Option<bool>) -> crate::gpu::KernelTuning {
+    let get = |k: &str| t.as_ref().and_then(|t| js_sys::Reflect::get(t, &k.into()).ok()).filter(|v| !v.is_undefined() && !v.is_null());
+    let fused = |k: &str| get(k).and_then(|v| v.as_string()).map(|v| v == "fused");
+    let number = |k: &str| get(k).and_then(|v| v.as_f64()).map(|v| v as u32);
+    crate::gpu::KernelTuning {
+        int_dot,
+        fuse_norm: fused("norm"),
+        fuse_swiglu: fused("swiglu"),
+        join_products: fused("join"),
+        matvec_threads_per_row: number("matvecThreads"),
+        matvec_rows_per_invocation: number("matvecRows"),
+        ..Default::default()
+    }
+}
+
 #[wasm_bindgen]
 impl Gpu {
     /// `{adapter: {name, vendor, architecture, description, backend}, features: {shaderF16,
-    /// subgroups, subgroupMinSize, subgroupMaxSize, intDotAvailable, intDot, timestampQuery}, limits: {maxBufferSize, maxStorageBufferBindingSize, ...}}`
+    /// subgroups, subgroupMinSize, subgroupMaxSize, intDotAvailable, intDot, timestampQuery},
+    /// kernels: {norm, swiglu, join}, limits: {maxBufferSize, maxStorageBufferBindingSize, ...}}`
     pub fn info(&self) -> JsValue {
         let c = &self.ctx;
         let i = &c.adapter_info;
@@ -51,6 +68,11 @@ impl Gpu {
         set(&features, "intDotAvailable", c.features.int_dot);
         set(&features, "intDot", c.tuning.int_dot_for(&c.features));
         set(&features, "timestampQuery", c.features.timestamps);
+        let how = |fused: bool| if fused { "fused" } else { "separate" };
+        let kernels = Object::new();
+        set(&kernels, "norm", how(c.fuse_norm()));
+        set(&kernels, "swiglu", how(c.fuse_swiglu()));
+        set(&kernels, "join", how(c.join_products()));
         let limits = Object::new();
         let l = &c.limits;
         set(&limits, "maxBufferSize", l.max_buffer_size as f64);
@@ -61,6 +83,7 @@ impl Gpu {
         let o = Object::new();
         set(&o, "adapter", adapter);
         set(&o, "features", features);
+        set(&o, "kernels", kernels);
         set(&o, "limits", limits);
         o.into()
     }

@@ -67,6 +67,28 @@ test('f16 without subgroups (the workgroup-memory fallbacks) and the packed-inte
   assert.equal(b.page, b.native);
 });
 
+test("a GPU's kernel choices (norms folded, joint Q/K/V and gate/up, rows shared by 8) answer as the native CLI does with the same flags", async () => {
+  // lavapipe is a CPU adapter, so the engine would not choose them here: the tuning option
+  // forces them, as `--norm fused --swiglu fused --matvec-threads 8 --matvec-rows 2` does natively.
+  const tuning = { norm: 'fused', swiglu: 'fused', matvecThreads: 8, matvecRows: 2 };
+  const gpu = await load({ tuning });
+  assert.deepEqual(gpu.info.kernels, { norm: 'fused', swiglu: 'fused', join: 'fused' });
+  const a = await answers(gpu, ['--norm', 'fused', '--swiglu', 'fused', '--matvec-threads', '8', '--matvec-rows', '2']);
+  assert.ok(a.page.length > 0);
+  assert.equal(a.page, a.native);
+  const b = await gpu.benchmark({ promptTokens: 8, decodeTokens: 2, profileSteps: 1 });
+  // Per layer: Q/K/V, RoPE, attention, O, gate/up, down; the embedding, the output, two argmax passes.
+  assert.equal(b.decode.dispatchesPerToken, 1 + 30 * 6 + 3);
+  const kernels = b.profile.map((k) => k.kernel);
+  for (const k of ['attn_qkv', 'ffn_gate_up']) assert.ok(kernels.includes(k), `${k} in ${kernels}`);
+  for (const k of ['attn_q', 'attn_norm', 'ffn_up']) assert.ok(!kernels.includes(k), `${k} in ${kernels}`);
+  await gpu.unload();
+  engines.splice(engines.indexOf(gpu), 1);
+  await assert.rejects(load({ tuning: { join: 'yes' } }), (e) => e.code === 'INVALID_ARGUMENT' && /join must be 'fused' or 'separate'/.test(e.message));
+  await assert.rejects(load({ tuning: { matvecRows: 3 } }), (e) => e.code === 'INVALID_ARGUMENT' && /power of two/.test(e.message));
+  await assert.rejects(load({ tuning: { fuse: true } }), (e) => e.code === 'INVALID_ARGUMENT' && /unknown key 'fuse'/.test(e.message));
+});
+
 test('decode on Dawn against the native CLI, in the same run and with the same workload (printed)', async () => {
   const engine = engines[0];
   const [P, D] = [32, 32];

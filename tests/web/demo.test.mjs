@@ -169,6 +169,8 @@ test('1. the page loads the default model from split shards over HTTP, with prog
   assert.match(await page.textContent(byId('device-info')), /subgroups\s*yes · engine uses them \(size 4\)/);
   // The f32 products by default, though Chrome's WGSL has the integer ones.
   assert.match(await page.textContent(byId('device-info')), /int8 dot products\s*yes · engine multiplies in f32/);
+  // SwiftShader is a CPU adapter: its decode step keeps the norms and SwiGLU as kernels of their own.
+  assert.match(await page.textContent(byId('device-info')), /Decode fusions\s*none \(kernels of their own\)/);
   await page.waitForFunction(() => document.querySelector('[data-testid="cache-status"]').textContent === 'In cache', null, { timeout: 10_000 });
   console.log(`load through the page: ${loadS.toFixed(1)} s; progress: ${shown.text}`);
 });

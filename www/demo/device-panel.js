@@ -40,6 +40,11 @@ function renderDevice() {
   if (info) {
     const use = info.features.intDot ? 'engine uses them for decode' : 'engine multiplies in f32';
     pairs.push(['int8 dot products', `${yesNo(info.features.intDotAvailable)} · ${use}`]);
+    // What a decode step fuses: a GPU folds the norms into the products and joins Q/K/V and
+    // gate/up; a CPU adapter keeps kernels of their own.
+    const k = info.kernels;
+    const fused = [k.norm === 'fused' && 'norms', k.swiglu === 'fused' && 'SwiGLU', k.join === 'fused' && 'Q/K/V and gate/up'].filter(Boolean);
+    pairs.push(['Decode fusions', fused.length ? `${fused.join(', ')} fused into the products` : 'none (kernels of their own)']);
   }
   const l = info?.limits ?? d.limits;
   pairs.push(['Max buffer', formatBytes(l.maxBufferSize)]);

@@ -20,6 +20,7 @@ export async function misuse(e: LlamaError): Promise<void> {
   await LlamaEngine.load('/m.gguf', { precision: 'f8' }); // ERROR TS2322
   await LlamaEngine.load('/m.gguf', { subgroups: 'off' }); // ERROR TS2322
   await LlamaEngine.load('/m.gguf', { intDot: 1 }); // ERROR TS2322
+  await LlamaEngine.load('/m.gguf', { tuning: { join: 'yes' } }); // ERROR TS2322
   await LlamaEngine.load(new URL('/m.gguf', location.href)); // ERROR TS2345
   await LlamaEngine.load('/m.gguf', { onProgress: (p) => p.phase === 'downloading' }); // ERROR TS2367
   if (LlamaEngine.isSupported() === true) return; // ERROR TS2367

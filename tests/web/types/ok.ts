@@ -72,6 +72,7 @@ async function load(bar: HTMLProgressElement, cancel: HTMLButtonElement): Promis
     precision: 'auto',
     subgroups: true,
     intDot: false,
+    tuning: { norm: 'fused', swiglu: 'separate', join: 'fused', matvecThreads: 16, matvecRows: 2 },
     sha256: { [MODEL]: 'ab'.repeat(32) },
     retries: 3,
     wasmUrl: new URL('/assets/llama_webgpu_bg.wasm', location.href).href,
@@ -87,6 +88,7 @@ async function load(bar: HTMLProgressElement, cancel: HTMLButtonElement): Promis
     if (m.memory) console.log(m.memory.weightsBytes + m.memory.kvCacheBytes + m.memory.activationsBytes === m.memory.totalBytes, m.memory.contextSize <= m.memory.maxContextSize);
     console.log(info.adapter.name, info.adapter.vendor, info.adapter.architecture ?? '', info.adapter.backend, info.adapter.driver);
     console.log(info.features.shaderF16, info.features.subgroups, info.features.subgroupMinSize, info.features.intDot, info.features.intDotAvailable, info.limits.maxStorageBufferBindingSize, info.limits.maxBufferSize);
+    console.log(info.kernels.norm === 'fused', info.kernels.swiglu, info.kernels.join);
     console.log(info.load.seconds, info.load.bytesPerSecond, info.load.fromCacheBytes, info.load.wasmMemoryBytes,
       info.load.warnings.map((w) => w.code), offline, warnings.length);
     return engine;

@@ -55,6 +55,7 @@ export function benchmarkReport(raw, info, options) {
     },
     adapter: { ...info.adapter },
     features: { ...info.features },
+    kernels: { ...info.kernels },
     limits: { ...info.limits },
     workload: { ...options },
     prefill: {
@@ -109,6 +110,7 @@ export function benchmarkReport(raw, info, options) {
  * @property {import('./load-info.js').AdapterInfo} adapter
  * @property {import('./load-info.js').FeatureInfo} features The path the kernels took: f16 or f32,
  *   subgroups or workgroup reductions, packed-integer or f32 products.
+ * @property {import('./load-info.js').KernelInfo} kernels What a decode step fused.
  * @property {import('./load-info.js').LimitsInfo} limits
  * @property {Required<BenchmarkOptions>} workload
  * @property {{tokens: number, seconds: number, tokensPerSecond: number}} prefill The fixed prompt,

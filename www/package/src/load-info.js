@@ -23,7 +23,7 @@ export async function describeAdapter(gpuInfo) {
  * `engine.info` at the end of a load.
  * @param {object} facts
  * @param {any} facts.model the wasm engine's model facts
- * @param {{adapter: AdapterInfo, features: FeatureInfo, limits: LimitsInfo}} facts.gpu the device's
+ * @param {{adapter: AdapterInfo, features: FeatureInfo, kernels: KernelInfo, limits: LimitsInfo}} facts.gpu the device's
  * @param {string[]} facts.source every shard's URL or file name
  * @param {number} facts.totalBytes
  * @param {number} facts.seconds
@@ -77,6 +77,10 @@ export function engineInfo({ model, gpu, source, totalBytes, seconds, fromCacheB
  *   Default `false` (the f32 products) until they have been measured on GPUs; `true` requires them
  *   (`INVALID_ARGUMENT` where the browser's WGSL lacks them, Chrome 123+ has them).
  *   {@link FeatureInfo.intDot} says which path runs.
+ * @property {KernelTuning} [tuning] Overrides of the kernel choices the engine makes from the
+ *   adapter, for measuring a device (or testing) under each: what a decode step fuses, and how
+ *   the matrix-vector kernel shares rows. Every choice computes the same results.
+ *   {@link EngineInfo.kernels} says what runs.
  * @property {Record<string, string>} [sha256] Expected SHA-256 (hex) of whole shards, keyed by
  *   absolute URL or by file name. Listed shards are hashed as they stream in; a mismatch fails
  *   the load with `INTEGRITY_ERROR` and drops the cached copy. A verified cached shard is not
@@ -90,6 +94,30 @@ export function engineInfo({ model, gpu, source, totalBytes, seconds, fromCacheB
  * @property {number} [maxStorageBinding] Caps the storage-buffer binding size the kernels assume
  *   (bytes), below the adapter's `maxStorageBufferBindingSize`; larger tensors are split into row
  *   blocks. For testing.
+ */
+
+/**
+ * Kernel choices to force ({@link LoadOptions.tuning}); each left out is chosen from the adapter
+ * (a GPU fuses; a CPU adapter such as SwiftShader does not, its kernels are built differently).
+ * The CLI's `--norm`, `--swiglu`, `--join`, `--matvec-threads` and `--matvec-rows` do the same.
+ * @typedef {object} KernelTuning
+ * @property {'fused' | 'separate'} [norm] A decode step's RMSNorms and residual adds: folded into
+ *   the matrix products (they normalize as they load and add as they write), or kernels of their own.
+ * @property {'fused' | 'separate'} [swiglu] A decode step's SwiGLU: formed as the down projection
+ *   loads its input, or a kernel of its own.
+ * @property {'fused' | 'separate'} [join] With the norms folded in: a layer's Q, K and V in one
+ *   product and its gate and up in one (where the model's types allow), or one product per matrix.
+ * @property {number} [matvecThreads] Invocations sharing each row of the matrix-vector kernel: a
+ *   power of two from 1 to 64 (lowered to the smallest subgroup size with subgroups).
+ * @property {number} [matvecRows] Rows each group of those invocations takes: 1, 2 or 4.
+ */
+
+/**
+ * The decode step's kernel choices in effect ({@link LoadOptions.tuning}).
+ * @typedef {object} KernelInfo
+ * @property {'fused' | 'separate'} norm
+ * @property {'fused' | 'separate'} swiglu
+ * @property {'fused' | 'separate'} join
  */
 
 /**
@@ -176,6 +204,7 @@ export function engineInfo({ model, gpu, source, totalBytes, seconds, fromCacheB
  * @property {ModelInfo} model
  * @property {AdapterInfo} adapter
  * @property {FeatureInfo} features
+ * @property {KernelInfo} kernels
  * @property {LimitsInfo} limits
  * @property {LoadInfo} load
  */

@@ -44,6 +44,7 @@ async function openGpu(options, precision) {
       allowF16: precision !== 'f32',
       allowSubgroups: options.subgroups !== false,
       intDot: options.intDot,
+      tuning: options.tuning,
       maxStorageBinding: options.maxStorageBinding,
     });
   } catch (e) {
@@ -56,6 +57,31 @@ async function openGpu(options, precision) {
     throw new LlamaError(ErrorCode.NO_WEBGPU, "precision 'f16' was requested but this adapter has no shader-f16");
   }
   return { gpu, gpuInfo };
+}
+
+/**
+ * Checks {@link LoadOptions.tuning}.
+ * @param {unknown} tuning
+ */
+function checkTuning(tuning) {
+  if (tuning === undefined) return;
+  const bad = (/** @type {string} */ what) => new LlamaError(ErrorCode.INVALID_ARGUMENT, `tuning: ${what}`);
+  if (tuning === null || typeof tuning !== 'object') throw bad(`expected an object, got ${tuning}`);
+  const t = /** @type {Record<string, unknown>} */ (tuning);
+  const limits = { matvecThreads: 64, matvecRows: 4 };
+  for (const [k, v] of Object.entries(t)) {
+    if (v === undefined) continue;
+    if (k === 'norm' || k === 'swiglu' || k === 'join') {
+      if (v !== 'fused' && v !== 'separate') throw bad(`${k} must be 'fused' or 'separate', got ${v}`);
+    } else if (k === 'matvecThreads' || k === 'matvecRows') {
+      const max = limits[k];
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max || (v & (v - 1)) !== 0) {
+        throw bad(`${k} must be a power of two from 1 to ${max}, got ${v}`);
+      }
+    } else {
+      throw bad(`unknown key '${k}' (known: norm, swiglu, join, matvecThreads, matvecRows)`);
+    }
+  }
 }
 
 /**
@@ -81,6 +107,7 @@ export async function loadModel(source, options = {}) {
   if (options.intDot !== undefined && typeof options.intDot !== 'boolean') {
     throw new LlamaError(ErrorCode.INVALID_ARGUMENT, `intDot must be true or false, got ${options.intDot}`);
   }
+  checkTuning(options.tuning);
   const { gpu, gpuInfo } = await openGpu(options, precision);
   // The memory plan is made at the first header: it fixes the context (this one, or by
   // default the model's, at most 4096 and at most what the device's limits allow), allocates
