@@ -61,7 +61,12 @@ export const SMOLLM2_SHA256 = {
     Q4_K_M: "dc0f3a02e821146247a0af6895adf9872124f368682cb110cb9ed09ff2a9f9f1",
     Q4_0: "aa4256f3b46eb4add75ece1c0eeac1c6e4f1ec0c93e6fbe64fe1770f4ad09ae8",
     Q8_0: "7b46609d11703c058397e5cfe4cc6e4b2508cb1eb4c80ddc472a5d421fbdb508",
-    Q4_1: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    Q4_1: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    // Q2_K's mix gives SmolLM2's ffn_down Q3_K, the pure Q2_K file Q2_K (scripts/requant.py).
+    Q2_K: "1733ab14bc423774519aa464e0d74e190617e877c9d0aa07a698b500d1788895",
+    Q2_K_pure: "dc183fb648339d62e10b7f7a2cbafa8a502ff5e6c8c284b821c1d890426777a2",
+    IQ4_NL: "b4d1842a26d8952bd7b609eb2062f7352aeb609c1ac5017542be18f83bc1776e",
+    IQ4_XS: "5a4caecc8f966f75ff79b8f1522f76aedd2381d0722df17254e212f01526c7ba"
 };
 
 export async function sha256File(file) {

@@ -44,6 +44,10 @@ FORMATS = {
     "Q4_K_M": 15,
     "Q5_K_M": 17,
     "Q6_K": 18,
+    # Neither needs an importance matrix. IQ4_XS's 256-element super-blocks fit only ffn_down
+    # (1536 wide); llama.cpp gives the other tensors IQ4_NL.
+    "IQ4_NL": 25,
+    "IQ4_XS": 30,
 }
 
 GGML_TYPE_COUNT = 43  # ggml.h of the bundled llama.cpp; "no override" for the type fields
@@ -60,7 +64,8 @@ def _quiet_log(level: int, text: bytes, _user: int) -> None:
     # divisible ... falling back" warnings are expected for this model (width 576) and summed up
     # in one line afterwards.
     if level != GGML_LOG_LEVEL_CONT:
-        _log_state["shown"] = level >= GGML_LOG_LEVEL_WARN and b"falling back to" not in text
+        expected = b"falling back to" in text or b"not divisible by" in text
+        _log_state["shown"] = level >= GGML_LOG_LEVEL_WARN and not expected
     if _log_state["shown"]:
         sys.stderr.write(text.decode(errors="replace"))
 

@@ -2,8 +2,9 @@
 // Included by matvec.wgsl, matmul.wgsl and embedding.wgsl, which declare the bindings used here:
 // `w: array<vec4<u32>>` (one part of the weight, see below) and `params: Params`.
 //
-// Exactly one type define selects the format: TYPE_F32, TYPE_F16, TYPE_Q4_0, TYPE_Q4_1, TYPE_Q5_0,
-// TYPE_Q5_1, TYPE_Q8_0, TYPE_Q4_K, TYPE_Q5_K, TYPE_Q6_K (`F16` alone means shader-f16 is on).
+// Exactly one type define selects the format: TYPE_F32, TYPE_F16, TYPE_BF16, TYPE_Q4_0, TYPE_Q4_1,
+// TYPE_Q5_0, TYPE_Q5_1, TYPE_Q8_0, TYPE_Q2_K, TYPE_Q3_K, TYPE_Q4_K, TYPE_Q5_K, TYPE_Q6_K,
+// TYPE_IQ4_NL, TYPE_IQ4_XS (`F16` alone means shader-f16 is on; `IQ4` comes with either IQ4 type).
 // `dequant_unit(r, u)` returns elements 32u .. 32u+31 of row r of the part as 8 vec4s, computed
 // with the same f32 operations as the CPU reference (src/quant); only an FMA contraction of
 // `d * q + m` may round differently (by one ulp).
@@ -24,7 +25,11 @@
 //   Q4_K: GGUF blocks unchanged, 144 B = 9 vec4 (d dmin scales[12] qs[128])
 //   Q5_K: GGUF blocks unchanged, 176 B = 11 vec4 (d dmin scales[12] qh[32] qs[128])
 //   Q6_K: [ql[128] qh[64] scales[16]: 208 B = 13 vec4 /block] [d f16/block]   (GGUF: 210 B)
-//   F32, F16: rows zero-padded to a multiple of 32 elements (no padding for model tensors).
+//   Q2_K: [scales[16] qs[64]: 80 B = 5 vec4 /block] [d,dmin 2×f16/block]     (GGUF: 84 B)
+//   Q3_K: [hmask[32] qs[64]: 96 B = 6 vec4 /block] [scales 12 B/block] [d f16/block] (GGUF: 110 B)
+//   IQ4_NL: [qs 16 B/block]         [d  f16/block]                  (GGUF: d qs, 18 B)
+//   IQ4_XS: [qs[128]: 8 vec4 /block] [d f16, scales_h u16, scales_l[4]: 8 B/block] (GGUF: 136 B)
+//   F32, F16, BF16: rows zero-padded to a multiple of 32 elements (no padding for model tensors).
 // Blocks are in row-major order (row r's blocks are r*bpr .. r*bpr+bpr-1, bpr blocks per row).
 // A legacy block is one unit; a k-quant super-block holds 8 units.
 
@@ -280,6 +285,125 @@ fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
         o[i + 4u] = dl1 * vec4<f32>(vec4<i32>(hi) - 32);
     }
     return o;
+}
+#endif
+
+#ifdef TYPE_BF16
+fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
+    // A bfloat16 is the top half of an f32: widening is a shift.
+    let base = (r * params.units + u) * 4u;
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 4u; i++) {
+        let v = w[base + i];
+        let lo = bitcast<vec4<f32>>(v << vec4<u32>(16u));
+        let hi = bitcast<vec4<f32>>(v & vec4<u32>(0xffff0000u));
+        o[2u * i] = vec4<f32>(lo.x, hi.x, lo.y, hi.y);
+        o[2u * i + 1u] = vec4<f32>(lo.z, hi.z, lo.w, hi.w);
+    }
+    return o;
+}
+#endif
+
+#ifdef TYPE_Q2_K
+fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
+    // Unit j of super-block b: 2-bit values at bits 2*(j%4) of qs bytes (j/4)*32 .. +32; scale
+    // byte 2j (elements 0..15) and 2j+1 (16..31), each a 4-bit scale and a 4-bit min.
+    let b = r * (params.units >> 3u) + (u >> 3u);
+    let j = u & 7u;
+    let base = b * 5u;
+    let sc = w[base][j >> 1u] >> ((j & 1u) * 16u);
+    let dm = halves(wword(params.seg1 + b));
+    let s0 = sc & 255u;
+    let s1 = (sc >> 8u) & 255u;
+    let dl = vec2<f32>(dm.x * f32(s0 & 15u), dm.x * f32(s1 & 15u));
+    let ml = vec2<f32>(dm.y * f32(s0 >> 4u), dm.y * f32(s1 >> 4u));
+    let q0 = w[base + 1u + (j >> 2u) * 2u];
+    let q1 = w[base + 2u + (j >> 2u) * 2u];
+    let sh = (j & 3u) * 2u;
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 4u; i++) {
+        o[i] = dl.x * vec4<f32>(byte_bits(q0[i], sh, 3u)) - ml.x;
+        o[i + 4u] = dl.y * vec4<f32>(byte_bits(q1[i], sh, 3u)) - ml.y;
+    }
+    return o;
+}
+#endif
+
+#ifdef TYPE_Q3_K
+// Byte `n` of super-block b's 12 scale bytes (the second segment, 3 words per block).
+fn q3_scale_byte(b: u32, n: u32) -> u32 {
+    return (wword(params.seg1 + 3u * b + (n >> 2u)) >> ((n & 3u) * 8u)) & 255u;
+}
+
+// The signed scale of 16-element group g (0..15): its low 4 bits are nibble g/8 of byte g%8,
+// its top 2 bits crumb g/4 of byte 8 + g%4; stored biased by 32.
+fn q3_scale(b: u32, g: u32) -> f32 {
+    let lo = (q3_scale_byte(b, g & 7u) >> ((g >> 3u) * 4u)) & 15u;
+    let hi = (q3_scale_byte(b, 8u + (g & 3u)) >> ((g >> 2u) * 2u)) & 3u;
+    return f32(i32(lo | (hi << 4u)) - 32);
+}
+
+fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
+    // Unit j: 2-bit values as in Q2_K (qs after the 32 hmask bytes), minus 4 where bit j of
+    // hmask byte k (element k) is clear.
+    let b = r * (params.units >> 3u) + (u >> 3u);
+    let j = u & 7u;
+    let base = b * 6u;
+    let d = seg_half(params.seg2, b);
+    let dl = vec2<f32>(d * q3_scale(b, 2u * j), d * q3_scale(b, 2u * j + 1u));
+    let m0 = w[base];
+    let m1 = w[base + 1u];
+    let q0 = w[base + 2u + (j >> 2u) * 2u];
+    let q1 = w[base + 3u + (j >> 2u) * 2u];
+    let sh = (j & 3u) * 2u;
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 4u; i++) {
+        let lo = vec4<i32>(byte_bits(q0[i], sh, 3u)) - 4 * vec4<i32>(vec4<u32>(1u) - byte_bits(m0[i], j, 1u));
+        let hi = vec4<i32>(byte_bits(q1[i], sh, 3u)) - 4 * vec4<i32>(vec4<u32>(1u) - byte_bits(m1[i], j, 1u));
+        o[i] = dl.x * vec4<f32>(lo);
+        o[i + 4u] = dl.y * vec4<f32>(hi);
+    }
+    return o;
+}
+#endif
+
+#ifdef IQ4
+// The 16 non-linear levels (src/quant/iquants.rs IQ4_VALUES).
+var<private> IQ4_VALUES: array<f32, 16> = array<f32, 16>(-127.0, -104.0, -83.0, -65.0, -49.0, -35.0, -22.0, -10.0, 1.0, 13.0, 25.0, 38.0, 53.0, 69.0, 89.0, 113.0);
+
+// The levels of four 4-bit indices.
+fn iq4_levels(n: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(IQ4_VALUES[n.x], IQ4_VALUES[n.y], IQ4_VALUES[n.z], IQ4_VALUES[n.w]);
+}
+
+// A unit of 16 bytes of indices (element k: low nibble of byte k, k + 16: high nibble), scaled.
+fn iq4_unit(q: vec4<u32>, scale: f32) -> array<vec4<f32>, 8> {
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 4u; i++) {
+        o[i] = scale * iq4_levels(byte_bits(q[i], 0u, 15u));
+        o[i + 4u] = scale * iq4_levels(byte_bits(q[i], 4u, 15u));
+    }
+    return o;
+}
+#endif
+
+#ifdef TYPE_IQ4_NL
+fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
+    let b = r * params.units + u;
+    return iq4_unit(w[b], seg_half(params.seg1, b));
+}
+#endif
+
+#ifdef TYPE_IQ4_XS
+fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
+    // Unit j of super-block b: qs bytes 16j .. +16; its 6-bit scale (biased by 32) from nibble
+    // j%2 of scales_l byte j/2 and bits 2j..2j+2 of scales_h.
+    let b = r * (params.units >> 3u) + (u >> 3u);
+    let j = u & 7u;
+    let h = wword(params.seg1 + 2u * b);
+    let l = wword(params.seg1 + 2u * b + 1u);
+    let ls = ((l >> (4u * j)) & 15u) | (((h >> (16u + 2u * j)) & 3u) << 4u);
+    return iq4_unit(w[b * 8u + j], half_of(h, 0u) * f32(i32(ls) - 32));
 }
 #endif
 

@@ -1,6 +1,6 @@
-//! The CLI's GPU backend against llama.cpp on SmolLM2-135M-Instruct in four quantizations: the
-//! original Q4_1 file and llama.cpp's own requantizations to Q4_K_M, Q4_0 and Q8_0
-//! (scripts/requant.py). The fixtures come from scripts/ref-generate-quants.mjs: for 16 prompts
+//! The CLI's GPU backend against llama.cpp on SmolLM2-135M-Instruct in eight quantizations: the
+//! original Q4_1 file and llama.cpp's own requantizations to Q4_K_M, Q4_0, Q8_0, IQ4_NL, IQ4_XS,
+//! Q2_K (whose mix gives ffn_down Q3_K) and pure Q2_K (scripts/requant.py). The fixtures come from scripts/ref-generate-quants.mjs: for 16 prompts
 //! (chat turns, prose and code), llama.cpp's 64-token greedy continuation and its teacher-forced
 //! top-5 log-probabilities.
 //!
@@ -77,9 +77,19 @@ const INT_DOT: &[&str] = &["--int-dot", "on", "--chunk", "16"];
 /// weight offset) and Q4_K_M (Q5_0, Q8_0, Q4_K and Q6_K weights, both roundings) run here;
 /// Q4_0 and Q8_0 add no kernel that these do not, and cost CI time.
 const INT_DOT_BAR: f64 = 0.965;
+/// The bar for the files whose matrices include 256-value blocks at 2, 3 or 4 bits (Q2_K, Q3_K,
+/// IQ4_XS) in SmolLM2's ffn_down. llama.cpp quantizes that product's input (the SwiGLU output,
+/// whose outliers are the largest of any product's) to 8 bits per 256 values for these types,
+/// and on these files that moves its log-probabilities further from an exact computation than
+/// elsewhere: our CPU reference (f32 on the weights as gguf-py decodes them) agrees with its
+/// greedy continuation at 96.9% (IQ4_XS), 96.7% (Q2_K) and 97.1% (pure Q2_K), the GPU at
+/// 96.9/96.8/97.0% (2026-12-06), and llama.cpp's own batched pass agrees with its own greedy
+/// decode at 97.7/96.5/98.0%. 96.5% is that floor; the test also scores the CPU reference and
+/// holds the GPU within 3 positions of it (check_score_beside_reference).
+const LOW_BIT_BAR: f64 = 0.965;
 
 fn check_int_dot_score(quant: &str) -> Option<String> {
-    check_score_with_bar(quant, INT_DOT, INT_DOT_BAR)
+    check_score_with_bar(quant, INT_DOT, INT_DOT_BAR, false)
 }
 
 fn join(ids: &[u32]) -> String {
@@ -153,10 +163,41 @@ fn llama_gap(position: &Value, token: u64) -> Option<f64> {
 /// `score --backend gpu` on every case: prints the agreement figures and returns a failure
 /// message when teacher-forced top-1 agreement is below 97%.
 fn check_score(quant: &str, extra: &[&str]) -> Option<String> {
-    check_score_with_bar(quant, extra, BAR)
+    check_score_with_bar(quant, extra, BAR, false)
 }
 
-fn check_score_with_bar(quant: &str, extra: &[&str], bar: f64) -> Option<String> {
+/// `score` on every case's prompt + continuation with `backend` and `extra` flags, one JSON
+/// result per case.
+fn score_cases(model: &str, label: &str, sequences: &[Vec<u32>], backend: &str, extra: &[&str]) -> Vec<Value> {
+    let file = std::env::temp_dir().join(format!(
+        "llama-webgpu-agreement-{}-{backend}-{}.txt",
+        label.replace(' ', "_"),
+        std::process::id()
+    ));
+    std::fs::write(&file, sequences.iter().map(|s| join(s) + "\n").collect::<String>()).unwrap();
+    let mut args = vec!["score", "-m", model, "--backend", backend];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--tokens-file", file.to_str().unwrap(), "--top", "5", "--json"]);
+    let stdout = cli(&args);
+    std::fs::remove_file(&file).unwrap();
+    let results: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON line per sequence"))
+        .collect();
+    assert_eq!(results.len(), sequences.len(), "{label} {backend}: one result per sequence");
+    results
+}
+
+/// [`check_score`] for the files where llama.cpp's own arithmetic moves further from an exact
+/// computation than on the others (see LOW_BIT_BAR): the CPU reference (f32 on the weights as
+/// gguf-py decodes them) scores the same cases too, and a miss where the GPU chose what the CPU
+/// reference chose is llama.cpp's difference, not the kernels'. The GPU must agree with llama.cpp
+/// at LOW_BIT_BAR and within 3 positions of the CPU reference's own agreement.
+fn check_score_beside_reference(quant: &str) -> Option<String> {
+    check_score_with_bar(quant, &[], LOW_BIT_BAR, true)
+}
+
+fn check_score_with_bar(quant: &str, extra: &[&str], bar: f64, beside_reference: bool) -> Option<String> {
     let (fx, model) = load(quant);
     let model = model.to_str().unwrap();
     let label = if extra.is_empty() {
@@ -181,23 +222,18 @@ fn check_score_with_bar(quant: &str, extra: &[&str], bar: f64) -> Option<String>
             prompt.into_iter().chain(ids(&case["continuation"])).collect()
         })
         .collect();
-    let file = std::env::temp_dir().join(format!(
-        "llama-webgpu-agreement-{}-{}.txt",
-        label.replace(' ', "_"),
-        std::process::id()
-    ));
-    std::fs::write(&file, sequences.iter().map(|s| join(s) + "\n").collect::<String>()).unwrap();
-    let mut args = vec!["score", "-m", model, "--backend", "gpu"];
-    args.extend_from_slice(extra);
-    args.extend_from_slice(&["--tokens-file", file.to_str().unwrap(), "--top", "5", "--json"]);
-    let stdout = cli(&args);
-    std::fs::remove_file(&file).unwrap();
-    let results: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON line per sequence"))
-        .collect();
-    assert_eq!(results.len(), cases.len(), "{label}: one result per sequence");
-    for ((case, all), j) in cases.iter().zip(&sequences).zip(&results) {
+    let results = score_cases(model, &label, &sequences, "gpu", extra);
+    // The CPU reference's top-1 at every position, where asked for.
+    let reference: Vec<Option<Vec<u64>>> = if beside_reference {
+        score_cases(model, &label, &sequences, "cpu", extra)
+            .iter()
+            .map(|j| Some(j["positions"].as_array().unwrap().iter().map(|p| p["top"][0][0].as_u64().unwrap()).collect()))
+            .collect()
+    } else {
+        vec![None; cases.len()]
+    };
+    let mut reference_agree = 0usize;
+    for (((case, all), j), reference) in cases.iter().zip(&sequences).zip(&results).zip(&reference) {
         let name = case["name"].as_str().unwrap();
         let prompt = ids(&case["prompt_tokens"]);
         let cont = ids(&case["continuation"]);
@@ -217,6 +253,8 @@ fn check_score_with_bar(quant: &str, extra: &[&str], bar: f64) -> Option<String>
             // Position prompt.len()-1+k predicts continuation[k].
             let top = ours[prompt.len() - 1 + k]["top"].as_array().unwrap();
             let ours_top1 = top[0][0].as_u64().unwrap();
+            let reference_top1 = reference.as_ref().map(|r| r[prompt.len() - 1 + k]);
+            reference_agree += usize::from(reference_top1 == Some(want as u64));
             if ours_top1 == want as u64 {
                 case_agree += 1;
             } else {
@@ -227,6 +265,7 @@ fn check_score_with_bar(quant: &str, extra: &[&str], bar: f64) -> Option<String>
                 let gap = llama_gap(&theirs[k], ours_top1);
                 let (note, near_tie) = match gap {
                     _ if batched => (format!("{k} (= llama.cpp's batched top-1)"), true),
+                    _ if reference_top1 == Some(ours_top1) => (format!("{k} (llama.cpp gap {:.3}; = the CPU reference's top-1)", gap.unwrap_or(f64::INFINITY)), true),
                     Some(g) if g <= MISS_NEAR_TIE => (format!("{k} (llama.cpp gap {g:.3})"), true),
                     Some(g) => (format!("{k} (llama.cpp gap {g:.3} > {MISS_NEAR_TIE}: NOT a near-tie)"), false),
                     None => (format!("{k} (not in llama.cpp's top-5: NOT a near-tie)"), false),
@@ -278,6 +317,15 @@ fn check_score_with_bar(quant: &str, extra: &[&str], bar: f64) -> Option<String>
             rate * 100.0,
             bar * 100.0
         ));
+    }
+    if beside_reference {
+        eprintln!(
+            "{label}: the CPU reference's own agreement with llama.cpp {reference_agree}/{total} = {:.1}%",
+            100.0 * reference_agree as f64 / total as f64
+        );
+        if agree + 3 < reference_agree {
+            failures.push(format!("{label}: {agree}/{total} agree, more than 3 fewer than the CPU reference's {reference_agree}"));
+        }
     }
     if !unexplained.is_empty() {
         failures.push(format!(
@@ -382,6 +430,20 @@ fn q4_0_gpu_agrees_with_llama_cpp() {
 #[test]
 fn q8_0_gpu_agrees_with_llama_cpp() {
     all_pass([check_score("Q8_0", &[]), check_generate("Q8_0")]);
+}
+
+/// The IQ4 types: IQ4_NL's one scale per 32 values, and IQ4_XS's 256-value blocks with 6-bit
+/// sub-block scales (the IQ4_XS file's ffn_down; its other matrices are IQ4_NL).
+#[test]
+fn iq4_nl_and_iq4_xs_gpu_agree_with_llama_cpp() {
+    all_pass([check_score("IQ4_NL", &[]), check_score_beside_reference("IQ4_XS"), check_generate("IQ4_XS")]);
+}
+
+/// The 2- and 3-bit k-quants: llama.cpp's Q2_K mix gives SmolLM2's ffn_down Q3_K, and the pure
+/// Q2_K file Q2_K (the other matrices are Q4_0, the rows of 576 not being whole 256-value blocks).
+#[test]
+fn q2_k_and_q3_k_gpu_agree_with_llama_cpp() {
+    all_pass([check_score_beside_reference("Q2_K"), check_score_beside_reference("Q2_K_pure"), check_generate("Q2_K")]);
 }
 
 /// The kernels browsers without shader-f16 and subgroups get (f32 KV cache, no subgroup reductions).

@@ -135,15 +135,23 @@ fn cases() -> &'static [Tensor] {
         v.push(real("Q4_K_M", "blk.3.ffn_down.weight", Q4_K, Some(11..111)));
         v.push(real("Q5_K_M", "blk.3.ffn_down.weight", Q5_K, Some(0..75)));
         v.push(real("Q6_K", "blk.0.ffn_down.weight", Q6_K, Some(501..576)));
+        v.push(real("BF16", "blk.0.attn_k.weight", BF16, None));
+        v.push(real("Q2_K_pure", "blk.3.ffn_down.weight", Q2_K, Some(11..111)));
+        // llama.cpp's Q2_K mix gives SmolLM2's ffn_down Q3_K.
+        v.push(real("Q2_K", "blk.3.ffn_down.weight", Q3_K, Some(0..75)));
+        v.push(real("IQ4_NL", "blk.0.attn_k.weight", IQ4_NL, None));
+        v.push(real("IQ4_NL", "blk.5.ffn_down.weight", IQ4_NL, Some(7..90)));
+        v.push(real("IQ4_XS", "blk.5.ffn_down.weight", IQ4_XS, Some(0..75)));
         v.push(synthetic(F32, 333, 101, 1));
         v.push(synthetic(F32, 100, 70, 2));
         v.push(synthetic(F32, 64, 7, 3));
         v.push(synthetic(F16, 333, 101, 4));
         v.push(synthetic(F16, 98, 66, 5));
-        for (i, ty) in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0].into_iter().enumerate() {
+        v.push(synthetic(BF16, 333, 101, 6));
+        for (i, ty) in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL].into_iter().enumerate() {
             v.push(synthetic(ty, 160, 37, 10 + i as u64));
         }
-        for (i, ty) in [Q4_K, Q5_K, Q6_K].into_iter().enumerate() {
+        for (i, ty) in [Q4_K, Q5_K, Q6_K, Q2_K, Q3_K, IQ4_XS].into_iter().enumerate() {
             v.push(synthetic(ty, 512, 37, 20 + i as u64));
         }
         v
@@ -395,7 +403,8 @@ fn joint_cases(ctx: &GpuContext, ty: GgmlType, seed: u64) {
     // K at row 3 of rows this long starts at no multiple of 256 bytes (the alignment browsers
     // mostly have; lavapipe's is smaller), and for the legacy types, whose scales take 18 bytes
     // per row, at no whole word of the scales: refused, or where the device binds it, exact.
-    let k_quant = matches!(ty, GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K);
+    use GgmlType::*;
+    let k_quant = matches!(ty, Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | IQ4_XS);
     let cols = if k_quant { 256 } else { 288 };
     let t = synthetic(ty, cols, 8, seed);
     let row_bytes = t.data.len() / 8;
@@ -403,7 +412,7 @@ fn joint_cases(ctx: &GpuContext, ty: GgmlType, seed: u64) {
     match GpuWeight::upload_joint(ctx, ty, cols, &odd).unwrap() {
         None => {}
         Some(members) => {
-            assert!(k_quant || matches!(ty, GgmlType::F32 | GgmlType::F16), "{ty}: a member at no whole word of its scales joined");
+            assert!(matches!(ty, Q2_K | Q4_K | Q5_K | Q6_K | IQ4_XS | F32 | F16 | BF16), "{ty}: a member at no whole word of its scales joined");
             let x = activations(cols, 1, seed);
             let apart = GpuWeight::upload(ctx, "k", ty, cols, 5, odd[1].2).unwrap();
             assert!(gpu_matmul(ctx, &members[1], &x, 1) == gpu_matmul(ctx, &apart, &x, 1));
@@ -679,15 +688,14 @@ fn all_types(opts: GpuOptions) {
         );
         types.insert(t.ty);
     }
-    use GgmlType::*;
-    for (i, ty) in [F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K].into_iter().enumerate() {
+    for (i, ty) in [F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS].into_iter().enumerate() {
         joint_cases(&ctx, ty, 900 + i as u64);
     }
     eprintln!("joints of every type: members and joint products equal to the matrices apart");
     use GgmlType::*;
     assert_eq!(
         types,
-        [F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K]
+        [F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS]
             .into_iter()
             .collect(),
         "every supported type is tested"

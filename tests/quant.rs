@@ -21,7 +21,7 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const FAMILY: &str = "SmolLM2-135M-Instruct.";
 /// Files scripts/setup provides (any other `SmolLM2-135M-Instruct.*.gguf` is tested too);
 /// together they hold tensors of every supported type.
-const EXPECTED_MODELS: [&str; 13] = [
+const EXPECTED_MODELS: [&str; 15] = [
     "Q4_1",
     "F16",
     "BF16",
@@ -35,11 +35,13 @@ const EXPECTED_MODELS: [&str; 13] = [
     "Q4_K_M",
     "Q5_K_M",
     "Q6_K",
+    "IQ4_NL",
+    "IQ4_XS",
 ];
-const SUPPORTED: [GgmlType; 13] = {
+const SUPPORTED: [GgmlType; 15] = {
     use GgmlType::*;
     [
-        F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+        F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS,
     ]
 };
 

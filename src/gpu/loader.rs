@@ -28,7 +28,7 @@ use std::sync::Arc;
 enum Sink {
     /// Not used by the graph (e.g. extra tensors some converters add): bytes are dropped.
     Skip,
-    Weight(WeightWriter),
+    Weight(Box<WeightWriter>),
     /// 1-D tensors are small (≤ n_embd elements): collected, dequantized and uploaded as f32.
     Vector(Vec<u8>),
     Done,
@@ -344,15 +344,15 @@ impl StreamLoader {
             let sink = if !is_graph_tensor(&t.name) || t.size == 0 {
                 Sink::Skip
             } else if let Some(w) = joint.remove(&t.name) {
-                Sink::Weight(w)
+                Sink::Weight(Box::new(w))
             } else if t.dims.len() >= 2 {
-                Sink::Weight(WeightWriter::new(
+                Sink::Weight(Box::new(WeightWriter::new(
                     &self.ctx,
                     &t.name,
                     t.ggml_type,
                     t.dims[0] as usize,
                     t.dims[1..].iter().product::<u64>() as usize,
-                )?)
+                )?))
             } else {
                 // Grown as bytes arrive: the declared size is not trusted for an allocation.
                 Sink::Vector(Vec::new())

@@ -18,7 +18,11 @@
 //! | Q4_K | unchanged (144 B, 16-aligned)                 |                  |
 //! | Q5_K | unchanged (176 B, 16-aligned)                 |                  |
 //! | Q6_K | ql qh scales 208 B · d 2 B                    | … d (210 B)      |
-//! | F32, F16 | rows zero-padded to a multiple of 32 elements |              |
+//! | Q2_K | scales qs 80 B · d,dmin 4 B                   | … d dmin (84 B)  |
+//! | Q3_K | hmask qs 96 B · scales 12 B · d 2 B           | … d (110 B)      |
+//! | IQ4_NL | qs 16 B · d 2 B                             | d qs (18 B)      |
+//! | IQ4_XS | qs 128 B · d,scales_h,scales_l 8 B          | d … qs (136 B)   |
+//! | F32, F16, BF16 | rows zero-padded to a multiple of 32 elements |        |
 //!
 //! No bytes are added except segment and row padding, so a part takes the same memory as the
 //! GGUF data (F32/F16 tensors with row lengths that are multiples of 32 — all model tensors —
@@ -43,7 +47,7 @@ fn layout(ty: GgmlType) -> Option<Layout> {
     use GgmlType::*;
     Some(match ty {
         F32 => Layout::Float { elem: 4 },
-        F16 => Layout::Float { elem: 2 },
+        F16 | BF16 => Layout::Float { elem: 2 },
         Q4_0 => Layout::Blocks(&[(2, 18), (0, 2)]),
         Q4_1 => Layout::Blocks(&[(4, 20), (0, 4)]),
         Q5_0 => Layout::Blocks(&[(6, 22), (2, 6), (0, 2)]),
@@ -52,6 +56,10 @@ fn layout(ty: GgmlType) -> Option<Layout> {
         Q4_K => Layout::Blocks(&[(0, 144)]),
         Q5_K => Layout::Blocks(&[(0, 176)]),
         Q6_K => Layout::Blocks(&[(0, 208), (208, 210)]),
+        Q2_K => Layout::Blocks(&[(0, 80), (80, 84)]),
+        Q3_K => Layout::Blocks(&[(0, 96), (96, 108), (108, 110)]),
+        IQ4_NL => Layout::Blocks(&[(2, 18), (0, 2)]),
+        IQ4_XS => Layout::Blocks(&[(8, 136), (0, 8)]),
         _ => return None,
     })
 }
@@ -61,8 +69,18 @@ pub fn is_supported(ty: GgmlType) -> bool {
     layout(ty).is_some()
 }
 
-/// The define that selects `ty`'s decoder in `shaders/quant.wgsl`.
-pub(crate) fn type_define(ty: GgmlType) -> &'static str {
+/// `defs` with the defines that select `ty`'s decoder in `shaders/quant.wgsl`: its own, and
+/// `IQ4` for the two formats that share the IQ4 levels.
+pub(crate) fn with_type(defs: crate::gpu::ShaderDefs, ty: GgmlType) -> crate::gpu::ShaderDefs {
+    let defs = defs.with(type_define(ty), 1);
+    if matches!(ty, GgmlType::IQ4_NL | GgmlType::IQ4_XS) {
+        defs.with("IQ4", 1)
+    } else {
+        defs
+    }
+}
+
+fn type_define(ty: GgmlType) -> &'static str {
     use GgmlType::*;
     match ty {
         F32 => "TYPE_F32",
@@ -75,6 +93,11 @@ pub(crate) fn type_define(ty: GgmlType) -> &'static str {
         Q4_K => "TYPE_Q4_K",
         Q5_K => "TYPE_Q5_K",
         Q6_K => "TYPE_Q6_K",
+        BF16 => "TYPE_BF16",
+        Q2_K => "TYPE_Q2_K",
+        Q3_K => "TYPE_Q3_K",
+        IQ4_NL => "TYPE_IQ4_NL",
+        IQ4_XS => "TYPE_IQ4_XS",
         _ => unreachable!("checked at upload"),
     }
 }
@@ -216,10 +239,10 @@ impl WeightWriter {
         let align = u64::from(ctx.limits.min_storage_buffer_offset_alignment);
         let mut base = 0usize;
         for &(_, rows) in members {
-            let bindable = (base * widths[0]) as u64 % align == 0 && widths.iter().all(|w| (base * w) % 4 == 0);
+            let bindable = ((base * widths[0]) as u64).is_multiple_of(align) && widths.iter().all(|w| (base * w).is_multiple_of(4));
             // A member's rows must also end on a word in every segment, or the padding of
             // its last write would land on the next member's first bytes.
-            if !bindable || widths.iter().any(|w| (rows * w) % 4 != 0) {
+            if !bindable || widths.iter().any(|w| !(rows * w).is_multiple_of(4)) {
                 return Ok(None);
             }
             base += rows;

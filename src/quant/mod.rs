@@ -4,9 +4,11 @@
 //! does its arithmetic in numpy float32. Each format here repeats that arithmetic operation by
 //! operation, so outputs match bit for bit (tests/quant.rs checks real tensors of every type).
 //! Layouts live with their formats: `float.rs` (F32, F16, BF16), `legacy.rs` (32-element blocks),
-//! `kquants.rs` (256-element super-blocks).
+//! `kquants.rs` (256-element super-blocks), `iquants.rs` (indices into non-linear tables).
 
 mod float;
+mod iquants;
+pub use iquants::IQ4_VALUES;
 mod kquants;
 mod legacy;
 mod types;
@@ -17,7 +19,7 @@ use std::ops::Range;
 /// A tensor that cannot be dequantized.
 #[derive(Debug, thiserror::Error)]
 pub enum QuantError {
-    #[error("tensor '{tensor}' has type {ty}, which is not supported (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)")]
+    #[error("tensor '{tensor}' has type {ty}, which is not supported (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)")]
     Unsupported { tensor: String, ty: GgmlType },
     /// The data is not exactly `n_elements` values of `ty`. `expected` is 0 when `n_elements` is
     /// not a whole number of blocks.
@@ -151,6 +153,8 @@ fn kernel(tensor: &str, ty: GgmlType) -> Result<Kernel, QuantError> {
         Q4_K => |d, o| blocks(d, o, kquants::q4_k),
         Q5_K => |d, o| blocks(d, o, kquants::q5_k),
         Q6_K => |d, o| blocks(d, o, kquants::q6_k),
+        IQ4_NL => |d, o| blocks(d, o, iquants::iq4_nl),
+        IQ4_XS => |d, o| blocks(d, o, iquants::iq4_xs),
         _ => {
             return Err(QuantError::Unsupported {
                 tensor: tensor.to_string(),

@@ -43,14 +43,19 @@ pub fn quant_weights(ty: GgmlType, cols: usize, rows: usize, seed: u64) -> Vec<u
         F16 => (0..n)
             .flat_map(|_| half::f16::from_f32(rng.f()).to_le_bytes())
             .collect(),
+        BF16 => (0..n)
+            .flat_map(|_| half::bf16::from_f32(rng.f()).to_le_bytes())
+            .collect(),
         _ => {
             let (_, bytes) = ty.block_geometry();
             let mut data: Vec<u8> = (0..ty.bytes_for(n as u64).expect("whole blocks"))
                 .map(|_| rng.next_u64() as u8)
                 .collect();
             let scales: &[usize] = match ty {
-                Q4_0 | Q5_0 | Q8_0 => &[0],
+                Q4_0 | Q5_0 | Q8_0 | IQ4_NL | IQ4_XS => &[0],
                 Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
+                Q2_K => &[80, 82],
+                Q3_K => &[108],
                 Q6_K => &[208],
                 _ => panic!("no random weights for {ty}"),
             };

@@ -11,13 +11,16 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
+import fsp from 'node:fs/promises';
 import * as H from './harness.mjs';
 
 const PROMPT = 'The capital of France is';
 const N = 3;
-// Q4_K_M also holds Q6_K (output, half of attn_v/ffn_down); Q5_K_M holds Q5_K and Q6_K; F16 the
-// float path. Together with the default Q4_1 these are every type the kernels decode.
-const TYPES = ['Q4_0', 'Q5_0', 'Q5_1', 'Q8_0', 'Q4_K_M', 'Q5_K_M', 'Q6_K', 'F16'];
+// Q4_K_M also holds Q6_K (output, half of attn_v/ffn_down); Q5_K_M holds Q5_K and Q6_K; F16 and
+// BF16 the float paths; llama.cpp's Q2_K mix gives SmolLM2's ffn_down Q3_K, the pure Q2_K file Q2_K;
+// IQ4_XS holds IQ4_XS (ffn_down) and IQ4_NL (the rest). Together with the default Q4_1 these are
+// every type the kernels decode.
+const TYPES = ['Q4_0', 'Q5_0', 'Q5_1', 'Q8_0', 'Q4_K_M', 'Q5_K_M', 'Q6_K', 'F16', 'BF16', 'Q2_K', 'Q2_K_pure', 'IQ4_XS'];
 // The whole model on the fallback path: the K-quant superblocks (Q4_K, Q5_K, Q6_K), a legacy block
 // type and the float path; the default Q4_1 runs it in demo.test.mjs.
 const FALLBACK_TYPES = new Set(['Q8_0', 'Q4_K_M', 'Q5_K_M', 'F16']);
@@ -25,7 +28,7 @@ const FALLBACK_TYPES = new Set(['Q8_0', 'Q4_K_M', 'Q5_K_M', 'F16']);
 let session; // the test server, browser and page with the package (H.startEngineTest)
 
 before(async () => {
-  session = await H.startEngineTest();
+  session = await H.startEngineTest({ scratch: '/scratch/' });
 });
 
 after(() => session?.close());
@@ -59,11 +62,31 @@ for (const ty of TYPES) {
   }
 }
 
-test('an unsupported weight type (BF16) fails with UNSUPPORTED_TENSOR_TYPE before the weights download', async () => {
+/**
+ * A copy of `src` in `dir` with tensor `name`'s type id changed to `type` in the header (a
+ * tensor info is its name as u64 length + bytes, u32 n_dims, u64 dims, u32 type, u64 offset).
+ */
+async function withTensorType(src, dir, name, type) {
+  const bytes = await fsp.readFile(src);
+  const key = Buffer.concat([Buffer.alloc(8), Buffer.from(name)]);
+  key.writeBigUInt64LE(BigInt(name.length));
+  const at = bytes.indexOf(key);
+  assert.ok(at > 0, `${name} not in ${src}`);
+  const dims = bytes.readUInt32LE(at + key.length);
+  bytes.writeUInt32LE(type, at + key.length + 4 + 8 * dims);
+  const out = path.join(dir, 'patched.gguf');
+  await fsp.writeFile(out, bytes);
+  return out;
+}
+
+test('an unsupported weight type (IQ3_S) fails with UNSUPPORTED_TENSOR_TYPE before the weights download', async () => {
+  // IQ3_S blocks are Q3_K's size (110 bytes per 256 values): the Q2_K file's first ffn_down,
+  // retyped, is a well-formed file with one IQ3_S tensor.
+  await withTensorType(path.join(H.MODELS_DIR, 'SmolLM2-135M-Instruct.Q2_K.gguf'), session.dir, 'blk.0.ffn_down.weight', 21);
   session.server.clearLog();
-  const r = await browserTokens('/models/SmolLM2-135M-Instruct.BF16.gguf');
+  const r = await browserTokens('/scratch/patched.gguf');
   assert.equal(r.thrown?.code, 'UNSUPPORTED_TENSOR_TYPE', JSON.stringify(r));
-  assert.match(r.thrown.message, /BF16/);
-  const sent = session.server.log().filter((e) => e.path.endsWith('BF16.gguf')).reduce((a, e) => a + (e.bytes ?? e.bytesSent ?? 0), 0);
-  assert.ok(sent < 100e6, `${sent} of 271 MB were sent before the error`);
+  assert.match(r.thrown.message, /blk\.0\.ffn_down\.weight.*IQ3_S.*supported: .*IQ4_XS/);
+  const sent = session.server.log().filter((e) => e.path.endsWith('patched.gguf')).reduce((a, e) => a + (e.bytes ?? e.bytesSent ?? 0), 0);
+  assert.ok(sent < 50e6, `${sent} of 90 MB were sent before the error`);
 });

@@ -172,11 +172,11 @@ pub(crate) fn score(model: &PathBuf, input: &ScoreInput, top: usize, chunk: Opti
     // Built once for every sequence: a model load and its kernels cost more than scoring a
     // short sequence.
     enum Scorer {
-        Cpu(ReferenceModel),
+        Cpu(Box<ReferenceModel>),
         Gpu(Box<llama_webgpu::gpu::graph::GpuModel>),
     }
     let mut scorer = match device.backend {
-        Backend::Cpu => Scorer::Cpu(ReferenceModel::from_gguf(&model, ReferenceOptions::default())?),
+        Backend::Cpu => Scorer::Cpu(Box::new(ReferenceModel::from_gguf(&model, ReferenceOptions::default())?)),
         Backend::Gpu => Scorer::Gpu(Box::new(load_gguf(device.gpu()?, &model, longest)?)),
     };
     for ids in &sequences {

@@ -3,7 +3,7 @@
 //! 8-bit activations of the packed-integer products (`shaders/quantize.wgsl`).
 
 use super::uniform;
-use crate::gpu::weights::{type_define, GpuWeight};
+use crate::gpu::weights::{with_type, GpuWeight};
 use crate::gpu::{dispatch_1d, kernels, GpuContext, GpuError, ShaderDefs};
 use std::sync::Arc;
 
@@ -93,10 +93,7 @@ const SMALL_BATCH: u32 = 16;
 
 /// Defines for the activation-reading kernels.
 fn activation_defs(ctx: &GpuContext, w: &GpuWeight) -> ShaderDefs {
-    let mut d = ctx
-        .base_defs()
-        .with(type_define(w.ty), 1)
-        .with("ACTIVATIONS", 1);
+    let mut d = with_type(ctx.base_defs(), w.ty).with("ACTIVATIONS", 1);
     if w.cols.is_multiple_of(4) {
         d.set("X_VEC4", 1);
     }
@@ -443,7 +440,7 @@ impl MatmulOp {
         }
         let mut tpr = pow2_floor(config.threads_per_row.clamp(1, MATVEC_WG));
         let mut defs = if int_dot {
-            ctx.base_defs().with(type_define(w.ty), 1).with("INT_DOT", 1)
+            with_type(ctx.base_defs(), w.ty).with("INT_DOT", 1)
         } else {
             activation_defs(ctx, w)
         };
@@ -587,7 +584,7 @@ impl EmbeddingOp {
         let pipeline = ctx.pipeline(
             kernels::EMBEDDING,
             "embed",
-            &ctx.base_defs().with(type_define(w.ty), 1),
+            &with_type(ctx.base_defs(), w.ty),
         )?;
         let mut binds = Vec::with_capacity(w.parts().len());
         for (i, p) in w.parts().iter().enumerate() {
