@@ -64,6 +64,10 @@ fn expected_type(name: &str, n_dims: usize, mix: QuantMix, n_layer: usize, tied:
         if (what == "attn_v.weight" || what == "ffn_down.weight") && more_bits(layer) {
             return GgmlType::Q6_K;
         }
+        // llama.cpp's rule for a 70B (an 80-layer Llama with grouped-query attention).
+        if what == "attn_v.weight" && n_layer == 80 {
+            return GgmlType::Q5_K;
+        }
     }
     GgmlType::Q4_K
 }
@@ -379,11 +383,12 @@ fn tiny_runs_on_the_gpu_like_the_reference() {
 /// prints when loading the real Q4_K_M files, and parameter counts are the real models'.
 #[test]
 fn real_shapes_plan_like_llama_cpp() {
-    // (shape, params without rope_freqs, Q4_K_M [f32, q4_K, q6_K] tensors)
+    // (shape, params without rope_freqs (Hugging Face's counts), Q4_K_M [f32, q4_K, q5_K, q6_K] tensors)
     let cases = [
-        (Shape::llama31_8b(), 8_030_261_248u64, [66, 193, 33]),
-        (Shape::llama32_3b(), 3_212_749_824, [58, 168, 29]),
-        (Shape::llama32_1b(), 1_235_814_400, [34, 96, 17]),
+        (Shape::llama31_70b(), 70_553_706_496u64, [162, 441, 40, 81]),
+        (Shape::llama31_8b(), 8_030_261_248, [66, 193, 0, 33]),
+        (Shape::llama32_3b(), 3_212_749_824, [58, 168, 0, 29]),
+        (Shape::llama32_1b(), 1_235_814_400, [34, 96, 0, 17]),
     ];
     for (shape, params, counts) in cases {
         for mix in [QuantMix::Q4KM, QuantMix::Q4_0, QuantMix::Q8_0] {
@@ -402,6 +407,7 @@ fn real_shapes_plan_like_llama_cpp() {
                     [
                         count(GgmlType::F32),
                         count(GgmlType::Q4_K),
+                        count(GgmlType::Q5_K),
                         count(GgmlType::Q6_K)
                     ],
                     counts,
@@ -442,6 +448,35 @@ fn real_shapes_plan_like_llama_cpp() {
         .len(),
         3
     );
+}
+
+/// Llama 3.1 70B in Q4_K_M, from its header alone (the file would be 42.5 GB): the loader's
+/// count of what it uploads equals the plan's tensors (norms as f32), and the memory plan at the
+/// default context on a browser's usual limits (1 GiB bindings) holds the weights, an 80-layer
+/// f16 KV cache and the activations.
+#[test]
+fn llama31_70b_plans_from_its_header() {
+    use llama_webgpu::model::memory::{uploaded_bytes, DeviceLimits, MemoryPlan, DEFAULT_CONTEXT};
+    let opts = options(Shape::llama31_70b(), QuantMix::Q4KM);
+    let (head, len) = synth::header(&opts).unwrap();
+    let h = parse_header(&head, Some(len)).unwrap();
+    assert_eq!(h.expected_file_len(), len);
+    let plan = synth::plan(&opts.shape, QuantMix::Q4KM).unwrap();
+    assert_eq!(h.tensors.len(), plan.len());
+    let weights = uploaded_bytes(&h.tensors);
+    let want: u64 = plan.iter().map(|t| if t.dims.len() >= 2 { t.size } else { t.n_elements() * 4 }).sum();
+    assert_eq!(weights, want);
+    assert!((42_500_000_000..42_550_000_000).contains(&weights), "{weights}");
+    let infos: std::collections::HashMap<&str, _> = h.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    let cfg = LlamaConfig::from_gguf(&h.metadata, |n| infos.get(n).copied()).unwrap();
+    cfg.validate_tensors(|n| infos.get(n).copied()).unwrap();
+    let limits = DeviceLimits { kv_f16: true, max_buffer_size: 4 << 30, max_storage_buffer_binding_size: 1 << 30 };
+    let context = MemoryPlan::resolve_context(&limits, &cfg.shape, None).unwrap();
+    assert_eq!(context, DEFAULT_CONTEXT);
+    let m = MemoryPlan::new(&limits, &cfg.shape, weights, context);
+    assert_eq!(m.kv_cache, 2 * 80 * 4096 * 1024 * 2);
+    assert!(m.activations < 200 << 20 && m.total() < 44_100_000_000, "{m:?}");
+    eprintln!("70B Q4_K_M: {len} bytes; plan at {context} tokens: {m:?}, {:.2} GB in all", m.total() as f64 / 1e9);
 }
 
 #[test]

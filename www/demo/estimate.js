@@ -8,6 +8,7 @@ import { LlamaEngine } from './package.js';
 /** Shapes of the models we know by name, for the estimate of a URL or file not in models.json. */
 const KNOWN_ARCH = [
   [/smollm2[-_. ]?135m/i, { nLayer: 30, nEmbd: 576, nHead: 9, nHeadKv: 3, headDim: 64, nFf: 1536, nVocab: 49152, contextLength: 8192 }],
+  [/(llama[-_. ]?3\.?[13][-_. ]?)?70b/i, { nLayer: 80, nEmbd: 8192, nHead: 64, nHeadKv: 8, headDim: 128, nFf: 28672, nVocab: 128256, contextLength: 131072 }],
   [/(llama[-_. ]?3\.?[12][-_. ]?)?8b/i, { nLayer: 32, nEmbd: 4096, nHead: 32, nHeadKv: 8, headDim: 128, nFf: 14336, nVocab: 128256, contextLength: 131072 }],
   [/(llama[-_. ]?3\.?2[-_. ]?)?3b/i, { nLayer: 28, nEmbd: 3072, nHead: 24, nHeadKv: 8, headDim: 128, nFf: 8192, nVocab: 128256, contextLength: 131072 }],
   [/(llama[-_. ]?3\.?2[-_. ]?)?1b/i, { nLayer: 16, nEmbd: 2048, nHead: 32, nHeadKv: 8, headDim: 64, nFf: 8192, nVocab: 128256, contextLength: 131072 }],

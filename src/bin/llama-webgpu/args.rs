@@ -49,7 +49,7 @@ pub(crate) struct SynthArgs {
     /// Output file; with --split-max-size, shards OUT-00001-of-0000N.gguf (OUT without .gguf).
     #[arg(short, long)]
     pub(crate) output: PathBuf,
-    /// 8b = Llama-3.1-8B-Instruct, 3b/1b = Llama-3.2-3B/1B-Instruct, tiny = 2 small layers.
+    /// 70b/8b = Llama-3.1-70B/8B-Instruct, 3b/1b = Llama-3.2-3B/1B-Instruct, tiny = 2 small layers.
     #[arg(long, default_value = "8b", value_parser = llama_webgpu::tools::synth::SHAPES)]
     pub(crate) shape: String,
     /// Keep only the first N layers (blocks) of the shape: the same per-layer shapes, vocabulary,

@@ -10,7 +10,7 @@ use crate::{Error, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QuantMix {
     /// `Q4_K_M`: Q4_K, with Q6_K for the output projection and for `attn_v`/`ffn_down` in the
-    /// layers llama.cpp's `use_more_bits` picks.
+    /// layers llama.cpp's `use_more_bits` picks; a 70B model's other `attn_v` get Q5_K.
     Q4KM,
     /// `Q4_0`: Q4_0, with Q6_K for the output projection.
     Q4_0,
@@ -53,7 +53,8 @@ impl QuantMix {
     }
 
     /// The type `llama-quantize` gives the 2-D weight `name` (1-D tensors stay F32), for a
-    /// model of `n_layer` layers whose output is tied to the embedding or not.
+    /// model of `n_layer` layers whose output is tied to the embedding or not. (llama.cpp takes
+    /// a Llama model of 80 layers with grouped-query attention for a 70B, as all Llama 3 are.)
     pub fn tensor_type(self, name: &str, n_layer: usize, tied_output: bool) -> GgmlType {
         let base = match self {
             QuantMix::Q4KM => GgmlType::Q4_K,
@@ -76,6 +77,11 @@ impl QuantMix {
                 if use_more_bits(l, n_layer) {
                     return GgmlType::Q6_K;
                 }
+            }
+            // A 70B's attn_v is an eighth of attn_q (8 KV heads for 64): llama.cpp spends the
+            // few bytes more bits cost there.
+            if n_layer == 80 && name.ends_with(".attn_v.weight") {
+                return GgmlType::Q5_K;
             }
         }
         base

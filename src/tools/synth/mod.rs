@@ -231,6 +231,21 @@ pub fn split_groups(tensors: &[PlannedTensor], max: u64) -> Vec<std::ops::Range<
 }
 
 
+/// The header [`write`] would give the model as one file (its metadata and tensor infos, up to
+/// the aligned start of the data) and the length of that file: what a loader sees first, for a
+/// model too large to write, such as `70b`.
+pub fn header(opts: &SynthOptions) -> Result<(Vec<u8>, u64)> {
+    let tensors = plan(&opts.shape, opts.mix)?;
+    let entries: Vec<TensorEntry> = tensors
+        .iter()
+        .map(|t| TensorEntry { name: &t.name, dims: &t.dims, ggml_type: t.ggml_type, size: t.size })
+        .collect();
+    let (head, alignment) = header_bytes(&metadata(opts)?, &entries, DEFAULT_ALIGNMENT);
+    let data: u64 = tensors.iter().map(|t| t.size + padding(t.size, alignment)).sum();
+    let len = head.len() as u64 + data;
+    Ok((head, len))
+}
+
 /// Writes the model to `out`, or with `split_max_bytes` to gguf-split shards named after `out`
 /// (`x.gguf` → `x-00001-of-0000N.gguf`). See [`write_with`].
 pub fn write(opts: &SynthOptions, out: &Path) -> Result<SynthReport> {

@@ -1,10 +1,10 @@
-//! The model shapes synth writes: Llama 3.1 8B and 3.2 3B/1B as released, and a tiny one for
-//! fast tests.
+//! The model shapes synth writes: Llama 3.1 70B and 8B and 3.2 3B/1B as released, and a tiny
+//! one for fast tests.
 
 use crate::model::{LlamaConfig, ModelShape, RopeScaling};
 
 /// The shapes `Shape::preset` knows, as the CLI spells them.
-pub const SHAPES: [&str; 4] = ["8b", "3b", "1b", "tiny"];
+pub const SHAPES: [&str; 5] = ["70b", "8b", "3b", "1b", "tiny"];
 
 /// Hyperparameters and naming of a Llama model. Public fields, so tests can make their own.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,6 +68,20 @@ impl Shape {
         }
     }
 
+    /// Llama-3.1-70B-Instruct: 80 layers 8192 wide, 64 query and 8 KV heads.
+    pub fn llama31_70b() -> Shape {
+        Shape {
+            name: "Meta Llama 3.1 70B Instruct (synthetic)".into(),
+            size_label: "70B".into(),
+            n_layer: 80,
+            n_embd: 8192,
+            n_ff: 28672,
+            n_head: 64,
+            n_head_kv: 8,
+            ..Shape::llama31_8b()
+        }
+    }
+
     /// Llama-3.2-3B-Instruct.
     pub fn llama32_3b() -> Shape {
         Shape {
@@ -121,9 +135,10 @@ impl Shape {
         }
     }
 
-    /// `8b`, `3b`, `1b` or `tiny` (see [`SHAPES`]).
+    /// `70b`, `8b`, `3b`, `1b` or `tiny` (see [`SHAPES`]).
     pub fn preset(name: &str) -> Option<Shape> {
         Some(match name.to_ascii_lowercase().as_str() {
+            "70b" => Shape::llama31_70b(),
             "8b" => Shape::llama31_8b(),
             "3b" => Shape::llama32_3b(),
             "1b" => Shape::llama32_1b(),
