@@ -11,7 +11,8 @@
 //!   (at most 4096), a requested context over them fails before any weight byte is pushed, the
 //!   KV cache and (for split models) a reservation for the shards still to come are allocated
 //!   there, and the reservation is handed back as the real buffers are made; in the capped child,
-//!   a reservation the device refuses fails at the first header;
+//!   a reservation the device refuses fails at the first header, and so does Llama 3.1 70B
+//!   (`synth --shape 70b`'s header alone), with the whole model's figures;
 //! - generation that reaches the end of the context stops there: prompt + completion = context.
 #![cfg(not(target_arch = "wasm32"))]
 
@@ -145,6 +146,21 @@ fn oom_child() {
     small_load_works(&ctx, &path);
     println!("RESERVE-REPORT {}", serde_json::to_string(&r).unwrap());
     println!("RESERVE-MESSAGE {msg}");
+
+    // Llama 3.1 70B in Q4_K_M, its header alone (synth --shape 70b; the file would be 42.5 GB):
+    // the device refuses its buffers at that header, and the report has the whole model's
+    // figures; then a small load still fits.
+    let (head, len) = synth::header(&SynthOptions::new(Shape::llama31_70b(), QuantMix::Q4KM, common::model("ggml-vocab-llama-bpe.gguf"))).unwrap();
+    let mut l = StreamLoader::new(ctx.clone());
+    l.set_expected_bytes(len);
+    l.begin_shard(Some(len)).unwrap();
+    let e = l.push(&head).expect_err("a 70B must not fit under the cap");
+    drop(l);
+    let msg = e.to_string();
+    let r = report(e);
+    small_load_works(&ctx, &path);
+    println!("70B-REPORT {}", serde_json::to_string(&r).unwrap());
+    println!("70B-MESSAGE {msg}");
 }
 
 #[test]
@@ -190,6 +206,16 @@ fn the_device_refusing_a_buffer_leaves_nothing_behind() {
     assert_eq!(r["contextSize"], 64, "{r}");
     assert!(r["weightsBytes"].as_u64().unwrap() > (4 << 30) - (16 << 20), "the plan counts the announced shards: {r}");
     assert!(msg.contains("not yet downloaded"), "{msg}");
+    let r: Value = serde_json::from_str(&line("70B-REPORT ")).unwrap();
+    let msg = line("70B-MESSAGE ");
+    eprintln!("{msg}");
+    assert!(r["deviceMessage"].as_str().is_some_and(|m| !m.is_empty()), "{r}");
+    // The plan of tests/synth.rs's llama31_70b_plans_from_its_header, at the default context.
+    assert_eq!(r["weightsBytes"], 42_512_531_712u64, "{r}");
+    // An f16 cache (lavapipe has shader-f16): 80 layers of K and V, 4096 positions of 8 heads of 128.
+    assert_eq!(r["kvCacheBytes"], 2 * 80 * 4096 * 1024 * 2, "{r}");
+    assert!(r["neededBytes"].as_u64().unwrap() > 43_000_000_000 && r["neededIsLowerBound"] == false, "{r}");
+    assert!(r["allocatedBytes"].as_u64().unwrap() < HEADROOM + (64 << 20), "{r}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -337,6 +337,16 @@ impl StreamLoader {
                 .into());
             }
         }
+        // What the header says is on record before anything is allocated, so that a device
+        // refusing the buffers below is reported with the whole model's figures.
+        for t in &h.tensors {
+            self.infos.insert(t.name.clone(), t.clone());
+        }
+        if index == 0 {
+            self.metadata = Some(h.metadata.clone());
+        }
+        self.headed_bytes += shard.len.unwrap_or_else(|| h.expected_file_len());
+        self.progress.headers += 1;
         // The reservation made at the previous header stood in for these buffers.
         self.release_reserve();
         let mut joint = joint_writers(&self.ctx, &h)?;
@@ -358,15 +368,9 @@ impl StreamLoader {
                 Sink::Vector(Vec::new())
             };
             shard.sinks.push(sink);
-            self.infos.insert(t.name.clone(), t.clone());
-        }
-        if index == 0 {
-            self.metadata = Some(h.metadata.clone());
         }
         shard.router = Some(TensorRouter::new(&h));
-        self.headed_bytes += shard.len.unwrap_or_else(|| h.expected_file_len());
         shard.header = Some(h);
-        self.progress.headers += 1;
         self.plan_memory()
     }
 
