@@ -48,6 +48,9 @@ FORMATS = {
     # (1536 wide); llama.cpp gives the other tensors IQ4_NL.
     "IQ4_NL": 25,
     "IQ4_XS": 30,
+    # IQ3_S's 256-element blocks fit ffn_down only (IQ4_NL elsewhere). The IQ3_XXS mix, without
+    # an importance matrix, gives SmolLM2 no IQ3_XXS tensor at all.
+    "IQ3_S": 26,
 }
 
 GGML_TYPE_COUNT = 43  # ggml.h of the bundled llama.cpp; "no override" for the type fields

@@ -21,7 +21,7 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const FAMILY: &str = "SmolLM2-135M-Instruct.";
 /// Files scripts/setup provides (any other `SmolLM2-135M-Instruct.*.gguf` is tested too);
 /// together they hold tensors of every supported type.
-const EXPECTED_MODELS: [&str; 15] = [
+const EXPECTED_MODELS: [&str; 16] = [
     "Q4_1",
     "F16",
     "BF16",
@@ -37,11 +37,12 @@ const EXPECTED_MODELS: [&str; 15] = [
     "Q6_K",
     "IQ4_NL",
     "IQ4_XS",
+    "IQ3_S",
 ];
-const SUPPORTED: [GgmlType; 15] = {
+const SUPPORTED: [GgmlType; 16] = {
     use GgmlType::*;
     [
-        F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS,
+        F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, IQ3_S,
     ]
 };
 
@@ -317,4 +318,24 @@ fn wrong_lengths_are_size_mismatches() {
     let e = dequantize_into("w", GgmlType::Q4_K, &[0; 144], &mut out[..255]).unwrap_err();
     assert!(matches!(e, QuantError::SizeMismatch { .. }), "{e:?}");
     assert!(e.to_string().contains("not a whole number"), "{e}");
+}
+
+/// The lattice tables (src/quant/iq_grids.rs, written by scripts/iq-grids.py) equal gguf-py's,
+/// entry by entry: a table regenerated or edited wrongly fails here, whichever entries the test
+/// models happen to use.
+#[test]
+fn lattice_tables_equal_gguf_py() {
+    let python = PathBuf::from(ROOT).join(".cache/venv/bin/python");
+    let out = Command::new(&python)
+        .args(["-c", "import json, numpy as np; from gguf import quants as q; c = q.IQ3_S; c.init_grid(); print(json.dumps(np.asarray(c.grid).reshape(c.grid_shape).astype(int).tolist()))"])
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}; run scripts/setup", python.display()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let theirs: Vec<Vec<u32>> = serde_json::from_slice(&out.stdout).unwrap();
+    let ours = llama_webgpu::quant::iq_grids::IQ3_S_GRID;
+    assert_eq!(theirs.len(), ours.len());
+    for (i, (t, &o)) in theirs.iter().zip(ours.iter()).enumerate() {
+        let o: Vec<u32> = (0..4).map(|k| (o >> (8 * k)) & 0xff).collect();
+        assert_eq!(&o, t, "IQ3_S grid entry {i}");
+    }
 }

@@ -7,6 +7,7 @@
 //! `kquants.rs` (256-element super-blocks), `iquants.rs` (indices into non-linear tables).
 
 mod float;
+pub mod iq_grids;
 mod iquants;
 pub use iquants::IQ4_VALUES;
 mod kquants;
@@ -19,7 +20,7 @@ use std::ops::Range;
 /// A tensor that cannot be dequantized.
 #[derive(Debug, thiserror::Error)]
 pub enum QuantError {
-    #[error("tensor '{tensor}' has type {ty}, which is not supported (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)")]
+    #[error("tensor '{tensor}' has type {ty}, which is not supported (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, IQ3_S)")]
     Unsupported { tensor: String, ty: GgmlType },
     /// The data is not exactly `n_elements` values of `ty`. `expected` is 0 when `n_elements` is
     /// not a whole number of blocks.
@@ -155,6 +156,7 @@ fn kernel(tensor: &str, ty: GgmlType) -> Result<Kernel, QuantError> {
         Q6_K => |d, o| blocks(d, o, kquants::q6_k),
         IQ4_NL => |d, o| blocks(d, o, iquants::iq4_nl),
         IQ4_XS => |d, o| blocks(d, o, iquants::iq4_xs),
+        IQ3_S => |d, o| blocks(d, o, iquants::iq3_s),
         _ => {
             return Err(QuantError::Unsupported {
                 tensor: tensor.to_string(),
