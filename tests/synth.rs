@@ -489,7 +489,7 @@ fn sizes_parse_like_gguf_split() {
     for bad in ["", "G", "0", "-1M", "2X", "1e30"] {
         assert_eq!(synth::parse_size(bad), None, "{bad}");
     }
-    assert!(Shape::preset("8B").is_some() && Shape::preset("70b").is_none());
+    assert!(Shape::preset("8B").is_some() && Shape::preset("70B").is_some() && Shape::preset("405b").is_none());
     assert_eq!(QuantMix::parse("Q4_K_M"), Some(QuantMix::Q4KM));
 }
 
