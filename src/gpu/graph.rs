@@ -60,6 +60,24 @@ struct Layer {
     fused: Option<FusedDecode>,
 }
 
+/// The product set a step of `n` tokens records in a block: the packed-integer products where
+/// the block has them and the step is short enough, else a one-token step's with the norms
+/// folded in where chosen, else the f32 ones.
+struct StepProducts<'a> {
+    int: Option<&'a IntDotLayer>,
+    fused: Option<&'a FusedDecode>,
+    mm: &'a Products,
+}
+
+impl Layer {
+    fn products(&self, n: u32) -> StepProducts<'_> {
+        let int = self.int_dot.as_ref().filter(|_| n <= INT_DOT_MAX_TOKENS);
+        let fused = self.fused.as_ref().filter(|_| n == 1 && int.is_none());
+        let mm = int.map(|i| &i.mm).or(fused.map(|f| &f.mm)).unwrap_or(&self.mm);
+        StepProducts { int, fused, mm }
+    }
+}
+
 /// A block's seven products, each set built one way: the f32 kernels, the packed-integer ones,
 /// or a decode step's with the norms and residual adds folded in. A step records one set.
 struct Products {
@@ -407,9 +425,7 @@ impl GpuModel {
             });
             // What a decode step reads, in the names its products have. Norm weights are f32
             // vectors in every GGUF; folded in, the first product reading each reads it.
-            let layer = layers.last().expect("pushed");
-            let folded = layer.fused.as_ref().filter(|_| layer.int_dot.is_none());
-            let decode = layer.int_dot.as_ref().map(|i| &i.mm).or(folded.map(|f| &f.mm)).unwrap_or(&layer.mm);
+            let StepProducts { fused: folded, mm: decode, .. } = layers.last().expect("pushed").products(1);
             let norm_bytes = e as u64 * 4;
             for (i, p) in decode.all().enumerate() {
                 let first_of_block = i == 0 || i == decode.attn_in.len() + 1;
@@ -522,9 +538,7 @@ impl GpuModel {
         for l in &self.layers {
             // The packed-integer products replace the f32 ones, each group after the quantize
             // of its input; a decode step's products may do the norms and residual adds.
-            let int = l.int_dot.as_ref().filter(|_| n <= INT_DOT_MAX_TOKENS);
-            let fused = l.fused.as_ref().filter(|_| n == 1 && int.is_none());
-            let mm = int.map(|i| &i.mm).or(fused.map(|f| &f.mm)).unwrap_or(&l.mm);
+            let StepProducts { int, fused, mm } = l.products(n);
             if fused.is_none() {
                 rec("attn_norm", &mut |p| l.attn_norm.record(p, n));
             }

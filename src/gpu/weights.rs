@@ -173,6 +173,7 @@ const FLUSH_BYTES: usize = 1 << 20;
 /// Uploads a weight as its GGUF bytes arrive, in order and in pieces of any size, holding back
 /// at most about [`FLUSH_BYTES`] plus one row group: the streaming loader never has a whole
 /// tensor in memory. Rows are repacked into the GPU layout group by group.
+#[derive(Clone)]
 pub struct WeightWriter {
     name: String,
     ty: GgmlType,
@@ -251,52 +252,19 @@ impl WeightWriter {
         if rows_per_part(ctx, widths.iter().sum(), widths.len()) < total {
             return Ok(None);
         }
+        // Each member writes its rows into the whole's buffer (nothing is written yet).
         let whole = Self::allocate(ctx, &label, ty, cols, total)?;
         let mut base = 0;
         Ok(Some(
             members
                 .iter()
                 .map(|&(name, rows)| {
-                    let w = WeightWriter {
-                        name: name.to_string(),
-                        rows,
-                        parts: whole.parts.clone(),
-                        seg_starts: whole.seg_starts.clone(),
-                        seg_widths: whole.seg_widths.clone(),
-                        row_base: base,
-                        joint_rows: Some(total),
-                        pending: Vec::new(),
-                        scratch: Vec::new(),
-                        ..whole.shallow()
-                    };
+                    let w = WeightWriter { name: name.to_string(), rows, row_base: base, joint_rows: Some(total), ..whole.clone() };
                     base += rows;
                     w
                 })
                 .collect(),
         ))
-    }
-
-    /// The fields that are plain values, for a joint's members.
-    fn shallow(&self) -> WeightWriter {
-        WeightWriter {
-            name: String::new(),
-            ty: self.ty,
-            cols: self.cols,
-            rows: 0,
-            layout: self.layout,
-            block: self.block,
-            block_bytes: self.block_bytes,
-            row_bytes: self.row_bytes,
-            gpu_row_bytes: self.gpu_row_bytes,
-            parts: Vec::new(),
-            seg_starts: Vec::new(),
-            seg_widths: Vec::new(),
-            row_base: 0,
-            joint_rows: None,
-            pending: Vec::new(),
-            next_row: 0,
-            scratch: Vec::new(),
-        }
     }
 
     fn allocate(
@@ -322,7 +290,7 @@ impl WeightWriter {
         let gpu_row_bytes: usize = seg_widths.iter().sum();
         let rows_per_part = rows_per_part(ctx, gpu_row_bytes, seg_widths.len()).min(rows);
         if rows_per_part == 0 {
-            let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
+            let limit = ctx.memory_limits().binding_limit();
             let which = if limit == ctx.limits.max_buffer_size { "maxBufferSize" } else { "maxStorageBufferBindingSize" };
             return Err(ctx.over_limit(&format!("one row of '{name}'"), gpu_row_bytes as u64 + 16 * seg_widths.len() as u64, which));
         }
@@ -523,7 +491,7 @@ fn seg_widths(layout: &Layout, ty: GgmlType, cols: usize) -> Vec<usize> {
 /// Rows of `gpu_row_bytes` that fit one part: one storage binding, with room for the padding
 /// of `segments` segments.
 fn rows_per_part(ctx: &GpuContext, gpu_row_bytes: usize, segments: usize) -> usize {
-    let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
+    let limit = ctx.memory_limits().binding_limit();
     (limit.saturating_sub(16 * segments as u64) / gpu_row_bytes as u64) as usize
 }
 
