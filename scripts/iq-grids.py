@@ -6,7 +6,9 @@ Usage: .cache/venv/bin/python scripts/iq-grids.py > src/quant/iq_grids.rs
 An i-quant stores, for each group of 4 or 8 weights, an index into a fixed table of points
 (ggml's `iq3s_grid` and its kin); gguf-py carries the same tables, hex-encoded, as each type's
 `grid`. This script decodes them and prints each entry as the bytes of its points, element 0 in
-the lowest byte, the layout the Rust and WGSL decoders read. tests/quant.rs checks the result
+the lowest byte, the layout the Rust and WGSL decoders read. IQ1_S's points (shared by IQ1_M) are
+-1, 0 and 1, stored plus one. It also prints the IQ2/IQ3 sign table (`ksigns`): seven sign bits
+and an eighth that makes their count even. tests/quant.rs checks the result
 against gguf-py's tables again (scripts/quant_ref.py --grids), so a regenerated file that differs
 fails there.
 """
@@ -16,7 +18,9 @@ import sys
 import numpy as np
 from gguf import quants
 
-TYPES = ["IQ3_S"]
+TYPES = ["IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S"]
+# Added to every value before it is stored as a byte.
+OFFSET = {"IQ1_S": 1}
 
 
 def rows(name: str):
@@ -26,6 +30,7 @@ def rows(name: str):
     for entry in grid:
         packed = 0
         for i, v in enumerate(entry):
+            v = v + OFFSET.get(name, 0)
             b = int(v)
             assert b == v and 0 <= b < 256, (name, v)
             packed |= b << (8 * i)
@@ -41,12 +46,19 @@ def main() -> None:
         n, per = cls.grid_shape
         ty = "u32" if per == 4 else "u64"
         width = 8 if per == 4 else 16
-        out.write(f"/// {name}: {n} points of {per} values.\n")
+        shift = f", each plus {OFFSET[name]}" if name in OFFSET else ""
+        out.write(f"/// {name}: {n} points of {per} values{shift}.\n")
         out.write(f"pub const {name}_GRID: [{ty}; {n}] = [\n")
         vals = list(rows(name))
         for i in range(0, n, 8):
             out.write("    " + ", ".join(f"0x{v:0{width}x}" for v in vals[i:i + 8]) + ",\n")
         out.write("];\n")
+    signs = list(quants.IQ2_XXS.ksigns)
+    out.write("/// IQ2_XXS, IQ2_XS and IQ3_XXS: sign byte of each 7-bit sign index (bit k set: element k negative).\n")
+    out.write(f"pub const KSIGNS: [u8; {len(signs)}] = [\n")
+    for i in range(0, len(signs), 16):
+        out.write("    " + ", ".join(f"0x{v:02x}" for v in signs[i:i + 16]) + ",\n")
+    out.write("];\n")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+#[path = "common/random.rs"]
+mod random;
+use llama_webgpu::quant::QK_K;
+
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const FAMILY: &str = "SmolLM2-135M-Instruct.";
 /// Files scripts/setup provides (any other `SmolLM2-135M-Instruct.*.gguf` is tested too);
@@ -269,17 +273,17 @@ fn unsupported_type_is_an_error_naming_the_tensor() {
     let mut out = vec![0f32; 256];
     let e = dequantize_into(
         "blk.3.ffn_down.weight",
-        GgmlType::IQ2_XXS,
+        GgmlType::TQ2_0,
         &[0; 66],
         &mut out,
     )
     .unwrap_err();
     assert!(
-        matches!(&e, QuantError::Unsupported { tensor, ty: GgmlType::IQ2_XXS } if tensor == "blk.3.ffn_down.weight"),
+        matches!(&e, QuantError::Unsupported { tensor, ty: GgmlType::TQ2_0 } if tensor == "blk.3.ffn_down.weight"),
         "{e:?}"
     );
     assert!(
-        e.to_string().contains("blk.3.ffn_down.weight") && e.to_string().contains("IQ2_XXS"),
+        e.to_string().contains("blk.3.ffn_down.weight") && e.to_string().contains("TQ2_0"),
         "{e}"
     );
     let e = dequantize_row(
@@ -321,21 +325,80 @@ fn wrong_lengths_are_size_mismatches() {
 }
 
 /// The lattice tables (src/quant/iq_grids.rs, written by scripts/iq-grids.py) equal gguf-py's,
-/// entry by entry: a table regenerated or edited wrongly fails here, whichever entries the test
-/// models happen to use.
+/// entry by entry, and so does the sign table: a table regenerated or edited wrongly fails here,
+/// whichever entries the test models happen to use.
 #[test]
 fn lattice_tables_equal_gguf_py() {
+    use llama_webgpu::quant::iq_grids::*;
+    let script = "import json, numpy as np; from gguf import quants as q\n\
+        out = {}\n\
+        for n in ['IQ2_XXS', 'IQ2_XS', 'IQ2_S', 'IQ3_XXS', 'IQ3_S', 'IQ1_S', 'IQ1_M']:\n\
+        \x20   c = getattr(q, n); c.init_grid(); out[n] = np.asarray(c.grid).reshape(c.grid_shape).astype(int).tolist()\n\
+        out['ksigns'] = list(q.IQ2_XXS.ksigns)\n\
+        print(json.dumps(out))";
+    let theirs: std::collections::BTreeMap<String, serde_json::Value> = serde_json::from_slice(&python(script, &[])).unwrap();
+    // Ours hold bytes, element 0 lowest; IQ1's -1, 0, 1 are stored plus one (IQ1_M uses IQ1_S's).
+    let check = |name: &str, ours: Vec<u64>, per: usize, offset: i64| {
+        let t: Vec<Vec<i64>> = serde_json::from_value(theirs[name].clone()).unwrap();
+        assert_eq!(t.len(), ours.len(), "{name}");
+        for (i, (t, &o)) in t.iter().zip(&ours).enumerate() {
+            let o: Vec<i64> = (0..per).map(|k| ((o >> (8 * k)) & 0xff) as i64 - offset).collect();
+            assert_eq!(&o, t, "{name} grid entry {i}");
+        }
+    };
+    check("IQ2_XXS", IQ2_XXS_GRID.to_vec(), 8, 0);
+    check("IQ2_XS", IQ2_XS_GRID.to_vec(), 8, 0);
+    check("IQ2_S", IQ2_S_GRID.to_vec(), 8, 0);
+    check("IQ3_XXS", IQ3_XXS_GRID.iter().map(|&e| e.into()).collect(), 4, 0);
+    check("IQ3_S", IQ3_S_GRID.iter().map(|&e| e.into()).collect(), 4, 0);
+    check("IQ1_S", IQ1_S_GRID.to_vec(), 8, 1);
+    check("IQ1_M", IQ1_S_GRID.to_vec(), 8, 1);
+    let signs: Vec<u8> = serde_json::from_value(theirs["ksigns"].clone()).unwrap();
+    assert_eq!(signs, KSIGNS);
+}
+
+/// Runs `script` in the reference venv's Python with `args`, returning its stdout.
+fn python(script: &str, args: &[&str]) -> Vec<u8> {
     let python = PathBuf::from(ROOT).join(".cache/venv/bin/python");
     let out = Command::new(&python)
-        .args(["-c", "import json, numpy as np; from gguf import quants as q; c = q.IQ3_S; c.init_grid(); print(json.dumps(np.asarray(c.grid).reshape(c.grid_shape).astype(int).tolist()))"])
+        .args(["-c", script])
+        .args(args)
         .output()
         .unwrap_or_else(|e| panic!("running {}: {e}; run scripts/setup", python.display()));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let theirs: Vec<Vec<u32>> = serde_json::from_slice(&out.stdout).unwrap();
-    let ours = llama_webgpu::quant::iq_grids::IQ3_S_GRID;
-    assert_eq!(theirs.len(), ours.len());
-    for (i, (t, &o)) in theirs.iter().zip(ours.iter()).enumerate() {
-        let o: Vec<u32> = (0..4).map(|k| (o >> (8 * k)) & 0xff).collect();
-        assert_eq!(&o, t, "IQ3_S grid entry {i}");
+    out.stdout
+}
+
+/// The types llama.cpp makes only with an importance matrix have no requantized test file: their
+/// dequantization is checked on random blocks (any bits are a valid block once the f16 scale is
+/// finite), bit for bit against gguf-py. IQ3_S has a real file too.
+#[test]
+fn lattice_types_equal_gguf_py_on_random_blocks() {
+    use GgmlType::*;
+    let dir = std::env::temp_dir().join(format!("llama-webgpu-iq-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, ty) in [IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M].into_iter().enumerate() {
+        let n = 64 * QK_K;
+        let data = random::quant_weights(ty, QK_K, 64, 7 + i as u64);
+        let path = dir.join(format!("{ty}.bin"));
+        std::fs::write(&path, &data).unwrap();
+        let theirs = python(
+            "import sys, numpy as np; from gguf import quants, GGMLQuantizationType as T\n\
+             d = np.fromfile(sys.argv[1], dtype=np.uint8)\n\
+             sys.stdout.buffer.write(np.ascontiguousarray(quants.dequantize(d, T[sys.argv[2]]), dtype='<f4').tobytes())",
+            &[path.to_str().unwrap(), ty.name()],
+        );
+        let ours = dequantize("w", ty, &data, n).unwrap();
+        assert_eq!(theirs.len(), 4 * n, "{ty}");
+        let mut nonzero = 0;
+        for (k, (t, o)) in theirs.chunks_exact(4).zip(&ours).enumerate() {
+            let t = f32::from_le_bytes(t.try_into().unwrap());
+            assert_eq!(t.to_bits(), o.to_bits(), "{ty}: element {k}: gguf-py {t}, ours {o}");
+            nonzero += usize::from(t != 0.0);
+        }
+        // Random blocks use most of each table, signs and scales: a decoder that reads the wrong
+        // bits cannot agree by chance.
+        assert!(nonzero > n / 2, "{ty}: {nonzero} of {n} nonzero");
     }
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -20,7 +20,7 @@ use std::ops::Range;
 /// A tensor that cannot be dequantized.
 #[derive(Debug, thiserror::Error)]
 pub enum QuantError {
-    #[error("tensor '{tensor}' has type {ty}, which is not supported (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, IQ3_S)")]
+    #[error("tensor '{tensor}' has type {ty}, which is not supported (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M)")]
     Unsupported { tensor: String, ty: GgmlType },
     /// The data is not exactly `n_elements` values of `ty`. `expected` is 0 when `n_elements` is
     /// not a whole number of blocks.
@@ -157,6 +157,12 @@ fn kernel(tensor: &str, ty: GgmlType) -> Result<Kernel, QuantError> {
         IQ4_NL => |d, o| blocks(d, o, iquants::iq4_nl),
         IQ4_XS => |d, o| blocks(d, o, iquants::iq4_xs),
         IQ3_S => |d, o| blocks(d, o, iquants::iq3_s),
+        IQ3_XXS => |d, o| blocks(d, o, iquants::iq3_xxs),
+        IQ2_XXS => |d, o| blocks(d, o, iquants::iq2_xxs),
+        IQ2_XS => |d, o| blocks(d, o, iquants::iq2_xs),
+        IQ2_S => |d, o| blocks(d, o, iquants::iq2_s),
+        IQ1_S => |d, o| blocks(d, o, iquants::iq1_s),
+        IQ1_M => |d, o| blocks(d, o, iquants::iq1_m),
         _ => {
             return Err(QuantError::Unsupported {
                 tensor: tensor.to_string(),

@@ -57,12 +57,22 @@ pub fn quant_weights(ty: GgmlType, cols: usize, rows: usize, seed: u64) -> Vec<u
                 Q2_K => &[80, 82],
                 Q3_K => &[108],
                 Q6_K => &[208],
+                IQ2_XXS | IQ2_XS | IQ2_S | IQ3_XXS | IQ3_S | IQ1_S => &[0],
+                // IQ1_M's d is the top nibbles of its four scale words.
+                IQ1_M => &[],
                 _ => panic!("no random weights for {ty}"),
             };
             for block in data.chunks_exact_mut(bytes) {
                 for &at in scales {
                     let v = rng.f() * 0.05;
                     block[at..at + 2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
+                }
+                if ty == IQ1_M {
+                    let d = half::f16::from_f32(rng.f() * 0.05).to_bits();
+                    for k in 0..4 {
+                        let at = 49 + 2 * k;
+                        block[at] = (block[at] & 0x0f) | ((((d >> (4 * k)) & 0xf) as u8) << 4);
+                    }
                 }
             }
             data
