@@ -1,7 +1,7 @@
 """Re-writes a GGUF file as gguf-split shards with the `gguf` package's own GGUFWriter.
 
     .cache/venv/bin/python scripts/gguf-py-split.py IN.gguf OUT_PREFIX
-        [--split-max-size BYTES] [--split-max-tensors N] [--small-first-shard]
+        [--split-max-size BYTES] [--split-max-tensors N] [--small-first-shard] [--retype NAME=TYPE ...]
 
 writes OUT_PREFIX-00001-of-0000N.gguf ... the way llama.cpp's `convert_hf_to_gguf.py --split-max-size`
 does: one GGUFWriter in split mode (`split_max_size` / `split_max_tensors` / `small_first_shard`, the
@@ -14,6 +14,10 @@ independent producer that tests/foreign_shards.rs and tests/web/foreign-shards.t
 Prints one JSON line: the writer's plan (each shard's path, size and tensor names, in order), the number
 of tensors, and the value types the writer gave the split keys. Deterministic: the same input gives the
 same bytes.
+
+`--retype NAME=TYPE` re-encodes tensor NAME as ggml type TYPE with the package's own quantizer
+(`gguf.quants.quantize` of its dequantized values): a file with a type the package writes and our
+kernels may not run (the ternary TQ2_0, say), for the typed-error tests.
 """
 
 import argparse
@@ -32,6 +36,7 @@ def main() -> None:
     ap.add_argument("--split-max-size", type=int, default=0, help="bytes of tensor data per shard")
     ap.add_argument("--split-max-tensors", type=int, default=0)
     ap.add_argument("--small-first-shard", action="store_true", help="metadata only in the first shard")
+    ap.add_argument("--retype", action="append", default=[], metavar="NAME=TYPE", help="re-encode a tensor as another type")
     a = ap.parse_args()
     if a.split_max_size == 0 and a.split_max_tensors == 0:
         sys.exit("give --split-max-size or --split-max-tensors")
@@ -61,10 +66,18 @@ def main() -> None:
         sub_type = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
         writer.add_key_value(field.name, field.contents(), vtype, sub_type=sub_type)
 
+    retype = dict(r.split("=", 1) for r in a.retype)
     for t in reader.tensors:
         # Raw bytes (uint8 rows for quantized types, float32 for F32) with the file's ggml type:
         # GGUFWriter derives the element shape from the byte shape, as for the converter's output.
-        writer.add_tensor(t.name, t.data, raw_shape=t.data.shape, raw_dtype=t.tensor_type)
+        data, ty = t.data, t.tensor_type
+        if t.name in retype:
+            from gguf.quants import dequantize, quantize
+            ty = gguf.GGMLQuantizationType[retype.pop(t.name)]
+            data = quantize(dequantize(t.data, t.tensor_type), ty)
+        writer.add_tensor(t.name, data, raw_shape=data.shape, raw_dtype=ty)
+    if retype:
+        sys.exit(f"no tensors {sorted(retype)} to retype")
 
     plan = [list(tensors.keys()) for tensors in writer.tensors]
     names = writer.format_shard_names(out)

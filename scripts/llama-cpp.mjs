@@ -66,7 +66,9 @@ export const SMOLLM2_SHA256 = {
     Q2_K: "1733ab14bc423774519aa464e0d74e190617e877c9d0aa07a698b500d1788895",
     Q2_K_pure: "dc183fb648339d62e10b7f7a2cbafa8a502ff5e6c8c284b821c1d890426777a2",
     IQ4_NL: "b4d1842a26d8952bd7b609eb2062f7352aeb609c1ac5017542be18f83bc1776e",
-    IQ4_XS: "5a4caecc8f966f75ff79b8f1522f76aedd2381d0722df17254e212f01526c7ba"
+    IQ4_XS: "5a4caecc8f966f75ff79b8f1522f76aedd2381d0722df17254e212f01526c7ba",
+    // The IQ3_S mix gives SmolLM2's ffn_down IQ3_S and its other matrices IQ4_NL.
+    IQ3_S: "ef399d4370b4db2db4c66f4bde1d27b32e9759fd2aa4c85edd562067c6db5393"
 };
 
 export async function sha256File(file) {

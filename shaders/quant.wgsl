@@ -4,7 +4,9 @@
 //
 // Exactly one type define selects the format: TYPE_F32, TYPE_F16, TYPE_BF16, TYPE_Q4_0, TYPE_Q4_1,
 // TYPE_Q5_0, TYPE_Q5_1, TYPE_Q8_0, TYPE_Q2_K, TYPE_Q3_K, TYPE_Q4_K, TYPE_Q5_K, TYPE_Q6_K,
-// TYPE_IQ4_NL, TYPE_IQ4_XS (`F16` alone means shader-f16 is on; `IQ4` comes with either IQ4 type).
+// TYPE_IQ4_NL, TYPE_IQ4_XS, TYPE_IQ2_XXS, TYPE_IQ2_XS, TYPE_IQ2_S, TYPE_IQ3_XXS, TYPE_IQ3_S,
+// TYPE_IQ1_S, TYPE_IQ1_M (`F16` alone means shader-f16 is on; `IQ4` comes with either IQ4 type,
+// `LATTICE` with the lattice types, `IQ1` with either IQ1 type).
 // `dequant_unit(r, u)` returns elements 32u .. 32u+31 of row r of the part as 8 vec4s, computed
 // with the same f32 operations as the CPU reference (src/quant); only an FMA contraction of
 // `d * q + m` may round differently (by one ulp).
@@ -29,6 +31,14 @@
 //   Q3_K: [hmask[32] qs[64]: 96 B = 6 vec4 /block] [scales 12 B/block] [d f16/block] (GGUF: 110 B)
 //   IQ4_NL: [qs 16 B/block]         [d  f16/block]                  (GGUF: d qs, 18 B)
 //   IQ4_XS: [qs[128]: 8 vec4 /block] [d f16, scales_h u16, scales_l[4]: 8 B/block] (GGUF: 136 B)
+//   IQ2_XXS: [qs: 64 B = 4 vec4 /block] [d f16/block]                (GGUF: d qs, 66 B)
+//   IQ2_XS: [qs 64 B /block] [scales 8 B/block] [d f16/block]        (GGUF: d qs scales, 74 B)
+//   IQ2_S: [qs[32] signs[32] qh[8] scales[8]: 80 B /block] [d f16/block] (GGUF: 82 B)
+//   IQ3_XXS: [qs[64] scales_signs[32]: 96 B /block] [d f16/block]    (GGUF: 98 B)
+//   IQ3_S: [qs[64] qh[8] signs[32] scales[4]: 108 B = 27 words /block] [d f16/block] (GGUF: 110 B)
+//   IQ1_S: [qs[32] qh[16]: 48 B /block] [d f16/block]                (GGUF: d qs qh, 50 B)
+//   IQ1_M: GGUF blocks unchanged, 56 B = 14 words (qs[32] qh[16] scales[8])
+//   The lattice types' parts end with their table of points (see LATTICE below).
 //   F32, F16, BF16: rows zero-padded to a multiple of 32 elements (no padding for model tensors).
 // Blocks are in row-major order (row r's blocks are r*bpr .. r*bpr+bpr-1, bpr blocks per row).
 // A legacy block is one unit; a k-quant super-block holds 8 units.
@@ -404,6 +414,216 @@ fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
     let l = wword(params.seg1 + 2u * b + 1u);
     let ls = ((l >> (4u * j)) & 15u) | (((h >> (16u + 2u * j)) & 3u) << 4u);
     return iq4_unit(w[b * 8u + j], half_of(h, 0u) * f32(i32(ls) - 32));
+}
+#endif
+
+#ifdef LATTICE
+// The lattice types (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M) index groups of 4 or
+// 8 weights into a table of points, which the host appends to every part (src/gpu/weights.rs
+// `lattice_table`): its LATTICE words end the binding. Scales are formed in gguf-py's order, as
+// in src/quant/iquants.rs, and a sign multiplies by ±1, which is exact; so every value equals
+// the CPU reference's.
+const LATTICE_WORDS: u32 = {{LATTICE}}u;
+
+fn lattice(i: u32) -> u32 {
+    return wword(arrayLength(&w) * 4u - LATTICE_WORDS + i);
+}
+
+// The four bytes of a table word as values.
+fn coords(v: u32) -> vec4<f32> {
+    return vec4<f32>(byte_bits(v, 0u, 255u));
+}
+
+// `v`, negated where bit k of `signs` is set (k = 0..3).
+fn signed4(v: vec4<f32>, signs: u32) -> vec4<f32> {
+    return select(v, -v, bits4(signs, 0u) == vec4<u32>(1u));
+}
+
+// The sign byte of a 7-bit sign index (src/quant/iq_grids.rs KSIGNS): the eighth sign makes the
+// count of negative signs even.
+fn ksigns(i: u32) -> u32 {
+    return i | ((countOneBits(i) & 1u) << 7u);
+}
+
+// The IQ2/IQ3_XXS scale: (d * (0.5 + scale)) * k.
+fn half_step(d: f32, scale: u32, k: f32) -> f32 {
+    return d * (0.5 + f32(scale)) * k;
+}
+
+// Eight weights of an IQ2 point (two table words from word 2 * index): db times its coordinates,
+// signed by the 8 bits of `signs`; into o[at], o[at + 1].
+fn point8(o: ptr<function, array<vec4<f32>, 8>>, at: u32, db: f32, index: u32, signs: u32) {
+    (*o)[at] = signed4(db * coords(lattice(2u * index)), signs);
+    (*o)[at + 1u] = signed4(db * coords(lattice(2u * index + 1u)), signs >> 4u);
+}
+
+// Half `i` of a word.
+fn half_word(v: u32, i: u32) -> u32 {
+    return (v >> (16u * i)) & 0xffffu;
+}
+#endif
+
+#ifdef TYPE_IQ2_XXS
+fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
+    // Unit j of block b is two words: four grid indices (a byte per 8 weights), then four 7-bit
+    // sign indices (bits 7k..) and the scale (bits 28..).
+    let b = r * (params.units >> 3u) + (u >> 3u);
+    let j = u & 7u;
+    let q = w[b * 4u + (j >> 1u)];
+    let grid = q[(j & 1u) * 2u];
+    let aux = q[(j & 1u) * 2u + 1u];
+    let db = half_step(seg_half(params.seg1, b), aux >> 28u, 0.25);
+    var o: array<vec4<f32>, 8>;
+    for (var k = 0u; k < 4u; k++) {
+        point8(&o, 2u * k, db, (grid >> (8u * k)) & 255u, ksigns((aux >> (7u * k)) & 127u));
+    }
+    return o;
+}
+#endif
+
+#ifdef TYPE_IQ2_XS
+fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
+    // Unit j: four u16 (a 9-bit grid index, a 7-bit sign index above it) in words 2j, 2j+1 of
+    // the block's 16; scale byte j (low nibble: the first 16 weights).
+    let b = r * (params.units >> 3u) + (u >> 3u);
+    let j = u & 7u;
+    let q = w[b * 4u + (j >> 1u)];
+    let qw = vec2<u32>(q[(j & 1u) * 2u], q[(j & 1u) * 2u + 1u]);
+    let sc = (wword(params.seg1 + 2u * b + (j >> 2u)) >> (8u * (j & 3u))) & 255u;
+    let d = seg_half(params.seg2, b);
+    let db = vec2<f32>(half_step(d, sc & 15u, 0.25), half_step(d, sc >> 4u, 0.25));
+    var o: array<vec4<f32>, 8>;
+    for (var k = 0u; k < 4u; k++) {
+        let v = half_word(qw[k >> 1u], k & 1u);
+        point8(&o, 2u * k, db[k >> 1u], v & 511u, ksigns(v >> 9u));
+    }
+    return o;
+}
+#endif
+
+#ifdef TYPE_IQ2_S
+fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
+    // A block is 20 words: qs (low index bits, a byte per 8 weights), signs (a bit per weight),
+    // qh (the indices' top 2 bits, a byte per unit), scales (a byte per unit).
+    let b = r * (params.units >> 3u) + (u >> 3u);
+    let j = u & 7u;
+    let base = b * 20u;
+    let qs = wword(base + j);
+    let signs = wword(base + 8u + j);
+    let qh = (wword(base + 16u + (j >> 2u)) >> (8u * (j & 3u))) & 255u;
+    let sc = (wword(base + 18u + (j >> 2u)) >> (8u * (j & 3u))) & 255u;
+    let d = seg_half(params.seg1, b);
+    let db = vec2<f32>(half_step(d, sc & 15u, 0.25), half_step(d, sc >> 4u, 0.25));
+    var o: array<vec4<f32>, 8>;
+    for (var k = 0u; k < 4u; k++) {
+        let index = ((qs >> (8u * k)) & 255u) | (((qh >> (2u * k)) & 3u) << 8u);
+        point8(&o, 2u * k, db[k >> 1u], index, signs >> (8u * k));
+    }
+    return o;
+}
+#endif
+
+#ifdef TYPE_IQ3_XXS
+fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
+    // A block is 24 words: 64 grid indices (a byte per 4 weights), then a word per unit of
+    // four 7-bit sign indices (one per 8 weights) and the scale (bits 28..).
+    let b = r * (params.units >> 3u) + (u >> 3u);
+    let j = u & 7u;
+    let base = b * 24u;
+    let qs = vec2<u32>(wword(base + 2u * j), wword(base + 2u * j + 1u));
+    let aux = wword(base + 16u + j);
+    let db = half_step(seg_half(params.seg1, b), aux >> 28u, 0.5);
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 8u; i++) {
+        let point = lattice((qs[i >> 2u] >> (8u * (i & 3u))) & 255u);
+        let signs = ksigns((aux >> (7u * (i >> 1u))) & 127u) >> (4u * (i & 1u));
+        o[i] = signed4(db * coords(point), signs);
+    }
+    return o;
+}
+#endif
+
+#ifdef TYPE_IQ3_S
+fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
+    // A block is 27 words: qs (low index bits, a byte per 4 weights), qh (the ninth bits, a
+    // byte per unit), signs (a bit per weight), scales (a nibble per unit).
+    let b = r * (params.units >> 3u) + (u >> 3u);
+    let j = u & 7u;
+    let base = b * 27u;
+    let qs = vec2<u32>(wword(base + 2u * j), wword(base + 2u * j + 1u));
+    let qh = wword(base + 16u + (j >> 2u)) >> (8u * (j & 3u));
+    let signs = wword(base + 18u + j);
+    let sc = (wword(base + 26u) >> (4u * j)) & 15u;
+    let db = seg_half(params.seg1, b) * f32(1u + 2u * sc);
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 8u; i++) {
+        let index = ((qs[i >> 2u] >> (8u * (i & 3u))) & 255u) | (((qh >> i) & 1u) << 8u);
+        o[i] = signed4(db * coords(lattice(index)), signs >> (4u * i));
+    }
+    return o;
+}
+#endif
+
+#ifdef IQ1
+// Eight IQ1 weights, dl * (point + delta), of point `index` (2-bit fields, stored plus one);
+// into o[at], o[at + 1].
+fn iq1_point8(o: ptr<function, array<vec4<f32>, 8>>, at: u32, dl: f32, index: u32, delta: f32) {
+    let p = half_word(lattice(index >> 1u), index & 1u);
+    let lo = vec4<f32>((vec4<u32>(p) >> vec4<u32>(0u, 2u, 4u, 6u)) & vec4<u32>(3u));
+    let hi = vec4<f32>((vec4<u32>(p) >> vec4<u32>(8u, 10u, 12u, 14u)) & vec4<u32>(3u));
+    (*o)[at] = dl * ((lo - 1.0) + delta);
+    (*o)[at + 1u] = dl * ((hi - 1.0) + delta);
+}
+
+// The delta: 1/8, negative where `negative` is set.
+fn iq1_delta(negative: bool) -> f32 {
+    return select(0.125, -0.125, negative);
+}
+#endif
+
+#ifdef TYPE_IQ1_S
+fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
+    // A block is 12 words: qs (low index bits, a byte per 8 weights), then a u16 per unit: the
+    // top 3 index bits of each point (bits 3k..), the scale (12..15), the delta's sign (15).
+    let b = r * (params.units >> 3u) + (u >> 3u);
+    let j = u & 7u;
+    let base = b * 12u;
+    let qs = wword(base + j);
+    let qh = half_word(wword(base + 8u + (j >> 1u)), j & 1u);
+    let dl = seg_half(params.seg1, b) * f32(2u * ((qh >> 12u) & 7u) + 1u);
+    let delta = iq1_delta((qh & 0x8000u) != 0u);
+    var o: array<vec4<f32>, 8>;
+    for (var k = 0u; k < 4u; k++) {
+        let index = ((qs >> (8u * k)) & 255u) | (((qh >> (3u * k)) & 7u) << 8u);
+        iq1_point8(&o, 2u * k, dl, index, delta);
+    }
+    return o;
+}
+#endif
+
+#ifdef TYPE_IQ1_M
+fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
+    // A block is 14 words: qs (low index bits, a byte per 8 weights), qh (a nibble per point:
+    // its top 3 index bits and the delta's sign), then four u16 scale words (a 3-bit scale per
+    // 16 weights at bits 3k..; the f16 d in their top nibbles, word 0's lowest).
+    let b = r * (params.units >> 3u) + (u >> 3u);
+    let j = u & 7u;
+    let base = b * 14u;
+    let qs = wword(base + j);
+    let qh = half_word(wword(base + 8u + (j >> 1u)), j & 1u);
+    let s01 = wword(base + 12u);
+    let s23 = wword(base + 13u);
+    let d_bits = ((s01 >> 12u) & 0xfu) | ((s01 >> 24u) & 0xf0u) | ((s23 >> 4u) & 0xf00u) | ((s23 >> 16u) & 0xf000u);
+    let d = half_of(d_bits, 0u);
+    let sc = half_word(select(s01, s23, j >= 4u), (j >> 1u) & 1u) >> (6u * (j & 1u));
+    let dl = vec2<f32>(d * f32(2u * (sc & 7u) + 1u), d * f32(2u * ((sc >> 3u) & 7u) + 1u));
+    var o: array<vec4<f32>, 8>;
+    for (var k = 0u; k < 4u; k++) {
+        let nibble = (qh >> (4u * k)) & 15u;
+        let index = ((qs >> (8u * k)) & 255u) | ((nibble & 7u) << 8u);
+        iq1_point8(&o, 2u * k, dl[k >> 1u], index, iq1_delta((nibble & 8u) != 0u));
+    }
+    return o;
 }
 #endif
 

@@ -88,6 +88,15 @@ const INT_DOT_BAR: f64 = 0.965;
 /// holds the GPU within 3 positions of it (check_score_beside_reference).
 const LOW_BIT_BAR: f64 = 0.965;
 
+/// The IQ3_S file's bar. llama.cpp multiplies IQ3_S with its activations quantized to 8 bits per
+/// 256 values, as for the types of LOW_BIT_BAR, and this file (IQ3_S made without an importance
+/// matrix) has many near-ties: our CPU reference (f32 on the weights as gguf-py decodes them)
+/// agrees with llama.cpp's greedy continuation at 96.4% (987/1024), the GPU at 96.5% (988), while
+/// llama.cpp's batched pass agrees with its own greedy decode at 97.6% (2026-12-07). The GPU is
+/// held at 96%, within 3 positions of the CPU reference, and its greedy output must equal the
+/// CPU reference's wherever it leaves llama.cpp's before a near-tie.
+const IQ3_S_BAR: f64 = 0.96;
+
 fn check_int_dot_score(quant: &str) -> Option<String> {
     check_score_with_bar(quant, INT_DOT, INT_DOT_BAR, false)
 }
@@ -339,6 +348,25 @@ fn check_score_with_bar(quant: &str, extra: &[&str], bar: f64, beside_reference:
 /// `generate --backend gpu --temp 0` on every case: prints how many leading tokens match
 /// llama.cpp's greedy continuation and returns a failure message for cases with fewer than 4.
 fn check_generate(quant: &str) -> Option<String> {
+    check_generate_with(quant, false)
+}
+
+/// [`check_generate`] for a file scored beside the CPU reference: a divergence from llama.cpp
+/// that is no near-tie is accepted where the CPU reference generates exactly what the GPU did
+/// (the difference is llama.cpp's arithmetic; see LOW_BIT_BAR).
+fn check_generate_beside_reference(quant: &str) -> Option<String> {
+    check_generate_with(quant, true)
+}
+
+fn generate_tokens(model: &str, backend: &str, prompt: &[u32]) -> Vec<u32> {
+    let n = GENERATE_N.to_string();
+    let j = last_json(&cli(&["generate", "-m", model, "--backend", backend, "--tokens", &join(prompt), "-n", &n, "--temp", "0", "--json"]));
+    assert_eq!(j["backend"], backend);
+    assert_eq!(ids(&j["prompt_tokens"]), prompt);
+    ids(&j["tokens"])
+}
+
+fn check_generate_with(quant: &str, beside_reference: bool) -> Option<String> {
     let (fx, model) = load(quant);
     let model = model.to_str().unwrap();
     let t = Instant::now();
@@ -350,24 +378,7 @@ fn check_generate(quant: &str) -> Option<String> {
             .into_iter()
             .take(GENERATE_N)
             .collect();
-        let n = GENERATE_N.to_string();
-        let j = last_json(&cli(&[
-            "generate",
-            "-m",
-            model,
-            "--backend",
-            "gpu",
-            "--tokens",
-            &join(&prompt),
-            "-n",
-            &n,
-            "--temp",
-            "0",
-            "--json",
-        ]));
-        assert_eq!(j["backend"], "gpu");
-        assert_eq!(ids(&j["prompt_tokens"]), prompt);
-        let got = ids(&j["tokens"]);
+        let got = generate_tokens(model, "gpu", &prompt);
         let same = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
         // Where it diverges, how near a tie llama.cpp's own choice was.
         let gap = got.get(same).and_then(|&t| llama_gap(&case["positions"][same], t as u64));
@@ -380,6 +391,13 @@ fn check_generate(quant: &str) -> Option<String> {
                 None => format!(" (then {t}, not in llama.cpp's top-5)"),
             },
             _ => String::new(),
+        };
+        // Where the divergence is no near-tie, whether the CPU reference generates the same.
+        let near_tie = gap.is_some_and(|g| g < NEAR_TIE);
+        let (note, gap) = if beside_reference && same < GENERATE_MIN_PREFIX && !near_tie && generate_tokens(model, "cpu", &prompt) == got {
+            (format!("{note}, as the CPU reference generates"), Some(0.0))
+        } else {
+            (note, gap)
         };
         prefixes.push((name, same, note, gap));
     }
@@ -444,6 +462,13 @@ fn iq4_nl_and_iq4_xs_gpu_agree_with_llama_cpp() {
 #[test]
 fn q2_k_and_q3_k_gpu_agree_with_llama_cpp() {
     all_pass([check_score_beside_reference("Q2_K"), check_score_beside_reference("Q2_K_pure"), check_generate("Q2_K")]);
+}
+
+/// A lattice type: llama.cpp's IQ3_S mix gives SmolLM2's ffn_down IQ3_S (its other matrices are
+/// IQ4_NL), 4 weights per index into a table of 512 points.
+#[test]
+fn iq3_s_gpu_agrees_with_llama_cpp() {
+    all_pass([check_score_with_bar("IQ3_S", &[], IQ3_S_BAR, true), check_generate_beside_reference("IQ3_S")]);
 }
 
 /// The kernels browsers without shader-f16 and subgroups get (f32 KV cache, no subgroup reductions).

@@ -142,6 +142,8 @@ fn cases() -> &'static [Tensor] {
         v.push(real("IQ4_NL", "blk.0.attn_k.weight", IQ4_NL, None));
         v.push(real("IQ4_NL", "blk.5.ffn_down.weight", IQ4_NL, Some(7..90)));
         v.push(real("IQ4_XS", "blk.5.ffn_down.weight", IQ4_XS, Some(0..75)));
+        // llama.cpp's IQ3_S mix gives SmolLM2's ffn_down IQ3_S (the only tensor of that type).
+        v.push(real("IQ3_S", "blk.3.ffn_down.weight", IQ3_S, Some(11..111)));
         v.push(synthetic(F32, 333, 101, 1));
         v.push(synthetic(F32, 100, 70, 2));
         v.push(synthetic(F32, 64, 7, 3));
@@ -154,9 +156,19 @@ fn cases() -> &'static [Tensor] {
         for (i, ty) in [Q4_K, Q5_K, Q6_K, Q2_K, Q3_K, IQ4_XS].into_iter().enumerate() {
             v.push(synthetic(ty, 512, 37, 20 + i as u64));
         }
+        // The lattice types (no file: llama.cpp makes them only with an importance matrix).
+        for (i, ty) in LATTICE.into_iter().enumerate() {
+            v.push(synthetic(ty, 512, 37, 30 + i as u64));
+        }
         v
     })
 }
+
+/// The types whose values index a table of points.
+const LATTICE: [GgmlType; 7] = {
+    use GgmlType::*;
+    [IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M]
+};
 
 fn activations(cols: usize, n: usize, seed: u64) -> Vec<f32> {
     let mut rng = Rng::new(seed);
@@ -404,7 +416,7 @@ fn joint_cases(ctx: &GpuContext, ty: GgmlType, seed: u64) {
     // mostly have; lavapipe's is smaller), and for the legacy types, whose scales take 18 bytes
     // per row, at no whole word of the scales: refused, or where the device binds it, exact.
     use GgmlType::*;
-    let k_quant = matches!(ty, Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | IQ4_XS);
+    let k_quant = ty.block_geometry().0 == 256;
     let cols = if k_quant { 256 } else { 288 };
     let t = synthetic(ty, cols, 8, seed);
     let row_bytes = t.data.len() / 8;
@@ -412,7 +424,7 @@ fn joint_cases(ctx: &GpuContext, ty: GgmlType, seed: u64) {
     match GpuWeight::upload_joint(ctx, ty, cols, &odd).unwrap() {
         None => {}
         Some(members) => {
-            assert!(matches!(ty, Q2_K | Q4_K | Q5_K | Q6_K | IQ4_XS | F32 | F16 | BF16), "{ty}: a member at no whole word of its scales joined");
+            assert!(matches!(ty, Q2_K | Q4_K | Q5_K | Q6_K | IQ4_XS | IQ1_M | F32 | F16 | BF16), "{ty}: a member at no whole word of its scales joined");
             let x = activations(cols, 1, seed);
             let apart = GpuWeight::upload(ctx, "k", ty, cols, 5, odd[1].2).unwrap();
             assert!(gpu_matmul(ctx, &members[1], &x, 1) == gpu_matmul(ctx, &apart, &x, 1));
@@ -688,7 +700,7 @@ fn all_types(opts: GpuOptions) {
         );
         types.insert(t.ty);
     }
-    for (i, ty) in [F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS].into_iter().enumerate() {
+    for (i, ty) in [F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS].into_iter().chain(LATTICE).enumerate() {
         joint_cases(&ctx, ty, 900 + i as u64);
     }
     eprintln!("joints of every type: members and joint products equal to the matrices apart");
@@ -697,6 +709,7 @@ fn all_types(opts: GpuOptions) {
         types,
         [F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS]
             .into_iter()
+            .chain(LATTICE)
             .collect(),
         "every supported type is tested"
     );
@@ -833,20 +846,13 @@ fn tensors_split_over_the_binding_limit() {
 #[test]
 fn unsupported_and_malformed_weights_are_typed_errors() {
     let ctx = GpuContext::new_blocking(GpuOptions::default()).unwrap();
-    // llama.cpp's IQ3_S file: its ffn_down is a type the kernels do not run yet.
-    let m = model("IQ3_S");
-    let t = m.tensor("blk.0.ffn_down.weight").unwrap();
-    let (cols, rows) = (t.info.dims[0] as usize, t.info.dims[1] as usize);
-    let e = GpuWeight::upload(&ctx, "blk.0.ffn_down.weight", t.info.ggml_type, cols, rows, t.data)
-        .err()
-        .unwrap();
-    assert!(matches!(e, GpuError::UnsupportedType { ty: GgmlType::IQ3_S, .. }), "{e}");
-    let msg = e.to_string();
-    assert!(msg.contains("blk.0.ffn_down.weight") && msg.contains("IQ3_S") && msg.contains("IQ4_XS"), "{msg}");
-    for ty in [GgmlType::IQ2_XXS, GgmlType::IQ1_M, GgmlType::I8] {
+    // The ternary types and MXFP4 (no decoders yet), and integer tensors (not weights).
+    for ty in [GgmlType::TQ1_0, GgmlType::TQ2_0, GgmlType::MXFP4, GgmlType::I8] {
         let bytes = vec![0u8; ty.bytes_for(256 * 2).unwrap() as usize];
-        let e = GpuWeight::upload(&ctx, "w", ty, 256, 2, &bytes).err().unwrap();
+        let e = GpuWeight::upload(&ctx, "blk.0.ffn_down.weight", ty, 256, 2, &bytes).err().unwrap();
         assert!(matches!(e, GpuError::UnsupportedType { .. }), "{ty}: {e}");
+        let msg = e.to_string();
+        assert!(msg.contains("blk.0.ffn_down.weight") && msg.contains(ty.name()) && msg.contains("IQ1_M"), "{msg}");
     }
     let e = GpuWeight::upload(&ctx, "short", GgmlType::Q8_0, 64, 2, &[0; 100])
         .err()

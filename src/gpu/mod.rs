@@ -51,7 +51,7 @@ pub enum GpuError {
     DeviceLost(String),
     #[error("the GPU ran out of memory: {0}")]
     DeviceOutOfMemory(String),
-    #[error("tensor '{tensor}' has type {ty}, which the GPU kernels do not support (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS; the IQ1, IQ2 and IQ3 types, whose values index lattice tables, are not supported yet)")]
+    #[error("tensor '{tensor}' has type {ty}, which the GPU kernels do not support (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M; the ternary TQ1_0 and TQ2_0 and MXFP4 are not supported yet)")]
     UnsupportedType {
         tensor: String,
         ty: crate::quant::GgmlType,

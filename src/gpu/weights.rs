@@ -22,10 +22,21 @@
 //! | Q3_K | hmask qs 96 B · scales 12 B · d 2 B           | … d (110 B)      |
 //! | IQ4_NL | qs 16 B · d 2 B                             | d qs (18 B)      |
 //! | IQ4_XS | qs 128 B · d,scales_h,scales_l 8 B          | d … qs (136 B)   |
+//! | IQ2_XXS | qs 64 B · d 2 B                            | d qs (66 B)      |
+//! | IQ2_XS | qs 64 B · scales 8 B · d 2 B                | d qs scales (74 B) |
+//! | IQ2_S  | qs signs qh scales 80 B · d 2 B             | d … (82 B)       |
+//! | IQ3_XXS | qs scales_signs 96 B · d 2 B               | d … (98 B)       |
+//! | IQ3_S  | qs qh signs scales 108 B · d 2 B            | d … (110 B)      |
+//! | IQ1_S  | qs qh 48 B · d 2 B                          | d qs qh (50 B)   |
+//! | IQ1_M  | unchanged (56 B, word-aligned)              |                  |
 //! | F32, F16, BF16 | rows zero-padded to a multiple of 32 elements |        |
 //!
-//! No bytes are added except segment and row padding, so a part takes the same memory as the
-//! GGUF data (F32/F16 tensors with row lengths that are multiples of 32 — all model tensors —
+//! The lattice types (IQ2, IQ3 and IQ1) decode through a table of points: each part's buffer
+//! ends with its type's table ([`lattice_table`]), where the kernels find it from the binding's
+//! length, so no kernel needs a binding of its own for it (1–8 KiB per part).
+//!
+//! No other bytes are added except segment and row padding, so a part takes the same memory as
+//! the GGUF data (F32/F16 tensors with row lengths that are multiples of 32 — all model tensors —
 //! are uploaded byte for byte).
 
 use super::{GpuContext, GpuError};
@@ -60,6 +71,13 @@ fn layout(ty: GgmlType) -> Option<Layout> {
         Q3_K => Layout::Blocks(&[(0, 96), (96, 108), (108, 110)]),
         IQ4_NL => Layout::Blocks(&[(2, 18), (0, 2)]),
         IQ4_XS => Layout::Blocks(&[(8, 136), (0, 8)]),
+        IQ2_XXS => Layout::Blocks(&[(2, 66), (0, 2)]),
+        IQ2_XS => Layout::Blocks(&[(2, 66), (66, 74), (0, 2)]),
+        IQ2_S => Layout::Blocks(&[(2, 82), (0, 2)]),
+        IQ3_XXS => Layout::Blocks(&[(2, 98), (0, 2)]),
+        IQ3_S => Layout::Blocks(&[(2, 110), (0, 2)]),
+        IQ1_S => Layout::Blocks(&[(2, 50), (0, 2)]),
+        IQ1_M => Layout::Blocks(&[(0, 56)]),
         _ => return None,
     })
 }
@@ -69,15 +87,54 @@ pub fn is_supported(ty: GgmlType) -> bool {
     layout(ty).is_some()
 }
 
-/// `defs` with the defines that select `ty`'s decoder in `shaders/quant.wgsl`: its own, and
-/// `IQ4` for the two formats that share the IQ4 levels.
+/// `defs` with the defines that select `ty`'s decoder in `shaders/quant.wgsl`: its own, `IQ4`
+/// for the two formats that share the IQ4 levels, `LATTICE` (the table's length in words) for
+/// the lattice types, and `IQ1` for the two that share IQ1's points.
 pub(crate) fn with_type(defs: crate::gpu::ShaderDefs, ty: GgmlType) -> crate::gpu::ShaderDefs {
-    let defs = defs.with(type_define(ty), 1);
+    let mut defs = defs.with(type_define(ty), 1);
     if matches!(ty, GgmlType::IQ4_NL | GgmlType::IQ4_XS) {
-        defs.with("IQ4", 1)
-    } else {
-        defs
+        defs.set("IQ4", 1);
     }
+    if matches!(ty, GgmlType::IQ1_S | GgmlType::IQ1_M) {
+        defs.set("IQ1", 1);
+    }
+    if let Some(t) = lattice_table(ty) {
+        defs.set("LATTICE", t.len());
+    }
+    defs
+}
+
+/// The table of points a lattice type's decoder reads, as the words that end each part's
+/// buffer: an IQ2 point's 8 coordinates as bytes in two words, an IQ3 point's 4 in one word, an
+/// IQ1 point's 8 (each -1, 0 or 1, stored plus one) as 2-bit fields of a half word (two points
+/// per word, the even one low), which keeps IQ1's 2048 points at 4 KiB.
+pub(crate) fn lattice_table(ty: GgmlType) -> Option<&'static [u32]> {
+    use crate::quant::iq_grids::*;
+    use std::sync::OnceLock;
+    use GgmlType::*;
+    fn bytes8(grid: &[u64]) -> Vec<u32> {
+        grid.iter().flat_map(|&e| [e as u32, (e >> 32) as u32]).collect()
+    }
+    fn crumbs8(grid: &[u64]) -> Vec<u32> {
+        let half = |e: u64| (0..8).map(|k| (((e >> (8 * k)) & 3) as u32) << (2 * k)).sum::<u32>();
+        grid.chunks_exact(2).map(|p| half(p[0]) | (half(p[1]) << 16)).collect()
+    }
+    static TABLES: [OnceLock<Vec<u32>>; 6] = [const { OnceLock::new() }; 6];
+    let (i, make): (usize, fn() -> Vec<u32>) = match ty {
+        IQ2_XXS => (0, || bytes8(&IQ2_XXS_GRID)),
+        IQ2_XS => (1, || bytes8(&IQ2_XS_GRID)),
+        IQ2_S => (2, || bytes8(&IQ2_S_GRID)),
+        IQ3_XXS => (3, || IQ3_XXS_GRID.to_vec()),
+        IQ3_S => (4, || IQ3_S_GRID.to_vec()),
+        IQ1_S | IQ1_M => (5, || crumbs8(&IQ1_S_GRID)),
+        _ => return None,
+    };
+    Some(TABLES[i].get_or_init(make))
+}
+
+/// Bytes of `ty`'s table at the end of each part.
+fn table_bytes(ty: GgmlType) -> u64 {
+    lattice_table(ty).map_or(0, |t| 4 * t.len() as u64)
 }
 
 fn type_define(ty: GgmlType) -> &'static str {
@@ -98,6 +155,13 @@ fn type_define(ty: GgmlType) -> &'static str {
         Q3_K => "TYPE_Q3_K",
         IQ4_NL => "TYPE_IQ4_NL",
         IQ4_XS => "TYPE_IQ4_XS",
+        IQ2_XXS => "TYPE_IQ2_XXS",
+        IQ2_XS => "TYPE_IQ2_XS",
+        IQ2_S => "TYPE_IQ2_S",
+        IQ3_XXS => "TYPE_IQ3_XXS",
+        IQ3_S => "TYPE_IQ3_S",
+        IQ1_S => "TYPE_IQ1_S",
+        IQ1_M => "TYPE_IQ1_M",
         _ => unreachable!("checked at upload"),
     }
 }
@@ -114,6 +178,9 @@ pub struct WeightPart {
     /// The bytes of `buffer` the kernels bind: all of it but for a joint's members.
     offset: u64,
     size: u64,
+    /// GPU memory counted for the part: its size, but for a joint's member its own rows (its
+    /// binding may reach on to the lattice table at the end of the whole).
+    share: u64,
 }
 
 impl WeightPart {
@@ -249,7 +316,7 @@ impl WeightWriter {
             base += rows;
         }
         let label = members.iter().map(|m| m.0).collect::<Vec<_>>().join(" + ");
-        if rows_per_part(ctx, widths.iter().sum(), widths.len()) < total {
+        if rows_per_part(ctx, ty, &widths) < total {
             return Ok(None);
         }
         // Each member writes its rows into the whole's buffer (nothing is written yet).
@@ -288,11 +355,12 @@ impl WeightWriter {
         let row_bytes = cols / block * block_bytes;
         let seg_widths = seg_widths(&layout, ty, cols);
         let gpu_row_bytes: usize = seg_widths.iter().sum();
-        let rows_per_part = rows_per_part(ctx, gpu_row_bytes, seg_widths.len()).min(rows);
+        let rows_per_part = rows_per_part(ctx, ty, &seg_widths).min(rows);
         if rows_per_part == 0 {
             let limit = ctx.memory_limits().binding_limit();
             let which = if limit == ctx.limits.max_buffer_size { "maxBufferSize" } else { "maxStorageBufferBindingSize" };
-            return Err(ctx.over_limit(&format!("one row of '{name}'"), gpu_row_bytes as u64 + 16 * seg_widths.len() as u64, which));
+            let need = gpu_row_bytes as u64 + 16 * seg_widths.len() as u64 + table_bytes(ty);
+            return Err(ctx.over_limit(&format!("one row of '{name}'"), need, which));
         }
         let mut parts = Vec::with_capacity(rows.div_ceil(rows_per_part));
         let mut seg_starts = Vec::with_capacity(parts.capacity());
@@ -310,11 +378,15 @@ impl WeightWriter {
             }
             let buffer = ctx.storage(
                 &format!("{name}[{row0}..{}]", row0 + n),
-                at,
+                at + table_bytes(ty),
                 wgpu::BufferUsages::empty(),
             )?;
+            if let Some(table) = lattice_table(ty) {
+                ctx.write(&buffer, at, bytemuck::cast_slice(table));
+            }
             parts.push(WeightPart {
                 size: buffer.size(),
+                share: buffer.size(),
                 buffer,
                 row0,
                 rows: n,
@@ -391,13 +463,17 @@ impl WeightWriter {
         }
         let last = self.seg_widths.len() - 1;
         let end = at(last) + (self.rows * self.seg_widths[last]) as u64;
+        let share = (end - offset).next_multiple_of(4);
         let view = WeightPart {
             buffer: whole.buffer.clone(),
             row0: 0,
             rows: self.rows,
             seg,
             offset,
-            size: (end - offset).next_multiple_of(4),
+            // The kernels find a lattice table at the binding's end: the member's binding
+            // reaches on to the whole's (the later members' rows it spans go unread).
+            size: if table_bytes(self.ty) > 0 { whole.size - offset } else { share },
+            share,
         };
         debug_assert_eq!(whole.rows, total);
         Ok(GpuWeight {
@@ -488,11 +564,12 @@ fn seg_widths(layout: &Layout, ty: GgmlType, cols: usize) -> Vec<usize> {
     }
 }
 
-/// Rows of `gpu_row_bytes` that fit one part: one storage binding, with room for the padding
-/// of `segments` segments.
-fn rows_per_part(ctx: &GpuContext, gpu_row_bytes: usize, segments: usize) -> usize {
+/// Rows of a `ty` matrix with segments of `widths` bytes per row that fit one part: one storage
+/// binding, with room for the segments' padding and the lattice table.
+fn rows_per_part(ctx: &GpuContext, ty: GgmlType, widths: &[usize]) -> usize {
     let limit = ctx.memory_limits().binding_limit();
-    (limit.saturating_sub(16 * segments as u64) / gpu_row_bytes as u64) as usize
+    let row_bytes: usize = widths.iter().sum();
+    (limit.saturating_sub(16 * widths.len() as u64 + table_bytes(ty)) / row_bytes as u64) as usize
 }
 
 impl GpuWeight {
@@ -526,7 +603,7 @@ impl GpuWeight {
 
     /// GPU memory taken by all parts (a joint's member: its share).
     pub fn gpu_bytes(&self) -> u64 {
-        self.parts.iter().map(|p| p.size).sum()
+        self.parts.iter().map(|p| p.share).sum()
     }
 
     /// Uploads matrices as one joint ([`WeightWriter::joint`]): `members` are (name, rows,

@@ -89,6 +89,13 @@ pub async fn every_weight_type(v: Variant) {
         (Q2_K, 512, 150),
         (Q3_K, 512, 77),
         (IQ4_XS, 512, 77),
+        (IQ2_XXS, 512, 150),
+        (IQ2_XS, 512, 150),
+        (IQ2_S, 512, 150),
+        (IQ3_XXS, 512, 150),
+        (IQ3_S, 512, 150),
+        (IQ1_S, 512, 150),
+        (IQ1_M, 512, 150),
     ]
     .into_iter()
     .enumerate()
@@ -131,7 +138,7 @@ pub async fn joint_products(v: Variant) {
     let ctx = context(v, None).await;
     let mut rng = Rng::new(7);
     let rows = [64usize, 32, 32];
-    for (i, (ty, cols)) in [(F32, 96), (F16, 160), (BF16, 160), (Q4_0, 160), (Q4_1, 160), (Q5_0, 160), (Q5_1, 160), (Q8_0, 160), (IQ4_NL, 160), (Q2_K, 512), (Q3_K, 512), (Q4_K, 512), (Q5_K, 512), (Q6_K, 512), (IQ4_XS, 512)]
+    for (i, (ty, cols)) in [(F32, 96), (F16, 160), (BF16, 160), (Q4_0, 160), (Q4_1, 160), (Q5_0, 160), (Q5_1, 160), (Q8_0, 160), (IQ4_NL, 160), (Q2_K, 512), (Q3_K, 512), (Q4_K, 512), (Q5_K, 512), (Q6_K, 512), (IQ4_XS, 512), (IQ2_XXS, 512), (IQ2_XS, 512), (IQ2_S, 512), (IQ3_XXS, 512), (IQ3_S, 512), (IQ1_S, 512), (IQ1_M, 512)]
         .into_iter()
         .enumerate()
     {
