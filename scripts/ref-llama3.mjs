@@ -7,8 +7,9 @@
 //     node scripts/ref-llama3.mjs          (run scripts/setup first; scripts/make-fixtures runs this)
 //
 // For each case of CASES:
-//   1. `llama-webgpu synth` (our release binary, built by cargo if needed) writes the Q4_K_M model, random weights
-//      from a fixed seed; --layers keeps the first N blocks of the 1B / 3B shapes (same per-layer shapes, vocabulary,
+//   1. `llama-webgpu synth` (our release binary, built by cargo if needed) writes the model in the case's mix (Q4_K_M,
+//      or IQ2_M: lattice types llama.cpp makes only with an importance matrix), random but valid weights from a fixed
+//      seed; --layers keeps the first N blocks of the 1B / 3B shapes (same per-layer shapes, vocabulary,
 //      output and RoPE scaling). The file's sha256 is recorded: the test writes it again and checks the sum.
 //   2. llama.cpp dequantizes it to F32 (llama_model_quantize, ftype ALL_F32, allow_requantize, through
 //      scripts/requant.py's ctypes binding). That file's sha256 is recorded too: the test writes its own F32 file and
@@ -20,10 +21,10 @@
 //                   here to ~1e-5 nats.
 //        f32_kv16   the F32 file, F16 KV cache (llama.cpp's default). On the CPU llama.cpp then also rounds Q and the
 //                   softmax weights to f16 for the K·Q and V·softmax products.
-//        q4_k_m     the synthetic Q4_K_M file itself, F16 KV cache: llama.cpp quantizes activations to 8 bits (Q8_K)
+//        quantized  the synthetic quantized file itself, F16 KV cache: llama.cpp quantizes activations to 8 bits (Q8_K)
 //                   before every quantized matmul, which moves log-probabilities by hundredths of a nat.
-// The distance between the f32 and q4_k_m runs is llama.cpp's own activation-quantization noise on these weights; the
-// test bounds its quantized comparison by it.
+// The distance between the f32 and quantized runs is llama.cpp's own activation-quantization noise on these weights;
+// the test bounds its quantized comparison by it.
 //
 // TOKENS is llama.cpp's tokenization of TEXT (with BOS), cut to N_TOKENS. Positions are scored late in the sequence
 // (N_TOKENS - N_SCORED .. N_TOKENS - 1), where the RoPE angles of the scaled (low-frequency) pairs are large enough
@@ -48,12 +49,14 @@ const BIN = path.join(ROOT, "target/release/llama-webgpu");
 // What each case has that the others do not is in `covers`. tests/llama3_reference.rs writes the same files from
 // these settings (synth with the vocabulary and chat template scripts/setup puts in .cache/models).
 const CASES = [
-    {name: "tiny", shape: "tiny", layers: null, seed: 31,
+    {name: "tiny", shape: "tiny", layers: null, seed: 31, type: "q4_k_m",
         covers: "2 full layers; untied output (as Llama 3.1 8B); RoPE scaling 8 (Llama 3.1); head size 64; 2:1 GQA"},
-    {name: "1b-1layer", shape: "1b", layers: 1, seed: 32,
+    {name: "1b-1layer", shape: "1b", layers: 1, seed: 32, type: "q4_k_m",
         covers: "Llama 3.2 1B's layer and output shapes, 1 of 16 layers; tied output; RoPE scaling 32; head size 64; 4:1 GQA (32 query heads, 8 KV heads)"},
-    {name: "3b-1layer", shape: "3b", layers: 1, seed: 33,
-        covers: "Llama 3.2 3B's layer and output shapes, 1 of 28 layers; tied output; RoPE scaling 32; head size 128; 3:1 GQA (24 query heads, 8 KV heads)"}
+    {name: "3b-1layer", shape: "3b", layers: 1, seed: 33, type: "q4_k_m",
+        covers: "Llama 3.2 3B's layer and output shapes, 1 of 28 layers; tied output; RoPE scaling 32; head size 128; 3:1 GQA (24 query heads, 8 KV heads)"},
+    {name: "tiny-iq2_m", shape: "tiny", layers: null, seed: 34, type: "iq2_m",
+        covers: "llama.cpp's IQ2_M mix on random but valid blocks: IQ2_S, IQ3_S (attn_v, attn_output, token_embd), Q5_K (output); lattice types llama.cpp makes only with an importance matrix"}
 ];
 const N_TOKENS = 128;
 const N_SCORED = 32;
@@ -61,7 +64,7 @@ const F32_KV = {experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType:
 const RUNS = [
     {name: "f32", file: "f32", extra: F32_KV, kvCache: "f32"},
     {name: "f32_kv16", file: "f32", extra: undefined, kvCache: "f16"},
-    {name: "q4_k_m", file: "q4_k_m", extra: undefined, kvCache: "f16"}
+    {name: "quantized", file: "quantized", extra: undefined, kvCache: "f16"}
 ];
 const TEXT = "The lighthouse keeper climbed the spiral stairs every evening at dusk, carrying a small tin of oil and " +
     "a cloth for the great lens. From the gallery at the top he could see the harbour, the fishing boats returning " +
@@ -79,9 +82,9 @@ function run(cmd, args) {
 }
 
 async function makeFiles(c) {
-    const q = path.join(WORK, `${c.name}.Q4_K_M.gguf`);
+    const q = path.join(WORK, `${c.name}.${c.type.toUpperCase()}.gguf`);
     const f32 = path.join(WORK, `${c.name}.F32.gguf`);
-    const args = ["synth", "-o", q, "--shape", c.shape, "--type", "q4_k_m", "--seed", String(c.seed),
+    const args = ["synth", "-o", q, "--shape", c.shape, "--type", c.type, "--seed", String(c.seed),
         "--vocab", VOCAB, "--chat-template", TEMPLATE];
     if (c.layers != null) args.push("--layers", String(c.layers));
     run(BIN, args);
@@ -121,7 +124,7 @@ async function main() {
         const files = await makeFiles(c);
         kernels.amx = false; // set again by loadModel if ggml repacks this model's weights for AMX
         const models = {
-            q4_k_m: await llama.loadModel({modelPath: files.q.path, gpuLayers: 0}),
+            quantized: await llama.loadModel({modelPath: files.q.path, gpuLayers: 0}),
             f32: await llama.loadModel({modelPath: files.f32.path, gpuLayers: 0})
         };
         const meta = models.f32.fileInfo.metadata;
@@ -152,17 +155,17 @@ async function main() {
         };
         console.log(`${c.name}: ${JSON.stringify(hp)}; CPU kernels ${kernelsRan}`);
         console.log(`  max |d ln p| over llama.cpp's top-${TOP_N}: f32 vs f32_kv16 ${maxDiff(runs.f32, runs.f32_kv16).toExponential(2)}, ` +
-            `f32 vs q4_k_m ${maxDiff(runs.f32, runs.q4_k_m).toExponential(2)}`);
+            `f32 vs ${c.type} ${maxDiff(runs.f32, runs.quantized).toExponential(2)}`);
         cases.push({
             name: c.name,
-            synth: {shape: c.shape, layers: c.layers, type: "q4_k_m", seed: c.seed},
+            synth: {shape: c.shape, layers: c.layers, type: c.type, seed: c.seed},
             covers: c.covers,
             hparams: hp,
             model_sha256: files.q.sha256,
             f32_sha256: files.f32.sha256,
             cpu_kernels: kernelsRan,
             ...Object.fromEntries(RUNS.map((r) => [r.name, positionsJson(runs[r.name])])),
-            q4_k_m: positionsJson(runs.q4_k_m).map((p, k) => ({...p, f32_kv16: sameTokens(p.top, runs.f32_kv16[k])}))
+            quantized: positionsJson(runs.quantized).map((p, k) => ({...p, f32_kv16: sameTokens(p.top, runs.f32_kv16[k])}))
         });
         for (const m of Object.values(models)) await m.dispose();
         // Up to 2.4 GB per case, and the test writes its own: keep nothing.
@@ -175,12 +178,12 @@ async function main() {
         generator: `node-llama-cpp ${NLC_VERSION} (llama.cpp ${llamaCppRelease()}, CPU)`,
         notes: [
             "Regenerate with scripts/make-fixtures (node scripts/ref-llama3.mjs); see the header of scripts/ref-llama3.mjs.",
-            "Each case is a synthetic Llama-3-shaped model: `llama-webgpu synth --shape S [--layers N] --type q4_k_m --seed SEED` with the vocabulary and chat template scripts/setup puts in .cache/models; model_sha256 is that file's sha256.",
+            "Each case is a synthetic Llama-3-shaped model: `llama-webgpu synth --shape S [--layers N] --type TYPE --seed SEED` (synth.type: q4_k_m, or iq2_m) with the vocabulary and chat template scripts/setup puts in .cache/models; model_sha256 is that file's sha256.",
             "f32_sha256: the sha256 of llama.cpp's F32 dequantization of that file (llama_model_quantize, ftype ALL_F32, allow_requantize).",
             "tokens: llama.cpp's tokenization of a fixed English text with BOS; the model runs tokens[0..n_tokens] teacher-forced in one batch on a fresh context (flash attention off). Scored positions are scored_from..n_tokens-1; entry k of each run is position scored_from+k.",
             "Each scored position holds the 5 most likely next tokens as [token id, natural-log probability]; probability = full softmax of the raw logits over the whole vocabulary, renormalized in double precision, rounded to 6 decimals.",
-            "Runs: f32 = the F32 file with an F32 KV cache; f32_kv16 = the F32 file with llama.cpp's default F16 KV cache (K, V, and on the CPU also Q and the softmax weights, rounded to f16 in attention); q4_k_m = the synthetic Q4_K_M file with an F16 KV cache, where llama.cpp quantizes activations to 8 bits before every quantized matmul; its f32_kv16 lists the f32_kv16 run's log-probabilities of the same 5 tokens (llama.cpp's own distance between quantized and unquantized activations).",
-            "cpu_kernels: the ggml CPU kernels that ran; only the q4_k_m run depends on them (quantized activations, AMX repacking), not the F32 runs.",
+            "Runs: f32 = the F32 file with an F32 KV cache; f32_kv16 = the F32 file with llama.cpp's default F16 KV cache (K, V, and on the CPU also Q and the softmax weights, rounded to f16 in attention); quantized = the synthetic quantized file with an F16 KV cache, where llama.cpp quantizes activations to 8 bits before every quantized matmul; its f32_kv16 lists the f32_kv16 run's log-probabilities of the same 5 tokens (llama.cpp's own distance between quantized and unquantized activations).",
+            "cpu_kernels: the ggml CPU kernels that ran; only the quantized run depends on them (quantized activations, AMX repacking), not the F32 runs.",
             "hparams: the model as llama.cpp reads it; head_dim is llama.rope.dimension_count; output is untied when the file has output.weight; rope_freqs says the file has the Llama 3 frequency factors tensor."
         ],
         settings: {backend: "cpu", gpuLayers: 0, contextSize: CONTEXT.contextSize, batchSize: CONTEXT.batchSize,

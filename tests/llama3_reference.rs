@@ -15,8 +15,11 @@
 //! On llama.cpp's own F32 dequantization of each model (which this test writes again and checks
 //! byte for byte against the sha256 llama.cpp's file had) with an F32 KV cache, both engines
 //! agree with llama.cpp to under 1e-5 nats, and the bound is 5e-5 (`F32_BOUND`). With f16 KV
-//! caches the bound is 5e-3 (`KV16_BOUND`). On the Q4_K_M file llama.cpp quantizes activations to
-//! 8 bits; the bound there comes from llama.cpp itself (`quantized_bound`). Two built-in controls
+//! caches the bound is 5e-3 (`KV16_BOUND`). On the quantized file (Q4_K_M, or for one case IQ2_M,
+//! whose IQ2_S and IQ3_S llama.cpp makes only with an importance matrix, so synth's random blocks
+//! stand in) llama.cpp quantizes activations to 8 bits; the bound there comes from llama.cpp
+//! itself (`quantized_bound`). The F32 file's sha256 makes our dequantization of every type in it
+//! bit-exact with llama.cpp's own. Two built-in controls
 //! show the comparison can tell: the CPU reference with the frequency factors hidden, and (tiny)
 //! with the output matrix hidden, must miss the F32 bound at least tenfold. (Checked by hand as
 //! well: a CPU reference that ignores the frequency factors fails every case; one that maps query
@@ -93,16 +96,21 @@ fn shape(case: &Json) -> Shape {
     }
 }
 
-/// Writes the case's Q4_K_M model as `llama-webgpu synth` does with the default vocabulary and
-/// chat template, and checks it is the file llama.cpp scored.
+/// The case's mix (`synth --type`).
+fn mix(case: &Json) -> QuantMix {
+    let ty = case["synth"]["type"].as_str().unwrap();
+    QuantMix::parse(ty).unwrap_or_else(|| panic!("unknown synth type {ty}"))
+}
+
+/// Writes the case's quantized model as `llama-webgpu synth` does with the default vocabulary
+/// and chat template, and checks it is the file llama.cpp scored.
 fn write_synth(case: &Json, out: &Path) {
     let s = &case["synth"];
-    assert_eq!(s["type"], "q4_k_m");
     let template = std::fs::read_to_string(common::model("meta-llama-Llama-3.1-8B-Instruct.jinja")).unwrap();
     let opts = SynthOptions {
         seed: s["seed"].as_u64().unwrap(),
         chat_template: Some(template),
-        ..SynthOptions::new(shape(case), QuantMix::Q4KM, common::model("ggml-vocab-llama-bpe.gguf"))
+        ..SynthOptions::new(shape(case), mix(case), common::model("ggml-vocab-llama-bpe.gguf"))
     };
     synth::write(&opts, out).unwrap();
     let sha = common::sha256_file(out);
@@ -290,11 +298,11 @@ fn assert_within(what: &str, a: &Agreement, bound: f64) {
 }
 
 /// The quantized comparison's bound at each position and rank, from llama.cpp's own behaviour:
-/// our engines do not quantize activations, so on the Q4_K_M file they should give what llama.cpp
-/// gives for the same weights without activation quantization (its `f32_kv16` run, within
-/// `KV16_BOUND`). Their distance from llama.cpp's `q4_k_m` run is then at most llama.cpp's own
-/// distance between those two runs, at the same tokens (the fixture lists the `f32_kv16` run's
-/// log-probabilities of the `q4_k_m` run's top-5), plus that bound.
+/// our engines do not quantize activations, so on the quantized file they should give what
+/// llama.cpp gives for the same weights without activation quantization (its `f32_kv16` run,
+/// within `KV16_BOUND`). Their distance from llama.cpp's `quantized` run is then at most
+/// llama.cpp's own distance between those two runs, at the same tokens (the fixture lists the
+/// `f32_kv16` run's log-probabilities of the `quantized` run's top-5), plus that bound.
 struct QuantizedBound {
     /// Per position and rank 2..5, then per position for the top-1 log-probability.
     gaps: Vec<Vec<f64>>,
@@ -322,7 +330,7 @@ fn quantized_bound(case: &Json) -> QuantizedBound {
         gaps: Vec::new(),
         top1_lp: Vec::new(),
     };
-    for p in case["q4_k_m"].as_array().unwrap() {
+    for p in case["quantized"].as_array().unwrap() {
         let q: Vec<f64> = p["top"]
             .as_array()
             .unwrap()
@@ -359,7 +367,7 @@ fn assert_quantized(what: &str, a: &Agreement, b: &QuantizedBound) {
         );
     }
     eprintln!(
-        "  {what}: {} (llama.cpp's own Q4_K_M vs F32 distance up to {:.2e}; per entry bound = own + {KV16_BOUND:.0e}; clear lead {:.2})",
+        "  {what}: {} (llama.cpp's own quantized vs F32 distance up to {:.2e}; per entry bound = own + {KV16_BOUND:.0e}; clear lead {:.2})",
         a.summary(),
         b.own_max(),
         b.clear_lead()
@@ -409,7 +417,8 @@ fn run_case(name: &str) {
     eprintln!("{name}: {}", case["covers"].as_str().unwrap());
 
     let dir = work_dir();
-    let q_path = dir.join(format!("{name}.Q4_K_M.gguf"));
+    let mix_label = mix(case).label();
+    let q_path = dir.join(format!("{name}.{mix_label}.gguf"));
     let f32_path = dir.join(format!("{name}.F32.gguf"));
     write_synth(case, &q_path);
     let q_file = GgufFile::open(&q_path).unwrap();
@@ -428,11 +437,11 @@ fn run_case(name: &str) {
     let (f32_run, kv16_run, q_run) = (
         run_tops(case, "f32"),
         run_tops(case, "f32_kv16"),
-        run_tops(case, "q4_k_m"),
+        run_tops(case, "quantized"),
     );
     let qb = quantized_bound(case);
 
-    // CPU reference, on the F32 file. (On the Q4_K_M file it computes with the same f32
+    // CPU reference, on the F32 file. (On the quantized file it computes with the same f32
     // weights, bit for bit: our dequantization is what the F32 file's sha256 checked.)
     let t = Instant::now();
     let cpu32 = cpu_logits(&f32_file, false, tokens, from, &[]);
@@ -448,7 +457,7 @@ fn run_case(name: &str) {
         KV16_BOUND,
     );
     assert_quantized(
-        "CPU reference, F16 KV vs llama.cpp q4_k_m",
+        &format!("CPU reference, F16 KV vs llama.cpp {mix_label}"),
         &compare(&q_run, &cpu16, n_vocab, qb.clear_lead()),
         &qb,
     );
@@ -473,7 +482,7 @@ fn run_case(name: &str) {
     eprintln!("  controls in {:.1?}", t.elapsed());
 
     // GPU: the f32 path (no shader-f16: f32 KV cache; no subgroups) and the default path (f16
-    // KV cache, subgroups where offered) on the F32 file, and the default path on the Q4_K_M file.
+    // KV cache, subgroups where offered) on the F32 file, and the default path on the quantized file.
     let t = Instant::now();
     let ctx32 = Arc::new(common::gpu::context(false, false, None));
     let g = gpu_logits(&ctx32, &f32_file, tokens, from);
@@ -499,7 +508,7 @@ fn run_case(name: &str) {
     drop(g);
     let g = gpu_logits(&ctx, &q_file, tokens, from);
     assert_quantized(
-        &format!("GPU {path}, Q4_K_M file vs llama.cpp q4_k_m"),
+        &format!("GPU {path}, {mix_label} file vs llama.cpp {mix_label}"),
         &compare(&q_run, &g, n_vocab, qb.clear_lead()),
         &qb,
     );
@@ -543,12 +552,13 @@ fn fixture_covers_llama3_features() {
     );
     assert!(any(&|h| h["output"] == "untied"), "untied output");
     assert!(any(&|h| h["output"] == "tied"), "tied output");
+    assert!(cases.iter().any(|c| c["synth"]["type"] == "iq2_m"), "the lattice types (IQ2_M)");
     assert_eq!(
         fx["scored_from"].as_u64().unwrap() + 32,
         fx["n_tokens"].as_u64().unwrap()
     );
     for c in cases {
-        for run in ["f32", "f32_kv16", "q4_k_m"] {
+        for run in ["f32", "f32_kv16", "quantized"] {
             assert_eq!(c[run].as_array().unwrap().len(), 32, "{} {run}", c["name"]);
         }
     }
@@ -569,7 +579,7 @@ fn cli_layers_option_writes_the_scored_model() {
     let out = work_dir().join(format!("cli-{}.gguf", case["name"].as_str().unwrap()));
     let synth = |extra: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_llama-webgpu"))
-            .args(["synth", "--shape", s["shape"].as_str().unwrap(), "--type", "q4_k_m"])
+            .args(["synth", "--shape", s["shape"].as_str().unwrap(), "--type", s["type"].as_str().unwrap()])
             .args(["--seed", &s["seed"].to_string(), "-o", out.to_str().unwrap()])
             .args(["--vocab", common::model("ggml-vocab-llama-bpe.gguf").to_str().unwrap()])
             .args([
@@ -611,4 +621,10 @@ fn llama32_1b_one_layer_matches_llama_cpp() {
 #[test]
 fn llama32_3b_one_layer_matches_llama_cpp() {
     run_case("3b-1layer");
+}
+
+/// The lattice types on random but valid blocks: llama.cpp's IQ2_M mix of the tiny shape.
+#[test]
+fn tiny_iq2_m_matches_llama_cpp() {
+    run_case("tiny-iq2_m");
 }

@@ -40,15 +40,32 @@ fn options(shape: Shape, mix: QuantMix) -> SynthOptions {
     }
 }
 
-/// llama.cpp's `llama_tensor_get_type` for the three mixes, written out independently of the
+/// llama.cpp's `llama_tensor_get_type` for the four mixes, written out independently of the
 /// library: Q6_K for the output projection (the embedding when tied), and for Q4_K_M also for
-/// `attn_v`/`ffn_down` where `use_more_bits` holds; F32 for 1-D tensors.
-fn expected_type(name: &str, n_dims: usize, mix: QuantMix, n_layer: usize, tied: bool) -> GgmlType {
+/// `attn_v`/`ffn_down` where `use_more_bits` holds; F32 for 1-D tensors. IQ2_M (llama.cpp's
+/// `LLAMA_FTYPE_MOSTLY_IQ2_M`, default type IQ2_S) reads its own branch of the function.
+fn expected_type(name: &str, n_dims: usize, mix: QuantMix, shape: &Shape) -> GgmlType {
+    let (n_layer, tied) = (shape.n_layer, shape.tied_output);
     if n_dims == 1 {
         return GgmlType::F32;
     }
     if mix == QuantMix::Q8_0 {
         return GgmlType::Q8_0;
+    }
+    if mix == QuantMix::IQ2M {
+        let gqa = shape.n_head / shape.n_head_kv;
+        let layer = name.strip_prefix("blk.").map(|r| r.split('.').next().unwrap().parse::<usize>().unwrap());
+        return if name == "output.weight" || (tied && name == "token_embd.weight") {
+            GgmlType::Q5_K
+        } else if name == "token_embd.weight" {
+            GgmlType::IQ3_S
+        } else if name.ends_with(".attn_v.weight") {
+            if gqa >= 4 { GgmlType::Q4_K } else { GgmlType::IQ3_S }
+        } else if name.ends_with(".attn_output.weight") || (name.ends_with(".ffn_down.weight") && layer.unwrap() < n_layer / 8) {
+            GgmlType::IQ3_S
+        } else {
+            GgmlType::IQ2_S
+        };
     }
     if name == "output.weight" || (tied && name == "token_embd.weight") {
         return GgmlType::Q6_K;
@@ -127,13 +144,7 @@ fn check_file(path: &Path, shape: &Shape, mix: QuantMix, vocab_tok: &Tokenizer) 
     );
     assert_eq!(meta.u64("general.quantization_version").unwrap(), 2);
     for t in model.tensors() {
-        let want = expected_type(
-            &t.info.name,
-            t.info.dims.len(),
-            mix,
-            shape.n_layer,
-            shape.tied_output,
-        );
+        let want = expected_type(&t.info.name, t.info.dims.len(), mix, shape);
         assert_eq!(t.info.ggml_type, want, "{} in {mix:?}", t.info.name);
         if t.info.name.ends_with("_norm.weight") {
             let v: Vec<f32> = t
@@ -205,7 +216,7 @@ fn check_file(path: &Path, shape: &Shape, mix: QuantMix, vocab_tok: &Tokenizer) 
 fn tiny_files_load_tokenize_and_run_in_every_mix() {
     let dir = tmpdir("tiny");
     let vocab_tok = Tokenizer::from_gguf(GgufFile::open(vocab()).unwrap().metadata()).unwrap();
-    for mix in [QuantMix::Q4KM, QuantMix::Q4_0, QuantMix::Q8_0] {
+    for mix in [QuantMix::Q4KM, QuantMix::Q4_0, QuantMix::Q8_0, QuantMix::IQ2M] {
         let path = dir.join(format!("tiny-{}.gguf", mix.label()));
         let opts = options(Shape::tiny(), mix);
         let report = synth::write(&opts, &path).unwrap();
@@ -340,12 +351,18 @@ fn split_shards_hold_the_same_model() {
 }
 
 /// The GPU engine loads the synthetic model (with weights split past a small binding limit)
-/// and agrees with the CPU reference.
+/// and agrees with the CPU reference, in Q4_K_M and in IQ2_M (IQ2_S, IQ3_S, Q4_K and Q5_K).
 #[test]
 fn tiny_runs_on_the_gpu_like_the_reference() {
+    for mix in [QuantMix::Q4KM, QuantMix::IQ2M] {
+        tiny_on_the_gpu(mix);
+    }
+}
+
+fn tiny_on_the_gpu(mix: QuantMix) {
     let dir = tmpdir("gpu");
     let path = dir.join("tiny.gguf");
-    synth::write(&options(Shape::tiny(), QuantMix::Q4KM), &path).unwrap();
+    synth::write(&options(Shape::tiny(), mix), &path).unwrap();
     let file = GgufFile::open(&path).unwrap();
     let tokens = [128000u32, 9906, 1917, 11, 1268, 527, 499, 30];
     for opts in [
@@ -373,8 +390,8 @@ fn tiny_runs_on_the_gpu_like_the_reference() {
                 .zip(&rl)
                 .fold(max_err, |m, (a, b)| m.max((a - b).abs()));
         }
-        eprintln!("{opts:?}: max |Δ logprob| {max_err:.2e}");
-        assert!(max_err < 1e-2, "{opts:?}: max |Δ logprob| {max_err}");
+        eprintln!("{mix:?}, {opts:?}: max |Δ logprob| {max_err:.2e}");
+        assert!(max_err < 1e-2, "{mix:?}, {opts:?}: max |Δ logprob| {max_err}");
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -391,13 +408,12 @@ fn real_shapes_plan_like_llama_cpp() {
         (Shape::llama32_1b(), 1_235_814_400, [34, 96, 0, 17]),
     ];
     for (shape, params, counts) in cases {
-        for mix in [QuantMix::Q4KM, QuantMix::Q4_0, QuantMix::Q8_0] {
+        for mix in [QuantMix::Q4KM, QuantMix::Q4_0, QuantMix::Q8_0, QuantMix::IQ2M] {
             let plan = synth::plan(&shape, mix).unwrap();
             let n: u64 = plan.iter().map(|t| t.n_elements()).sum();
             assert_eq!(n, params + shape.head_dim as u64 / 2, "{}", shape.name);
             for t in &plan {
-                let want =
-                    expected_type(&t.name, t.dims.len(), mix, shape.n_layer, shape.tied_output);
+                let want = expected_type(&t.name, t.dims.len(), mix, &shape);
                 assert_eq!(t.ggml_type, want, "{} {}", shape.name, t.name);
                 assert_eq!(Some(t.size), t.ggml_type.bytes_for(t.n_elements()));
             }
@@ -450,33 +466,44 @@ fn real_shapes_plan_like_llama_cpp() {
     );
 }
 
-/// Llama 3.1 70B in Q4_K_M, from its header alone (the file would be 42.5 GB): the loader's
-/// count of what it uploads equals the plan's tensors (norms as f32), and the memory plan at the
-/// default context on a browser's usual limits (1 GiB bindings) holds the weights, an 80-layer
-/// f16 KV cache and the activations.
+/// Llama 3.1 70B in Q4_K_M and in IQ2_M, from the header alone (the files would be 42.5 and
+/// 24 GB): the loader's count of what it uploads equals the plan's tensors (norms as f32), and
+/// the memory plan at the default context on a browser's usual limits (1 GiB bindings) holds
+/// the weights, an 80-layer f16 KV cache and the activations.
 #[test]
 fn llama31_70b_plans_from_its_header() {
     use llama_webgpu::model::memory::{uploaded_bytes, DeviceLimits, MemoryPlan, DEFAULT_CONTEXT};
-    let opts = options(Shape::llama31_70b(), QuantMix::Q4KM);
-    let (head, len) = synth::header(&opts).unwrap();
-    let h = parse_header(&head, Some(len)).unwrap();
-    assert_eq!(h.expected_file_len(), len);
-    let plan = synth::plan(&opts.shape, QuantMix::Q4KM).unwrap();
-    assert_eq!(h.tensors.len(), plan.len());
-    let weights = uploaded_bytes(&h.tensors);
-    let want: u64 = plan.iter().map(|t| if t.dims.len() >= 2 { t.size } else { t.n_elements() * 4 }).sum();
-    assert_eq!(weights, want);
-    assert!((42_500_000_000..42_550_000_000).contains(&weights), "{weights}");
-    let infos: std::collections::HashMap<&str, _> = h.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
-    let cfg = LlamaConfig::from_gguf(&h.metadata, |n| infos.get(n).copied()).unwrap();
-    cfg.validate_tensors(|n| infos.get(n).copied()).unwrap();
-    let limits = DeviceLimits { kv_f16: true, max_buffer_size: 4 << 30, max_storage_buffer_binding_size: 1 << 30 };
-    let context = MemoryPlan::resolve_context(&limits, &cfg.shape, None).unwrap();
-    assert_eq!(context, DEFAULT_CONTEXT);
-    let m = MemoryPlan::new(&limits, &cfg.shape, weights, context);
-    assert_eq!(m.kv_cache, 2 * 80 * 4096 * 1024 * 2);
-    assert!(m.activations < 200 << 20 && m.total() < 44_100_000_000, "{m:?}");
-    eprintln!("70B Q4_K_M: {len} bytes; plan at {context} tokens: {m:?}, {:.2} GB in all", m.total() as f64 / 1e9);
+    for (mix, file_bytes) in [(QuantMix::Q4KM, 42_500_000_000..42_550_000_000), (QuantMix::IQ2M, 23_000_000_000..25_000_000_000)] {
+        let opts = options(Shape::llama31_70b(), mix);
+        let (head, len) = synth::header(&opts).unwrap();
+        let h = parse_header(&head, Some(len)).unwrap();
+        assert_eq!(h.expected_file_len(), len);
+        let plan = synth::plan(&opts.shape, mix).unwrap();
+        assert_eq!(h.tensors.len(), plan.len());
+        for (t, p) in h.tensors.iter().zip(&plan) {
+            assert_eq!((&t.name, t.ggml_type, t.size), (&p.name, p.ggml_type, p.size));
+        }
+        let weights = uploaded_bytes(&h.tensors);
+        let want: u64 = plan.iter().map(|t| if t.dims.len() >= 2 { t.size } else { t.n_elements() * 4 }).sum();
+        assert_eq!(weights, want);
+        assert!(file_bytes.contains(&weights), "{mix:?}: {weights}");
+        let infos: std::collections::HashMap<&str, _> = h.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+        let cfg = LlamaConfig::from_gguf(&h.metadata, |n| infos.get(n).copied()).unwrap();
+        cfg.validate_tensors(|n| infos.get(n).copied()).unwrap();
+        let limits = DeviceLimits { kv_f16: true, max_buffer_size: 4 << 30, max_storage_buffer_binding_size: 1 << 30 };
+        let context = MemoryPlan::resolve_context(&limits, &cfg.shape, None).unwrap();
+        assert_eq!(context, DEFAULT_CONTEXT);
+        let m = MemoryPlan::new(&limits, &cfg.shape, weights, context);
+        assert_eq!(m.kv_cache, 2 * 80 * 4096 * 1024 * 2);
+        assert!(m.activations < 200 << 20 && m.total() < weights + 1_600_000_000, "{m:?}");
+        let count = |ty| plan.iter().filter(|t| t.ggml_type == ty).count();
+        eprintln!(
+            "70B {}: {len} bytes; IQ2_S/IQ3_S/Q4_K/Q5_K tensors {:?}; plan at {context} tokens: {m:?}, {:.2} GB in all",
+            mix.label(),
+            [GgmlType::IQ2_S, GgmlType::IQ3_S, GgmlType::Q4_K, GgmlType::Q5_K].map(count),
+            m.total() as f64 / 1e9
+        );
+    }
 }
 
 #[test]
@@ -491,6 +518,7 @@ fn sizes_parse_like_gguf_split() {
     }
     assert!(Shape::preset("8B").is_some() && Shape::preset("70B").is_some() && Shape::preset("405b").is_none());
     assert_eq!(QuantMix::parse("Q4_K_M"), Some(QuantMix::Q4KM));
+    assert_eq!(QuantMix::parse("iq2_m"), Some(QuantMix::IQ2M));
 }
 
 /// The full 8B Q4_K_M as 2 GB shards (~4.9 GB on disk, written in seconds); not run by

@@ -51,18 +51,7 @@ fn fill_block(ty: GgmlType, rng: &mut Rng, b: &mut [u8]) {
         // weights; σ ≈ 36 · 4.6 d.
         GgmlType::Q4_K => {
             let d = rand_scale(rng, 0.8e-4, 1.6e-4);
-            let dmin = f16::from_f32(d.to_f32() * 8.0);
-            b[..2].copy_from_slice(&d.to_le_bytes());
-            b[2..4].copy_from_slice(&dmin.to_le_bytes());
-            let r = rng.next_u64();
-            let sc: [u8; 8] = std::array::from_fn(|j| ((r >> (6 * j)) & 63) as u8);
-            let m: [u8; 8] = sc.map(|s| ((s as u32 * 15 + 8) / 16) as u8);
-            let q = &mut b[4..16];
-            for j in 0..4 {
-                q[j] = sc[j] | ((sc[j + 4] >> 4) << 6);
-                q[j + 4] = m[j] | ((m[j + 4] >> 4) << 6);
-                q[j + 8] = (sc[j + 4] & 0xF) | ((m[j + 4] & 0xF) << 4);
-            }
+            k_header(rng, 4, d, &mut b[..16]);
             fill_random(rng, &mut b[16..144]);
         }
         // d · sc · (q − 32), 6-bit q, 16 signed sub-block scales (here in -16..16 so that d is
@@ -76,7 +65,43 @@ fn fill_block(ty: GgmlType, rng: &mut Rng, b: &mut [u8]) {
             }
             b[208..210].copy_from_slice(&rand_scale(rng, 0.8e-4, 1.6e-4).to_le_bytes());
         }
+        // As Q4_K with 5-bit values: a sub-block is d · sc · (q − 15.5); σ ≈ 36 · 9.2 d.
+        GgmlType::Q5_K => {
+            let d = rand_scale(rng, 0.4e-4, 0.8e-4);
+            k_header(rng, 5, d, &mut b[..16]);
+            fill_random(rng, &mut b[16..176]);
+        }
+        // Lattice points (coordinates 8, 25 or 43; RMS 24) times d · (0.5 + s) / 4, s in 0..16
+        // (RMS 2.3), with random signs: σ ≈ 56 d.
+        GgmlType::IQ2_S => {
+            b[..2].copy_from_slice(&rand_scale(rng, 2.5e-4, 4.5e-4).to_le_bytes());
+            fill_random(rng, &mut b[2..82]);
+        }
+        // Lattice points (odd coordinates 1..15; RMS 7.6) times d · (1 + 2 s), s in 0..16
+        // (RMS 18.5), with random signs: σ ≈ 140 d.
+        GgmlType::IQ3_S => {
+            b[..2].copy_from_slice(&rand_scale(rng, 1e-4, 2e-4).to_le_bytes());
+            fill_random(rng, &mut b[2..110]);
+        }
         other => unreachable!("synth does not generate {other}"),
+    }
+}
+
+/// The 16-byte header of a Q4_K/Q5_K super-block of `bits`-bit values: `d`, dmin = d · 2^(bits-1)
+/// and eight random 6-bit scales sc with mins m = round(sc · (2^bits − 1) / 2^bits), so that each
+/// sub-block is d · sc · (q − (2^bits − 1) / 2), centred on zero.
+fn k_header(rng: &mut Rng, bits: u32, d: f16, h: &mut [u8]) {
+    let dmin = f16::from_f32(d.to_f32() * (1 << (bits - 1)) as f32);
+    h[..2].copy_from_slice(&d.to_le_bytes());
+    h[2..4].copy_from_slice(&dmin.to_le_bytes());
+    let r = rng.next_u64();
+    let sc: [u8; 8] = std::array::from_fn(|j| ((r >> (6 * j)) & 63) as u8);
+    let m: [u8; 8] = sc.map(|s| ((s as u32 * ((1 << bits) - 1) + (1 << (bits - 1))) >> bits) as u8);
+    let q = &mut h[4..16];
+    for j in 0..4 {
+        q[j] = sc[j] | ((sc[j + 4] >> 4) << 6);
+        q[j + 4] = m[j] | ((m[j + 4] >> 4) << 6);
+        q[j + 8] = (sc[j + 4] & 0xF) | ((m[j + 4] & 0xF) << 4);
     }
 }
 

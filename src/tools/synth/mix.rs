@@ -16,6 +16,11 @@ pub enum QuantMix {
     Q4_0,
     /// `Q8_0`: Q8_0 throughout.
     Q8_0,
+    /// `IQ2_M`: IQ2_S, with IQ3_S for `attn_output`, the untied embedding and the first eighth
+    /// of the layers' `ffn_down`, Q5_K for the output projection, and for `attn_v` Q4_K where 4
+    /// or more query heads share a KV head (every Llama 3), else IQ3_S. llama.cpp makes it only
+    /// with an importance matrix; synth's blocks are random but valid.
+    IQ2M,
 }
 
 /// llama.cpp's `use_more_bits`: the first and last eighth of the layers and every third layer
@@ -25,12 +30,13 @@ pub fn use_more_bits(i_layer: usize, n_layers: usize) -> bool {
 }
 
 impl QuantMix {
-    /// `q4_k_m`, `q4_0` or `q8_0` (any case).
+    /// `q4_k_m`, `q4_0`, `q8_0` or `iq2_m` (any case).
     pub fn parse(s: &str) -> Option<QuantMix> {
         Some(match s.to_ascii_lowercase().as_str() {
             "q4_k_m" => QuantMix::Q4KM,
             "q4_0" => QuantMix::Q4_0,
             "q8_0" => QuantMix::Q8_0,
+            "iq2_m" => QuantMix::IQ2M,
             _ => return None,
         })
     }
@@ -40,6 +46,7 @@ impl QuantMix {
             QuantMix::Q4KM => "Q4_K_M",
             QuantMix::Q4_0 => "Q4_0",
             QuantMix::Q8_0 => "Q8_0",
+            QuantMix::IQ2M => "IQ2_M",
         }
     }
 
@@ -49,30 +56,43 @@ impl QuantMix {
             QuantMix::Q4KM => 15,
             QuantMix::Q4_0 => 2,
             QuantMix::Q8_0 => 7,
+            QuantMix::IQ2M => 29,
         }
     }
 
-    /// The type `llama-quantize` gives the 2-D weight `name` (1-D tensors stay F32), for a
-    /// model of `n_layer` layers whose output is tied to the embedding or not. (llama.cpp takes
-    /// a Llama model of 80 layers with grouped-query attention for a 70B, as all Llama 3 are.)
-    pub fn tensor_type(self, name: &str, n_layer: usize, tied_output: bool) -> GgmlType {
+    /// The type `llama-quantize` (`llama_tensor_get_type`) gives the 2-D weight `name` of a
+    /// model of `shape` (1-D tensors stay F32). (llama.cpp takes a Llama model of 80 layers
+    /// with grouped-query attention for a 70B, as all Llama 3 are.)
+    pub fn tensor_type(self, name: &str, shape: &Shape) -> GgmlType {
+        let (n_layer, tied_output) = (shape.n_layer, shape.tied_output);
         let base = match self {
             QuantMix::Q4KM => GgmlType::Q4_K,
             QuantMix::Q4_0 => GgmlType::Q4_0,
             QuantMix::Q8_0 => return GgmlType::Q8_0,
+            QuantMix::IQ2M => GgmlType::IQ2_S,
         };
         let is_output =
             name == names::OUTPUT || (tied_output && name == names::TOKEN_EMBD);
+        let layer = name
+            .strip_prefix("blk.")
+            .and_then(|r| r.split('.').next())
+            .and_then(|l| l.parse::<usize>().ok());
+        if self == QuantMix::IQ2M {
+            return match name.rsplit('.').nth(1) {
+                _ if is_output => GgmlType::Q5_K,
+                _ if name == names::TOKEN_EMBD => GgmlType::IQ3_S,
+                Some("attn_v") if shape.n_head >= 4 * shape.n_head_kv => GgmlType::Q4_K,
+                Some("attn_v" | "attn_output") => GgmlType::IQ3_S,
+                Some("ffn_down") if layer.is_some_and(|l| l < n_layer / 8) => GgmlType::IQ3_S,
+                _ => base,
+            };
+        }
         if is_output {
             return GgmlType::Q6_K;
         }
         if self == QuantMix::Q4KM
             && (name.ends_with(".attn_v.weight") || name.ends_with(".ffn_down.weight"))
         {
-            let layer = name
-                .strip_prefix("blk.")
-                .and_then(|r| r.split('.').next())
-                .and_then(|l| l.parse::<usize>().ok());
             if let Some(l) = layer {
                 if use_more_bits(l, n_layer) {
                     return GgmlType::Q6_K;
@@ -147,7 +167,7 @@ pub fn plan(shape: &Shape, mix: QuantMix) -> Result<Vec<PlannedTensor>> {
         let ggml_type = if dims.len() < 2 {
             GgmlType::F32
         } else {
-            mix.tensor_type(&name, shape.n_layer, shape.tied_output)
+            mix.tensor_type(&name, shape)
         };
         let n: u64 = dims.iter().product();
         if !dims[0].is_multiple_of(ggml_type.block_size() as u64) {

@@ -1,5 +1,5 @@
 //! Synthetic Llama 3.x GGUFs: the exact tensor names, shapes, types and metadata of real Llama
-//! 3.1 / 3.2 models in llama.cpp's Q4_K_M, Q4_0 and Q8_0 mixes, with random but valid quantized
+//! 3.1 / 3.2 models in llama.cpp's Q4_K_M, Q4_0, Q8_0 and IQ2_M mixes, with random but valid quantized
 //! weights, so that loading multi-GB models can be tested without downloading real weights.
 //!
 //! The tokenizer (`tokenizer.ggml.*`) is copied from a real Llama 3 vocabulary GGUF, with
