@@ -56,7 +56,17 @@ const CASES = [
     {name: "3b-1layer", shape: "3b", layers: 1, seed: 33, type: "q4_k_m",
         covers: "Llama 3.2 3B's layer and output shapes, 1 of 28 layers; tied output; RoPE scaling 32; head size 128; 3:1 GQA (24 query heads, 8 KV heads)"},
     {name: "tiny-iq2_m", shape: "tiny", layers: null, seed: 34, type: "iq2_m",
-        covers: "llama.cpp's IQ2_M mix on random but valid blocks: IQ2_S, IQ3_S (attn_v, attn_output, token_embd), Q5_K (output); lattice types llama.cpp makes only with an importance matrix"}
+        covers: "llama.cpp's IQ2_M mix on random but valid blocks: IQ2_S, IQ3_S (attn_v, attn_output, token_embd), Q5_K (output); lattice types llama.cpp makes only with an importance matrix"},
+    {name: "tiny-iq3_xxs", shape: "tiny", layers: null, seed: 35, type: "iq3_xxs",
+        covers: "llama.cpp's IQ3_XXS mix: IQ3_XXS, IQ2_S (attn_q, attn_k), IQ3_S (attn_output, token_embd), Q5_K"},
+    {name: "tiny-iq2_xxs", shape: "tiny", layers: null, seed: 36, type: "iq2_xxs",
+        covers: "llama.cpp's IQ2_XXS mix: IQ2_XXS, Q2_K (attn_v, token_embd), Q5_K"},
+    {name: "tiny-iq2_xs", shape: "tiny", layers: null, seed: 37, type: "iq2_xs",
+        covers: "llama.cpp's IQ2_XS mix: IQ2_XS, Q2_K (attn_v, token_embd), Q5_K"},
+    {name: "tiny-iq1_s", shape: "tiny", layers: null, seed: 38, type: "iq1_s",
+        covers: "llama.cpp's IQ1_S mix: IQ1_S, IQ2_XXS (attn_output), Q2_K (attn_v, token_embd), Q5_K"},
+    {name: "tiny-iq1_m", shape: "tiny", layers: null, seed: 39, type: "iq1_m",
+        covers: "llama.cpp's IQ1_M mix: IQ1_M, IQ2_XXS (attn_output), Q2_K (attn_v, token_embd), Q5_K"}
 ];
 const N_TOKENS = 128;
 const N_SCORED = 32;
@@ -178,7 +188,7 @@ async function main() {
         generator: `node-llama-cpp ${NLC_VERSION} (llama.cpp ${llamaCppRelease()}, CPU)`,
         notes: [
             "Regenerate with scripts/make-fixtures (node scripts/ref-llama3.mjs); see the header of scripts/ref-llama3.mjs.",
-            "Each case is a synthetic Llama-3-shaped model: `llama-webgpu synth --shape S [--layers N] --type TYPE --seed SEED` (synth.type: q4_k_m, or iq2_m) with the vocabulary and chat template scripts/setup puts in .cache/models; model_sha256 is that file's sha256.",
+            "Each case is a synthetic Llama-3-shaped model: `llama-webgpu synth --shape S [--layers N] --type TYPE --seed SEED` (synth.type: q4_k_m, or an i-quant mix) with the vocabulary and chat template scripts/setup puts in .cache/models; model_sha256 is that file's sha256.",
             "f32_sha256: the sha256 of llama.cpp's F32 dequantization of that file (llama_model_quantize, ftype ALL_F32, allow_requantize).",
             "tokens: llama.cpp's tokenization of a fixed English text with BOS; the model runs tokens[0..n_tokens] teacher-forced in one batch on a fresh context (flash attention off). Scored positions are scored_from..n_tokens-1; entry k of each run is position scored_from+k.",
             "Each scored position holds the 5 most likely next tokens as [token id, natural-log probability]; probability = full softmax of the raw logits over the whole vocabulary, renormalized in double precision, rounded to 6 decimals.",

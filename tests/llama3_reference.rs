@@ -552,7 +552,10 @@ fn fixture_covers_llama3_features() {
     );
     assert!(any(&|h| h["output"] == "untied"), "untied output");
     assert!(any(&|h| h["output"] == "tied"), "tied output");
-    assert!(cases.iter().any(|c| c["synth"]["type"] == "iq2_m"), "the lattice types (IQ2_M)");
+    // Each lattice type in some case (the tiny shape's mixes: see synth's QuantMix).
+    for mix in ["iq2_m", "iq3_xxs", "iq2_xxs", "iq2_xs", "iq1_s", "iq1_m"] {
+        assert!(cases.iter().any(|c| c["synth"]["type"] == mix), "the {mix} mix");
+    }
     assert_eq!(
         fx["scored_from"].as_u64().unwrap() + 32,
         fx["n_tokens"].as_u64().unwrap()
@@ -623,8 +626,34 @@ fn llama32_3b_one_layer_matches_llama_cpp() {
     run_case("3b-1layer");
 }
 
-/// The lattice types on random but valid blocks: llama.cpp's IQ2_M mix of the tiny shape.
+/// The lattice types on random but valid blocks, in llama.cpp's i-quant mixes of the tiny shape:
+/// together IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S and IQ1_M, with Q2_K and Q5_K.
 #[test]
 fn tiny_iq2_m_matches_llama_cpp() {
     run_case("tiny-iq2_m");
+}
+
+#[test]
+fn tiny_iq3_xxs_matches_llama_cpp() {
+    run_case("tiny-iq3_xxs");
+}
+
+#[test]
+fn tiny_iq2_xxs_matches_llama_cpp() {
+    run_case("tiny-iq2_xxs");
+}
+
+#[test]
+fn tiny_iq2_xs_matches_llama_cpp() {
+    run_case("tiny-iq2_xs");
+}
+
+#[test]
+fn tiny_iq1_s_matches_llama_cpp() {
+    run_case("tiny-iq1_s");
+}
+
+#[test]
+fn tiny_iq1_m_matches_llama_cpp() {
+    run_case("tiny-iq1_m");
 }

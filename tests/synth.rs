@@ -40,10 +40,10 @@ fn options(shape: Shape, mix: QuantMix) -> SynthOptions {
     }
 }
 
-/// llama.cpp's `llama_tensor_get_type` for the four mixes, written out independently of the
-/// library: Q6_K for the output projection (the embedding when tied), and for Q4_K_M also for
-/// `attn_v`/`ffn_down` where `use_more_bits` holds; F32 for 1-D tensors. IQ2_M (llama.cpp's
-/// `LLAMA_FTYPE_MOSTLY_IQ2_M`, default type IQ2_S) reads its own branch of the function.
+/// llama.cpp's `llama_tensor_get_type` for the mixes, written out independently of the library:
+/// Q6_K for the output projection (the embedding when tied), and for Q4_K_M also for
+/// `attn_v`/`ffn_down` where `use_more_bits` holds; F32 for 1-D tensors; the i-quant mixes in
+/// [`expected_i_quant`].
 fn expected_type(name: &str, n_dims: usize, mix: QuantMix, shape: &Shape) -> GgmlType {
     let (n_layer, tied) = (shape.n_layer, shape.tied_output);
     if n_dims == 1 {
@@ -52,20 +52,8 @@ fn expected_type(name: &str, n_dims: usize, mix: QuantMix, shape: &Shape) -> Ggm
     if mix == QuantMix::Q8_0 {
         return GgmlType::Q8_0;
     }
-    if mix == QuantMix::IQ2M {
-        let gqa = shape.n_head / shape.n_head_kv;
-        let layer = name.strip_prefix("blk.").map(|r| r.split('.').next().unwrap().parse::<usize>().unwrap());
-        return if name == "output.weight" || (tied && name == "token_embd.weight") {
-            GgmlType::Q5_K
-        } else if name == "token_embd.weight" {
-            GgmlType::IQ3_S
-        } else if name.ends_with(".attn_v.weight") {
-            if gqa >= 4 { GgmlType::Q4_K } else { GgmlType::IQ3_S }
-        } else if name.ends_with(".attn_output.weight") || (name.ends_with(".ffn_down.weight") && layer.unwrap() < n_layer / 8) {
-            GgmlType::IQ3_S
-        } else {
-            GgmlType::IQ2_S
-        };
+    if mix.label().starts_with("IQ") {
+        return expected_i_quant(name, mix, shape);
     }
     if name == "output.weight" || (tied && name == "token_embd.weight") {
         return GgmlType::Q6_K;
@@ -87,6 +75,65 @@ fn expected_type(name: &str, n_dims: usize, mix: QuantMix, shape: &Shape) -> Ggm
         }
     }
     GgmlType::Q4_K
+}
+
+/// The i-quant mixes, as `llama_tensor_get_type_impl` reads for a Llama model with an importance
+/// matrix, branch by branch: the output (and a tied embedding) first, then the untied embedding,
+/// then the IQ2/IQ1 ftypes' own branch, then IQ3_XXS's entries in the per-tensor branches.
+fn expected_i_quant(name: &str, mix: QuantMix, shape: &Shape) -> GgmlType {
+    use GgmlType::*;
+    let label = mix.label();
+    // llama_ftype_get_default_type.
+    let default = match label {
+        "IQ2_XXS" => IQ2_XXS,
+        "IQ2_XS" | "IQ2_S" => IQ2_XS,
+        "IQ2_M" => IQ2_S,
+        "IQ3_XXS" => IQ3_XXS,
+        "IQ1_S" => IQ1_S,
+        "IQ1_M" => IQ1_M,
+        _ => unreachable!("{label}"),
+    };
+    let n_gqa = shape.n_head / shape.n_head_kv;
+    let layer = name.strip_prefix("blk.").map(|r| r.split('.').next().unwrap().parse::<usize>().unwrap());
+    let is = |t: &str| name.ends_with(&format!(".{t}.weight"));
+    if name == "output.weight" || (shape.tied_output && name == "token_embd.weight") {
+        return Q5_K;
+    }
+    if name == "token_embd.weight" {
+        return match label {
+            "IQ2_XXS" | "IQ2_XS" | "IQ1_S" | "IQ1_M" => Q2_K,
+            _ => IQ3_S,
+        };
+    }
+    let iq2_s_or_m = label == "IQ2_S" || label == "IQ2_M";
+    if label != "IQ3_XXS" {
+        if is("attn_v") {
+            return if n_gqa >= 4 { Q4_K } else if iq2_s_or_m { IQ3_S } else { Q2_K };
+        }
+        if is("ffn_down") && layer.unwrap() < shape.n_layer / 8 {
+            return if iq2_s_or_m { IQ3_S } else { Q2_K };
+        }
+        if is("attn_output") {
+            return match label {
+                "IQ1_S" | "IQ1_M" => IQ2_XXS,
+                "IQ2_S" | "IQ2_M" => IQ3_S,
+                _ => default,
+            };
+        }
+        return default;
+    }
+    if is("attn_v") {
+        // With an importance matrix; then the 70B bump of Q3_K/Q4_K to Q5_K.
+        let t = if n_gqa >= 4 { Q4_K } else { IQ3_XXS };
+        return if shape.n_layer == 80 && t == Q4_K { Q5_K } else { t };
+    }
+    if is("attn_k") || is("attn_q") {
+        return IQ2_S;
+    }
+    if is("attn_output") {
+        return IQ3_S;
+    }
+    default
 }
 
 fn config(model: &GgufFile) -> LlamaConfig {
@@ -216,7 +263,7 @@ fn check_file(path: &Path, shape: &Shape, mix: QuantMix, vocab_tok: &Tokenizer) 
 fn tiny_files_load_tokenize_and_run_in_every_mix() {
     let dir = tmpdir("tiny");
     let vocab_tok = Tokenizer::from_gguf(GgufFile::open(vocab()).unwrap().metadata()).unwrap();
-    for mix in [QuantMix::Q4KM, QuantMix::Q4_0, QuantMix::Q8_0, QuantMix::IQ2M] {
+    for mix in synth::MIXES {
         let path = dir.join(format!("tiny-{}.gguf", mix.label()));
         let opts = options(Shape::tiny(), mix);
         let report = synth::write(&opts, &path).unwrap();
@@ -351,10 +398,10 @@ fn split_shards_hold_the_same_model() {
 }
 
 /// The GPU engine loads the synthetic model (with weights split past a small binding limit)
-/// and agrees with the CPU reference, in Q4_K_M and in IQ2_M (IQ2_S, IQ3_S, Q4_K and Q5_K).
+/// and agrees with the CPU reference, in every mix.
 #[test]
 fn tiny_runs_on_the_gpu_like_the_reference() {
-    for mix in [QuantMix::Q4KM, QuantMix::IQ2M] {
+    for mix in synth::MIXES {
         tiny_on_the_gpu(mix);
     }
 }
@@ -408,7 +455,7 @@ fn real_shapes_plan_like_llama_cpp() {
         (Shape::llama32_1b(), 1_235_814_400, [34, 96, 0, 17]),
     ];
     for (shape, params, counts) in cases {
-        for mix in [QuantMix::Q4KM, QuantMix::Q4_0, QuantMix::Q8_0, QuantMix::IQ2M] {
+        for mix in synth::MIXES {
             let plan = synth::plan(&shape, mix).unwrap();
             let n: u64 = plan.iter().map(|t| t.n_elements()).sum();
             assert_eq!(n, params + shape.head_dim as u64 / 2, "{}", shape.name);
@@ -519,6 +566,10 @@ fn sizes_parse_like_gguf_split() {
     assert!(Shape::preset("8B").is_some() && Shape::preset("70B").is_some() && Shape::preset("405b").is_none());
     assert_eq!(QuantMix::parse("Q4_K_M"), Some(QuantMix::Q4KM));
     assert_eq!(QuantMix::parse("iq2_m"), Some(QuantMix::IQ2M));
+    for mix in synth::MIXES {
+        assert_eq!(QuantMix::parse(&mix.label().to_lowercase()), Some(mix));
+    }
+    assert_eq!(QuantMix::parse("iq3_m"), None);
 }
 
 /// The full 8B Q4_K_M as 2 GB shards (~4.9 GB on disk, written in seconds); not run by

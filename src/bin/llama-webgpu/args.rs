@@ -57,7 +57,7 @@ pub(crate) struct SynthArgs {
     #[arg(long, value_name = "N")]
     pub(crate) layers: Option<usize>,
     /// llama.cpp quantization mix.
-    #[arg(long = "type", default_value = "q4_k_m", value_parser = ["q4_k_m", "q4_0", "q8_0", "iq2_m"])]
+    #[arg(long = "type", default_value = "q4_k_m", value_parser = ["q4_k_m", "q4_0", "q8_0", "iq3_xxs", "iq2_m", "iq2_s", "iq2_xs", "iq2_xxs", "iq1_m", "iq1_s"])]
     pub(crate) ty: String,
     /// Write gguf-split shards of at most this much tensor data each: bytes, or K/M/G
     /// (decimal, as gguf-split: 2G = 2e9 bytes).

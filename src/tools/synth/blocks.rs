@@ -71,17 +71,52 @@ fn fill_block(ty: GgmlType, rng: &mut Rng, b: &mut [u8]) {
             k_header(rng, 5, d, &mut b[..16]);
             fill_random(rng, &mut b[16..176]);
         }
-        // Lattice points (coordinates 8, 25 or 43; RMS 24) times d · (0.5 + s) / 4, s in 0..16
-        // (RMS 2.3), with random signs: σ ≈ 56 d.
-        GgmlType::IQ2_S => {
-            b[..2].copy_from_slice(&rand_scale(rng, 2.5e-4, 4.5e-4).to_le_bytes());
-            fill_random(rng, &mut b[2..82]);
+        // d · sc · q − dmin · m over 16 groups with 4-bit sc and m: with dmin = 2 d and
+        // m = round(3 sc / 4), a group is d · sc · (q − 1.5); σ ≈ 8.8 · 1.1 d.
+        GgmlType::Q2_K => {
+            let mut r = [0u8; 16];
+            fill_random(rng, &mut r);
+            for (dst, x) in b[..16].iter_mut().zip(r) {
+                let sc = x & 15;
+                *dst = sc | (((3 * sc + 2) / 4) << 4);
+            }
+            fill_random(rng, &mut b[16..80]);
+            let d = rand_scale(rng, 1.5e-3, 2.5e-3);
+            b[80..82].copy_from_slice(&d.to_le_bytes());
+            b[82..84].copy_from_slice(&f16::from_f32(2.0 * d.to_f32()).to_le_bytes());
         }
-        // Lattice points (odd coordinates 1..15; RMS 7.6) times d · (1 + 2 s), s in 0..16
-        // (RMS 18.5), with random signs: σ ≈ 140 d.
+        // The lattice types: any bits are a valid block once the f16 d is finite. Values are
+        // points of the type's lattice, signed, times a scale from d and a 3- or 4-bit s.
+        // IQ2: coordinates 8, 25 or 43 (RMS 23–24) times d · (0.5 + s) / 4 (RMS 2.3 d):
+        // σ ≈ 55 d.
+        GgmlType::IQ2_XXS | GgmlType::IQ2_XS | GgmlType::IQ2_S => {
+            b[..2].copy_from_slice(&rand_scale(rng, 2.5e-4, 4.5e-4).to_le_bytes());
+            fill_random(rng, &mut b[2..]);
+        }
+        // IQ3_XXS: coordinates 4..62 (RMS 31) times d · (0.5 + s) / 2 (RMS 4.6 d): σ ≈ 142 d.
+        GgmlType::IQ3_XXS => {
+            b[..2].copy_from_slice(&rand_scale(rng, 1e-4, 2e-4).to_le_bytes());
+            fill_random(rng, &mut b[2..]);
+        }
+        // IQ3_S: odd coordinates 1..15 (RMS 7.6) times d · (1 + 2 s) (RMS 18.5 d): σ ≈ 140 d.
         GgmlType::IQ3_S => {
             b[..2].copy_from_slice(&rand_scale(rng, 1e-4, 2e-4).to_le_bytes());
-            fill_random(rng, &mut b[2..110]);
+            fill_random(rng, &mut b[2..]);
+        }
+        // IQ1: coordinates -1, 0, 1 shifted by ±1/8 (RMS 0.78) times d · (2 s + 1) (RMS 9.2 d):
+        // σ ≈ 7.2 d.
+        GgmlType::IQ1_S => {
+            b[..2].copy_from_slice(&rand_scale(rng, 2e-3, 3.5e-3).to_le_bytes());
+            fill_random(rng, &mut b[2..]);
+        }
+        // IQ1_M keeps d in the top nibbles of its four scale words (bytes 48..56).
+        GgmlType::IQ1_M => {
+            fill_random(rng, b);
+            let d = rand_scale(rng, 2e-3, 3.5e-3).to_bits();
+            for k in 0..4 {
+                let at = 49 + 2 * k;
+                b[at] = (b[at] & 0x0f) | ((((d >> (4 * k)) & 0xf) as u8) << 4);
+            }
         }
         other => unreachable!("synth does not generate {other}"),
     }

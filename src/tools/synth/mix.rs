@@ -16,12 +16,30 @@ pub enum QuantMix {
     Q4_0,
     /// `Q8_0`: Q8_0 throughout.
     Q8_0,
-    /// `IQ2_M`: IQ2_S, with IQ3_S for `attn_output`, the untied embedding and the first eighth
-    /// of the layers' `ffn_down`, Q5_K for the output projection, and for `attn_v` Q4_K where 4
-    /// or more query heads share a KV head (every Llama 3), else IQ3_S. llama.cpp makes it only
-    /// with an importance matrix; synth's blocks are random but valid.
+    /// The i-quant mixes, which llama.cpp makes only with an importance matrix (synth's blocks
+    /// are random but valid; the rules are `llama_tensor_get_type`'s with one). All give the
+    /// output projection Q5_K and, for 4:1 grouped-query attention (every Llama 3), `attn_v`
+    /// Q4_K. `IQ2_XXS`, `IQ2_XS`, `IQ1_S` and `IQ1_M`: their own type, with Q2_K for the
+    /// untied embedding, the first eighth of `ffn_down` and a narrower model's `attn_v`; IQ1's
+    /// `attn_output` IQ2_XXS.
+    IQ2XXS,
+    IQ2XS,
+    IQ1S,
+    IQ1M,
+    /// `IQ2_S` (IQ2_XS) and `IQ2_M` (IQ2_S): as IQ2_XXS with IQ3_S instead of Q2_K, and for
+    /// `attn_output`.
+    IQ2S,
     IQ2M,
+    /// `IQ3_XXS`: IQ3_XXS, with IQ2_S for `attn_q`/`attn_k`, IQ3_S for `attn_output` and the
+    /// untied embedding (a 70B's `attn_v` Q5_K).
+    IQ3XXS,
 }
+
+/// Every mix, in the order `--type` lists them.
+pub const MIXES: [QuantMix; 10] = {
+    use QuantMix::*;
+    [Q4KM, Q4_0, Q8_0, IQ3XXS, IQ2M, IQ2S, IQ2XS, IQ2XXS, IQ1M, IQ1S]
+};
 
 /// llama.cpp's `use_more_bits`: the first and last eighth of the layers and every third layer
 /// in between get more bits in the `_M` mixes.
@@ -30,15 +48,9 @@ pub fn use_more_bits(i_layer: usize, n_layers: usize) -> bool {
 }
 
 impl QuantMix {
-    /// `q4_k_m`, `q4_0`, `q8_0` or `iq2_m` (any case).
+    /// A mix by its label (`q4_k_m`, `iq2_m`, …: see [`MIXES`]), in any case.
     pub fn parse(s: &str) -> Option<QuantMix> {
-        Some(match s.to_ascii_lowercase().as_str() {
-            "q4_k_m" => QuantMix::Q4KM,
-            "q4_0" => QuantMix::Q4_0,
-            "q8_0" => QuantMix::Q8_0,
-            "iq2_m" => QuantMix::IQ2M,
-            _ => return None,
-        })
+        MIXES.into_iter().find(|m| m.label().eq_ignore_ascii_case(s))
     }
 
     pub fn label(self) -> &'static str {
@@ -46,7 +58,13 @@ impl QuantMix {
             QuantMix::Q4KM => "Q4_K_M",
             QuantMix::Q4_0 => "Q4_0",
             QuantMix::Q8_0 => "Q8_0",
+            QuantMix::IQ2XXS => "IQ2_XXS",
+            QuantMix::IQ2XS => "IQ2_XS",
+            QuantMix::IQ2S => "IQ2_S",
             QuantMix::IQ2M => "IQ2_M",
+            QuantMix::IQ3XXS => "IQ3_XXS",
+            QuantMix::IQ1S => "IQ1_S",
+            QuantMix::IQ1M => "IQ1_M",
         }
     }
 
@@ -56,7 +74,13 @@ impl QuantMix {
             QuantMix::Q4KM => 15,
             QuantMix::Q4_0 => 2,
             QuantMix::Q8_0 => 7,
+            QuantMix::IQ2XXS => 19,
+            QuantMix::IQ2XS => 20,
+            QuantMix::IQ3XXS => 23,
+            QuantMix::IQ1S => 24,
+            QuantMix::IQ2S => 28,
             QuantMix::IQ2M => 29,
+            QuantMix::IQ1M => 31,
         }
     }
 
@@ -64,12 +88,19 @@ impl QuantMix {
     /// model of `shape` (1-D tensors stay F32). (llama.cpp takes a Llama model of 80 layers
     /// with grouped-query attention for a 70B, as all Llama 3 are.)
     pub fn tensor_type(self, name: &str, shape: &Shape) -> GgmlType {
+        use GgmlType::*;
+        use QuantMix::*;
         let (n_layer, tied_output) = (shape.n_layer, shape.tied_output);
         let base = match self {
-            QuantMix::Q4KM => GgmlType::Q4_K,
+            Q4KM => Q4_K,
             QuantMix::Q4_0 => GgmlType::Q4_0,
             QuantMix::Q8_0 => return GgmlType::Q8_0,
-            QuantMix::IQ2M => GgmlType::IQ2_S,
+            IQ2XXS => IQ2_XXS,
+            IQ2XS | IQ2S => IQ2_XS,
+            IQ2M => IQ2_S,
+            IQ3XXS => IQ3_XXS,
+            IQ1S => IQ1_S,
+            IQ1M => IQ1_M,
         };
         let is_output =
             name == names::OUTPUT || (tied_output && name == names::TOKEN_EMBD);
@@ -77,13 +108,36 @@ impl QuantMix {
             .strip_prefix("blk.")
             .and_then(|r| r.split('.').next())
             .and_then(|l| l.parse::<usize>().ok());
-        if self == QuantMix::IQ2M {
-            return match name.rsplit('.').nth(1) {
-                _ if is_output => GgmlType::Q5_K,
-                _ if name == names::TOKEN_EMBD => GgmlType::IQ3_S,
-                Some("attn_v") if shape.n_head >= 4 * shape.n_head_kv => GgmlType::Q4_K,
-                Some("attn_v" | "attn_output") => GgmlType::IQ3_S,
-                Some("ffn_down") if layer.is_some_and(|l| l < n_layer / 8) => GgmlType::IQ3_S,
+        let what = name.rsplit('.').nth(1);
+        let gqa4 = shape.n_head >= 4 * shape.n_head_kv;
+        // The i-quant mixes.
+        let wider = matches!(self, IQ2S | IQ2M | IQ3XXS);
+        if !matches!(self, Q4KM | QuantMix::Q4_0) {
+            if is_output {
+                return Q5_K;
+            }
+            if name == names::TOKEN_EMBD {
+                return if wider { IQ3_S } else { Q2_K };
+            }
+        }
+        if matches!(self, IQ2XXS | IQ2XS | IQ2S | IQ2M | IQ1S | IQ1M) {
+            let small = if wider { IQ3_S } else { Q2_K };
+            return match what {
+                Some("attn_v") if gqa4 => Q4_K,
+                Some("attn_v") => small,
+                Some("ffn_down") if layer.is_some_and(|l| l < n_layer / 8) => small,
+                Some("attn_output") if matches!(self, IQ1S | IQ1M) => IQ2_XXS,
+                Some("attn_output") if wider => IQ3_S,
+                _ => base,
+            };
+        }
+        if self == IQ3XXS {
+            return match what {
+                // llama.cpp gives a 70B's attn_v Q5_K where it would be Q4_K.
+                Some("attn_v") if gqa4 && n_layer == 80 => Q5_K,
+                Some("attn_v") if gqa4 => Q4_K,
+                Some("attn_q" | "attn_k") => IQ2_S,
+                Some("attn_output") => IQ3_S,
                 _ => base,
             };
         }

@@ -17,7 +17,7 @@ use blocks::{generate, CHUNK_BYTES};
 mod mix;
 mod shape;
 
-pub use mix::{plan, use_more_bits, PlannedTensor, QuantMix};
+pub use mix::{plan, use_more_bits, PlannedTensor, QuantMix, MIXES};
 pub use shape::{Shape, SHAPES};
 
 use crate::gguf::{
