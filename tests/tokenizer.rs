@@ -116,8 +116,23 @@ fn vocab_cases(name: &str) -> Vec<(String, Vec<u32>)> {
 
 #[test]
 fn llama_cpp_vocab_tests_llama_bpe() {
-    let tok = llama3();
-    let cases = vocab_cases("ggml-vocab-llama-bpe.gguf");
+    check_vocab_cases(llama3(), "ggml-vocab-llama-bpe.gguf");
+}
+
+/// Qwen2's vocabulary (`tokenizer.ggml.pre = qwen2`: Qwen2, Qwen2.5 and Qwen3), every digit a
+/// token of its own.
+#[test]
+fn llama_cpp_vocab_tests_qwen2() {
+    let tok = load_gguf("ggml-vocab-qwen2.gguf");
+    assert_eq!(tok.pre_tokenizer(), "qwen2");
+    check_vocab_cases(&tok, "ggml-vocab-qwen2.gguf");
+    assert_eq!(tok.encode("2026", false).unwrap().len(), 4);
+}
+
+/// llama.cpp's own cases for a vocabulary: every one must give its ids, and decode back to the
+/// text (byte-level BPE is lossless).
+fn check_vocab_cases(tok: &Tokenizer, name: &str) {
+    let cases = vocab_cases(name);
     assert_eq!(cases.len(), 46);
     let mut bad = Vec::new();
     for (text, want) in &cases {
@@ -560,15 +575,15 @@ fn metadata_errors_name_the_key_and_value() {
 
     let e = Tokenizer::from_gguf(&meta(&[
         ("tokenizer.ggml.model", Value::String("gpt2".into())),
-        ("tokenizer.ggml.pre", Value::String("qwen2".into())),
+        ("tokenizer.ggml.pre", Value::String("qwen35".into())),
     ]))
     .unwrap_err();
     assert!(
-        matches!(&e, TokenizerError::UnsupportedPreTokenizer(p) if p == "qwen2"),
+        matches!(&e, TokenizerError::UnsupportedPreTokenizer(p) if p == "qwen35"),
         "{e}"
     );
     assert!(
-        e.to_string().contains("'qwen2'") && e.to_string().contains("tokenizer.ggml.pre"),
+        e.to_string().contains("'qwen35'") && e.to_string().contains("tokenizer.ggml.pre"),
         "{e}"
     );
 

@@ -22,6 +22,10 @@ const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]
 /// Llama 3's regex (`LLAMA_VOCAB_PRE_TYPE_LLAMA3`), digits in runs of at most three.
 const LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+/// Qwen2's regex (`LLAMA_VOCAB_PRE_TYPE_QWEN2`, also Qwen2.5 and Qwen3): Llama 3's with every digit
+/// alone.
+const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
 /// How one family of `tokenizer.ggml.pre` values tokenizes, with llama.cpp's flags for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PreSpec {
@@ -66,6 +70,13 @@ const GPT2_SPEC: PreSpec = PreSpec {
     add_bos: false,
     clean_spaces: true,
 };
+const QWEN2_SPEC: PreSpec = PreSpec {
+    family: "qwen2",
+    regexes: &[QWEN2],
+    ignore_merges: false,
+    add_bos: false,
+    clean_spaces: false,
+};
 /// StarCoder, SmolLM and relatives: every digit alone, then GPT-2's regex.
 const STARCODER: PreSpec = PreSpec {
     family: "starcoder",
@@ -79,7 +90,7 @@ const STARCODER: PreSpec = PreSpec {
 pub(crate) const SUPPORTED: &str = "llama3, llama-v3, llama-bpe, falcon3, falcon-h1, pixtral, midm-2.0, lfm2, \
 jina-v5-nano, dbrx, smaug-bpe, gpt-2 (also gpt2), phi-2, jina-es, jina-de, gigachat, jina-v2-es, jina-v2-de, a.x-4.0, \
 mellum, modern-bert, mpt, olmo, jais, exaone4, trillion, granite-docling, starcoder, refact, command-r, smollm, \
-codeshell, exaone, minerva-7b, mellum2, default (or absent)";
+codeshell, exaone, minerva-7b, mellum2, qwen2, deepseek-r1-qwen, megrez, default (or absent)";
 
 /// The pre-tokenizer for a `tokenizer.ggml.pre` value (`None`: the key is absent, which llama.cpp
 /// treats as `default` with a warning). `"gpt2"` is accepted as an alias of llama.cpp's `"gpt-2"`.
@@ -136,6 +147,8 @@ pub(crate) fn lookup(pre: Option<&str>) -> Result<PreSpec, TokenizerError> {
             },
             false,
         ),
+        "qwen2" | "deepseek-r1-qwen" => QWEN2_SPEC,
+        "megrez" => with(QWEN2_SPEC, true),
         other => return Err(TokenizerError::UnsupportedPreTokenizer(other.to_string())),
     })
 }
@@ -168,9 +181,9 @@ mod tests {
         assert_eq!(smol.regexes, STARCODER.regexes);
         assert!(!smol.clean_spaces && !smol.ignore_merges && !smol.add_bos);
         assert!(
-            matches!(lookup(Some("qwen2")), Err(TokenizerError::UnsupportedPreTokenizer(n)) if n == "qwen2")
+            matches!(lookup(Some("qwen35")), Err(TokenizerError::UnsupportedPreTokenizer(n)) if n == "qwen35")
         );
-        for spec in [DEFAULT, LLAMA3_SPEC, GPT2_SPEC, STARCODER] {
+        for spec in [DEFAULT, LLAMA3_SPEC, GPT2_SPEC, STARCODER, QWEN2_SPEC] {
             build(&spec).unwrap();
         }
     }
