@@ -494,13 +494,13 @@ fn unsupported_architectures() {
         &["general.architecture"],
     );
     let b = Tiny::new()
-        .set("tokenizer.ggml.model", Value::String("llama".into()))
+        .set("tokenizer.ggml.model", Value::String("bert".into()))
         .bytes();
     hostile(
-        "SentencePiece tokenizer",
+        "WordPiece tokenizer",
         b,
         "TOKENIZER_ERROR",
-        &["'llama'", "tokenizer.ggml.model"],
+        &["'bert'", "tokenizer.ggml.model"],
     );
 }
 

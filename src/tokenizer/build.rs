@@ -3,7 +3,7 @@
 //! the caches that encoding and decoding use.
 
 use super::{
-    bytelevel, pretok, Inner, Specials, Tokenizer, TokenizerError, ATTR_BYTE, ATTR_CONTROL, ATTR_NORMAL, ATTR_UNKNOWN,
+    bytelevel, pretok, spm::Spm, Inner, Model, Specials, Tokenizer, TokenizerError, ATTR_BYTE, ATTR_CONTROL, ATTR_NORMAL, ATTR_UNKNOWN,
     ATTR_UNUSED, ATTR_USER_DEFINED,
 };
 use crate::gguf::{Metadata, MetadataError};
@@ -122,18 +122,27 @@ fn id_key(meta: &Metadata, key: &str) -> Result<Option<u64>, MetadataError> {
 impl Tokenizer {
     /// Builds the tokenizer from GGUF metadata, as llama.cpp's vocabulary loader does.
     ///
-    /// Reads `tokenizer.ggml.model` (must be `"gpt2"`), `.pre`, `.tokens`, `.token_type`,
-    /// `.merges`, the `*_token_id` keys (BOS and EOS default to 11 like llama.cpp's, and ids outside
+    /// Reads `tokenizer.ggml.model` (`"gpt2"`: byte-level BPE; `"llama"`: SentencePiece-style,
+    /// with `.scores` and `.add_space_prefix` instead of `.pre` and `.merges`), `.pre`, `.tokens`,
+    /// `.token_type`, `.merges`, the `*_token_id` keys (BOS and EOS default to 11 like llama.cpp's, and ids outside
     /// the vocabulary are ignored with the default kept, as llama.cpp does), `.add_bos_token`
     /// (default: true for the Llama 3 family, false otherwise), `.add_eos_token`, and
     /// `tokenizer.chat_template`.
     pub fn from_gguf(meta: &Metadata) -> Result<Tokenizer, TokenizerError> {
-        let model = meta.str("tokenizer.ggml.model")?;
-        if model != "gpt2" {
-            return Err(TokenizerError::UnsupportedModel(model.to_string()));
-        }
-        let pre_name = meta.str_opt("tokenizer.ggml.pre")?;
-        let pre = pretok::lookup(pre_name)?;
+        let model_name = meta.str("tokenizer.ggml.model")?;
+        let spm = match model_name {
+            "gpt2" => false,
+            "llama" => true,
+            other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
+        };
+        // SPM has no pre-tokenizer; llama.cpp's defaults for it: BOS 1, EOS 2, UNK 0, BOS added,
+        // no space clean-up.
+        let pre_name = if spm { None } else { meta.str_opt("tokenizer.ggml.pre")? };
+        let pre = if spm {
+            pretok::PreSpec { family: "spm", regexes: &[], ignore_merges: false, add_bos: true, clean_spaces: false }
+        } else {
+            pretok::lookup(pre_name)?
+        };
 
         let raw_tokens = meta.str_array("tokenizer.ggml.tokens")?;
         let n = raw_tokens.len();
@@ -170,38 +179,16 @@ impl Tokenizer {
             }
         };
 
-        let merges_raw = meta.str_array("tokenizer.ggml.merges")?;
-        // llama.cpp: split at the first space after the first byte; the first rank of a pair wins.
-        let vocab: tokenizers::models::bpe::Vocab = tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), i as u32))
-            .collect();
-        let mut seen = std::collections::HashSet::with_capacity(merges_raw.len());
-        let mut merges = Vec::with_capacity(merges_raw.len());
-        for m in merges_raw {
-            // Byte offsets: the space is ASCII, so both halves stay valid UTF-8.
-            let Some(pos) = m.bytes().skip(1).position(|b| b == b' ').map(|p| p + 1) else {
-                continue;
+        let model = if spm {
+            let scores = match meta.get("tokenizer.ggml.scores") {
+                None => vec![0.0; n],
+                Some(_) => meta.f32_array("tokenizer.ggml.scores")?,
             };
-            let (a, b) = (&m[..pos], &m[pos + 1..]);
-            if a.is_empty() || b.is_empty() || !vocab.contains_key(a) || !vocab.contains_key(b) {
-                continue;
-            }
-            if !vocab.contains_key(&format!("{a}{b}")) || !seen.insert((a, b)) {
-                continue;
-            }
-            merges.push((a.to_string(), b.to_string()));
-        }
-        drop(seen);
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .ignore_merges(pre.ignore_merges)
-            .build()
-            .map_err(|e| TokenizerError::Build(e.to_string()))?;
-        let mut hf = tokenizers::Tokenizer::new(bpe);
-        hf.with_pre_tokenizer(Some(pretok::build(&pre)?));
-
+            let add_space_prefix = meta.bool_opt("tokenizer.ggml.add_space_prefix")?.unwrap_or(true);
+            Model::Spm(Spm::new(&tokens, scores, add_space_prefix))
+        } else {
+            Model::Bpe(byte_level_bpe(meta, &tokens, &pre)?)
+        };
         let n_u32 = n as u32;
         let read_id = |key: &str, default: Option<u32>| -> Result<Option<u32>, TokenizerError> {
             let default = default.filter(|&d| d < n_u32);
@@ -210,12 +197,13 @@ impl Tokenizer {
                 _ => default,
             })
         };
+        let (bos, eos, unk) = if spm { (Some(1), Some(2), Some(0)) } else { (Some(11), Some(11), None) };
         let mut specials = Specials {
-            bos: read_id("tokenizer.ggml.bos_token_id", Some(11))?,
-            eos: read_id("tokenizer.ggml.eos_token_id", Some(11))?,
+            bos: read_id("tokenizer.ggml.bos_token_id", bos)?,
+            eos: read_id("tokenizer.ggml.eos_token_id", eos)?,
             eot: read_id("tokenizer.ggml.eot_token_id", None)?,
             eom: read_id("tokenizer.ggml.eom_token_id", None)?,
-            unk: read_id("tokenizer.ggml.unknown_token_id", None)?,
+            unk: read_id("tokenizer.ggml.unknown_token_id", unk)?,
             pad: read_id("tokenizer.ggml.padding_token_id", None)?,
             fim_pre: read_id("tokenizer.ggml.fim_pre_token_id", None)?,
             fim_suf: read_id("tokenizer.ggml.fim_suf_token_id", None)?,
@@ -242,9 +230,9 @@ impl Tokenizer {
             }
         }
         let chat_template = meta.str_opt("tokenizer.chat_template")?.map(str::to_string);
-        let pre_label = pre_name.unwrap_or("default").to_string();
+        let pre_label = if spm { "spm" } else { pre_name.unwrap_or("default") }.to_string();
         Ok(Self::finish(
-            hf,
+            model,
             tokens,
             attrs,
             specials,
@@ -328,7 +316,7 @@ impl Tokenizer {
             ..Default::default()
         };
         Ok(Self::finish(
-            hf,
+            Model::Bpe(hf),
             tokens,
             attrs,
             specials,
@@ -339,7 +327,7 @@ impl Tokenizer {
 
     /// llama.cpp's name-based fix-ups, the end-of-generation set, and the caches.
     fn finish(
-        bpe: tokenizers::Tokenizer,
+        model: Model,
         tokens: Vec<String>,
         mut attrs: Vec<u8>,
         mut sp: Specials,
@@ -437,7 +425,11 @@ impl Tokenizer {
             if attr & (ATTR_UNKNOWN | ATTR_CONTROL | ATTR_USER_DEFINED) != 0 {
                 pieces.extend_from_slice(text.as_bytes());
             } else if attr & ATTR_NORMAL != 0 {
-                bytelevel::decode_token_text(text, &mut pieces);
+                match model {
+                    Model::Bpe(_) => bytelevel::decode_token_text(text, &mut pieces),
+                    // SPM entries spell spaces as `▁`.
+                    Model::Spm(_) => pieces.extend_from_slice(text.replace('\u{2581}', " ").as_bytes()),
+                }
             } else if attr & ATTR_BYTE != 0 {
                 pieces.push(byte_token_value(text));
             }
@@ -446,7 +438,7 @@ impl Tokenizer {
 
         Tokenizer {
             inner: Arc::new(Inner {
-                bpe,
+                model,
                 tokens,
                 attrs,
                 pieces,
@@ -459,6 +451,42 @@ impl Tokenizer {
             }),
         }
     }
+}
+
+/// The byte-level BPE model from `tokenizer.ggml.merges`, with the pre-tokenizer.
+fn byte_level_bpe(meta: &Metadata, tokens: &[String], pre: &pretok::PreSpec) -> Result<tokenizers::Tokenizer, TokenizerError> {
+    let merges_raw = meta.str_array("tokenizer.ggml.merges")?;
+    // llama.cpp: split at the first space after the first byte; the first rank of a pair wins.
+    let vocab: tokenizers::models::bpe::Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u32))
+        .collect();
+    let mut seen = std::collections::HashSet::with_capacity(merges_raw.len());
+    let mut merges = Vec::with_capacity(merges_raw.len());
+    for m in merges_raw {
+        // Byte offsets: the space is ASCII, so both halves stay valid UTF-8.
+        let Some(pos) = m.bytes().skip(1).position(|b| b == b' ').map(|p| p + 1) else {
+            continue;
+        };
+        let (a, b) = (&m[..pos], &m[pos + 1..]);
+        if a.is_empty() || b.is_empty() || !vocab.contains_key(a) || !vocab.contains_key(b) {
+            continue;
+        }
+        if !vocab.contains_key(&format!("{a}{b}")) || !seen.insert((a, b)) {
+            continue;
+        }
+        merges.push((a.to_string(), b.to_string()));
+    }
+    drop(seen);
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .ignore_merges(pre.ignore_merges)
+        .build()
+        .map_err(|e| TokenizerError::Build(e.to_string()))?;
+    let mut hf = tokenizers::Tokenizer::new(bpe);
+    hf.with_pre_tokenizer(Some(pretok::build(pre)?));
+    Ok(hf)
 }
 
 /// Whether a `tokenizer.json` component (or a `Sequence` of them) has the given `type`.

@@ -9,11 +9,13 @@
 //!   tokens, longest text first, each one cutting every remaining text fragment at all its
 //!   occurrences. Control (and unknown) tokens are recognized only with `parse_special = true`;
 //!   user-defined tokens always are.
-//! * **Byte-level BPE for the text between them**, done by the `tokenizers` crate: the
-//!   pre-tokenizer regexes llama.cpp uses for the vocabulary's `tokenizer.ggml.pre` (see
-//!   `pretok.rs`), GPT-2's byte-to-character mapping, and BPE merges by rank, with llama.cpp's
-//!   `ignore_merges` for the Llama 3 family (a pre-tokenized word that is itself in the vocabulary is
-//!   one token).
+//! * **Byte-level BPE for the text between them** (`tokenizer.ggml.model = gpt2`), done by the
+//!   `tokenizers` crate: the pre-tokenizer regexes llama.cpp uses for the vocabulary's
+//!   `tokenizer.ggml.pre` (see `pretok.rs`), GPT-2's byte-to-character mapping, and BPE merges by
+//!   rank, with llama.cpp's `ignore_merges` for the Llama 3 family (a pre-tokenized word that is
+//!   itself in the vocabulary is one token).
+//! * **Or SentencePiece-style merges by score** (`tokenizer.ggml.model = llama`: Llama 2, Phi-3,
+//!   Gemma's GGUFs), with byte fallback, as llama.cpp's SPM tokenizer does (`spm.rs`).
 //! * **Decoding** reproduces llama.cpp's `token_to_piece` byte for byte ([`Tokenizer::decode`],
 //!   [`Tokenizer::token_piece`], [`StreamDecoder`]), and [`Tokenizer::detokenize`] reproduces
 //!   `llama_detokenize`, which also removes some spaces for vocabularies with `clean_spaces`.
@@ -28,8 +30,8 @@
 //!   first (an accident of hashing: `<|eot_id|>` for Llama 3, `<|endoftext|>` for SmolLM2). Here
 //!   the first name in llama.cpp's list wins (`<|eot_id|>`, then `<|im_end|>`, …), so
 //!   [`Tokenizer::eot_id`] is `<|im_end|>` for SmolLM2. The stop set is the same either way.
-//! * Only byte-level BPE (`tokenizer.ggml.model = "gpt2"`) is supported, and only the
-//!   pre-tokenizer families listed in the error for an unknown `tokenizer.ggml.pre`.
+//! * Only byte-level BPE (`tokenizer.ggml.model = "gpt2"`) and SPM (`"llama"`) are supported, and
+//!   only the pre-tokenizer families listed in the error for an unknown `tokenizer.ggml.pre`.
 //! * Special tokens of equal length are tried in id order (llama.cpp's `std::sort` leaves their
 //!   order unspecified); this matters only if two such tokens overlap in the text.
 //! * A merge whose halves or result are not in the vocabulary is dropped (llama.cpp would apply it
@@ -42,6 +44,7 @@ mod build;
 mod bytelevel;
 pub mod chat;
 mod pretok;
+mod spm;
 mod stream;
 
 pub use chat::{apply_chat_template, apply_chat_template_with_tools, ChatMessage, TemplateError};
@@ -56,8 +59,9 @@ pub enum TokenizerError {
     /// A `tokenizer.*` key is missing or has the wrong type.
     #[error(transparent)]
     Metadata(#[from] MetadataError),
-    /// `tokenizer.ggml.model` names a vocabulary type other than byte-level BPE.
-    #[error("unsupported tokenizer model '{0}' in tokenizer.ggml.model: only 'gpt2' (byte-level BPE) is supported")]
+    /// `tokenizer.ggml.model` names a vocabulary type other than byte-level BPE or
+    /// SentencePiece-style.
+    #[error("unsupported tokenizer model '{0}' in tokenizer.ggml.model: only 'gpt2' (byte-level BPE) and 'llama' (SentencePiece-style) are supported")]
     UnsupportedModel(String),
     /// `tokenizer.ggml.pre` names a pre-tokenizer this crate does not implement.
     #[error("unsupported pre-tokenizer '{0}' in tokenizer.ggml.pre (supported: {list})", list = pretok::SUPPORTED)]
@@ -119,9 +123,17 @@ enum Fragment {
     Token(u32),
 }
 
+/// How the text between special tokens becomes tokens.
+enum Model {
+    /// Byte-level BPE with the pre-tokenizer (`tokenizers`).
+    Bpe(tokenizers::Tokenizer),
+    /// SentencePiece-style merges by score, with byte fallback.
+    Spm(spm::Spm),
+}
+
 struct Inner {
-    /// Byte-level BPE with the pre-tokenizer; it sees only text between special tokens.
-    bpe: tokenizers::Tokenizer,
+    /// Sees only the text between special tokens.
+    model: Model,
     /// Token texts by id (llama.cpp replaces empty texts with `[EMPTY_<id>]`).
     tokens: Vec<String>,
     attrs: Vec<u8>,
@@ -136,7 +148,8 @@ struct Inner {
     pre: String,
 }
 
-/// A byte-level BPE tokenizer with llama.cpp's special-token handling and decoding.
+/// A byte-level BPE or SentencePiece-style tokenizer with llama.cpp's special-token handling and
+/// decoding.
 ///
 /// Cheap to clone (the vocabulary is shared).
 #[derive(Clone)]
@@ -166,16 +179,23 @@ impl Tokenizer {
     /// parse_special)`.
     pub fn encode(&self, text: &str, parse_special: bool) -> Result<Vec<u32>, TokenizerError> {
         let mut out = Vec::with_capacity(text.len() / 3 + 1);
+        // SPM puts a space before text at the start and after a special token.
+        let mut after_special = true;
         for frag in self.partition(text, parse_special) {
             match frag {
-                Fragment::Token(id) => out.push(id),
+                Fragment::Token(id) => {
+                    out.push(id);
+                    after_special = true;
+                }
                 Fragment::Text(s, e) => {
-                    let enc = self
-                        .inner
-                        .bpe
-                        .encode_fast(&text[s..e], false)
-                        .map_err(|e| TokenizerError::Encode(e.to_string()))?;
-                    out.extend_from_slice(enc.get_ids());
+                    match &self.inner.model {
+                        Model::Bpe(bpe) => {
+                            let enc = bpe.encode_fast(&text[s..e], false).map_err(|e| TokenizerError::Encode(e.to_string()))?;
+                            out.extend_from_slice(enc.get_ids());
+                        }
+                        Model::Spm(spm) => spm.tokenize(&text[s..e], after_special, &mut out)?,
+                    }
+                    after_special = false;
                 }
             }
         }
@@ -267,6 +287,13 @@ impl Tokenizer {
     /// generated text: they keep the exact bytes.
     pub fn detokenize(&self, ids: &[u32], render_special: bool) -> String {
         let mut text = self.decode_bytes(ids, render_special);
+        // SPM: the space the encoder put first goes (llama.cpp's `remove_space`: at most one,
+        // from the first token's piece).
+        if let (Model::Spm(spm), Some(&first)) = (&self.inner.model, ids.first()) {
+            if spm.add_space_prefix && self.token_piece(first, render_special).first() == Some(&b' ') {
+                text.remove(0);
+            }
+        }
         if self.inner.specials.clean_spaces {
             clean_up_spaces(&mut text);
         }
@@ -366,7 +393,11 @@ impl Tokenizer {
 
     /// The id whose vocabulary entry is exactly `text`, if any.
     pub fn token_id(&self, text: &str) -> Option<u32> {
-        self.inner.bpe.token_to_id(text).or_else(|| {
+        let found = match &self.inner.model {
+            Model::Bpe(bpe) => bpe.token_to_id(text),
+            Model::Spm(_) => None,
+        };
+        found.or_else(|| {
             self.inner
                 .tokens
                 .iter()
