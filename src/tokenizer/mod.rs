@@ -37,8 +37,9 @@
 //! * A merge whose halves or result are not in the vocabulary is dropped (llama.cpp would apply it
 //!   and then fall back to single bytes); no real vocabulary has one.
 //! * The per-model LSTRIP/RSTRIP attributes llama.cpp sets by `general.name` (Phi-3, jina v2,
-//!   ModernBERT) are not applied: none of those models is byte-level BPE with a supported
-//!   pre-tokenizer.
+//!   ModernBERT) are not applied yet. For Phi-3 (an SPM vocabulary) that matters only where text
+//!   follows a special token with whitespace first, as in its chat prompts: llama.cpp drops that
+//!   whitespace (RSTRIP) and this tokenizer keeps it. Plain text tokenizes the same.
 
 mod build;
 mod bytelevel;
