@@ -142,6 +142,7 @@ fn llama_cpp_vocab_tests_spm() {
         let ids = tok.encode("\u{1F996}", false).unwrap();
         assert_eq!(ids.iter().map(|&i| tok.token_text(i).unwrap()).collect::<Vec<_>>(), ["\u{2581}", "<0xF0>", "<0x9F>", "<0xA6>", "<0x96>"], "{name}");
         assert_eq!(tok.decode(&ids, false), " \u{1F996}");
+        assert_eq!(tok.token_id("\u{2581}"), ids.first().copied(), "{name}");
     }
 }
 

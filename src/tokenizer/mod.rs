@@ -396,7 +396,7 @@ impl Tokenizer {
     pub fn token_id(&self, text: &str) -> Option<u32> {
         let found = match &self.inner.model {
             Model::Bpe(bpe) => bpe.token_to_id(text),
-            Model::Spm(_) => None,
+            Model::Spm(spm) => spm.id(text),
         };
         found.or_else(|| {
             self.inner

@@ -68,6 +68,11 @@ impl Spm {
         Spm { ids, scores, bytes, add_space_prefix }
     }
 
+    /// The id of the entry whose text is exactly `text`.
+    pub(crate) fn id(&self, text: &str) -> Option<u32> {
+        self.ids.get(text).copied()
+    }
+
     /// Appends the tokens of `text` (raw text between special tokens; `prefix`: put a space
     /// before it, as llama.cpp does at the start and after a special token).
     pub(crate) fn tokenize(&self, text: &str, prefix: bool, out: &mut Vec<u32>) -> Result<(), TokenizerError> {
