@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // Reference log-probabilities from llama.cpp (CPU, via the pinned node-llama-cpp 3.21.1) for synthetic Llama-3-shaped
 // models, which have what SmolLM2 lacks: rope_freqs frequency factors (RoPE scaling 8 as in Llama 3.1, 32 as in 3.2),
-// head size 128, 4:1 and 3:1 grouped-query attention, an untied output matrix, the 128,256-token output layer.
+// head size 128, 4:1 and 3:1 grouped-query attention, an untied output matrix, the 128,256-token output layer; and the
+// tiny shape in the other families' blocks (Qwen2, Qwen3, Gemma 3), which no registry has small real weights of but
+// Gemma 3 270M.
 // Writes tests/fixtures/llama3-synth.json; tests/llama3_reference.rs reads it, so it does not need llama.cpp.
 //
 //     node scripts/ref-llama3.mjs          (run scripts/setup first; scripts/make-fixtures runs this)
@@ -33,7 +35,7 @@
 // Everything runs on 1 thread (thread count does not change the results). A rerun gives the same JSON.
 import {spawnSync} from "node:child_process";
 import {existsSync, rmSync} from "node:fs";
-import {mkdir} from "node:fs/promises";
+import {mkdir, readFile} from "node:fs/promises";
 import path from "node:path";
 import {
     CONTEXT, NLC_VERSION, ROOT, THREADS, TOP_N, checkFullSoftmax, cpuKernels, dequantizeToF32, llamaCppRelease, positionsJson,
@@ -66,8 +68,16 @@ const CASES = [
     {name: "tiny-iq1_s", shape: "tiny", layers: null, seed: 38, type: "iq1_s",
         covers: "llama.cpp's IQ1_S mix: IQ1_S, IQ2_XXS (attn_output), Q2_K (attn_v, token_embd), Q5_K"},
     {name: "tiny-iq1_m", shape: "tiny", layers: null, seed: 39, type: "iq1_m",
-        covers: "llama.cpp's IQ1_M mix: IQ1_M, IQ2_XXS (attn_output), Q2_K (attn_v, token_embd), Q5_K"}
+        covers: "llama.cpp's IQ1_M mix: IQ1_M, IQ2_XXS (attn_output), Q2_K (attn_v, token_embd), Q5_K"},
+    {name: "tiny-qwen2", shape: "tiny", layers: null, seed: 40, type: "q4_k_m", arch: "qwen2",
+        covers: "the tiny shape as Qwen2/Qwen2.5: Q, K and V biases; RoPE on halves (NEOX); no frequency factors"},
+    {name: "tiny-qwen3", shape: "tiny", layers: null, seed: 41, type: "q4_k_m", arch: "qwen3",
+        covers: "the tiny shape as Qwen3: per-head RMSNorm of Q and K before RoPE; RoPE on halves"},
+    {name: "tiny-gemma3", shape: "tiny", layers: null, seed: 42, type: "q4_k_m", arch: "gemma3",
+        covers: "the tiny shape as Gemma 3: embeddings scaled by sqrt(n_embd), per-head Q/K norms, post-attention and post-FFN norms, GELU (tanh) gate, a local layer (32-position sliding window, RoPE base 10000) then a global one, tied output"}
 ];
+// REF_CASES=a,b regenerates only those cases, keeping the fixture's others as they are.
+const ONLY = process.env.REF_CASES ? process.env.REF_CASES.split(",") : null;
 const N_TOKENS = 128;
 const N_SCORED = 32;
 const F32_KV = {experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32"};
@@ -95,7 +105,7 @@ async function makeFiles(c) {
     const q = path.join(WORK, `${c.name}.${c.type.toUpperCase()}.gguf`);
     const f32 = path.join(WORK, `${c.name}.F32.gguf`);
     const args = ["synth", "-o", q, "--shape", c.shape, "--type", c.type, "--seed", String(c.seed),
-        "--vocab", VOCAB, "--chat-template", TEMPLATE];
+        "--arch", c.arch ?? "llama", "--vocab", VOCAB, "--chat-template", TEMPLATE];
     if (c.layers != null) args.push("--layers", String(c.layers));
     run(BIN, args);
     await dequantizeToF32(q, f32);
@@ -128,17 +138,26 @@ async function main() {
 
     const {llama, kernels} = await startLlama();
     console.log(`llama.cpp ${llamaCppRelease()}, CPU backend, ${THREADS} thread(s)`);
-    let tokens = null;
+    const old = ONLY ? JSON.parse(await readFile(OUT_PATH, "utf8")) : null;
+    let tokens = old ? old.tokens : null;
     const cases = [];
     for (const c of CASES) {
+        if (ONLY && !ONLY.includes(c.name)) {
+            const kept = old.cases.find((k) => k.name === c.name);
+            if (!kept) throw new Error(`${c.name} is not in the fixture yet: include it in REF_CASES`);
+            cases.push(kept);
+            continue;
+        }
         const files = await makeFiles(c);
         kernels.amx = false; // set again by loadModel if ggml repacks this model's weights for AMX
         const models = {
             quantized: await llama.loadModel({modelPath: files.q.path, gpuLayers: 0}),
             f32: await llama.loadModel({modelPath: files.f32.path, gpuLayers: 0})
         };
+        const arch = c.arch ?? "llama";
         const meta = models.f32.fileInfo.metadata;
-        const vocabSize = Number(meta.llama.vocab_size);
+        const hm = meta[arch];
+        const vocabSize = Number(hm.vocab_size);
         if (tokens === null) {
             if (!models.f32.tokens.shouldPrependBosToken) throw new Error("expected BOS for the Llama 3 vocabulary");
             tokens = [models.f32.tokens.bos, ...models.f32.tokenize(TEXT, false)];
@@ -156,10 +175,10 @@ async function main() {
         }
         const kernelsRan = cpuKernels(kernels);
         const hp = {
-            n_layer: Number(meta.llama.block_count), n_embd: Number(meta.llama.embedding_length),
-            n_ff: Number(meta.llama.feed_forward_length), n_head: Number(meta.llama.attention.head_count),
-            n_head_kv: Number(meta.llama.attention.head_count_kv), n_vocab: vocabSize,
-            head_dim: Number(meta.llama.rope.dimension_count),
+            n_layer: Number(hm.block_count), n_embd: Number(hm.embedding_length),
+            n_ff: Number(hm.feed_forward_length), n_head: Number(hm.attention.head_count),
+            n_head_kv: Number(hm.attention.head_count_kv), n_vocab: vocabSize,
+            head_dim: Number(hm.rope.dimension_count),
             output: models.f32.fileInfo.tensorInfo.some((t) => t.name === "output.weight") ? "untied" : "tied",
             rope_freqs: models.f32.fileInfo.tensorInfo.some((t) => t.name === "rope_freqs.weight")
         };
@@ -168,7 +187,7 @@ async function main() {
             `f32 vs ${c.type} ${maxDiff(runs.f32, runs.quantized).toExponential(2)}`);
         cases.push({
             name: c.name,
-            synth: {shape: c.shape, layers: c.layers, type: c.type, seed: c.seed},
+            synth: {shape: c.shape, layers: c.layers, type: c.type, seed: c.seed, arch},
             covers: c.covers,
             hparams: hp,
             model_sha256: files.q.sha256,
@@ -188,7 +207,7 @@ async function main() {
         generator: `node-llama-cpp ${NLC_VERSION} (llama.cpp ${llamaCppRelease()}, CPU)`,
         notes: [
             "Regenerate with scripts/make-fixtures (node scripts/ref-llama3.mjs); see the header of scripts/ref-llama3.mjs.",
-            "Each case is a synthetic Llama-3-shaped model: `llama-webgpu synth --shape S [--layers N] --type TYPE --seed SEED` (synth.type: q4_k_m, or an i-quant mix) with the vocabulary and chat template scripts/setup puts in .cache/models; model_sha256 is that file's sha256.",
+            "Each case is a synthetic Llama-3-shaped model: `llama-webgpu synth --shape S [--layers N] --type TYPE --seed SEED --arch ARCH` (synth.type: q4_k_m, or an i-quant mix; synth.arch: llama, or the family whose block the shape is written in) with the vocabulary and chat template scripts/setup puts in .cache/models; model_sha256 is that file's sha256.",
             "f32_sha256: the sha256 of llama.cpp's F32 dequantization of that file (llama_model_quantize, ftype ALL_F32, allow_requantize).",
             "tokens: llama.cpp's tokenization of a fixed English text with BOS; the model runs tokens[0..n_tokens] teacher-forced in one batch on a fresh context (flash attention off). Scored positions are scored_from..n_tokens-1; entry k of each run is position scored_from+k.",
             "Each scored position holds the 5 most likely next tokens as [token id, natural-log probability]; probability = full softmax of the raw logits over the whole vocabulary, renormalized in double precision, rounded to 6 decimals.",

@@ -22,10 +22,12 @@ struct Params {
     // n_kv * head_dim / 4: one cache row
     kvw4: u32,
     capacity: u32,
-    // 1 / sqrt(head_dim)
+    // Multiplier of the scores (1 / sqrt(head_dim) for every family here)
     scale: f32,
     // Splits the partial-result buffers hold per (token, head): ceil(capacity / KPS).
     max_split: u32,
+    // A sliding window: each query sees only the last `window` positions up to its own (0: all).
+    window: u32,
 }
 
 struct Step {
@@ -134,6 +136,12 @@ fn token_ctx(t: u32) -> u32 {
     return min(step.pos + t + 1u, params.capacity);
 }
 
+// The first key a query with `ctx` keys sees: with a sliding window, keys at least `window`
+// positions back are masked (llama.cpp's standard sliding window).
+fn first_key(ctx: u32) -> u32 {
+    return select(0u, ctx - min(ctx, params.window), params.window > 0u);
+}
+
 @compute @workgroup_size(128)
 fn attend_split(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -166,6 +174,7 @@ fn attend_split(
     let lane = lid % LPH;
     // Row r is query head h0 + r % HPW of token t0 + r / HPW.
     let g_ctx = token_ctx(t0 + min(g, R - 1u) / HPW);
+    let g_first = first_key(g_ctx);
     // The p·V layout.
     let col = lid % hd4;
     let vl = lid / hd4;
@@ -194,7 +203,9 @@ fn attend_split(
         var mx = LOWEST;
         if (g < R) {
             for (var k = lane; k < n_here && c0 + k < g_ctx; k += LPH) {
-                mx = max(mx, sc_sh[g * KPS + k]);
+                if (c0 + k >= g_first) {
+                    mx = max(mx, sc_sh[g * KPS + k]);
+                }
             }
         }
         let m_new = max(m, seg_reduce(mx, lid, true));
@@ -203,7 +214,7 @@ fn attend_split(
         if (g < R) {
             for (var k = lane; k < n_here; k += LPH) {
                 var p = 0.0;
-                if (c0 + k < g_ctx) {
+                if (c0 + k < g_ctx && c0 + k >= g_first) {
                     p = exp(sc_sh[g * KPS + k] - m_new);
                 }
                 sc_sh[g * KPS + k] = p;

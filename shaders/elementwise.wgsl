@@ -1,5 +1,8 @@
-// Element-wise kernels on f32 activations `[n_tokens][width]`: residual add and the SwiGLU gate.
+// Element-wise kernels on f32 activations `[n_tokens][width]`: residual add and the gated
+// product of the feed-forward block (SwiGLU, or GeGLU with GELU: gate.wgsl).
 // Activations stay f32 in every variant; only weights and the KV cache change precision.
+
+#include "gate.wgsl"
 
 struct Params {
     width: u32,
@@ -24,12 +27,11 @@ fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
     }
 }
 
-// x = silu(x) * y  (x is the gate projection, y the up projection)
+// x = gate(x) * y  (x is the gate projection, y the up projection)
 @compute @workgroup_size(256)
-fn swiglu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn glu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
     if (i < params.width * step.n_tokens) {
-        let g = x[i];
-        x[i] = g / (1.0 + exp(-g)) * y[i];
+        x[i] = gate4(vec4<f32>(x[i])).x * y[i];
     }
 }

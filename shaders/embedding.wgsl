@@ -4,7 +4,7 @@
 // dispatch writes the tokens whose id falls in its part's rows, and the last part also writes
 // zeros for ids past the end of the table.
 //
-// Defines: one TYPE_* (quant.wgsl).
+// Defines: one TYPE_* (quant.wgsl); SCALE, a multiplier of every value (Gemma's √n_embd).
 
 #include "quant.wgsl"
 
@@ -36,6 +36,10 @@ fn embed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     let base = t * params.out_stride + u * 32u;
     let n = min(32u, params.cols - u * 32u);
     for (var k = 0u; k < n; k++) {
+#ifdef SCALE
+        out[base + k] = v[k >> 2u][k & 3u] * {{SCALE}};
+#else
         out[base + k] = v[k >> 2u][k & 3u];
+#endif
     }
 }

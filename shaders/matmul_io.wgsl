@@ -2,8 +2,8 @@
 // (tiled prefill): MatmulOp binds both kernels the same way, so that either can run a layer's
 // product. w: one part of a weight in the GPU layout (quant.wgsl); x: f32 activations, as vec4
 // when X_VEC4 (cols % 4 == 0); y: f32 outputs. X_GLU (the feed-forward down projection): x is
-// the gate projection and x_up the up projection, and the product's input is silu(x) · x_up,
-// formed as the activations load (quant.wgsl's x4), so SwiGLU needs no dispatch of its own.
+// the gate projection and x_up the up projection, and the product's input is gate(x) · x_up (gate.wgsl),
+// formed as the activations load (quant.wgsl's x4), so the gate needs no dispatch of its own.
 // INT_DOT (matvec.wgsl only): binding 1 holds the activations quantized by quantize.wgsl.
 // X_NORM (matvec.wgsl, one token, X_VEC4): x is the residual stream and the product's input is
 // its RMSNorm with weight x_norm, applied as the activations load (the per-token scale at the

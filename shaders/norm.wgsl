@@ -1,6 +1,7 @@
-// RMSNorm over f32 rows `[n_tokens][dim]`: y[t] = x[t] / sqrt(mean(x[t]²) + eps) * w.
+// RMSNorm over f32 rows `[n_tokens][rows][dim]`: y[r] = x[r] / sqrt(mean(x[r]²) + eps) * w. A
+// token is one row, or (Qwen3's and Gemma 3's per-head norms of Q and K) one row per head.
 //
-// One workgroup of 256 invocations per token row. Each invocation sums the squares of a
+// One workgroup of 256 invocations per row. Each invocation sums the squares of a
 // strided slice of the row (coalesced loads), the workgroup reduces the 256 partial sums
 // (a subgroup shuffle butterfly + one small workgroup-memory step with SUBGROUPS, a shared-memory tree
 // otherwise), and every invocation then scales its slice. The sum is f32 (the CPU reference
@@ -13,6 +14,8 @@
 struct Params {
     dim: u32,
     eps: f32,
+    // Rows per token.
+    rows: u32,
 }
 
 struct Step {
@@ -45,6 +48,7 @@ const WG: u32 = 256u;
 @compute @workgroup_size(256)
 fn rms_norm(
     @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 #ifdef SUBGROUPS
     @builtin(subgroup_invocation_id) lane: u32,
@@ -55,8 +59,8 @@ fn rms_norm(
     sg_lane = lane;
     sg_size = size;
 #endif
-    let t = wid.x;
-    if (t >= step.n_tokens) {
+    let t = wid.x + wid.y * nwg.x;
+    if (t >= step.n_tokens * params.rows) {
         return;
     }
     let dim = params.dim;

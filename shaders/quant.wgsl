@@ -628,6 +628,9 @@ fn dequant_unit(r: u32, u: u32) -> array<vec4<f32>, 8> {
 #endif
 
 #ifdef ACTIVATIONS
+#ifdef X_GLU
+#include "gate.wgsl"
+#endif
 // Elements k .. k+3 of activation row t (x is f32 [n_tokens][cols]); elements past `cols` (the
 // zero padding of F32/F16 rows) read as 0.
 fn x4(t: u32, k: u32) -> vec4<f32> {
@@ -644,8 +647,8 @@ fn x4(t: u32, k: u32) -> vec4<f32> {
 #endif
 #endif
 #ifdef X_GLU
-    // SwiGLU, as the CPU reference writes it: silu(gate) · up.
-    v = v / (vec4<f32>(1.0) + exp(-v)) * up;
+    // The gated product, as the CPU reference writes it: gate(gate) · up.
+    v = gate4(v) * up;
 #endif
 #ifdef XMASK
     v = select(vec4<f32>(0.0), v, vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(params.cols));

@@ -15,7 +15,8 @@
 // k-quant rows have). Each layer input is quantized once for every product that takes it.
 //
 // X_GLU (the down projection's input): x is the gate projection and x_up the up projection, and
-// the value quantized is silu(x) · x_up, so SwiGLU needs no dispatch of its own.
+// the value quantized is gate(x) · x_up (SiLU, or GELU with GELU: gate.wgsl), so the gated product
+// needs no dispatch of its own.
 
 struct QuantizeParams {
     cols: u32,
@@ -33,6 +34,7 @@ struct Step {
 @group(0) @binding(3) var<uniform> step: Step;
 #ifdef X_GLU
 @group(0) @binding(4) var<storage, read> x_up: array<f32>;
+#include "gate.wgsl"
 #endif
 
 const WG: u32 = 64u;
@@ -45,8 +47,8 @@ fn value(t: u32, k: u32) -> f32 {
     let e = t * qp.cols + k;
     var v = x[e];
 #ifdef X_GLU
-    // SwiGLU, as the CPU reference and quant.wgsl's x4 write it: silu(gate) · up.
-    v = v / (1.0 + exp(-v)) * x_up[e];
+    // The gated product, as the CPU reference and quant.wgsl's x4 write it: gate(gate) · up.
+    v = gate4(vec4<f32>(v)).x * x_up[e];
 #endif
     return v;
 }

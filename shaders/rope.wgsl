@@ -1,7 +1,10 @@
-// "Normal" RoPE (llama.cpp's GGML_ROPE_TYPE_NORMAL), in place on f32 `[n_tokens][n_heads][head_dim]`:
-// the adjacent pair (x[2i], x[2i+1]) of every head, i < rope_dim / 2, is rotated by
+// RoPE in place on f32 `[n_tokens][n_heads][head_dim]`: rotation pair i of every head,
+// i < rope_dim / 2, is turned by
 //   theta_i = freq_scale · (pos · theta_scale^i / freq_factor[i]),   theta_scale = base^(-2/rope_dim)
-// at pos = step.pos + t. Pairs past rope_dim / 2 are left alone.
+// at pos = step.pos + t. Pair i is the adjacent (x[2i], x[2i+1]) (llama.cpp's
+// GGML_ROPE_TYPE_NORMAL: Llama, whose conversion permutes Q and K), or with HALVES
+// (x[i], x[i + head_dim/2]) (its NEOX type: Qwen, Gemma; rope_dim = head_dim, a multiple of 4).
+// Pairs past rope_dim / 2 are left alone.
 //
 // Precision. theta reaches ~8000 rad at position 8000, where one f32 ulp is 5e-4 rad, so any
 // difference in how theta is rounded shows up directly in the output. To reproduce the CPU
@@ -16,7 +19,9 @@
 // steps (Cody-Waite) and evaluates Taylor polynomials on [-pi/4, pi/4]: ~2e-7 absolute error
 // for angles below ~30000 rad.
 //
-// One invocation per (token, head, pair). Variants: FREQ_FACTORS (a per-pair divisor buffer),
+// One invocation per (token, head, pair), with HALVES per two pairs (vec2s i and i + head_dim/4
+// of a head, so that every access stays a whole vec2 — an f16 cache word). BIAS (with
+// KV_WRITE) adds Q's, K's and V's biases first. Variants: FREQ_FACTORS (a per-pair divisor buffer),
 // PAIR (a second buffer `x2` of n_heads2 heads, a layer's K beside its Q, rotated by the same
 // dispatch: invocations past the first buffer's pairs take the second's), and with PAIR,
 // KV_WRITE: the rotated K and this step's V go straight into the KV cache rows step.pos + t
@@ -64,6 +69,13 @@ alias KV2 = vec2<f32>;
 @group(0) @binding(6) var<storage, read_write> k_cache: array<KV2>;
 @group(0) @binding(7) var<storage, read_write> v_cache: array<KV2>;
 #endif
+#ifdef BIAS
+// Qwen2's biases of Q, K and V ([n_heads][head_dim] each), added before the rotation (and to V
+// before the cache write).
+@group(0) @binding(8) var<storage, read> bias_q: array<vec2<f32>>;
+@group(0) @binding(9) var<storage, read> bias_k: array<vec2<f32>>;
+@group(0) @binding(10) var<storage, read> bias_v: array<vec2<f32>>;
+#endif
 
 // (sin a, cos a).
 fn sin_cos(a: f32) -> vec2<f32> {
@@ -86,61 +98,148 @@ fn sin_cos(a: f32) -> vec2<f32> {
     }
 }
 
+// The angle of rotation pair j at position `pos`: theta_base built by repeated multiplication,
+// as the reference builds it (see the top of the file).
+fn angle(pos: f32, j: u32) -> f32 {
+    var theta_base = pos;
+    for (var k = 0u; k < min(j, params.n_pairs); k++) {
+        theta_base = theta_base * params.theta_scale;
+    }
+#ifdef FREQ_FACTORS
+    return params.freq_scale * (theta_base / freq_factors[min(j, params.n_pairs - 1u)]);
+#else
+    return params.freq_scale * theta_base;
+#endif
+}
+
+// (x0, x1) turned by the angle whose (sin, cos) is sc.
+fn turn(x0: f32, x1: f32, sc: vec2<f32>) -> vec2<f32> {
+    return vec2<f32>(x0 * sc.y - x1 * sc.x, x0 * sc.x + x1 * sc.y);
+}
+
+#ifdef HALVES
+// HALVES: the vec2s `lo` (elements 2i, 2i+1 of a head) and `hi` (2i + head_dim/2, 2i+1 +
+// head_dim/2) hold two rotation pairs, (lo.x, hi.x) at angle 2i and (lo.y, hi.y) at 2i + 1.
+fn turn_halves(lo: vec2<f32>, hi: vec2<f32>, sc0: vec2<f32>, sc1: vec2<f32>) -> array<vec2<f32>, 2> {
+    let a = turn(lo.x, hi.x, sc0);
+    let b = turn(lo.y, hi.y, sc1);
+    return array<vec2<f32>, 2>(vec2<f32>(a.x, b.x), vec2<f32>(a.y, b.y));
+}
+#endif
+
 @compute @workgroup_size(256)
 fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     var idx = gid.x + gid.y * nwg.x * 256u;
-    // Pairs with an invocation, per head.
-    var n_pairs = params.n_pairs;
+    // Invocations per head: one per pair, or with HALVES one per two pairs.
+#ifdef HALVES
+    var per_head = params.head_dim / 4u;
+#else
+    var per_head = params.n_pairs;
+#endif
     var n_heads = params.n_heads;
     var second = false;
 #ifdef PAIR
-    if (idx >= n_heads * n_pairs * step.n_tokens) {
-        idx -= n_heads * n_pairs * step.n_tokens;
+    if (idx >= n_heads * per_head * step.n_tokens) {
+        idx -= n_heads * per_head * step.n_tokens;
         n_heads = params.n_heads2;
         second = true;
 #ifdef KV_WRITE
-        n_pairs = params.head_dim / 2u;
+#ifdef HALVES
+#else
+        per_head = params.head_dim / 2u;
+#endif
 #endif
     }
 #endif
-    let per_token = n_heads * n_pairs;
+    let per_token = n_heads * per_head;
     if (idx >= per_token * step.n_tokens) {
         return;
     }
     let t = idx / per_token;
     let rem = idx - t * per_token;
-    let head = rem / n_pairs;
-    let i = rem - head * n_pairs;
-
-    var theta_base = f32(step.pos + t);
-    for (var j = 0u; j < min(i, params.n_pairs); j++) {
-        theta_base = theta_base * params.theta_scale;
-    }
-#ifdef FREQ_FACTORS
-    let theta = params.freq_scale * (theta_base / freq_factors[min(i, params.n_pairs - 1u)]);
+    let head = rem / per_head;
+    let i = rem - head * per_head;
+    let pos = f32(step.pos + t);
+    // vec2s per head
+    let half = params.head_dim / 2u;
+    let at = (t * n_heads + head) * half + i;
+    // The same vec2 within its projection's bias, and within a cache row.
+    let in_row = head * half + i;
+#ifdef HALVES
+    let quarter = half / 2u;
+    let sc0 = sin_cos(angle(pos, 2u * i));
+    let sc1 = sin_cos(angle(pos, 2u * i + 1u));
 #else
-    let theta = params.freq_scale * theta_base;
+    let sc = sin_cos(angle(pos, i));
 #endif
-    let sc = sin_cos(theta);
-
-    let at = (t * n_heads + head) * (params.head_dim / 2u) + i;
 #ifdef PAIR
     if (second) {
-        let v = x2[at];
-        let r = vec2<f32>(v.x * sc.y - v.y * sc.x, v.x * sc.x + v.y * sc.y);
+#ifdef HALVES
+        var lo = x2[at];
+        var hi = x2[at + quarter];
+#ifdef BIAS
+        lo += bias_k[in_row];
+        hi += bias_k[in_row + quarter];
+#endif
+        let r = turn_halves(lo, hi, sc0, sc1);
+#ifdef KV_WRITE
+        let row = step.pos + t;
+        if (row < params.capacity) {
+            let c = row * n_heads * half + in_row;
+            k_cache[c] = KV2(r[0]);
+            k_cache[c + quarter] = KV2(r[1]);
+            var v0 = v_new[at];
+            var v1 = v_new[at + quarter];
+#ifdef BIAS
+            v0 += bias_v[in_row];
+            v1 += bias_v[in_row + quarter];
+#endif
+            v_cache[c] = KV2(v0);
+            v_cache[c + quarter] = KV2(v1);
+        }
+#else
+        x2[at] = r[0];
+        x2[at + quarter] = r[1];
+#endif
+#else
+        var v = x2[at];
+#ifdef BIAS
+        v += bias_k[in_row];
+#endif
+        let r = turn(v.x, v.y, sc);
 #ifdef KV_WRITE
         let row = step.pos + t;
         if (row < params.capacity) {
             // Pairs past rope_dim / 2 keep their values.
             k_cache[row * per_token + rem] = KV2(select(v, r, i < params.n_pairs));
-            v_cache[row * per_token + rem] = KV2(v_new[at]);
+            var vv = v_new[at];
+#ifdef BIAS
+            vv += bias_v[in_row];
+#endif
+            v_cache[row * per_token + rem] = KV2(vv);
         }
 #else
         x2[at] = r;
 #endif
+#endif
         return;
     }
 #endif
-    let v = x[at];
-    x[at] = vec2<f32>(v.x * sc.y - v.y * sc.x, v.x * sc.x + v.y * sc.y);
+#ifdef HALVES
+    var lo = x[at];
+    var hi = x[at + quarter];
+#ifdef BIAS
+    lo += bias_q[in_row];
+    hi += bias_q[in_row + quarter];
+#endif
+    let r = turn_halves(lo, hi, sc0, sc1);
+    x[at] = r[0];
+    x[at + quarter] = r[1];
+#else
+    var v = x[at];
+#ifdef BIAS
+    v += bias_q[in_row];
+#endif
+    x[at] = turn(v.x, v.y, sc);
+#endif
 }

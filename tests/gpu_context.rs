@@ -4,11 +4,13 @@
 
 mod common;
 
-use llama_webgpu::gpu::ops::{step_buffer, AddOp, Step, SwigluOp};
+use llama_webgpu::gpu::ops::{step_buffer, AddOp, Step, GluOp};
 use llama_webgpu::gpu::{kernels, GpuContext, GpuOptions};
+use llama_webgpu::model::Gate;
 
-/// Runs add or swiglu over `[n_tokens][width]` through the op API, as the model graph does.
-fn run_elementwise(ctx: &GpuContext, entry: &str, x: &[f32], y: &[f32]) -> Vec<f32> {
+/// Runs add (no gate) or the gated product over `[n_tokens][width]` through the op API, as the
+/// model graph does.
+fn run_elementwise(ctx: &GpuContext, gate: Option<Gate>, x: &[f32], y: &[f32]) -> Vec<f32> {
     // Split into "tokens" of a width that does not divide the workgroup size.
     let width = if x.len().is_multiple_of(7) {
         7
@@ -31,14 +33,9 @@ fn run_elementwise(ctx: &GpuContext, entry: &str, x: &[f32], y: &[f32]) -> Vec<f
     let mut enc = ctx.device.create_command_encoder(&Default::default());
     {
         let mut pass = enc.begin_compute_pass(&Default::default());
-        if entry == "add" {
-            AddOp::new(ctx, &xb, &yb, width as u32, &step)
-                .unwrap()
-                .record(&mut pass, n_tokens);
-        } else {
-            SwigluOp::new(ctx, &xb, &yb, width as u32, &step)
-                .unwrap()
-                .record(&mut pass, n_tokens);
+        match gate {
+            None => AddOp::new(ctx, &xb, &yb, width as u32, &step).unwrap().record(&mut pass, n_tokens),
+            Some(g) => GluOp::new(ctx, &xb, &yb, width as u32, g, &step).unwrap().record(&mut pass, n_tokens),
         }
     }
     ctx.queue.submit([enc.finish()]);
@@ -79,18 +76,23 @@ fn elementwise_kernels_match_cpu() {
             let y: Vec<f32> = (0..n)
                 .map(|i| ((i * 13 % 97) as f32 - 40.0) / 11.0)
                 .collect();
-            let got = run_elementwise(&ctx, "add", &x, &y);
+            let got = run_elementwise(&ctx, None, &x, &y);
             for i in 0..n {
                 assert_eq!(got[i], x[i] + y[i]);
             }
-            let got = run_elementwise(&ctx, "swiglu", &x, &y);
-            for i in 0..n {
-                let want = x[i] / (1.0 + (-x[i]).exp()) * y[i];
-                assert!(
-                    (got[i] - want).abs() <= 1e-5 * want.abs().max(1.0),
-                    "swiglu n={n} i={i}: {} vs {want}",
-                    got[i]
-                );
+            // Gates over ±7, and over ±57 for GELU, whose tanh must saturate without overflow.
+            let wide: Vec<f32> = x.iter().map(|v| v * 8.0).collect();
+            for (gate, x) in [(Gate::Silu, &x), (Gate::GeluTanh, &x), (Gate::GeluTanh, &wide)] {
+                let got = run_elementwise(&ctx, Some(gate), x, &y);
+                for i in 0..n {
+                    let want = gate.apply(x[i]) * y[i];
+                    assert!(
+                        (got[i] - want).abs() <= 1e-5 * want.abs().max(1.0),
+                        "{gate:?} n={n} i={i} x={}: {} vs {want}",
+                        x[i],
+                        got[i]
+                    );
+                }
             }
         }
         let before = ctx.pipeline_count();

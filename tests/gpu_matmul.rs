@@ -21,6 +21,7 @@
 mod common;
 
 use llama_webgpu::gguf::GgufFile;
+use llama_webgpu::model::Gate;
 use llama_webgpu::gpu::ops::{int_dot_supported, step_buffer, ActivationBlocks, DecodeInput, EmbeddingOp, MatmulConfig, MatmulOp, QuantizeOp, Step, XQ_UNIT_BYTES};
 use llama_webgpu::gpu::weights::GpuWeight;
 use llama_webgpu::gpu::{GpuContext, GpuError, GpuOptions};
@@ -253,13 +254,13 @@ fn gpu_matmul_with(
 
 /// Checks `got` against the f64 reference with the bound explained at the top; returns the
 /// largest error relative to Σ|w·x|.
-/// One token through [`MatmulOp::with_glu_input`]: the product of `w` with silu(gate) ⊙ up.
-fn gpu_glu_matmul(ctx: &GpuContext, w: &GpuWeight, gate: &[f32], up: &[f32], config: Option<MatmulConfig>) -> Vec<f32> {
+/// One token through [`MatmulOp::with_glu_input`]: the product of `w` with g(gate) ⊙ up.
+fn gpu_glu_matmul(ctx: &GpuContext, w: &GpuWeight, gate: &[f32], up: &[f32], g: Gate, config: Option<MatmulConfig>) -> Vec<f32> {
     let (gb, ub) = (ctx.upload("gate", bytemuck::cast_slice(gate)).unwrap(), ctx.upload("up", bytemuck::cast_slice(up)).unwrap());
     let yb = ctx.upload("y", bytemuck::cast_slice(&vec![f32::NAN; w.rows])).unwrap();
     let step = step_buffer(ctx).unwrap();
     set_step(ctx, &step, 1);
-    let op = MatmulOp::with_glu_input(ctx, w, &gb, &ub, &yb, &step, config).unwrap();
+    let op = MatmulOp::with_glu_input(ctx, w, &gb, &ub, g, &yb, &step, config).unwrap();
     let mut enc = ctx.device.create_command_encoder(&Default::default());
     {
         let mut pass = enc.begin_compute_pass(&Default::default());
@@ -312,6 +313,8 @@ fn decode_fusion_cases(ctx: &GpuContext, t: &Tensor, w: &GpuWeight, seed: u64) -
     let (gate, up) = (activations(cols, 1, seed + 3), activations(cols, 1, seed + 4));
     let mut glu = gate.clone();
     llama_webgpu::reference::ops::swiglu(&mut glu, &up);
+    let mut geglu = gate.clone();
+    llama_webgpu::reference::ops::glu(&mut geglu, &up, Gate::GeluTanh);
     let nb = ctx.upload("norm weight", bytemuck::cast_slice(&norm_w)).unwrap();
     let ub = ctx.upload("up", bytemuck::cast_slice(&up)).unwrap();
     let nan = vec![f32::NAN; t.rows];
@@ -322,11 +325,13 @@ fn decode_fusion_cases(ctx: &GpuContext, t: &Tensor, w: &GpuWeight, seed: u64) -
             ("RMSNorm input", DecodeInput::Norm { weight: &nb, eps }, &x, false),
             ("RMSNorm input, residual add", DecodeInput::Norm { weight: &nb, eps }, &x, true),
             ("residual add", DecodeInput::Plain, &x, true),
-            ("SwiGLU input, residual add", DecodeInput::Glu { up: &ub }, &gate, true),
+            ("SwiGLU input, residual add", DecodeInput::Glu { up: &ub, gate: Gate::Silu }, &gate, true),
+            ("GeGLU input, residual add", DecodeInput::Glu { up: &ub, gate: Gate::GeluTanh }, &gate, true),
         ] {
             let reference_input = match input {
                 DecodeInput::Norm { .. } => &h,
-                DecodeInput::Glu { .. } => &glu,
+                DecodeInput::Glu { gate: Gate::Silu, .. } => &glu,
+                DecodeInput::Glu { gate: Gate::GeluTanh, .. } => &geglu,
                 DecodeInput::Plain => &x,
             };
             let (mut want, scale) = reference(t, reference_input, 1);
@@ -516,16 +521,16 @@ fn embedding_ids(rows: usize, n: usize, seed: u64) -> Vec<u32> {
     ids
 }
 
-/// Quantizes `x` (`n` rows of `cols`; with `up`, silu(x)·up) on the GPU and reads the units back.
-fn gpu_quantize(ctx: &GpuContext, cols: usize, x: &[f32], up: Option<&[f32]>, n: usize, blocks: ActivationBlocks) -> (wgpu::Buffer, Vec<int_dot::XUnit>) {
+/// Quantizes `x` (`n` rows of `cols`; with `up`, gate(x)·up) on the GPU and reads the units back.
+fn gpu_quantize(ctx: &GpuContext, cols: usize, x: &[f32], up: Option<(&[f32], Gate)>, n: usize, blocks: ActivationBlocks) -> (wgpu::Buffer, Vec<int_dot::XUnit>) {
     let units = cols.div_ceil(32);
     let xb = ctx.upload("x", bytemuck::cast_slice(x)).unwrap();
-    let ub = up.map(|u| ctx.upload("up", bytemuck::cast_slice(u)).unwrap());
+    let ub = up.map(|(u, g)| (ctx.upload("up", bytemuck::cast_slice(u)).unwrap(), g));
     // One token more than used, filled with a pattern the kernel must leave alone.
     let xq = ctx.upload("xq", &vec![0xA5u8; (n + 1) * units * XQ_UNIT_BYTES as usize]).unwrap();
     let step = step_buffer(ctx).unwrap();
     set_step(ctx, &step, n);
-    let op = QuantizeOp::new(ctx, cols, &xb, ub.as_ref(), &xq, &step, blocks).unwrap();
+    let op = QuantizeOp::new(ctx, cols, &xb, ub.as_ref().map(|(b, g)| (b, *g)), &xq, &step, blocks).unwrap();
     let mut enc = ctx.device.create_command_encoder(&Default::default());
     {
         let mut pass = enc.begin_compute_pass(&Default::default());
@@ -588,15 +593,18 @@ fn int_dot_cases(ctx: &GpuContext, t: &Tensor, w: &GpuWeight, seed: u64) -> f64 
             worst = worst.max(int_dot::check_int(&format!("{} int × {n} tokens, {blocks:?}, {config:?}", t.label), &t.values, t.cols, t.rows, &units, n, &got));
         }
     }
-    // The down projection's input: silu(gate)·up, formed as it quantizes.
+    // The down projection's input: gate(gate)·up, formed as it quantizes.
     let gate = activations(t.cols, 1, seed + 50);
     let up = activations(t.cols, 1, seed + 60);
-    let mut glu = gate.clone();
-    llama_webgpu::reference::ops::swiglu(&mut glu, &up);
-    let (xq, units) = gpu_quantize(ctx, t.cols, &gate, Some(&up), 1, own);
-    int_dot::check_quantized(&format!("{} SwiGLU input", t.label), &glu, t.cols, &units, own == ActivationBlocks::Q8K, 4e-6);
-    let got = gpu_int_matmul(ctx, w, &xq, 1, None);
-    worst.max(int_dot::check_int(&format!("{} int SwiGLU input", t.label), &t.values, t.cols, t.rows, &units, 1, &got))
+    for g in [Gate::Silu, Gate::GeluTanh] {
+        let mut glu = gate.clone();
+        llama_webgpu::reference::ops::glu(&mut glu, &up, g);
+        let (xq, units) = gpu_quantize(ctx, t.cols, &gate, Some((&up, g)), 1, own);
+        int_dot::check_quantized(&format!("{} {g:?} input", t.label), &glu, t.cols, &units, own == ActivationBlocks::Q8K, 4e-6);
+        let got = gpu_int_matmul(ctx, w, &xq, 1, None);
+        worst = worst.max(int_dot::check_int(&format!("{} int {g:?} input", t.label), &t.values, t.cols, t.rows, &units, 1, &got));
+    }
+    worst
 }
 
 /// Every case, every token count, matmul and embedding, on a context with `opts`.
@@ -664,17 +672,18 @@ fn all_types(opts: GpuOptions) {
                 }
             }
         }
-        // The decode step's down projection: SwiGLU formed as the activations load, on the
-        // device's configuration, the broadcasting one and rows shared by 16 invocations.
+        // The decode step's down projection: the gate formed as the activations load (SwiGLU
+        // on the device's configuration, the broadcasting one and rows shared by 16
+        // invocations; GeGLU on the first).
         let gate = activations(t.cols, 1, 500 + ci as u64);
         let up = activations(t.cols, 1, 600 + ci as u64);
-        let mut glu = gate.clone();
-        llama_webgpu::reference::ops::swiglu(&mut glu, &up);
-        let (want, scale) = reference(t, &glu, 1);
         let shared = |tpr, rpi| MatmulConfig { threads_per_row: tpr, rows_per_invocation: rpi, matvec_prefill: false, small_batch: 0 };
-        for config in [None, Some(shared(1, 1)), Some(shared(16, 2))] {
-            let got = gpu_glu_matmul(&ctx, &w, &gate, &up, config);
-            worst = worst.max(check(&format!("{} SwiGLU input, {config:?}", t.label), t.cols, &got, &want, &scale));
+        for (g, config) in [(Gate::Silu, None), (Gate::Silu, Some(shared(1, 1))), (Gate::Silu, Some(shared(16, 2))), (Gate::GeluTanh, None)] {
+            let mut glu = gate.clone();
+            llama_webgpu::reference::ops::glu(&mut glu, &up, g);
+            let (want, scale) = reference(t, &glu, 1);
+            let got = gpu_glu_matmul(&ctx, &w, &gate, &up, g, config);
+            worst = worst.max(check(&format!("{} {g:?} input, {config:?}", t.label), t.cols, &got, &want, &scale));
         }
         let fusions = if t.cols.is_multiple_of(32) {
             format!("; with the norm and residual add folded in: {:.1e}", decode_fusion_cases(&ctx, t, &w, 1100 + ci as u64 * 7))

@@ -8,8 +8,9 @@ mod common;
 
 use half::f16;
 use llama_webgpu::gpu::ops::{
-    step_buffer, ArgmaxOp, AttentionOp, AttentionScratch, KvCache, RmsNormOp, RopeOp, RopeParams, Step, TopKOp,
+    step_buffer, ArgmaxOp, AttentionOp, AttentionScratch, KvCache, RmsNormOp, RopeOp, RopeParams, Scores, Step, TopKOp,
 };
+use llama_webgpu::model::RopeStyle;
 use llama_webgpu::gpu::{GpuContext, GpuOptions};
 use llama_webgpu::reference::ops;
 
@@ -82,7 +83,7 @@ fn rms_norm_matches_cpu() {
     for (name, ctx) in contexts() {
         let step = step_buffer(&ctx).unwrap();
         // The 1e-3 scale makes eps dominate mean(x²), so a missing or misplaced eps shows.
-        for (dim, scale) in [(576usize, 3.0f32), (577, 3.0), (4096, 3.0), (577, 1e-3)] {
+        for (dim, scale) in [(576usize, 3.0f32), (577, 3.0), (4096, 3.0), (577, 1e-3), (1024, 3.0)] {
             for n in [1usize, 7, 70] {
                 let x = rng.vec(n * dim, scale);
                 let w = rng.vec(dim, 2.0);
@@ -114,7 +115,18 @@ fn rms_norm_matches_cpu() {
                 // Every output is x · scale · w, so the only error is in the row's scale: the
                 // f32 sum of squares (the reference sums in f64) and the sqrt/division, a few
                 // ulp. 1e-5 relative, element by element, leaves a wide margin.
-                for (what, got, want) in [("out", &got, &want), ("in place", &got_in_place, &want), ("residual", &got_res, &want_res)] {
+                // Per head: the same rows seen as `dim / heads` heads of their own, each by its
+                // own RMS (Qwen3's and Gemma 3's norms of Q and K).
+                let heads = [9usize, 4, 3].into_iter().find(|h| dim % h == 0 && dim / h % 4 == 0).unwrap_or(1);
+                let hd = dim / heads;
+                let wh = rng.vec(hd, 2.0);
+                let mut want_heads = vec![0f32; n * dim];
+                ops::rms_norm(&x, &wh, 1e-5, &mut want_heads);
+                let (xh, whb) = (upload(&ctx, &x), upload(&ctx, &wh));
+                let per_head = RmsNormOp::per_head(&ctx, &xh, &whb, hd as u32, heads as u32, 1e-5, &step).unwrap();
+                run(&ctx, &step, n as u32, 0, |p| per_head.record(p, n as u32));
+                let got_heads = ctx.read_f32(&xh, 0, n * dim).unwrap();
+                for (what, got, want) in [("out", &got, &want), ("in place", &got_in_place, &want), ("residual", &got_res, &want_res), ("per head", &got_heads, &want_heads)] {
                     let (e, i) = max_err(got, want, 1e-30);
                     worst = worst.max(e);
                     assert!(
@@ -157,7 +169,7 @@ fn rope_matches_cpu_up_to_position_8000() {
         ] {
             let ff = use_ff.then(|| ff64[..hd / 2].to_vec());
             let ffb = ff.as_ref().map(|f| upload(&ctx, f));
-            for (pos, n) in [(0usize, 70usize), (5, 7), (8000, 1), (7930, 70), (8191, 1)] {
+            for ((pos, n), style) in [(0usize, 70usize), (5, 7), (8000, 1), (7930, 70), (8191, 1)].into_iter().flat_map(|c| [(c, RopeStyle::Adjacent), (c, RopeStyle::Halves)]) {
                 let x = rng.vec(n * n_heads * hd, 1.0);
                 let xb = upload(&ctx, &x);
                 let p = RopeParams {
@@ -165,6 +177,7 @@ fn rope_matches_cpu_up_to_position_8000() {
                     rope_dim: hd as u32,
                     base,
                     freq_scale,
+                    style,
                 };
                 let op = RopeOp::new(&ctx, &xb, n_heads as u32, &p, ffb.as_ref(), &step).unwrap();
                 run(&ctx, &step, n as u32, pos as u32, |p| {
@@ -172,8 +185,12 @@ fn rope_matches_cpu_up_to_position_8000() {
                 });
                 let got = ctx.read_f32(&xb, 0, x.len()).unwrap();
                 let (cos, sin) = ops::rope_tables(pos, n, hd, base, freq_scale, ff.as_deref());
+                let rotate = match style {
+                    RopeStyle::Adjacent => ops::rope,
+                    RopeStyle::Halves => ops::rope_halves,
+                };
                 let mut want = x.clone();
-                ops::rope(&mut want, hd, &cos, &sin);
+                rotate(&mut want, hd, &cos, &sin);
                 // theta is built exactly as the reference builds it (repeated f32 products of
                 // the same theta_scale), so only sin/cos differ: ~2e-7 absolute after the
                 // kernel's range reduction, against glibc's correctly rounded values. Inputs
@@ -187,7 +204,7 @@ fn rope_matches_cpu_up_to_position_8000() {
                 worst = worst.max(e);
                 assert!(
                     e < 5e-5,
-                    "{name} heads {n_heads} hd {hd} pos {pos} n {n}: err {e} at {i}: {} vs {}",
+                    "{name} {style:?} heads {n_heads} hd {hd} pos {pos} n {n}: err {e} at {i}: {} vs {}",
                     got[i],
                     want[i]
                 );
@@ -198,11 +215,11 @@ fn rope_matches_cpu_up_to_position_8000() {
                 let pair = RopeOp::pair(&ctx, &qb, n_heads as u32, &kb, n_kv as u32, &p, ffb.as_ref(), &step).unwrap();
                 run(&ctx, &step, n as u32, pos as u32, |p| pair.record(p, n as u32));
                 let mut want_k = k.clone();
-                ops::rope(&mut want_k, hd, &cos, &sin);
+                rotate(&mut want_k, hd, &cos, &sin);
                 for (what, buf, want) in [("q", &qb, &want), ("k", &kb, &want_k)] {
                     let got = ctx.read_f32(buf, 0, want.len()).unwrap();
                     let (e, i) = max_err(&got, want, 1.0);
-                    assert!(e < 5e-5, "{name} pair {what} heads {n_heads}/{n_kv} pos {pos} n {n}: err {e} at {i}");
+                    assert!(e < 5e-5, "{name} {style:?} pair {what} heads {n_heads}/{n_kv} pos {pos} n {n}: err {e} at {i}");
                 }
             }
         }
@@ -214,29 +231,50 @@ fn rope_matches_cpu_up_to_position_8000() {
 /// runs): Q rotated in place, K rotated and V copied into cache rows pos.. of the one layer
 /// (rounded to f16 with an f16 cache, as the attention's own write rounds them), rows past the
 /// capacity dropped, pairs past rope_dim / 2 copied unrotated, every other cache row and the
-/// other layer left alone.
+/// other layer left alone. Both pairings, and Q's, K's and V's biases added before it all.
 #[test]
 fn rope_into_the_cache_writes_rotated_k_and_v_at_the_step_rows() {
     let mut rng = Rng::new(21);
     for (name, ctx) in contexts().into_iter().step_by(2) {
         let step = step_buffer(&ctx).unwrap();
-        for (n_heads, n_kv, hd, rope_dim, use_ff) in [(9usize, 3usize, 64usize, 64usize, true), (8, 2, 128, 64, false)] {
+        for (n_heads, n_kv, hd, rope_dim, use_ff, style, biased) in [
+            (9usize, 3usize, 64usize, 64usize, true, RopeStyle::Adjacent, false),
+            (8, 2, 128, 64, false, RopeStyle::Adjacent, false),
+            (6, 2, 64, 64, false, RopeStyle::Adjacent, true),
+            (8, 2, 128, 128, true, RopeStyle::Halves, true),
+            (4, 1, 256, 256, false, RopeStyle::Halves, false),
+        ] {
             let cap = 80usize;
             let cache = KvCache::new(&ctx, 2, cap as u32, n_kv as u32, hd as u32).unwrap();
             let row = n_kv * hd;
             let round = |x: &[f32]| -> Vec<f32> { if cache.f16 { x.iter().map(|&a| f16::from_f32(a).to_f32()).collect() } else { x.to_vec() } };
             let (mut want_k, mut want_v) = (vec![0f32; cap * row], vec![0f32; cap * row]);
-            let p = RopeParams { head_dim: hd as u32, rope_dim: rope_dim as u32, base: 500000.0, freq_scale: 1.0 };
+            let p = RopeParams { head_dim: hd as u32, rope_dim: rope_dim as u32, base: 500000.0, freq_scale: 1.0, style };
+            let bias: Option<[Vec<f32>; 3]> = biased.then(|| [rng.vec(n_heads * hd, 0.25), rng.vec(row, 0.25), rng.vec(row, 0.25)]);
+            let bias_b = bias.as_ref().map(|b| b.each_ref().map(|v| upload(&ctx, v)));
+            // What the kernel must read: each projection with its bias added (small enough that
+            // rotated values stay under 2, within the f16 tolerance below).
+            let biased = |x: &[f32], which: usize| -> Vec<f32> {
+                match &bias {
+                    Some(b) => x.chunks_exact(b[which].len()).flat_map(|r| r.iter().zip(&b[which]).map(|(a, c)| a + c)).collect(),
+                    None => x.to_vec(),
+                }
+            };
             let ff: Option<Vec<f32>> = use_ff.then(|| (0..rope_dim / 2).map(|i| 1.0 + i as f32 / 8.0).collect());
             let ffb = ff.as_ref().map(|f| upload(&ctx, f));
             for (pos, n) in [(0usize, 7usize), (70, 5), (78, 4)] {
                 let (q, k, v) = (rng.vec(n * n_heads * hd, 1.0), rng.vec(n * row, 1.0), rng.vec(n * row, 1.0));
                 let (qb, kb, vb) = (upload(&ctx, &q), upload(&ctx, &k), upload(&ctx, &v));
-                let op = RopeOp::pair_into_cache(&ctx, &qb, n_heads as u32, &kb, &vb, &cache, 1, &p, ffb.as_ref(), &step).unwrap();
+                let op = RopeOp::pair_into_cache(&ctx, &qb, n_heads as u32, &kb, &vb, &cache, 1, &p, ffb.as_ref(), bias_b.as_ref().map(|b| b.each_ref()), &step).unwrap();
                 run(&ctx, &step, n as u32, pos as u32, |pass| op.record(pass, n as u32));
                 // The reference: the first rope_dim / 2 pairs of each head rotated.
                 let (cos, sin) = ops::rope_tables(pos, n, rope_dim, 500000.0, 1.0, ff.as_deref());
                 let rotate = |x: &[f32]| -> Vec<f32> {
+                    if style == RopeStyle::Halves {
+                        let mut out = x.to_vec();
+                        ops::rope_halves(&mut out, hd, &cos, &sin);
+                        return out;
+                    }
                     let mut out = x.to_vec();
                     let width = x.len() / n;
                     for t in 0..n {
@@ -252,13 +290,13 @@ fn rope_into_the_cache_writes_rotated_k_and_v_at_the_step_rows() {
                     out
                 };
                 let got_q = ctx.read_f32(&qb, 0, q.len()).unwrap();
-                let (e, i) = max_err(&got_q, &rotate(&q), 1.0);
+                let (e, i) = max_err(&got_q, &rotate(&biased(&q, 0)), 1.0);
                 assert!(e < 5e-5, "{name} q pos {pos}: err {e} at {i}");
                 assert_eq!(ctx.read_f32(&kb, 0, k.len()).unwrap(), k, "{name}: k itself is left as it was");
-                let rk = rotate(&k);
+                let (rk, bv) = (rotate(&biased(&k, 1)), biased(&v, 2));
                 for t in 0..n.min(cap - pos) {
                     want_k[(pos + t) * row..(pos + t + 1) * row].copy_from_slice(&round(&rk[t * row..(t + 1) * row]));
-                    want_v[(pos + t) * row..(pos + t + 1) * row].copy_from_slice(&round(&v[t * row..(t + 1) * row]));
+                    want_v[(pos + t) * row..(pos + t + 1) * row].copy_from_slice(&round(&bv[t * row..(t + 1) * row]));
                 }
                 for (what, layer, buf, want) in [("k", 1, &cache.k[1], &want_k), ("v", 1, &cache.v[1], &want_v), ("k", 0, &cache.k[0], &vec![0f32; cap * row])] {
                     let bytes = pollster::block_on(ctx.read(buf, 0, (cap * row) as u64 * if cache.f16 { 2 } else { 4 })).unwrap();
@@ -271,7 +309,7 @@ fn rope_into_the_cache_writes_rotated_k_and_v_at_the_step_rows() {
                     // f16 that may move a rounding by one f16 ulp (≤ 2^-11 for |x| ≤ 1).
                     let tol = if cache.f16 { 1e-3 } else { 5e-5 };
                     let (e, i) = max_err(&got[..cap * row], want, 1.0);
-                    assert!(e < tol, "{name} {what} cache layer {layer}, rope_dim {rope_dim}, after pos {pos} n {n}: err {e} at row {}, {} vs {}", i / row, got[i], want[i]);
+                    assert!(e < tol, "{name} {style:?} bias {} {what} cache layer {layer}, rope_dim {rope_dim}, after pos {pos} n {n}: err {e} at row {}, {} vs {}", bias.is_some(), i / row, got[i], want[i]);
                     if what == "v" {
                         assert!(got[..cap * row] == want[..], "{name}: V is copied exactly");
                     }
@@ -298,6 +336,7 @@ struct AttnCase {
     cpu_k: Vec<f32>,
     cpu_v: Vec<f32>,
     max_tokens: usize,
+    scores: Scores,
 }
 
 impl AttnCase {
@@ -307,6 +346,17 @@ impl AttnCase {
         (n_head, n_kv, hd): (usize, usize, usize),
         capacity: usize,
         max_tokens: usize,
+    ) -> Self {
+        Self::with_scores(ctx, step, (n_head, n_kv, hd), capacity, max_tokens, Scores::standard(hd as u32))
+    }
+
+    fn with_scores(
+        ctx: &GpuContext,
+        step: &wgpu::Buffer,
+        (n_head, n_kv, hd): (usize, usize, usize),
+        capacity: usize,
+        max_tokens: usize,
+        scores: Scores,
     ) -> Self {
         // Two layers, using the second, to check layer selection.
         let cache = KvCache::new(ctx, 2, capacity as u32, n_kv as u32, hd as u32).unwrap();
@@ -322,8 +372,9 @@ impl AttnCase {
             buf(max_tokens * n_head * hd),
         );
         let scratch = AttentionScratch::new(ctx, &cache, n_head as u32, max_tokens as u32).unwrap();
-        let op = AttentionOp::new(ctx, &q, &k, &v, &out, &cache, 1, n_head as u32, &scratch, step).unwrap();
+        let op = AttentionOp::with_scores(ctx, &q, &k, &v, &out, &cache, 1, n_head as u32, &scratch, scores, step).unwrap();
         AttnCase {
+            scores,
             n_head,
             n_kv,
             hd,
@@ -401,7 +452,7 @@ impl AttnCase {
         self.cpu_k.extend_from_slice(&ks);
         self.cpu_v.extend_from_slice(&vs);
         let mut want = vec![0f32; n * qw];
-        ops::attention(
+        ops::attention_with(
             &q,
             &self.cpu_k,
             &self.cpu_v,
@@ -409,6 +460,8 @@ impl AttnCase {
             self.n_head,
             self.n_kv,
             self.hd,
+            self.scores.scale,
+            self.scores.window,
             &mut want,
         );
         let (e, i) = max_err(&got, &want, 1.0);
@@ -481,6 +534,27 @@ fn attention_over_successive_steps_matches_cpu() {
             }
             case.check_cache(&ctx);
             eprintln!("{name} {shape:?}: attention worst abs error {worst:e}");
+        }
+    }
+}
+
+/// Gemma 3's local layers: scores scaled otherwise than by 1/√head_dim, and each query seeing
+/// only the last `window` positions. Windows shorter than a step, than a 256-key split and
+/// longer, over prompts and decode steps that cross split boundaries.
+#[test]
+fn attention_with_a_sliding_window_matches_cpu() {
+    let mut rng = Rng::new(5);
+    for (name, ctx) in contexts() {
+        let step = step_buffer(&ctx).unwrap();
+        for (shape, window) in [((4usize, 1usize, 256usize), 37u32), ((8, 2, 64), 300), ((9, 3, 64), 5)] {
+            let scores = Scores { scale: 0.0625, window: Some(window) };
+            let mut case = AttnCase::with_scores(&ctx, &step, shape, 700, 120, scores);
+            let mut worst = 0f32;
+            for n in [50, 1, 1, 7, 120, 3, 16, 1, 120, 17, 1, 100, 1, 5, 1] {
+                worst = worst.max(case.step(&ctx, &step, &mut rng, n, 3.0));
+            }
+            case.check_cache(&ctx);
+            eprintln!("{name} {shape:?} window {window}: attention worst abs error {worst:e}");
         }
     }
 }
@@ -597,7 +671,7 @@ fn bad_shapes_are_rejected() {
         AttentionOp::new(&ctx, &b, &b, &b, &b, &cache, 1, 9, &scratch, &step).is_err(),
         "no such layer"
     );
-    let rp = RopeParams { head_dim: 64, rope_dim: 64, base: 10000.0, freq_scale: 1.0 };
+    let rp = RopeParams { head_dim: 64, rope_dim: 64, base: 10000.0, freq_scale: 1.0, style: RopeStyle::Adjacent };
     assert!(RopeOp::pair(&ctx, &b, 2, &b, 1, &rp, None, &step).is_err(), "rope pair on one buffer");
     assert!(RopeOp::pair(&ctx, &b, 2, &scratch_buf(&ctx), 0, &rp, None, &step).is_err(), "rope pair without heads");
     assert!(
@@ -698,6 +772,7 @@ fn timing() {
             rope_dim: hd,
             base: 500000.0,
             freq_scale: 1.0,
+            style: RopeStyle::Adjacent,
         },
         None,
         &step,

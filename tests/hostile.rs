@@ -3,7 +3,7 @@
 //! file's size plus a small constant — counts and lengths from the file are never trusted for
 //! allocation. Every case goes through the three ways a file is read: `parse_header` on the bytes,
 //! the incremental parser fed a stream of unknown length (the browser without Content-Length), and
-//! `GgufFile::open` on a file; model-level cases then go through `LlamaConfig`.
+//! `GgufFile::open` on a file; model-level cases then go through `ModelConfig`.
 //!
 //! Memory is measured by a counting global allocator, per thread (tests run in parallel).
 #![cfg(not(target_arch = "wasm32"))]
@@ -17,7 +17,7 @@ use llama_webgpu::gguf::{
     parse_header, GgufError, GgufHeader, GgufFile, GgufWriter, HeaderParser, Progress, Value,
     ValueType,
 };
-use llama_webgpu::model::LlamaConfig;
+use llama_webgpu::model::ModelConfig;
 use llama_webgpu::tokenizer::Tokenizer;
 use llama_webgpu::Error;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -134,7 +134,7 @@ fn load(bytes: &[u8], path: &std::path::Path) -> Result<(), Error> {
         ),
     }
     let h = whole?;
-    let cfg = LlamaConfig::from_gguf(&h.metadata, |n| h.tensor(n))?;
+    let cfg = ModelConfig::from_gguf(&h.metadata, |n| h.tensor(n))?;
     cfg.validate_tensors(|n| h.tensor(n))?;
     if h.metadata.get("tokenizer.ggml.model").is_some() {
         Tokenizer::from_gguf(&h.metadata)?;
@@ -466,7 +466,8 @@ fn unknown_types() {
 
 #[test]
 fn unsupported_architectures() {
-    for arch in ["gpt2", "qwen2", "", "llama\0"] {
+    // The error names the architecture and every one we run.
+    for arch in ["gpt2", "phi3", "gemma2", "", "llama\0"] {
         let b = Tiny::new()
             .set("general.architecture", Value::String(arch.into()))
             .bytes();
@@ -474,7 +475,7 @@ fn unsupported_architectures() {
             &format!("architecture {arch:?}"),
             b,
             "UNSUPPORTED_ARCHITECTURE",
-            &[&format!("'{arch}'")],
+            &[&format!("'{arch}'"), "supported: llama, qwen2, qwen3, gemma3"],
         );
     }
     let b = Tiny::new().unset("general.architecture").bytes();

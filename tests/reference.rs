@@ -6,7 +6,7 @@
 mod common;
 
 use llama_webgpu::gguf::{GgufFile, TensorInfo};
-use llama_webgpu::model::{LlamaConfig, ModelError, ModelShape, RopeScaling};
+use llama_webgpu::model::{ModelConfig, ModelError, ModelShape, RopeScaling};
 use llama_webgpu::reference::{
     ops::log_softmax, KvCache, Logits, ReferenceModel, ReferenceOptions,
 };
@@ -141,7 +141,7 @@ fn incremental_decode_matches_batched_prefill() {
 fn validation_names_missing_and_misshaped_tensors() {
     let model = GgufFile::open(common::smollm2()).unwrap();
     let meta = model.metadata();
-    let cfg = LlamaConfig::from_gguf(meta, |n| model.tensor(n).map(|t| t.info)).unwrap();
+    let cfg = ModelConfig::from_gguf(meta, |n| model.tensor(n).map(|t| t.info)).unwrap();
     assert_eq!(
         (
             cfg.shape.n_layer,
@@ -188,7 +188,7 @@ fn validation_names_missing_and_misshaped_tensors() {
 #[test]
 fn llama3_rope_scaling_factors() {
     // Llama 3.1 8B: theta 500000, factor 8, low 1, high 4, original context 8192, head dim 128.
-    let cfg = LlamaConfig {
+    let cfg = ModelConfig {
         shape: ModelShape {
             n_vocab: 128256,
             n_embd: 4096,
@@ -209,6 +209,7 @@ fn llama3_rope_scaling_factors() {
             original_context_length: 8192,
         },
         tied_output: false,
+        graph: llama_webgpu::model::BlockGraph::llama(128),
     };
     let f = cfg.rope_freq_factors().unwrap();
     assert_eq!(f.len(), 64);

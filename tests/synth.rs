@@ -11,7 +11,7 @@ use llama_webgpu::gguf::{parse_header, GgufFile};
 use llama_webgpu::gpu::loader::load_gguf;
 use llama_webgpu::gpu::{GpuContext, GpuOptions};
 use llama_webgpu::tools::synth::{self, QuantMix, Shape, SynthOptions};
-use llama_webgpu::model::{LlamaConfig, RopeScaling};
+use llama_webgpu::model::{ModelConfig, RopeScaling};
 use llama_webgpu::quant::GgmlType;
 use llama_webgpu::reference::{ops::log_softmax, Logits, ReferenceModel, ReferenceOptions};
 use llama_webgpu::tokenizer::{chat::ChatMessage, Tokenizer};
@@ -136,9 +136,9 @@ fn expected_i_quant(name: &str, mix: QuantMix, shape: &Shape) -> GgmlType {
     default
 }
 
-fn config(model: &GgufFile) -> LlamaConfig {
+fn config(model: &GgufFile) -> ModelConfig {
     let cfg =
-        LlamaConfig::from_gguf(model.metadata(), |n| model.tensor(n).map(|t| t.info)).unwrap();
+        ModelConfig::from_gguf(model.metadata(), |n| model.tensor(n).map(|t| t.info)).unwrap();
     cfg.validate_tensors(|n| model.tensor(n).map(|t| t.info))
         .unwrap();
     cfg
@@ -535,7 +535,7 @@ fn llama31_70b_plans_from_its_header() {
         assert_eq!(weights, want);
         assert!(file_bytes.contains(&weights), "{mix:?}: {weights}");
         let infos: std::collections::HashMap<&str, _> = h.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
-        let cfg = LlamaConfig::from_gguf(&h.metadata, |n| infos.get(n).copied()).unwrap();
+        let cfg = ModelConfig::from_gguf(&h.metadata, |n| infos.get(n).copied()).unwrap();
         cfg.validate_tensors(|n| infos.get(n).copied()).unwrap();
         let limits = DeviceLimits { kv_f16: true, max_buffer_size: 4 << 30, max_storage_buffer_binding_size: 1 << 30 };
         let context = MemoryPlan::resolve_context(&limits, &cfg.shape, None).unwrap();

@@ -7,7 +7,7 @@
 //! - the bytes fed past the header are handed back intact by `take_remainder`;
 //! - an accepted header has every tensor inside the file and no two tensors overlapping;
 //! - `TensorRouter` delivers each tensor's bytes exactly once, in order, and ends each one;
-//! - the metadata consumers (`LlamaConfig`, `Tokenizer::from_gguf`, split keys) never panic.
+//! - the metadata consumers (`ModelConfig`, `Tokenizer::from_gguf`, split keys) never panic.
 //!
 //! Shared by the fuzz target (fuzz/fuzz_targets/gguf_stream.rs) and the replay of
 //! tests/fixtures/fuzz-regressions/gguf_stream/ in tests/fuzz_corpus.rs, so a crash found by the
@@ -15,7 +15,7 @@
 use llama_webgpu::gguf::{
     parse_header, GgufError, GgufHeader, HeaderParser, Progress, TensorRouter,
 };
-use llama_webgpu::model::LlamaConfig;
+use llama_webgpu::model::ModelConfig;
 use llama_webgpu::tokenizer::Tokenizer;
 
 /// xorshift64*: chunk sizes from the input's own seed.
@@ -219,7 +219,7 @@ fn check_router(h: &GgufHeader, data: &[u8], from: u64, rest: &[u8], fed: usize,
 /// compiles its pre-tokenizer regex, the slowest step by far, so only one input in four does.
 fn use_metadata(h: &GgufHeader, data: &[u8], build_tokenizer: bool) {
     let _ = h.split();
-    if let Ok(cfg) = LlamaConfig::from_gguf(&h.metadata, |n| h.tensor(n)) {
+    if let Ok(cfg) = ModelConfig::from_gguf(&h.metadata, |n| h.tensor(n)) {
         let _ = cfg.validate_tensors(|n| h.tensor(n));
         let _ = cfg.rope_freq_factors();
         let _ = cfg.rope_freq_scale();

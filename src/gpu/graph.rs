@@ -1,15 +1,16 @@
-//! The Llama forward pass on the GPU: weights uploaded once, every activation buffer and bind
+//! The forward pass on the GPU, for every family of [`crate::model::Arch`] as its
+//! [`BlockGraph`](crate::model::BlockGraph) describes it: weights uploaded once, every activation buffer and bind
 //! group prepared at load, and each step (a prompt chunk or one decoded token) recorded into a
 //! single command submission with no readback until its result.
 
 use super::ops::{
     int_dot_supported, step_buffer, ActivationBlocks, AddOp, ArgmaxOp, AttentionOp, AttentionScratch, DecodeInput, TopKOp, EmbeddingOp,
-    KvCache, MatmulOp, QuantizeOp, RmsNormOp, RopeOp, RopeParams, Step, SwigluOp, XQ_UNIT_BYTES,
+    GluOp, KvCache, MatmulOp, QuantizeOp, RmsNormOp, RopeOp, RopeParams, Scores, Step, XQ_UNIT_BYTES,
 };
 use super::weights::GpuWeight;
 use super::{GpuContext, GpuError};
 use crate::model::memory::{INT_DOT_MAX_TOKENS, TOP_K};
-use crate::model::{check_input, names, InputError, LlamaConfig, ModelError};
+use crate::model::{check_input, names, InputError, ModelConfig, ModelError};
 use std::sync::Arc;
 
 /// Failures while loading or running the GPU model.
@@ -44,12 +45,17 @@ struct Layer {
     attn_norm: RmsNormOp,
     /// The f32 products, for any step.
     mm: Products,
-    /// Q and K in one dispatch.
+    /// Per-head norms of Q and K before RoPE (BlockGraph::qk_norm).
+    qk_norm: Option<[RmsNormOp; 2]>,
+    /// Q and K in one dispatch (and the biases, where the model has them).
     rope: RopeOp,
     attention: AttentionOp,
     ffn_norm: RmsNormOp,
-    swiglu: SwigluOp,
-    /// `mm.down` with SwiGLU in its activation loads, for one-token steps where that is chosen.
+    /// Norms of the attention and feed-forward outputs into `o_post`, which the residual adds
+    /// then read (BlockGraph::post_norms).
+    post_norm: Option<[RmsNormOp; 2]>,
+    glu: GluOp,
+    /// `mm.down` with the gate in its activation loads, for one-token steps where that is chosen.
     down_glu: Option<MatmulOp>,
     add_ffn: Option<AddOp>,
     /// The packed-integer products, for steps of at most [`INT_DOT_MAX_TOKENS`] tokens
@@ -184,7 +190,7 @@ pub trait TensorSource {
 /// A Llama model resident on the GPU with its KV cache.
 pub struct GpuModel {
     pub ctx: Arc<GpuContext>,
-    pub cfg: LlamaConfig,
+    pub cfg: ModelConfig,
     context_size: u32,
     /// Tokens per submission during prefill.
     max_batch: u32,
@@ -225,7 +231,7 @@ impl GpuModel {
     /// uploaded by the streaming loader). `cfg` must have been validated against the tensors.
     pub fn build(
         ctx: Arc<GpuContext>,
-        cfg: LlamaConfig,
+        cfg: ModelConfig,
         tensors: &mut dyn TensorSource,
         context_size: usize,
     ) -> Result<Self, GpuModelError> {
@@ -282,7 +288,11 @@ impl GpuModel {
             )?,
         };
         let scratch = AttentionScratch::new(&ctx, &kv, c.shape.n_head as u32, max_batch)?;
-        let rope = RopeParams::from_config(c);
+        let graph = &c.graph;
+        // What the residual adds read: a block's outputs as the products write them, or as the
+        // post-norms leave them.
+        let o_post = if graph.post_norms { Some(act("o post-norm", mb * e as u64)?) } else { None };
+        let resid = o_post.as_ref().unwrap_or(&o);
         let freq_factors = match tensors.vector_opt(names::ROPE_FREQS)? {
             Some(b) => Some(b),
             None => match c.rope_freq_factors() {
@@ -292,10 +302,11 @@ impl GpuModel {
         };
 
         let tok_embd = tensors.weight(names::TOKEN_EMBD)?;
-        let embed = EmbeddingOp::new(&ctx, &tok_embd, &ids, &x, &step)?;
+        let embed = EmbeddingOp::scaled(&ctx, &tok_embd, &ids, &x, graph.embed_scale, &step)?;
         let fuse_swiglu = ctx.fuse_swiglu();
         let int_dot = ctx.tuning.int_dot_for(&ctx.features);
-        let fuse_norm = ctx.fuse_norm() && e.is_multiple_of(32);
+        // The decode products fold the residual adds in, which post-norms come between.
+        let fuse_norm = ctx.fuse_norm() && e.is_multiple_of(32) && !graph.post_norms;
         let norm_input = |w: &GpuWeight, norm: &wgpu::Buffer, y: &wgpu::Buffer| {
             MatmulOp::for_decode(&ctx, w, &x, DecodeInput::Norm { weight: norm, eps: c.rms_eps }, y, false, &step, None)
         };
@@ -357,25 +368,60 @@ impl GpuModel {
                         quant_attn_in: QuantizeOp::new(&ctx, e, &h, None, xq, &step, blocks(&wq))?,
                         quant_attn: QuantizeOp::new(&ctx, nq, &attn, None, xq, &step, blocks(&wo))?,
                         quant_ffn_in: QuantizeOp::new(&ctx, e, &h, None, xq, &step, blocks(&wg))?,
-                        quant_glu: QuantizeOp::new(&ctx, ff, &g, Some(&u), xq, &step, blocks(&wd))?,
+                        quant_glu: QuantizeOp::new(&ctx, ff, &g, Some((&u, graph.gate)), xq, &step, blocks(&wd))?,
                         mm: Products::apart(&slots, |w, _, y| int(w, y))?,
                     })
                 }
                 // A block with an F16/F32 matrix (or no integer products) keeps the f32 kernels.
                 _ => None,
             };
-            // `o` holds the previous block's FFN output when this norm runs.
+            // `resid` holds the previous block's FFN output when this norm runs.
             let attn_norm = if l == 0 {
                 RmsNormOp::new(&ctx, &x, &attn_norm_w, &h, e as u32, c.rms_eps, &step)?
             } else {
-                RmsNormOp::with_residual(&ctx, &x, &o, &attn_norm_w, &h, e as u32, c.rms_eps, &step)?
+                RmsNormOp::with_residual(&ctx, &x, resid, &attn_norm_w, &h, e as u32, c.rms_eps, &step)?
             };
+            let bias = if graph.qkv_bias {
+                let mut b = |w: &str| tensors.vector(&names::blk_bias(l, w));
+                Some([b("attn_q")?, b("attn_k")?, b("attn_v")?])
+            } else {
+                None
+            };
+            let hd = c.shape.head_dim as u32;
+            let qk_norm = if graph.qk_norm {
+                let (wq_n, wk_n) = (tensors.vector(&b("attn_q_norm"))?, tensors.vector(&b("attn_k_norm"))?);
+                let ops = [
+                    RmsNormOp::per_head(&ctx, &q, &wq_n, hd, c.shape.n_head as u32, c.rms_eps, &step)?,
+                    RmsNormOp::per_head(&ctx, &k, &wk_n, hd, c.shape.n_head_kv as u32, c.rms_eps, &step)?,
+                ];
+                add_read(&mut weight_reads, "qk_norm", 2 * hd as u64 * 4);
+                buffers.extend([wq_n, wk_n]);
+                Some(ops)
+            } else {
+                None
+            };
+            let post_norm = match &o_post {
+                Some(o_post) => {
+                    let (pa, pf) = (tensors.vector(&b("post_attention_norm"))?, tensors.vector(&b("post_ffw_norm"))?);
+                    let ops = [
+                        RmsNormOp::new(&ctx, &o, &pa, o_post, e as u32, c.rms_eps, &step)?,
+                        RmsNormOp::new(&ctx, &o, &pf, o_post, e as u32, c.rms_eps, &step)?,
+                    ];
+                    add_read(&mut weight_reads, "post_norm", 2 * e as u64 * 4);
+                    buffers.extend([pa, pf]);
+                    Some(ops)
+                }
+                None => None,
+            };
+            let rope = RopeParams::for_layer(c, l);
+            let layer_factors = freq_factors.as_ref().filter(|_| c.layer_rope(l).freq_factors);
             layers.push(Layer {
                 attn_norm,
                 mm: Products::apart(&slots, |w, x, y| MatmulOp::new(&ctx, w, x, y, &step))?,
                 // K goes from RoPE straight into the cache, with V: no cache write of its own.
-                rope: RopeOp::pair_into_cache(&ctx, &q, c.shape.n_head as u32, &k, &v, &kv, l, &rope, freq_factors.as_ref(), &step)?,
-                attention: AttentionOp::new(
+                qk_norm,
+                rope: RopeOp::pair_into_cache(&ctx, &q, c.shape.n_head as u32, &k, &v, &kv, l, &rope, layer_factors, bias.as_ref().map(|[a, b, c]| [a, b, c]), &step)?,
+                attention: AttentionOp::with_scores(
                     &ctx,
                     &q,
                     &k,
@@ -385,19 +431,21 @@ impl GpuModel {
                     l,
                     c.shape.n_head as u32,
                     &scratch,
+                    Scores { scale: graph.attn_scale, window: graph.window(l) },
                     &step,
                 )?
                 .without_cache_write(),
-                ffn_norm: RmsNormOp::with_residual(&ctx, &x, &o, &ffn_norm_w, &h, e as u32, c.rms_eps, &step)?,
-                // Prompts: SwiGLU in place, then the plain product; a decode step may fuse the
+                ffn_norm: RmsNormOp::with_residual(&ctx, &x, resid, &ffn_norm_w, &h, e as u32, c.rms_eps, &step)?,
+                post_norm,
+                // Prompts: the gate in place, then the plain product; a decode step may fuse the
                 // two (KernelTuning::fuse_swiglu).
-                swiglu: SwigluOp::new(&ctx, &g, &u, ff as u32, &step)?,
+                glu: GluOp::new(&ctx, &g, &u, ff as u32, graph.gate, &step)?,
                 down_glu: if fuse_swiglu {
-                    Some(MatmulOp::with_glu_input(&ctx, &wd, &g, &u, &o, &step, None)?)
+                    Some(MatmulOp::with_glu_input(&ctx, &wd, &g, &u, graph.gate, &o, &step, None)?)
                 } else {
                     None
                 },
-                add_ffn: if last { Some(AddOp::new(&ctx, &x, &o, e as u32, &step)?) } else { None },
+                add_ffn: if last { Some(AddOp::new(&ctx, &x, resid, e as u32, &step)?) } else { None },
                 int_dot: int_layer,
                 fused: if fuse_norm {
                     let [q, k, v, _, gate, up, _] = &slots.0;
@@ -415,7 +463,7 @@ impl GpuModel {
                             ffn_in: norm_inputs(&[*gate, *up], &ffn_norm_w, "ffn_gate_up")?,
                             // SwiGLU in down's loads, or (where that is not chosen) a dispatch
                             // of its own before it, in place in `g`.
-                            down: Product::new("ffn_down", &wd, MatmulOp::for_decode(&ctx, &wd, &g, if fuse_swiglu { DecodeInput::Glu { up: &u } } else { DecodeInput::Plain }, &x, true, &step, None)?),
+                            down: Product::new("ffn_down", &wd, MatmulOp::for_decode(&ctx, &wd, &g, if fuse_swiglu { DecodeInput::Glu { up: &u, gate: graph.gate } } else { DecodeInput::Plain }, &x, true, &step, None)?),
                         },
                         swiglu_in_down: fuse_swiglu,
                     })
@@ -435,6 +483,10 @@ impl GpuModel {
             if folded.is_none() {
                 add_read(&mut weight_reads, "attn_norm", norm_bytes);
                 add_read(&mut weight_reads, "ffn_norm", norm_bytes);
+            }
+            if let Some(bias) = bias {
+                add_read(&mut weight_reads, "rope", bias.iter().map(|b| b.size()).sum());
+                buffers.extend(bias);
             }
             weights.extend([wq, wk, wv, wo, wg, wu, wd]);
             buffers.extend([attn_norm_w, ffn_norm_w]);
@@ -478,6 +530,7 @@ impl GpuModel {
         buffers.extend([h, q, k, v, attn, o, g, u, h_last, output_norm_w, step_one]);
         buffers.extend(freq_factors);
         buffers.extend(xq);
+        buffers.extend(o_post);
         Ok(GpuModel {
             cfg,
             context_size,
@@ -548,12 +601,19 @@ impl GpuModel {
             for m in &mm.attn_in {
                 rec(m.name, &mut |p| m.op.record(p, n));
             }
+            if let Some([nq, nk]) = &l.qk_norm {
+                rec("qk_norm", &mut |p| nq.record(p, n));
+                rec("qk_norm", &mut |p| nk.record(p, n));
+            }
             rec("rope", &mut |p| l.rope.record(p, n));
             rec("attention", &mut |p| l.attention.record(p, n, self.pos));
             if let Some(i) = int {
                 rec("quantize", &mut |p| i.quant_attn.record(p, n));
             }
             rec(mm.wo.name, &mut |p| mm.wo.op.record(p, n));
+            if let Some([post_attn, _]) = &l.post_norm {
+                rec("post_norm", &mut |p| post_attn.record(p, n));
+            }
             if fused.is_none() {
                 rec("ffn_norm", &mut |p| l.ffn_norm.record(p, n));
             }
@@ -575,9 +635,12 @@ impl GpuModel {
                 rec("quantize", &mut |p| i.quant_glu.record(p, n));
             }
             if own_swiglu {
-                rec("swiglu", &mut |p| l.swiglu.record(p, n));
+                rec("glu", &mut |p| l.glu.record(p, n));
             }
             rec("ffn_down", &mut |p| down.record(p, n));
+            if let Some([_, post_ffw]) = &l.post_norm {
+                rec("post_norm", &mut |p| post_ffw.record(p, n));
+            }
             // Folded in, down added its output to x already.
             if let (None, Some(a)) = (fused, &l.add_ffn) {
                 rec("add", &mut |p| a.record(p, n));
@@ -605,7 +668,7 @@ impl GpuModel {
         let ctx = self.ctx.clone();
         ctx.write(&self.ids, 0, bytemuck::bytes_of(&token));
         ctx.write(&self.step, 0, bytemuck::bytes_of(&Step { n_tokens: 1, pos: self.pos, _pad: [0; 2] }));
-        let ops = 3 + self.layers.len() * 18 + 3;
+        let ops = 3 + self.layers.len() * 24 + 3;
         let qs = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
             label: Some("profile"),
             ty: wgpu::QueryType::Timestamp,

@@ -19,7 +19,7 @@ use super::{GpuContext, GpuError};
 use crate::gguf::{GgufError, GgufHeader, HeaderParser, Metadata, Progress, SplitInfo, TensorInfo, TensorRouter};
 use crate::model::memory::{uploaded_bytes, MemoryPlan, DEFAULT_CONTEXT};
 use crate::model::names::{self, is_graph_tensor};
-use crate::model::{LlamaConfig, ModelError};
+use crate::model::{ModelConfig, ModelError};
 use crate::quant;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -154,7 +154,7 @@ impl StreamLoader {
 
     /// The context the plan fixes; a requested one whose KV cache layers are over the device's
     /// buffer limits is an out-of-memory error before any weight downloads.
-    fn resolve_context(&self, cfg: &LlamaConfig) -> Result<usize, GpuError> {
+    fn resolve_context(&self, cfg: &ModelConfig) -> Result<usize, GpuError> {
         MemoryPlan::resolve_context(&self.ctx.memory_limits(), &cfg.shape, self.requested_context)
             .map_err(|e| self.ctx.over_limit("each KV cache layer (K or V)", e.layer_bytes, e.limit))
     }
@@ -167,7 +167,7 @@ impl StreamLoader {
         let Some(meta) = &self.metadata else {
             return Ok(());
         };
-        let Ok(cfg) = LlamaConfig::from_gguf(meta, |n| self.infos.get(n)) else {
+        let Ok(cfg) = ModelConfig::from_gguf(meta, |n| self.infos.get(n)) else {
             return Ok(());
         };
         let context = match self.plan {
@@ -199,7 +199,7 @@ impl StreamLoader {
     pub fn oom_figures(&self) -> OomFigures {
         let plan = self.plan.or_else(|| {
             let meta = self.metadata.as_ref()?;
-            let cfg = LlamaConfig::from_gguf(meta, |n| self.infos.get(n)).ok()?;
+            let cfg = ModelConfig::from_gguf(meta, |n| self.infos.get(n)).ok()?;
             let context = self.requested_context.unwrap_or(DEFAULT_CONTEXT);
             Some(MemoryPlan::new(&self.ctx.memory_limits(), &cfg.shape, self.known_weights() + self.unseen_weights(), context))
         });
@@ -293,7 +293,7 @@ impl StreamLoader {
                 }
             }
             let arch = h.metadata.str("general.architecture").map_err(ModelError::from)?;
-            if arch != "llama" {
+            if crate::model::Arch::from_name(arch).is_none() {
                 return Err(ModelError::UnsupportedArchitecture(arch.to_string()).into());
             }
             self.split = split;
@@ -487,7 +487,7 @@ impl StreamLoader {
         }
         let meta = self.metadata.as_ref().expect("first shard parsed");
         let infos = &self.infos;
-        let cfg = LlamaConfig::from_gguf(meta, |n| infos.get(n))?;
+        let cfg = ModelConfig::from_gguf(meta, |n| infos.get(n))?;
         cfg.validate_tensors(|n| infos.get(n))?;
         if self.plan.is_none() {
             self.plan_memory().map_err(|e| self.annotate(e))?;
@@ -610,7 +610,7 @@ pub fn load_mapped<'a>(
     context_size: usize,
 ) -> Result<GpuModel, GpuModelError> {
     let info = |n: &str| tensor(n).map(|(i, _)| i);
-    let cfg = LlamaConfig::from_gguf(meta, info)?;
+    let cfg = ModelConfig::from_gguf(meta, info)?;
     cfg.validate_tensors(info)?;
     let mut source = SliceSource { ctx: &ctx, tensor };
     GpuModel::build(ctx.clone(), cfg, &mut source, context_size)

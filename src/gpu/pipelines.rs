@@ -17,6 +17,7 @@ pub(crate) const INCLUDES: &[(&str, &str)] = &[
     ("quant.wgsl", include_str!("../../shaders/quant.wgsl")),
     ("reduce.wgsl", include_str!("../../shaders/reduce.wgsl")),
     ("matmul_io.wgsl", include_str!("../../shaders/matmul_io.wgsl")),
+    ("gate.wgsl", include_str!("../../shaders/gate.wgsl")),
 ];
 
 impl GpuContext {

@@ -1,3 +1,4 @@
+use super::arch::{Arch, BlockGraph, SlidingWindow};
 use super::{names, ModelError, ModelShape};
 use crate::gguf::{Metadata, TensorInfo};
 
@@ -18,10 +19,11 @@ pub enum RopeScaling {
     },
 }
 
-/// Llama hyperparameters, read from `llama.*` GGUF keys: the sizes (all that the memory plan
-/// needs) and the numerics of the forward pass.
+/// A model's hyperparameters, read from its family's GGUF keys (`llama.*`, `qwen2.*`, …): the
+/// sizes (all that the memory plan needs), the numerics of the forward pass and what its
+/// family's block does ([`BlockGraph`]).
 #[derive(Clone, Debug, PartialEq)]
-pub struct LlamaConfig {
+pub struct ModelConfig {
     pub shape: ModelShape,
     pub rms_eps: f32,
     pub rope_theta: f32,
@@ -30,20 +32,30 @@ pub struct LlamaConfig {
     pub rope_scaling: RopeScaling,
     /// No `output.weight`: the output projection reuses `token_embd.weight`.
     pub tied_output: bool,
+    pub graph: BlockGraph,
 }
 
-impl LlamaConfig {
+/// The RoPE of one layer: Gemma 3's local layers rotate with a base of their own, unscaled.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LayerRope {
+    pub base: f32,
+    pub freq_scale: f32,
+    /// Whether the model's per-pair frequency factors apply (global layers only).
+    pub freq_factors: bool,
+}
+
+impl ModelConfig {
     /// Reads and checks hyperparameters. `tensor` looks up tensor infos (for the vocab size
     /// fallback and tied-output detection) and may span several shards.
     pub fn from_gguf<'a>(
         meta: &Metadata,
         tensor: impl Fn(&str) -> Option<&'a TensorInfo>,
     ) -> Result<Self, ModelError> {
-        let arch = meta.str("general.architecture")?;
-        if arch != "llama" {
-            return Err(ModelError::UnsupportedArchitecture(arch.to_string()));
-        }
-        let k = |s: &str| format!("llama.{s}");
+        let arch_name = meta.str("general.architecture")?;
+        let Some(arch) = Arch::from_name(arch_name) else {
+            return Err(ModelError::UnsupportedArchitecture(arch_name.to_string()));
+        };
+        let k = |s: &str| format!("{}.{s}", arch.name());
         let get = |s: &str| -> Result<usize, ModelError> {
             Ok(usize::try_from(meta.u64(&k(s))?).unwrap_or(usize::MAX))
         };
@@ -156,14 +168,56 @@ impl LlamaConfig {
             return bad(format!("vocabulary size {n_vocab}"));
         }
         let tied_output = tensor(names::OUTPUT).is_none();
-        Ok(LlamaConfig {
+        let mut sliding = None;
+        if arch == Arch::Gemma3 {
+            sliding = match meta.u64_opt(&k("attention.sliding_window"))? {
+                Some(w) if w > 0 => Some(SlidingWindow {
+                    window: u32::try_from(w).unwrap_or(u32::MAX),
+                    period: match meta.u64_opt(&k("attention.sliding_window_pattern"))? {
+                        Some(p) => u32::try_from(p).unwrap_or(u32::MAX),
+                        None => 6,
+                    },
+                    rope_base: meta.f32_opt(&k("rope.freq_base_swa"))?.unwrap_or(10000.0),
+                }),
+                _ => None,
+            };
+            if let Some(cap) = meta.f32_opt(&k("final_logit_softcapping"))? {
+                if cap != 0.0 {
+                    return bad(format!("final logit soft-capping ({cap}) is not supported"));
+                }
+            }
+        }
+        let mut graph = BlockGraph::of(arch, n_embd, head_dim, tensor(&names::blk_bias(0, "attn_q")).is_some(), sliding);
+        // Gemma 3 27B scales by 1/sqrt(n_embd / n_head), which differs from its key length.
+        if arch == Arch::Gemma3 && n_layer == 62 {
+            graph.attn_scale = 1.0 / ((n_embd / n_head) as f32).sqrt();
+        }
+        if graph.qkv_bias && graph.qk_norm {
+            return bad("Q/K/V biases together with per-head Q/K norms are not supported".into());
+        }
+        if let Some(s) = graph.sliding {
+            #[allow(clippy::nonminimal_bool)]
+            if !(s.rope_base > 0.0 && s.rope_base.is_finite()) {
+                return bad(format!("sliding-window rope base {} out of range", s.rope_base));
+            }
+        }
+        Ok(ModelConfig {
             shape: ModelShape { n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, context_length },
             rms_eps,
             rope_theta,
             rope_dim,
             rope_scaling,
             tied_output,
+            graph,
         })
+    }
+
+    /// The RoPE of layer `layer`.
+    pub fn layer_rope(&self, layer: usize) -> LayerRope {
+        match self.graph.sliding.filter(|s| s.is_local(layer)) {
+            Some(s) => LayerRope { base: s.rope_base, freq_scale: 1.0, freq_factors: false },
+            None => LayerRope { base: self.rope_theta, freq_scale: self.rope_freq_scale(), freq_factors: true },
+        }
     }
 
     /// Every tensor the graph reads, with its expected ggml shape (`[cols, rows]`), and whether
@@ -201,6 +255,21 @@ impl LlamaConfig {
                 (b("ffn_up"), vec![e, f], false),
                 (b("ffn_down"), vec![f, e], false),
             ]);
+            let g = &self.graph;
+            if g.qkv_bias {
+                t.extend([
+                    (names::blk_bias(l, "attn_q"), vec![q], false),
+                    (names::blk_bias(l, "attn_k"), vec![kv], false),
+                    (names::blk_bias(l, "attn_v"), vec![kv], false),
+                ]);
+            }
+            if g.qk_norm {
+                let hd = self.shape.head_dim as u64;
+                t.extend([(b("attn_q_norm"), vec![hd], false), (b("attn_k_norm"), vec![hd], false)]);
+            }
+            if g.post_norms {
+                t.extend([(b("post_attention_norm"), vec![e], false), (b("post_ffw_norm"), vec![e], false)]);
+            }
         }
         t
     }

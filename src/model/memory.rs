@@ -23,7 +23,7 @@ pub const SPLIT_TOKENS: u32 = 16;
 /// the tokens per step that use them).
 pub const SPLIT_SCRATCH_BYTES: u64 = 16 << 20;
 
-/// A model's sizes: all that the memory plan needs, from a [`LlamaConfig`] or (through wasm)
+/// A model's sizes: all that the memory plan needs, from a [`ModelConfig`] or (through wasm)
 /// from JS before the file is read, where `headDim` may be left out (0: `nEmbd / nHead`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]

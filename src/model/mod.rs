@@ -1,19 +1,21 @@
 //! What a model is, before any weight is touched: its hyperparameters from GGUF metadata
-//! ([`LlamaConfig`]), the tensors a Llama GGUF must contain ([`names`], validated up front so a
+//! ([`ModelConfig`]), the tensors a Llama GGUF must contain ([`names`], validated up front so a
 //! bad file fails early), the inputs a backend accepts ([`check_input`]) and what the model takes
 //! in GPU memory ([`memory`]: pure arithmetic, shared by the GPU loader, `info`, the JS API and
 //! the demo).
 
+pub mod arch;
 mod config;
 pub mod memory;
 pub mod names;
-pub use config::{LlamaConfig, RopeScaling};
+pub use arch::{Arch, BlockGraph, Gate, RopeStyle, SlidingWindow};
+pub use config::{LayerRope, ModelConfig, RopeScaling};
 pub use memory::ModelShape;
 
 /// A model file that does not describe a Llama model we can run.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("unsupported architecture '{0}' (only 'llama' is supported)")]
+    #[error("unsupported architecture '{0}' (supported: {list})", list = crate::model::Arch::list())]
     UnsupportedArchitecture(String),
     #[error("invalid model hyperparameters: {0}")]
     BadHparams(String),

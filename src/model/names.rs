@@ -5,9 +5,26 @@ pub const OUTPUT_NORM: &str = "output_norm.weight";
 pub const OUTPUT: &str = "output.weight";
 pub const ROPE_FREQS: &str = "rope_freqs.weight";
 
-/// Per-layer tensors (`blk.N.<what>.weight`) the Llama graph reads.
-pub const LAYER_TENSORS: [&str; 9] =
-    ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"];
+/// Per-layer tensors (`blk.N.<what>.weight`) the graph of some family reads: Llama's nine,
+/// then Qwen3's and Gemma 3's per-head norms and Gemma 3's post-norms.
+pub const LAYER_TENSORS: [&str; 13] = [
+    "attn_norm",
+    "attn_q",
+    "attn_k",
+    "attn_v",
+    "attn_output",
+    "ffn_norm",
+    "ffn_gate",
+    "ffn_up",
+    "ffn_down",
+    "attn_q_norm",
+    "attn_k_norm",
+    "post_attention_norm",
+    "post_ffw_norm",
+];
+
+/// Per-layer projections whose `blk.N.<what>.bias` a graph adds (Qwen2's).
+pub const BIASED: [&str; 3] = ["attn_q", "attn_k", "attn_v"];
 
 /// Per-layer matrices that read the same input and so can share one GPU buffer, to be
 /// multiplied in one dispatch (`gpu::weights::WeightWriter::joint`), in the order tried: Q, K
@@ -23,7 +40,11 @@ pub fn blk(layer: usize, what: &str) -> String {
     format!("blk.{layer}.{what}.weight")
 }
 
-/// Whether the Llama graph reads a tensor of this name (files may carry others, which loaders
+pub fn blk_bias(layer: usize, what: &str) -> String {
+    format!("blk.{layer}.{what}.bias")
+}
+
+/// Whether some family's graph reads a tensor of this name (files may carry others, which loaders
 /// skip).
 pub fn is_graph_tensor(name: &str) -> bool {
     if [TOKEN_EMBD, OUTPUT_NORM, OUTPUT, ROPE_FREQS].contains(&name) {
@@ -35,5 +56,7 @@ pub fn is_graph_tensor(name: &str) -> bool {
     let Some((layer, what)) = rest.split_once('.') else {
         return false;
     };
-    layer.parse::<usize>().is_ok() && what.strip_suffix(".weight").is_some_and(|w| LAYER_TENSORS.contains(&w))
+    layer.parse::<usize>().is_ok()
+        && (what.strip_suffix(".weight").is_some_and(|w| LAYER_TENSORS.contains(&w))
+            || what.strip_suffix(".bias").is_some_and(|w| BIASED.contains(&w)))
 }

@@ -1,14 +1,15 @@
 //! The CPU reference forward pass: plain f32 Llama, written for clarity and exactness rather
 //! than speed. Every GPU kernel is tested against it, and it is tested against llama.cpp.
 //!
-//! It follows llama.cpp's graph for `LLM_ARCH_LLAMA`: RMSNorm, "normal" RoPE (adjacent pairs,
-//! since GGUF conversion permutes Q/K), grouped-query attention over a KV cache, SwiGLU, and a
-//! tied or separate output projection.
+//! It follows llama.cpp's graphs for the families of [`crate::model::Arch`]: RMSNorm, RoPE,
+//! grouped-query attention over a KV cache, a gated feed-forward block and a tied or separate
+//! output projection, with what the model's [`BlockGraph`](crate::model::BlockGraph) adds
+//! (biases, per-head norms, post-norms, GELU, sliding windows, the embedding scale).
 
 pub mod ops;
 
 use crate::gguf::{Metadata, TensorInfo};
-use crate::model::{check_input, names, InputError, LlamaConfig, ModelError};
+use crate::model::{check_input, names, InputError, ModelConfig, ModelError};
 use crate::quant;
 use half::f16;
 
@@ -54,11 +55,17 @@ struct Layer {
     w_gate: Vec<f32>,
     w_up: Vec<f32>,
     w_down: Vec<f32>,
+    /// Q, K and V biases (BlockGraph::qkv_bias).
+    bias: Option<[Vec<f32>; 3]>,
+    /// Per-head norms of Q and K (BlockGraph::qk_norm).
+    qk_norm: Option<[Vec<f32>; 2]>,
+    /// Norms of the attention and feed-forward outputs (BlockGraph::post_norms).
+    post_norm: Option<[Vec<f32>; 2]>,
 }
 
 /// A Llama model with all weights dequantized to f32.
 pub struct ReferenceModel {
-    pub cfg: LlamaConfig,
+    pub cfg: ModelConfig,
     tok_embd: Vec<f32>,
     /// `None` when the output projection is tied to `tok_embd`.
     output: Option<Vec<f32>>,
@@ -120,7 +127,7 @@ impl ReferenceModel {
         opts: ReferenceOptions,
     ) -> Result<Self, ReferenceError> {
         let info = |n: &str| tensor(n).map(|(i, _)| i);
-        let cfg = LlamaConfig::from_gguf(meta, info)?;
+        let cfg = ModelConfig::from_gguf(meta, info)?;
         cfg.validate_tensors(info)?;
         let load = |name: &str| -> Result<Vec<f32>, ReferenceError> {
             let (i, data) =
@@ -128,9 +135,14 @@ impl ReferenceModel {
             Ok(quant::dequantize(name, i.ggml_type, data, i.n_elements() as usize).map_err(ModelError::from)?)
         };
         let mut layers = Vec::with_capacity(cfg.shape.n_layer);
+        let g = &cfg.graph;
         for l in 0..cfg.shape.n_layer {
             let b = |w: &str| load(&names::blk(l, w));
+            let bias = |w: &str| load(&names::blk_bias(l, w));
             layers.push(Layer {
+                bias: if g.qkv_bias { Some([bias("attn_q")?, bias("attn_k")?, bias("attn_v")?]) } else { None },
+                qk_norm: if g.qk_norm { Some([b("attn_q_norm")?, b("attn_k_norm")?]) } else { None },
+                post_norm: if g.post_norms { Some([b("post_attention_norm")?, b("post_ffw_norm")?]) } else { None },
                 attn_norm: b("attn_norm")?,
                 wq: b("attn_q")?,
                 wk: b("attn_k")?,
@@ -200,20 +212,28 @@ impl ReferenceModel {
             return Ok(Vec::new());
         }
         let mut x = vec![0f32; t_n * e];
+        let g = &c.graph;
         for (t, &id) in tokens.iter().enumerate() {
             let id = id as usize;
             x[t * e..(t + 1) * e].copy_from_slice(&self.tok_embd[id * e..(id + 1) * e]);
         }
+        if g.embed_scale != 1.0 {
+            x.iter_mut().for_each(|v| *v *= g.embed_scale);
+        }
         let (hd, nq, nkv) = (c.shape.head_dim, c.shape.n_head * c.shape.head_dim, c.shape.n_head_kv * c.shape.head_dim);
         let pos0 = cache.len;
-        let (cos, sin) = ops::rope_tables(
-            pos0,
-            t_n,
-            c.rope_dim,
-            c.rope_theta,
-            c.rope_freq_scale(),
-            self.freq_factors.as_deref(),
-        );
+        // One table per distinct layer RoPE (Gemma 3's local and global layers differ).
+        let mut tables: Vec<(crate::model::LayerRope, (Vec<f32>, Vec<f32>))> = Vec::new();
+        for r in (0..c.shape.n_layer).map(|l| c.layer_rope(l)) {
+            if !tables.iter().any(|(have, _)| *have == r) {
+                let ff = if r.freq_factors { self.freq_factors.as_deref() } else { None };
+                tables.push((r, ops::rope_tables(pos0, t_n, c.rope_dim, r.base, r.freq_scale, ff)));
+            }
+        }
+        let rotate = match g.rope_style {
+            crate::model::RopeStyle::Adjacent => ops::rope,
+            crate::model::RopeStyle::Halves => ops::rope_halves,
+        };
         let mut h = vec![0f32; t_n * e];
         let (mut q, mut k, mut v) = (
             vec![0f32; t_n * nq],
@@ -221,15 +241,28 @@ impl ReferenceModel {
             vec![0f32; t_n * nkv],
         );
         let mut attn = vec![0f32; t_n * nq];
-        let (mut g, mut u) = (vec![0f32; t_n * c.shape.n_ff], vec![0f32; t_n * c.shape.n_ff]);
+        let (mut gate, mut u) = (vec![0f32; t_n * c.shape.n_ff], vec![0f32; t_n * c.shape.n_ff]);
         let mut o = vec![0f32; t_n * e];
         for (l, w) in self.layers.iter().enumerate() {
             ops::rms_norm(&x, &w.attn_norm, c.rms_eps, &mut h);
             ops::matmul(&h, &w.wq, e, &mut q);
             ops::matmul(&h, &w.wk, e, &mut k);
             ops::matmul(&h, &w.wv, e, &mut v);
-            ops::rope(&mut q, hd, &cos, &sin);
-            ops::rope(&mut k, hd, &cos, &sin);
+            if let Some([bq, bk, bv]) = &w.bias {
+                for (y, b) in [(&mut q, bq), (&mut k, bk), (&mut v, bv)] {
+                    y.chunks_exact_mut(b.len()).for_each(|row| ops::add_assign(row, b));
+                }
+            }
+            if let Some([nq_w, nk_w]) = &w.qk_norm {
+                // Every head is a row of head_dim values, normalized by its own RMS.
+                let (q0, k0) = (q.clone(), k.clone());
+                ops::rms_norm(&q0, nq_w, c.rms_eps, &mut q);
+                ops::rms_norm(&k0, nk_w, c.rms_eps, &mut k);
+            }
+            let r = c.layer_rope(l);
+            let (cos, sin) = &tables.iter().find(|(have, _)| *have == r).expect("a table per layer RoPE").1;
+            rotate(&mut q, hd, cos, sin);
+            rotate(&mut k, hd, cos, sin);
             if self.opts.kv_f16 {
                 for val in k.iter_mut().chain(v.iter_mut()) {
                     *val = f16::from_f32(*val).to_f32();
@@ -237,7 +270,7 @@ impl ReferenceModel {
             }
             cache.k[l].extend_from_slice(&k);
             cache.v[l].extend_from_slice(&v);
-            ops::attention(
+            ops::attention_with(
                 &q,
                 &cache.k[l],
                 &cache.v[l],
@@ -245,15 +278,25 @@ impl ReferenceModel {
                 c.shape.n_head,
                 c.shape.n_head_kv,
                 hd,
+                g.attn_scale,
+                g.window(l),
                 &mut attn,
             );
             ops::matmul(&attn, &w.wo, nq, &mut o);
+            if let Some([post_attn, _]) = &w.post_norm {
+                let o0 = o.clone();
+                ops::rms_norm(&o0, post_attn, c.rms_eps, &mut o);
+            }
             ops::add_assign(&mut x, &o);
             ops::rms_norm(&x, &w.ffn_norm, c.rms_eps, &mut h);
-            ops::matmul(&h, &w.w_gate, e, &mut g);
+            ops::matmul(&h, &w.w_gate, e, &mut gate);
             ops::matmul(&h, &w.w_up, e, &mut u);
-            ops::swiglu(&mut g, &u);
-            ops::matmul(&g, &w.w_down, c.shape.n_ff, &mut o);
+            ops::glu(&mut gate, &u, g.gate);
+            ops::matmul(&gate, &w.w_down, c.shape.n_ff, &mut o);
+            if let Some([_, post_ffw]) = &w.post_norm {
+                let o0 = o.clone();
+                ops::rms_norm(&o0, post_ffw, c.rms_eps, &mut o);
+            }
             ops::add_assign(&mut x, &o);
         }
         cache.len += t_n;

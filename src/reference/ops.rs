@@ -135,6 +135,24 @@ pub fn rope(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
     }
 }
 
+/// Rotates the pairs (x[i], x[i + head_dim/2]) of every head in place (llama.cpp's NEOX style,
+/// with every dimension rotated): pair i turns by the same angle as the adjacent pair i.
+pub fn rope_halves(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
+    let pairs = head_dim / 2;
+    let row = cos.len() / pairs;
+    let width = x.len() / row;
+    for t in 0..row {
+        let (c, s) = (&cos[t * pairs..(t + 1) * pairs], &sin[t * pairs..(t + 1) * pairs]);
+        for head in x[t * width..(t + 1) * width].chunks_exact_mut(head_dim) {
+            for i in 0..pairs {
+                let (x0, x1) = (head[i], head[i + pairs]);
+                head[i] = x0 * c[i] - x1 * s[i];
+                head[i + pairs] = x0 * s[i] + x1 * c[i];
+            }
+        }
+    }
+}
+
 /// Causal grouped-query attention. `q` holds the new tokens (`[t][n_head·hd]`) at positions
 /// `pos0..`; `k`/`v` hold every cached position including the new ones (`[pos][n_kv·hd]`).
 #[allow(clippy::too_many_arguments)]
@@ -148,24 +166,42 @@ pub fn attention(
     hd: usize,
     out: &mut [f32],
 ) {
+    attention_with(q, k, v, pos0, n_head, n_kv, hd, 1.0 / (hd as f32).sqrt(), None, out)
+}
+
+/// [`attention`] with scores multiplied by `scale`, and, with a `window`, each query seeing
+/// only the last `window` positions up to its own (llama.cpp's standard sliding window).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_with(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    pos0: usize,
+    n_head: usize,
+    n_kv: usize,
+    hd: usize,
+    scale: f32,
+    window: Option<u32>,
+    out: &mut [f32],
+) {
     let (qw, kw) = (n_head * hd, n_kv * hd);
     let group = n_head / n_kv;
-    let scale = 1.0 / (hd as f32).sqrt();
     let t_n = q.len() / qw;
     let mut scores = Vec::new();
     for t in 0..t_n {
         let n_ctx = pos0 + t + 1;
+        let first = window.map_or(0, |w| n_ctx.saturating_sub(w as usize));
         for h in 0..n_head {
             let kh = h / group;
             let qv = &q[t * qw + h * hd..t * qw + (h + 1) * hd];
             scores.clear();
             scores.extend(
-                (0..n_ctx).map(|s| dot(qv, &k[s * kw + kh * hd..s * kw + (kh + 1) * hd]) * scale),
+                (first..n_ctx).map(|s| dot(qv, &k[s * kw + kh * hd..s * kw + (kh + 1) * hd]) * scale),
             );
             softmax(&mut scores);
             let o = &mut out[t * qw + h * hd..t * qw + (h + 1) * hd];
             o.fill(0.0);
-            for (s, &p) in scores.iter().enumerate() {
+            for (s, &p) in (first..).zip(scores.iter()) {
                 let vr = &v[s * kw + kh * hd..s * kw + (kh + 1) * hd];
                 for (oi, &vi) in o.iter_mut().zip(vr) {
                     *oi += p * vi;
@@ -191,8 +227,13 @@ pub fn softmax(x: &mut [f32]) {
 
 /// g = silu(g) · u.
 pub fn swiglu(g: &mut [f32], u: &[f32]) {
+    glu(g, u, crate::model::Gate::Silu)
+}
+
+/// `g = gate(g) · u`: SwiGLU or GeGLU.
+pub fn glu(g: &mut [f32], u: &[f32], gate: crate::model::Gate) {
     for (a, &b) in g.iter_mut().zip(u) {
-        *a = *a / (1.0 + (-*a).exp()) * b;
+        *a = gate.apply(*a) * b;
     }
 }
 

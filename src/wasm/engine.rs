@@ -114,7 +114,7 @@ impl Engine {
         let s = self.state()?;
         let c = &s.model.cfg;
         let o = Object::new();
-        set(&o, "architecture", "llama");
+        set(&o, "architecture", c.graph.arch.name());
         set(&o, "nLayer", c.shape.n_layer as u32);
         set(&o, "nEmbd", c.shape.n_embd as u32);
         set(&o, "nHead", c.shape.n_head as u32);

@@ -9,8 +9,9 @@ use super::int_dot;
 use super::random::{quant_weights as weights, Draws, Rng};
 use llama_webgpu::gpu::ops::{
     int_dot_supported, step_buffer, ActivationBlocks, ArgmaxOp, DecodeInput, AttentionOp, AttentionScratch, KvCache, MatmulConfig, MatmulOp, QuantizeOp,
-    RmsNormOp, Step, TopKOp, XQ_UNIT_BYTES,
+    RmsNormOp, Scores, Step, TopKOp, XQ_UNIT_BYTES,
 };
+use llama_webgpu::model::Gate;
 use llama_webgpu::gpu::weights::GpuWeight;
 use llama_webgpu::gpu::{GpuContext, GpuOptions};
 use llama_webgpu::quant::{dequantize, GgmlType};
@@ -104,12 +105,14 @@ pub async fn every_weight_type(v: Variant) {
         let values = dequantize("w", ty, &data, cols * rows).unwrap();
         let w = GpuWeight::upload(&ctx, "w", ty, cols, rows, &data).unwrap();
         assert!(w.parts().len() > 1, "{ty}: expected a split weight");
-        // A decode step's down projection on a GPU: SwiGLU formed as the activations load.
+        // A decode step's down projection on a GPU: the gate formed as the activations load.
         let (gate, up): (Vec<f32>, Vec<f32>) = ((0..cols).map(|_| rng.f() * 4.0).collect(), (0..cols).map(|_| rng.f() * 2.0).collect());
-        let mut glu = gate.clone();
-        ops::swiglu(&mut glu, &up);
-        let got = glu_matmul(&ctx, &w, &gate, &up).await;
-        check(&format!("{ty} SwiGLU input, {v:?}"), &values, &glu, cols, rows, 1, &got);
+        for g in [Gate::Silu, Gate::GeluTanh] {
+            let mut glu = gate.clone();
+            ops::glu(&mut glu, &up, g);
+            let got = glu_matmul(&ctx, &w, &gate, &up, g).await;
+            check(&format!("{ty} {g:?} input, {v:?}"), &values, &glu, cols, rows, 1, &got);
+        }
         // The decode step's products with the block's RMSNorm in their loads and the residual
         // add in their writes (MatmulOp::for_decode), on rows shared by 2 invocations.
         let two = Some(MatmulConfig { threads_per_row: 2, rows_per_invocation: 2, matvec_prefill: false, small_batch: 0 });
@@ -217,13 +220,13 @@ fn check_loose(what: &str, values: &[f32], x: &[f32], cols: usize, rows: usize, 
     }
 }
 
-/// One token through the down projection with SwiGLU in its loads (MatmulOp::with_glu_input).
-pub async fn glu_matmul(ctx: &GpuContext, w: &GpuWeight, gate: &[f32], up: &[f32]) -> Vec<f32> {
+/// One token through the down projection with the gate `g` in its loads (MatmulOp::with_glu_input).
+pub async fn glu_matmul(ctx: &GpuContext, w: &GpuWeight, gate: &[f32], up: &[f32], g: Gate) -> Vec<f32> {
     let gb = ctx.upload("gate", bytemuck::cast_slice(gate)).unwrap();
     let ub = ctx.upload("up", bytemuck::cast_slice(up)).unwrap();
     let yb = ctx.upload("y", bytemuck::cast_slice(&vec![f32::NAN; w.rows])).unwrap();
     let step = step_buffer(ctx).unwrap();
-    let op = MatmulOp::with_glu_input(ctx, w, &gb, &ub, &yb, &step, None).unwrap();
+    let op = MatmulOp::with_glu_input(ctx, w, &gb, &ub, g, &yb, &step, None).unwrap();
     run(ctx, &step, 1, |p| op.record(p, 1));
     read_f32(ctx, &yb, w.rows).await
 }
@@ -249,7 +252,7 @@ pub async fn packed_integer_products(v: Variant) {
             let values = dequantize("w", ty, &data, cols * rows).unwrap();
             let w = GpuWeight::upload(&ctx, "w", ty, cols, rows, &data).unwrap();
             assert!(w.parts().len() > 1, "{ty}: expected a split weight");
-            for (n, glu) in [(1usize, false), (5, false), (1, true)] {
+            for (n, glu) in [(1usize, None), (5, None), (1, Some(Gate::Silu)), (1, Some(Gate::GeluTanh))] {
                 let x: Vec<f32> = (0..n * cols).map(|_| rng.f() * 2.0).collect();
                 let up: Vec<f32> = (0..n * cols).map(|_| rng.f() * 2.0).collect();
                 let units = cols.div_ceil(32);
@@ -257,15 +260,15 @@ pub async fn packed_integer_products(v: Variant) {
                 let ub = ctx.upload("up", bytemuck::cast_slice(&up)).unwrap();
                 let xq = ctx.storage("xq", (n * units) as u64 * XQ_UNIT_BYTES, wgpu::BufferUsages::empty()).unwrap();
                 let blocks = ActivationBlocks::for_type(ty);
-                let op = QuantizeOp::new(&ctx, cols, &xb, glu.then_some(&ub), &xq, &step, blocks).unwrap();
+                let op = QuantizeOp::new(&ctx, cols, &xb, glu.map(|g| (&ub, g)), &xq, &step, blocks).unwrap();
                 run(&ctx, &step, n as u32, |p| op.record(p, n as u32));
                 let q = int_dot::parse(&ctx.read(&xq, 0, (n * units) as u64 * XQ_UNIT_BYTES).await.unwrap());
-                let what = format!("{ty}, {n} tokens, SwiGLU input {glu}, {v:?}, subgroups {subgroups}");
+                let what = format!("{ty}, {n} tokens, gated input {glu:?}, {v:?}, subgroups {subgroups}");
                 let mut input = x.clone();
-                if glu {
-                    ops::swiglu(&mut input, &up);
+                if let Some(g) = glu {
+                    ops::glu(&mut input, &up, g);
                 }
-                int_dot::check_quantized(&what, &input, cols, &q, blocks == ActivationBlocks::Q8K, if glu { 4e-6 } else { 1e-6 });
+                int_dot::check_quantized(&what, &input, cols, &q, blocks == ActivationBlocks::Q8K, if glu.is_some() { 4e-6 } else { 1e-6 });
                 let yb = ctx.upload("y", bytemuck::cast_slice(&vec![f32::NAN; n * rows])).unwrap();
                 let op = MatmulOp::with_int_dot(&ctx, &w, &xq, &yb, &step, None).unwrap();
                 run(&ctx, &step, n as u32, |p| op.record(p, n as u32));
@@ -302,8 +305,17 @@ pub async fn rms_norm(v: Variant) {
             run(&ctx, &step, n as u32, |p| op.record(p, n as u32));
             let got_res = read_f32(&ctx, &out, n * dim).await;
             assert_eq!(read_f32(&ctx, &xr, n * dim).await, sum, "x + r not kept");
+            // Per head (Qwen3's and Gemma 3's Q/K norms): rows of 64 with their own RMS, in place.
+            let wh = rng.vec(64, 2.0);
+            let mut want_heads = vec![0f32; n * dim];
+            ops::rms_norm(&x, &wh, 1e-5, &mut want_heads);
+            let (xh, whb) = (up(&x), up(&wh));
+            let op = RmsNormOp::per_head(&ctx, &xh, &whb, 64, (dim / 64) as u32, 1e-5, &step).unwrap();
+            run(&ctx, &step, n as u32, |p| op.record(p, n as u32));
+            let got_heads = read_f32(&ctx, &xh, n * dim).await;
+            let heads_checked = if dim % 64 == 0 { n * dim } else { 0 };
             // Only the row's scale carries error (tests/gpu_ops.rs): 1e-5 relative.
-            for (what, got, want) in [("plain", &got, &want), ("residual", &got_res, &want_res)] {
+            for (what, got, want) in [("plain", &got[..], &want[..]), ("residual", &got_res[..], &want_res[..]), ("per head", &got_heads[..heads_checked], &want_heads[..heads_checked])] {
                 for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
                     assert!((g - w).abs() <= 1e-5 * w.abs(), "subgroups {subgroups} dim {dim} {what} {i}: gpu {g}, cpu {w}");
                 }
@@ -348,8 +360,14 @@ pub async fn argmax_and_top_k(v: Variant) {
 /// Attention through Tint (SwiftShader once did not give a `var` declared inside a loop a fresh
 /// zero value on each iteration, the WGSL rule naga follows): a 300-token prefill walks two
 /// 256-key chunks, then one decode token over 301 keys splits across workgroups. With f16, the
-/// reference rounds K and V to f16 as the cache stores them.
+/// reference rounds K and V to f16 as the cache stores them. Then the same with Gemma 3's local
+/// scores: another scale and a 37-position window.
 pub async fn attention(v: Variant) {
+    attention_with(v, None).await;
+    attention_with(v, Some(Scores { scale: 0.1, window: Some(37) })).await;
+}
+
+async fn attention_with(v: Variant, scores: Option<Scores>) {
     let ctx = context(v, None).await;
     let (n_head, n_kv, hd) = (4usize, 2usize, 64usize);
     let (qw, kw) = (n_head * hd, n_kv * hd);
@@ -363,7 +381,8 @@ pub async fn attention(v: Variant) {
     let (q, k, v, out) = (buf(prompt * qw), buf(prompt * kw), buf(prompt * kw), buf(prompt * qw));
     let step = step_buffer(&ctx).unwrap();
     let scratch = AttentionScratch::new(&ctx, &cache, n_head as u32, prompt as u32).unwrap();
-    let op = AttentionOp::new(&ctx, &q, &k, &v, &out, &cache, 0, n_head as u32, &scratch, &step).unwrap();
+    let scores = scores.unwrap_or(Scores::standard(hd as u32));
+    let op = AttentionOp::with_scores(&ctx, &q, &k, &v, &out, &cache, 0, n_head as u32, &scratch, scores, &step).unwrap();
     let mut rng = Rng::new(7);
     let (mut all_k, mut all_v) = (Vec::new(), Vec::new());
     for (pos, n) in [(0usize, prompt), (prompt, 1)] {
@@ -384,10 +403,10 @@ pub async fn attention(v: Variant) {
         all_k.extend_from_slice(&stored(kv));
         all_v.extend_from_slice(&stored(vv));
         let mut want = vec![0f32; n * qw];
-        ops::attention(&qv, &all_k, &all_v, pos, n_head, n_kv, hd, &mut want);
+        ops::attention_with(&qv, &all_k, &all_v, pos, n_head, n_kv, hd, scores.scale, scores.window, &mut want);
         // Outputs are convex combinations of values in [-1, 1): an absolute bound.
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert!((g - w).abs() < 1e-4, "{n} tokens at {pos}: output {i} (token {}): gpu {g}, cpu {w}", i / qw);
+            assert!((g - w).abs() < 1e-4, "{scores:?}, {n} tokens at {pos}: output {i} (token {}): gpu {g}, cpu {w}", i / qw);
         }
     }
 }

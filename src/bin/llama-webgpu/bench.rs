@@ -10,7 +10,7 @@ use llama_webgpu::decode::{generate_constrained, GenerateParams, LogitsBackend};
 use llama_webgpu::gguf::GgufFile;
 use llama_webgpu::gpu;
 use llama_webgpu::gpu::loader::load_gguf;
-use llama_webgpu::model::LlamaConfig;
+use llama_webgpu::model::ModelConfig;
 use llama_webgpu::tokenizer::Tokenizer;
 use llama_webgpu::{Error, Result};
 use serde_json::json;
@@ -25,7 +25,7 @@ pub(crate) fn bench(
     device: &DeviceArgs,
 ) -> Result<()> {
     let model = GgufFile::open(path)?;
-    let shape = LlamaConfig::from_gguf(model.metadata(), |n| model.tensor(n).map(|t| t.info))?.shape;
+    let shape = ModelConfig::from_gguf(model.metadata(), |n| model.tensor(n).map(|t| t.info))?.shape;
     let n_vocab = shape.n_vocab as u32;
     let prompt = gpu::bench::prompt(prompt_len, n_vocab);
     let t_load = web_time::Instant::now();

@@ -38,6 +38,9 @@ pub(crate) fn synth(a: SynthArgs) -> Result<()> {
             })?
         }
     };
+    let arch = llama_webgpu::model::Arch::from_name(&a.arch)
+        .ok_or_else(|| Error::InvalidArgument(format!("unknown architecture '{}'", a.arch)))?;
+    let shape = shape.for_arch(arch);
     let mix = QuantMix::parse(&a.ty)
         .ok_or_else(|| Error::InvalidArgument(format!("unknown type '{}'", a.ty)))?;
     let vocab = a.vocab.unwrap_or_else(synth::default_vocab_path);

@@ -4,7 +4,7 @@ use crate::args::{Backend, DeviceArgs};
 use llama_webgpu::gguf::GgufFile;
 use llama_webgpu::gpu::{format_bytes, GpuContext};
 use llama_webgpu::model::memory::{uploaded_bytes, MemoryPlan};
-use llama_webgpu::model::LlamaConfig;
+use llama_webgpu::model::ModelConfig;
 use llama_webgpu::Result;
 use serde_json::json;
 use std::path::PathBuf;
@@ -67,7 +67,7 @@ pub(crate) fn info(path: &PathBuf, as_json: bool, device: &DeviceArgs) -> Result
         .unwrap_or("(none)")
         .to_string();
     let cfg =
-        LlamaConfig::from_gguf(meta, |n| model.tensor(n).map(|t| t.info)).ok();
+        ModelConfig::from_gguf(meta, |n| model.tensor(n).map(|t| t.info)).ok();
     let shards: Vec<String> = model
         .shard_paths()
         .iter()

@@ -107,7 +107,8 @@ fn lanes_per_row(rows: u32) -> u32 {
 }
 
 /// Writes the step's keys and values into one layer of the cache, then attends:
-/// `out[t][h] = Σ_{s ≤ pos+t} softmax_s(q[t][h]·k[s][h/group] / sqrt(head_dim)) v[s][h/group]`.
+/// `out[t][h] = Σ_{s ≤ pos+t} softmax_s(q[t][h]·k[s][h/group] / sqrt(head_dim)) v[s][h/group]`
+/// (or with the [`Scores`] given: another scale, and a window over s).
 /// `q`, `out`: f32 `[n_tokens][n_head][head_dim]`; `k`, `v`: f32 `[n_tokens][n_kv][head_dim]`,
 /// already rotated. The caller keeps `step.pos + n_tokens ≤ capacity` (rows past the capacity
 /// are not written and not attended to).
@@ -133,6 +134,21 @@ pub struct AttentionOp {
     n_head: u32,
 }
 
+/// How attention scores are formed: their multiplier and, for local layers, a sliding window
+/// (each query sees the last `window` positions up to its own).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scores {
+    pub scale: f32,
+    pub window: Option<u32>,
+}
+
+impl Scores {
+    /// 1/√head_dim over every earlier position.
+    pub fn standard(head_dim: u32) -> Self {
+        Scores { scale: 1.0 / (head_dim as f32).sqrt(), window: None }
+    }
+}
+
 impl AttentionOp {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -145,6 +161,24 @@ impl AttentionOp {
         layer: usize,
         n_head: u32,
         scratch: &AttentionScratch,
+        step: &wgpu::Buffer,
+    ) -> Result<Self, GpuError> {
+        Self::with_scores(ctx, q, k, v, out, cache, layer, n_head, scratch, Scores::standard(cache.head_dim), step)
+    }
+
+    /// [`AttentionOp::new`] with the scores' scale and window given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_scores(
+        ctx: &GpuContext,
+        q: &wgpu::Buffer,
+        k: &wgpu::Buffer,
+        v: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        cache: &KvCache,
+        layer: usize,
+        n_head: u32,
+        scratch: &AttentionScratch,
+        scores: Scores,
         step: &wgpu::Buffer,
     ) -> Result<Self, GpuError> {
         if n_head == 0 || !n_head.is_multiple_of(cache.n_kv) || layer >= cache.k.len() {
@@ -168,16 +202,15 @@ impl AttentionOp {
         let split_one = ctx.pipeline(kernels::ATTENTION, "attend_split", &one_defs)?;
         let merge = ctx.pipeline(kernels::ATTENTION, "attend_merge", &defs)?;
         let kvw4 = cache.n_kv * hd4;
-        let scale = 1.0 / (cache.head_dim as f32).sqrt();
         let words: [u32; 8] = [
             n_head,
             group,
             hd4,
             kvw4,
             cache.capacity,
-            scale.to_bits(),
+            scores.scale.to_bits(),
             scratch.max_split,
-            0,
+            scores.window.unwrap_or(0),
         ];
         let params = uniform(ctx, "attention params", bytemuck::cast_slice(&words))?;
         let (kc, vc) = (&cache.k[layer], &cache.v[layer]);

@@ -1,7 +1,8 @@
-//! Residual add and SwiGLU (`shaders/elementwise.wgsl`).
+//! Residual add and the feed-forward gate (`shaders/elementwise.wgsl`).
 
 use super::uniform;
 use crate::gpu::{dispatch_1d, kernels, GpuContext, GpuError};
+use crate::model::Gate;
 use std::sync::Arc;
 
 /// One element-wise kernel bound to fixed buffers; the element count scales with the step's
@@ -19,9 +20,14 @@ impl Elementwise {
         x: &wgpu::Buffer,
         y: &wgpu::Buffer,
         width: u32,
+        gate: Gate,
         step: &wgpu::Buffer,
     ) -> Result<Self, GpuError> {
-        let pipeline = ctx.pipeline(kernels::ELEMENTWISE, entry, &ctx.base_defs())?;
+        let mut defs = ctx.base_defs();
+        if gate == Gate::GeluTanh {
+            defs.set("GELU", 1);
+        }
+        let pipeline = ctx.pipeline(kernels::ELEMENTWISE, entry, &defs)?;
         let params = uniform(ctx, entry, bytemuck::cast_slice(&[width, 0, 0, 0]))?;
         let bind = ctx.bind(
             &pipeline,
@@ -59,7 +65,7 @@ impl AddOp {
         width: u32,
         step: &wgpu::Buffer,
     ) -> Result<Self, GpuError> {
-        Elementwise::new(ctx, "add", x, y, width, step).map(AddOp)
+        Elementwise::new(ctx, "add", x, y, width, Gate::Silu, step).map(AddOp)
     }
 
     /// `n_tokens` must equal the step uniform's value for this submission.
@@ -68,18 +74,19 @@ impl AddOp {
     }
 }
 
-/// `gate = silu(gate) * up` over `[n_tokens][width]`.
-pub struct SwigluOp(Elementwise);
+/// `g = gate(g) * up` over `[n_tokens][width]`: SwiGLU, or GeGLU.
+pub struct GluOp(Elementwise);
 
-impl SwigluOp {
+impl GluOp {
     pub fn new(
         ctx: &GpuContext,
-        gate: &wgpu::Buffer,
+        g: &wgpu::Buffer,
         up: &wgpu::Buffer,
         width: u32,
+        gate: Gate,
         step: &wgpu::Buffer,
     ) -> Result<Self, GpuError> {
-        Elementwise::new(ctx, "swiglu", gate, up, width, step).map(SwigluOp)
+        Elementwise::new(ctx, "glu", g, up, width, gate, step).map(GluOp)
     }
 
     /// `n_tokens` must equal the step uniform's value for this submission.

@@ -5,6 +5,7 @@
 use super::uniform;
 use crate::gpu::weights::{with_type, GpuWeight};
 use crate::gpu::{dispatch_1d, kernels, GpuContext, GpuError, ShaderDefs};
+use crate::model::Gate;
 use std::sync::Arc;
 
 /// Invocations per matvec workgroup.
@@ -168,7 +169,7 @@ impl QuantizeOp {
         ctx: &GpuContext,
         cols: usize,
         x: &wgpu::Buffer,
-        up: Option<&wgpu::Buffer>,
+        up: Option<(&wgpu::Buffer, Gate)>,
         xq: &wgpu::Buffer,
         step: &wgpu::Buffer,
         blocks: ActivationBlocks,
@@ -190,9 +191,12 @@ impl QuantizeOp {
                 })
             }
         };
-        if let Some(up) = up {
+        if let Some((up, gate)) = up {
             check_size("quantize up input", up, 4 * cols as u64)?;
             defs.set("X_GLU", 1);
+            if gate == Gate::GeluTanh {
+                defs.set("GELU", 1);
+            }
         }
         let pipeline = ctx.pipeline(kernels::QUANTIZE, "quantize", &defs)?;
         let params = uniform(ctx, "quantize params", bytemuck::cast_slice(&[cols as u32, units]))?;
@@ -202,7 +206,7 @@ impl QuantizeOp {
             params.as_entire_binding(),
             step.as_entire_binding(),
         ];
-        entries.extend(up.map(|b| b.as_entire_binding()));
+        entries.extend(up.map(|(b, _)| b.as_entire_binding()));
         let bind = ctx.bind(&pipeline, &entries);
         Ok(QuantizeOp { pipeline, bind, per_token })
     }
@@ -224,8 +228,8 @@ impl QuantizeOp {
 pub enum DecodeInput<'a> {
     /// `x` as it is.
     Plain,
-    /// silu(`x`) ⊙ `up`: the feed-forward down projection's input.
-    Glu { up: &'a wgpu::Buffer },
+    /// gate(`x`) ⊙ `up`: the feed-forward down projection's input.
+    Glu { up: &'a wgpu::Buffer, gate: Gate },
     /// The RMSNorm of `x` (f32 `[cols]`) with this weight (f32 `[cols]`) and epsilon.
     Norm { weight: &'a wgpu::Buffer, eps: f32 },
 }
@@ -233,7 +237,7 @@ pub enum DecodeInput<'a> {
 /// What a product does besides `W · x` (matmul_io.wgsl's X_GLU, X_NORM and Y_ADD).
 #[derive(Clone, Copy, Default)]
 struct Fusion<'a> {
-    up: Option<&'a wgpu::Buffer>,
+    up: Option<(&'a wgpu::Buffer, Gate)>,
     norm: Option<(&'a wgpu::Buffer, f32)>,
     accumulate: bool,
     /// Only the one-token pipeline is made.
@@ -306,11 +310,12 @@ impl MatmulOp {
         w: &GpuWeight,
         gate: &wgpu::Buffer,
         up: &wgpu::Buffer,
+        g: Gate,
         y: &wgpu::Buffer,
         step: &wgpu::Buffer,
         config: Option<MatmulConfig>,
     ) -> Result<Self, GpuError> {
-        Self::for_decode(ctx, w, gate, DecodeInput::Glu { up }, y, false, step, config)
+        Self::for_decode(ctx, w, gate, DecodeInput::Glu { up, gate: g }, y, false, step, config)
     }
 
     /// A decode step's product with the work around it folded in: `input` says how the
@@ -351,7 +356,7 @@ impl MatmulOp {
         let one = Fusion { accumulate, one_token: true, more_outputs, ..Fusion::default() };
         let fusion = match input {
             DecodeInput::Plain => one,
-            DecodeInput::Glu { up } => Fusion { up: Some(up), ..one },
+            DecodeInput::Glu { up, gate } => Fusion { up: Some((up, gate)), ..one },
             DecodeInput::Norm { weight, eps } => {
                 if !w.cols.is_multiple_of(32) {
                     return Err(GpuError::Validation {
@@ -444,9 +449,12 @@ impl MatmulOp {
         } else {
             activation_defs(ctx, w)
         };
-        if let Some(up) = x_up {
+        if let Some((up, gate)) = x_up {
             check_size("matmul up input", up, 4 * w.cols as u64)?;
             defs.set("X_GLU", 1);
+            if gate == Gate::GeluTanh {
+                defs.set("GELU", 1);
+            }
         }
         if let Some((_, eps)) = fusion.norm {
             defs.set("X_NORM", 1);
@@ -505,7 +513,7 @@ impl MatmulOp {
             // (Only one-token ops have 5 or 6, and they make no tiled or multi-token pipeline.)
             let mut entries: Vec<(u32, wgpu::BindingResource)> = vec![(0, p.binding())];
             let mut buffers: Vec<(u32, &wgpu::Buffer)> = vec![(1, x), (2, y), (3, &params), (4, step)];
-            buffers.extend(x_up.map(|b| (5, b)));
+            buffers.extend(x_up.map(|(b, _)| (5, b)));
             buffers.extend(fusion.norm.map(|(b, _)| (6, b)));
             buffers.extend(fusion.more_outputs.iter().enumerate().map(|(i, o)| (7 + i as u32, o.0)));
             entries.extend(buffers.iter().map(|&(i, b)| (i, b.as_entire_binding())));
@@ -564,7 +572,7 @@ impl MatmulOp {
 }
 
 /// `out[t] = W[ids[t]]` dequantized to f32 `[max_tokens][cols]`; ids are u32 `[max_tokens]`.
-/// Ids past the table's last row give zeros.
+/// Ids past the table's last row give zeros. [`EmbeddingOp::scaled`] multiplies the rows.
 pub struct EmbeddingOp {
     pipeline: Arc<wgpu::ComputePipeline>,
     binds: Vec<wgpu::BindGroup>,
@@ -579,13 +587,26 @@ impl EmbeddingOp {
         out: &wgpu::Buffer,
         step: &wgpu::Buffer,
     ) -> Result<Self, GpuError> {
+        Self::scaled(ctx, w, ids, out, 1.0, step)
+    }
+
+    /// `out[t] = W[ids[t]] · scale`, each value rounded once as the CPU reference rounds it.
+    pub fn scaled(
+        ctx: &GpuContext,
+        w: &GpuWeight,
+        ids: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        scale: f32,
+        step: &wgpu::Buffer,
+    ) -> Result<Self, GpuError> {
         check_size("embedding ids", ids, 4)?;
         check_size("embedding output", out, 4 * w.cols as u64)?;
-        let pipeline = ctx.pipeline(
-            kernels::EMBEDDING,
-            "embed",
-            &with_type(ctx.base_defs(), w.ty),
-        )?;
+        let mut defs = with_type(ctx.base_defs(), w.ty);
+        if scale != 1.0 {
+            // `{:e}` prints the shortest decimal that parses back to the same f32.
+            defs.set("SCALE", format!("{scale:e}"));
+        }
+        let pipeline = ctx.pipeline(kernels::EMBEDDING, "embed", &defs)?;
         let mut binds = Vec::with_capacity(w.parts().len());
         for (i, p) in w.parts().iter().enumerate() {
             let params = uniform(

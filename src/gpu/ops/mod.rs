@@ -8,7 +8,7 @@
 //!   uniform (written once per submission with `queue.write_buffer`).
 
 mod elementwise;
-pub use elementwise::{AddOp, SwigluOp};
+pub use elementwise::{AddOp, GluOp};
 mod matmul;
 pub use matmul::{int_dot_supported, ActivationBlocks, DecodeInput, EmbeddingOp, MatmulConfig, MatmulOp, QuantizeOp, XQ_UNIT_BYTES};
 mod norm;
@@ -16,7 +16,7 @@ pub use norm::RmsNormOp;
 mod rope;
 pub use rope::{RopeOp, RopeParams};
 mod attention;
-pub use attention::{AttentionOp, AttentionScratch, KvCache};
+pub use attention::{AttentionOp, AttentionScratch, KvCache, Scores};
 mod sample;
 pub use sample::{ArgmaxOp, TopKOp};
 

@@ -1,5 +1,5 @@
 //! RMSNorm (`shaders/norm.wgsl`), optionally after a residual add: one 256-invocation
-//! workgroup per token row.
+//! workgroup per row (a token's, or a head's).
 
 use super::uniform;
 use crate::gpu::{kernels, GpuContext, GpuError};
@@ -10,11 +10,23 @@ use std::sync::Arc;
 pub struct RmsNormOp {
     pipeline: Arc<wgpu::ComputePipeline>,
     bind: wgpu::BindGroup,
+    /// Rows per token.
+    rows: u32,
 }
 
 impl RmsNormOp {
     pub fn new(ctx: &GpuContext, x: &wgpu::Buffer, w: &wgpu::Buffer, out: &wgpu::Buffer, dim: u32, eps: f32, step: &wgpu::Buffer) -> Result<Self, GpuError> {
-        Self::build(ctx, x, None, w, out, dim, eps, step)
+        Self::build(ctx, x, None, w, out, dim, 1, eps, step)
+    }
+
+    /// Normalizes every head of `x` (`[n_tokens][heads][dim]`) in place by its own RMS, with the
+    /// weight `w` (f32 `[dim]`) shared by the heads: Qwen3's and Gemma 3's norms of Q and K.
+    #[allow(clippy::too_many_arguments)]
+    pub fn per_head(ctx: &GpuContext, x: &wgpu::Buffer, w: &wgpu::Buffer, dim: u32, heads: u32, eps: f32, step: &wgpu::Buffer) -> Result<Self, GpuError> {
+        if heads == 0 {
+            return Err(GpuError::Validation { what: "rms_norm".into(), message: "heads must be > 0".into() });
+        }
+        Self::build(ctx, x, None, w, x, dim, heads, eps, step)
     }
 
     /// `x[t] += r[t]` (kept in `x`), then `out[t] = x[t] / sqrt(mean(x[t]²) + eps) * w`: a
@@ -36,11 +48,11 @@ impl RmsNormOp {
                 message: "with a residual, the output and the residual must be other buffers than x".into(),
             });
         }
-        Self::build(ctx, x, Some(r), w, out, dim, eps, step)
+        Self::build(ctx, x, Some(r), w, out, dim, 1, eps, step)
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn build(ctx: &GpuContext, x: &wgpu::Buffer, r: Option<&wgpu::Buffer>, w: &wgpu::Buffer, out: &wgpu::Buffer, dim: u32, eps: f32, step: &wgpu::Buffer) -> Result<Self, GpuError> {
+    fn build(ctx: &GpuContext, x: &wgpu::Buffer, r: Option<&wgpu::Buffer>, w: &wgpu::Buffer, out: &wgpu::Buffer, dim: u32, rows: u32, eps: f32, step: &wgpu::Buffer) -> Result<Self, GpuError> {
         if dim == 0 {
             return Err(GpuError::Validation {
                 what: "rms_norm".into(),
@@ -55,10 +67,7 @@ impl RmsNormOp {
             defs.set("IN_PLACE", 1);
         }
         let pipeline = ctx.pipeline(kernels::NORM, "rms_norm", &defs)?;
-        let mut params = [0u8; 8];
-        params[..4].copy_from_slice(&dim.to_le_bytes());
-        params[4..].copy_from_slice(&eps.to_le_bytes());
-        let params = uniform(ctx, "rms_norm params", &params)?;
+        let params = uniform(ctx, "rms_norm params", bytemuck::cast_slice(&[dim, eps.to_bits(), rows]))?;
         let bind = if in_place {
             ctx.bind(
                 &pipeline,
@@ -80,13 +89,15 @@ impl RmsNormOp {
             entries.extend(r.map(|r| r.as_entire_binding()));
             ctx.bind(&pipeline, &entries)
         };
-        Ok(RmsNormOp { pipeline, bind })
+        Ok(RmsNormOp { pipeline, bind, rows })
     }
 
-    /// `n_tokens` must equal the step uniform's value for this submission (≤ 65535).
+    /// `n_tokens` must equal the step uniform's value for this submission.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, n_tokens: u32) {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind, &[]);
-        super::dispatch(pass, n_tokens, 1, 1);
+        // One workgroup per row, in a 2-D grid past the 65535 a dimension allows.
+        let (a, b, c) = crate::gpu::dispatch_1d(n_tokens * self.rows, 1);
+        super::dispatch(pass, a, b, c);
     }
 }

@@ -1,9 +1,10 @@
-//! Rotary position embedding (`shaders/rope.wgsl`), llama.cpp's "normal" variant (adjacent
-//! pairs), at positions `step.pos + t`: in place, or for a layer's K straight into the KV cache.
+//! Rotary position embedding (`shaders/rope.wgsl`), llama.cpp's "normal" style (adjacent
+//! pairs) or its NEOX style (halves), at positions `step.pos + t`: in place, or for a layer's K
+//! straight into the KV cache (with Q's, K's and V's biases added first where a model has them).
 
 use super::{uniform, KvCache};
 use crate::gpu::{dispatch_1d, kernels, GpuContext, GpuError};
-use crate::model::LlamaConfig;
+use crate::model::{ModelConfig, RopeStyle};
 use std::sync::Arc;
 
 /// The RoPE hyper-parameters shared by Q and K.
@@ -16,15 +17,19 @@ pub struct RopeParams {
     pub base: f32,
     /// Position multiplier for linear scaling (1 when unscaled).
     pub freq_scale: f32,
+    pub style: RopeStyle,
 }
 
 impl RopeParams {
-    pub fn from_config(c: &LlamaConfig) -> Self {
+    /// Layer `layer`'s RoPE (Gemma 3's local layers have a base of their own).
+    pub fn for_layer(c: &ModelConfig, layer: usize) -> Self {
+        let r = c.layer_rope(layer);
         RopeParams {
             head_dim: c.shape.head_dim as u32,
             rope_dim: c.rope_dim as u32,
-            base: c.rope_theta,
-            freq_scale: c.rope_freq_scale(),
+            base: r.base,
+            freq_scale: r.freq_scale,
+            style: c.graph.rope_style,
         }
     }
 }
@@ -35,6 +40,8 @@ struct KvTarget<'a> {
     k_cache: &'a wgpu::Buffer,
     v_cache: &'a wgpu::Buffer,
     capacity: u32,
+    /// Q's, K's and V's biases.
+    bias: Option<[&'a wgpu::Buffer; 3]>,
 }
 
 /// Rotates `x` (`[n_tokens][n_heads][head_dim]` f32) in place; [`RopeOp::pair`] rotates a
@@ -85,7 +92,8 @@ impl RopeOp {
     /// straight into rows `step.pos + t` of `cache`'s layer `layer` along with V (`v`, f32 like
     /// `k`): what the attention's own cache write did, in the same dispatch (then build the
     /// attention [`without_cache_write`](super::AttentionOp::without_cache_write)). `k` keeps
-    /// its unrotated values.
+    /// its unrotated values. With `bias` (f32 Q, K and V biases, one row each), each is added
+    /// to its projection first: Q's in place.
     #[allow(clippy::too_many_arguments)]
     pub fn pair_into_cache(
         ctx: &GpuContext,
@@ -97,6 +105,7 @@ impl RopeOp {
         layer: usize,
         p: &RopeParams,
         freq_factors: Option<&wgpu::Buffer>,
+        bias: Option<[&wgpu::Buffer; 3]>,
         step: &wgpu::Buffer,
     ) -> Result<Self, GpuError> {
         if cache.head_dim != p.head_dim || layer >= cache.k.len() || q == k {
@@ -105,7 +114,13 @@ impl RopeOp {
                 message: format!("the cache's head size {} and layers {} do not fit head_dim {} and layer {layer}", cache.head_dim, cache.k.len(), p.head_dim),
             });
         }
-        let kv = KvTarget { v, k_cache: &cache.k[layer], v_cache: &cache.v[layer], capacity: cache.capacity };
+        if bias.is_some() && p.rope_dim != p.head_dim {
+            return Err(GpuError::Validation {
+                what: "rope".into(),
+                message: "biases need every pair rotated (rope_dim = head_dim)".into(),
+            });
+        }
+        let kv = KvTarget { v, k_cache: &cache.k[layer], v_cache: &cache.v[layer], capacity: cache.capacity, bias };
         Self::build(ctx, q, n_heads, Some((k, cache.n_kv)), Some(kv), p, freq_factors, step)
     }
 
@@ -147,6 +162,19 @@ impl RopeOp {
         if kv.is_some() {
             defs.set("KV_WRITE", 1);
         }
+        if kv.as_ref().is_some_and(|kv| kv.bias.is_some()) {
+            defs.set("BIAS", 1);
+        }
+        let halves = p.style == RopeStyle::Halves;
+        if halves {
+            if p.rope_dim != p.head_dim || !p.head_dim.is_multiple_of(4) {
+                return bad(format!(
+                    "rotating halves needs rope_dim = head_dim, a multiple of 4 (rope_dim {}, head_dim {})",
+                    p.rope_dim, p.head_dim
+                ));
+            }
+            defs.set("HALVES", 1);
+        }
         let pipeline = ctx.pipeline(kernels::ROPE, "rope", &defs)?;
         // Exactly the reference's expression, so theta_base matches it bit for bit.
         let theta_scale = p.base.powf(-2.0 / p.rope_dim as f32);
@@ -171,14 +199,22 @@ impl RopeOp {
         entries.extend(second.map(|s| (4, s.0)));
         if let Some(kv) = &kv {
             entries.extend([(5, kv.v), (6, kv.k_cache), (7, kv.v_cache)]);
+            if let Some([bq, bk, bv]) = kv.bias {
+                entries.extend([(8, bq), (9, bk), (10, bv)]);
+            }
         }
         let bind = ctx.bind_numbered(&pipeline, &entries);
-        // With the cache write every pair of K has an invocation (rope.wgsl).
-        let second_pairs = if kv.is_some() { p.head_dim / 2 } else { n_pairs };
+        // With the cache write every pair of K has an invocation; with halves every two pairs
+        // of a head (rope.wgsl).
+        let (first_pairs, second_pairs) = match (halves, kv.is_some()) {
+            (true, _) => (p.head_dim / 4, p.head_dim / 4),
+            (false, true) => (n_pairs, p.head_dim / 2),
+            (false, false) => (n_pairs, n_pairs),
+        };
         Ok(RopeOp {
             pipeline,
             bind,
-            per_token: n_heads * n_pairs + second.map_or(0, |s| s.1) * second_pairs,
+            per_token: n_heads * first_pairs + second.map_or(0, |s| s.1) * second_pairs,
         })
     }
 

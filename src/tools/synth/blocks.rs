@@ -154,15 +154,17 @@ pub(super) fn generate(
     let mut rng = tensor_rng(seed, &t.name);
     let n = t.n_elements() as usize;
     if t.ggml_type == GgmlType::F32 {
-        // Norm weights near 1, or the RoPE frequency factors; small either way.
+        // Norm weights near 1, biases, or the RoPE frequency factors; small either way.
         buf.clear();
         if t.name == names::ROPE_FREQS {
             freq_factors
                 .iter()
                 .for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
         } else {
+            // Biases small and zero-centred, norm weights near 1.
+            let centre = if t.name.ends_with(".bias") { 0.0 } else { 1.0 };
             for _ in 0..n {
-                let v = 1.0 + 0.1 * (rng.next_f64() as f32 - 0.5);
+                let v = centre + 0.1 * (rng.next_f64() as f32 - 0.5);
                 buf.extend_from_slice(&v.to_le_bytes());
             }
         }

@@ -192,20 +192,15 @@ pub fn plan(shape: &Shape, mix: QuantMix) -> Result<Vec<PlannedTensor>> {
         names::ROPE_FREQS.to_string(),
         names::TOKEN_EMBD.to_string(),
     ];
-    for l in 0..shape.n_layer {
-        for w in [
-            "attn_k",
-            "attn_norm",
-            "attn_output",
-            "attn_q",
-            "attn_v",
-            "ffn_down",
-            "ffn_gate",
-            "ffn_norm",
-            "ffn_up",
-        ] {
-            order.push(names::blk(l, w));
+    // Each block's tensors in name order, as `llama-quantize` writes them.
+    let mut blocks: Vec<Vec<&String>> = vec![Vec::new(); shape.n_layer];
+    for name in by_name.keys() {
+        if let Some(l) = names::layer_of(name) {
+            blocks[l].push(name);
         }
+    }
+    for block in blocks {
+        order.extend(block.into_iter().cloned());
     }
     order.push(names::OUTPUT_NORM.to_string());
     if !shape.tied_output {

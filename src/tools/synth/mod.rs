@@ -1,6 +1,8 @@
 //! Synthetic Llama 3.x GGUFs: the exact tensor names, shapes, types and metadata of real Llama
 //! 3.1 / 3.2 models in llama.cpp's Q4_K_M, Q4_0, Q8_0 and IQ2_M mixes, with random but valid quantized
 //! weights, so that loading multi-GB models can be tested without downloading real weights.
+//! Any shape can also be written in another family's block (Qwen2, Qwen3, Gemma 3:
+//! [`Shape::for_arch`]), with that family's keys and tensors.
 //!
 //! The tokenizer (`tokenizer.ggml.*`) is copied from a real Llama 3 vocabulary GGUF, with
 //! `<|eot_id|>` as EOS as in the Instruct models and, optionally, a chat template.
@@ -118,7 +120,7 @@ fn io_err(path: &Path, source: std::io::Error) -> Error {
     })
 }
 
-/// The file's metadata in llama.cpp's key order: `general.*`, `llama.*`, then the tokenizer
+/// The file's metadata in llama.cpp's key order: `general.*`, the family's (`llama.*`, …), then the tokenizer
 /// keys of `opts.vocab`, with EOS set to `<|eot_id|>` (as in the Instruct GGUFs).
 pub fn metadata(opts: &SynthOptions) -> Result<Vec<(String, Value)>> {
     let s = &opts.shape;
@@ -130,8 +132,10 @@ pub fn metadata(opts: &SynthOptions) -> Result<Vec<(String, Value)>> {
     }
     let u32v = |x: usize| Value::U32(x as u32);
     let string = |x: &str| Value::String(x.to_string());
+    let a = s.arch.name();
+    let k = |key: &str| format!("{a}.{key}");
     let mut m: Vec<(String, Value)> = vec![
-        ("general.architecture".into(), string("llama")),
+        ("general.architecture".into(), string(a)),
         ("general.type".into(), string("model")),
         ("general.name".into(), string(&s.name)),
         ("general.finetune".into(), string("Instruct")),
@@ -145,29 +149,31 @@ pub fn metadata(opts: &SynthOptions) -> Result<Vec<(String, Value)>> {
                 opts.seed
             )),
         ),
-        ("llama.block_count".into(), u32v(s.n_layer)),
-        ("llama.context_length".into(), u32v(ctx)),
-        ("llama.embedding_length".into(), u32v(s.n_embd)),
-        ("llama.feed_forward_length".into(), u32v(s.n_ff)),
-        ("llama.attention.head_count".into(), u32v(s.n_head)),
-        ("llama.attention.head_count_kv".into(), u32v(s.n_head_kv)),
-        ("llama.rope.freq_base".into(), Value::F32(s.rope_theta)),
-        (
-            "llama.attention.layer_norm_rms_epsilon".into(),
-            Value::F32(s.rms_eps),
-        ),
+        (k("block_count"), u32v(s.n_layer)),
+        (k("context_length"), u32v(ctx)),
+        (k("embedding_length"), u32v(s.n_embd)),
+        (k("feed_forward_length"), u32v(s.n_ff)),
+        (k("attention.head_count"), u32v(s.n_head)),
+        (k("attention.head_count_kv"), u32v(s.n_head_kv)),
+        (k("rope.freq_base"), Value::F32(s.rope_theta)),
+        (k("attention.layer_norm_rms_epsilon"), Value::F32(s.rms_eps)),
     ];
     if s.head_dim_keys {
-        m.push(("llama.attention.key_length".into(), u32v(s.head_dim)));
-        m.push(("llama.attention.value_length".into(), u32v(s.head_dim)));
+        m.push((k("attention.key_length"), u32v(s.head_dim)));
+        m.push((k("attention.value_length"), u32v(s.head_dim)));
+    }
+    if let Some(w) = s.sliding {
+        m.push((k("attention.sliding_window"), Value::U32(w.window)));
+        m.push((k("attention.sliding_window_pattern"), Value::U32(w.period)));
+        m.push((k("rope.freq_base_swa"), Value::F32(w.rope_base)));
     }
     m.push(("general.file_type".into(), Value::U32(opts.mix.file_type())));
-    m.push(("llama.vocab_size".into(), u32v(s.n_vocab)));
-    m.push(("llama.rope.dimension_count".into(), u32v(s.head_dim)));
+    m.push((k("vocab_size"), u32v(s.n_vocab)));
+    m.push((k("rope.dimension_count"), u32v(s.head_dim)));
     // Llama 3's scaling is the rope_freqs tensor; only linear scaling has keys.
     if let RopeScaling::Linear { factor } = s.rope_scaling {
-        m.push(("llama.rope.scaling.type".into(), string("linear")));
-        m.push(("llama.rope.scaling.factor".into(), Value::F32(factor)));
+        m.push((k("rope.scaling.type"), string("linear")));
+        m.push((k("rope.scaling.factor"), Value::F32(factor)));
     }
 
     let vocab = GgufFile::open(&opts.vocab)?;

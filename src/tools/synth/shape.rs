@@ -1,7 +1,7 @@
 //! The model shapes synth writes: Llama 3.1 70B and 8B and 3.2 3B/1B as released, and a tiny
-//! one for fast tests.
+//! one for fast tests; any of them in another family's block ([`Shape::for_arch`]).
 
-use crate::model::{LlamaConfig, ModelShape, RopeScaling};
+use crate::model::{Arch, BlockGraph, ModelConfig, ModelShape, RopeScaling, SlidingWindow};
 
 /// The shapes `Shape::preset` knows, as the CLI spells them.
 pub const SHAPES: [&str; 5] = ["70b", "8b", "3b", "1b", "tiny"];
@@ -33,6 +33,10 @@ pub struct Shape {
     /// Write `llama.attention.key_length`/`value_length`, as llama.cpp's converter does when
     /// `config.json` has `head_dim` (Llama 3.2 does, Llama 3.1 does not).
     pub head_dim_keys: bool,
+    /// The family: its key prefix and its block ([`BlockGraph::of`]).
+    pub arch: Arch,
+    /// Gemma 3's local layers (`attention.sliding_window`, `…_pattern`).
+    pub sliding: Option<SlidingWindow>,
 }
 
 fn llama3_scaling(factor: f32) -> RopeScaling {
@@ -65,6 +69,8 @@ impl Shape {
             rope_scaling: llama3_scaling(8.0),
             tied_output: false,
             head_dim_keys: false,
+            arch: Arch::Llama,
+            sliding: None,
         }
     }
 
@@ -147,6 +153,31 @@ impl Shape {
         })
     }
 
+    /// The same sizes in `arch`'s block, as its converter writes the family: Qwen2 with Q, K and
+    /// V biases; Qwen3 with per-head Q/K norms; Gemma 3 with those, post-norms, GELU, tied
+    /// output and local layers (every other one, a window of 32 positions: short enough that
+    /// tests reach past it). The other families have no `rope_freqs` (no Llama 3 scaling).
+    pub fn for_arch(mut self, arch: Arch) -> Shape {
+        if arch == Arch::Llama {
+            return self;
+        }
+        let family = match arch {
+            Arch::Llama => unreachable!(),
+            Arch::Qwen2 => "Qwen2",
+            Arch::Qwen3 => "Qwen3",
+            Arch::Gemma3 => "Gemma 3",
+        };
+        self.name = format!("{} as {family} (synthetic)", self.name.trim_end_matches(" (synthetic)"));
+        self.arch = arch;
+        self.rope_scaling = RopeScaling::None;
+        self.head_dim_keys = true;
+        if arch == Arch::Gemma3 {
+            self.tied_output = true;
+            self.sliding = Some(SlidingWindow { window: 32, period: 2, rope_base: 10000.0 });
+        }
+        self
+    }
+
     /// The same model cut to its first `n_layer` blocks: every per-layer shape, the vocabulary,
     /// the output and the RoPE scaling stay as they are; `general.name` says how many blocks
     /// are left. A test model for what a shape does per layer, at a fraction of the size.
@@ -165,8 +196,8 @@ impl Shape {
 
     /// The configuration a reader derives from the file (with the scaling that `rope_freqs`
     /// encodes).
-    pub fn config(&self) -> LlamaConfig {
-        LlamaConfig {
+    pub fn config(&self) -> ModelConfig {
+        ModelConfig {
             shape: ModelShape {
                 n_vocab: self.n_vocab,
                 n_embd: self.n_embd,
@@ -182,6 +213,7 @@ impl Shape {
             rope_dim: self.head_dim,
             rope_scaling: self.rope_scaling.clone(),
             tied_output: self.tied_output,
+            graph: BlockGraph::of(self.arch, self.n_embd, self.head_dim, false, self.sliding),
         }
     }
 }
