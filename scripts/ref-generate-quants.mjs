@@ -26,27 +26,13 @@
 import {readFileSync} from "node:fs";
 import path from "node:path";
 import {
-    CONTEXT, EXPLICIT_CHAIN, N_GEN, NLC_VERSION, ROOT, SMOLLM2_SHA256, THREADS, checkFullSoftmax, checkedSmolLM2,
-    cpuKernels, greedy, llamaCppRelease, positionsJson, startLlama, teacherForced, writeFixture
+    N_GEN, NLC_VERSION, POSITION_NOTES, ROOT, SMOLLM2_SHA256, THREADS, checkedSmolLM2, cpuKernels, cpuSettings,
+    greedyReferenceCase, llamaCppRelease, morePrompts, startLlama, writeFixture
 } from "./llama-cpp.mjs";
 
 const chat = (user) => `<|im_start|>user\n${user}<|im_end|>\n<|im_start|>assistant\n`;
-// Chosen before any agreement figure on them was seen, to widen the sample, not to move it: chat turns, prose and
-// code, like the first four.
-const MORE_PROMPTS = [
-    ["chat-paris", chat("What is the capital of France, and why is it famous?")],
-    ["chat-ocean-poem", chat("Write a short poem about the ocean.")],
-    ["chat-language-tips", chat("Give me three tips for learning a new language.")],
-    ["chat-photosynthesis", chat("How does photosynthesis work?")],
-    ["printing-press", "The history of the printing press begins in"],
-    ["prime-numbers", "In mathematics, a prime number is"],
-    ["code-quicksort", "function quickSort(arr) {\n"],
-    ["cover-letter", "Dear hiring manager,\n\nI am writing to apply for"],
-    ["recipe-list", "The recipe calls for the following ingredients:\n-"],
-    ["chat-romeo-juliet", chat("Summarize the plot of Romeo and Juliet in a few sentences.")],
-    ["boiling-water", "Water boils at 100 degrees Celsius at sea level because"],
-    ["code-numpy-mean", "import numpy as np\n\n# Compute the mean of a list\n"]
-];
+// Twelve more prompts (scripts/llama-cpp.mjs), like the first four.
+const MORE_PROMPTS = morePrompts(chat);
 const Q4_1_FIXTURE = path.join(ROOT, "tests/fixtures/smollm2-greedy.json");
 
 async function generateFor(llama, kernels, format, prompts) {
@@ -67,38 +53,15 @@ async function generateFor(llama, kernels, format, prompts) {
         const promptTokens = Array.from(model.tokenize(q.prompt, q.prompt.includes("<|im_start|>")));
         if (q.prompt_tokens && JSON.stringify(promptTokens) !== JSON.stringify(q.prompt_tokens))
             throw new Error(`${format} ${q.name}: tokenization differs from the Q4_1 fixture's`);
-        // yieldEogToken: go on past an end-of-generation token, so every case has 64 tokens; the fixture lists
-        // where such tokens are (eog_at).
-        const cont = (await greedy(model, promptTokens, N_GEN, {yieldEogToken: true})).tokens;
-        if (cont.length !== N_GEN) throw new Error(`${format} ${q.name}: only ${cont.length} tokens generated`);
-        const eogAt = cont.flatMap((t, k) => model.isEogToken(t) ? [k] : []);
+        const cs = await greedyReferenceCase(model, format, q.name, q.prompt, promptTokens, vocabSize);
+        const {continuation: cont, eog_at: eogAt, teacher_forced_greedy_mismatches: exceptions} = cs;
         if (eogAt.length) console.log(`  ${q.name}: end-of-generation token(s) at [${eogAt}]: ${eogAt.map((k) => cont[k])}`);
-
-        const all = [...promptTokens, ...cont];
-        const from = promptTokens.length - 1;
-        const tf = await teacherForced(model, all, from);
-        const tfExplicit = await teacherForced(model, all, from, {sampleOptions: EXPLICIT_CHAIN});
-        checkFullSoftmax(`${format} ${q.name}`, tf, tfExplicit, vocabSize);
-        if (tf.length !== N_GEN) throw new Error("position count");
-        const exceptions = [];
-        for (let k = 0; k < N_GEN; k++)
-            if (tf[k].top[0][0] !== cont[k] || tf[k].token !== cont[k]) exceptions.push(k);
         mismatches += exceptions.length;
         let sameAsQ41 = 0;
         while (q.continuation && sameAsQ41 < N_GEN && cont[sameAsQ41] === q.continuation[sameAsQ41]) sameAsQ41++;
-        const text = model.detokenize(cont, true);
         const vsQ41 = q.continuation ? `; first ${sameAsQ41} tokens equal smollm2-greedy.json's` : "";
-        console.log(`  ${q.name}: teacher-forced top-1 != greedy at [${exceptions}]${vsQ41}; ${JSON.stringify(text)}`);
-        cases.push({
-            name: q.name,
-            prompt: q.prompt,
-            prompt_tokens: promptTokens,
-            continuation: cont,
-            continuation_text: text,
-            teacher_forced_greedy_mismatches: exceptions,
-            eog_at: eogAt,
-            positions: positionsJson(tf)
-        });
+        console.log(`  ${q.name}: teacher-forced top-1 != greedy at [${exceptions}]${vsQ41}; ${JSON.stringify(cs.continuation_text)}`);
+        cases.push(cs);
     }
     await model.dispose();
 
@@ -113,12 +76,10 @@ async function generateFor(llama, kernels, format, prompts) {
                 : `The model is llama.cpp's requantization of SmolLM2-135M-Instruct.Q4_1.gguf to ${format} by scripts/requant.py (llama_model_quantize, allow_requantize).`,
             "16 prompts: the four of tests/fixtures/smollm2-greedy.json, then twelve more (MORE_PROMPTS in scripts/ref-generate-quants.mjs), so that agreement figures rest on 1024 positions.",
             `continuation: 64 greedy tokens from the ${format} model (batched prefill, then one token per decode step). Unlike the Q4_1 fixture, generation goes on past an end-of-generation token; eog_at lists the continuation indices holding one (a generate command stops there).`,
-            "positions[k] is sequence position len(prompt_tokens)-1+k and predicts continuation[k]; teacher-forced over prompt+continuation in one batch (flash attention off, F16 KV cache) on a fresh context.",
-            "top: the 5 most likely next tokens as [token id, natural-log probability]; probability = full softmax of the raw logits over the whole vocabulary, renormalized in double precision, rounded to 6 decimals.",
-            "teacher_forced_greedy_mismatches: continuation indices where the batched teacher-forced top-1 differs from the one-token-at-a-time greedy token.",
+            ...POSITION_NOTES,
             "llama.cpp quantizes activations before every quantized matmul, so these numbers carry ~0.1 nat noise against an f32 forward pass and depend on the CPU kernels that ran (settings.cpuKernels)."
         ],
-        settings: {backend: "cpu", cpuKernels: kernelsRan, gpuLayers: 0, contextSize: CONTEXT.contextSize, batchSize: CONTEXT.batchSize, flashAttention: CONTEXT.flashAttention, kvCache: "f16", threads: THREADS},
+        settings: cpuSettings(kernelsRan),
         cases
     };
     const outPath = path.join(ROOT, "tests/fixtures", `smollm2-${format.toLowerCase()}-greedy.json`);

@@ -7,7 +7,8 @@
 //     node scripts/ref-tokenize.mjs
 //
 // It writes tests/fixtures/tokenize-llama3.json (the ggml-vocab-llama-bpe.gguf vocabulary) and
-// tests/fixtures/tokenize-smollm2.json (SmolLM2-135M-Instruct.Q4_1.gguf). For every test string it records
+// tests/fixtures/tokenize-smollm2.json (SmolLM2-135M-Instruct.Q4_1.gguf) and tests/fixtures/tokenize-gemma3.json
+// (gemma-3-270m-q4_k_m.gguf: a SentencePiece-style vocabulary with user-defined tokens). For every test string it records
 // the ids of llama.cpp's `common_tokenize(vocab, text, add_special=false, parse_special)` for parse_special
 // false and true, and `llama_detokenize(ids, remove_special=false, unparse_special)` of the parse_special=true
 // ids for unparse_special false and true. It also records the special ids llama.cpp settles on (BOS, EOS,
@@ -105,6 +106,28 @@ const EXTRA_IDS = {
         [243, 10813, 116, 243],
         [216, 30, 216, 28, 637, 93, 216, 637, 84],
     ],
+    // Gemma 3: BOS, a chat turn's markers, the HTML-tag and newline-run tokens, byte tokens.
+    gemma3: [
+        [2, 105, 2364, 107, 9259, 106, 107],
+        [212],
+        [203, 9259, 212],
+        [107, 108, 109],
+        [138, 140, 9259],
+        [238, 239, 240],
+    ],
+};
+
+// Strings only some vocabularies get, beside STRINGS: what Gemma's SentencePiece vocabulary holds as
+// user-defined tokens (newline runs, HTML tags, runs of spaces), which llama.cpp splits out before merging.
+const MORE_STRINGS = {
+    gemma3: [
+        "\n\n\nThree newlines, then\n\ntwo.",
+        "a <s>b</s> <i>c</i>",
+        "four    spaces and  two",
+        "<start_of_turn>user\nHello<end_of_turn>\n<start_of_turn>model\n",
+        "<table><tr><td>cell</td></tr></table>",
+        "\tTabbed\tline\r\n",
+    ],
 };
 
 // Pretty-printed at the top level, one case per line, so fixture diffs stay readable.
@@ -132,7 +155,7 @@ async function reference(name, file) {
     for (let id = 0; id < nVocab; id++) {
         if (model.isEogToken(id)) eog.push(id);
     }
-    const cases = STRINGS.map((text) => {
+    const cases = STRINGS.concat(MORE_STRINGS[name] ?? []).map((text) => {
         const plain = Array.from(model.tokenize(text, false));
         const special = Array.from(model.tokenize(text, true));
         return {
@@ -170,4 +193,5 @@ async function reference(name, file) {
 
 await reference("llama3", "ggml-vocab-llama-bpe.gguf");
 await reference("smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf");
+await reference("gemma3", "gemma-3-270m-q4_k_m.gguf");
 await llama.dispose();

@@ -105,11 +105,19 @@ fn join(ids: &[u32]) -> String {
     ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
 }
 
-/// The fixture and the model file for one quantization, with the model's sha256 checked.
+/// The model `GEMMA3` stands for in the `quant` argument of the checks: Gemma 3 270M Q4_K_M
+/// from PyPI (scripts/setup), beside SmolLM2's quantizations.
+const GEMMA3: &str = "GEMMA3";
+
+/// The fixture and the model file for one quantization of SmolLM2 (or [`GEMMA3`]), with the
+/// model's sha256 checked.
 fn load(quant: &str) -> (Value, PathBuf) {
-    let fixture_name = format!("smollm2-{}-greedy.json", quant.to_lowercase());
+    let (fixture_name, file) = if quant == GEMMA3 {
+        ("gemma3-270m-q4_k_m-greedy.json".to_string(), "gemma-3-270m-q4_k_m.gguf".to_string())
+    } else {
+        (format!("smollm2-{}-greedy.json", quant.to_lowercase()), format!("SmolLM2-135M-Instruct.{quant}.gguf"))
+    };
     let fx = common::fixture(&fixture_name);
-    let file = format!("SmolLM2-135M-Instruct.{quant}.gguf");
     assert_eq!(
         fx["model"],
         file.as_str(),
@@ -475,4 +483,17 @@ fn iq3_s_gpu_agrees_with_llama_cpp() {
 #[test]
 fn q4_k_m_gpu_without_f16_and_subgroups_agrees_with_llama_cpp() {
     all_pass([check_score("Q4_K_M", &["--no-f16", "--no-subgroups"])]);
+}
+
+/// Gemma 3 270M (Q5_0, Q8_0, Q4_K and Q6_K matrices; Gemma 3's block: see model::arch) from
+/// PyPI, against llama.cpp's greedy continuations of the same 16 prompts, beside the CPU
+/// reference: the GPU scores at the 97% bar and generates llama.cpp's first tokens. Measured
+/// (2026-12-07, lavapipe): GPU 97.3% (996/1024), the CPU reference 97.3%; every miss is
+/// llama.cpp's own batched choice or one where the CPU reference chose as the GPU did, at
+/// llama.cpp gaps up to 0.24 nats (llama.cpp's 8-bit activations and f16 GELU table). One
+/// greedy continuation leaves llama.cpp's after 3 tokens at such a gap (0.23), as the CPU
+/// reference does.
+#[test]
+fn gemma3_270m_gpu_agrees_with_llama_cpp() {
+    all_pass([check_score_with_bar(GEMMA3, &[], BAR, true), check_generate_beside_reference(GEMMA3)]);
 }

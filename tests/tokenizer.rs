@@ -58,6 +58,11 @@ fn smollm2() -> &'static Tokenizer {
     T.get_or_init(|| load_gguf("SmolLM2-135M-Instruct.Q4_1.gguf"))
 }
 
+fn gemma3() -> &'static Tokenizer {
+    static T: OnceLock<Tokenizer> = OnceLock::new();
+    T.get_or_init(|| load_gguf("gemma-3-270m-q4_k_m.gguf"))
+}
+
 fn llama31_json() -> &'static Tokenizer {
     static T: OnceLock<Tokenizer> = OnceLock::new();
     T.get_or_init(|| {
@@ -236,6 +241,22 @@ fn smollm2_matches_llama_cpp_fixture() {
             s(&c["detok_special"])
         );
     }
+}
+
+/// Gemma 3's SentencePiece-style vocabulary of 262,144 tokens: user-defined tokens (newline
+/// runs, HTML tags, runs of spaces) that llama.cpp matches before merging, no space prefix, and
+/// its end-of-generation set (`<eos>`, `<end_of_turn>` and `</s>`).
+#[test]
+fn gemma3_matches_llama_cpp_fixture() {
+    let t = gemma3();
+    check_fixture(t, "tokenize-gemma3.json");
+    let f = fixture("tokenize-gemma3.json");
+    assert_eq!(t.vocab_size() as u64, f["n_vocab"].as_u64().unwrap());
+    assert_eq!(t.bos_id(), Some(f["bos"].as_u64().unwrap() as u32));
+    assert_eq!(t.eos_id(), Some(f["eos"].as_u64().unwrap() as u32));
+    assert_eq!(t.add_bos(), f["add_bos"].as_bool().unwrap());
+    assert_eq!(t.add_eos(), f["add_eos"].as_bool().unwrap());
+    assert_eq!(t.stop_ids(), ids(&f["eog"]));
 }
 
 #[test]
