@@ -1,0 +1,70 @@
+// The model families beside Llama (Qwen2, Qwen3, Gemma 3: model::arch) in the page, on SwiftShader:
+// the tiny shape written in each family's block by `synth --arch` (Q/K/V biases, per-head Q/K norms,
+// post-norms, GELU, a sliding-window layer, RoPE on halves), and the real Gemma 3 270M from PyPI,
+// greedily continue a prompt exactly as the native CLI does on the same kernels (lavapipe's
+// subgroups narrowed to SwiftShader's 4, f32). A family's file split into shards by the CLI loads
+// and continues the same way.
+// Needs `scripts/build-web` and `cargo build --release`. Run: node --test tests/web/families.test.mjs
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import * as H from './harness.mjs';
+
+const PROMPT = 'The capital of France is';
+const N = 4;
+const GEMMA = 'gemma-3-270m-q4_k_m.gguf';
+
+let session; // the test server, browser and page with the package (H.startEngineTest)
+
+before(async () => {
+  session = await H.startEngineTest({ scratch: '/scratch/' });
+});
+
+after(() => session?.close());
+
+/** The model's greedy tokens for PROMPT in the page, with its reported architecture, or `{thrown}`. */
+async function browserTokens(url, options = {}) {
+  const loaded = await session.load('__engine', url, { contextSize: 64, ...options });
+  if (loaded.thrown) return loaded;
+  return session.inPage(async (mod, prompt, n) => {
+    const engine = window.__engine;
+    try {
+      const ids = [];
+      for await (const tok of engine.generate(prompt, { temperature: 0, max_tokens: n })) ids.push(tok.id);
+      return { ids, architecture: engine.info.model.architecture };
+    } finally {
+      await engine.unload();
+    }
+  }, PROMPT, N);
+}
+
+for (const arch of ['qwen2', 'qwen3', 'gemma3']) {
+  test(`tiny ${arch} (synth --arch): greedy tokens in the browser equal the native CLI's, from one file and from shards`, async () => {
+    const file = path.join(session.dir, `tiny-${arch}.gguf`);
+    execFileSync(H.CLI, ['synth', '-o', file, '--shape', 'tiny', '--arch', arch, '--type', 'q4_0', '--seed', '7', '--context', '256'], { stdio: 'pipe' });
+    const want = H.nativeGreedy({ model: file, prompt: PROMPT, n: N }).tokens;
+    const got = await browserTokens(`/scratch/tiny-${arch}.gguf`);
+    assert.ok(!got.thrown, JSON.stringify(got.thrown));
+    assert.equal(got.architecture, arch);
+    assert.deepEqual(got.ids, want);
+    // The same file as gguf-split shards, loaded from its first.
+    const prefix = path.join(session.dir, `split-${arch}`);
+    execFileSync(H.CLI, ['split', file, prefix, '--split-max-size', '20M'], { stdio: 'pipe' });
+    const shards = fs.readdirSync(session.dir).filter((f) => f.startsWith(`split-${arch}-`)).sort();
+    assert.ok(shards.length > 1, `${shards}`);
+    const split = await browserTokens(`/scratch/${shards[0]}`);
+    assert.ok(!split.thrown, JSON.stringify(split.thrown));
+    assert.deepEqual(split.ids, want);
+  });
+}
+
+test('Gemma 3 270M (real weights): greedy tokens in the browser equal the native CLI\'s', async () => {
+  const want = H.nativeGreedy({ model: path.join(H.MODELS_DIR, GEMMA), prompt: PROMPT, n: N }).tokens;
+  const got = await browserTokens(`/models/${GEMMA}`);
+  assert.ok(!got.thrown, JSON.stringify(got.thrown));
+  assert.equal(got.architecture, 'gemma3');
+  assert.deepEqual(got.ids, want);
+});
