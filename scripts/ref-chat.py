@@ -9,9 +9,9 @@ the pinned gguf==0.19.0 package, used to read the template out of the GGUF):
 
     .cache/venv/bin/python scripts/ref-chat.py
 
-Writes tests/fixtures/chat-smollm2.json (the template in SmolLM2-135M-Instruct.Q4_1.gguf, detected as ChatML)
-and tests/fixtures/chat-llama31.json (models/templates/meta-llama-Llama-3.1-8B-Instruct.jinja, detected as
-llama3). The output is deterministic.
+Writes tests/fixtures/chat-smollm2.json (the template in SmolLM2-135M-Instruct.Q4_1.gguf, detected as ChatML),
+tests/fixtures/chat-llama31.json (models/templates/meta-llama-Llama-3.1-8B-Instruct.jinja, detected as
+llama3), and one fixture per template of FAMILY_TEMPLATES. The output is deterministic.
 """
 
 import ctypes
@@ -30,6 +30,16 @@ MESSAGES = [
     {"role": "user", "content": "What is the capital of France?"},
     {"role": "assistant", "content": " The capital of France is Paris. \n"},
     {"role": "user", "content": "And of Japan? 日本の首都は？ 🗾\nPlease be brief."},
+]
+
+
+# (fixture name, template file): llama.cpp detects ChatML in both Qwen templates, its gemma format in Gemma 3's and
+# phi3 in Phi-3.5's.
+FAMILY_TEMPLATES = [
+    ("qwen25", "Qwen-Qwen2.5-7B-Instruct.jinja"),
+    ("qwen3", "Qwen-Qwen3-0.6B.jinja"),
+    ("gemma3", "google-gemma-3-it.jinja"),
+    ("phi35", "microsoft-Phi-3.5-mini-instruct.jinja"),
 ]
 
 
@@ -125,6 +135,13 @@ def main():
           reference)
     with open(llama31, encoding="utf-8") as f:
         write("llama31", "meta-llama-Llama-3.1-8B-Instruct.jinja", f.read(), lib, reference)
+    # The other families' templates (scripts/setup puts them in .cache/models).
+    for name, file in FAMILY_TEMPLATES:
+        path = os.path.join(MODELS, file)
+        if not os.path.exists(path):
+            fail(f"{path} is missing")
+        with open(path, encoding="utf-8") as f:
+            write(name, file, f.read(), lib, reference)
 
 
 if __name__ == "__main__":

@@ -717,3 +717,40 @@ fn long_text_encodes_quickly() {
         start.elapsed()
     );
 }
+
+/// The other families' official chat templates through our renderer against llama.cpp's built-in
+/// formatter for each (tests/fixtures/chat-{qwen25,qwen3,gemma3,phi35}.json, from
+/// scripts/ref-chat.py): the same prompt, but for what the Jinja template itself adds. Gemma 3's
+/// starts with `bos_token` (the tokenizer then adds no second one: `encode_prompt`), and Phi-3.5's
+/// ends a conversation without a generation prompt with `eos_token`, where llama.cpp's phi3
+/// formatter writes nothing.
+#[test]
+fn family_chat_templates_match_llama_cpp() {
+    // (fixture, template file, bos, eos, what the template adds in front, what it adds at the end
+    // without a generation prompt)
+    let families = [
+        ("chat-qwen25.json", "Qwen-Qwen2.5-7B-Instruct.jinja", "", "<|im_end|>", "", ""),
+        ("chat-qwen3.json", "Qwen-Qwen3-0.6B.jinja", "", "<|im_end|>", "", ""),
+        ("chat-gemma3.json", "google-gemma-3-it.jinja", "<bos>", "<eos>", "<bos>", ""),
+        ("chat-phi35.json", "microsoft-Phi-3.5-mini-instruct.jinja", "<s>", "<|endoftext|>", "", "<|endoftext|>"),
+    ];
+    for (fx, file, bos, eos, front, end) in families {
+        let f = fixture(fx);
+        let messages = chat_messages(&f);
+        let template = std::fs::read_to_string(model_file(file)).unwrap();
+        for c in f["cases"].as_array().unwrap() {
+            let add = c["add_generation_prompt"].as_bool().unwrap();
+            let got = apply_chat_template(&template, &messages, add, bos, eos).unwrap();
+            let want = format!("{front}{}{}", s(&c["prompt"]), if add { "" } else { end });
+            assert_eq!(got, want, "{file}, add_generation_prompt={add}");
+        }
+    }
+    // Gemma 3's turn markers are tokens of its vocabulary, and BOS stays single.
+    let t = gemma3();
+    let template = std::fs::read_to_string(model_file("google-gemma-3-it.jinja")).unwrap();
+    let prompt = apply_chat_template(&template, &chat_messages(&fixture("chat-gemma3.json")), true, "<bos>", "<eos>").unwrap();
+    let ids = t.encode_prompt(&prompt, true).unwrap();
+    assert_eq!(ids[..2], [2, 105], "<bos><start_of_turn>");
+    assert_eq!(ids.iter().filter(|&&i| i == 2).count(), 1);
+    assert_eq!(ids.iter().filter(|&&i| i == 106).count(), 3, "three <end_of_turn>");
+}
