@@ -8,7 +8,8 @@
 //
 // It writes tests/fixtures/tokenize-llama3.json (the ggml-vocab-llama-bpe.gguf vocabulary) and
 // tests/fixtures/tokenize-smollm2.json (SmolLM2-135M-Instruct.Q4_1.gguf) and tests/fixtures/tokenize-gemma3.json
-// (gemma-3-270m-q4_k_m.gguf: a SentencePiece-style vocabulary with user-defined tokens). For every test string it records
+// (gemma-3-270m-q4_k_m.gguf: a SentencePiece-style vocabulary with user-defined tokens) and
+// tests/fixtures/tokenize-phi3.json (llama.cpp's ggml-vocab-phi-3.gguf, whose special tokens strip whitespace after them). For every test string it records
 // the ids of llama.cpp's `common_tokenize(vocab, text, add_special=false, parse_special)` for parse_special
 // false and true, and `llama_detokenize(ids, remove_special=false, unparse_special)` of the parse_special=true
 // ids for unparse_special false and true. It also records the special ids llama.cpp settles on (BOS, EOS,
@@ -115,11 +116,25 @@ const EXTRA_IDS = {
         [138, 140, 9259],
         [238, 239, 240],
     ],
+    // Phi-3: its chat markers, EOS/end-of-text, byte tokens.
+    phi3: [
+        [1, 32010, 15043, 32007, 32001],
+        [32006, 887, 32007, 32000],
+        [2, 29871, 13, 13],
+        [259, 1678, 32007],
+    ],
 };
 
 // Strings only some vocabularies get, beside STRINGS: what Gemma's SentencePiece vocabulary holds as
 // user-defined tokens (newline runs, HTML tags, runs of spaces), which llama.cpp splits out before merging.
 const MORE_STRINGS = {
+    // Phi-3's chat prompts: llama.cpp drops the whitespace after its special tokens (RSTRIP, set by general.name).
+    phi3: [
+        "<|system|>\nYou are terse.<|end|>\n<|user|>\nHello there<|end|>\n<|assistant|>\n",
+        "<|user|>  \n\t spaced<|end|>   trailing",
+        "</s> after eos <s> after bos <|endoftext|> after end",
+        "<|assistant|>",
+    ],
     gemma3: [
         "\n\n\nThree newlines, then\n\ntwo.",
         "a <s>b</s> <i>c</i>",
@@ -194,4 +209,5 @@ async function reference(name, file) {
 await reference("llama3", "ggml-vocab-llama-bpe.gguf");
 await reference("smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf");
 await reference("gemma3", "gemma-3-270m-q4_k_m.gguf");
+await reference("phi3", "ggml-vocab-phi-3.gguf");
 await llama.dispose();

@@ -3,8 +3,8 @@
 //! the caches that encoding and decoding use.
 
 use super::{
-    bytelevel, pretok, spm::Spm, Inner, Model, Specials, Tokenizer, TokenizerError, ATTR_BYTE, ATTR_CONTROL, ATTR_NORMAL, ATTR_UNKNOWN,
-    ATTR_UNUSED, ATTR_USER_DEFINED,
+    bytelevel, pretok, spm::Spm, Inner, Model, Specials, Tokenizer, TokenizerError, ATTR_BYTE, ATTR_CONTROL, ATTR_NORMAL, ATTR_RSTRIP,
+    ATTR_UNKNOWN, ATTR_UNUSED, ATTR_USER_DEFINED,
 };
 use crate::gguf::{Metadata, MetadataError};
 use std::collections::HashMap;
@@ -231,6 +231,7 @@ impl Tokenizer {
         }
         let chat_template = meta.str_opt("tokenizer.chat_template")?.map(str::to_string);
         let pre_label = if spm { "spm" } else { pre_name.unwrap_or("default") }.to_string();
+        let general_name = meta.str_opt("general.name")?.map(str::to_lowercase);
         Ok(Self::finish(
             model,
             tokens,
@@ -238,6 +239,7 @@ impl Tokenizer {
             specials,
             chat_template,
             pre_label,
+            general_name.as_deref(),
         ))
     }
 
@@ -322,10 +324,12 @@ impl Tokenizer {
             specials,
             None,
             "tokenizer.json".into(),
+            None,
         ))
     }
 
-    /// llama.cpp's name-based fix-ups, the end-of-generation set, and the caches.
+    /// llama.cpp's name-based fix-ups, the end-of-generation set, and the caches. `model_name` is
+    /// `general.name` lowercased, which llama.cpp sets some tokens' strip attributes by.
     fn finish(
         model: Model,
         tokens: Vec<String>,
@@ -333,6 +337,7 @@ impl Tokenizer {
         mut sp: Specials,
         chat_template: Option<String>,
         pre: String,
+        model_name: Option<&str>,
     ) -> Tokenizer {
         let n = tokens.len();
         // First id for each text (llama.cpp's token_to_id keeps the last; texts are unique in practice).
@@ -417,6 +422,21 @@ impl Tokenizer {
             })
             .collect();
         special_cache.sort_by(|&a, &b| tokens[b as usize].len().cmp(&tokens[a as usize].len()));
+        // Phi-3 (by `general.name`, as llama.cpp decides it): whitespace after a special token is
+        // dropped (its chat prompts put a newline after `<|user|>`), but after BOS, UNK and
+        // `<|endoftext|>`.
+        if model_name.is_some_and(|m| m.contains("phi-3") || m.contains("phi3")) {
+            for &id in &special_cache {
+                attrs[id as usize] |= ATTR_RSTRIP;
+            }
+            for (i, t) in tokens.iter().enumerate() {
+                match t.as_str() {
+                    "</s>" => attrs[i] |= ATTR_RSTRIP,
+                    "<unk>" | "<s>" | "<|endoftext|>" => attrs[i] &= !ATTR_RSTRIP,
+                    _ => {}
+                }
+            }
+        }
 
         let mut pieces = Vec::with_capacity(n * 4);
         let mut piece_at = Vec::with_capacity(n + 1);

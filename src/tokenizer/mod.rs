@@ -36,10 +36,9 @@
 //!   order unspecified); this matters only if two such tokens overlap in the text.
 //! * A merge whose halves or result are not in the vocabulary is dropped (llama.cpp would apply it
 //!   and then fall back to single bytes); no real vocabulary has one.
-//! * The per-model LSTRIP/RSTRIP attributes llama.cpp sets by `general.name` (Phi-3, jina v2,
-//!   ModernBERT) are not applied yet. For Phi-3 (an SPM vocabulary) that matters only where text
-//!   follows a special token with whitespace first, as in its chat prompts: llama.cpp drops that
-//!   whitespace (RSTRIP) and this tokenizer keeps it. Plain text tokenizes the same.
+//! * Of the strip attributes llama.cpp sets by `general.name`, Phi-3's RSTRIP is applied (whitespace
+//!   after its special tokens is dropped, as in its chat prompts); the LSTRIP of jina v2's and
+//!   ModernBERT's mask tokens is not (neither is a generative model).
 
 mod build;
 mod bytelevel;
@@ -95,6 +94,9 @@ const ATTR_NORMAL: u8 = 1 << 2;
 const ATTR_CONTROL: u8 = 1 << 3;
 const ATTR_USER_DEFINED: u8 = 1 << 4;
 const ATTR_BYTE: u8 = 1 << 5;
+/// Whitespace after the token is dropped when it is matched as a special token (llama.cpp's
+/// `LLAMA_TOKEN_ATTR_RSTRIP`).
+const ATTR_RSTRIP: u8 = 1 << 6;
 
 
 /// The special ids and flags read from metadata, before llama.cpp's name-based fix-ups.
@@ -231,11 +233,21 @@ impl Tokenizer {
                 };
                 let mut pos = s;
                 for (m, _) in text[s..e].match_indices(needle) {
+                    if s + m < pos {
+                        // Inside whitespace an RSTRIP token dropped (a needle starting with it).
+                        continue;
+                    }
                     if s + m > pos {
                         next.push(Fragment::Text(pos, s + m));
                     }
                     next.push(Fragment::Token(id));
                     pos = s + m + needle.len();
+                    if attr & ATTR_RSTRIP != 0 {
+                        // C's isspace: space, \t, \n, \v, \f, \r.
+                        while pos < e && matches!(text.as_bytes()[pos], b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
+                            pos += 1;
+                        }
+                    }
                 }
                 if pos < e {
                     next.push(Fragment::Text(pos, e));
