@@ -74,7 +74,9 @@ const CASES = [
     {name: "tiny-qwen3", shape: "tiny", layers: null, seed: 41, type: "q4_k_m", arch: "qwen3",
         covers: "the tiny shape as Qwen3: per-head RMSNorm of Q and K before RoPE; RoPE on halves"},
     {name: "tiny-gemma3", shape: "tiny", layers: null, seed: 42, type: "q4_k_m", arch: "gemma3",
-        covers: "the tiny shape as Gemma 3: embeddings scaled by sqrt(n_embd), per-head Q/K norms, post-attention and post-FFN norms, GELU (tanh) gate, a local layer (32-position sliding window, RoPE base 10000) then a global one, tied output"}
+        covers: "the tiny shape as Gemma 3: embeddings scaled by sqrt(n_embd), per-head Q/K norms, post-attention and post-FFN norms, GELU (tanh) gate, a local layer (32-position sliding window, RoPE base 10000) then a global one, tied output"},
+    {name: "tiny-phi3", shape: "tiny", layers: null, seed: 43, type: "q4_k_m", arch: "phi3",
+        covers: "the tiny shape as Phi-3/Phi-3.5: fused QKV and gate/up matrices, RoPE on halves with long-context factors (rope_factors_long, past an original context of 64) and their cos/sin scale (rope.scaling.attn_factor 1.19)"}
 ];
 // REF_CASES=a,b regenerates only those cases, keeping the fixture's others as they are.
 const ONLY = process.env.REF_CASES ? process.env.REF_CASES.split(",") : null;

@@ -39,6 +39,8 @@ struct Params {
     n_heads2: u32,
     // KV cache rows (KV_WRITE)
     capacity: u32,
+    // A multiplier of cos and sin (Phi-3's long-context scale; 1 elsewhere), as ggml's mscale.
+    mscale: f32,
 }
 
 struct Step {
@@ -77,8 +79,12 @@ alias KV2 = vec2<f32>;
 @group(0) @binding(10) var<storage, read> bias_v: array<vec2<f32>>;
 #endif
 
-// (sin a, cos a).
+// (sin a, cos a) · mscale.
 fn sin_cos(a: f32) -> vec2<f32> {
+    return sin_cos_unit(a) * params.mscale;
+}
+
+fn sin_cos_unit(a: f32) -> vec2<f32> {
     let k = round(a * 0.636619772367581343);
     // pi/2 = P1 + P2 + P3; P1 has 8 significant bits and P2 12, so k·P1 is exact for
     // k < 2^16 and k·P2 for k < 2^12 (within half an ulp of ~1e-7 beyond).
@@ -132,7 +138,7 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var idx = gid.x + gid.y * nwg.x * 256u;
     // Invocations per head: one per pair, or with HALVES one per two pairs.
 #ifdef HALVES
-    var per_head = params.head_dim / 4u;
+    var per_head = params.n_pairs / 2u;
 #else
     var per_head = params.n_pairs;
 #endif
@@ -145,6 +151,8 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         second = true;
 #ifdef KV_WRITE
 #ifdef HALVES
+        // and one per vec2 past the rotated ones, copied into the cache
+        per_head = params.n_pairs / 2u + (params.head_dim - 2u * params.n_pairs) / 2u;
 #else
         per_head = params.head_dim / 2u;
 #endif
@@ -166,7 +174,8 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     // The same vec2 within its projection's bias, and within a cache row.
     let in_row = head * half + i;
 #ifdef HALVES
-    let quarter = half / 2u;
+    // The partner of vec2 i is rope_dim/4 further on.
+    let quarter = params.n_pairs / 2u;
     let sc0 = sin_cos(angle(pos, 2u * i));
     let sc1 = sin_cos(angle(pos, 2u * i + 1u));
 #else
@@ -175,6 +184,20 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 #ifdef PAIR
     if (second) {
 #ifdef HALVES
+#ifdef KV_WRITE
+        if (i >= quarter) {
+            // Past the rotated dimensions (partial rotation): K and V copied into the cache.
+            let row = step.pos + t;
+            let j = i + quarter;
+            if (row < params.capacity) {
+                let c = row * n_heads * half + head * half + j;
+                let src = (t * n_heads + head) * half + j;
+                k_cache[c] = KV2(x2[src]);
+                v_cache[c] = KV2(v_new[src]);
+            }
+            return;
+        }
+#endif
         var lo = x2[at];
         var hi = x2[at + quarter];
 #ifdef BIAS

@@ -172,19 +172,23 @@ fn rope_matches_cpu_up_to_position_8000() {
             for ((pos, n), style) in [(0usize, 70usize), (5, 7), (8000, 1), (7930, 70), (8191, 1)].into_iter().flat_map(|c| [(c, RopeStyle::Adjacent), (c, RopeStyle::Halves)]) {
                 let x = rng.vec(n * n_heads * hd, 1.0);
                 let xb = upload(&ctx, &x);
+                // Phi-3's cos/sin scale rides along with the frequency factors.
+                let mscale = if use_ff { 1.19 } else { 1.0 };
                 let p = RopeParams {
                     head_dim: hd as u32,
                     rope_dim: hd as u32,
                     base,
                     freq_scale,
                     style,
+                    mscale,
                 };
                 let op = RopeOp::new(&ctx, &xb, n_heads as u32, &p, ffb.as_ref(), &step).unwrap();
                 run(&ctx, &step, n as u32, pos as u32, |p| {
                     op.record(p, n as u32)
                 });
                 let got = ctx.read_f32(&xb, 0, x.len()).unwrap();
-                let (cos, sin) = ops::rope_tables(pos, n, hd, base, freq_scale, ff.as_deref());
+                let (mut cos, mut sin) = ops::rope_tables(pos, n, hd, base, freq_scale, ff.as_deref());
+                cos.iter_mut().chain(sin.iter_mut()).for_each(|v| *v *= mscale);
                 let rotate = match style {
                     RopeStyle::Adjacent => ops::rope,
                     RopeStyle::Halves => ops::rope_halves,
@@ -243,13 +247,15 @@ fn rope_into_the_cache_writes_rotated_k_and_v_at_the_step_rows() {
             (6, 2, 64, 64, false, RopeStyle::Adjacent, true),
             (8, 2, 128, 128, true, RopeStyle::Halves, true),
             (4, 1, 256, 256, false, RopeStyle::Halves, false),
+            // Phi-4-mini's partial rotation: 96 of 128 dimensions.
+            (6, 2, 128, 96, true, RopeStyle::Halves, false),
         ] {
             let cap = 80usize;
             let cache = KvCache::new(&ctx, 2, cap as u32, n_kv as u32, hd as u32).unwrap();
             let row = n_kv * hd;
             let round = |x: &[f32]| -> Vec<f32> { if cache.f16 { x.iter().map(|&a| f16::from_f32(a).to_f32()).collect() } else { x.to_vec() } };
             let (mut want_k, mut want_v) = (vec![0f32; cap * row], vec![0f32; cap * row]);
-            let p = RopeParams { head_dim: hd as u32, rope_dim: rope_dim as u32, base: 500000.0, freq_scale: 1.0, style };
+            let p = RopeParams { head_dim: hd as u32, rope_dim: rope_dim as u32, base: 500000.0, freq_scale: 1.0, style, mscale: 1.0 };
             let bias: Option<[Vec<f32>; 3]> = biased.then(|| [rng.vec(n_heads * hd, 0.25), rng.vec(row, 0.25), rng.vec(row, 0.25)]);
             let bias_b = bias.as_ref().map(|b| b.each_ref().map(|v| upload(&ctx, v)));
             // What the kernel must read: each projection with its bias added (small enough that
@@ -272,7 +278,7 @@ fn rope_into_the_cache_writes_rotated_k_and_v_at_the_step_rows() {
                 let rotate = |x: &[f32]| -> Vec<f32> {
                     if style == RopeStyle::Halves {
                         let mut out = x.to_vec();
-                        ops::rope_halves(&mut out, hd, &cos, &sin);
+                        ops::rope_halves_partial(&mut out, hd, rope_dim, &cos, &sin);
                         return out;
                     }
                     let mut out = x.to_vec();
@@ -671,7 +677,7 @@ fn bad_shapes_are_rejected() {
         AttentionOp::new(&ctx, &b, &b, &b, &b, &cache, 1, 9, &scratch, &step).is_err(),
         "no such layer"
     );
-    let rp = RopeParams { head_dim: 64, rope_dim: 64, base: 10000.0, freq_scale: 1.0, style: RopeStyle::Adjacent };
+    let rp = RopeParams { head_dim: 64, rope_dim: 64, base: 10000.0, freq_scale: 1.0, style: RopeStyle::Adjacent, mscale: 1.0 };
     assert!(RopeOp::pair(&ctx, &b, 2, &b, 1, &rp, None, &step).is_err(), "rope pair on one buffer");
     assert!(RopeOp::pair(&ctx, &b, 2, &scratch_buf(&ctx), 0, &rp, None, &step).is_err(), "rope pair without heads");
     assert!(
@@ -773,6 +779,7 @@ fn timing() {
             base: 500000.0,
             freq_scale: 1.0,
             style: RopeStyle::Adjacent,
+            mscale: 1.0,
         },
         None,
         &step,

@@ -467,7 +467,7 @@ fn unknown_types() {
 #[test]
 fn unsupported_architectures() {
     // The error names the architecture and every one we run.
-    for arch in ["gpt2", "phi3", "gemma2", "", "llama\0"] {
+    for arch in ["gpt2", "phi2", "gemma2", "", "llama\0"] {
         let b = Tiny::new()
             .set("general.architecture", Value::String(arch.into()))
             .bytes();
@@ -475,7 +475,7 @@ fn unsupported_architectures() {
             &format!("architecture {arch:?}"),
             b,
             "UNSUPPORTED_ARCHITECTURE",
-            &[&format!("'{arch}'"), "supported: llama, qwen2, qwen3, gemma3"],
+            &[&format!("'{arch}'"), "supported: llama, qwen2, qwen3, gemma3, phi3"],
         );
     }
     let b = Tiny::new().unset("general.architecture").bytes();

@@ -44,7 +44,7 @@ use llama_webgpu::gpu::{GpuContext, GpuOptions};
 use llama_webgpu::model::names;
 use llama_webgpu::quant::{self, GgmlType};
 use llama_webgpu::reference::{ops::log_softmax, Logits, ReferenceModel, ReferenceOptions};
-use llama_webgpu::model::{Arch, BlockGraph, Gate, RopeStyle};
+use llama_webgpu::model::{Arch, BlockGraph, Gate, ModelConfig, RopeStyle};
 use llama_webgpu::tools::synth::{self, QuantMix, Shape, SynthOptions};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
@@ -197,9 +197,9 @@ fn cpu_logits(file: &GgufFile, kv_f16: bool, tokens: &[u32], from: usize, hide: 
     cpu_logits_with(file, kv_f16, tokens, from, hide, &|_| {})
 }
 
-/// [`cpu_logits`] with the block description changed by `tweak` after loading (the family
-/// controls: a wrong RoPE pairing, gate or window).
-fn cpu_logits_with(file: &GgufFile, kv_f16: bool, tokens: &[u32], from: usize, hide: &[&str], tweak: &dyn Fn(&mut BlockGraph)) -> Vec<f32> {
+/// [`cpu_logits`] with the configuration changed by `tweak` after loading (the family controls:
+/// a wrong RoPE pairing, gate, window or scale).
+fn cpu_logits_with(file: &GgufFile, kv_f16: bool, tokens: &[u32], from: usize, hide: &[&str], tweak: &dyn Fn(&mut ModelConfig)) -> Vec<f32> {
     let mut r = ReferenceModel::load(
         file.metadata(),
         |n| {
@@ -210,7 +210,7 @@ fn cpu_logits_with(file: &GgufFile, kv_f16: bool, tokens: &[u32], from: usize, h
         ReferenceOptions { kv_f16 },
     )
     .unwrap();
-    tweak(&mut r.cfg.graph);
+    tweak(&mut r.cfg);
     let mut cache = r.new_cache(tokens.len());
     r.forward(&mut cache, &tokens[..from], Logits::Last).unwrap();
     r.forward(&mut cache, &tokens[from..], Logits::All).unwrap()
@@ -508,13 +508,18 @@ fn run_case(name: &str) {
         control("output tied to the embedding", names::OUTPUT, "a tied output from the untied one");
     }
     // The families' blocks: the same comparison with one fact of the description wrong.
-    let tweaked = |what: &str, tweak: &dyn Fn(&mut BlockGraph)| {
+    let tweaked_cfg = |what: &str, tweak: &dyn Fn(&mut ModelConfig)| {
         let a = compare(&f32_run, &cpu_logits_with(&f32_file, false, tokens, from, &[], tweak), n_vocab, 0.0);
         eprintln!("  control, {what}: {}", a.summary());
         assert!(a.max() > far, "{name}: the comparison cannot tell {what}");
     };
+    let tweaked = |what: &str, tweak: &dyn Fn(&mut BlockGraph)| tweaked_cfg(what, &|c| tweak(&mut c.graph));
     if arch(case) != Arch::Llama {
         tweaked("RoPE on adjacent pairs", &|g| g.rope_style = RopeStyle::Adjacent);
+    }
+    if arch(case) == Arch::Phi3 {
+        control("no long RoPE factors", names::ROPE_FACTORS_LONG, "RoPE without the long factors");
+        tweaked_cfg("no cos/sin scale", &|c| c.rope_attn_factor = 1.0);
     }
     if arch(case) == Arch::Gemma3 {
         tweaked("a SiLU gate", &|g| g.gate = Gate::Silu);
@@ -717,4 +722,9 @@ fn tiny_qwen3_matches_llama_cpp() {
 #[test]
 fn tiny_gemma3_matches_llama_cpp() {
     run_case("tiny-gemma3");
+}
+
+#[test]
+fn tiny_phi3_matches_llama_cpp() {
+    run_case("tiny-phi3");
 }

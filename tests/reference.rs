@@ -210,6 +210,8 @@ fn llama3_rope_scaling_factors() {
         },
         tied_output: false,
         graph: llama_webgpu::model::BlockGraph::llama(128),
+        rope_attn_factor: 1.0,
+        rope_ctx_orig: 8192,
     };
     let f = cfg.rope_freq_factors().unwrap();
     assert_eq!(f.len(), 64);

@@ -293,11 +293,12 @@ impl GpuModel {
         // post-norms leave them.
         let o_post = if graph.post_norms { Some(act("o post-norm", mb * e as u64)?) } else { None };
         let resid = o_post.as_ref().unwrap_or(&o);
+        // Llama 3's factors (in the file, or from its scaling keys), or Phi-3's for this context.
         let freq_factors = match tensors.vector_opt(names::ROPE_FREQS)? {
             Some(b) => Some(b),
             None => match c.rope_freq_factors() {
                 Some(f) => Some(ctx.upload("rope freq factors", bytemuck::cast_slice(&f))?),
-                None => None,
+                None => tensors.vector_opt(c.rope_factors_for(context_size as usize))?,
             },
         };
 

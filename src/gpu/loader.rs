@@ -29,9 +29,52 @@ enum Sink {
     /// Not used by the graph (e.g. extra tensors some converters add): bytes are dropped.
     Skip,
     Weight(Box<WeightWriter>),
+    /// A fused matrix (Phi-3's QKV, gate/up), cut by rows into the matrices the graph reads.
+    Split(Box<SplitWriter>),
     /// 1-D tensors are small (≤ n_embd elements): collected, dequantized and uploaded as f32.
     Vector(Vec<u8>),
     Done,
+}
+
+/// Writes a fused matrix's rows into one [`WeightWriter`] per part, in order: its bytes arrive
+/// row after row, and each part is a run of whole rows.
+struct SplitWriter {
+    /// Each part with the bytes it still takes.
+    parts: Vec<(String, WeightWriter, u64)>,
+    at: usize,
+}
+
+impl SplitWriter {
+    fn new(ctx: &GpuContext, t: &TensorInfo, parts: Vec<(String, usize)>) -> Result<Self, GpuError> {
+        let cols = t.dims[0] as usize;
+        let mut writers = Vec::with_capacity(parts.len());
+        for (name, rows) in parts {
+            let bytes = t.ggml_type.bytes_for(cols as u64 * rows as u64).unwrap_or(0);
+            writers.push((name.clone(), WeightWriter::new(ctx, &name, t.ggml_type, cols, rows)?, bytes));
+        }
+        Ok(SplitWriter { parts: writers, at: 0 })
+    }
+
+    fn push(&mut self, ctx: &GpuContext, mut bytes: &[u8]) -> Result<(), GpuError> {
+        while !bytes.is_empty() {
+            let Some((_, w, left)) = self.parts.get_mut(self.at) else {
+                // The header's size is checked against the parts' when the tensor is routed.
+                return Ok(());
+            };
+            let n = (*left).min(bytes.len() as u64) as usize;
+            w.push(ctx, &bytes[..n])?;
+            *left -= n as u64;
+            bytes = &bytes[n..];
+            if *left == 0 {
+                self.at += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Vec<(String, GpuWeight)>, GpuError> {
+        self.parts.into_iter().map(|(name, w, _)| Ok((name, w.finish()?))).collect()
+    }
 }
 
 struct Shard {
@@ -350,9 +393,14 @@ impl StreamLoader {
         // The reservation made at the previous header stood in for these buffers.
         self.release_reserve();
         let mut joint = joint_writers(&self.ctx, &h)?;
+        // Which matrices are fused (Phi-3), from the first header's metadata.
+        let cfg = self.metadata.as_ref().and_then(|m| ModelConfig::from_gguf(m, |n| self.infos.get(n)).ok());
         for t in &h.tensors {
+            let fused = cfg.as_ref().and_then(|c| c.fused_parts(&t.name));
             let sink = if !is_graph_tensor(&t.name) || t.size == 0 {
                 Sink::Skip
+            } else if let Some(parts) = fused.filter(|p| t.dims.len() == 2 && p.iter().map(|x| x.1 as u64).sum::<u64>() == t.dims[1]) {
+                Sink::Split(Box::new(SplitWriter::new(&self.ctx, t, parts)?))
             } else if let Some(w) = joint.remove(&t.name) {
                 Sink::Weight(Box::new(w))
             } else if t.dims.len() >= 2 {
@@ -389,6 +437,10 @@ impl StreamLoader {
                     w.push(&self.ctx, piece.bytes)?;
                     self.progress.bytes_uploaded += piece.bytes.len() as u64;
                 }
+                Sink::Split(w) => {
+                    w.push(&self.ctx, piece.bytes)?;
+                    self.progress.bytes_uploaded += piece.bytes.len() as u64;
+                }
                 Sink::Vector(v) => v.extend_from_slice(piece.bytes),
                 Sink::Done => unreachable!("the router never revisits a finished tensor"),
             }
@@ -396,6 +448,9 @@ impl StreamLoader {
                 match std::mem::replace(sink, Sink::Done) {
                     Sink::Weight(w) => {
                         self.weights.insert(name.clone(), w.finish()?);
+                    }
+                    Sink::Split(w) => {
+                        self.weights.extend(w.finish()?);
                     }
                     Sink::Vector(v) => {
                         let info = &header.tensors[piece.tensor];
@@ -612,7 +667,7 @@ pub fn load_mapped<'a>(
     let info = |n: &str| tensor(n).map(|(i, _)| i);
     let cfg = ModelConfig::from_gguf(meta, info)?;
     cfg.validate_tensors(info)?;
-    let mut source = SliceSource { ctx: &ctx, tensor };
+    let mut source = SliceSource { ctx: &ctx, tensor, cfg: cfg.clone() };
     GpuModel::build(ctx.clone(), cfg, &mut source, context_size)
 }
 
@@ -621,10 +676,19 @@ pub fn load_mapped<'a>(
 struct SliceSource<'c, F> {
     ctx: &'c GpuContext,
     tensor: F,
+    /// Says which matrices are rows of a fused one (Phi-3).
+    cfg: ModelConfig,
 }
 
 impl<'a, F: Fn(&str) -> Option<(&'a TensorInfo, &'a [u8])>> TensorSource for SliceSource<'_, F> {
     fn weight(&mut self, name: &str) -> Result<GpuWeight, GpuModelError> {
+        if let Some((fused, row, rows)) = self.cfg.fused_source(name) {
+            let (i, data) = (self.tensor)(&fused).ok_or_else(|| ModelError::MissingTensor(fused.clone()))?;
+            let cols = i.dims[0] as usize;
+            let row_bytes = i.ggml_type.bytes_for(cols as u64).unwrap_or(0) as usize;
+            let bytes = data.get(row * row_bytes..(row + rows) * row_bytes).ok_or_else(|| ModelError::MissingTensor(fused.clone()))?;
+            return Ok(GpuWeight::upload(self.ctx, name, i.ggml_type, cols, rows, bytes)?);
+        }
         let (i, data) = (self.tensor)(name).ok_or_else(|| ModelError::MissingTensor(name.into()))?;
         Ok(GpuWeight::upload(
             self.ctx,

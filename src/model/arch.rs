@@ -12,7 +12,10 @@
 //!   (Gemma 3);
 //! - the gate: SiLU, or GELU with the tanh approximation (Gemma 3);
 //! - Gemma 3's embedding scale (√n_embd) and its local layers: a sliding window of keys and a
-//!   RoPE base of their own, with every `period`-th layer global.
+//!   RoPE base of their own, with every `period`-th layer global;
+//! - how the file stores the projections: Phi-3 keeps Q, K and V in one matrix (`attn_qkv`) and
+//!   gate and up in one (`ffn_up`, gate rows first), which the loaders cut back into the usual
+//!   matrices ([`crate::model::ModelConfig::fused_parts`]), so the graph never sees the fusion.
 
 /// A family, by its `general.architecture` (which also prefixes its hyperparameter keys).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -21,11 +24,13 @@ pub enum Arch {
     Qwen2,
     Qwen3,
     Gemma3,
+    /// Phi-3, Phi-3.5 and Phi-4-mini.
+    Phi3,
 }
 
 impl Arch {
     /// Every family the graph runs, in the order error messages list them.
-    pub const ALL: [Arch; 4] = [Arch::Llama, Arch::Qwen2, Arch::Qwen3, Arch::Gemma3];
+    pub const ALL: [Arch; 5] = [Arch::Llama, Arch::Qwen2, Arch::Qwen3, Arch::Gemma3, Arch::Phi3];
 
     pub fn from_name(name: &str) -> Option<Arch> {
         Arch::ALL.into_iter().find(|a| a.name() == name)
@@ -38,6 +43,7 @@ impl Arch {
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
             Arch::Gemma3 => "gemma3",
+            Arch::Phi3 => "phi3",
         }
     }
 
@@ -50,7 +56,7 @@ impl Arch {
     pub fn rope_style(self) -> RopeStyle {
         match self {
             Arch::Llama => RopeStyle::Adjacent,
-            Arch::Qwen2 | Arch::Qwen3 | Arch::Gemma3 => RopeStyle::Halves,
+            Arch::Qwen2 | Arch::Qwen3 | Arch::Gemma3 | Arch::Phi3 => RopeStyle::Halves,
         }
     }
 }
@@ -124,6 +130,10 @@ pub struct BlockGraph {
     /// Multiplier of the attention scores (1/√key_length for every family here).
     pub attn_scale: f32,
     pub sliding: Option<SlidingWindow>,
+    /// Q, K and V stored as one matrix `attn_qkv` (Phi-3).
+    pub fused_qkv: bool,
+    /// Gate and up stored as one matrix `ffn_up` of twice the rows, gate first (Phi-3).
+    pub fused_gate_up: bool,
 }
 
 impl BlockGraph {
@@ -139,12 +149,15 @@ impl BlockGraph {
             embed_scale: 1.0,
             attn_scale: 1.0 / (head_dim as f32).sqrt(),
             sliding: None,
+            fused_qkv: false,
+            fused_gate_up: false,
         }
     }
 
     /// The description of `arch`'s block, given what its file says: Q/K/V biases present, the
     /// sliding window (Gemma 3).
-    pub fn of(arch: Arch, n_embd: usize, head_dim: usize, qkv_bias: bool, sliding: Option<SlidingWindow>) -> Self {
+    /// `fused_qkv`: the file has `attn_qkv` (Phi-3's, where separate Q/K/V are allowed too).
+    pub fn of(arch: Arch, n_embd: usize, head_dim: usize, qkv_bias: bool, sliding: Option<SlidingWindow>, fused_qkv: bool) -> Self {
         let mut g = BlockGraph::llama(head_dim);
         g.arch = arch;
         g.rope_style = arch.rope_style();
@@ -156,6 +169,10 @@ impl BlockGraph {
             g.gate = Gate::GeluTanh;
             g.embed_scale = (n_embd as f32).sqrt();
             g.sliding = sliding;
+        }
+        if arch == Arch::Phi3 {
+            g.fused_qkv = fused_qkv;
+            g.fused_gate_up = true;
         }
         g
     }

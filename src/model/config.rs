@@ -1,4 +1,4 @@
-use super::arch::{Arch, BlockGraph, SlidingWindow};
+use super::arch::{Arch, BlockGraph, RopeStyle, SlidingWindow};
 use super::{names, ModelError, ModelShape};
 use crate::gguf::{Metadata, TensorInfo};
 
@@ -33,6 +33,12 @@ pub struct ModelConfig {
     /// No `output.weight`: the output projection reuses `token_embd.weight`.
     pub tied_output: bool,
     pub graph: BlockGraph,
+    /// A multiplier of RoPE's cos and sin (`rope.scaling.attn_factor`, Phi-3's long-context
+    /// scale; 1 elsewhere).
+    pub rope_attn_factor: f32,
+    /// The context past which Phi-3's long RoPE factors apply instead of the short ones
+    /// (`rope.scaling.original_context_length`, else the training context).
+    pub rope_ctx_orig: usize,
 }
 
 /// The RoPE of one layer: Gemma 3's local layers rotate with a base of their own, unscaled.
@@ -121,9 +127,11 @@ impl ModelConfig {
             .u64_opt(&k("rope.dimension_count"))?
             .map(|v| v as usize)
             .unwrap_or(head_dim);
-        if rope_dim != head_dim {
+        // Partial rotation (Phi-4-mini: 96 of 128) rotates halves of the leading rope_dim.
+        if rope_dim == 0 || rope_dim > head_dim || rope_dim % 4 != 0 || (rope_dim != head_dim && arch.rope_style() == RopeStyle::Adjacent) {
             return bad(format!(
-                "partial rotary embeddings ({rope_dim} of {head_dim}) are not supported"
+                "rotary dimensions {rope_dim} of a head of {head_dim}: need a multiple of 4, and all of them for {}",
+                arch.name()
             ));
         }
         // Written as negated ranges so that NaN fails them too.
@@ -187,7 +195,8 @@ impl ModelConfig {
                 }
             }
         }
-        let mut graph = BlockGraph::of(arch, n_embd, head_dim, tensor(&names::blk_bias(0, "attn_q")).is_some(), sliding);
+        let fused_qkv = tensor(&names::blk(0, "attn_qkv")).is_some();
+        let mut graph = BlockGraph::of(arch, n_embd, head_dim, tensor(&names::blk_bias(0, "attn_q")).is_some(), sliding, fused_qkv);
         // Gemma 3 27B scales by 1/sqrt(n_embd / n_head), which differs from its key length.
         if arch == Arch::Gemma3 && n_layer == 62 {
             graph.attn_scale = 1.0 / ((n_embd / n_head) as f32).sqrt();
@@ -201,6 +210,15 @@ impl ModelConfig {
                 return bad(format!("sliding-window rope base {} out of range", s.rope_base));
             }
         }
+        let rope_attn_factor = meta.f32_opt(&k("rope.scaling.attn_factor"))?.unwrap_or(1.0);
+        #[allow(clippy::nonminimal_bool)]
+        if !(rope_attn_factor > 0.0 && rope_attn_factor < 100.0) {
+            return bad(format!("rope attention factor {rope_attn_factor} out of range"));
+        }
+        let rope_ctx_orig = match meta.u64_opt(&k("rope.scaling.original_context_length"))? {
+            Some(v) => usize::try_from(v).unwrap_or(usize::MAX),
+            None => context_length,
+        };
         Ok(ModelConfig {
             shape: ModelShape { n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, context_length },
             rms_eps,
@@ -209,7 +227,57 @@ impl ModelConfig {
             rope_scaling,
             tied_output,
             graph,
+            rope_attn_factor,
+            rope_ctx_orig,
         })
+    }
+
+    /// The stored matrices a fused one holds, as `(name, rows)` in row order, for Phi-3's
+    /// `blk.N.attn_qkv` (Q, K, V) and `blk.N.ffn_up` (gate, up); `None` for any other tensor.
+    /// Loaders cut the fused matrix's rows into these, so the rest of the code sees the usual
+    /// matrices (rows are whole blocks in every type, so each part is a byte range).
+    pub fn fused_parts(&self, name: &str) -> Option<Vec<(String, usize)>> {
+        let layer = names::layer_of(name)?;
+        let (q, kv) = (self.shape.n_head * self.shape.head_dim, self.shape.n_head_kv * self.shape.head_dim);
+        if self.graph.arch == Arch::Phi3 && name == names::blk(layer, "attn_qkv") {
+            return Some(vec![(names::blk(layer, "attn_q"), q), (names::blk(layer, "attn_k"), kv), (names::blk(layer, "attn_v"), kv)]);
+        }
+        if self.graph.fused_gate_up && name == names::blk(layer, "ffn_up") {
+            let ff = self.shape.n_ff;
+            return Some(vec![(names::blk(layer, "ffn_gate"), ff), (names::blk(layer, "ffn_up"), ff)]);
+        }
+        None
+    }
+
+    /// Where a matrix the graph reads lies in a fused one: `(fused name, first row, rows)`, for
+    /// the parts [`fused_parts`](Self::fused_parts) names; `None` when it is stored by itself.
+    pub fn fused_source(&self, name: &str) -> Option<(String, usize, usize)> {
+        let layer = names::layer_of(name)?;
+        let fused = if self.graph.fused_qkv && ["attn_q", "attn_k", "attn_v"].iter().any(|w| name == names::blk(layer, w)) {
+            names::blk(layer, "attn_qkv")
+        } else if self.graph.fused_gate_up && ["ffn_gate", "ffn_up"].iter().any(|w| name == names::blk(layer, w)) {
+            names::blk(layer, "ffn_up")
+        } else {
+            return None;
+        };
+        let mut row = 0;
+        for (part, rows) in self.fused_parts(&fused)? {
+            if part == name {
+                return Some((fused, row, rows));
+            }
+            row += rows;
+        }
+        None
+    }
+
+    /// Which of Phi-3's RoPE factor tensors a context of `context` positions uses: the long
+    /// ones past its original context, as llama.cpp chooses (by the context, not the position).
+    pub fn rope_factors_for(&self, context: usize) -> &'static str {
+        if context > self.rope_ctx_orig {
+            names::ROPE_FACTORS_LONG
+        } else {
+            names::ROPE_FACTORS_SHORT
+        }
     }
 
     /// The RoPE of layer `layer`.
@@ -242,17 +310,26 @@ impl ModelConfig {
         if !self.tied_output {
             t.push((names::OUTPUT.to_string(), vec![e, v], false));
         }
+        if self.graph.arch == Arch::Phi3 {
+            let pairs = self.rope_dim as u64 / 2;
+            t.extend([(names::ROPE_FACTORS_LONG.to_string(), vec![pairs], true), (names::ROPE_FACTORS_SHORT.to_string(), vec![pairs], true)]);
+        }
         for l in 0..self.shape.n_layer {
             let b = |w: &str| names::blk(l, w);
+            if self.graph.fused_qkv {
+                t.push((b("attn_qkv"), vec![e, q + 2 * kv], false));
+            } else {
+                t.extend([(b("attn_q"), vec![e, q], false), (b("attn_k"), vec![e, kv], false), (b("attn_v"), vec![e, kv], false)]);
+            }
+            if self.graph.fused_gate_up {
+                t.push((b("ffn_up"), vec![e, 2 * f], false));
+            } else {
+                t.extend([(b("ffn_gate"), vec![e, f], false), (b("ffn_up"), vec![e, f], false)]);
+            }
             t.extend([
                 (b("attn_norm"), vec![e], false),
-                (b("attn_q"), vec![e, q], false),
-                (b("attn_k"), vec![e, kv], false),
-                (b("attn_v"), vec![e, kv], false),
                 (b("attn_output"), vec![q, e], false),
                 (b("ffn_norm"), vec![e], false),
-                (b("ffn_gate"), vec![e, f], false),
-                (b("ffn_up"), vec![e, f], false),
                 (b("ffn_down"), vec![f, e], false),
             ]);
             let g = &self.graph;

@@ -4,10 +4,13 @@ pub const TOKEN_EMBD: &str = "token_embd.weight";
 pub const OUTPUT_NORM: &str = "output_norm.weight";
 pub const OUTPUT: &str = "output.weight";
 pub const ROPE_FREQS: &str = "rope_freqs.weight";
+/// Phi-3's RoPE frequency divisors past (long) and within (short) its original context.
+pub const ROPE_FACTORS_LONG: &str = "rope_factors_long.weight";
+pub const ROPE_FACTORS_SHORT: &str = "rope_factors_short.weight";
 
 /// Per-layer tensors (`blk.N.<what>.weight`) the graph of some family reads: Llama's nine,
-/// then Qwen3's and Gemma 3's per-head norms and Gemma 3's post-norms.
-pub const LAYER_TENSORS: [&str; 13] = [
+/// then Qwen3's and Gemma 3's per-head norms, Gemma 3's post-norms and Phi-3's fused QKV.
+pub const LAYER_TENSORS: [&str; 14] = [
     "attn_norm",
     "attn_q",
     "attn_k",
@@ -21,6 +24,7 @@ pub const LAYER_TENSORS: [&str; 13] = [
     "attn_k_norm",
     "post_attention_norm",
     "post_ffw_norm",
+    "attn_qkv",
 ];
 
 /// Per-layer projections whose `blk.N.<what>.bias` a graph adds (Qwen2's).
@@ -47,7 +51,7 @@ pub fn blk_bias(layer: usize, what: &str) -> String {
 /// Whether some family's graph reads a tensor of this name (files may carry others, which loaders
 /// skip).
 pub fn is_graph_tensor(name: &str) -> bool {
-    if [TOKEN_EMBD, OUTPUT_NORM, OUTPUT, ROPE_FREQS].contains(&name) {
+    if [TOKEN_EMBD, OUTPUT_NORM, OUTPUT, ROPE_FREQS, ROPE_FACTORS_LONG, ROPE_FACTORS_SHORT].contains(&name) {
         return true;
     }
     let Some(rest) = name.strip_prefix("blk.") else {

@@ -73,6 +73,8 @@ pub struct ReferenceModel {
     layers: Vec<Layer>,
     /// RoPE frequency divisors, one per rotated pair.
     freq_factors: Option<Vec<f32>>,
+    /// Phi-3's long and short divisors, by tensor name (the context picks one).
+    phi_factors: Vec<(&'static str, Vec<f32>)>,
     opts: ReferenceOptions,
 }
 
@@ -136,21 +138,43 @@ impl ReferenceModel {
         };
         let mut layers = Vec::with_capacity(cfg.shape.n_layer);
         let g = &cfg.graph;
+        // A fused matrix's parts (Phi-3), cut by rows.
+        let parts = |fused: &str| -> Result<Vec<Vec<f32>>, ReferenceError> {
+            let all = load(fused)?;
+            let mut at = 0;
+            let mut out = Vec::new();
+            for (_, rows) in cfg.fused_parts(fused).expect("a fused matrix") {
+                let n = rows * cfg.shape.n_embd;
+                out.push(all[at..at + n].to_vec());
+                at += n;
+            }
+            Ok(out)
+        };
         for l in 0..cfg.shape.n_layer {
             let b = |w: &str| load(&names::blk(l, w));
             let bias = |w: &str| load(&names::blk_bias(l, w));
+            let [wq, wk, wv]: [Vec<f32>; 3] = if g.fused_qkv {
+                parts(&names::blk(l, "attn_qkv"))?.try_into().expect("three parts")
+            } else {
+                [b("attn_q")?, b("attn_k")?, b("attn_v")?]
+            };
+            let [w_gate, w_up]: [Vec<f32>; 2] = if g.fused_gate_up {
+                parts(&names::blk(l, "ffn_up"))?.try_into().expect("two parts")
+            } else {
+                [b("ffn_gate")?, b("ffn_up")?]
+            };
             layers.push(Layer {
                 bias: if g.qkv_bias { Some([bias("attn_q")?, bias("attn_k")?, bias("attn_v")?]) } else { None },
                 qk_norm: if g.qk_norm { Some([b("attn_q_norm")?, b("attn_k_norm")?]) } else { None },
                 post_norm: if g.post_norms { Some([b("post_attention_norm")?, b("post_ffw_norm")?]) } else { None },
                 attn_norm: b("attn_norm")?,
-                wq: b("attn_q")?,
-                wk: b("attn_k")?,
-                wv: b("attn_v")?,
+                wq,
+                wk,
+                wv,
                 wo: b("attn_output")?,
                 ffn_norm: b("ffn_norm")?,
-                w_gate: b("ffn_gate")?,
-                w_up: b("ffn_up")?,
+                w_gate,
+                w_up,
                 w_down: b("ffn_down")?,
             });
         }
@@ -158,6 +182,12 @@ impl ReferenceModel {
             Some(_) => Some(load(names::ROPE_FREQS)?),
             None => cfg.rope_freq_factors(),
         };
+        let mut phi_factors = Vec::new();
+        for name in [names::ROPE_FACTORS_LONG, names::ROPE_FACTORS_SHORT] {
+            if tensor(name).is_some() {
+                phi_factors.push((name, load(name)?));
+            }
+        }
         Ok(ReferenceModel {
             tok_embd: load(names::TOKEN_EMBD)?,
             output: if cfg.tied_output {
@@ -168,6 +198,7 @@ impl ReferenceModel {
             output_norm: load(names::OUTPUT_NORM)?,
             layers,
             freq_factors,
+            phi_factors,
             cfg,
             opts,
         })
@@ -222,17 +253,27 @@ impl ReferenceModel {
         }
         let (hd, nq, nkv) = (c.shape.head_dim, c.shape.n_head * c.shape.head_dim, c.shape.n_head_kv * c.shape.head_dim);
         let pos0 = cache.len;
+        // Phi-3's factors by the context (the cache's), else Llama 3's.
+        let factors = match self.phi_factors.iter().find(|(n, _)| *n == c.rope_factors_for(cache.capacity)) {
+            Some((_, f)) => Some(f.as_slice()),
+            None => self.freq_factors.as_deref(),
+        };
         // One table per distinct layer RoPE (Gemma 3's local and global layers differ).
         let mut tables: Vec<(crate::model::LayerRope, (Vec<f32>, Vec<f32>))> = Vec::new();
         for r in (0..c.shape.n_layer).map(|l| c.layer_rope(l)) {
             if !tables.iter().any(|(have, _)| *have == r) {
-                let ff = if r.freq_factors { self.freq_factors.as_deref() } else { None };
-                tables.push((r, ops::rope_tables(pos0, t_n, c.rope_dim, r.base, r.freq_scale, ff)));
+                let ff = if r.freq_factors { factors } else { None };
+                let (mut cos, mut sin) = ops::rope_tables(pos0, t_n, c.rope_dim, r.base, r.freq_scale, ff);
+                // Phi-3's long-context scale multiplies both, as ggml's rope does.
+                if c.rope_attn_factor != 1.0 {
+                    cos.iter_mut().chain(sin.iter_mut()).for_each(|v| *v *= c.rope_attn_factor);
+                }
+                tables.push((r, (cos, sin)));
             }
         }
-        let rotate = match g.rope_style {
-            crate::model::RopeStyle::Adjacent => ops::rope,
-            crate::model::RopeStyle::Halves => ops::rope_halves,
+        let rotate = |x: &mut [f32], cos: &[f32], sin: &[f32]| match g.rope_style {
+            crate::model::RopeStyle::Adjacent => ops::rope(x, hd, cos, sin),
+            crate::model::RopeStyle::Halves => ops::rope_halves_partial(x, hd, c.rope_dim, cos, sin),
         };
         let mut h = vec![0f32; t_n * e];
         let (mut q, mut k, mut v) = (
@@ -261,8 +302,8 @@ impl ReferenceModel {
             }
             let r = c.layer_rope(l);
             let (cos, sin) = &tables.iter().find(|(have, _)| *have == r).expect("a table per layer RoPE").1;
-            rotate(&mut q, hd, cos, sin);
-            rotate(&mut k, hd, cos, sin);
+            rotate(&mut q, cos, sin);
+            rotate(&mut k, cos, sin);
             if self.opts.kv_f16 {
                 for val in k.iter_mut().chain(v.iter_mut()) {
                     *val = f16::from_f32(*val).to_f32();

@@ -138,7 +138,13 @@ pub fn rope(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
 /// Rotates the pairs (x[i], x[i + head_dim/2]) of every head in place (llama.cpp's NEOX style,
 /// with every dimension rotated): pair i turns by the same angle as the adjacent pair i.
 pub fn rope_halves(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
-    let pairs = head_dim / 2;
+    rope_halves_partial(x, head_dim, head_dim, cos, sin)
+}
+
+/// [`rope_halves`] over the leading `rope_dim` dimensions of each head: pairs
+/// (x[i], x[i + rope_dim/2]); the dimensions past `rope_dim` keep their values (Phi-4-mini).
+pub fn rope_halves_partial(x: &mut [f32], head_dim: usize, rope_dim: usize, cos: &[f32], sin: &[f32]) {
+    let pairs = rope_dim / 2;
     let row = cos.len() / pairs;
     let width = x.len() / row;
     for t in 0..row {

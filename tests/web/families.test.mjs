@@ -1,6 +1,7 @@
-// The model families beside Llama (Qwen2, Qwen3, Gemma 3: model::arch) in the page, on SwiftShader:
-// the tiny shape written in each family's block by `synth --arch` (Q/K/V biases, per-head Q/K norms,
-// post-norms, GELU, a sliding-window layer, RoPE on halves), and the real Gemma 3 270M from PyPI,
+// The model families beside Llama (Qwen2, Qwen3, Gemma 3, Phi-3: model::arch) in the page, on
+// SwiftShader: the tiny shape written in each family's block by `synth --arch` (Q/K/V biases,
+// per-head Q/K norms, post-norms, GELU, a sliding-window layer, RoPE on halves, fused matrices cut
+// apart as they stream in, long-context RoPE factors), and the real Gemma 3 270M from PyPI,
 // greedily continue a prompt exactly as the native CLI does on the same kernels (lavapipe's
 // subgroups narrowed to SwiftShader's 4, f32). A family's file split into shards by the CLI loads
 // and continues the same way.
@@ -41,7 +42,7 @@ async function browserTokens(url, options = {}) {
   }, PROMPT, N);
 }
 
-for (const arch of ['qwen2', 'qwen3', 'gemma3']) {
+for (const arch of ['qwen2', 'qwen3', 'gemma3', 'phi3']) {
   test(`tiny ${arch} (synth --arch): greedy tokens in the browser equal the native CLI's, from one file and from shards`, async () => {
     const file = path.join(session.dir, `tiny-${arch}.gguf`);
     execFileSync(H.CLI, ['synth', '-o', file, '--shape', 'tiny', '--arch', arch, '--type', 'q4_0', '--seed', '7', '--context', '256'], { stdio: 'pipe' });

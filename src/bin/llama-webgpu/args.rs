@@ -57,8 +57,9 @@ pub(crate) struct SynthArgs {
     #[arg(long, value_name = "N")]
     pub(crate) layers: Option<usize>,
     /// The family whose block the shape is written in: llama, or qwen2 (Q/K/V biases), qwen3
-    /// (per-head Q/K norms), gemma3 (those, post-norms, GELU, local layers, tied output).
-    #[arg(long, default_value = "llama", value_parser = ["llama", "qwen2", "qwen3", "gemma3"])]
+    /// (per-head Q/K norms), gemma3 (those, post-norms, GELU, local layers, tied output), phi3
+    /// (fused QKV and gate/up, long-context RoPE factors).
+    #[arg(long, default_value = "llama", value_parser = ["llama", "qwen2", "qwen3", "gemma3", "phi3"])]
     pub(crate) arch: String,
     /// llama.cpp quantization mix.
     #[arg(long = "type", default_value = "q4_k_m", value_parser = ["q4_k_m", "q4_0", "q8_0", "iq3_xxs", "iq2_m", "iq2_s", "iq2_xs", "iq2_xxs", "iq1_m", "iq1_s"])]

@@ -18,6 +18,8 @@ pub struct RopeParams {
     /// Position multiplier for linear scaling (1 when unscaled).
     pub freq_scale: f32,
     pub style: RopeStyle,
+    /// Multiplier of cos and sin (Phi-3's `rope.scaling.attn_factor`; 1 elsewhere).
+    pub mscale: f32,
 }
 
 impl RopeParams {
@@ -30,6 +32,7 @@ impl RopeParams {
             base: r.base,
             freq_scale: r.freq_scale,
             style: c.graph.rope_style,
+            mscale: c.rope_attn_factor,
         }
     }
 }
@@ -167,11 +170,8 @@ impl RopeOp {
         }
         let halves = p.style == RopeStyle::Halves;
         if halves {
-            if p.rope_dim != p.head_dim || !p.head_dim.is_multiple_of(4) {
-                return bad(format!(
-                    "rotating halves needs rope_dim = head_dim, a multiple of 4 (rope_dim {}, head_dim {})",
-                    p.rope_dim, p.head_dim
-                ));
+            if !p.rope_dim.is_multiple_of(4) {
+                return bad(format!("rotating halves needs rope_dim a multiple of 4, not {}", p.rope_dim));
             }
             defs.set("HALVES", 1);
         }
@@ -187,7 +187,7 @@ impl RopeOp {
             p.freq_scale.to_bits(),
             second.map_or(0, |s| s.1),
             kv.as_ref().map_or(0, |kv| kv.capacity),
-            0,
+            p.mscale.to_bits(),
         ];
         let params = uniform(ctx, "rope params", bytemuck::cast_slice(&words))?;
         // Binding numbers as declared in rope.wgsl (the second buffer is binding 4 either way).
@@ -207,7 +207,8 @@ impl RopeOp {
         // With the cache write every pair of K has an invocation; with halves every two pairs
         // of a head (rope.wgsl).
         let (first_pairs, second_pairs) = match (halves, kv.is_some()) {
-            (true, _) => (p.head_dim / 4, p.head_dim / 4),
+            (true, true) => (n_pairs / 2, n_pairs / 2 + (p.head_dim - p.rope_dim) / 2),
+            (true, false) => (n_pairs / 2, n_pairs / 2),
             (false, true) => (n_pairs, p.head_dim / 2),
             (false, false) => (n_pairs, n_pairs),
         };

@@ -161,10 +161,15 @@ pub(super) fn generate(
                 .iter()
                 .for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
         } else {
-            // Biases small and zero-centred, norm weights near 1.
-            let centre = if t.name.ends_with(".bias") { 0.0 } else { 1.0 };
+            // Biases small and zero-centred, norm weights near 1; Phi-3's long RoPE factors
+            // stretch wavelengths up to 9× (its short ones stay near 1).
+            let (centre, spread) = match t.name.as_str() {
+                n if n.ends_with(".bias") => (0.0, 0.1),
+                names::ROPE_FACTORS_LONG => (5.0, 8.0),
+                _ => (1.0, 0.1),
+            };
             for _ in 0..n {
-                let v = centre + 0.1 * (rng.next_f64() as f32 - 0.5);
+                let v = centre + spread * (rng.next_f64() as f32 - 0.5);
                 buf.extend_from_slice(&v.to_le_bytes());
             }
         }

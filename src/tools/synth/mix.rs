@@ -179,8 +179,9 @@ impl PlannedTensor {
     }
 }
 
-/// Every tensor of the model, in file order: `rope_freqs`, `token_embd`, the blocks (each in
-/// name order, as `llama-quantize` writes them), `output_norm`, `output`.
+/// Every tensor of the model, in file order: `rope_freqs` (or Phi-3's `rope_factors_long` and
+/// `_short`), `token_embd`, the blocks (each in name order, as `llama-quantize` writes them),
+/// `output_norm`, `output`.
 pub fn plan(shape: &Shape, mix: QuantMix) -> Result<Vec<PlannedTensor>> {
     let cfg = shape.config();
     let by_name: BTreeMap<String, Vec<u64>> = cfg
@@ -188,10 +189,11 @@ pub fn plan(shape: &Shape, mix: QuantMix) -> Result<Vec<PlannedTensor>> {
         .into_iter()
         .map(|(n, d, _)| (n, d))
         .collect();
-    let mut order = vec![
-        names::ROPE_FREQS.to_string(),
-        names::TOKEN_EMBD.to_string(),
-    ];
+    let mut order = vec![names::ROPE_FREQS.to_string()];
+    if shape.phi_rope.is_some() {
+        order.extend([names::ROPE_FACTORS_LONG.to_string(), names::ROPE_FACTORS_SHORT.to_string()]);
+    }
+    order.push(names::TOKEN_EMBD.to_string());
     // Each block's tensors in name order, as `llama-quantize` writes them.
     let mut blocks: Vec<Vec<&String>> = vec![Vec::new(); shape.n_layer];
     for name in by_name.keys() {

@@ -162,6 +162,10 @@ pub fn metadata(opts: &SynthOptions) -> Result<Vec<(String, Value)>> {
         m.push((k("attention.key_length"), u32v(s.head_dim)));
         m.push((k("attention.value_length"), u32v(s.head_dim)));
     }
+    if let Some((ctx_orig, attn_factor)) = s.phi_rope {
+        m.push((k("rope.scaling.original_context_length"), u32v(ctx_orig)));
+        m.push((k("rope.scaling.attn_factor"), Value::F32(attn_factor)));
+    }
     if let Some(w) = s.sliding {
         m.push((k("attention.sliding_window"), Value::U32(w.window)));
         m.push((k("attention.sliding_window_pattern"), Value::U32(w.period)));

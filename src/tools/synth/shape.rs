@@ -37,6 +37,9 @@ pub struct Shape {
     pub arch: Arch,
     /// Gemma 3's local layers (`attention.sliding_window`, `…_pattern`).
     pub sliding: Option<SlidingWindow>,
+    /// Phi-3's long-context RoPE: `rope.scaling.original_context_length` and
+    /// `rope.scaling.attn_factor`, with `rope_factors_long`/`_short` tensors.
+    pub phi_rope: Option<(usize, f32)>,
 }
 
 fn llama3_scaling(factor: f32) -> RopeScaling {
@@ -71,6 +74,7 @@ impl Shape {
             head_dim_keys: false,
             arch: Arch::Llama,
             sliding: None,
+            phi_rope: None,
         }
     }
 
@@ -156,7 +160,9 @@ impl Shape {
     /// The same sizes in `arch`'s block, as its converter writes the family: Qwen2 with Q, K and
     /// V biases; Qwen3 with per-head Q/K norms; Gemma 3 with those, post-norms, GELU, tied
     /// output and local layers (every other one, a window of 32 positions: short enough that
-    /// tests reach past it). The other families have no `rope_freqs` (no Llama 3 scaling).
+    /// tests reach past it); Phi-3 with fused QKV and gate/up matrices and long-context RoPE
+    /// factors that apply past 64 positions. The other families have no `rope_freqs` (no Llama 3
+    /// scaling).
     pub fn for_arch(mut self, arch: Arch) -> Shape {
         if arch == Arch::Llama {
             return self;
@@ -166,6 +172,9 @@ impl Shape {
             Arch::Qwen2 => "Qwen2",
             Arch::Qwen3 => "Qwen3",
             Arch::Gemma3 => "Gemma 3",
+            // Not "Phi-3": llama.cpp gives tokens of a vocabulary with that name Phi-3's strip
+            // attributes, and fails on the Llama 3 vocabulary, which lacks `</s>`.
+            Arch::Phi3 => "Phi 3",
         };
         self.name = format!("{} as {family} (synthetic)", self.name.trim_end_matches(" (synthetic)"));
         self.arch = arch;
@@ -174,6 +183,11 @@ impl Shape {
         if arch == Arch::Gemma3 {
             self.tied_output = true;
             self.sliding = Some(SlidingWindow { window: 32, period: 2, rope_base: 10000.0 });
+        }
+        if arch == Arch::Phi3 {
+            // Long-context RoPE as Phi-3.5 has it: factor tensors, and an original context (64
+            // here) past which the long ones apply, with their cos/sin scale.
+            self.phi_rope = Some((64, 1.19));
         }
         self
     }
@@ -213,7 +227,9 @@ impl Shape {
             rope_dim: self.head_dim,
             rope_scaling: self.rope_scaling.clone(),
             tied_output: self.tied_output,
-            graph: BlockGraph::of(self.arch, self.n_embd, self.head_dim, false, self.sliding),
+            graph: BlockGraph::of(self.arch, self.n_embd, self.head_dim, false, self.sliding, self.arch == Arch::Phi3),
+            rope_attn_factor: self.phi_rope.map_or(1.0, |p| p.1),
+            rope_ctx_orig: self.phi_rope.map_or(self.context_length, |p| p.0),
         }
     }
 }
