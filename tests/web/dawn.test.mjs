@@ -3,7 +3,8 @@
 // and dot4I8Packed, in this Node process (`worker: false`), through wgpu's WebGPU backend as in
 // a page. Headless Chromium has only SwiftShader (no shader-f16), so this is where the f16
 // paths of the whole model run as Chrome compiles them. Greedy chat equals the native CLI's on
-// the same features: f16 with subgroups, f16 without, and the packed-integer products. The
+// the same features: f16 with subgroups, f16 without, and the packed-integer products; so do the
+// other families' blocks (tiny synthetic Qwen2, Qwen3, Gemma 3, Phi-3, and the real Gemma 3 270M). The
 // decode speed of the two, measured in the same run by the same workload (`engine.benchmark()`
 // and the CLI's `bench`), is printed: a figure, not a pass/fail.
 // Needs scripts/setup (Mesa 25, npm webgpu), `cargo build --release` and scripts/build-web.
@@ -14,6 +15,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import * as H from './harness.mjs';
 
 const { LlamaEngine } = await import('../../www/package/src/index.js');
@@ -115,4 +117,30 @@ test('decode on Dawn against the native CLI, in the same run and with the same w
     + ` decode ${dawn.toFixed(2)} vs ${nat.toFixed(2)} tok/s (${(dawn / nat).toFixed(2)}x),`
     + ` prefill ${prefill.toFixed(1)} vs ${natPrefill.toFixed(1)} tok/s (${(prefill / natPrefill).toFixed(2)}x);`
     + ` dispatches per token ${last.decode.dispatchesPerToken} vs ${runs[1].native.decode_dispatches_per_token}; Dawn's slowest kernels: ${top}`);
+});
+
+test('the other families on Dawn (f16, subgroups of 8): tiny Qwen2, Qwen3, Gemma 3 and Phi-3 files and the real Gemma 3 270M continue a prompt as the native CLI does', async () => {
+  const dir = fs.mkdtempSync(path.join(H.REPO_ROOT, '.cache', 'dawn-families-'));
+  try {
+    const files = ['qwen2', 'qwen3', 'gemma3', 'phi3'].map((arch) => {
+      const file = path.join(dir, `tiny-${arch}.gguf`);
+      execFileSync(H.CLI, ['synth', '-o', file, '--shape', 'tiny', '--arch', arch, '--type', 'q4_0', '--seed', '7', '--context', '256'], { stdio: 'pipe' });
+      return file;
+    });
+    files.push(path.join(H.MODELS_DIR, 'gemma-3-270m-q4_k_m.gguf'));
+    for (const file of files) {
+      const engine = await LlamaEngine.load(await fs.openAsBlob(file), { worker: false, cache: false, wasmUrl: /** @type {any} */ (WASM), contextSize: 64 });
+      try {
+        assert.equal(engine.info.features.shaderF16, true);
+        const ids = [];
+        for await (const tok of engine.generate('The capital of France is', { temperature: 0, max_tokens: 4 })) ids.push(tok.id);
+        const want = native(['generate', '-m', file, '-p', 'The capital of France is', '-n', '4', '--temp', '0', '--json']).tokens;
+        assert.deepEqual(ids, want, path.basename(file));
+      } finally {
+        await engine.unload();
+      }
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
