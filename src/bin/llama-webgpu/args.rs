@@ -49,7 +49,9 @@ pub(crate) struct SynthArgs {
     /// Output file; with --split-max-size, shards OUT-00001-of-0000N.gguf (OUT without .gguf).
     #[arg(short, long)]
     pub(crate) output: PathBuf,
-    /// 70b/8b = Llama-3.1-70B/8B-Instruct, 3b/1b = Llama-3.2-3B/1B-Instruct, tiny = 2 small layers.
+    /// 70b/8b = Llama-3.1-70B/8B-Instruct, 3b/1b = Llama-3.2-3B/1B-Instruct, tiny = 2 small layers;
+    /// qwen2.5-*, qwen3-*, gemma3-*, phi3.5-mini = those released models (with their vocabulary
+    /// and chat template).
     #[arg(long, default_value = "8b", value_parser = llama_webgpu::tools::synth::SHAPES)]
     pub(crate) shape: String,
     /// Keep only the first N layers (blocks) of the shape: the same per-layer shapes, vocabulary,
@@ -71,14 +73,15 @@ pub(crate) struct SynthArgs {
     /// Seed of the random weights.
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
-    /// llama.context_length (default: the real model's, 131072).
+    /// The context length key (default: the real model's, 131072 for Llama 3.1).
     #[arg(long)]
     pub(crate) context: Option<usize>,
-    /// GGUF with the Llama 3 vocabulary [default: .cache/models/ggml-vocab-llama-bpe.gguf].
+    /// GGUF with the model's vocabulary [default: the shape's in .cache/models, e.g.
+    /// ggml-vocab-llama-bpe.gguf].
     #[arg(long)]
     pub(crate) vocab: Option<PathBuf>,
-    /// Jinja chat template file [default: meta-llama-Llama-3.1-8B-Instruct.jinja beside the
-    /// vocabulary, if present].
+    /// Jinja chat template file [default: the shape's family's beside the vocabulary, e.g.
+    /// meta-llama-Llama-3.1-8B-Instruct.jinja, if present].
     #[arg(long)]
     pub(crate) chat_template: Option<PathBuf>,
 }

@@ -43,9 +43,10 @@ pub(crate) fn synth(a: SynthArgs) -> Result<()> {
     let shape = shape.for_arch(arch);
     let mix = QuantMix::parse(&a.ty)
         .ok_or_else(|| Error::InvalidArgument(format!("unknown type '{}'", a.ty)))?;
-    let vocab = a.vocab.unwrap_or_else(synth::default_vocab_path);
+    // The shape's own vocabulary and chat template (its family's), unless given.
+    let vocab = a.vocab.unwrap_or_else(|| synth::cache_model(shape.vocab_file));
     let template_path = a.chat_template.clone().or_else(|| {
-        let p = synth::default_chat_template_path(&vocab);
+        let p = vocab.with_file_name(shape.chat_template_file);
         p.exists().then_some(p)
     });
     let read_template = |p: &PathBuf| {

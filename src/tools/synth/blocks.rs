@@ -118,6 +118,37 @@ fn fill_block(ty: GgmlType, rng: &mut Rng, b: &mut [u8]) {
                 b[at] = (b[at] & 0x0f) | ((((d >> (4 * k)) & 0xf) as u8) << 4);
             }
         }
+        // The 32-value types llama.cpp falls back to for rows that are not whole 256-value
+        // blocks (mix::fallback). Q5_0: d · (q − 16), q in 0..32: σ ≈ 9.2 d.
+        GgmlType::Q5_0 => {
+            b[..2].copy_from_slice(&rand_scale(rng, 1.5e-3, 3e-3).to_le_bytes());
+            fill_random(rng, &mut b[2..22]);
+        }
+        // Q5_1: d · q + m with m = −15.5 d, zero-centred: σ ≈ 9.2 d.
+        GgmlType::Q5_1 => {
+            let d = rand_scale(rng, 1.5e-3, 3e-3);
+            b[..2].copy_from_slice(&d.to_le_bytes());
+            b[2..4].copy_from_slice(&f16::from_f32(-15.5 * d.to_f32()).to_le_bytes());
+            fill_random(rng, &mut b[4..24]);
+        }
+        // Q4_1: d · q + m with m = −7.5 d: σ ≈ 4.6 d.
+        GgmlType::Q4_1 => {
+            let d = rand_scale(rng, 2.5e-3, 6e-3);
+            b[..2].copy_from_slice(&d.to_le_bytes());
+            b[2..4].copy_from_slice(&f16::from_f32(-7.5 * d.to_f32()).to_le_bytes());
+            fill_random(rng, &mut b[4..20]);
+        }
+        // IQ4_NL: d times one of 16 values in −127..113 (RMS ≈ 64): σ ≈ 64 d.
+        GgmlType::IQ4_NL => {
+            b[..2].copy_from_slice(&rand_scale(rng, 2e-4, 4e-4).to_le_bytes());
+            fill_random(rng, &mut b[2..18]);
+        }
+        // Rows that fit no quantized block: uniform in ±0.035 (σ ≈ 0.02).
+        GgmlType::F16 => {
+            for v in b.chunks_exact_mut(2) {
+                v.copy_from_slice(&f16::from_f32(0.07 * (rng.next_f64() as f32 - 0.5)).to_le_bytes());
+            }
+        }
         other => unreachable!("synth does not generate {other}"),
     }
 }

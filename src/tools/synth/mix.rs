@@ -144,6 +144,10 @@ impl QuantMix {
         if is_output {
             return GgmlType::Q6_K;
         }
+        // Phi-3's fused QKV gets a bit more, as llama.cpp's ATTENTION_QKV rule gives it.
+        if self == QuantMix::Q4KM && name.ends_with(".attn_qkv.weight") {
+            return GgmlType::Q5_K;
+        }
         if self == QuantMix::Q4KM
             && (name.ends_with(".attn_v.weight") || name.ends_with(".ffn_down.weight"))
         {
@@ -159,6 +163,31 @@ impl QuantMix {
             }
         }
         base
+    }
+}
+
+/// The type llama.cpp's `tensor_type_fallback` writes a matrix in when its rows (`cols` values)
+/// are not whole blocks of the mix's type: the 256-value types fall back to 32-value ones
+/// (Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0, Q2_K and Q3_K to Q4_0, the i-quants to IQ4_NL),
+/// and rows that fit no block at all are F16. (Gemma 3 270M's real Q4_K_M file, 640 wide, is
+/// mostly Q5_0 and Q8_0 this way; so are Qwen2.5-0.5B's, 896 wide.)
+pub fn fallback(ty: GgmlType, cols: u64) -> GgmlType {
+    use GgmlType::*;
+    if cols.is_multiple_of(ty.block_size() as u64) {
+        return ty;
+    }
+    let to = match ty {
+        IQ1_S | IQ1_M | IQ2_XXS | IQ2_XS | IQ2_S | IQ3_XXS | IQ3_S | IQ4_XS => IQ4_NL,
+        Q2_K | Q3_K => Q4_0,
+        Q4_K => Q5_0,
+        Q5_K => Q5_1,
+        Q6_K => Q8_0,
+        other => other,
+    };
+    if cols.is_multiple_of(to.block_size() as u64) {
+        to
+    } else {
+        F16
     }
 }
 
@@ -218,16 +247,9 @@ pub fn plan(shape: &Shape, mix: QuantMix) -> Result<Vec<PlannedTensor>> {
         let ggml_type = if dims.len() < 2 {
             GgmlType::F32
         } else {
-            mix.tensor_type(&name, shape)
+            fallback(mix.tensor_type(&name, shape), dims[0])
         };
         let n: u64 = dims.iter().product();
-        if !dims[0].is_multiple_of(ggml_type.block_size() as u64) {
-            return Err(Error::InvalidArgument(format!(
-                "{name}: rows of {} values are not whole {ggml_type} blocks of {}",
-                dims[0],
-                ggml_type.block_size()
-            )));
-        }
         let size = ggml_type
             .bytes_for(n)
             .ok_or_else(|| Error::InvalidArgument(format!("{name}: size overflows")))?;

@@ -86,16 +86,21 @@ impl SynthReport {
 /// `.cache/models/ggml-vocab-llama-bpe.gguf` (fetched by `scripts/setup`), relative to the
 /// working directory if it is there, else to the crate root it was built from.
 pub fn default_vocab_path() -> PathBuf {
-    let rel = Path::new(".cache/models/ggml-vocab-llama-bpe.gguf");
+    cache_model(&Shape::tiny().vocab_file)
+}
+
+/// `.cache/models/FILE`, as [`default_vocab_path`] finds it.
+pub fn cache_model(file: &str) -> PathBuf {
+    let rel = Path::new(".cache/models").join(file);
     if rel.exists() {
-        return rel.to_path_buf();
+        return rel;
     }
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
 /// Llama 3.1 Instruct's chat template as `scripts/setup` puts it beside the vocabulary file.
 pub fn default_chat_template_path(vocab: &Path) -> PathBuf {
-    vocab.with_file_name("meta-llama-Llama-3.1-8B-Instruct.jinja")
+    vocab.with_file_name(Shape::tiny().chat_template_file)
 }
 
 /// A size like `2G`, `500M`, `64K` or `123456` (bytes). Units are decimal, as in llama.cpp's
@@ -183,13 +188,30 @@ pub fn metadata(opts: &SynthOptions) -> Result<Vec<(String, Value)>> {
     let vocab = GgufFile::open(&opts.vocab)?;
     let vm = vocab.metadata();
     let n_tokens = vm.str_array("tokenizer.ggml.tokens")?.len();
-    if n_tokens != s.n_vocab {
+    // A model may pad its embedding past its tokens (Qwen2.5-7B: 152,064 rows for 151,936
+    // tokens); llama.cpp's converter fills the gap with unused `[PADn]` tokens, and so do we.
+    if n_tokens > s.n_vocab || n_tokens + 1024 < s.n_vocab {
         return Err(Error::InvalidArgument(format!(
             "{} has {n_tokens} tokens but the model's vocabulary is {}",
             opts.vocab.display(),
             s.n_vocab
         )));
     }
+    let pad = |k: &str, v: &Value| -> Value {
+        let Value::Array(ty, items) = v else {
+            return v.clone();
+        };
+        let mut items = items.clone();
+        for i in n_tokens..s.n_vocab {
+            items.push(match k {
+                "tokenizer.ggml.tokens" => Value::String(format!("[PAD{i}]")),
+                // llama.cpp's token type UNUSED.
+                "tokenizer.ggml.token_type" => Value::I32(5),
+                _ => Value::F32(0.0),
+            });
+        }
+        Value::Array(*ty, items)
+    };
     let eot = vm
         .get("tokenizer.ggml.tokens")
         .and_then(|v| v.as_array())
@@ -207,6 +229,7 @@ pub fn metadata(opts: &SynthOptions) -> Result<Vec<(String, Value)>> {
                 has_eos = true;
                 Value::U32(id as u32)
             }
+            ("tokenizer.ggml.tokens" | "tokenizer.ggml.token_type" | "tokenizer.ggml.scores", _) => pad(k, v),
             _ => v.clone(),
         };
         m.push((k.to_string(), v));

@@ -3,8 +3,24 @@
 
 use crate::model::{Arch, BlockGraph, ModelConfig, ModelShape, RopeScaling, SlidingWindow};
 
-/// The shapes `Shape::preset` knows, as the CLI spells them.
-pub const SHAPES: [&str; 5] = ["70b", "8b", "3b", "1b", "tiny"];
+/// The shapes `Shape::preset` knows, as the CLI spells them: Llama's, then the other families'
+/// released models (their own vocabulary sizes: see [`Shape::vocab_file`]).
+pub const SHAPES: [&str; 14] = [
+    "70b",
+    "8b",
+    "3b",
+    "1b",
+    "tiny",
+    "qwen2.5-0.5b",
+    "qwen2.5-1.5b",
+    "qwen2.5-7b",
+    "qwen3-0.6b",
+    "qwen3-4b",
+    "qwen3-8b",
+    "gemma3-1b",
+    "gemma3-4b",
+    "phi3.5-mini",
+];
 
 /// Hyperparameters and naming of a Llama model. Public fields, so tests can make their own.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,6 +56,12 @@ pub struct Shape {
     /// Phi-3's long-context RoPE: `rope.scaling.original_context_length` and
     /// `rope.scaling.attn_factor`, with `rope_factors_long`/`_short` tensors.
     pub phi_rope: Option<(usize, f32)>,
+    /// The vocabulary GGUF (by file name in `.cache/models`, where scripts/setup puts it) whose
+    /// tokens the model has: Llama 3's, Qwen2's (Qwen2.5 and Qwen3), Gemma 3's (the 270M
+    /// model's) or Phi-3's.
+    pub vocab_file: &'static str,
+    /// The family's official chat template, by file name in `.cache/models`.
+    pub chat_template_file: &'static str,
 }
 
 fn llama3_scaling(factor: f32) -> RopeScaling {
@@ -75,6 +97,8 @@ impl Shape {
             arch: Arch::Llama,
             sliding: None,
             phi_rope: None,
+            vocab_file: "ggml-vocab-llama-bpe.gguf",
+            chat_template_file: "meta-llama-Llama-3.1-8B-Instruct.jinja",
         }
     }
 
@@ -145,14 +169,77 @@ impl Shape {
         }
     }
 
-    /// `70b`, `8b`, `3b`, `1b` or `tiny` (see [`SHAPES`]).
+    /// A released model of another family, with its sizes (from its `config.json`), its
+    /// family's vocabulary and chat template.
+    #[allow(clippy::too_many_arguments)]
+    fn family(arch: Arch, name: &str, size: &str, [n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, n_vocab, context_length]: [usize; 8], rope_theta: f32, rms_eps: f32, tied_output: bool) -> Shape {
+        Shape {
+            name: format!("{name} (synthetic)"),
+            basename: name.split('-').take(2).collect::<Vec<_>>().join("-"),
+            size_label: size.into(),
+            license: "other".into(),
+            n_layer,
+            n_embd,
+            n_ff,
+            n_head,
+            n_head_kv,
+            head_dim,
+            n_vocab,
+            context_length,
+            rms_eps,
+            rope_theta,
+            rope_scaling: RopeScaling::None,
+            tied_output,
+            head_dim_keys: true,
+            arch,
+            sliding: None,
+            phi_rope: None,
+            vocab_file: match arch {
+                Arch::Llama => "ggml-vocab-llama-bpe.gguf",
+                Arch::Qwen2 | Arch::Qwen3 => "ggml-vocab-qwen2.gguf",
+                Arch::Gemma3 => "gemma-3-270m-q4_k_m.gguf",
+                Arch::Phi3 => "ggml-vocab-phi-3.gguf",
+            },
+            chat_template_file: match arch {
+                Arch::Llama => "meta-llama-Llama-3.1-8B-Instruct.jinja",
+                Arch::Qwen2 => "Qwen-Qwen2.5-7B-Instruct.jinja",
+                Arch::Qwen3 => "Qwen-Qwen3-0.6B.jinja",
+                Arch::Gemma3 => "google-gemma-3-it.jinja",
+                Arch::Phi3 => "microsoft-Phi-3.5-mini-instruct.jinja",
+            },
+        }
+    }
+
+    /// `70b`, `8b`, `3b`, `1b`, `tiny` or another family's model (see [`SHAPES`]).
     pub fn preset(name: &str) -> Option<Shape> {
+        use Arch::*;
+        let gemma_local = |window| Some(SlidingWindow { window, period: 6, rope_base: 10000.0 });
         Some(match name.to_ascii_lowercase().as_str() {
             "70b" => Shape::llama31_70b(),
             "8b" => Shape::llama31_8b(),
             "3b" => Shape::llama32_3b(),
             "1b" => Shape::llama32_1b(),
             "tiny" => Shape::tiny(),
+            "qwen2.5-0.5b" => Shape::family(Qwen2, "Qwen2.5-0.5B-Instruct", "0.5B", [24, 896, 4864, 14, 2, 64, 151936, 32768], 1e6, 1e-6, true),
+            "qwen2.5-1.5b" => Shape::family(Qwen2, "Qwen2.5-1.5B-Instruct", "1.5B", [28, 1536, 8960, 12, 2, 128, 151936, 32768], 1e6, 1e-6, true),
+            "qwen2.5-7b" => Shape::family(Qwen2, "Qwen2.5-7B-Instruct", "7B", [28, 3584, 18944, 28, 4, 128, 152064, 32768], 1e6, 1e-6, false),
+            "qwen3-0.6b" => Shape::family(Qwen3, "Qwen3-0.6B", "0.6B", [28, 1024, 3072, 16, 8, 128, 151936, 40960], 1e6, 1e-6, true),
+            "qwen3-4b" => Shape::family(Qwen3, "Qwen3-4B", "4B", [36, 2560, 9728, 32, 8, 128, 151936, 40960], 1e6, 1e-6, true),
+            "qwen3-8b" => Shape::family(Qwen3, "Qwen3-8B", "8B", [36, 4096, 12288, 32, 8, 128, 151936, 40960], 1e6, 1e-6, false),
+            "gemma3-1b" => Shape {
+                sliding: gemma_local(512),
+                ..Shape::family(Gemma3, "Gemma-3-1B-it", "1B", [26, 1152, 6912, 4, 1, 256, 262144, 32768], 1e6, 1e-6, true)
+            },
+            "gemma3-4b" => Shape {
+                sliding: gemma_local(1024),
+                // Gemma 3 4B's global layers stretch positions 8× (linear), its local ones not.
+                rope_scaling: RopeScaling::Linear { factor: 8.0 },
+                ..Shape::family(Gemma3, "Gemma-3-4B-it", "4B", [34, 2560, 10240, 8, 4, 256, 262144, 131072], 1e6, 1e-6, true)
+            },
+            "phi3.5-mini" => Shape {
+                phi_rope: Some((4096, 1.190_238_3)),
+                ..Shape::family(Phi3, "Phi-3.5-mini-instruct", "3.8B", [32, 3072, 8192, 32, 32, 96, 32064, 131072], 10000.0, 1e-5, false)
+            },
             _ => return None,
         })
     }
