@@ -594,3 +594,39 @@ fn bad_inputs_fail_with_typed_messages() {
     fail(&["generate", "-m", m, "--tokens", "99999999"], "BAD_TOKEN");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Each family chats through the CLI with its own vocabulary and chat template: a released
+/// model's shape cut to one block (`synth --shape … --layers 1`, which takes the family's
+/// vocabulary and official template from .cache/models), `generate --chat` with a system
+/// message renders the template and feeds the family's turn-marker tokens, then generates on
+/// the GPU. Checked: the prompt's control tokens (Qwen's ChatML `<|im_start|>`/`<|im_end|>`,
+/// Gemma's BOS and `<start_of_turn>` with the system folded into the user turn, Phi-3's
+/// `<|system|>`, `<|user|>` and `<|assistant|>` with the newlines after them stripped).
+#[test]
+fn every_family_chats_with_its_own_template() {
+    let dir = tmpdir("families");
+    // (shape, the prompt's first ids, ids it must hold, how many times each, its last id)
+    let families: [(&str, &[u64], &[(u64, usize)], u64); 4] = [
+        ("qwen2.5-0.5b", &[151644, 8948], &[(151644, 3), (151645, 2)], 198),
+        ("qwen3-0.6b", &[151644, 8948], &[(151644, 3), (151645, 2)], 198),
+        ("gemma3-1b", &[2, 105], &[(105, 2), (106, 1)], 107),
+        ("phi3.5-mini", &[32006], &[(32006, 1), (32010, 1), (32007, 2)], 32001),
+    ];
+    for (shape, head, holds, last) in families {
+        let file = dir.join(format!("{shape}.gguf"));
+        let file = file.to_str().unwrap();
+        ok_stdout(&["synth", "-o", file, "--shape", shape, "--layers", "1", "--type", "q8_0", "--seed", "3"]);
+        let j = last_json(&ok_stdout(&["generate", "-m", file, "--chat", "--system", "Be brief.", "-p", "Hello", "-n", "3", "--temp", "0", "--json"]));
+        let ids: Vec<u64> = j["prompt_tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        let ids = ids.strip_prefix(&[1]).unwrap_or(&ids); // Phi-3's vocabulary adds BOS
+        assert!(ids.starts_with(head), "{shape}: {ids:?}");
+        for &(id, n) in holds {
+            assert_eq!(ids.iter().filter(|&&i| i == id).count(), n, "{shape}: {id} in {ids:?}");
+        }
+        assert_eq!(ids.last(), Some(&last), "{shape}: {ids:?}");
+        assert_eq!(j["backend"], "gpu");
+        assert!(!j["tokens"].as_array().unwrap().is_empty(), "{shape}: {j}");
+        std::fs::remove_file(file).unwrap();
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -4,7 +4,9 @@
 // apart as they stream in, long-context RoPE factors), and the real Gemma 3 270M from PyPI,
 // greedily continue a prompt exactly as the native CLI does on the same kernels (lavapipe's
 // subgroups narrowed to SwiftShader's 4, f32). A family's file split into shards by the CLI loads
-// and continues the same way.
+// and continues the same way. Released Qwen3 and Gemma 3 shapes cut to one block, with their own
+// vocabularies and chat templates (`synth --shape … --layers 1`), chat through the JS API as the
+// CLI's `generate --chat` does.
 // Needs `scripts/build-web` and `cargo build --release`. Run: node --test tests/web/families.test.mjs
 
 import { test, before, after } from 'node:test';
@@ -69,3 +71,26 @@ test('Gemma 3 270M (real weights): greedy tokens in the browser equal the native
   assert.equal(got.architecture, 'gemma3');
   assert.deepEqual(got.ids, want);
 });
+
+for (const shape of ['qwen3-0.6b', 'gemma3-1b']) {
+  test(`${shape} cut to one block chats through the JS API with its own template as the native CLI does`, async () => {
+    const file = path.join(session.dir, `${shape}.gguf`);
+    execFileSync(H.CLI, ['synth', '-o', file, '--shape', shape, '--layers', '1', '--type', 'q8_0', '--seed', '3'], { stdio: 'pipe' });
+    const want = H.nativeGreedy({ model: file, prompt: 'Hello', n: 3, chat: true });
+    const loaded = await session.load('__engine', `/scratch/${shape}.gguf`, { contextSize: 64 });
+    assert.ok(!loaded.thrown, JSON.stringify(loaded.thrown));
+    const got = await session.inPage(async () => {
+      const engine = window.__engine;
+      try {
+        const r = await engine.chat.completions.create({ messages: [{ role: 'user', content: 'Hello' }], temperature: 0, max_tokens: 3 });
+        return { text: r.choices[0].message.content, prompt: r.usage.prompt_tokens, completion: r.usage.completion_tokens };
+      } finally {
+        await engine.unload();
+      }
+    });
+    assert.equal(got.prompt, want.prompt_tokens.length);
+    assert.equal(got.completion, want.tokens.length);
+    assert.equal(got.text, want.text);
+    fs.rmSync(file);
+  });
+}
