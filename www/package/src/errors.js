@@ -12,7 +12,7 @@
  * | `BAD_GGUF` | the file is not a valid GGUF (or a load failed for an unclassified reason) |
  * | `BAD_SPLIT` | a shard of a split model is missing, repeated, foreign or misnamed |
  * | `UNSUPPORTED_TENSOR_TYPE` | a tensor uses a quantization this engine cannot run |
- * | `UNSUPPORTED_ARCHITECTURE` | `general.architecture` is not `llama` |
+ * | `UNSUPPORTED_ARCHITECTURE` | `general.architecture` is none of `llama`, `qwen2`, `qwen3`, `gemma3`, `phi3` |
  * | `BAD_MODEL` | tensors or hyperparameters do not form a valid Llama model |
  * | `OUT_OF_MEMORY` | the GPU could not allocate the weights or the KV cache |
  * | `DEVICE_LOST` | the GPU device was lost (driver reset, tab in the background too long, ...) |

@@ -123,7 +123,8 @@ export function engineInfo({ model, gpu, source, totalBytes, seconds, fromCacheB
 /**
  * Facts about the loaded model.
  * @typedef {object} ModelInfo
- * @property {string} architecture `'llama'`.
+ * @property {string} architecture The family, `general.architecture`: `'llama'`, `'qwen2'`, `'qwen3'`,
+ *   `'gemma3'` or `'phi3'`.
  * @property {number} nLayer Transformer blocks.
  * @property {number} nEmbd Embedding width.
  * @property {number} nHead Attention heads.
