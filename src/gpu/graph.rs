@@ -421,7 +421,7 @@ impl GpuModel {
                 mm: Products::apart(&slots, |w, x, y| MatmulOp::new(&ctx, w, x, y, &step))?,
                 // K goes from RoPE straight into the cache, with V: no cache write of its own.
                 qk_norm,
-                rope: RopeOp::pair_into_cache(&ctx, &q, c.shape.n_head as u32, &k, &v, &kv, l, &rope, layer_factors, bias.as_ref().map(|[a, b, c]| [a, b, c]), &step)?,
+                rope: RopeOp::pair_into_cache(&ctx, &q, c.shape.n_head as u32, &k, &v, &kv, l, &rope, layer_factors, bias.as_ref().map(|b| b.each_ref()), &step)?,
                 attention: AttentionOp::with_scores(
                     &ctx,
                     &q,

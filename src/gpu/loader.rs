@@ -58,7 +58,8 @@ impl SplitWriter {
     fn push(&mut self, ctx: &GpuContext, mut bytes: &[u8]) -> Result<(), GpuError> {
         while !bytes.is_empty() {
             let Some((_, w, left)) = self.parts.get_mut(self.at) else {
-                // The header's size is checked against the parts' when the tensor is routed.
+                // Never reached: the sink is chosen only where the parts' rows add up to the
+                // tensor's, so its bytes are theirs.
                 return Ok(());
             };
             let n = (*left).min(bytes.len() as u64) as usize;

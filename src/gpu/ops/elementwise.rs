@@ -20,12 +20,12 @@ impl Elementwise {
         x: &wgpu::Buffer,
         y: &wgpu::Buffer,
         width: u32,
-        gate: Gate,
+        gate: Option<Gate>,
         step: &wgpu::Buffer,
     ) -> Result<Self, GpuError> {
         let mut defs = ctx.base_defs();
-        if gate == Gate::GeluTanh {
-            defs.set("GELU", 1);
+        if let Some(gate) = gate {
+            super::set_gate(&mut defs, gate);
         }
         let pipeline = ctx.pipeline(kernels::ELEMENTWISE, entry, &defs)?;
         let params = uniform(ctx, entry, bytemuck::cast_slice(&[width, 0, 0, 0]))?;
@@ -65,7 +65,7 @@ impl AddOp {
         width: u32,
         step: &wgpu::Buffer,
     ) -> Result<Self, GpuError> {
-        Elementwise::new(ctx, "add", x, y, width, Gate::Silu, step).map(AddOp)
+        Elementwise::new(ctx, "add", x, y, width, None, step).map(AddOp)
     }
 
     /// `n_tokens` must equal the step uniform's value for this submission.
@@ -86,7 +86,7 @@ impl GluOp {
         gate: Gate,
         step: &wgpu::Buffer,
     ) -> Result<Self, GpuError> {
-        Elementwise::new(ctx, "glu", g, up, width, gate, step).map(GluOp)
+        Elementwise::new(ctx, "glu", g, up, width, Some(gate), step).map(GluOp)
     }
 
     /// `n_tokens` must equal the step uniform's value for this submission.

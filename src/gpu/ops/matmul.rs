@@ -194,9 +194,7 @@ impl QuantizeOp {
         if let Some((up, gate)) = up {
             check_size("quantize up input", up, 4 * cols as u64)?;
             defs.set("X_GLU", 1);
-            if gate == Gate::GeluTanh {
-                defs.set("GELU", 1);
-            }
+            super::set_gate(&mut defs, gate);
         }
         let pipeline = ctx.pipeline(kernels::QUANTIZE, "quantize", &defs)?;
         let params = uniform(ctx, "quantize params", bytemuck::cast_slice(&[cols as u32, units]))?;
@@ -452,9 +450,7 @@ impl MatmulOp {
         if let Some((up, gate)) = x_up {
             check_size("matmul up input", up, 4 * w.cols as u64)?;
             defs.set("X_GLU", 1);
-            if gate == Gate::GeluTanh {
-                defs.set("GELU", 1);
-            }
+            super::set_gate(&mut defs, gate);
         }
         if let Some((_, eps)) = fusion.norm {
             defs.set("X_NORM", 1);

@@ -20,7 +20,15 @@ pub use attention::{AttentionOp, AttentionScratch, KvCache, Scores};
 mod sample;
 pub use sample::{ArgmaxOp, TopKOp};
 
-use super::{GpuContext, GpuError};
+use super::{GpuContext, GpuError, ShaderDefs};
+use crate::model::Gate;
+
+/// Selects `shaders/gate.wgsl`'s gate in a kernel that forms the gated product.
+fn set_gate(defs: &mut ShaderDefs, gate: Gate) {
+    if gate == Gate::GeluTanh {
+        defs.set("GELU", 1);
+    }
+}
 
 thread_local! {
     /// Dispatches recorded on this thread. The ops decide at record time how many dispatches

@@ -1,8 +1,9 @@
 //! Synthetic Llama 3.x GGUFs: the exact tensor names, shapes, types and metadata of real Llama
 //! 3.1 / 3.2 models in llama.cpp's Q4_K_M, Q4_0, Q8_0 and IQ2_M mixes, with random but valid quantized
 //! weights, so that loading multi-GB models can be tested without downloading real weights.
-//! Any shape can also be written in another family's block (Qwen2, Qwen3, Gemma 3:
-//! [`Shape::for_arch`]), with that family's keys and tensors.
+//! Any shape can also be written in another family's block (Qwen2, Qwen3, Gemma 3, Phi-3:
+//! [`Shape::for_arch`]), with that family's keys and tensors; the other families' released
+//! models are presets of their own.
 //!
 //! The tokenizer (`tokenizer.ggml.*`) is copied from a real Llama 3 vocabulary GGUF, with
 //! `<|eot_id|>` as EOS as in the Instruct models and, optionally, a chat template.
@@ -86,7 +87,7 @@ impl SynthReport {
 /// `.cache/models/ggml-vocab-llama-bpe.gguf` (fetched by `scripts/setup`), relative to the
 /// working directory if it is there, else to the crate root it was built from.
 pub fn default_vocab_path() -> PathBuf {
-    cache_model(&Shape::tiny().vocab_file)
+    cache_model(Shape::tiny().vocab_file)
 }
 
 /// `.cache/models/FILE`, as [`default_vocab_path`] finds it.
