@@ -259,7 +259,12 @@ fn smollm2_matches_llama_cpp_fixture() {
 fn gemma3_matches_llama_cpp_fixture() {
     let t = gemma3();
     check_fixture(t, "tokenize-gemma3.json");
-    let f = fixture("tokenize-gemma3.json");
+    check_special_ids(t, &fixture("tokenize-gemma3.json"));
+}
+
+/// The vocabulary size, BOS and EOS, whether they are added, and the end-of-generation set are
+/// llama.cpp's (a `tokenize-*.json` fixture).
+fn check_special_ids(t: &Tokenizer, f: &serde_json::Value) {
     assert_eq!(t.vocab_size() as u64, f["n_vocab"].as_u64().unwrap());
     assert_eq!(t.bos_id(), Some(f["bos"].as_u64().unwrap() as u32));
     assert_eq!(t.eos_id(), Some(f["eos"].as_u64().unwrap() as u32));
@@ -275,8 +280,7 @@ fn gemma3_matches_llama_cpp_fixture() {
 fn phi3_matches_llama_cpp_fixture() {
     let t = load_gguf("ggml-vocab-phi-3.gguf");
     check_fixture_with(&t, "tokenize-phi3.json", false);
-    let f = fixture("tokenize-phi3.json");
-    assert_eq!(t.stop_ids(), ids(&f["eog"]));
+    check_special_ids(&t, &fixture("tokenize-phi3.json"));
     // The strip is what the chat case needs: without it, `\n` after `<|user|>` would be tokens.
     let chat = t.encode("<|user|>\nHi<|end|>\n<|assistant|>\n", true).unwrap();
     assert_eq!(chat[0], 32010);
@@ -307,13 +311,8 @@ fn special_ids_match_llama_cpp() {
 
     let f = fixture("tokenize-smollm2.json");
     let t = smollm2();
-    assert_eq!(t.vocab_size() as u64, f["n_vocab"].as_u64().unwrap());
-    assert_eq!(t.bos_id(), Some(f["bos"].as_u64().unwrap() as u32));
-    assert_eq!(t.eos_id(), Some(f["eos"].as_u64().unwrap() as u32));
-    assert_eq!(t.add_bos(), f["add_bos"].as_bool().unwrap());
-    assert_eq!(t.add_eos(), f["add_eos"].as_bool().unwrap());
+    check_special_ids(t, &f);
     // <|endoftext|>, <|im_end|>, and <reponame> (llama.cpp's FIM repo token, also end of generation).
-    assert_eq!(t.stop_ids(), ids(&f["eog"]));
     assert_eq!(t.stop_ids(), vec![0, 2, 4]);
     assert_eq!(t.pad_id(), Some(2));
     assert_eq!(t.unk_id(), Some(0));

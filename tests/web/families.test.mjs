@@ -28,21 +28,8 @@ before(async () => {
 
 after(() => session?.close());
 
-/** The model's greedy tokens for PROMPT in the page, with its reported architecture, or `{thrown}`. */
-async function browserTokens(url, options = {}) {
-  const loaded = await session.load('__engine', url, { contextSize: 64, ...options });
-  if (loaded.thrown) return loaded;
-  return session.inPage(async (mod, prompt, n) => {
-    const engine = window.__engine;
-    try {
-      const ids = [];
-      for await (const tok of engine.generate(prompt, { temperature: 0, max_tokens: n })) ids.push(tok.id);
-      return { ids, architecture: engine.info.model.architecture };
-    } finally {
-      await engine.unload();
-    }
-  }, PROMPT, N);
-}
+/** The model's greedy tokens for PROMPT in the page and the engine's info, or `{thrown}`. */
+const browserTokens = (url, options = {}) => session.greedy(url, PROMPT, N, { contextSize: 64, ...options });
 
 for (const arch of ['qwen2', 'qwen3', 'gemma3', 'phi3']) {
   test(`tiny ${arch} (synth --arch): greedy tokens in the browser equal the native CLI's, from one file and from shards`, async () => {
@@ -51,7 +38,7 @@ for (const arch of ['qwen2', 'qwen3', 'gemma3', 'phi3']) {
     const want = H.nativeGreedy({ model: file, prompt: PROMPT, n: N }).tokens;
     const got = await browserTokens(`/scratch/tiny-${arch}.gguf`);
     assert.ok(!got.thrown, JSON.stringify(got.thrown));
-    assert.equal(got.architecture, arch);
+    assert.equal(got.info.model.architecture, arch);
     assert.deepEqual(got.ids, want);
     // The same file as gguf-split shards, loaded from its first.
     const prefix = path.join(session.dir, `split-${arch}`);
@@ -68,7 +55,7 @@ test('Gemma 3 270M (real weights): greedy tokens in the browser equal the native
   const want = H.nativeGreedy({ model: path.join(H.MODELS_DIR, GEMMA), prompt: PROMPT, n: N }).tokens;
   const got = await browserTokens(`/models/${GEMMA}`);
   assert.ok(!got.thrown, JSON.stringify(got.thrown));
-  assert.equal(got.architecture, 'gemma3');
+  assert.equal(got.info.model.architecture, 'gemma3');
   assert.deepEqual(got.ids, want);
 });
 

@@ -242,6 +242,9 @@ export const PACKAGE = '/www/package/src/index.js';
  *   `options` (cloneable ones only) say otherwise; gives the engine's `info` and its progress
  *   events, each with `t` = performance.now(), and `ticks`: the times a 100 ms `setInterval` of
  *   the page's own fired during the load (how promptly the page ran timers meanwhile)
+ * @property {(url: string, prompt: string, n: number, options?: object) => Promise<{ids: number[], info: any} | {thrown: object}>} greedy
+ *   loads a model as {@link EngineTest.load} does, greedily generates `n` tokens after `prompt`
+ *   (`engine.generate`, temperature 0) and unloads it: the token ids and the engine's `info`
  * @property {() => Promise<void>} restartServer starts the test server again, after `server.close()`,
  *   on the same port (so the page keeps its origin and OPFS cache) with the same mounts
  * @property {() => Promise<void>} close closes the browser and the server, and deletes the scratch directory
@@ -275,6 +278,20 @@ export async function startEngineTest({ scratch, mounts = {} } = {}) {
         }
         return { info: window[n].info, progress, ticks };
       }, name, url, options),
+    async greedy(url, prompt, n, options = {}) {
+      const loaded = await session.load('__greedy', url, options);
+      if (loaded.thrown) return loaded;
+      return session.inPage(async (mod, p, k) => {
+        const engine = window.__greedy;
+        try {
+          const ids = [];
+          for await (const tok of engine.generate(p, { temperature: 0, max_tokens: k })) ids.push(tok.id);
+          return { ids, info: engine.info };
+        } finally {
+          await engine.unload();
+        }
+      }, prompt, n);
+    },
     async restartServer() {
       session.server = await startTestServer({ port: session.server.port, mounts });
     },

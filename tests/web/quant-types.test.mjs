@@ -35,21 +35,8 @@ before(async () => {
 
 after(() => session?.close());
 
-/** The model's greedy tokens for PROMPT in the page and the engine's features, or `{thrown}`. */
-async function browserTokens(url, options = {}) {
-  const loaded = await session.load('__engine', url, { contextSize: 32, ...options });
-  if (loaded.thrown) return loaded;
-  return session.inPage(async (mod, prompt, n) => {
-    const engine = window.__engine;
-    try {
-      const ids = [];
-      for await (const tok of engine.generate(prompt, { temperature: 0, max_tokens: n })) ids.push(tok.id);
-      return { ids, features: engine.info.features };
-    } finally {
-      await engine.unload();
-    }
-  }, PROMPT, N);
-}
+/** The model's greedy tokens for PROMPT in the page and the engine's info, or `{thrown}`. */
+const browserTokens = (url, options = {}) => session.greedy(url, PROMPT, N, { contextSize: 32, ...options });
 
 for (const ty of TYPES) {
   for (const subgroups of FALLBACK_TYPES.has(ty) ? [true, false] : [true]) {
@@ -58,7 +45,7 @@ for (const ty of TYPES) {
       const want = H.nativeGreedy({ model: path.join(H.MODELS_DIR, name), prompt: PROMPT, n: N, subgroups }).tokens;
       const got = await browserTokens(`/models/${name}`, subgroups ? {} : { subgroups: false });
       assert.ok(!got.thrown, JSON.stringify(got.thrown));
-      assert.equal(got.features.subgroups, subgroups);
+      assert.equal(got.info.features.subgroups, subgroups);
       assert.deepEqual(got.ids, want);
     });
   }
