@@ -79,7 +79,8 @@ impl KernelTuning {
     /// conversions and four multiply-adds per weight quad; Apple GPUs have none, and their
     /// browsers emulate it), but no GPU has measured them yet (scripts/gpu-bench runs both),
     /// and their agreement with llama.cpp on SmolLM2 Q4_K_M is 96.7–96.9% against the f32
-    /// path's 97.1% (tests/gpu_agreement.rs). CPU devices keep their broadcasting f32 kernel,
+    /// path's 97.1%: llama.cpp's own floor for 8-bit activations, which its two CPU builds
+    /// differ by (tests/gpu_agreement.rs, INT_DOT_BAR). CPU devices keep their broadcasting f32 kernel,
     /// which has no integer counterpart. Never where the device lacks them.
     pub fn int_dot_for(&self, features: &GpuFeatures) -> bool {
         features.int_dot && self.int_dot.unwrap_or(false)
