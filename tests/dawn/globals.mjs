@@ -24,7 +24,9 @@ const { create, globals } = require('webgpu');
 
 // The GPU* classes (web_subgroups.rs wraps GPUAdapter.prototype.requestDevice).
 Object.assign(globalThis, globals);
-const gpu = create([]);
+// DAWN_FLAGS: Dawn for Node's flags, comma-separated, for experiments (e.g.
+// enable-dawn-features=disable_robustness); the tests set none.
+const gpu = create((process.env.DAWN_FLAGS ?? '').split(',').filter(Boolean));
 // Dawn for Node's set-likes return arrays from keys(), where browsers return iterators (wgpu
 // calls next() on them): give wgpu the language features as a real Set.
 const languageFeatures = new Set(gpu.wgslLanguageFeatures);

@@ -332,14 +332,16 @@ export function nativeGreedy({ model = DEFAULT_MODEL, prompt, n, chat = false, s
 
 /**
  * The last JSON line the native CLI prints for `args`, run on the system's lavapipe (Vulkan,
- * quiet) with `env` added.
+ * quiet) with `env` added (VK_DRIVER_FILES there picks another driver).
  * @param {string[]} args
  * @param {Record<string, string>} [env]
  */
 export function nativeJson(args, env = {}) {
-  const full = { ...process.env, WGPU_BACKEND: 'vulkan', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp', ...env };
-  // A driver file set for Dawn (tests/dawn/globals.mjs) is not the native tests' lavapipe.
+  const full = { ...process.env, WGPU_BACKEND: 'vulkan', XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' };
+  // A driver file set for Dawn (tests/dawn/globals.mjs) is not the native tests' lavapipe,
+  // unless `env` names it.
   delete full.VK_DRIVER_FILES;
+  Object.assign(full, env);
   const out = execFileSync(CLI, args, { env: full, encoding: 'utf8' });
   return JSON.parse(out.trim().split('\n').pop());
 }
