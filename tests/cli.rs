@@ -595,6 +595,60 @@ fn bad_inputs_fail_with_typed_messages() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// Every family's decode step with a GPU's kernel choices (`--norm fused --swiglu fused`, and
+/// the joint products): its dispatches, counted, and the separate kernels' results. Phi-3's Q, K
+/// and V (and gate and up) come cut from its fused matrices, which the loader puts back in one
+/// buffer; Qwen3's and Gemma 3's per-head norms of Q and K are one dispatch.
+#[test]
+fn every_family_decodes_in_few_dispatches_with_the_same_results() {
+    let dir = tmpdir("family-dispatches");
+    // (family, dispatches per layer of a decode step with a GPU's choices)
+    for (arch, per_layer) in [("llama", 6u64), ("qwen2", 6), ("qwen3", 7), ("phi3", 6), ("gemma3", 9)] {
+        let file = dir.join(format!("tiny-{arch}.gguf"));
+        let m = file.to_str().unwrap();
+        ok_stdout(&["synth", "-o", m, "--shape", "tiny", "--arch", arch, "--type", "q4_0", "--seed", "7", "--context", "256"]);
+        let gpu = ["--norm", "fused", "--swiglu", "fused"];
+        let mut args = vec!["bench", "-m", m, "--prompt-len", "4", "-n", "2", "--json"];
+        args.extend_from_slice(&gpu);
+        let j = last_json(&ok_stdout(&args));
+        let layers = last_json(&ok_stdout(&["info", "-m", m, "--json"]))["hparams"]["n_layer"].as_u64().unwrap();
+        // The embedding, the layers, the output and the argmax's two passes.
+        assert_eq!(j["decode_dispatches_per_token"].as_u64(), Some(1 + layers * per_layer + 3), "{arch}: {j}");
+        // Decode-sized steps scored teacher-forced, f32 cache: the fused kernels change only the
+        // summation order, and the joint products not even that.
+        let stepwise = |extra: &[&str]| {
+            let mut a = vec!["score", "-m", m, "-p", "The capital of France is Paris, and the capital of Italy is Rome", "--top", "1", "--json", "--no-f16", "--chunk", "1"];
+            a.extend_from_slice(extra);
+            last_json(&ok_stdout(&a))
+        };
+        let separate = stepwise(&["--norm", "separate", "--swiglu", "separate"]);
+        let fused = stepwise(&gpu);
+        assert_eq!(separate["tokens"], fused["tokens"]);
+        let lp = |j: &Value| -> Vec<f64> { j["positions"].as_array().unwrap().iter().map(|p| p["top"][0][1].as_f64().unwrap()).collect() };
+        assert!(!lp(&fused).is_empty());
+        for (a, b) in lp(&separate).iter().zip(lp(&fused)) {
+            assert!((a - b).abs() < 1e-4, "{arch}: top-1 log-probability {a} vs {b}");
+        }
+        let mut apart = gpu.to_vec();
+        apart.extend_from_slice(&["--join", "separate"]);
+        assert_eq!(fused, stepwise(&apart), "{arch}: joint products");
+        std::fs::remove_file(&file).unwrap();
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+    // The real Gemma 3 270M decodes as the separate kernels do with a GPU's choices, the output
+    // product normalizing as it loads (which `score` does not run): its residual stream is
+    // large, and its matrices of four types take Q and K joint, V apart.
+    let gemma = common::model("gemma-3-270m-q4_k_m.gguf");
+    let greedy = |extra: &[&str]| {
+        let mut a = vec!["generate", "-m", gemma.to_str().unwrap(), "-p", "The history of the printing press begins in", "-n", "16", "--temp", "0", "--json"];
+        a.extend_from_slice(extra);
+        last_json(&ok_stdout(&a))["tokens"].clone()
+    };
+    let separate = greedy(&["--norm", "separate", "--swiglu", "separate"]);
+    assert_eq!(separate.as_array().map(Vec::len), Some(16));
+    assert_eq!(greedy(&["--norm", "fused", "--swiglu", "fused"]), separate);
+}
+
 /// Each family chats through the CLI with its own vocabulary and chat template: a released
 /// model's shape cut to one block (`synth --shape … --layers 1`, which takes the family's
 /// vocabulary and official template from .cache/models), `generate --chat` with a system

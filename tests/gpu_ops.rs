@@ -126,7 +126,30 @@ fn rms_norm_matches_cpu() {
                 let per_head = RmsNormOp::per_head(&ctx, &xh, &whb, hd as u32, heads as u32, 1e-5, &step).unwrap();
                 run(&ctx, &step, n as u32, 0, |p| per_head.record(p, n as u32));
                 let got_heads = ctx.read_f32(&xh, 0, n * dim).unwrap();
-                for (what, got, want) in [("out", &got, &want), ("in place", &got_in_place, &want), ("residual", &got_res, &want_res), ("per head", &got_heads, &want_heads)] {
+                // And as a pair in one dispatch, with a second buffer of other heads and its own
+                // weight (a layer's K beside its Q): both must come out as they do alone.
+                let heads2 = 2usize;
+                let (x2, w2) = (rng.vec(n * heads2 * hd, scale), rng.vec(hd, 2.0));
+                let mut want2 = vec![0f32; x2.len()];
+                ops::rms_norm(&x2, &w2, 1e-5, &mut want2);
+                let (xp, x2b, w2b) = (upload(&ctx, &x), upload(&ctx, &x2), upload(&ctx, &w2));
+                let pair = RmsNormOp::per_head_pair(&ctx, (&xp, &whb, heads as u32), (&x2b, &w2b, heads2 as u32), hd as u32, 1e-5, &step).unwrap();
+                run(&ctx, &step, n as u32, 0, |p| pair.record(p, n as u32));
+                let (got_pair, got_pair2) = (ctx.read_f32(&xp, 0, n * dim).unwrap(), ctx.read_f32(&x2b, 0, x2.len()).unwrap());
+                assert!(got_pair == got_heads, "{name} dim {dim} n {n}: the pair's first buffer differs from the norm alone");
+                // A post-norm's residual add (Gemma 3): x += norm(r) · w in one pass. Each
+                // element's error is the norm's, a few ulp of norm(r) · w, beside x's rounding.
+                let (xa, ra) = (upload(&ctx, &x), upload(&ctx, &r));
+                let add = RmsNormOp::add_normed(&ctx, &xa, &ra, &wb, dim as u32, 1e-5, &step).unwrap();
+                run(&ctx, &step, n as u32, 0, |p| add.record(p, n as u32));
+                let got_add = ctx.read_f32(&xa, 0, n * dim).unwrap();
+                let mut normed_r = vec![0f32; n * dim];
+                ops::rms_norm(&r, &w, 1e-5, &mut normed_r);
+                for (i, ((g, a), b)) in got_add.iter().zip(&x).zip(&normed_r).enumerate() {
+                    assert!((g - (a + b)).abs() <= 1e-5 * (a.abs() + b.abs()) + 1e-30, "{name} dim {dim} n {n}: x + norm(r) at {i}: {g} vs {}", a + b);
+                }
+                assert!(RmsNormOp::add_normed(&ctx, &xa, &xa, &wb, dim as u32, 1e-5, &step).is_err(), "x must not be its own residual");
+                for (what, got, want) in [("out", &got, &want), ("in place", &got_in_place, &want), ("residual", &got_res, &want_res), ("per head", &got_heads, &want_heads), ("pair's second", &got_pair2, &want2)] {
                     let (e, i) = max_err(got, want, 1e-30);
                     worst = worst.max(e);
                     assert!(

@@ -45,8 +45,8 @@ struct Layer {
     attn_norm: RmsNormOp,
     /// The f32 products, for any step.
     mm: Products,
-    /// Per-head norms of Q and K before RoPE (BlockGraph::qk_norm).
-    qk_norm: Option<[RmsNormOp; 2]>,
+    /// Per-head norms of Q and K before RoPE (BlockGraph::qk_norm), in one dispatch.
+    qk_norm: Option<RmsNormOp>,
     /// Q and K in one dispatch (and the biases, where the model has them).
     rope: RopeOp,
     attention: AttentionOp,
@@ -144,6 +144,9 @@ struct FusedDecode {
     /// Whether `down` forms SwiGLU as it loads (KernelTuning::fuse_swiglu); if not, the
     /// layer's SwiGLU kernel runs before it.
     swiglu_in_down: bool,
+    /// With post-norms (Gemma 3), O and down write `o` instead of adding into `x`, and these
+    /// add it to `x` through the attention's and the FFN's post-norm, one dispatch each.
+    post_adds: Option<[RmsNormOp; 2]>,
 }
 
 /// A block's products on 8-bit activations: each product's input is quantized once into the
@@ -306,8 +309,9 @@ impl GpuModel {
         let embed = EmbeddingOp::scaled(&ctx, &tok_embd, &ids, &x, graph.embed_scale, &step)?;
         let fuse_swiglu = ctx.fuse_swiglu();
         let int_dot = ctx.tuning.int_dot_for(&ctx.features);
-        // The decode products fold the residual adds in, which post-norms come between.
-        let fuse_norm = ctx.fuse_norm() && e.is_multiple_of(32) && !graph.post_norms;
+        // The decode products fold the norms and residual adds in (where post-norms come
+        // between a product and its add, the post-norm adds instead).
+        let fuse_norm = ctx.fuse_norm() && e.is_multiple_of(32);
         let norm_input = |w: &GpuWeight, norm: &wgpu::Buffer, y: &wgpu::Buffer| {
             MatmulOp::for_decode(&ctx, w, &x, DecodeInput::Norm { weight: norm, eps: c.rms_eps }, y, false, &step, None)
         };
@@ -391,29 +395,37 @@ impl GpuModel {
             let hd = c.shape.head_dim as u32;
             let qk_norm = if graph.qk_norm {
                 let (wq_n, wk_n) = (tensors.vector(&b("attn_q_norm"))?, tensors.vector(&b("attn_k_norm"))?);
-                let ops = [
-                    RmsNormOp::per_head(&ctx, &q, &wq_n, hd, c.shape.n_head as u32, c.rms_eps, &step)?,
-                    RmsNormOp::per_head(&ctx, &k, &wk_n, hd, c.shape.n_head_kv as u32, c.rms_eps, &step)?,
-                ];
+                let (heads_q, heads_k) = (c.shape.n_head as u32, c.shape.n_head_kv as u32);
+                let ops = RmsNormOp::per_head_pair(&ctx, (&q, &wq_n, heads_q), (&k, &wk_n, heads_k), hd, c.rms_eps, &step)?;
                 add_read(&mut weight_reads, "qk_norm", 2 * hd as u64 * 4);
                 buffers.extend([wq_n, wk_n]);
                 Some(ops)
             } else {
                 None
             };
-            let post_norm = match &o_post {
+            let (post_norm, post_adds) = match &o_post {
                 Some(o_post) => {
                     let (pa, pf) = (tensors.vector(&b("post_attention_norm"))?, tensors.vector(&b("post_ffw_norm"))?);
                     let ops = [
                         RmsNormOp::new(&ctx, &o, &pa, o_post, e as u32, c.rms_eps, &step)?,
                         RmsNormOp::new(&ctx, &o, &pf, o_post, e as u32, c.rms_eps, &step)?,
                     ];
+                    let adds = if fuse_norm {
+                        Some([
+                            RmsNormOp::add_normed(&ctx, &x, &o, &pa, e as u32, c.rms_eps, &step)?,
+                            RmsNormOp::add_normed(&ctx, &x, &o, &pf, e as u32, c.rms_eps, &step)?,
+                        ])
+                    } else {
+                        None
+                    };
                     add_read(&mut weight_reads, "post_norm", 2 * e as u64 * 4);
                     buffers.extend([pa, pf]);
-                    Some(ops)
+                    (Some(ops), adds)
                 }
-                None => None,
+                None => (None, None),
             };
+            // A decode step's O and down add into x, or with post-norms write o for them.
+            let (block_out, accumulate) = if post_adds.is_some() { (&o, false) } else { (&x, true) };
             let rope = RopeParams::for_layer(c, l);
             let layer_factors = freq_factors.as_ref().filter(|_| c.layer_rope(l).freq_factors);
             layers.push(Layer {
@@ -460,13 +472,14 @@ impl GpuModel {
                     Some(FusedDecode {
                         mm: Products {
                             attn_in,
-                            wo: Product::new("attn_output", &wo, MatmulOp::for_decode(&ctx, &wo, &attn, DecodeInput::Plain, &x, true, &step, None)?),
+                            wo: Product::new("attn_output", &wo, MatmulOp::for_decode(&ctx, &wo, &attn, DecodeInput::Plain, block_out, accumulate, &step, None)?),
                             ffn_in: norm_inputs(&[*gate, *up], &ffn_norm_w, "ffn_gate_up")?,
                             // SwiGLU in down's loads, or (where that is not chosen) a dispatch
                             // of its own before it, in place in `g`.
-                            down: Product::new("ffn_down", &wd, MatmulOp::for_decode(&ctx, &wd, &g, if fuse_swiglu { DecodeInput::Glu { up: &u, gate: graph.gate } } else { DecodeInput::Plain }, &x, true, &step, None)?),
+                            down: Product::new("ffn_down", &wd, MatmulOp::for_decode(&ctx, &wd, &g, if fuse_swiglu { DecodeInput::Glu { up: &u, gate: graph.gate } } else { DecodeInput::Plain }, block_out, accumulate, &step, None)?),
                         },
                         swiglu_in_down: fuse_swiglu,
+                        post_adds,
                     })
                 } else {
                     None
@@ -602,9 +615,8 @@ impl GpuModel {
             for m in &mm.attn_in {
                 rec(m.name, &mut |p| m.op.record(p, n));
             }
-            if let Some([nq, nk]) = &l.qk_norm {
-                rec("qk_norm", &mut |p| nq.record(p, n));
-                rec("qk_norm", &mut |p| nk.record(p, n));
+            if let Some(norm) = &l.qk_norm {
+                rec("qk_norm", &mut |p| norm.record(p, n));
             }
             rec("rope", &mut |p| l.rope.record(p, n));
             rec("attention", &mut |p| l.attention.record(p, n, self.pos));
@@ -612,8 +624,11 @@ impl GpuModel {
                 rec("quantize", &mut |p| i.quant_attn.record(p, n));
             }
             rec(mm.wo.name, &mut |p| mm.wo.op.record(p, n));
-            if let Some([post_attn, _]) = &l.post_norm {
-                rec("post_norm", &mut |p| post_attn.record(p, n));
+            // Folded in, the post-norm adds into x too.
+            match (fused.and_then(|f| f.post_adds.as_ref()), &l.post_norm) {
+                (Some([add_attn, _]), _) => rec("post_norm", &mut |p| add_attn.record(p, n)),
+                (None, Some([post_attn, _])) => rec("post_norm", &mut |p| post_attn.record(p, n)),
+                _ => {}
             }
             if fused.is_none() {
                 rec("ffn_norm", &mut |p| l.ffn_norm.record(p, n));
@@ -639,8 +654,10 @@ impl GpuModel {
                 rec("glu", &mut |p| l.glu.record(p, n));
             }
             rec("ffn_down", &mut |p| down.record(p, n));
-            if let Some([_, post_ffw]) = &l.post_norm {
-                rec("post_norm", &mut |p| post_ffw.record(p, n));
+            match (fused.and_then(|f| f.post_adds.as_ref()), &l.post_norm) {
+                (Some([_, add_ffw]), _) => rec("post_norm", &mut |p| add_ffw.record(p, n)),
+                (None, Some([_, post_ffw])) => rec("post_norm", &mut |p| post_ffw.record(p, n)),
+                _ => {}
             }
             // Folded in, down added its output to x already.
             if let (None, Some(a)) = (fused, &l.add_ffn) {

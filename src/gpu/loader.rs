@@ -37,7 +37,9 @@ enum Sink {
 }
 
 /// Writes a fused matrix's rows into one [`WeightWriter`] per part, in order: its bytes arrive
-/// row after row, and each part is a run of whole rows.
+/// row after row, and each part is a run of whole rows. The parts share one buffer as a joint
+/// ([`WeightWriter::joint`]) where they can, as stored Q, K and V do, so that a decode step
+/// multiplies them in one dispatch again.
 struct SplitWriter {
     /// Each part with the bytes it still takes.
     parts: Vec<(String, WeightWriter, u64)>,
@@ -47,10 +49,17 @@ struct SplitWriter {
 impl SplitWriter {
     fn new(ctx: &GpuContext, t: &TensorInfo, parts: Vec<(String, usize)>) -> Result<Self, GpuError> {
         let cols = t.dims[0] as usize;
+        let shapes: Vec<(&str, usize)> = parts.iter().map(|(name, rows)| (name.as_str(), *rows)).collect();
+        let joint = WeightWriter::joint(ctx, t.ggml_type, cols, &shapes)?;
+        let mut joint = joint.map(Vec::into_iter);
         let mut writers = Vec::with_capacity(parts.len());
-        for (name, rows) in parts {
-            let bytes = t.ggml_type.bytes_for(cols as u64 * rows as u64).unwrap_or(0);
-            writers.push((name.clone(), WeightWriter::new(ctx, &name, t.ggml_type, cols, rows)?, bytes));
+        for (name, rows) in &parts {
+            let bytes = t.ggml_type.bytes_for(cols as u64 * *rows as u64).unwrap_or(0);
+            let w = match joint.as_mut().and_then(Iterator::next) {
+                Some(w) => w,
+                None => WeightWriter::new(ctx, name, t.ggml_type, cols, *rows)?,
+            };
+            writers.push((name.clone(), w, bytes));
         }
         Ok(SplitWriter { parts: writers, at: 0 })
     }

@@ -314,8 +314,28 @@ pub async fn rms_norm(v: Variant) {
             run(&ctx, &step, n as u32, |p| op.record(p, n as u32));
             let got_heads = read_f32(&ctx, &xh, n * dim).await;
             let heads_checked = if dim % 64 == 0 { n * dim } else { 0 };
+            // The same heads beside a second buffer of two more, with its own weight, in one
+            // dispatch (a layer's Q and K norms).
+            let (x2, w2) = (rng.vec(n * 2 * 64, 3.0), rng.vec(64, 2.0));
+            let mut want2 = vec![0f32; x2.len()];
+            ops::rms_norm(&x2, &w2, 1e-5, &mut want2);
+            let (xp, x2b, w2b) = (up(&x), up(&x2), up(&w2));
+            let op = RmsNormOp::per_head_pair(&ctx, (&xp, &whb, (dim / 64) as u32), (&x2b, &w2b, 2), 64, 1e-5, &step).unwrap();
+            run(&ctx, &step, n as u32, |p| op.record(p, n as u32));
+            let (got_pair, got_pair2) = (read_f32(&ctx, &xp, n * dim).await, read_f32(&ctx, &x2b, x2.len()).await);
+            assert_eq!(got_pair[..heads_checked], got_heads[..heads_checked], "subgroups {subgroups} dim {dim}: the pair's first buffer");
+            // A post-norm's residual add: x += norm(r) · w in one pass.
+            let (xa, ra) = (up(&x), up(&r));
+            let op = RmsNormOp::add_normed(&ctx, &xa, &ra, &wb, dim as u32, 1e-5, &step).unwrap();
+            run(&ctx, &step, n as u32, |p| op.record(p, n as u32));
+            let got_add = read_f32(&ctx, &xa, n * dim).await;
+            let mut normed_r = vec![0f32; n * dim];
+            ops::rms_norm(&r, &w, 1e-5, &mut normed_r);
+            for (i, ((g, a), b)) in got_add.iter().zip(&x).zip(&normed_r).enumerate() {
+                assert!((g - (a + b)).abs() <= 1e-5 * (a.abs() + b.abs()), "subgroups {subgroups} dim {dim}: x + norm(r) at {i}: {g} vs {}", a + b);
+            }
             // Only the row's scale carries error (tests/gpu_ops.rs): 1e-5 relative.
-            for (what, got, want) in [("plain", &got[..], &want[..]), ("residual", &got_res[..], &want_res[..]), ("per head", &got_heads[..heads_checked], &want_heads[..heads_checked])] {
+            for (what, got, want) in [("plain", &got[..], &want[..]), ("residual", &got_res[..], &want_res[..]), ("per head", &got_heads[..heads_checked], &want_heads[..heads_checked]), ("pair's second", &got_pair2[..], &want2[..])] {
                 for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
                     assert!((g - w).abs() <= 1e-5 * w.abs(), "subgroups {subgroups} dim {dim} {what} {i}: gpu {g}, cpu {w}");
                 }

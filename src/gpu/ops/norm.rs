@@ -29,6 +29,47 @@ impl RmsNormOp {
         Self::build(ctx, x, None, w, x, dim, heads, eps, step)
     }
 
+    /// `x[t] += r[t] / sqrt(mean(r[t]²) + eps) * w`: a block output `r` through its post-norm
+    /// (Gemma 3's) and into the residual stream `x` in one pass, as the separate norm and add
+    /// compute it.
+    pub fn add_normed(ctx: &GpuContext, x: &wgpu::Buffer, r: &wgpu::Buffer, w: &wgpu::Buffer, dim: u32, eps: f32, step: &wgpu::Buffer) -> Result<Self, GpuError> {
+        if dim == 0 || x == r {
+            return Err(GpuError::Validation { what: "rms_norm".into(), message: "dim must be > 0, and the output another buffer than x".into() });
+        }
+        let mut defs = ctx.base_defs();
+        defs.set("ADD_NORMED", 1);
+        let pipeline = ctx.pipeline(kernels::NORM, "rms_norm", &defs)?;
+        let params = uniform(ctx, "rms_norm params", bytemuck::cast_slice(&[dim, eps.to_bits(), 1, 0]))?;
+        let bind = ctx.bind_numbered(&pipeline, &[(0, x), (1, w), (2, &params), (3, step), (5, r)]);
+        Ok(RmsNormOp { pipeline, bind, rows: 1 })
+    }
+
+    /// [`per_head`](Self::per_head) on two buffers in one dispatch, each `(x, w, heads)` with
+    /// heads of `dim` values: a layer's Q and K, whose norms run back to back before RoPE.
+    #[allow(clippy::too_many_arguments)]
+    pub fn per_head_pair(
+        ctx: &GpuContext,
+        (x, w, heads): (&wgpu::Buffer, &wgpu::Buffer, u32),
+        (x2, w2, heads2): (&wgpu::Buffer, &wgpu::Buffer, u32),
+        dim: u32,
+        eps: f32,
+        step: &wgpu::Buffer,
+    ) -> Result<Self, GpuError> {
+        if heads == 0 || heads2 == 0 || dim == 0 {
+            return Err(GpuError::Validation { what: "rms_norm".into(), message: "heads and dim must be > 0".into() });
+        }
+        if x == x2 {
+            return Err(GpuError::Validation { what: "rms_norm".into(), message: "the two buffers of a pair must differ".into() });
+        }
+        let mut defs = ctx.base_defs();
+        defs.set("IN_PLACE", 1);
+        defs.set("PAIR", 1);
+        let pipeline = ctx.pipeline(kernels::NORM, "rms_norm", &defs)?;
+        let params = uniform(ctx, "rms_norm params", bytemuck::cast_slice(&[dim, eps.to_bits(), heads, heads2]))?;
+        let bind = ctx.bind_numbered(&pipeline, &[(0, x), (1, w), (2, &params), (3, step), (6, x2), (7, w2)]);
+        Ok(RmsNormOp { pipeline, bind, rows: heads + heads2 })
+    }
+
     /// `x[t] += r[t]` (kept in `x`), then `out[t] = x[t] / sqrt(mean(x[t]²) + eps) * w`: a
     /// block's residual add fused with the next norm. `out` must not be `x`.
     #[allow(clippy::too_many_arguments)]
@@ -67,7 +108,7 @@ impl RmsNormOp {
             defs.set("IN_PLACE", 1);
         }
         let pipeline = ctx.pipeline(kernels::NORM, "rms_norm", &defs)?;
-        let params = uniform(ctx, "rms_norm params", bytemuck::cast_slice(&[dim, eps.to_bits(), rows]))?;
+        let params = uniform(ctx, "rms_norm params", bytemuck::cast_slice(&[dim, eps.to_bits(), rows, 0]))?;
         let bind = if in_place {
             ctx.bind(
                 &pipeline,
