@@ -595,6 +595,40 @@ fn bad_inputs_fail_with_typed_messages() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// `generate --chat --chat-template FILE` gives a model a template in place of the file's: the real
+/// Gemma 3 270M is a base model without one, so `--chat` alone fails with a typed error that
+/// names the flag, and with Gemma 3's official template it renders BOS and the turns. A template
+/// that does not compile, or a file that does not exist, fails before the model loads.
+#[test]
+fn chat_template_flag_gives_a_base_model_a_template() {
+    let gemma = common::model("gemma-3-270m-q4_k_m.gguf");
+    let template = common::model("google-gemma-3-it.jinja");
+    let m = gemma.to_str().unwrap();
+    let base = ["generate", "-m", m, "--chat", "-p", "Hello", "-n", "2", "--temp", "0", "--json"];
+    let out = cli(&base);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("INVALID_ARGUMENT") && err.contains("--chat-template"), "{err}");
+    let mut args = base.to_vec();
+    args.extend_from_slice(&["--chat-template", template.to_str().unwrap()]);
+    let j = last_json(&ok_stdout(&args));
+    let ids: Vec<u64> = j["prompt_tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    // <bos> <start_of_turn>user\nHello<end_of_turn>\n<start_of_turn>model\n
+    assert_eq!(ids.first(), Some(&2), "{ids:?}");
+    assert_eq!(ids.iter().filter(|&&i| i == 105).count(), 2, "{ids:?}");
+    assert_eq!(ids.iter().filter(|&&i| i == 106).count(), 1, "{ids:?}");
+    assert_eq!(j["tokens"].as_array().map(Vec::len), Some(2));
+    let bad = std::env::temp_dir().join(format!("llama-webgpu-bad-template-{}.jinja", std::process::id()));
+    std::fs::write(&bad, "{% if %}").unwrap();
+    for (file, code) in [(bad.to_str().unwrap(), "TEMPLATE_ERROR"), ("/nonexistent/template.jinja", "INVALID_ARGUMENT")] {
+        let mut args = base.to_vec();
+        args.extend_from_slice(&["--chat-template", file]);
+        let out = cli(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(code), "{file}: {err}");
+    }
+    std::fs::remove_file(bad).unwrap();
+}
+
 /// Every family's decode step with a GPU's kernel choices (`--norm fused --swiglu fused`, and
 /// the joint products): its dispatches, counted, and the separate kernels' results. Phi-3's Q, K
 /// and V (and gate and up) come cut from its fused matrices, which the loader puts back in one

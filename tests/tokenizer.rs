@@ -777,3 +777,22 @@ fn family_chat_templates_match_llama_cpp() {
     assert_eq!(ids.iter().filter(|&&i| i == 2).count(), 1);
     assert_eq!(ids.iter().filter(|&&i| i == 106).count(), 3, "three <end_of_turn>");
 }
+
+/// A chat template given at load replaces the file's (or fills in for a file without one, as
+/// Gemma 3 270M's base GGUF is): checked when given, the vocabulary untouched, other clones
+/// keeping the file's.
+#[test]
+fn a_chat_template_given_at_load_replaces_the_files() {
+    let base = gemma3().clone();
+    assert!(base.chat_template().is_none(), "Gemma 3 270M is a base model without a template");
+    let template = std::fs::read_to_string(model_file("google-gemma-3-it.jinja")).unwrap();
+    let tok = base.clone().with_chat_template(template.clone()).unwrap();
+    assert_eq!(tok.chat_template(), Some(template.as_str()));
+    assert!(base.chat_template().is_none(), "the clone it came from keeps the file's");
+    let rendered = tok.apply_chat_template(&[ChatMessage::user("Hello")], true).unwrap().unwrap();
+    assert_eq!(rendered, "<bos><start_of_turn>user\nHello<end_of_turn>\n<start_of_turn>model\n");
+    assert_eq!(tok.encode("Hello world", false).unwrap(), base.encode("Hello world", false).unwrap());
+    for bad in ["{% if %}", "{{ messages[0].content ", "{% import 'x' as y %}"] {
+        assert!(matches!(base.clone().with_chat_template(bad.into()), Err(TemplateError::Syntax(_))), "{bad}");
+    }
+}

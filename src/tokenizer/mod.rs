@@ -47,7 +47,7 @@ mod pretok;
 mod spm;
 mod stream;
 
-pub use chat::{apply_chat_template, apply_chat_template_with_tools, ChatMessage, TemplateError};
+pub use chat::{apply_chat_template, apply_chat_template_with_tools, check_chat_template, ChatMessage, TemplateError};
 pub use stream::StreamDecoder;
 
 use crate::gguf::MetadataError;
@@ -100,7 +100,7 @@ const ATTR_RSTRIP: u8 = 1 << 6;
 
 
 /// The special ids and flags read from metadata, before llama.cpp's name-based fix-ups.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Specials {
     bos: Option<u32>,
     eos: Option<u32>,
@@ -127,6 +127,7 @@ enum Fragment {
 }
 
 /// How the text between special tokens becomes tokens.
+#[derive(Clone)]
 enum Model {
     /// Byte-level BPE with the pre-tokenizer (`tokenizers`).
     Bpe(tokenizers::Tokenizer),
@@ -134,6 +135,7 @@ enum Model {
     Spm(spm::Spm),
 }
 
+#[derive(Clone)]
 struct Inner {
     /// Sees only the text between special tokens.
     model: Model,
@@ -419,9 +421,19 @@ impl Tokenizer {
         })
     }
 
-    /// The Jinja chat template from `tokenizer.chat_template`, if the GGUF has one.
+    /// The Jinja chat template: `tokenizer.chat_template` if the GGUF has one, or the one given
+    /// to [`with_chat_template`](Self::with_chat_template).
     pub fn chat_template(&self) -> Option<&str> {
         self.inner.chat_template.as_deref()
+    }
+
+    /// This tokenizer with `template` as its chat template, in place of the GGUF's (or where it
+    /// has none, as base models and some conversions do). The template must compile
+    /// ([`check_chat_template`]); the vocabulary is shared, not copied, unless other clones hold it.
+    pub fn with_chat_template(mut self, template: String) -> Result<Tokenizer, TemplateError> {
+        check_chat_template(&template)?;
+        Arc::make_mut(&mut self.inner).chat_template = Some(template);
+        Ok(self)
     }
 
     /// The `tokenizer.ggml.pre` name this tokenizer was built for (`"tokenizer.json"` for that path).

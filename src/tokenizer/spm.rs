@@ -12,6 +12,7 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 
 /// The vocabulary as the merge loop needs it.
+#[derive(Clone)]
 pub(crate) struct Spm {
     /// Token id by text (llama.cpp's `token_to_id`: the last id of a repeated text).
     ids: HashMap<String, u32>,

@@ -172,7 +172,7 @@ impl Engine {
             .tokenizer
             .apply_chat_template_with_tools(&messages, tools.as_ref(), add_generation_prompt)
         {
-            None => Err(invalid("this model has no chat template (tokenizer.chat_template)".into())),
+            None => Err(invalid("this model has no chat template (tokenizer.chat_template); give one with the chatTemplate load option".into())),
             Some(r) => r.map_err(js_error),
         }
     }

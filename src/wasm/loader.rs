@@ -18,6 +18,8 @@ use wasm_bindgen::prelude::*;
 pub struct ModelLoader {
     ctx: Arc<GpuContext>,
     loader: Option<StreamLoader>,
+    /// The chat template given at load, in place of the GGUF's.
+    chat_template: Option<String>,
 }
 
 #[wasm_bindgen]
@@ -35,7 +37,18 @@ impl ModelLoader {
         Ok(ModelLoader {
             ctx: gpu.ctx.clone(),
             loader: Some(loader),
+            chat_template: None,
         })
+    }
+
+    /// A Jinja chat template to use in place of the GGUF's `tokenizer.chat_template` (or where
+    /// the file has none, as base models do). Checked here, before any model bytes arrive:
+    /// `INVALID_ARGUMENT` when it does not compile.
+    #[wasm_bindgen(js_name = setChatTemplate)]
+    pub fn set_chat_template(&mut self, template: String) -> Result<(), JsValue> {
+        crate::tokenizer::check_chat_template(&template).map_err(|e| invalid(format!("chatTemplate: {e}")))?;
+        self.chat_template = Some(template);
+        Ok(())
     }
 
     /// All shards' sizes together, when known before the download: the first header then
@@ -116,7 +129,10 @@ impl ModelLoader {
         let meta = loader
             .metadata()
             .ok_or_else(|| invalid("no model bytes were loaded".into()))?;
-        let tokenizer = Tokenizer::from_gguf(meta).map_err(js_error)?;
+        let mut tokenizer = Tokenizer::from_gguf(meta).map_err(js_error)?;
+        if let Some(t) = self.chat_template.take() {
+            tokenizer = tokenizer.with_chat_template(t).map_err(|e| invalid(format!("chatTemplate: {e}")))?;
+        }
         let figures = loader.oom_figures();
         let plan = loader.memory_plan();
         let ctx = self.ctx.clone();

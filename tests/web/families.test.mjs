@@ -81,3 +81,36 @@ for (const shape of ['qwen3-0.6b', 'gemma3-1b']) {
     fs.rmSync(file);
   });
 }
+
+test('Gemma 3 270M (a base model, no template in the file) chats with a template given at load, as the CLI does with --chat-template', async () => {
+  const model = path.join(H.MODELS_DIR, GEMMA);
+  const templateFile = path.join(H.MODELS_DIR, 'google-gemma-3-it.jinja');
+  const want = H.nativeGreedy({ model, prompt: 'Hello', n: 3, chat: true, extra: ['--chat-template', templateFile] });
+  const chat = (options) => session.inPage(async (mod, url, opts) => {
+    let engine;
+    try {
+      engine = await mod.LlamaEngine.load(url, { contextSize: 64, ...opts });
+      const r = await engine.chat.completions.create({ messages: [{ role: 'user', content: 'Hello' }], temperature: 0, max_tokens: 3 });
+      return { has: engine.info.model.hasChatTemplate, text: r.choices[0].message.content, prompt: r.usage.prompt_tokens, completion: r.usage.completion_tokens };
+    } catch (e) {
+      return { has: engine?.info.model.hasChatTemplate, thrown: { code: e.code, message: e.message } };
+    } finally {
+      await engine?.unload();
+    }
+  }, `/models/${GEMMA}`, options);
+  const got = await chat({ chatTemplate: fs.readFileSync(templateFile, 'utf8') });
+  assert.ok(!got.thrown, JSON.stringify(got.thrown));
+  assert.equal(got.has, true);
+  assert.deepEqual([got.prompt, got.completion, got.text], [want.prompt_tokens.length, want.tokens.length, want.text]);
+  // Without one, chat fails with a typed error that names the option.
+  const none = await chat({});
+  assert.equal(none.has, false);
+  assert.equal(none.thrown?.code, 'INVALID_ARGUMENT', JSON.stringify(none));
+  assert.match(none.thrown.message, /no chat template.*chatTemplate load option/);
+  // One that does not compile is refused at load (it is compiled before any shard is opened).
+  const bad = await chat({ chatTemplate: '{% if %}' });
+  assert.equal(bad.thrown?.code, 'INVALID_ARGUMENT', JSON.stringify(bad));
+  assert.match(bad.thrown.message, /chatTemplate: chat template syntax error/);
+  const notString = await chat({ chatTemplate: 42 });
+  assert.equal(notString.thrown?.code, 'INVALID_ARGUMENT', JSON.stringify(notString));
+});

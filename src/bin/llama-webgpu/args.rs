@@ -258,6 +258,10 @@ pub(crate) struct GenerateArgs {
     /// System message for --chat.
     #[arg(long)]
     pub(crate) system: Option<String>,
+    /// Jinja chat template file for --chat, in place of the GGUF's `tokenizer.chat_template`
+    /// (or where the file has none, as base models do).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) chat_template: Option<PathBuf>,
     /// Stop when this text appears (repeatable).
     #[arg(long = "stop")]
     pub(crate) stop: Vec<String>,

@@ -37,7 +37,11 @@ pub(crate) fn load(model: &PathBuf) -> Result<(GgufFile, Tokenizer)> {
 }
 
 pub(crate) fn generate(a: GenerateArgs) -> Result<()> {
-    let (model, tok) = load(&a.model)?;
+    let (model, mut tok) = load(&a.model)?;
+    if let Some(path) = &a.chat_template {
+        let template = std::fs::read_to_string(path).map_err(|e| Error::InvalidArgument(format!("--chat-template {}: {e}", path.display())))?;
+        tok = tok.with_chat_template(template)?;
+    }
     let mut input = PromptInput {
         prompt: a.input.prompt.clone(),
         tokens: a.input.tokens.clone(),
@@ -55,7 +59,7 @@ pub(crate) fn generate(a: GenerateArgs) -> Result<()> {
         messages.push(ChatMessage::user(text));
         let rendered = tok.apply_chat_template(&messages, true).ok_or_else(|| {
             Error::InvalidArgument(
-                "this model has no chat template (tokenizer.chat_template)".into(),
+                "this model has no chat template (tokenizer.chat_template); give one with --chat-template FILE".into(),
             )
         })??;
         input.prompt = Some(rendered);

@@ -130,6 +130,19 @@ pub fn apply_chat_template_with_tools(
     sandbox.render(&tmpl, ctx)
 }
 
+/// Checks that `template` compiles, without rendering it: for a template supplied at load time
+/// ([`crate::tokenizer::Tokenizer::with_chat_template`]), so a typo fails before a model
+/// downloads rather than at the first chat.
+pub fn check_chat_template(template: &str) -> Result<(), TemplateError> {
+    if has_import_statement(template) {
+        return Err(TemplateError::Syntax("import statements are not supported in chat templates".into()));
+    }
+    let mut env = Environment::new();
+    Sandbox::new().install(&mut env);
+    pycompat::install(&mut env);
+    env.template_from_str(template).map(|_| ()).map_err(|e| TemplateError::Syntax(describe(&e)))
+}
+
 /// Whether the template has an `{% import ... %}` statement. MiniJinja (2.24) panics compiling
 /// `{% import EXPR as TARGET %}` when TARGET is not a plain name (`unreachable!()` in its code
 /// generator; found by fuzzing), and in wasm a panic kills the instance. Imports cannot work here

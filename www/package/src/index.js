@@ -189,7 +189,7 @@ export class LlamaEngine {
    * ```
    * @param {ModelSource} source a URL (the first shard of a split model is enough), the URLs of
    *   all shards, a File, or the Files of all shards
-   * @param {LoadOptions} [options] progress, cancellation, context size, cache, worker, precision, subgroups, intDot, tuning, integrity
+   * @param {LoadOptions} [options] progress, cancellation, context size, cache, worker, precision, subgroups, intDot, tuning, chat template, integrity
    * @returns {Promise<LlamaEngine>} the loaded engine
    * @throws {LlamaError} `NO_WEBGPU`, `NETWORK_ERROR`, `BAD_GGUF`, `BAD_SPLIT`, `BAD_MODEL`,
    *   `UNSUPPORTED_TENSOR_TYPE`, `UNSUPPORTED_ARCHITECTURE`, `OUT_OF_MEMORY`, `INTEGRITY_ERROR`,
@@ -365,7 +365,7 @@ export class LlamaEngine {
    * Loads the model again on a new GPU device — after a `DEVICE_LOST` error, or with changed
    * options such as `contextSize`. Reads from the cache when the model was cached; the
    * conversation in the KV cache is forgotten.
-   * @param {Partial<Pick<LoadOptions, 'contextSize' | 'precision' | 'subgroups' | 'intDot' | 'tuning' | 'cache'>>} [options]
+   * @param {Partial<Pick<LoadOptions, 'contextSize' | 'precision' | 'subgroups' | 'intDot' | 'tuning' | 'chatTemplate' | 'cache'>>} [options]
    * @returns {Promise<EngineInfo>}
    */
   async reload(options = {}) {

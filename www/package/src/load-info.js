@@ -81,6 +81,11 @@ export function engineInfo({ model, gpu, source, totalBytes, seconds, fromCacheB
  *   adapter, for measuring a device (or testing) under each: what a decode step fuses, and how
  *   the matrix-vector kernel shares rows. Every choice computes the same results.
  *   {@link EngineInfo.kernels} says what runs.
+ * @property {string} [chatTemplate] A Jinja chat template (Hugging Face's `chat_template`, as in
+ *   `tokenizer_config.json`) to use in place of the GGUF's `tokenizer.chat_template`, or where
+ *   the file has none (base models, some conversions). It is compiled before the model
+ *   downloads: `INVALID_ARGUMENT` when it does not. {@link ModelInfo.hasChatTemplate} then says
+ *   `true`; `chat.completions.create` renders it, sandboxed, as it renders a GGUF's.
  * @property {Record<string, string>} [sha256] Expected SHA-256 (hex) of whole shards, keyed by
  *   absolute URL or by file name. Listed shards are hashed as they stream in; a mismatch fails
  *   the load with `INTEGRITY_ERROR` and drops the cached copy. A verified cached shard is not
@@ -136,7 +141,8 @@ export function engineInfo({ model, gpu, source, totalBytes, seconds, fromCacheB
  * @property {MemoryPlan | null} memory What the model takes in GPU memory (null if no plan could be made before the end).
  * @property {number | null} bosId The BOS token id, or null when the model has none.
  * @property {number[]} stopIds Token ids that end a generation (EOS, end-of-turn).
- * @property {boolean} hasChatTemplate Whether the GGUF carries a chat template (`chat.completions` needs one).
+ * @property {boolean} hasChatTemplate Whether the model has a chat template, the GGUF's or
+ *   {@link LoadOptions.chatTemplate} (`chat.completions` needs one).
  * @property {string[]} source The URL (or File name) of every shard, in order.
  * @property {number} sizeBytes Bytes of all shards together.
  */

@@ -108,16 +108,22 @@ export async function loadModel(source, options = {}) {
     throw new LlamaError(ErrorCode.INVALID_ARGUMENT, `intDot must be true or false, got ${options.intDot}`);
   }
   checkTuning(options.tuning);
+  if (options.chatTemplate !== undefined && typeof options.chatTemplate !== 'string') {
+    throw new LlamaError(ErrorCode.INVALID_ARGUMENT, `chatTemplate must be a string (a Jinja template), got ${typeof options.chatTemplate}`);
+  }
   const { gpu, gpuInfo } = await openGpu(options, precision);
   // The memory plan is made at the first header: it fixes the context (this one, or by
   // default the model's, at most 4096 and at most what the device's limits allow), allocates
   // the KV cache and reserves the rest, so a model that does not fit fails before its
   // weights download.
   /** @type {ModelLoader | null} */
-  let loader;
+  let loader = null;
   try {
     loader = new ModelLoader(gpu, contextSize);
+    // Compiled now, so a template that does not compile fails before the model downloads.
+    if (options.chatTemplate !== undefined) loader.setChatTemplate(options.chatTemplate);
   } catch (e) {
+    loader?.free();
     gpu.free();
     throw toLlamaError(e, ErrorCode.INVALID_ARGUMENT);
   }
