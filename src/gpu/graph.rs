@@ -606,6 +606,9 @@ impl GpuModel {
             // The packed-integer products replace the f32 ones, each group after the quantize
             // of its input; a decode step's products may do the norms and residual adds.
             let StepProducts { int, fused, mm } = l.products(n);
+            // With post-norms, the attention's (0) and the FFN's (1): folded in, each adds its
+            // block's output to x normalized; else it normalizes it into o_post.
+            let post_norm = |i: usize| fused.and_then(|f| f.post_adds.as_ref()).or(l.post_norm.as_ref()).map(|ops| &ops[i]);
             if fused.is_none() {
                 rec("attn_norm", &mut |p| l.attn_norm.record(p, n));
             }
@@ -624,11 +627,8 @@ impl GpuModel {
                 rec("quantize", &mut |p| i.quant_attn.record(p, n));
             }
             rec(mm.wo.name, &mut |p| mm.wo.op.record(p, n));
-            // Folded in, the post-norm adds into x too.
-            match (fused.and_then(|f| f.post_adds.as_ref()), &l.post_norm) {
-                (Some([add_attn, _]), _) => rec("post_norm", &mut |p| add_attn.record(p, n)),
-                (None, Some([post_attn, _])) => rec("post_norm", &mut |p| post_attn.record(p, n)),
-                _ => {}
+            if let Some(op) = post_norm(0) {
+                rec("post_norm", &mut |p| op.record(p, n));
             }
             if fused.is_none() {
                 rec("ffn_norm", &mut |p| l.ffn_norm.record(p, n));
@@ -654,10 +654,8 @@ impl GpuModel {
                 rec("glu", &mut |p| l.glu.record(p, n));
             }
             rec("ffn_down", &mut |p| down.record(p, n));
-            match (fused.and_then(|f| f.post_adds.as_ref()), &l.post_norm) {
-                (Some([_, add_ffw]), _) => rec("post_norm", &mut |p| add_ffw.record(p, n)),
-                (None, Some([_, post_ffw])) => rec("post_norm", &mut |p| post_ffw.record(p, n)),
-                _ => {}
+            if let Some(op) = post_norm(1) {
+                rec("post_norm", &mut |p| op.record(p, n));
             }
             // Folded in, down added its output to x already.
             if let (None, Some(a)) = (fused, &l.add_ffn) {
