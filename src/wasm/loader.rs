@@ -46,7 +46,7 @@ impl ModelLoader {
     /// `INVALID_ARGUMENT` when it does not compile.
     #[wasm_bindgen(js_name = setChatTemplate)]
     pub fn set_chat_template(&mut self, template: String) -> Result<(), JsValue> {
-        crate::tokenizer::check_chat_template(&template).map_err(|e| invalid(format!("chatTemplate: {e}")))?;
+        crate::tokenizer::check_chat_template(&template).map_err(bad_chat_template)?;
         self.chat_template = Some(template);
         Ok(())
     }
@@ -131,7 +131,7 @@ impl ModelLoader {
             .ok_or_else(|| invalid("no model bytes were loaded".into()))?;
         let mut tokenizer = Tokenizer::from_gguf(meta).map_err(js_error)?;
         if let Some(t) = self.chat_template.take() {
-            tokenizer = tokenizer.with_chat_template(t).map_err(|e| invalid(format!("chatTemplate: {e}")))?;
+            tokenizer = tokenizer.with_chat_template(t).map_err(bad_chat_template)?;
         }
         let figures = loader.oom_figures();
         let plan = loader.memory_plan();
@@ -146,4 +146,9 @@ impl ModelLoader {
         engine.plan = plan;
         Ok(engine)
     }
+}
+
+/// A chat template given at load that does not compile, as the option's `INVALID_ARGUMENT`.
+fn bad_chat_template(e: crate::tokenizer::TemplateError) -> JsValue {
+    invalid(format!("chatTemplate: {e}"))
 }

@@ -23,7 +23,7 @@ pub use sandbox::{MAX_RANGE_ITEMS, MAX_TEMPLATE_OUTPUT, TEMPLATE_FUEL, TEMPLATE_
 
 use minijinja::value::Value;
 use error::describe;
-use minijinja::Environment;
+use minijinja::{Environment, Template};
 use sandbox::Sandbox;
 use serde::{Deserialize, Serialize};
 
@@ -100,21 +100,9 @@ pub fn apply_chat_template_with_tools(
     bos_token: &str,
     eos_token: &str,
 ) -> Result<String, TemplateError> {
-    if has_import_statement(template) {
-        return Err(TemplateError::Syntax(
-            "import statements are not supported in chat templates".into(),
-        ));
-    }
     let sandbox = Sandbox::new();
-    let mut env = Environment::new();
-    env.set_trim_blocks(true);
-    env.set_lstrip_blocks(true);
-    env.set_keep_trailing_newline(false);
-    sandbox.install(&mut env);
-    pycompat::install(&mut env);
-    let tmpl = env
-        .template_from_str(template)
-        .map_err(|e| TemplateError::Syntax(describe(&e)))?;
+    let env = environment(&sandbox);
+    let tmpl = compile(&env, template)?;
     let base = minijinja::context! {
         messages => messages,
         add_generation_prompt => add_generation_prompt,
@@ -134,13 +122,28 @@ pub fn apply_chat_template_with_tools(
 /// ([`crate::tokenizer::Tokenizer::with_chat_template`]), so a typo fails before a model
 /// downloads rather than at the first chat.
 pub fn check_chat_template(template: &str) -> Result<(), TemplateError> {
+    compile(&environment(&Sandbox::new()), template).map(|_| ())
+}
+
+/// The environment templates compile and render in: transformers' whitespace settings, the
+/// sandbox's limits and functions, and Python's string and list methods.
+fn environment<'s>(sandbox: &Sandbox) -> Environment<'s> {
+    let mut env = Environment::new();
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_keep_trailing_newline(false);
+    sandbox.install(&mut env);
+    pycompat::install(&mut env);
+    env
+}
+
+/// `template` compiled in `env`, with import statements refused first (see
+/// [`has_import_statement`]).
+fn compile<'e, 's>(env: &'e Environment<'s>, template: &'s str) -> Result<Template<'e, 's>, TemplateError> {
     if has_import_statement(template) {
         return Err(TemplateError::Syntax("import statements are not supported in chat templates".into()));
     }
-    let mut env = Environment::new();
-    Sandbox::new().install(&mut env);
-    pycompat::install(&mut env);
-    env.template_from_str(template).map(|_| ()).map_err(|e| TemplateError::Syntax(describe(&e)))
+    env.template_from_str(template).map_err(|e| TemplateError::Syntax(describe(&e)))
 }
 
 /// Whether the template has an `{% import ... %}` statement. MiniJinja (2.24) panics compiling
