@@ -28,6 +28,18 @@ fn last_json(stdout: &str) -> Value {
     serde_json::from_str(stdout.lines().last().expect("output")).expect("last line is JSON")
 }
 
+/// Two `score --top 1 --json` runs on the same tokens, where only the summation order differs:
+/// the same tokens, and every top-1 log-probability within 1e-4 (`what` names the pair).
+fn assert_scores_close(what: &str, base: &Value, other: &Value) {
+    assert_eq!(base["tokens"], other["tokens"], "{what}");
+    let lp = |j: &Value| -> Vec<f64> { j["positions"].as_array().unwrap().iter().map(|p| p["top"][0][1].as_f64().unwrap()).collect() };
+    let (a, b) = (lp(base), lp(other));
+    assert!(!a.is_empty() && a.len() == b.len(), "{what}: {} and {} positions", a.len(), b.len());
+    for (a, b) in a.iter().zip(&b) {
+        assert!((a - b).abs() < 1e-4, "{what}: top-1 log-probability {a} vs {b}");
+    }
+}
+
 fn tmpdir(tag: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("llama-webgpu-cli-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -350,15 +362,7 @@ fn tuning_flags_change_kernels_not_results() {
     };
     let score = |extra: &[&str]| score_prompt("The capital of France is Paris", extra);
     let (base, other) = (score(&["--naga-loop-bounding"]), score(&tuned));
-    let lp = |j: &Value| -> Vec<f64> {
-        j["positions"].as_array().unwrap().iter().map(|p| p["top"][0][1].as_f64().unwrap()).collect()
-    };
-    let close = |base: &Value, other: &Value| {
-        assert_eq!(base["tokens"], other["tokens"]);
-        for (a, b) in lp(base).iter().zip(lp(other)) {
-            assert!((a - b).abs() < 1e-4, "top-1 log-probability {a} vs {b}");
-        }
-    };
+    let close = |base: &Value, other: &Value| assert_scores_close("SmolLM2", base, other);
     close(&base, &other);
     // Decode steps with SwiGLU fused into the down projection continue as the separate kernels do.
     let greedy = |extra: &[&str]| {
@@ -657,12 +661,7 @@ fn every_family_decodes_in_few_dispatches_with_the_same_results() {
         };
         let separate = stepwise(&["--norm", "separate", "--swiglu", "separate"]);
         let fused = stepwise(&gpu);
-        assert_eq!(separate["tokens"], fused["tokens"]);
-        let lp = |j: &Value| -> Vec<f64> { j["positions"].as_array().unwrap().iter().map(|p| p["top"][0][1].as_f64().unwrap()).collect() };
-        assert!(!lp(&fused).is_empty());
-        for (a, b) in lp(&separate).iter().zip(lp(&fused)) {
-            assert!((a - b).abs() < 1e-4, "{arch}: top-1 log-probability {a} vs {b}");
-        }
+        assert_scores_close(arch, &separate, &fused);
         let mut apart = gpu.to_vec();
         apart.extend_from_slice(&["--join", "separate"]);
         assert_eq!(fused, stepwise(&apart), "{arch}: joint products");

@@ -31,6 +31,26 @@ after(() => session?.close());
 /** The model's greedy tokens for PROMPT in the page and the engine's info, or `{thrown}`. */
 const browserTokens = (url, options = {}) => session.greedy(url, PROMPT, N, { contextSize: 64, ...options });
 
+/**
+ * Loads `url` with `options`, answers 'Hello' through `chat.completions` (greedy, 3 tokens) and
+ * unloads: `has` (info.model.hasChatTemplate), the answer and its token counts, or `{thrown}`
+ * (from the load, or from the chat with `has` beside it).
+ */
+async function chatHello(url, options = {}) {
+  const loaded = await session.load('__chat', url, { contextSize: 64, ...options });
+  if (loaded.thrown) return loaded;
+  const got = await session.inPage(async () => {
+    const engine = window.__chat;
+    try {
+      const r = await engine.chat.completions.create({ messages: [{ role: 'user', content: 'Hello' }], temperature: 0, max_tokens: 3 });
+      return { text: r.choices[0].message.content, prompt: r.usage.prompt_tokens, completion: r.usage.completion_tokens };
+    } finally {
+      await engine.unload();
+    }
+  });
+  return { has: loaded.info.model.hasChatTemplate, ...got };
+}
+
 for (const arch of ['qwen2', 'qwen3', 'gemma3', 'phi3']) {
   test(`tiny ${arch} (synth --arch): greedy tokens in the browser equal the native CLI's, from one file and from shards`, async () => {
     const file = path.join(session.dir, `tiny-${arch}.gguf`);
@@ -64,17 +84,8 @@ for (const shape of ['qwen3-0.6b', 'gemma3-1b']) {
     const file = path.join(session.dir, `${shape}.gguf`);
     execFileSync(H.CLI, ['synth', '-o', file, '--shape', shape, '--layers', '1', '--type', 'q8_0', '--seed', '3'], { stdio: 'pipe' });
     const want = H.nativeGreedy({ model: file, prompt: 'Hello', n: 3, chat: true });
-    const loaded = await session.load('__engine', `/scratch/${shape}.gguf`, { contextSize: 64 });
-    assert.ok(!loaded.thrown, JSON.stringify(loaded.thrown));
-    const got = await session.inPage(async () => {
-      const engine = window.__engine;
-      try {
-        const r = await engine.chat.completions.create({ messages: [{ role: 'user', content: 'Hello' }], temperature: 0, max_tokens: 3 });
-        return { text: r.choices[0].message.content, prompt: r.usage.prompt_tokens, completion: r.usage.completion_tokens };
-      } finally {
-        await engine.unload();
-      }
-    });
+    const got = await chatHello(`/scratch/${shape}.gguf`);
+    assert.ok(!got.thrown, JSON.stringify(got.thrown));
     assert.equal(got.prompt, want.prompt_tokens.length);
     assert.equal(got.completion, want.tokens.length);
     assert.equal(got.text, want.text);
@@ -86,19 +97,9 @@ test('Gemma 3 270M (a base model, no template in the file) chats with a template
   const model = path.join(H.MODELS_DIR, GEMMA);
   const templateFile = path.join(H.MODELS_DIR, 'google-gemma-3-it.jinja');
   const want = H.nativeGreedy({ model, prompt: 'Hello', n: 3, chat: true, extra: ['--chat-template', templateFile] });
-  const chat = (options) => session.inPage(async (mod, url, opts) => {
-    let engine;
-    try {
-      engine = await mod.LlamaEngine.load(url, { contextSize: 64, ...opts });
-      const r = await engine.chat.completions.create({ messages: [{ role: 'user', content: 'Hello' }], temperature: 0, max_tokens: 3 });
-      return { has: engine.info.model.hasChatTemplate, text: r.choices[0].message.content, prompt: r.usage.prompt_tokens, completion: r.usage.completion_tokens };
-    } catch (e) {
-      return { has: engine?.info.model.hasChatTemplate, thrown: { code: e.code, message: e.message } };
-    } finally {
-      await engine?.unload();
-    }
-  }, `/models/${GEMMA}`, options);
-  const got = await chat({ chatTemplate: fs.readFileSync(templateFile, 'utf8') });
+  const chat = (options) => chatHello(`/models/${GEMMA}`, options);
+  // In a worker, as apps load by default: the option crosses to it with the others.
+  const got = await chat({ chatTemplate: fs.readFileSync(templateFile, 'utf8'), worker: true });
   assert.ok(!got.thrown, JSON.stringify(got.thrown));
   assert.equal(got.has, true);
   assert.deepEqual([got.prompt, got.completion, got.text], [want.prompt_tokens.length, want.tokens.length, want.text]);
