@@ -1,5 +1,5 @@
-// RMSNorm over f32 rows `[n_tokens][rows][dim]`: y[r] = x[r] / sqrt(mean(x[r]²) + eps) * w. A
-// token is one row, or (Qwen3's and Gemma 3's per-head norms of Q and K) one row per head.
+// RMSNorm over f32 rows `[n_tokens][dim]`: y[t] = x[t] / sqrt(mean(x[t]²) + eps) * w.
+// (Qwen3's and Gemma 3's per-head norms of Q and K are rope.wgsl's QK_NORM.)
 //
 // One workgroup of 256 invocations per row. Each invocation sums the squares of a
 // strided slice of the row (coalesced loads), the workgroup reduces the 256 partial sums
@@ -10,18 +10,10 @@
 //
 // Variants: IN_PLACE (y is x, so x is bound once, read_write), RESIDUAL (first x += r, the
 // residual add of the block before, written back to x: one pass instead of two), SUBGROUPS.
-// ADD_NORMED: x += r / sqrt(mean(r²) + eps) * w, the residual add of a block output that a
-// post-norm sits on (Gemma 3's), normalized and added in one pass; y is x.
-// PAIR (with IN_PLACE): a second buffer x2 of rows2 rows per token with its own weight w2, the
-// workgroups past x's rows taking x2's, so that a layer's per-head norms of Q and K are one
-// dispatch.
 
 struct Params {
     dim: u32,
     eps: f32,
-    // Rows per token (of x; rows2 of x2 with PAIR).
-    rows: u32,
-    rows2: u32,
 }
 
 struct Step {
@@ -29,22 +21,11 @@ struct Step {
     pos: u32,
 }
 
-#ifdef ADD_NORMED
-@group(0) @binding(0) var<storage, read_write> x: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<f32>;
-@group(0) @binding(2) var<uniform> params: Params;
-@group(0) @binding(3) var<uniform> step: Step;
-@group(0) @binding(5) var<storage, read> r: array<f32>;
-#else
 #ifdef IN_PLACE
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<uniform> params: Params;
 @group(0) @binding(3) var<uniform> step: Step;
-#ifdef PAIR
-@group(0) @binding(6) var<storage, read_write> x2: array<f32>;
-@group(0) @binding(7) var<storage, read> w2: array<f32>;
-#endif
 #else
 #ifdef RESIDUAL
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
@@ -57,19 +38,8 @@ struct Step {
 @group(0) @binding(3) var<uniform> params: Params;
 @group(0) @binding(4) var<uniform> step: Step;
 #endif
-#endif
 
 const WG: u32 = 256u;
-
-// Element e of the row's buffer: x's, or with PAIR x2's for the second buffer's rows.
-fn load(second: bool, e: u32) -> f32 {
-#ifdef PAIR
-    if (second) {
-        return x2[e];
-    }
-#endif
-    return x[e];
-}
 
 #include "reduce.wgsl"
 
@@ -87,35 +57,20 @@ fn rms_norm(
     sg_lane = lane;
     sg_size = size;
 #endif
-    var t = wid.x + wid.y * nwg.x;
-    var second = false;
-#ifdef PAIR
-    if (t >= step.n_tokens * params.rows) {
-        t -= step.n_tokens * params.rows;
-        second = true;
-        if (t >= step.n_tokens * params.rows2) {
-            return;
-        }
-    }
-#else
-    if (t >= step.n_tokens * params.rows) {
+    let t = wid.x + wid.y * nwg.x;
+    if (t >= step.n_tokens) {
         return;
     }
-#endif
     let dim = params.dim;
     let row = t * dim;
     var ss = 0.0;
     for (var i = lid; i < dim; i += WG) {
-#ifdef ADD_NORMED
-        let v = r[row + i];
-#else
 #ifdef RESIDUAL
         // Each invocation rereads only the elements it wrote itself below.
         let v = x[row + i] + r[row + i];
         x[row + i] = v;
 #else
-        let v = load(second, row + i);
-#endif
+        let v = x[row + i];
 #endif
         ss += v * v;
     }
@@ -127,20 +82,10 @@ fn rms_norm(
     // Same operation order as the reference: 1 / sqrt(mean + eps), then v * scale * w.
     let scale = 1.0 / sqrt(ss / f32(dim) + params.eps);
     for (var i = lid; i < dim; i += WG) {
-#ifdef ADD_NORMED
-        x[row + i] = x[row + i] + r[row + i] * scale * w[i];
-#else
 #ifdef IN_PLACE
-#ifdef PAIR
-        if (second) {
-            x2[row + i] = x2[row + i] * scale * w2[i];
-            continue;
-        }
-#endif
         x[row + i] = x[row + i] * scale * w[i];
 #else
         y[row + i] = x[row + i] * scale * w[i];
-#endif
 #endif
     }
 }

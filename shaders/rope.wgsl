@@ -27,7 +27,13 @@
 // KV_WRITE: the rotated K and this step's V go straight into the KV cache rows step.pos + t
 // (rounded to f16 with F16), which is all that attention reads of them, so the cache write needs
 // no dispatch of its own and `x2` is left as it was. Every pair of K has an invocation then, the
-// ones past rope_dim / 2 copied unrotated.
+// ones past rope_dim / 2 copied unrotated. QK_NORM (with KV_WRITE, every pair rotated, no BIAS):
+// Qwen3's and Gemma 3's per-head RMSNorms of Q and K first, each head by its own RMS and the
+// weight its projection has (`x * scale * w`, as norm.wgsl computes it). Every invocation sums
+// its head's squares itself (64–256 values, from cache: no reduction to wait for), so the norms
+// cost no dispatch of their own; a storage barrier keeps Q's in-place writes after every sum of
+// the workgroup, which holds whole heads (the host checks that 256 is a multiple of the
+// invocations per head).
 
 struct Params {
     n_heads: u32,
@@ -41,6 +47,8 @@ struct Params {
     capacity: u32,
     // A multiplier of cos and sin (Phi-3's long-context scale; 1 elsewhere), as ggml's mscale.
     mscale: f32,
+    // The norms' epsilon (QK_NORM).
+    eps: f32,
 }
 
 struct Step {
@@ -77,6 +85,37 @@ alias KV2 = vec2<f32>;
 @group(0) @binding(8) var<storage, read> bias_q: array<vec2<f32>>;
 @group(0) @binding(9) var<storage, read> bias_k: array<vec2<f32>>;
 @group(0) @binding(10) var<storage, read> bias_v: array<vec2<f32>>;
+#endif
+#ifdef QK_NORM
+// The norms' weights, [head_dim] each, shared by the heads.
+@group(0) @binding(11) var<storage, read> norm_q: array<vec2<f32>>;
+@group(0) @binding(12) var<storage, read> norm_k: array<vec2<f32>>;
+
+// The RMSNorm scale 1 / sqrt(mean(v²) + eps) of the head that invocation `idx` works on (its
+// index as the entry point numbers them; past the last, the last head's): Q's heads first,
+// then K's. Every pair rotated, so a head has `per_head` invocations in both.
+fn head_scale(idx: u32, per_head: u32) -> f32 {
+    let q_heads = params.n_heads * step.n_tokens;
+    let heads = q_heads + params.n_heads2 * step.n_tokens;
+    if (heads == 0u) {
+        return 1.0;
+    }
+    let h = min(idx / per_head, heads - 1u);
+    let second = h >= q_heads;
+    let half = params.head_dim / 2u;
+    let base = select(h, h - q_heads, second) * half;
+    var ss = 0.0;
+    for (var j = 0u; j < half; j++) {
+        var v = vec2<f32>();
+        if (second) {
+            v = x2[base + j];
+        } else {
+            v = x[base + j];
+        }
+        ss += dot(v, v);
+    }
+    return 1.0 / sqrt(ss / f32(params.head_dim) + params.eps);
+}
 #endif
 
 // (sin a, cos a) · mscale.
@@ -144,6 +183,11 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 #endif
     var n_heads = params.n_heads;
     var second = false;
+#ifdef QK_NORM
+    // Before any return, and before any invocation of the workgroup writes Q back.
+    let scale = head_scale(idx, per_head);
+    storageBarrier();
+#endif
 #ifdef PAIR
     if (idx >= n_heads * per_head * step.n_tokens) {
         idx -= n_heads * per_head * step.n_tokens;
@@ -204,6 +248,10 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         lo += bias_k[in_row];
         hi += bias_k[in_row + quarter];
 #endif
+#ifdef QK_NORM
+        lo = lo * scale * norm_k[i];
+        hi = hi * scale * norm_k[i + quarter];
+#endif
         let r = turn_halves(lo, hi, sc0, sc1);
 #ifdef KV_WRITE
         let row = step.pos + t;
@@ -228,6 +276,9 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         var v = x2[at];
 #ifdef BIAS
         v += bias_k[in_row];
+#endif
+#ifdef QK_NORM
+        v = v * scale * norm_k[i];
 #endif
         let r = turn(v.x, v.y, sc);
 #ifdef KV_WRITE
@@ -255,6 +306,10 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     lo += bias_q[in_row];
     hi += bias_q[in_row + quarter];
 #endif
+#ifdef QK_NORM
+    lo = lo * scale * norm_q[i];
+    hi = hi * scale * norm_q[i + quarter];
+#endif
     let r = turn_halves(lo, hi, sc0, sc1);
     x[at] = r[0];
     x[at + quarter] = r[1];
@@ -262,6 +317,9 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var v = x[at];
 #ifdef BIAS
     v += bias_q[in_row];
+#endif
+#ifdef QK_NORM
+    v = v * scale * norm_q[i];
 #endif
     x[at] = turn(v.x, v.y, sc);
 #endif

@@ -8,7 +8,7 @@ mod common;
 
 use half::f16;
 use llama_webgpu::gpu::ops::{
-    step_buffer, ArgmaxOp, AttentionOp, AttentionScratch, KvCache, RmsNormOp, RopeOp, RopeParams, Scores, Step, TopKOp,
+    step_buffer, ArgmaxOp, AttentionOp, AttentionScratch, KvCache, QkNorm, RmsNormOp, RopeOp, RopeParams, Scores, Step, TopKOp,
 };
 use llama_webgpu::model::RopeStyle;
 use llama_webgpu::gpu::{GpuContext, GpuOptions};
@@ -115,41 +115,7 @@ fn rms_norm_matches_cpu() {
                 // Every output is x · scale · w, so the only error is in the row's scale: the
                 // f32 sum of squares (the reference sums in f64) and the sqrt/division, a few
                 // ulp. 1e-5 relative, element by element, leaves a wide margin.
-                // Per head: the same rows seen as `dim / heads` heads of their own, each by its
-                // own RMS (Qwen3's and Gemma 3's norms of Q and K).
-                let heads = [9usize, 4, 3].into_iter().find(|h| dim % h == 0 && dim / h % 4 == 0).unwrap_or(1);
-                let hd = dim / heads;
-                let wh = rng.vec(hd, 2.0);
-                let mut want_heads = vec![0f32; n * dim];
-                ops::rms_norm(&x, &wh, 1e-5, &mut want_heads);
-                let (xh, whb) = (upload(&ctx, &x), upload(&ctx, &wh));
-                let per_head = RmsNormOp::per_head(&ctx, &xh, &whb, hd as u32, heads as u32, 1e-5, &step).unwrap();
-                run(&ctx, &step, n as u32, 0, |p| per_head.record(p, n as u32));
-                let got_heads = ctx.read_f32(&xh, 0, n * dim).unwrap();
-                // And as a pair in one dispatch, with a second buffer of other heads and its own
-                // weight (a layer's K beside its Q): both must come out as they do alone.
-                let heads2 = 2usize;
-                let (x2, w2) = (rng.vec(n * heads2 * hd, scale), rng.vec(hd, 2.0));
-                let mut want2 = vec![0f32; x2.len()];
-                ops::rms_norm(&x2, &w2, 1e-5, &mut want2);
-                let (xp, x2b, w2b) = (upload(&ctx, &x), upload(&ctx, &x2), upload(&ctx, &w2));
-                let pair = RmsNormOp::per_head_pair(&ctx, (&xp, &whb, heads as u32), (&x2b, &w2b, heads2 as u32), hd as u32, 1e-5, &step).unwrap();
-                run(&ctx, &step, n as u32, 0, |p| pair.record(p, n as u32));
-                let (got_pair, got_pair2) = (ctx.read_f32(&xp, 0, n * dim).unwrap(), ctx.read_f32(&x2b, 0, x2.len()).unwrap());
-                assert!(got_pair == got_heads, "{name} dim {dim} n {n}: the pair's first buffer differs from the norm alone");
-                // A post-norm's residual add (Gemma 3): x += norm(r) · w in one pass. Each
-                // element's error is the norm's, a few ulp of norm(r) · w, beside x's rounding.
-                let (xa, ra) = (upload(&ctx, &x), upload(&ctx, &r));
-                let add = RmsNormOp::add_normed(&ctx, &xa, &ra, &wb, dim as u32, 1e-5, &step).unwrap();
-                run(&ctx, &step, n as u32, 0, |p| add.record(p, n as u32));
-                let got_add = ctx.read_f32(&xa, 0, n * dim).unwrap();
-                let mut normed_r = vec![0f32; n * dim];
-                ops::rms_norm(&r, &w, 1e-5, &mut normed_r);
-                for (i, ((g, a), b)) in got_add.iter().zip(&x).zip(&normed_r).enumerate() {
-                    assert!((g - (a + b)).abs() <= 1e-5 * (a.abs() + b.abs()) + 1e-30, "{name} dim {dim} n {n}: x + norm(r) at {i}: {g} vs {}", a + b);
-                }
-                assert!(RmsNormOp::add_normed(&ctx, &xa, &xa, &wb, dim as u32, 1e-5, &step).is_err(), "x must not be its own residual");
-                for (what, got, want) in [("out", &got, &want), ("in place", &got_in_place, &want), ("residual", &got_res, &want_res), ("per head", &got_heads, &want_heads), ("pair's second", &got_pair2, &want2)] {
+                for (what, got, want) in [("out", &got, &want), ("in place", &got_in_place, &want), ("residual", &got_res, &want_res)] {
                     let (e, i) = max_err(got, want, 1e-30);
                     worst = worst.max(e);
                     assert!(
@@ -258,20 +224,25 @@ fn rope_matches_cpu_up_to_position_8000() {
 /// runs): Q rotated in place, K rotated and V copied into cache rows pos.. of the one layer
 /// (rounded to f16 with an f16 cache, as the attention's own write rounds them), rows past the
 /// capacity dropped, pairs past rope_dim / 2 copied unrotated, every other cache row and the
-/// other layer left alone. Both pairings, and Q's, K's and V's biases added before it all.
+/// other layer left alone. Both pairings, and Q's, K's and V's biases added before it all, or
+/// (Qwen3's and Gemma 3's) each head of Q and K normalized first.
 #[test]
 fn rope_into_the_cache_writes_rotated_k_and_v_at_the_step_rows() {
     let mut rng = Rng::new(21);
     for (name, ctx) in contexts().into_iter().step_by(2) {
         let step = step_buffer(&ctx).unwrap();
-        for (n_heads, n_kv, hd, rope_dim, use_ff, style, biased) in [
-            (9usize, 3usize, 64usize, 64usize, true, RopeStyle::Adjacent, false),
-            (8, 2, 128, 64, false, RopeStyle::Adjacent, false),
-            (6, 2, 64, 64, false, RopeStyle::Adjacent, true),
-            (8, 2, 128, 128, true, RopeStyle::Halves, true),
-            (4, 1, 256, 256, false, RopeStyle::Halves, false),
+        for (n_heads, n_kv, hd, rope_dim, use_ff, style, biased, normed) in [
+            (9usize, 3usize, 64usize, 64usize, true, RopeStyle::Adjacent, false, false),
+            (8, 2, 128, 64, false, RopeStyle::Adjacent, false, false),
+            (6, 2, 64, 64, false, RopeStyle::Adjacent, true, false),
+            (8, 2, 128, 128, true, RopeStyle::Halves, true, false),
+            (4, 1, 256, 256, false, RopeStyle::Halves, false, false),
             // Phi-4-mini's partial rotation: 96 of 128 dimensions.
-            (6, 2, 128, 96, true, RopeStyle::Halves, false),
+            (6, 2, 128, 96, true, RopeStyle::Halves, false, false),
+            // With the per-head norms: Qwen3's heads, Gemma 3's, and adjacent pairs.
+            (16, 8, 128, 128, false, RopeStyle::Halves, false, true),
+            (4, 1, 256, 256, false, RopeStyle::Halves, false, true),
+            (9, 3, 64, 64, true, RopeStyle::Adjacent, false, true),
         ] {
             let cap = 80usize;
             let cache = KvCache::new(&ctx, 2, cap as u32, n_kv as u32, hd as u32).unwrap();
@@ -289,12 +260,28 @@ fn rope_into_the_cache_writes_rotated_k_and_v_at_the_step_rows() {
                     None => x.to_vec(),
                 }
             };
+            // The norms' weights (eps large enough that leaving it out shows), and what the
+            // kernel must rotate with them: each head by its own RMS.
+            let norm_w: Option<[Vec<f32>; 2]> = normed.then(|| [rng.vec(hd, 2.0), rng.vec(hd, 2.0)]);
+            let norm_b = norm_w.as_ref().map(|w| w.each_ref().map(|v| upload(&ctx, v)));
+            let norm = norm_b.as_ref().map(|[q, k]| QkNorm { q, k, eps: 0.05 });
+            let biased = |x: &[f32], which: usize| -> Vec<f32> {
+                let x = biased(x, which);
+                match (&norm_w, which) {
+                    (Some(w), 0 | 1) => {
+                        let mut out = vec![0f32; x.len()];
+                        ops::rms_norm(&x, &w[which], 0.05, &mut out);
+                        out
+                    }
+                    _ => x,
+                }
+            };
             let ff: Option<Vec<f32>> = use_ff.then(|| (0..rope_dim / 2).map(|i| 1.0 + i as f32 / 8.0).collect());
             let ffb = ff.as_ref().map(|f| upload(&ctx, f));
             for (pos, n) in [(0usize, 7usize), (70, 5), (78, 4)] {
                 let (q, k, v) = (rng.vec(n * n_heads * hd, 1.0), rng.vec(n * row, 1.0), rng.vec(n * row, 1.0));
                 let (qb, kb, vb) = (upload(&ctx, &q), upload(&ctx, &k), upload(&ctx, &v));
-                let op = RopeOp::pair_into_cache(&ctx, &qb, n_heads as u32, &kb, &vb, &cache, 1, &p, ffb.as_ref(), bias_b.as_ref().map(|b| b.each_ref()), &step).unwrap();
+                let op = RopeOp::pair_into_cache(&ctx, &qb, n_heads as u32, &kb, &vb, &cache, 1, &p, ffb.as_ref(), bias_b.as_ref().map(|b| b.each_ref()), norm, &step).unwrap();
                 run(&ctx, &step, n as u32, pos as u32, |pass| op.record(pass, n as u32));
                 // The reference: the first rope_dim / 2 pairs of each head rotated.
                 let (cos, sin) = ops::rope_tables(pos, n, rope_dim, 500000.0, 1.0, ff.as_deref());
@@ -703,6 +690,20 @@ fn bad_shapes_are_rejected() {
     let rp = RopeParams { head_dim: 64, rope_dim: 64, base: 10000.0, freq_scale: 1.0, style: RopeStyle::Adjacent, mscale: 1.0 };
     assert!(RopeOp::pair(&ctx, &b, 2, &b, 1, &rp, None, &step).is_err(), "rope pair on one buffer");
     assert!(RopeOp::pair(&ctx, &b, 2, &scratch_buf(&ctx), 0, &rp, None, &step).is_err(), "rope pair without heads");
+    // The per-head norms in RoPE: not with biases, not with a partial rotation (pairs past it
+    // would stay unnormalized), not with a head whose invocations straddle workgroups, and
+    // with weights of a whole head.
+    let (q, k, v) = (scratch_buf(&ctx), scratch_buf(&ctx), scratch_buf(&ctx));
+    let wide = ctx.storage("wide", 4096, wgpu::BufferUsages::empty()).unwrap();
+    let small = ctx.storage("small", 64, wgpu::BufferUsages::empty()).unwrap();
+    let norm = |w| Some(QkNorm { q: w, k: w, eps: 1e-6 });
+    let into_cache = |cache: &KvCache, rp: &RopeParams, bias: Option<[&wgpu::Buffer; 3]>, norm: Option<QkNorm<'_>>| RopeOp::pair_into_cache(&ctx, &q, 3, &k, &v, cache, 0, rp, None, bias, norm, &step);
+    assert!(into_cache(&cache, &rp, None, norm(&wide)).is_ok());
+    assert!(into_cache(&cache, &rp, Some([&wide, &wide, &wide]), norm(&wide)).is_err(), "norms and biases");
+    assert!(into_cache(&cache, &RopeParams { rope_dim: 32, ..rp }, None, norm(&wide)).is_err(), "norms with a partial rotation");
+    assert!(into_cache(&cache, &rp, None, norm(&small)).is_err(), "norm weights shorter than a head");
+    let cache96 = KvCache::new(&ctx, 1, 16, 3, 96).unwrap();
+    assert!(into_cache(&cache96, &RopeParams { head_dim: 96, rope_dim: 96, ..rp }, None, norm(&wide)).is_err(), "48 invocations per head do not divide 256");
     assert!(
         RmsNormOp::with_residual(&ctx, &b, &scratch_buf(&ctx), &b, &b, 16, 1e-5, &step).is_err(),
         "a residual norm cannot write over x"

@@ -14,7 +14,7 @@ pub use matmul::{int_dot_supported, ActivationBlocks, DecodeInput, EmbeddingOp, 
 mod norm;
 pub use norm::RmsNormOp;
 mod rope;
-pub use rope::{RopeOp, RopeParams};
+pub use rope::{QkNorm, RopeOp, RopeParams};
 mod attention;
 pub use attention::{AttentionOp, AttentionScratch, KvCache, Scores};
 mod sample;

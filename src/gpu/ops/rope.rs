@@ -37,6 +37,15 @@ impl RopeParams {
     }
 }
 
+/// Per-head RMSNorms of Q and K before the rotation (Qwen3's and Gemma 3's), for
+/// [`RopeOp::pair_into_cache`]: each weight f32 `[head_dim]`, shared by the heads.
+#[derive(Clone, Copy)]
+pub struct QkNorm<'a> {
+    pub q: &'a wgpu::Buffer,
+    pub k: &'a wgpu::Buffer,
+    pub eps: f32,
+}
+
 /// Where [`RopeOp::pair_into_cache`] puts K and V.
 struct KvTarget<'a> {
     v: &'a wgpu::Buffer,
@@ -45,6 +54,7 @@ struct KvTarget<'a> {
     capacity: u32,
     /// Q's, K's and V's biases.
     bias: Option<[&'a wgpu::Buffer; 3]>,
+    norm: Option<QkNorm<'a>>,
 }
 
 /// Rotates `x` (`[n_tokens][n_heads][head_dim]` f32) in place; [`RopeOp::pair`] rotates a
@@ -96,7 +106,10 @@ impl RopeOp {
     /// `k`): what the attention's own cache write did, in the same dispatch (then build the
     /// attention [`without_cache_write`](super::AttentionOp::without_cache_write)). `k` keeps
     /// its unrotated values. With `bias` (f32 Q, K and V biases, one row each), each is added
-    /// to its projection first: Q's in place.
+    /// to its projection first: Q's in place. With `norm`, each head of Q and K is normalized
+    /// first, so that the norms need no dispatch of their own (not with `bias`; every pair
+    /// rotated, and 256 a multiple of the invocations per head: head_dim a power of two up to
+    /// 1024 with halves, 512 with adjacent pairs).
     #[allow(clippy::too_many_arguments)]
     pub fn pair_into_cache(
         ctx: &GpuContext,
@@ -109,6 +122,7 @@ impl RopeOp {
         p: &RopeParams,
         freq_factors: Option<&wgpu::Buffer>,
         bias: Option<[&wgpu::Buffer; 3]>,
+        norm: Option<QkNorm<'_>>,
         step: &wgpu::Buffer,
     ) -> Result<Self, GpuError> {
         if cache.head_dim != p.head_dim || layer >= cache.k.len() || q == k {
@@ -123,7 +137,17 @@ impl RopeOp {
                 message: "biases need every pair rotated (rope_dim = head_dim)".into(),
             });
         }
-        let kv = KvTarget { v, k_cache: &cache.k[layer], v_cache: &cache.v[layer], capacity: cache.capacity, bias };
+        if let Some(n) = norm {
+            let per_head = if p.style == RopeStyle::Halves { p.head_dim / 4 } else { p.head_dim / 2 };
+            let fits = bias.is_none() && p.rope_dim == p.head_dim && per_head > 0 && 256 % per_head == 0;
+            if !fits || n.q.size() < 4 * p.head_dim as u64 || n.k.size() < 4 * p.head_dim as u64 {
+                return Err(GpuError::Validation {
+                    what: "rope".into(),
+                    message: format!("per-head norms need no biases, every pair rotated (rope_dim {} of head_dim {}), a head's invocations ({per_head}) dividing 256, and weights of head_dim values", p.rope_dim, p.head_dim),
+                });
+            }
+        }
+        let kv = KvTarget { v, k_cache: &cache.k[layer], v_cache: &cache.v[layer], capacity: cache.capacity, bias, norm };
         Self::build(ctx, q, n_heads, Some((k, cache.n_kv)), Some(kv), p, freq_factors, step)
     }
 
@@ -168,6 +192,10 @@ impl RopeOp {
         if kv.as_ref().is_some_and(|kv| kv.bias.is_some()) {
             defs.set("BIAS", 1);
         }
+        let norm = kv.as_ref().and_then(|kv| kv.norm);
+        if norm.is_some() {
+            defs.set("QK_NORM", 1);
+        }
         let halves = p.style == RopeStyle::Halves;
         if halves {
             if !p.rope_dim.is_multiple_of(4) {
@@ -179,7 +207,8 @@ impl RopeOp {
         // Exactly the reference's expression, so theta_base matches it bit for bit.
         let theta_scale = p.base.powf(-2.0 / p.rope_dim as f32);
         let n_pairs = p.rope_dim / 2;
-        let words: [u32; 8] = [
+        // Padded to a multiple of 16 bytes.
+        let words: [u32; 12] = [
             n_heads,
             p.head_dim,
             n_pairs,
@@ -188,6 +217,10 @@ impl RopeOp {
             second.map_or(0, |s| s.1),
             kv.as_ref().map_or(0, |kv| kv.capacity),
             p.mscale.to_bits(),
+            norm.map_or(0.0, |n| n.eps).to_bits(),
+            0,
+            0,
+            0,
         ];
         let params = uniform(ctx, "rope params", bytemuck::cast_slice(&words))?;
         // Binding numbers as declared in rope.wgsl (the second buffer is binding 4 either way).
@@ -201,6 +234,9 @@ impl RopeOp {
             entries.extend([(5, kv.v), (6, kv.k_cache), (7, kv.v_cache)]);
             if let Some([bq, bk, bv]) = kv.bias {
                 entries.extend([(8, bq), (9, bk), (10, bv)]);
+            }
+            if let Some(n) = kv.norm {
+                entries.extend([(11, n.q), (12, n.k)]);
             }
         }
         let bind = ctx.bind_numbered(&pipeline, &entries);
