@@ -7,10 +7,7 @@
 // INT_DOT (matvec.wgsl only): binding 1 holds the activations quantized by quantize.wgsl.
 // X_NORM (matvec.wgsl, one token, X_VEC4): x is the residual stream and the product's input is
 // its RMSNorm with weight x_norm, applied as the activations load (the per-token scale at the
-// end). X_POST (with X_NORM): Gemma 3's post-norm folded in as well. x holds two rows, and the
-// input normalized is x' = x[X_FROM] + rmsnorm(x_post) · x_post_w, the previous block's output
-// added to the residual stream through its post-norm (same epsilon); the first workgroup writes
-// x' to the other row, where the next such product reads it. Y_ADD (matvec.wgsl, one token): y += W · x, the residual add of the block's output.
+// end). Y_ADD (matvec.wgsl, one token): y += W · x, the residual add of the block's output.
 // Y_SPLIT (matvec.wgsl, one token; with Y_SPLIT3 a third output): the weight is a joint of
 // matrices that read the same input (Q, K and V; gate and up: src/gpu/weights.rs), and each
 // member's rows go to its own output, from that output's row 0 (y_store).
@@ -22,15 +19,10 @@
 // The activations quantized to 8 bits per unit (quantize.wgsl; quant.wgsl's x_unit reads them).
 @group(0) @binding(1) var<storage, read> xq: array<vec4<u32>>;
 #else
-#ifdef X_POST
-// Two rows: the residual stream in row X_FROM, and the other, which the first workgroup writes.
-@group(0) @binding(1) var<storage, read_write> x: array<vec4<f32>>;
-#else
 #ifdef X_VEC4
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 #else
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-#endif
 #endif
 #endif
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
@@ -46,12 +38,6 @@
 #ifdef X_NORM
 @group(0) @binding(6) var<storage, read> x_norm: array<vec4<f32>>;
 const NORM_EPS: f32 = {{NORM_EPS}};
-#endif
-#ifdef X_POST
-// The previous block's output and its post-norm weight.
-@group(0) @binding(9) var<storage, read> x_post: array<vec4<f32>>;
-@group(0) @binding(10) var<storage, read> x_post_w: array<vec4<f32>>;
-const X_FROM: u32 = {{X_FROM}}u;
 #endif
 #ifdef Y_SPLIT
 @group(0) @binding(7) var<storage, read_write> y1: array<f32>;

@@ -35,16 +35,11 @@
 // its own. The norm's sum of squares comes free with the activation loads: a row's TPR
 // invocations load the whole row between them, and reduce the squares with the products.
 //
-// X_POST (with X_NORM; see matmul_io.wgsl): first the previous block's output through its
-// post-norm into the residual stream, the norm's sum of squares over the whole workgroup, so
-// that Gemma 3's post-norms need no dispatch of their own.
-//
 // Y_SPLIT (one token, not with XBCAST or Y_ADD; see matmul_io.wgsl): a joint's product, each
 // member's rows written to its own output.
 //
 // Defines: one TYPE_* (quant.wgsl), WG, TPR, RPI, NT, XBCAST, XBCAST4, X_VEC4 (cols % 4 == 0),
-// XMASK (cols % 32 != 0), INT_DOT, X_NORM (with NORM_EPS), X_POST (with X_FROM, and
-// X_POST_SUBGROUPS where SUBGROUPS), Y_ADD, Y_SPLIT (with SPLIT1),
+// XMASK (cols % 32 != 0), INT_DOT, X_NORM (with NORM_EPS), Y_ADD, Y_SPLIT (with SPLIT1),
 // Y_SPLIT3 (with SPLIT2).
 
 #include "matmul_io.wgsl"
@@ -58,9 +53,6 @@ const NT: u32 = {{NT}}u;
 
 #ifndef SUBGROUPS
 var<workgroup> partial: array<f32, WG>;
-#endif
-#ifdef X_POST
-#include "reduce.wgsl"
 #endif
 
 // `v` summed over the TPR invocations of invocation `li`'s row, complete in (at least) the
@@ -94,10 +86,6 @@ fn matvec(
     @builtin(num_workgroups) nwg: vec3<u32>,
 #ifdef XBCAST
     @builtin(subgroup_invocation_id) sg_lane: u32,
-#endif
-#ifdef X_POST_SUBGROUPS
-    @builtin(subgroup_invocation_id) sg_id: u32,
-    @builtin(subgroup_size) sg_n: u32,
 #endif
 ) {
     if (step.n_tokens == 0u) {
@@ -160,30 +148,6 @@ fn matvec(
     var accs: array<f32, RPI * NT>;
     // This invocation's share of the token's sum of squares (X_NORM).
     var sq = 0.0;
-#ifdef X_POST
-    // The post-norm's scale of the previous block's output, summed over the whole workgroup so
-    // that every invocation has it; x' as norm.wgsl computes a post-normed add: r · scale · w.
-    let cols4 = params.cols >> 2u;
-    var post_sq = 0.0;
-    for (var i = li; i < cols4; i += WG) {
-        let v = x_post[i];
-        post_sq += dot(v, v);
-    }
-#ifdef X_POST_SUBGROUPS
-    sg_lane = sg_id;
-    sg_size = sg_n;
-    let post_sum = wg_sum(post_sq, li, sg_n);
-#else
-    let post_sum = wg_sum(post_sq, li, 0u);
-#endif
-    let post_scale = 1.0 / sqrt(post_sum / f32(params.cols) + NORM_EPS);
-    // Every workgroup reads row X_FROM only, so the first can write x' to the other row.
-    if (wid.x == 0u && wid.y == 0u) {
-        for (var i = li; i < cols4; i += WG) {
-            x[(1u - X_FROM) * cols4 + i] = x[X_FROM * cols4 + i] + x_post[i] * post_scale * x_post_w[i];
-        }
-    }
-#endif
 #ifdef INT_DOT
     for (var u = li % TPR; u < params.units; u += TPR) {
         // The rows' units decoded to integers once, for every token of the slice.
@@ -211,12 +175,7 @@ fn matvec(
             // decoded against them, so registers do not grow with RPI.
             var xv = array<vec4<f32>, 8>();
             for (var q = 0u; q < 8u; q++) {
-#ifdef X_POST
-                let i4 = (k >> 2u) + q;
-                xv[q] = x[X_FROM * cols4 + i4] + x_post[i4] * post_scale * x_post_w[i4];
-#else
                 xv[q] = x4(t0, k + 4u * q);
-#endif
 #ifdef X_NORM
                 sq += dot(xv[q], xv[q]);
                 xv[q] *= x_norm[(k >> 2u) + q];

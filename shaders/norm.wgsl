@@ -10,6 +10,8 @@
 //
 // Variants: IN_PLACE (y is x, so x is bound once, read_write), RESIDUAL (first x += r, the
 // residual add of the block before, written back to x: one pass instead of two), SUBGROUPS.
+// ADD_NORMED: x += r / sqrt(mean(r²) + eps) * w, the residual add of a block output that a
+// post-norm sits on (Gemma 3's), normalized and added in one pass; y is x.
 
 struct Params {
     dim: u32,
@@ -21,6 +23,13 @@ struct Step {
     pos: u32,
 }
 
+#ifdef ADD_NORMED
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<uniform> params: Params;
+@group(0) @binding(3) var<uniform> step: Step;
+@group(0) @binding(5) var<storage, read> r: array<f32>;
+#else
 #ifdef IN_PLACE
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
@@ -37,6 +46,7 @@ struct Step {
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
 @group(0) @binding(4) var<uniform> step: Step;
+#endif
 #endif
 
 const WG: u32 = 256u;
@@ -65,12 +75,16 @@ fn rms_norm(
     let row = t * dim;
     var ss = 0.0;
     for (var i = lid; i < dim; i += WG) {
+#ifdef ADD_NORMED
+        let v = r[row + i];
+#else
 #ifdef RESIDUAL
         // Each invocation rereads only the elements it wrote itself below.
         let v = x[row + i] + r[row + i];
         x[row + i] = v;
 #else
         let v = x[row + i];
+#endif
 #endif
         ss += v * v;
     }
@@ -82,10 +96,14 @@ fn rms_norm(
     // Same operation order as the reference: 1 / sqrt(mean + eps), then v * scale * w.
     let scale = 1.0 / sqrt(ss / f32(dim) + params.eps);
     for (var i = lid; i < dim; i += WG) {
+#ifdef ADD_NORMED
+        x[row + i] = x[row + i] + r[row + i] * scale * w[i];
+#else
 #ifdef IN_PLACE
         x[row + i] = x[row + i] * scale * w[i];
 #else
         y[row + i] = x[row + i] * scale * w[i];
+#endif
 #endif
     }
 }

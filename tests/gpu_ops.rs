@@ -115,6 +115,18 @@ fn rms_norm_matches_cpu() {
                 // Every output is x · scale · w, so the only error is in the row's scale: the
                 // f32 sum of squares (the reference sums in f64) and the sqrt/division, a few
                 // ulp. 1e-5 relative, element by element, leaves a wide margin.
+                // A post-norm's residual add (Gemma 3): x += norm(r) · w in one pass. Each
+                // element's error is the norm's, a few ulp of norm(r) · w, beside x's rounding.
+                let (xa, ra) = (upload(&ctx, &x), upload(&ctx, &r));
+                let add = RmsNormOp::add_normed(&ctx, &xa, &ra, &wb, dim as u32, 1e-5, &step).unwrap();
+                run(&ctx, &step, n as u32, 0, |p| add.record(p, n as u32));
+                let got_add = ctx.read_f32(&xa, 0, n * dim).unwrap();
+                let mut normed_r = vec![0f32; n * dim];
+                ops::rms_norm(&r, &w, 1e-5, &mut normed_r);
+                for (i, ((g, a), b)) in got_add.iter().zip(&x).zip(&normed_r).enumerate() {
+                    assert!((g - (a + b)).abs() <= 1e-5 * (a.abs() + b.abs()) + 1e-30, "{name} dim {dim} n {n}: x + norm(r) at {i}: {g} vs {}", a + b);
+                }
+                assert!(RmsNormOp::add_normed(&ctx, &xa, &xa, &wb, dim as u32, 1e-5, &step).is_err(), "x must not be its own residual");
                 for (what, got, want) in [("out", &got, &want), ("in place", &got_in_place, &want), ("residual", &got_res, &want_res)] {
                     let (e, i) = max_err(got, want, 1e-30);
                     worst = worst.max(e);

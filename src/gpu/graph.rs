@@ -137,16 +137,15 @@ impl Products {
 /// (and SwiGLU where down does not form it): Q, K, V normalize the residual stream `x` as they
 /// load it (the attention norm), O adds its output into `x`, gate and up normalize `x` again
 /// (the FFN norm), and down forms SwiGLU as it loads and adds into `x`
-/// ([`MatmulOp::for_decode`]). With post-norms (Gemma 3), whose norm needs a block's whole
-/// output before its add, O and down write `o` instead, and the next products add it through
-/// the post-norm as they load (`DecodeInput::PostNorm`): the residual stream moves between
-/// `x`'s rows 0 and 1, gate and up forming row 1 from row 0, and the next block's Q, K, V (or
-/// the output product) row 0 from row 1.
+/// ([`MatmulOp::for_decode`]).
 struct FusedDecode {
     mm: Products,
     /// Whether `down` forms SwiGLU as it loads (KernelTuning::fuse_swiglu); if not, the
     /// layer's SwiGLU kernel runs before it.
     swiglu_in_down: bool,
+    /// With post-norms (Gemma 3), O and down write `o` instead of adding into `x`, and these
+    /// add it to `x` through the attention's and the FFN's post-norm, one dispatch each.
+    post_adds: Option<[RmsNormOp; 2]>,
 }
 
 /// A block's products on 8-bit activations: each product's input is quantized once into the
@@ -213,8 +212,7 @@ pub struct GpuModel {
     norm_last: RmsNormOp,
     output_last: MatmulOp,
     /// The output product of a one-token step normalizing `x` as it loads (with
-    /// [`FusedDecode`]), in place of the copy, the norm and `output_last`; see
-    /// [`GpuModel::output_fused`].
+    /// [`FusedDecode`]), in place of the copy, the norm and `output_last`.
     output_fused: Option<MatmulOp>,
     argmax: ArgmaxOp,
     top_k: TopKOp,
@@ -268,9 +266,7 @@ impl GpuModel {
             }),
         );
         let ids = ctx.storage("token ids", mb * 4, wgpu::BufferUsages::empty())?;
-        // Two rows at least: a decode step's residual stream moves between rows 0 and 1 where
-        // post-norms fold into the products (FusedDecode).
-        let x = act("x", mb.max(2) * e as u64)?;
+        let x = act("x", mb * e as u64)?;
         let h = act("h", mb * e as u64)?;
         let q = act("q", mb * nq as u64)?;
         let k = act("k", mb * nkv as u64)?;
@@ -313,20 +309,23 @@ impl GpuModel {
         let fuse_swiglu = ctx.fuse_swiglu();
         let int_dot = ctx.tuning.int_dot_for(&ctx.features);
         // The decode products fold the norms and residual adds in (where post-norms come
-        // between a product and its add, the next product adds through the post-norm).
+        // between a product and its add, the post-norm adds instead).
         let fuse_norm = ctx.fuse_norm() && e.is_multiple_of(32);
-        let norm_input = |w: &GpuWeight, input: DecodeInput<'_>, y: &wgpu::Buffer| MatmulOp::for_decode(&ctx, w, &x, input, y, false, &step, None);
+        let norm_input = |w: &GpuWeight, norm: &wgpu::Buffer, y: &wgpu::Buffer| {
+            MatmulOp::for_decode(&ctx, w, &x, DecodeInput::Norm { weight: norm, eps: c.rms_eps }, y, false, &step, None)
+        };
         let join = fuse_norm && ctx.join_products();
         // Products normalizing `x` as they load it into each slot's output: one over the
         // slots' joint (named `joint`) where they make one and joining is chosen, else one each.
-        let norm_inputs = |slots: &[(&'static str, &GpuWeight, &wgpu::Buffer, &wgpu::Buffer)], input: DecodeInput<'_>, joint: &'static str| -> Result<Vec<Product>, GpuModelError> {
+        let norm_inputs = |slots: &[(&'static str, &GpuWeight, &wgpu::Buffer, &wgpu::Buffer)], norm: &wgpu::Buffer, joint: &'static str| -> Result<Vec<Product>, GpuModelError> {
             let weights: Vec<&GpuWeight> = slots.iter().map(|s| s.1).collect();
             if let Some(j) = GpuWeight::join(&weights).filter(|_| join) {
                 let outputs: Vec<(&wgpu::Buffer, usize)> = slots.iter().map(|s| (s.3, s.1.rows)).collect();
+                let input = DecodeInput::Norm { weight: norm, eps: c.rms_eps };
                 let op = MatmulOp::for_decode_into(&ctx, &j, &x, input, &outputs, &step, None)?;
                 return Ok(vec![Product::new(joint, &j, op)]);
             }
-            Ok(slots.iter().map(|&(name, w, _, y)| Ok(Product::new(name, w, norm_input(w, input, y)?))).collect::<Result<_, GpuError>>()?)
+            Ok(slots.iter().map(|&(name, w, _, y)| Ok(Product::new(name, w, norm_input(w, norm, y)?))).collect::<Result<_, GpuError>>()?)
         };
         // One buffer for every quantized input (each is consumed before the next is written),
         // sized for the widest and the longest integer step.
@@ -339,9 +338,6 @@ impl GpuModel {
         };
         let mut layers = Vec::with_capacity(c.shape.n_layer);
         let mut weight_reads = Vec::new();
-        // With post-norms, the previous block's FFN post-norm weight, which this block's first
-        // decode products (or the output product) fold in.
-        let mut post_ffw_prev: Option<wgpu::Buffer> = None;
         for l in 0..c.shape.n_layer {
             let b = |w: &str| names::blk(l, w);
             let attn_norm_w = tensors.vector(&b("attn_norm"))?;
@@ -403,22 +399,29 @@ impl GpuModel {
             } else {
                 None
             };
-            // The attention's and the FFN's post-norm weights, and their ops for steps that do
-            // not fold them in.
-            let (post_norm, post_w) = match &o_post {
+            let (post_norm, post_adds) = match &o_post {
                 Some(o_post) => {
                     let (pa, pf) = (tensors.vector(&b("post_attention_norm"))?, tensors.vector(&b("post_ffw_norm"))?);
                     let ops = [
                         RmsNormOp::new(&ctx, &o, &pa, o_post, e as u32, c.rms_eps, &step)?,
                         RmsNormOp::new(&ctx, &o, &pf, o_post, e as u32, c.rms_eps, &step)?,
                     ];
-                    (Some(ops), Some([pa, pf]))
+                    let adds = if fuse_norm {
+                        Some([
+                            RmsNormOp::add_normed(&ctx, &x, &o, &pa, e as u32, c.rms_eps, &step)?,
+                            RmsNormOp::add_normed(&ctx, &x, &o, &pf, e as u32, c.rms_eps, &step)?,
+                        ])
+                    } else {
+                        None
+                    };
+                    add_read(&mut weight_reads, "post_norm", 2 * e as u64 * 4);
+                    buffers.extend([pa, pf]);
+                    (Some(ops), adds)
                 }
                 None => (None, None),
             };
-            // A decode step's O and down add into x, or with post-norms write o for the next
-            // products to add.
-            let (block_out, accumulate) = if post_w.is_some() { (&o, false) } else { (&x, true) };
+            // A decode step's O and down add into x, or with post-norms write o for them.
+            let (block_out, accumulate) = if post_adds.is_some() { (&o, false) } else { (&x, true) };
             let rope = RopeParams::for_layer(c, l);
             let layer_factors = freq_factors.as_ref().filter(|_| c.layer_rope(l).freq_factors);
             layers.push(Layer {
@@ -469,24 +472,22 @@ impl GpuModel {
                     let [q, k, v, _, gate, up, _] = &slots.0;
                     // Q, K and V in one product where the loader put them in one buffer, else
                     // Q and K in one; gate and up likewise.
-                    // With post-norms: the previous block's FFN output (none before the first),
-                    // then this block's attention output, through theirs.
-                    let attn_input = normed(&attn_norm_w, c.rms_eps, post_ffw_prev.as_ref().map(|w| (&o, w, 1)));
-                    let mut attn_in = norm_inputs(&[*q, *k, *v], attn_input, "attn_qkv")?;
+                    let mut attn_in = norm_inputs(&[*q, *k, *v], &attn_norm_w, "attn_qkv")?;
                     if attn_in.len() == 3 {
-                        attn_in = norm_inputs(&[*q, *k], attn_input, "attn_qk")?;
-                        attn_in.extend(norm_inputs(&[*v], attn_input, "")?);
+                        attn_in = norm_inputs(&[*q, *k], &attn_norm_w, "attn_qk")?;
+                        attn_in.extend(norm_inputs(&[*v], &attn_norm_w, "")?);
                     }
                     Some(FusedDecode {
                         mm: Products {
                             attn_in,
                             wo: Product::new("attn_output", &wo, MatmulOp::for_decode(&ctx, &wo, &attn, DecodeInput::Plain, block_out, accumulate, &step, None)?),
-                            ffn_in: norm_inputs(&[*gate, *up], normed(&ffn_norm_w, c.rms_eps, post_w.as_ref().map(|[pa, _]| (&o, pa, 0))), "ffn_gate_up")?,
+                            ffn_in: norm_inputs(&[*gate, *up], &ffn_norm_w, "ffn_gate_up")?,
                             // SwiGLU in down's loads, or (where that is not chosen) a dispatch
                             // of its own before it, in place in `g`.
                             down: Product::new("ffn_down", &wd, MatmulOp::for_decode(&ctx, &wd, &g, if fuse_swiglu { DecodeInput::Glu { up: &u, gate: graph.gate } } else { DecodeInput::Plain }, block_out, accumulate, &step, None)?),
                         },
                         swiglu_in_down: fuse_swiglu,
+                        post_adds,
                     })
                 } else {
                     None
@@ -497,19 +498,13 @@ impl GpuModel {
             let StepProducts { fused: folded, mm: decode, .. } = layers.last().expect("pushed").products(1);
             let norm_bytes = e as u64 * 4;
             for (i, p) in decode.all().enumerate() {
-                // Folded in, a block's first product reads its norm weight, and with post-norms
-                // the post-norm weight of the output it adds (none before the first block).
-                let (attn_first, ffn_first) = (i == 0, i == decode.attn_in.len() + 1);
-                let post = post_w.is_some() && (ffn_first || (attn_first && l > 0));
-                let norm = if folded.is_some() && (attn_first || ffn_first) { norm_bytes * (1 + post as u64) } else { 0 };
+                let first_of_block = i == 0 || i == decode.attn_in.len() + 1;
+                let norm = if folded.is_some() && first_of_block { norm_bytes } else { 0 };
                 add_read(&mut weight_reads, p.name, p.weight_bytes + norm);
             }
             if folded.is_none() {
                 add_read(&mut weight_reads, "attn_norm", norm_bytes);
                 add_read(&mut weight_reads, "ffn_norm", norm_bytes);
-                if post_w.is_some() {
-                    add_read(&mut weight_reads, "post_norm", 2 * norm_bytes);
-                }
             }
             if let Some(bias) = bias {
                 add_read(&mut weight_reads, "rope", bias.iter().map(|b| b.size()).sum());
@@ -518,10 +513,6 @@ impl GpuModel {
             buffers.extend(qk_norm.into_iter().flatten());
             weights.extend([wq, wk, wv, wo, wg, wu, wd]);
             buffers.extend([attn_norm_w, ffn_norm_w]);
-            if let Some([pa, pf]) = post_w {
-                buffers.extend([pa, pf.clone()]);
-                post_ffw_prev = Some(pf);
-            }
         }
         let output_norm_w = tensors.vector(names::OUTPUT_NORM)?;
         let output_w = if c.tied_output {
@@ -532,8 +523,7 @@ impl GpuModel {
         let out_w = output_w.as_ref().unwrap_or(&tok_embd);
         // The embedding is only gathered from, one row per token: not a read of the matrix.
         if fuse_norm {
-            let norms = 1 + post_ffw_prev.is_some() as u64;
-            add_read(&mut weight_reads, "output", out_w.encoded_bytes() + norms * e as u64 * 4);
+            add_read(&mut weight_reads, "output", out_w.encoded_bytes() + e as u64 * 4);
         } else {
             add_read(&mut weight_reads, "output_norm", e as u64 * 4);
             add_read(&mut weight_reads, "output", out_w.encoded_bytes());
@@ -550,11 +540,7 @@ impl GpuModel {
             &step_one,
         )?;
         let output_last = MatmulOp::new(&ctx, out_w, &h_last, &logits, &step_one)?;
-        let output_fused = if fuse_norm {
-            Some(norm_input(out_w, normed(&output_norm_w, c.rms_eps, post_ffw_prev.as_ref().map(|w| (&o, w, 1))), &logits)?)
-        } else {
-            None
-        };
+        let output_fused = if fuse_norm { Some(norm_input(out_w, &output_norm_w, &logits)?) } else { None };
         // The output product stays f32 with the integer products on: its rounding would land on
         // the logits directly, and quantizing its input moved our log-probabilities away from
         // llama.cpp's (SmolLM2 Q4_1, teacher-forced: mean |Δ| 0.035 → 0.038 nats, agreement
@@ -629,9 +615,9 @@ impl GpuModel {
             // The packed-integer products replace the f32 ones, each group after the quantize
             // of its input; a decode step's products may do the norms and residual adds.
             let StepProducts { int, fused, mm } = l.products(n);
-            // With post-norms, the attention's (0) and the FFN's (1) normalize the block's
-            // output into o_post; folded in, the next products add it through them.
-            let post_norm = |i: usize| l.post_norm.as_ref().filter(|_| fused.is_none()).map(|ops| &ops[i]);
+            // With post-norms, the attention's (0) and the FFN's (1): folded in, each adds its
+            // block's output to x normalized; else it normalizes it into o_post.
+            let post_norm = |i: usize| fused.and_then(|f| f.post_adds.as_ref()).or(l.post_norm.as_ref()).map(|ops| &ops[i]);
             if fused.is_none() {
                 rec("attn_norm", &mut |p| l.attn_norm.record(p, n));
             }
@@ -683,22 +669,9 @@ impl GpuModel {
             }
         }
         if all {
-            match self.output_fused(n) {
-                Some(out) => rec("output", &mut |p| out.record(p, 1)),
-                None => {
-                    rec("output_norm", &mut |p| self.norm_all.record(p, n));
-                    rec("output", &mut |p| self.output_all.record(p, n));
-                }
-            }
+            rec("output_norm", &mut |p| self.norm_all.record(p, n));
+            rec("output", &mut |p| self.output_all.record(p, n));
         }
-    }
-
-    /// The output product that normalizes as it loads, where a step of `n` tokens can take it:
-    /// one token, and with post-norms only after blocks that folded theirs in (the residual
-    /// stream then ends in x's row 1, without the last block's output, which this adds).
-    fn output_fused(&self, n: u32) -> Option<&MatmulOp> {
-        let folded = || self.layers.first().is_some_and(|l| l.products(n).fused.is_some());
-        self.output_fused.as_ref().filter(|_| n == 1 && (!self.cfg.graph.post_norms || folded()))
     }
 
     /// Decodes `token` once with every op in its own compute pass bracketed by timestamp
@@ -726,7 +699,7 @@ impl GpuModel {
         let mut enc = ctx.device.create_command_encoder(&Default::default());
         let mut names: Vec<&'static str> = Vec::new();
         self.record_layers(&mut |name, f| timed_pass(&mut enc, &qs, &mut names, name, f), 1, false);
-        match self.output_fused(1) {
+        match &self.output_fused {
             Some(out) => timed_pass(&mut enc, &qs, &mut names, "output", &mut |p| out.record(p, 1)),
             None => {
                 // One token: its row is row 0 of x.
@@ -784,7 +757,7 @@ impl GpuModel {
             self.record_layers(&mut |_, f| f(&mut pass), n, matches!(want, Want::All));
         }
         if last_chunk && !matches!(want, Want::All) {
-            let fused = self.output_fused(n);
+            let fused = self.output_fused.as_ref().filter(|_| n == 1);
             if fused.is_none() {
                 let row = self.cfg.shape.n_embd as u64 * 4;
                 enc.copy_buffer_to_buffer(&self.x, (n as u64 - 1) * row, &self.x_last, 0, row);
@@ -891,15 +864,6 @@ impl GpuModel {
         let mut top = self.run(tokens, Want::TopK).await?.1;
         top.truncate(k);
         Ok(top)
-    }
-}
-
-/// A decode product's normalized input: the norm with weight `norm` of x's row 0, or with a
-/// post-norm `(output, its weight, the row it is added to)`, of that sum.
-fn normed<'a>(norm: &'a wgpu::Buffer, eps: f32, post: Option<(&'a wgpu::Buffer, &'a wgpu::Buffer, u32)>) -> DecodeInput<'a> {
-    match post {
-        Some((post, post_weight, from)) => DecodeInput::PostNorm { weight: norm, eps, post, post_weight, from },
-        None => DecodeInput::Norm { weight: norm, eps },
     }
 }
 

@@ -124,21 +124,6 @@ pub async fn every_weight_type(v: Variant) {
         let got = decode_matmul(&ctx, &w, &gate, DecodeInput::Norm { weight: &nb, eps: 1e-5 }, &resid, true, two).await;
         let got: Vec<f32> = got.iter().zip(&resid).map(|(g, r)| g - r).collect();
         check_loose(&format!("{ty} RMSNorm input, residual add, {v:?}"), &values, &h, cols, rows, &got, &resid);
-        // Gemma 3's post-norm folded in as well: x' = x[1] + norm(r) · r_w, normalized as it
-        // loads and written to row 0; the product is checked on the x' the device wrote.
-        let (x2, post, post_w): (Vec<f32>, Vec<f32>, Vec<f32>) = ((0..2 * cols).map(|_| rng.f() * 2.0).collect(), (0..cols).map(|_| rng.f() * 3.0).collect(), (0..cols).map(|_| rng.f() * 2.0).collect());
-        let (got, got_x) = post_norm_matmul(&ctx, &w, &x2, &nb, &post, &post_w, two).await;
-        let what = format!("{ty} post-norm input, {v:?}");
-        assert!(got_x[cols..] == x2[cols..], "{what}: the row read changed");
-        let inv_r = 1.0 / (post.iter().map(|&a| a as f64 * a as f64).sum::<f64>() / cols as f64 + 1e-5).sqrt();
-        for k in 0..cols {
-            let added = post[k] as f64 * inv_r * post_w[k] as f64;
-            let want = x2[cols + k] as f64 + added;
-            assert!((got_x[k] as f64 - want).abs() <= 1e-5 * (added.abs() + want.abs()), "{what}: x' at {k}: gpu {}, cpu {want}", got_x[k]);
-        }
-        let inv = 1.0 / (got_x[..cols].iter().map(|&a| a as f64 * a as f64).sum::<f64>() / cols as f64 + 1e-5).sqrt();
-        let h: Vec<f32> = got_x[..cols].iter().zip(&norm_w).map(|(&a, &b)| (a as f64 * b as f64 * inv) as f32).collect();
-        check_loose(&what, &values, &h, cols, rows, &got, &vec![0.0; rows]);
         for (n, config) in [(1usize, None), (5, None), (1, Some(shared(4))), (1, Some(shared(16)))] {
             let x: Vec<f32> = (0..n * cols).map(|_| rng.f() * 2.0).collect();
             let got = matmul(&ctx, &w, &x, n, config).await;
@@ -214,18 +199,6 @@ pub async fn decode_matmul(ctx: &GpuContext, w: &GpuWeight, x: &[f32], input: De
     let op = MatmulOp::for_decode(ctx, w, &xb, input, &yb, add, &step, config).unwrap();
     run(ctx, &step, 1, |p| op.record(p, 1));
     read_f32(ctx, &yb, w.rows).await
-}
-
-/// One token through [`MatmulOp::for_decode`] with a post-norm folded in
-/// (`DecodeInput::PostNorm`, the stream in row 1 of `x`): the product and `x` after.
-pub async fn post_norm_matmul(ctx: &GpuContext, w: &GpuWeight, x: &[f32], norm: &wgpu::Buffer, post: &[f32], post_w: &[f32], config: Option<MatmulConfig>) -> (Vec<f32>, Vec<f32>) {
-    let [xb, pb, pwb] = [x, post, post_w].map(|v| ctx.upload("input", bytemuck::cast_slice(v)).unwrap());
-    let yb = ctx.upload("y", bytemuck::cast_slice(&vec![f32::NAN; w.rows])).unwrap();
-    let step = step_buffer(ctx).unwrap();
-    let input = DecodeInput::PostNorm { weight: norm, eps: 1e-5, post: &pb, post_weight: &pwb, from: 1 };
-    let op = MatmulOp::for_decode(ctx, w, &xb, input, &yb, false, &step, config).unwrap();
-    run(ctx, &step, 1, |p| op.record(p, 1));
-    (read_f32(ctx, &yb, w.rows).await, read_f32(ctx, &xb, x.len()).await)
 }
 
 /// [`check`] for a product with the norm folded in, after the residual was subtracted again:
@@ -332,6 +305,16 @@ pub async fn rms_norm(v: Variant) {
             run(&ctx, &step, n as u32, |p| op.record(p, n as u32));
             let got_res = read_f32(&ctx, &out, n * dim).await;
             assert_eq!(read_f32(&ctx, &xr, n * dim).await, sum, "x + r not kept");
+            // A post-norm's residual add: x += norm(r) · w in one pass.
+            let (xa, ra) = (up(&x), up(&r));
+            let op = RmsNormOp::add_normed(&ctx, &xa, &ra, &wb, dim as u32, 1e-5, &step).unwrap();
+            run(&ctx, &step, n as u32, |p| op.record(p, n as u32));
+            let got_add = read_f32(&ctx, &xa, n * dim).await;
+            let mut normed_r = vec![0f32; n * dim];
+            ops::rms_norm(&r, &w, 1e-5, &mut normed_r);
+            for (i, ((g, a), b)) in got_add.iter().zip(&x).zip(&normed_r).enumerate() {
+                assert!((g - (a + b)).abs() <= 1e-5 * (a.abs() + b.abs()), "subgroups {subgroups} dim {dim}: x + norm(r) at {i}: {g} vs {}", a + b);
+            }
             // Only the row's scale carries error (tests/gpu_ops.rs): 1e-5 relative.
             for (what, got, want) in [("plain", &got[..], &want[..]), ("residual", &got_res[..], &want_res[..])] {
                 for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {

@@ -230,13 +230,6 @@ pub enum DecodeInput<'a> {
     Glu { up: &'a wgpu::Buffer, gate: Gate },
     /// The RMSNorm of `x` (f32 `[cols]`) with this weight (f32 `[cols]`) and epsilon.
     Norm { weight: &'a wgpu::Buffer, eps: f32 },
-    /// As `Norm`, with a post-norm (Gemma 3's) folded in before it: `x` holds two rows of
-    /// `cols` values, the residual stream in row `from` (0 or 1), and the input normalized is
-    /// `x' = x[from] + rmsnorm(post) · post_weight` (the previous block's output `post`,
-    /// f32 `[cols]`, through its post-norm, with the same epsilon). The product writes x' to
-    /// the other row, so that the next such product reads it from there: a post-norm and its
-    /// residual add cost no dispatch. `post` must be another buffer than `x`.
-    PostNorm { weight: &'a wgpu::Buffer, eps: f32, post: &'a wgpu::Buffer, post_weight: &'a wgpu::Buffer, from: u32 },
 }
 
 /// What a product does besides `W · x` (matmul_io.wgsl's X_GLU, X_NORM and Y_ADD).
@@ -244,8 +237,6 @@ pub enum DecodeInput<'a> {
 struct Fusion<'a> {
     up: Option<(&'a wgpu::Buffer, Gate)>,
     norm: Option<(&'a wgpu::Buffer, f32)>,
-    /// With `norm`: the post-norm added first (`X_POST`): output, weight, the row x' is formed from.
-    post: Option<(&'a wgpu::Buffer, &'a wgpu::Buffer, u32)>,
     accumulate: bool,
     /// Only the one-token pipeline is made.
     one_token: bool,
@@ -364,7 +355,7 @@ impl MatmulOp {
         let fusion = match input {
             DecodeInput::Plain => one,
             DecodeInput::Glu { up, gate } => Fusion { up: Some((up, gate)), ..one },
-            DecodeInput::Norm { weight, eps } | DecodeInput::PostNorm { weight, eps, .. } => {
+            DecodeInput::Norm { weight, eps } => {
                 if !w.cols.is_multiple_of(32) {
                     return Err(GpuError::Validation {
                         what: "matmul with RMSNorm input".into(),
@@ -374,21 +365,6 @@ impl MatmulOp {
                 check_size("matmul norm weight", weight, 4 * w.cols as u64)?;
                 Fusion { norm: Some((weight, eps)), ..one }
             }
-        };
-        let fusion = match input {
-            DecodeInput::PostNorm { post, post_weight, from, .. } => {
-                if from > 1 || post == x || accumulate {
-                    return Err(GpuError::Validation {
-                        what: "matmul with post-norm input".into(),
-                        message: format!("the residual stream in row 0 or 1 (not {from}), the block output in another buffer, and no add into the output"),
-                    });
-                }
-                check_size("matmul input (two rows)", x, 8 * w.cols as u64)?;
-                check_size("matmul post-norm input", post, 4 * w.cols as u64)?;
-                check_size("matmul post-norm weight", post_weight, 4 * w.cols as u64)?;
-                Fusion { post: Some((post, post_weight, from)), ..fusion }
-            }
-            _ => fusion,
         };
         Self::build(ctx, w, x, fusion, y, step, config, false)
     }
@@ -480,13 +456,6 @@ impl MatmulOp {
             defs.set("X_NORM", 1);
             defs.set("NORM_EPS", format!("{eps:e}"));
         }
-        if let Some((_, _, from)) = fusion.post {
-            defs.set("X_POST", 1);
-            defs.set("X_FROM", from);
-            if ctx.features.subgroups {
-                defs.set("X_POST_SUBGROUPS", 1);
-            }
-        }
         if fusion.accumulate {
             defs.set("Y_ADD", 1);
         }
@@ -543,7 +512,6 @@ impl MatmulOp {
             buffers.extend(x_up.map(|(b, _)| (5, b)));
             buffers.extend(fusion.norm.map(|(b, _)| (6, b)));
             buffers.extend(fusion.more_outputs.iter().enumerate().map(|(i, o)| (7 + i as u32, o.0)));
-            buffers.extend(fusion.post.into_iter().flat_map(|(r, rw, _)| [(9, r), (10, rw)]));
             entries.extend(buffers.iter().map(|&(i, b)| (i, b.as_entire_binding())));
             let (gx, gy, _) = dispatch_1d(p.rows as u32, MATVEC_WG / tpr * rpi);
             parts.push(MatmulPart {

@@ -17,6 +17,21 @@ impl RmsNormOp {
         Self::build(ctx, x, None, w, out, dim, eps, step)
     }
 
+    /// `x[t] += r[t] / sqrt(mean(r[t]²) + eps) * w`: a block output `r` through its post-norm
+    /// (Gemma 3's) and into the residual stream `x` in one pass, as the separate norm and add
+    /// compute it.
+    pub fn add_normed(ctx: &GpuContext, x: &wgpu::Buffer, r: &wgpu::Buffer, w: &wgpu::Buffer, dim: u32, eps: f32, step: &wgpu::Buffer) -> Result<Self, GpuError> {
+        if dim == 0 || x == r {
+            return Err(GpuError::Validation { what: "rms_norm".into(), message: "dim must be > 0, and the output another buffer than x".into() });
+        }
+        let mut defs = ctx.base_defs();
+        defs.set("ADD_NORMED", 1);
+        let pipeline = ctx.pipeline(kernels::NORM, "rms_norm", &defs)?;
+        let params = uniform(ctx, "rms_norm params", bytemuck::cast_slice(&[dim, eps.to_bits(), 0, 0]))?;
+        let bind = ctx.bind_numbered(&pipeline, &[(0, x), (1, w), (2, &params), (3, step), (5, r)]);
+        Ok(RmsNormOp { pipeline, bind })
+    }
+
     /// `x[t] += r[t]` (kept in `x`), then `out[t] = x[t] / sqrt(mean(x[t]²) + eps) * w`: a
     /// block's residual add fused with the next norm. `out` must not be `x`.
     #[allow(clippy::too_many_arguments)]
