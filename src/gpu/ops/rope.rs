@@ -7,6 +7,9 @@ use crate::gpu::{dispatch_1d, kernels, GpuContext, GpuError};
 use crate::model::{ModelConfig, RopeStyle};
 use std::sync::Arc;
 
+/// Invocations per workgroup (rope.wgsl's `@workgroup_size`).
+const WG: u32 = 256;
+
 /// The RoPE hyper-parameters shared by Q and K.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RopeParams {
@@ -138,12 +141,12 @@ impl RopeOp {
             });
         }
         if let Some(n) = norm {
-            let per_head = if p.style == RopeStyle::Halves { p.head_dim / 4 } else { p.head_dim / 2 };
-            let fits = bias.is_none() && p.rope_dim == p.head_dim && per_head > 0 && 256 % per_head == 0;
+            // (That a head's invocations fit a workgroup, `build` checks.)
+            let fits = bias.is_none() && p.rope_dim == p.head_dim;
             if !fits || n.q.size() < 4 * p.head_dim as u64 || n.k.size() < 4 * p.head_dim as u64 {
                 return Err(GpuError::Validation {
                     what: "rope".into(),
-                    message: format!("per-head norms need no biases, every pair rotated (rope_dim {} of head_dim {}), a head's invocations ({per_head}) dividing 256, and weights of head_dim values", p.rope_dim, p.head_dim),
+                    message: format!("per-head norms need no biases, every pair rotated (rope_dim {} of head_dim {}), and weights of head_dim values", p.rope_dim, p.head_dim),
                 });
             }
         }
@@ -203,10 +206,22 @@ impl RopeOp {
             }
             defs.set("HALVES", 1);
         }
+        let n_pairs = p.rope_dim / 2;
+        // Invocations per head of the first buffer and of the second: with the cache write every
+        // pair of K has one; with halves every two pairs of a head (rope.wgsl).
+        let (first_pairs, second_pairs) = match (halves, kv.is_some()) {
+            (true, true) => (n_pairs / 2, n_pairs / 2 + (p.head_dim - p.rope_dim) / 2),
+            (true, false) => (n_pairs / 2, n_pairs / 2),
+            (false, true) => (n_pairs, p.head_dim / 2),
+            (false, false) => (n_pairs, n_pairs),
+        };
+        // The norms' storage barrier orders only a workgroup: a head's invocations must share one.
+        if norm.is_some() && (first_pairs != second_pairs || !WG.is_multiple_of(first_pairs)) {
+            return bad(format!("per-head norms need a head's invocations ({first_pairs}) to divide the workgroup's {WG}"));
+        }
         let pipeline = ctx.pipeline(kernels::ROPE, "rope", &defs)?;
         // Exactly the reference's expression, so theta_base matches it bit for bit.
         let theta_scale = p.base.powf(-2.0 / p.rope_dim as f32);
-        let n_pairs = p.rope_dim / 2;
         // Padded to a multiple of 16 bytes.
         let words: [u32; 12] = [
             n_heads,
@@ -240,14 +255,6 @@ impl RopeOp {
             }
         }
         let bind = ctx.bind_numbered(&pipeline, &entries);
-        // With the cache write every pair of K has an invocation; with halves every two pairs
-        // of a head (rope.wgsl).
-        let (first_pairs, second_pairs) = match (halves, kv.is_some()) {
-            (true, true) => (n_pairs / 2, n_pairs / 2 + (p.head_dim - p.rope_dim) / 2),
-            (true, false) => (n_pairs / 2, n_pairs / 2),
-            (false, true) => (n_pairs, p.head_dim / 2),
-            (false, false) => (n_pairs, n_pairs),
-        };
         Ok(RopeOp {
             pipeline,
             bind,
@@ -259,7 +266,7 @@ impl RopeOp {
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, n_tokens: u32) {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind, &[]);
-        let (a, b, c) = dispatch_1d(self.per_token * n_tokens, 256);
+        let (a, b, c) = dispatch_1d(self.per_token * n_tokens, WG);
         super::dispatch(pass, a, b, c);
     }
 }
