@@ -7,15 +7,17 @@
 //
 // The rows run in turns, one of each per pair, so that the machine's load falls on all of them
 // alike; each ratio is taken within a pair, and the medians are printed:
-//   dawn          the npm package's engine (`worker: false`) on Dawn for Node, Mesa 25's lavapipe
+//   dawn          the npm package's engine (`worker: false`) on Dawn for Node, Mesa 25's lavapipe,
+//                 with the harness pacing Dawn for Node's polls (tests/dawn/globals.mjs)
+//   dawn-busy-poll the same engine with Dawn for Node's own busy polling, which takes a core
 //   native-mesa25 the native CLI on the same driver as Dawn (VK_DRIVER_FILES=.cache/mesa25/icd.json)
 //   native        the native CLI on the system's lavapipe (Mesa 22.3), as tests/web/dawn.test.mjs runs it
 // Both natives run with their defaults there (f16 and subgroups of 8, as Dawn). Lavapipe runs the
 // kernels as CPU code on the machine's cores, so these say what the browser's path costs in
 // instructions and dispatches against the native one, not what a GPU would do.
-// Needs scripts/setup, `cargo build --release` and scripts/build-web. About 3 minutes.
+// Needs scripts/setup, `cargo build --release` and scripts/build-web. About 4 minutes.
 
-import '../tests/dawn/globals.mjs';
+import { polling } from '../tests/dawn/globals.mjs';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as H from '../tests/web/harness.mjs';
@@ -53,6 +55,14 @@ const rows = {
     const b = await engine.benchmark({ promptTokens: P, decodeTokens: D });
     return { decode: b.decode.tokensPerSecond, prefill: b.prefill.tokensPerSecond, dispatches: b.decode.dispatchesPerToken };
   },
+  'dawn-busy-poll': async () => {
+    polling.busy = true;
+    try {
+      return await rows.dawn();
+    } finally {
+      polling.busy = false;
+    }
+  },
   'native-mesa25': async () => {
     const j = H.nativeJson(bench, mesa25);
     return { decode: j.decode_tokens_per_s, prefill: j.prefill_tokens_per_s, dispatches: j.decode_dispatches_per_token };
@@ -77,7 +87,7 @@ const median = (xs) => {
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
-const ratios = (what, against) => results.dawn.map((r, i) => r[what] / results[against][i][what]);
+const ratios = (what, against, row = 'dawn') => results[row].map((r, i) => r[what] / results[against][i][what]);
 const summary = {
   model: path.basename(model),
   prompt_len: P,
@@ -90,6 +100,7 @@ const summary = {
   }])),
   dawn_over_native_mesa25: { decode: ratios('decode', 'native-mesa25'), prefill: ratios('prefill', 'native-mesa25') },
   dawn_over_native: { decode: ratios('decode', 'native'), prefill: ratios('prefill', 'native') },
+  dawn_busy_poll_over_native_mesa25: { decode: ratios('decode', 'native-mesa25', 'dawn-busy-poll'), prefill: ratios('prefill', 'native-mesa25', 'dawn-busy-poll') },
 };
 if (json) {
   console.log(JSON.stringify(summary));
@@ -102,4 +113,5 @@ if (json) {
     console.log(`| ${k} | ${r.decode_tokens_per_s_median.toFixed(2)} | ${r.prefill_tokens_per_s_median.toFixed(1)} | ${r.dispatches_per_token} |`);
   console.log(`Dawn / native on Mesa 25: decode ${fmt(summary.dawn_over_native_mesa25.decode)}, prefill ${fmt(summary.dawn_over_native_mesa25.prefill)}`);
   console.log(`Dawn / native on Mesa 22.3: decode ${fmt(summary.dawn_over_native.decode)}, prefill ${fmt(summary.dawn_over_native.prefill)}`);
+  console.log(`Dawn with its busy polling / native on Mesa 25: decode ${fmt(summary.dawn_busy_poll_over_native_mesa25.decode)}, prefill ${fmt(summary.dawn_busy_poll_over_native_mesa25.prefill)}`);
 }
