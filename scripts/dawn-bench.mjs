@@ -10,12 +10,14 @@
 //   dawn          the npm package's engine (`worker: false`) on Dawn for Node, Mesa 25's lavapipe,
 //                 with the harness pacing Dawn for Node's polls (tests/dawn/globals.mjs)
 //   dawn-busy-poll the same engine with Dawn for Node's own busy polling, which takes a core
+//   dawn-chained  the engine loaded with a GPU's step scheduling (`tuning: {chain: 'on'}`): each
+//                 greedy step queued on the GPU before the last one's token is read back
 //   native-mesa25 the native CLI on the same driver as Dawn (VK_DRIVER_FILES=.cache/mesa25/icd.json)
 //   native        the native CLI on the system's lavapipe (Mesa 22.3), as tests/web/dawn.test.mjs runs it
 // Both natives run with their defaults there (f16 and subgroups of 8, as Dawn). Lavapipe runs the
 // kernels as CPU code on the machine's cores, so these say what the browser's path costs in
 // instructions and dispatches against the native one, not what a GPU would do.
-// Needs scripts/setup, `cargo build --release` and scripts/build-web. About 4 minutes.
+// Needs scripts/setup, `cargo build --release` and scripts/build-web. About 3 minutes.
 
 import { polling } from '../tests/dawn/globals.mjs';
 import fs from 'node:fs';
@@ -45,14 +47,15 @@ const log = (m) => process.stderr.write(`[dawn-bench] ${m}\n`);
 const { LlamaEngine } = await import('../www/package/src/index.js');
 const wasmUrl = /** @type {any} */ (fs.readFileSync(path.join(H.REPO_ROOT, 'www/package/wasm/llama_webgpu_bg.wasm')));
 const engine = await LlamaEngine.load(await fs.openAsBlob(model), { worker: false, cache: false, wasmUrl, contextSize: P + D + 8 });
+const chained = await LlamaEngine.load(await fs.openAsBlob(model), { worker: false, cache: false, wasmUrl, contextSize: P + D + 8, tuning: { chain: 'on' } });
 const f = engine.info.features;
 log(`Dawn: ${engine.info.adapter?.description ?? 'adapter'}; f16 ${f.shaderF16}, subgroups ${f.subgroups} (${f.subgroupMinSize}-${f.subgroupMaxSize})`);
 
 const bench = ['bench', '-m', model, '--prompt-len', String(P), '-n', String(D), '--json'];
 const mesa25 = { VK_DRIVER_FILES: path.join(H.REPO_ROOT, '.cache/mesa25/icd.json') };
 const rows = {
-  dawn: async () => {
-    const b = await engine.benchmark({ promptTokens: P, decodeTokens: D });
+  dawn: async (e = engine) => {
+    const b = await e.benchmark({ promptTokens: P, decodeTokens: D });
     return { decode: b.decode.tokensPerSecond, prefill: b.prefill.tokensPerSecond, dispatches: b.decode.dispatchesPerToken };
   },
   'dawn-busy-poll': async () => {
@@ -63,6 +66,7 @@ const rows = {
       polling.busy = false;
     }
   },
+  'dawn-chained': async () => rows.dawn(chained),
   'native-mesa25': async () => {
     const j = H.nativeJson(bench, mesa25);
     return { decode: j.decode_tokens_per_s, prefill: j.prefill_tokens_per_s, dispatches: j.decode_dispatches_per_token };
@@ -81,6 +85,7 @@ for (let i = 0; i < pairs; i++) {
   log(`pair ${i + 1}/${pairs}: ` + Object.entries(results).map(([k, r]) => `${k} ${r[i].decode.toFixed(2)}`).join(', ') + ' decode tok/s');
 }
 await engine.unload();
+await chained.unload();
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -100,6 +105,7 @@ const summary = {
   }])),
   dawn_over_native_mesa25: { decode: ratios('decode', 'native-mesa25'), prefill: ratios('prefill', 'native-mesa25') },
   dawn_over_native: { decode: ratios('decode', 'native'), prefill: ratios('prefill', 'native') },
+  dawn_chained_over_native_mesa25: { decode: ratios('decode', 'native-mesa25', 'dawn-chained'), prefill: ratios('prefill', 'native-mesa25', 'dawn-chained') },
   dawn_busy_poll_over_native_mesa25: { decode: ratios('decode', 'native-mesa25', 'dawn-busy-poll'), prefill: ratios('prefill', 'native-mesa25', 'dawn-busy-poll') },
 };
 if (json) {
@@ -113,5 +119,6 @@ if (json) {
     console.log(`| ${k} | ${r.decode_tokens_per_s_median.toFixed(2)} | ${r.prefill_tokens_per_s_median.toFixed(1)} | ${r.dispatches_per_token} |`);
   console.log(`Dawn / native on Mesa 25: decode ${fmt(summary.dawn_over_native_mesa25.decode)}, prefill ${fmt(summary.dawn_over_native_mesa25.prefill)}`);
   console.log(`Dawn / native on Mesa 22.3: decode ${fmt(summary.dawn_over_native.decode)}, prefill ${fmt(summary.dawn_over_native.prefill)}`);
+  console.log(`Dawn with chained steps / native on Mesa 25: decode ${fmt(summary.dawn_chained_over_native_mesa25.decode)}`);
   console.log(`Dawn with its busy polling / native on Mesa 25: decode ${fmt(summary.dawn_busy_poll_over_native_mesa25.decode)}, prefill ${fmt(summary.dawn_busy_poll_over_native_mesa25.prefill)}`);
 }

@@ -295,6 +295,41 @@ fn bench_prints_speeds_and_bandwidth() {
 /// The kernel-tuning flags reach the GPU context (bench reports them), reject what the kernels
 /// cannot take, and change only the summation order: `score` with them agrees with the default
 /// kernels compiled under naga's loop bounding.
+/// `--chain on` (a GPU's default) queues each greedy step before the last token is read back;
+/// the generation is the same as one step at a time whether it ends at the end-of-turn token,
+/// at a stop string or at the length limit (each leaves a queued step to give back), and
+/// `bench` reports the choice.
+#[test]
+fn chained_greedy_steps_generate_what_one_at_a_time_does() {
+    let m = common::smollm2();
+    let m = m.to_str().unwrap();
+    let gen = |chain: &str, extra: &[&str]| {
+        let mut a = vec!["generate", "-m", m, "--chat", "-p", "Say hello.", "--temp", "0", "--json", "--chain", chain];
+        a.extend_from_slice(extra);
+        last_json(&ok_stdout(&a))
+    };
+    for extra in [&["-n", "64"][..], &["-n", "64", "--stop", "help"], &["-n", "5"]] {
+        let (on, off) = (gen("on", extra), gen("off", extra));
+        assert_eq!(on["tokens"], off["tokens"], "{extra:?}");
+        assert_eq!(on["text"], off["text"], "{extra:?}");
+        assert_eq!(on["finish_reason"], off["finish_reason"], "{extra:?}");
+    }
+    assert_eq!(gen("on", &["-n", "64"])["finish_reason"], "stop");
+    assert_eq!(gen("on", &["-n", "64", "--stop", "help"])["finish_reason"], "stop");
+    assert_eq!(gen("on", &["-n", "5"])["finish_reason"], "length");
+    let bench = |extra: &[&str]| {
+        let mut a = vec!["bench", "-m", m, "--prompt-len", "4", "-n", "3", "--json"];
+        a.extend_from_slice(extra);
+        last_json(&ok_stdout(&a))
+    };
+    // lavapipe is a CPU device: one step at a time unless forced.
+    assert_eq!(bench(&[])["gpu"]["chain_steps"], false);
+    let on = bench(&["--chain", "on"]);
+    assert_eq!(on["gpu"]["chain_steps"], true, "{on}");
+    assert_eq!(on["gpu"]["tuning"]["chain"], "on");
+    assert!(on["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
+}
+
 #[test]
 fn tuning_flags_change_kernels_not_results() {
     let m = common::smollm2();
@@ -305,7 +340,7 @@ fn tuning_flags_change_kernels_not_results() {
     let j = last_json(&ok_stdout(&args));
     assert_eq!(
         j["gpu"]["tuning"],
-        serde_json::json!({"matvec_threads": 4, "matvec_rows": 4, "naga_loop_bounding": false, "prefill_kernel": null, "swiglu": null, "norm": null, "join": null, "int_dot": null})
+        serde_json::json!({"matvec_threads": 4, "matvec_rows": 4, "naga_loop_bounding": false, "prefill_kernel": null, "swiglu": null, "norm": null, "join": null, "int_dot": null, "chain": null})
     );
     // A decode step's dispatches, counted where the ops record them: the embedding; per layer
     // (30) norm, q, k, v, RoPE (which writes K and V into the cache), attention (one pass up to

@@ -133,6 +133,74 @@ fn gpu_greedy_decode_matches_reference() {
     }
 }
 
+/// Greedy steps queued on the GPU before the last token is read back (each feeding the last
+/// step's argmax on the device) give the tokens of one-step-at-a-time decoding, on both paths.
+/// A queued step that the next call does not take (another token, a truncation, a non-greedy
+/// step, a drop) is given back and its position reused, and the context bounds it as any step.
+#[test]
+fn chained_greedy_steps_equal_one_at_a_time() {
+    let _shared = MEASURING_RSS.read().unwrap_or_else(|e| e.into_inner());
+    let file = GgufFile::open(common::smollm2()).unwrap();
+    let prompt = [1u32, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 30, 2, 198, 1, 4093, 198, 1780, 314];
+    let step = |gpu: &mut GpuModel, tokens: &[u32], queue: bool| pollster::block_on(gpu.greedy_step(tokens, queue));
+    for (label, opts) in paths() {
+        let ctx = Arc::new(common::gpu::new_context(opts));
+        let mut gpu = load_gguf(ctx, &file, 64).unwrap();
+        let first = pollster::block_on(gpu.forward_argmax(&prompt)).unwrap();
+        let serial = pollster::block_on(gpu.decode_greedy(first, 12, false)).unwrap();
+        assert_eq!(gpu.position(), prompt.len() + 12);
+        gpu.reset();
+        assert_eq!(pollster::block_on(gpu.forward_argmax(&prompt)).unwrap(), first);
+        let created = gpu.ctx.staging_buffers_created();
+        let chained = pollster::block_on(gpu.decode_greedy(first, 12, true)).unwrap();
+        assert_eq!(chained, serial, "{label}");
+        assert_eq!(gpu.position(), prompt.len() + 12);
+        // Two steps in flight at most: one more readback buffer than one at a time.
+        assert!(gpu.ctx.staging_buffers_created() <= created + 1, "{label}");
+
+        // The prompt's step queues the first decode step; the queued step is not a position yet.
+        gpu.reset();
+        assert_eq!(step(&mut gpu, &prompt, true).unwrap(), first);
+        assert_eq!(gpu.position(), prompt.len());
+        // Given back (a stop token), then the same step run afresh.
+        gpu.drop_queued();
+        assert_eq!(gpu.position(), prompt.len());
+        assert_eq!(step(&mut gpu, &[first], true).unwrap(), serial[0], "{label}: after a drop");
+        assert_eq!(step(&mut gpu, &[serial[0]], false).unwrap(), serial[1], "{label}: the queued step taken");
+        // Not taken: another token (the step on it computes as on a fresh cache), a truncation,
+        // a top-k step.
+        let other = serial[1] + 1;
+        let want_other = {
+            gpu.reset();
+            pollster::block_on(gpu.forward_argmax(&prompt)).unwrap();
+            pollster::block_on(gpu.forward_argmax(&[other])).unwrap()
+        };
+        gpu.reset();
+        step(&mut gpu, &prompt, true).unwrap();
+        assert_eq!(step(&mut gpu, &[other], false).unwrap(), want_other, "{label}: another token");
+        gpu.reset();
+        step(&mut gpu, &prompt, true).unwrap();
+        gpu.truncate(prompt.len());
+        assert_eq!(gpu.position(), prompt.len());
+        assert_eq!(step(&mut gpu, &[first], false).unwrap(), serial[0], "{label}: after a truncation");
+        gpu.reset();
+        step(&mut gpu, &prompt, true).unwrap();
+        let top = pollster::block_on(gpu.forward_top_k(&[first], 4)).unwrap();
+        assert_eq!(top[0].0, serial[0], "{label}: a top-k step");
+        assert_eq!(gpu.position(), prompt.len() + 1);
+
+        // The context bounds a queued step as any other, with a typed error.
+        gpu.reset();
+        let long: Vec<u32> = (0..62).map(|i| 100 + i).collect();
+        let t = step(&mut gpu, &long, true).unwrap();
+        let t = step(&mut gpu, &[t], true).unwrap();
+        let e = step(&mut gpu, &[t], true).err().unwrap();
+        assert_eq!(e.code(), "CONTEXT_FULL", "{e}");
+        let e = step(&mut gpu, &[], false).err().unwrap();
+        assert_eq!(e.code(), "INVALID_ARGUMENT", "{e}");
+    }
+}
+
 /// Seeded sampling through the GPU's top-k (64 candidates read back) gives the same tokens as
 /// sampling the CPU reference's full logits, on the f32 path whose logits agree to ~1e-5.
 #[test]

@@ -26,6 +26,28 @@ pub trait LogitsBackend {
     fn forward_top_k(&mut self, tokens: &[u32], k: usize) -> Result<Vec<(u32, f32)>, DecodeError> {
         Ok(top_k(&self.forward_last(tokens)?, k))
     }
+    /// [`LogitsBackend::forward_argmax`] in greedy generation: with `queue_next` (the
+    /// generation goes on from the token unless it is a stop), a GPU backend whose device
+    /// chains steps queues the step on that token before reading it back; the next call on
+    /// exactly that token takes it, anything else gives it back first.
+    fn greedy_step(&mut self, tokens: &[u32], queue_next: bool) -> Result<u32, DecodeError> {
+        let _ = queue_next;
+        self.forward_argmax(tokens)
+    }
+    /// Gives back a step [`LogitsBackend::greedy_step`] queued (the generation ended at its
+    /// token).
+    fn drop_queued(&mut self) {}
+    /// Runs `n` greedy steps, the first on `token`, and returns their tokens, as generation
+    /// runs them.
+    fn decode_greedy(&mut self, token: u32, n: usize) -> Result<Vec<u32>, DecodeError> {
+        let mut tokens = Vec::with_capacity(n);
+        let mut t = token;
+        for i in 0..n {
+            t = self.greedy_step(&[t], i + 1 < n)?;
+            tokens.push(t);
+        }
+        Ok(tokens)
+    }
     /// Clears the KV cache.
     fn reset(&mut self);
     /// GPU compute dispatches in the last forward call (one decode step after a one-token
@@ -100,6 +122,13 @@ impl LogitsBackend for GpuBackend {
             return Ok(top_k(&self.forward_last(tokens)?, k));
         }
         Ok(pollster::block_on(self.0.forward_top_k(tokens, k))?)
+    }
+    fn greedy_step(&mut self, tokens: &[u32], queue_next: bool) -> Result<u32, DecodeError> {
+        let queue_next = queue_next && self.0.ctx.chain_steps();
+        Ok(pollster::block_on(self.0.greedy_step(tokens, queue_next))?)
+    }
+    fn drop_queued(&mut self) {
+        self.0.drop_queued()
     }
     fn reset(&mut self) {
         self.0.reset()

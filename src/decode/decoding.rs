@@ -77,6 +77,18 @@ impl Decoding {
         }
     }
 
+    /// Whether the step after the one on [`Decoding::feed`] will be the plain greedy step on
+    /// the token this one yields, unless that token is a stop token or completes a stop string:
+    /// neither the length limit nor the context (`position`, the backend's position after this
+    /// step) ends the generation at it. A GPU can then queue that step before reading the
+    /// token, and discard it if the token ends the generation after all.
+    pub fn may_continue(&self, position: usize, context_size: usize) -> bool {
+        self.finish.is_none()
+            && matches!(self.need(), Need::Argmax)
+            && self.generated() + 1 < self.params.max_tokens
+            && position + 1 < context_size
+    }
+
     /// The backend already holds the first `n` prompt tokens (a reused KV-cache prefix), so the
     /// first step feeds only the rest. `n` must leave at least one token.
     pub fn skip_cached(&mut self, n: usize) {

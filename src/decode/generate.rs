@@ -87,8 +87,9 @@ pub fn generate_constrained(
         if d.generated() > 0 {
             steps += 1;
         }
+        let queue_next = d.may_continue(backend.position() + d.feed().len(), ctx);
         let out = match d.need() {
-            Need::Argmax => StepOutput::Argmax(backend.forward_argmax(d.feed())?),
+            Need::Argmax => StepOutput::Argmax(backend.greedy_step(d.feed(), queue_next)?),
             Need::TopK(k) => StepOutput::TopK(backend.forward_top_k(d.feed(), k)?),
             Need::Logits => StepOutput::Logits(backend.forward_last(d.feed())?),
         };
@@ -96,12 +97,21 @@ pub fn generate_constrained(
             prefill_time = t0.elapsed();
             t1 = Instant::now();
         }
-        let step = d.accept(out, backend.position(), ctx)?;
+        let step = match d.accept(out, backend.position(), ctx) {
+            Ok(s) => s,
+            Err(e) => {
+                backend.drop_queued();
+                return Err(e);
+            }
+        };
         let keep_going = step.text.is_empty() || on_text(&step.text);
         if step.finish.is_some() {
+            // The token ended the generation: give back the step queued on it.
+            backend.drop_queued();
             break;
         }
         if !keep_going {
+            backend.drop_queued();
             let rest = d.abort();
             if !rest.text.is_empty() {
                 on_text(&rest.text);

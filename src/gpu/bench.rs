@@ -1,8 +1,8 @@
 //! The fixed workload that measures a device, the same for the CLI's `bench` and the page's
 //! benchmark (`engine.benchmark()` in JS): prefill and greedy decode of a pseudo-random prompt,
-//! timed as generation runs them (one submission and a 4-byte readback per token), the weight
-//! bandwidth that decode reaches, and each kernel's share of a decode step from timestamp
-//! queries.
+//! timed as generation runs them (one submission and a 4-byte readback per token; on GPUs each
+//! step queued before the last one's token is read), the weight bandwidth that decode reaches,
+//! and each kernel's share of a decode step from timestamp queries.
 
 use super::{GpuModel, GpuModelError};
 use web_time::Instant;
@@ -42,17 +42,18 @@ impl Speed {
 }
 
 /// Forgets the KV cache, prefills [`prompt`]`(prompt_tokens)` and decodes `decode_tokens` tokens
-/// greedily. Needs `prompt_tokens + decode_tokens` positions of context.
+/// greedily as generation runs them: each step queued on the GPU before the last one's token is
+/// read back where the device chains steps ([`super::GpuContext::chain_steps`]), else one at a
+/// time. Needs `prompt_tokens + decode_tokens` positions of context.
 pub async fn measure(model: &mut GpuModel, prompt_tokens: usize, decode_tokens: usize) -> Result<(Speed, u32), GpuModelError> {
     model.reset();
     let p = prompt(prompt_tokens.max(1), model.cfg.shape.n_vocab as u32);
     let t0 = Instant::now();
-    let mut next = model.forward_argmax(&p).await?;
+    let first = model.forward_argmax(&p).await?;
     let prefill_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
-    for _ in 0..decode_tokens {
-        next = model.forward_argmax(&[next]).await?;
-    }
+    let chained = model.ctx.chain_steps();
+    let next = model.decode_greedy(first, decode_tokens, chained).await?.last().copied().unwrap_or(first);
     let decode_s = t1.elapsed().as_secs_f64();
     let speed = Speed {
         prompt_tokens: p.len(),

@@ -71,6 +71,16 @@ pub struct KernelTuning {
     /// 8-bit activations ([`ops::MatmulOp::with_int_dot`]) where the device's WGSL has them
     /// ([`GpuFeatures::int_dot`]). `None`: see [`KernelTuning::int_dot_for`].
     pub int_dot: Option<bool>,
+    /// Whether greedy decoding queues each step on the GPU before the last step's token is read
+    /// back ([`super::GpuModel::submit_argmax_chained`]: the step's embedding takes that token
+    /// from the last step's argmax by a GPU copy). `None`: on a GPU, yes: it would otherwise
+    /// idle through every token's readback round trip and the next step's recording (hundreds of
+    /// dispatches through the browser's API), which on small models is a large share of a step.
+    /// On a CPU device, no: there the "GPU" is the driver's threads on the same cores that
+    /// record the next step, and recording beside them slows their every barrier (Dawn for
+    /// Node on lavapipe, SmolLM2: 13.9 tok/s chained against 16.8 one step at a time, 2026-12-07;
+    /// with lavapipe on one thread, leaving a core free, chained won, 11.1 against 10.7).
+    pub chain_steps: Option<bool>,
 }
 
 impl KernelTuning {
@@ -179,6 +189,11 @@ impl GpuContext {
     /// multiple of 32 values).
     pub fn fuse_norm(&self) -> bool {
         self.tuning.fuse_norm.unwrap_or(self.adapter_info.device_type != wgpu::DeviceType::Cpu)
+    }
+
+    /// [`KernelTuning::chain_steps`] as chosen for this device.
+    pub fn chain_steps(&self) -> bool {
+        self.tuning.chain_steps.unwrap_or(self.adapter_info.device_type != wgpu::DeviceType::Cpu)
     }
 
     /// [`KernelTuning::join_products`] as chosen for this device: only with the norms folded in.

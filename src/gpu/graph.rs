@@ -24,6 +24,13 @@ pub enum GpuModelError {
     Input(#[from] InputError),
     #[error(transparent)]
     Gguf(#[from] crate::gguf::GgufError),
+    /// A chained step with no greedy step before it to take its token from (an internal
+    /// invariant, reported rather than assumed).
+    #[error("a chained greedy step must follow a greedy step directly (with nothing truncated between)")]
+    NoChainedToken,
+    /// A step with no tokens.
+    #[error("a step needs at least one token")]
+    EmptyStep,
 }
 
 impl GpuModelError {
@@ -34,6 +41,7 @@ impl GpuModelError {
             GpuModelError::Model(e) => e.code(),
             GpuModelError::Input(e) => e.code(),
             GpuModelError::Gguf(e) => e.code(),
+            GpuModelError::NoChainedToken | GpuModelError::EmptyStep => "INVALID_ARGUMENT",
         }
     }
 }
@@ -197,6 +205,13 @@ pub struct GpuModel {
     /// Tokens per submission during prefill.
     max_batch: u32,
     pos: u32,
+    /// The position after the last greedy step while `argmax_out` still holds its token, which
+    /// a chained step ([`GpuModel::submit_argmax_chained`]) then feeds on the GPU.
+    argmax_at: Option<u32>,
+    /// A greedy step queued on the GPU on the token `.1` that the last step returned
+    /// ([`GpuModel::greedy_step`]); its position is not counted by [`GpuModel::position`] until
+    /// a step on that token takes it.
+    queued: Option<(PendingArgmax, u32)>,
     /// Dispatches in the last submitted chunk (see [`GpuModel::last_step_dispatches`]).
     last_dispatches: u64,
     step: wgpu::Buffer,
@@ -559,6 +574,8 @@ impl GpuModel {
             context_size,
             max_batch,
             pos: 0,
+            argmax_at: None,
+            queued: None,
             last_dispatches: 0,
             step,
             ids,
@@ -589,20 +606,26 @@ impl GpuModel {
         self.context_size as usize
     }
 
-    /// Positions already in the KV cache.
+    /// Positions already in the KV cache (a queued greedy step's not counted).
     pub fn position(&self) -> usize {
-        self.pos as usize
+        self.pos as usize - self.queued.is_some() as usize
     }
 
     /// Keeps only the first `pos` cached positions (a conversation that shares a prefix with
     /// the previous one reuses them); later ones are overwritten by the next step.
     pub fn truncate(&mut self, pos: usize) {
-        self.pos = self.pos.min(pos as u32);
+        self.drop_queued();
+        if (pos as u32) < self.pos {
+            self.pos = pos as u32;
+            self.argmax_at = None;
+        }
     }
 
     /// Forgets the KV cache (its contents are simply overwritten later).
     pub fn reset(&mut self) {
+        self.drop_queued();
         self.pos = 0;
+        self.argmax_at = None;
     }
 
 
@@ -679,6 +702,7 @@ impl GpuModel {
     /// [`super::GpuFeatures::timestamps`]. Separate passes add a little overhead per op, so
     /// the sum exceeds a normal step; the split between ops is what this is for.
     pub async fn profile_decode(&mut self, token: u32) -> Result<Vec<(&'static str, f64)>, GpuModelError> {
+        self.drop_queued();
         check_input(&[token], self.cfg.shape.n_vocab, self.pos as usize, self.context_size as usize)?;
         if !self.ctx.features.timestamps {
             return Err(super::GpuError::Validation {
@@ -714,6 +738,7 @@ impl GpuModel {
         enc.resolve_query_set(&qs, 0..n_queries as u32, &resolve, 0);
         ctx.queue.submit([enc.finish()]);
         self.pos += 1;
+        self.argmax_at = None;
         let bytes = ctx.read(&resolve, 0, n_queries * 8).await?;
         let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes[..n_queries as usize * 8]);
         let period = ctx.queue.get_timestamp_period() as f64;
@@ -730,11 +755,16 @@ impl GpuModel {
 
     /// Records and submits one chunk of at most `max_batch` tokens as one command buffer, which
     /// ends by copying what the caller reads back into a pooled staging buffer.
-    fn submit_chunk(&mut self, chunk: &[u32], want: &Want, last_chunk: bool) -> Option<(wgpu::Buffer, u64)> {
+    fn submit_chunk(&mut self, feed: Feed<'_>, want: &Want, last_chunk: bool) -> Option<(wgpu::Buffer, u64)> {
         let dispatched = super::ops::dispatches_recorded();
-        let n = chunk.len() as u32;
         let ctx = &self.ctx;
-        ctx.write(&self.ids, 0, bytemuck::cast_slice(chunk));
+        let n = match feed {
+            Feed::Tokens(chunk) => {
+                ctx.write(&self.ids, 0, bytemuck::cast_slice(chunk));
+                chunk.len() as u32
+            }
+            Feed::LastArgmax => 1,
+        };
         ctx.write(
             &self.step,
             0,
@@ -749,6 +779,10 @@ impl GpuModel {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("step"),
             });
+        if let Feed::LastArgmax = feed {
+            // The token id the last step's argmax wrote, in queue order after that step.
+            enc.copy_buffer_to_buffer(&self.argmax_out, 0, &self.ids, 0, 4);
+        }
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("layers"),
@@ -794,6 +828,7 @@ impl GpuModel {
         });
         ctx.queue.submit([enc.finish()]);
         self.pos += n;
+        self.argmax_at = (last_chunk && matches!(want, Want::Argmax)).then_some(self.pos);
         self.last_dispatches = super::ops::dispatches_recorded() - dispatched;
         staging
     }
@@ -815,13 +850,14 @@ impl GpuModel {
     }
 
     async fn run(&mut self, tokens: &[u32], want: Want) -> Result<(Vec<f32>, Vec<(u32, f32)>), GpuModelError> {
+        self.drop_queued();
         check_input(tokens, self.cfg.shape.n_vocab, self.pos as usize, self.context_size as usize)?;
         self.ctx.check()?;
         let mut all = Vec::new();
         let chunks: Vec<&[u32]> = tokens.chunks(self.max_batch as usize).collect();
         let mut last = Vec::new();
         for (i, chunk) in chunks.iter().enumerate() {
-            if let Some((staging, bytes)) = self.submit_chunk(chunk, &want, i + 1 == chunks.len()) {
+            if let Some((staging, bytes)) = self.submit_chunk(Feed::Tokens(chunk), &want, i + 1 == chunks.len()) {
                 // A lost device fails the readback first; report the loss, not the symptom.
                 let data = match self.ctx.map_read(staging, bytes).await {
                     Ok(d) => d,
@@ -855,7 +891,108 @@ impl GpuModel {
 
     /// Processes `tokens` and returns the most likely next token, reading back 4 bytes.
     pub async fn forward_argmax(&mut self, tokens: &[u32]) -> Result<u32, GpuModelError> {
-        Ok(self.run(tokens, Want::Argmax).await?.1[0].0)
+        self.greedy_step(tokens, false).await
+    }
+
+    /// [`GpuModel::forward_argmax`] for greedy generation: with `queue_next`, the step on the
+    /// token this one returns is queued on the GPU before that token is read back (its
+    /// embedding copies the token from this step's argmax on the device), so the GPU goes from
+    /// one token to the next without idling through the readback's round trip and the next
+    /// step's recording. The next call with exactly that token takes the queued step; any other
+    /// step, [`GpuModel::truncate`], [`GpuModel::reset`] or [`GpuModel::drop_queued`] gives it
+    /// back first (a stop token ended the generation). Queue only where the context has room
+    /// for it.
+    pub async fn greedy_step(&mut self, tokens: &[u32], queue_next: bool) -> Result<u32, GpuModelError> {
+        let current = match self.queued.take() {
+            Some((step, t)) if tokens == [t] => step,
+            other => {
+                if let Some((step, _)) = other {
+                    self.discard_argmax(step);
+                }
+                self.submit_argmax(tokens)?
+            }
+        };
+        let next = if queue_next { Some(self.submit_argmax_chained()?) } else { None };
+        let token = match self.read_argmax(current).await {
+            Ok(t) => t,
+            Err(e) => {
+                if let Some(step) = next {
+                    self.discard_argmax(step);
+                }
+                return Err(e);
+            }
+        };
+        self.queued = next.map(|step| (step, token));
+        Ok(token)
+    }
+
+    /// Gives back the queued greedy step, if any ([`GpuModel::greedy_step`]): its position is
+    /// the next step's to overwrite.
+    pub fn drop_queued(&mut self) {
+        if let Some((step, _)) = self.queued.take() {
+            self.discard_argmax(step);
+        }
+    }
+
+    /// Runs `n` greedy steps, the first on `token`, and returns their tokens; with `chained`
+    /// each is queued before the last one's token is read back ([`GpuModel::greedy_step`]).
+    pub async fn decode_greedy(&mut self, token: u32, n: usize, chained: bool) -> Result<Vec<u32>, GpuModelError> {
+        let mut tokens = Vec::with_capacity(n);
+        let mut t = token;
+        for i in 0..n {
+            t = self.greedy_step(&[t], chained && i + 1 < n).await?;
+            tokens.push(t);
+        }
+        Ok(tokens)
+    }
+
+    /// Submits the greedy step on `tokens` (in chunks of at most `max_batch`) without waiting
+    /// for it.
+    fn submit_argmax(&mut self, tokens: &[u32]) -> Result<PendingArgmax, GpuModelError> {
+        self.drop_queued();
+        if tokens.is_empty() {
+            return Err(GpuModelError::EmptyStep);
+        }
+        check_input(tokens, self.cfg.shape.n_vocab, self.pos as usize, self.context_size as usize)?;
+        self.ctx.check()?;
+        let chunks: Vec<&[u32]> = tokens.chunks(self.max_batch as usize).collect();
+        let mut staging = None;
+        for (i, chunk) in chunks.iter().enumerate() {
+            staging = self.submit_chunk(Feed::Tokens(chunk), &Want::Argmax, i + 1 == chunks.len());
+        }
+        let (staging, _) = staging.expect("a greedy step's last chunk reads back");
+        Ok(PendingArgmax { staging })
+    }
+
+    /// Submits the greedy step on the token the last submitted step (a greedy one, with
+    /// nothing truncated since) chose, copied from its argmax on the GPU.
+    fn submit_argmax_chained(&mut self) -> Result<PendingArgmax, GpuModelError> {
+        if self.argmax_at != Some(self.pos) {
+            return Err(GpuModelError::NoChainedToken);
+        }
+        check_input(&[0], self.cfg.shape.n_vocab, self.pos as usize, self.context_size as usize)?;
+        self.ctx.check()?;
+        let (staging, _) = self.submit_chunk(Feed::LastArgmax, &Want::Argmax, true).expect("a greedy step reads back");
+        Ok(PendingArgmax { staging })
+    }
+
+    /// Waits for a submitted greedy step and returns its token.
+    async fn read_argmax(&self, step: PendingArgmax) -> Result<u32, GpuModelError> {
+        // A lost device fails the readback first; report the loss, not the symptom.
+        let data = match self.ctx.map_read(step.staging, 4).await {
+            Ok(d) => d,
+            Err(e) => return Err(self.ctx.check().err().unwrap_or(e).into()),
+        };
+        self.ctx.check()?;
+        Ok(u32::from_le_bytes(data[..4].try_into().expect("4 bytes")))
+    }
+
+    /// Drops the last submitted greedy step, unread: its position is freed for the next step
+    /// to overwrite.
+    fn discard_argmax(&mut self, step: PendingArgmax) {
+        self.ctx.recycle_staging(step.staging);
+        self.pos = self.pos.saturating_sub(1);
+        self.argmax_at = None;
     }
 
     /// Processes `tokens` and returns the `k` (≤ [`TOP_K`]) most likely next tokens with their
@@ -865,6 +1002,21 @@ impl GpuModel {
         top.truncate(k);
         Ok(top)
     }
+}
+
+/// What a step feeds the embedding.
+#[derive(Clone, Copy)]
+enum Feed<'a> {
+    /// Tokens written from the host.
+    Tokens(&'a [u32]),
+    /// The token the last greedy step's argmax chose, copied on the GPU.
+    LastArgmax,
+}
+
+/// A greedy step submitted to the GPU and not yet read back.
+#[must_use = "read the step's token with read_argmax, or give it back with discard_argmax"]
+struct PendingArgmax {
+    staging: wgpu::Buffer,
 }
 
 /// Adds `bytes` to the weight reads of the ops named `name`.

@@ -44,8 +44,14 @@ impl GpuContext {
             .map_err(|e| GpuError::Readback(e.to_string()))?
             .to_vec();
         staging.unmap();
-        self.staging.idle.lock().expect("staging pool poisoned").entry(staging.size()).or_default().push(staging);
+        self.recycle_staging(staging);
         Ok(data)
+    }
+
+    /// Puts an unmapped staging buffer back in the pool, read or not. Work still queued that
+    /// copies into it stays ordered before any later use.
+    pub fn recycle_staging(&self, staging: wgpu::Buffer) {
+        self.staging.idle.lock().expect("staging pool poisoned").entry(staging.size()).or_default().push(staging);
     }
 
     /// Copies `size` bytes at `offset` of `buf` back to the CPU, in a submission of its own

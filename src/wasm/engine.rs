@@ -209,7 +209,8 @@ impl Engine {
             let env = self.constraint_env()?;
             d.constrain(env.compile(spec, &constraint_stops).map_err(|e| js_error(crate::Error::from(e)))?);
         }
-        // Reuse the longest shared prefix, but always run at least one token to get logits.
+        // Reuse the longest shared prefix (truncating gives back a step queued for a token the
+        // last generation ended at)., but always run at least one token to get logits.
         let shared = s.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
         let reuse = shared.min(prompt.len() - 1);
         s.model.truncate(reuse);
@@ -239,8 +240,11 @@ impl Engine {
                 return Err(invalid(format!("the generation already finished ({})", finish_str(f))));
             }
             let feed = d.feed().to_vec();
+            // Where the device chains steps, the next step is queued before this one's token is
+            // read back, unless the generation surely ends at that token.
+            let queue_next = s.model.ctx.chain_steps() && d.may_continue(s.model.position() + feed.len(), s.model.context_size());
             let out = match d.need() {
-                Need::Argmax => s.model.forward_argmax(&feed).await.map(StepOutput::Argmax),
+                Need::Argmax => s.model.greedy_step(&feed, queue_next).await.map(StepOutput::Argmax),
                 Need::TopK(k) => s.model.forward_top_k(&feed, k).await.map(StepOutput::TopK),
                 Need::Logits => s.model.forward_last(&feed).await.map(StepOutput::Logits),
             };
@@ -255,7 +259,12 @@ impl Engine {
                 }
             };
             s.cached.extend_from_slice(&feed);
-            let step = d.accept(out, s.model.position(), s.model.context_size()).map_err(js_error)?;
+            let step = d.accept(out, s.model.position(), s.model.context_size());
+            if step.as_ref().map_or(true, |st| st.finish.is_some()) {
+                // The token ended the generation: give back the step queued on it.
+                s.model.drop_queued();
+            }
+            let step = step.map_err(js_error)?;
             let o = Object::new();
             set(&o, "token", step.token.map_or(JsValue::NULL, JsValue::from));
             set(&o, "text", step.text);
@@ -286,6 +295,7 @@ impl Engine {
     /// character or stop-string prefix), and keeps the KV cache for the next request.
     pub fn abort(&self) -> Result<String, JsValue> {
         let mut s = self.state()?;
+        s.model.drop_queued();
         Ok(match s.decoding.as_mut() {
             Some(d) => d.abort().text,
             None => String::new(),

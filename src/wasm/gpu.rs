@@ -15,9 +15,9 @@ pub struct Gpu {
 /// Requests a WebGPU adapter and device. `options`: `{allowF16, allowSubgroups,
 /// maxStorageBinding, intDot, tuning}` (all optional; forcing features off selects the fallback
 /// kernels; `intDot` forces the packed-integer products on or off, see `KernelTuning::int_dot`;
-/// `tuning: {norm, swiglu, join, matvecThreads, matvecRows}` overrides the kernel choices made
-/// from the adapter as the CLI's flags of those names do: `'fused'` or `'separate'`, and powers
-/// of two; the package validates them).
+/// `tuning: {norm, swiglu, join, chain, matvecThreads, matvecRows}` overrides the kernel choices
+/// made from the adapter as the CLI's flags of those names do: `'fused'` or `'separate'`, `'on'`
+/// or `'off'`, and powers of two; the package validates them).
 #[wasm_bindgen(js_name = createGpu)]
 pub async fn create_gpu(options: JsValue) -> Result<Gpu, JsValue> {
     let get = |k: &str| js_sys::Reflect::get(&options, &k.into()).ok().filter(|v| !v.is_undefined() && !v.is_null());
@@ -41,6 +41,7 @@ fn tuning(t: Option<JsValue>, int_dot: Option<bool>) -> crate::gpu::KernelTuning
         fuse_norm: fused("norm"),
         fuse_swiglu: fused("swiglu"),
         join_products: fused("join"),
+        chain_steps: get("chain").and_then(|v| v.as_string()).map(|v| v == "on"),
         matvec_threads_per_row: number("matvecThreads"),
         matvec_rows_per_invocation: number("matvecRows"),
         ..Default::default()
@@ -51,7 +52,7 @@ fn tuning(t: Option<JsValue>, int_dot: Option<bool>) -> crate::gpu::KernelTuning
 impl Gpu {
     /// `{adapter: {name, vendor, architecture, description, backend}, features: {shaderF16,
     /// subgroups, subgroupMinSize, subgroupMaxSize, intDotAvailable, intDot, timestampQuery},
-    /// kernels: {norm, swiglu, join}, limits: {maxBufferSize, maxStorageBufferBindingSize, ...}}`
+    /// kernels: {norm, swiglu, join, chain}, limits: {maxBufferSize, maxStorageBufferBindingSize, ...}}`
     pub fn info(&self) -> JsValue {
         let c = &self.ctx;
         let i = &c.adapter_info;
@@ -73,6 +74,7 @@ impl Gpu {
         set(&kernels, "norm", how(c.fuse_norm()));
         set(&kernels, "swiglu", how(c.fuse_swiglu()));
         set(&kernels, "join", how(c.join_products()));
+        set(&kernels, "chain", if c.chain_steps() { "on" } else { "off" });
         let limits = Object::new();
         let l = &c.limits;
         set(&limits, "maxBufferSize", l.max_buffer_size as f64);

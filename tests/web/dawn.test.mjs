@@ -58,6 +58,49 @@ test('on Dawn the engine runs f16 with subgroups of 8, and its greedy chat equal
   assert.equal(a.tokens, a.nativeTokens);
 });
 
+test('with chained steps (a GPU\'s default) each greedy step is queued on the GPU before the last token is read: a generation ended by the end-of-turn token, a stop string or an abort gives the queued step back, and the next turn reuses the cache and answers as a fresh run', async () => {
+  // lavapipe is a CPU adapter, where steps run one at a time unless forced.
+  assert.equal(engines[0].info.kernels.chain, 'off');
+  const engine = await load({ tuning: { chain: 'on' } });
+  assert.equal(engine.info.kernels.chain, 'on');
+  const opts = { temperature: 0, max_tokens: 48 };
+  const turn1 = [{ role: 'user', content: QUESTION }];
+  // Ended by the end-of-turn token, with the next step already queued on it.
+  const a = await engine.chat.completions.create({ ...opts, messages: turn1 });
+  assert.equal(a.choices[0].finish_reason, 'stop');
+  assert.ok(a.usage.completion_tokens < 48);
+  const turn2 = [...turn1, a.choices[0].message, { role: 'user', content: 'And of Italy?' }];
+  const b = await engine.chat.completions.create({ ...opts, messages: turn2 });
+  assert.ok(b.usage.prompt_tokens_details.cached_tokens >= a.usage.prompt_tokens, JSON.stringify(b.usage));
+  await engine.resetChat();
+  const fresh = await engine.chat.completions.create({ ...opts, messages: turn2 });
+  assert.equal(fresh.usage.prompt_tokens_details.cached_tokens, 0);
+  assert.equal(b.choices[0].message.content, fresh.choices[0].message.content);
+  // Ended by a stop string inside the answer, then the same turn 2 on the cache it left.
+  const word = fresh.choices[0].message.content.split(' ')[2];
+  const cut = await engine.chat.completions.create({ ...opts, messages: turn2, stop: [word] });
+  assert.equal(cut.choices[0].finish_reason, 'stop');
+  assert.equal(cut.choices[0].message.content, fresh.choices[0].message.content.slice(0, fresh.choices[0].message.content.indexOf(word)));
+  const again = await engine.chat.completions.create({ ...opts, messages: turn2 });
+  assert.ok(again.usage.prompt_tokens_details.cached_tokens > 0);
+  assert.equal(again.choices[0].message.content, fresh.choices[0].message.content);
+  // Aborted mid-stream: the next request on the same prompt answers as the fresh run.
+  const ac = new AbortController();
+  let n = 0;
+  await assert.rejects(async () => {
+    for await (const _ of await engine.chat.completions.create({ ...opts, messages: turn2, stream: true, signal: ac.signal })) {
+      if (++n === 3) ac.abort();
+    }
+  }, (e) => e.code === 'ABORTED');
+  const after = await engine.chat.completions.create({ ...opts, messages: turn2 });
+  assert.equal(after.choices[0].message.content, fresh.choices[0].message.content);
+  // The same answers as steps one at a time.
+  const stepwise = await engines[0].chat.completions.create({ ...opts, messages: turn2 });
+  assert.equal(stepwise.choices[0].message.content, fresh.choices[0].message.content);
+  await engine.unload();
+  engines.splice(engines.indexOf(engine), 1);
+});
+
 test('f16 without subgroups (the workgroup-memory fallbacks) and the packed-integer products answer as the native CLI does', async () => {
   const fallback = await load({ subgroups: false });
   assert.deepEqual([fallback.info.features.shaderF16, fallback.info.features.subgroups], [true, false]);
@@ -74,10 +117,10 @@ test('f16 without subgroups (the workgroup-memory fallbacks) and the packed-inte
 test("a GPU's kernel choices (norms folded, joint Q/K/V and gate/up, rows shared by 8) answer as the native CLI does with the same flags", async () => {
   // lavapipe is a CPU adapter, so the engine would not choose them here: the tuning option
   // forces them, as `--norm fused --swiglu fused --matvec-threads 8 --matvec-rows 2` does natively.
-  const tuning = { norm: 'fused', swiglu: 'fused', matvecThreads: 8, matvecRows: 2 };
+  const tuning = { norm: 'fused', swiglu: 'fused', chain: 'on', matvecThreads: 8, matvecRows: 2 };
   const gpu = await load({ tuning });
-  assert.deepEqual(gpu.info.kernels, { norm: 'fused', swiglu: 'fused', join: 'fused' });
-  const a = await answers(gpu, ['--norm', 'fused', '--swiglu', 'fused', '--matvec-threads', '8', '--matvec-rows', '2']);
+  assert.deepEqual(gpu.info.kernels, { norm: 'fused', swiglu: 'fused', join: 'fused', chain: 'on' });
+  const a = await answers(gpu, ['--norm', 'fused', '--swiglu', 'fused', '--chain', 'on', '--matvec-threads', '8', '--matvec-rows', '2']);
   assert.ok(a.page.length > 0);
   assert.equal(a.page, a.native);
   const b = await gpu.benchmark({ promptTokens: 8, decodeTokens: 2, profileSteps: 1 });
@@ -89,6 +132,7 @@ test("a GPU's kernel choices (norms folded, joint Q/K/V and gate/up, rows shared
   await gpu.unload();
   engines.splice(engines.indexOf(gpu), 1);
   await assert.rejects(load({ tuning: { join: 'yes' } }), (e) => e.code === 'INVALID_ARGUMENT' && /join must be 'fused' or 'separate'/.test(e.message));
+  await assert.rejects(load({ tuning: { chain: true } }), (e) => e.code === 'INVALID_ARGUMENT' && /chain must be 'on' or 'off'/.test(e.message));
   await assert.rejects(load({ tuning: { matvecRows: 3 } }), (e) => e.code === 'INVALID_ARGUMENT' && /power of two/.test(e.message));
   await assert.rejects(load({ tuning: { fuse: true } }), (e) => e.code === 'INVALID_ARGUMENT' && /unknown key 'fuse'/.test(e.message));
 });

@@ -171,6 +171,7 @@ test('1. the page loads the default model from split shards over HTTP, with prog
   assert.match(await page.textContent(byId('device-info')), /int8 dot products\s*yes · engine multiplies in f32/);
   // SwiftShader is a CPU adapter: its decode step keeps the norms and SwiGLU as kernels of their own.
   assert.match(await page.textContent(byId('device-info')), /Decode fusions\s*none \(kernels of their own\)/);
+  assert.match(await page.textContent(byId('device-info')), /Decode steps\s*one at a time/);
   await page.waitForFunction(() => document.querySelector('[data-testid="cache-status"]').textContent === 'In cache', null, { timeout: 10_000 });
   console.log(`load through the page: ${loadS.toFixed(1)} s; progress: ${shown.text}`);
 });

@@ -45,6 +45,9 @@ function renderDevice() {
     const k = info.kernels;
     const fused = [k.norm === 'fused' && 'norms', k.swiglu === 'fused' && 'SwiGLU', k.join === 'fused' && 'Q/K/V and gate/up'].filter(Boolean);
     pairs.push(['Decode fusions', fused.length ? `${fused.join(', ')} fused into the products` : 'none (kernels of their own)']);
+    // A GPU gets each greedy step queued before the last token is read back; a CPU adapter,
+    // whose "GPU" runs on the cores that would record it, waits.
+    pairs.push(['Decode steps', k.chain === 'on' ? 'queued ahead of each readback' : 'one at a time']);
   }
   const l = info?.limits ?? d.limits;
   pairs.push(['Max buffer', formatBytes(l.maxBufferSize)]);

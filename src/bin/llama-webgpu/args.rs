@@ -138,6 +138,11 @@ pub(crate) struct DeviceArgs {
     /// measured them; `on` fails where the device lacks them).
     #[arg(long, value_name = "ON|OFF")]
     pub(crate) int_dot: Option<OnOff>,
+    /// Greedy decoding queues each step on the GPU before the last step's token is read back,
+    /// or waits for each token (default: on for GPUs, off on CPU devices, where the driver's
+    /// threads share the cores that record the next step).
+    #[arg(long, value_name = "ON|OFF")]
+    pub(crate) chain: Option<OnOff>,
     /// The context made from these options, made once: `bench` asks for it three times (model,
     /// adapter facts, profile), and each new one would be another device.
     #[arg(skip)]
@@ -189,6 +194,7 @@ impl DeviceArgs {
                 fuse_norm: self.norm.map(|s| matches!(s, Swiglu::Fused)),
                 join_products: self.join.map(|s| matches!(s, Swiglu::Fused)),
                 int_dot: self.int_dot.map(|o| o == OnOff::On),
+                chain_steps: self.chain.map(|o| o == OnOff::On),
             },
         };
         let ctx = Arc::new(GpuContext::new_blocking(opts)?);

@@ -32,12 +32,10 @@ pub(crate) fn bench(
     let mut backend = make_backend(&model, prompt_len + n + 1, device)?;
     let load_s = t_load.elapsed().as_secs_f64();
     let t0 = web_time::Instant::now();
-    let mut next = backend.forward_argmax(&prompt)?;
+    let first = backend.forward_argmax(&prompt)?;
     let prefill_s = t0.elapsed().as_secs_f64();
     let t1 = web_time::Instant::now();
-    for _ in 0..n {
-        next = backend.forward_argmax(&[next])?;
-    }
+    backend.decode_greedy(first, n)?;
     let decode_s = t1.elapsed().as_secs_f64();
     // Each dispatch costs a fixed validation and barrier in a browser, whatever its size.
     let dispatches = backend.last_dispatches();

@@ -30,6 +30,8 @@ pub(crate) fn gpu_json_of(gpu: &Result<Arc<GpuContext>>) -> serde_json::Value {
             "int_dot_available": ctx.features.int_dot,
             // Whether decode steps run the packed-integer products (--int-dot, or the default).
             "int_dot": ctx.tuning.int_dot_for(&ctx.features),
+            // Whether greedy decode steps are queued before the last token is read back.
+            "chain_steps": ctx.chain_steps(),
             "max_buffer_size": ctx.limits.max_buffer_size,
             "max_storage_buffer_binding_size": ctx.limits.max_storage_buffer_binding_size,
             "max_compute_invocations_per_workgroup": ctx.limits.max_compute_invocations_per_workgroup,
@@ -42,6 +44,7 @@ pub(crate) fn gpu_json_of(gpu: &Result<Arc<GpuContext>>) -> serde_json::Value {
                 "norm": ctx.tuning.fuse_norm.map(|f| if f { "fused" } else { "separate" }),
                 "join": ctx.tuning.join_products.map(|f| if f { "fused" } else { "separate" }),
                 "int_dot": ctx.tuning.int_dot.map(|f| if f { "on" } else { "off" }),
+                "chain": ctx.tuning.chain_steps.map(|f| if f { "on" } else { "off" }),
             },
         }),
         Err(e) => json!({"error": e.to_string(), "code": e.code()}),

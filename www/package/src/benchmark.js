@@ -117,7 +117,8 @@ export function benchmarkReport(raw, info, options) {
  *   from an empty KV cache.
  * @property {{tokens: number, seconds: number, tokensPerSecond: number, msPerToken: number,
  *   dispatchesPerToken: number, weightBytesPerToken: number, weightGBPerSecond: number}} decode
- *   Greedy decode as generation runs it (one submission and a 4-byte readback per token);
+ *   Greedy decode as generation runs it (one submission and a 4-byte readback per token, each
+ *   step queued before the last one's token is read back where `kernels.chain` is on);
  *   `weightGBPerSecond` is the weight bytes of a step times steps per second, to compare with
  *   the GPU's memory bandwidth.
  * @property {KernelTime[] | null} profile Each kernel's time per decode step, or null where the

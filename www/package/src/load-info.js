@@ -104,7 +104,7 @@ export function engineInfo({ model, gpu, source, totalBytes, seconds, fromCacheB
 /**
  * Kernel choices to force ({@link LoadOptions.tuning}); each left out is chosen from the adapter
  * (a GPU fuses; a CPU adapter such as SwiftShader does not, its kernels are built differently).
- * The CLI's `--norm`, `--swiglu`, `--join`, `--matvec-threads` and `--matvec-rows` do the same.
+ * The CLI's `--norm`, `--swiglu`, `--join`, `--chain`, `--matvec-threads` and `--matvec-rows` do the same.
  * @typedef {object} KernelTuning
  * @property {'fused' | 'separate'} [norm] A decode step's RMSNorms and residual adds: folded into
  *   the matrix products (they normalize as they load and add as they write), or kernels of their own.
@@ -112,6 +112,10 @@ export function engineInfo({ model, gpu, source, totalBytes, seconds, fromCacheB
  *   loads its input, or a kernel of its own.
  * @property {'fused' | 'separate'} [join] With the norms folded in: a layer's Q, K and V in one
  *   product and its gate and up in one (where the model's types allow), or one product per matrix.
+ * @property {'on' | 'off'} [chain] Greedy decoding queues each step on the GPU before the last
+ *   step's token is read back (the GPU copies that token into the step's input), or waits for
+ *   each token before recording the next step. On by default on GPUs; off on CPU adapters, where
+ *   the driver's threads share the cores that record the next step.
  * @property {number} [matvecThreads] Invocations sharing each row of the matrix-vector kernel: a
  *   power of two from 1 to 64 (lowered to the smallest subgroup size with subgroups).
  * @property {number} [matvecRows] Rows each group of those invocations takes: 1, 2 or 4.
@@ -123,6 +127,7 @@ export function engineInfo({ model, gpu, source, totalBytes, seconds, fromCacheB
  * @property {'fused' | 'separate'} norm
  * @property {'fused' | 'separate'} swiglu
  * @property {'fused' | 'separate'} join
+ * @property {'on' | 'off'} chain
  */
 
 /**

@@ -73,13 +73,15 @@ function checkTuning(tuning) {
     if (v === undefined) continue;
     if (k === 'norm' || k === 'swiglu' || k === 'join') {
       if (v !== 'fused' && v !== 'separate') throw bad(`${k} must be 'fused' or 'separate', got ${v}`);
+    } else if (k === 'chain') {
+      if (v !== 'on' && v !== 'off') throw bad(`chain must be 'on' or 'off', got ${v}`);
     } else if (k === 'matvecThreads' || k === 'matvecRows') {
       const max = limits[k];
       if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max || (v & (v - 1)) !== 0) {
         throw bad(`${k} must be a power of two from 1 to ${max}, got ${v}`);
       }
     } else {
-      throw bad(`unknown key '${k}' (known: norm, swiglu, join, matvecThreads, matvecRows)`);
+      throw bad(`unknown key '${k}' (known: norm, swiglu, join, chain, matvecThreads, matvecRows)`);
     }
   }
 }
