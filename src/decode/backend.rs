@@ -26,12 +26,12 @@ pub trait LogitsBackend {
     fn forward_top_k(&mut self, tokens: &[u32], k: usize) -> Result<Vec<(u32, f32)>, DecodeError> {
         Ok(top_k(&self.forward_last(tokens)?, k))
     }
-    /// [`LogitsBackend::forward_argmax`] in greedy generation: with `queue_next` (the
+    /// [`LogitsBackend::forward_argmax`] in greedy generation: with `may_continue` (the
     /// generation goes on from the token unless it is a stop), a GPU backend whose device
     /// chains steps queues the step on that token before reading it back; the next call on
     /// exactly that token takes it, anything else gives it back first.
-    fn greedy_step(&mut self, tokens: &[u32], queue_next: bool) -> Result<u32, DecodeError> {
-        let _ = queue_next;
+    fn greedy_step(&mut self, tokens: &[u32], may_continue: bool) -> Result<u32, DecodeError> {
+        let _ = may_continue;
         self.forward_argmax(tokens)
     }
     /// Gives back a step [`LogitsBackend::greedy_step`] queued (the generation ended at its
@@ -123,9 +123,8 @@ impl LogitsBackend for GpuBackend {
         }
         Ok(pollster::block_on(self.0.forward_top_k(tokens, k))?)
     }
-    fn greedy_step(&mut self, tokens: &[u32], queue_next: bool) -> Result<u32, DecodeError> {
-        let queue_next = queue_next && self.0.ctx.chain_steps();
-        Ok(pollster::block_on(self.0.greedy_step(tokens, queue_next))?)
+    fn greedy_step(&mut self, tokens: &[u32], may_continue: bool) -> Result<u32, DecodeError> {
+        Ok(pollster::block_on(self.0.greedy_step(tokens, may_continue))?)
     }
     fn drop_queued(&mut self) {
         self.0.drop_queued()

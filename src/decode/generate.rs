@@ -87,9 +87,9 @@ pub fn generate_constrained(
         if d.generated() > 0 {
             steps += 1;
         }
-        let queue_next = d.may_continue(backend.position() + d.feed().len(), ctx);
+        let may_continue = d.may_continue(backend.position() + d.feed().len(), ctx);
         let out = match d.need() {
-            Need::Argmax => StepOutput::Argmax(backend.greedy_step(d.feed(), queue_next)?),
+            Need::Argmax => StepOutput::Argmax(backend.greedy_step(d.feed(), may_continue)?),
             Need::TopK(k) => StepOutput::TopK(backend.forward_top_k(d.feed(), k)?),
             Need::Logits => StepOutput::Logits(backend.forward_last(d.feed())?),
         };

@@ -52,8 +52,7 @@ pub async fn measure(model: &mut GpuModel, prompt_tokens: usize, decode_tokens: 
     let first = model.forward_argmax(&p).await?;
     let prefill_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
-    let chained = model.ctx.chain_steps();
-    let next = model.decode_greedy(first, decode_tokens, chained).await?.last().copied().unwrap_or(first);
+    let next = model.decode_greedy(first, decode_tokens).await?.last().copied().unwrap_or(first);
     let decode_s = t1.elapsed().as_secs_f64();
     let speed = Speed {
         prompt_tokens: p.len(),

@@ -72,7 +72,7 @@ pub struct KernelTuning {
     /// ([`GpuFeatures::int_dot`]). `None`: see [`KernelTuning::int_dot_for`].
     pub int_dot: Option<bool>,
     /// Whether greedy decoding queues each step on the GPU before the last step's token is read
-    /// back ([`super::GpuModel::submit_argmax_chained`]: the step's embedding takes that token
+    /// back ([`super::GpuModel::greedy_step`]: the step's embedding takes that token
     /// from the last step's argmax by a GPU copy). `None`: on a GPU, yes: it would otherwise
     /// idle through every token's readback round trip and the next step's recording (hundreds of
     /// dispatches through the browser's API), which on small models is a large share of a step.

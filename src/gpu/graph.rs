@@ -894,25 +894,22 @@ impl GpuModel {
         self.greedy_step(tokens, false).await
     }
 
-    /// [`GpuModel::forward_argmax`] for greedy generation: with `queue_next`, the step on the
-    /// token this one returns is queued on the GPU before that token is read back (its
-    /// embedding copies the token from this step's argmax on the device), so the GPU goes from
-    /// one token to the next without idling through the readback's round trip and the next
-    /// step's recording. The next call with exactly that token takes the queued step; any other
-    /// step, [`GpuModel::truncate`], [`GpuModel::reset`] or [`GpuModel::drop_queued`] gives it
-    /// back first (a stop token ended the generation). Queue only where the context has room
-    /// for it.
-    pub async fn greedy_step(&mut self, tokens: &[u32], queue_next: bool) -> Result<u32, GpuModelError> {
-        let current = match self.queued.take() {
-            Some((step, t)) if tokens == [t] => step,
-            other => {
-                if let Some((step, _)) = other {
-                    self.discard_argmax(step);
-                }
-                self.submit_argmax(tokens)?
-            }
+    /// [`GpuModel::forward_argmax`] for greedy generation. `may_continue`: the generation goes
+    /// on from the token this step returns unless it is a stop (and the context has room for
+    /// one more step). Then, where the device chains steps ([`GpuContext::chain_steps`]), the
+    /// step on that token is queued on the GPU before the token is read back (its embedding
+    /// copies the token from this step's argmax on the device), so the GPU goes from one token
+    /// to the next without idling through the readback's round trip and the next step's
+    /// recording. The next call with exactly that token takes the queued step; any other step,
+    /// [`GpuModel::truncate`], [`GpuModel::reset`] or [`GpuModel::drop_queued`] gives it back
+    /// first (a stop token ended the generation).
+    pub async fn greedy_step(&mut self, tokens: &[u32], may_continue: bool) -> Result<u32, GpuModelError> {
+        let current = match self.queued.take_if(|(_, t)| tokens == [*t]) {
+            Some((step, _)) => step,
+            // Gives back a step queued on another token first.
+            None => self.submit_argmax(tokens)?,
         };
-        let next = if queue_next { Some(self.submit_argmax_chained()?) } else { None };
+        let next = if may_continue && self.ctx.chain_steps() { Some(self.submit_argmax_chained()?) } else { None };
         let token = match self.read_argmax(current).await {
             Ok(t) => t,
             Err(e) => {
@@ -934,13 +931,13 @@ impl GpuModel {
         }
     }
 
-    /// Runs `n` greedy steps, the first on `token`, and returns their tokens; with `chained`
-    /// each is queued before the last one's token is read back ([`GpuModel::greedy_step`]).
-    pub async fn decode_greedy(&mut self, token: u32, n: usize, chained: bool) -> Result<Vec<u32>, GpuModelError> {
+    /// Runs `n` greedy steps, the first on `token`, and returns their tokens, as generation
+    /// runs them ([`GpuModel::greedy_step`]).
+    pub async fn decode_greedy(&mut self, token: u32, n: usize) -> Result<Vec<u32>, GpuModelError> {
         let mut tokens = Vec::with_capacity(n);
         let mut t = token;
         for i in 0..n {
-            t = self.greedy_step(&[t], chained && i + 1 < n).await?;
+            t = self.greedy_step(&[t], i + 1 < n).await?;
             tokens.push(t);
         }
         Ok(tokens)

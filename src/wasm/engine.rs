@@ -209,8 +209,8 @@ impl Engine {
             let env = self.constraint_env()?;
             d.constrain(env.compile(spec, &constraint_stops).map_err(|e| js_error(crate::Error::from(e)))?);
         }
-        // Reuse the longest shared prefix (truncating gives back a step queued for a token the
-        // last generation ended at)., but always run at least one token to get logits.
+        // Reuse the longest shared prefix, but always run at least one token to get logits
+        // (truncating gives back a step queued on the token the last generation ended at).
         let shared = s.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
         let reuse = shared.min(prompt.len() - 1);
         s.model.truncate(reuse);
@@ -242,9 +242,9 @@ impl Engine {
             let feed = d.feed().to_vec();
             // Where the device chains steps, the next step is queued before this one's token is
             // read back, unless the generation surely ends at that token.
-            let queue_next = s.model.ctx.chain_steps() && d.may_continue(s.model.position() + feed.len(), s.model.context_size());
+            let may_continue = d.may_continue(s.model.position() + feed.len(), s.model.context_size());
             let out = match d.need() {
-                Need::Argmax => s.model.greedy_step(&feed, queue_next).await.map(StepOutput::Argmax),
+                Need::Argmax => s.model.greedy_step(&feed, may_continue).await.map(StepOutput::Argmax),
                 Need::TopK(k) => s.model.forward_top_k(&feed, k).await.map(StepOutput::TopK),
                 Need::Logits => s.model.forward_last(&feed).await.map(StepOutput::Logits),
             };
