@@ -30,13 +30,14 @@
 // and each unit's product is one packed-integer dot product per four elements (quant.wgsl's
 // w_unit and idot) instead of a decode to f32 and eight vec4 products.
 //
-// X_NORM, Y_ADD (one token, not with XBCAST or INT_DOT; see matmul_io.wgsl): the RMSNorm before
-// a block and the residual add after it, done by the products so that neither is a dispatch of
-// its own. The norm's sum of squares comes free with the activation loads: a row's TPR
-// invocations load the whole row between them, and reduce the squares with the products.
+// X_NORM, Y_ADD (one token, not with XBCAST; X_NORM not with INT_DOT; see matmul_io.wgsl): the
+// RMSNorm before a block and the residual add after it, done by the products so that neither is
+// a dispatch of its own. The norm's sum of squares comes free with the activation loads: a row's
+// TPR invocations load the whole row between them, and reduce the squares with the products.
+// (With INT_DOT the quantize of the block's input does the norm: quantize.wgsl's X_NORM.)
 //
-// Y_SPLIT (one token, not with XBCAST or Y_ADD; see matmul_io.wgsl): a joint's product, each
-// member's rows written to its own output.
+// Y_SPLIT (one token, not with XBCAST or Y_ADD, with INT_DOT or without; see matmul_io.wgsl): a
+// joint's product, each member's rows written to its own output.
 //
 // Defines: one TYPE_* (quant.wgsl), WG, TPR, RPI, NT, XBCAST, XBCAST4, X_VEC4 (cols % 4 == 0),
 // XMASK (cols % 32 != 0), INT_DOT, X_NORM (with NORM_EPS), Y_ADD, Y_SPLIT (with SPLIT1),

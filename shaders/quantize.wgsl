@@ -17,10 +17,18 @@
 // X_GLU (the down projection's input): x is the gate projection and x_up the up projection, and
 // the value quantized is gate(x) · x_up (SiLU, or GELU with GELU: gate.wgsl), so the gated product
 // needs no dispatch of its own.
+//
+// X_NORM (a block's input in a decode step): x is the residual stream and the value quantized is
+// its RMSNorm with weight norm_w, so the norm needs no dispatch of its own. One workgroup per token
+// (a token's row is a few thousand values): the workgroup sums the squares as norm.wgsl does, with
+// the same invocations, order and reduction, and scales each value as it does, so the integers are
+// those that norm.wgsl's output would quantize to, bit for bit.
 
 struct QuantizeParams {
     cols: u32,
     units: u32,
+    // The RMSNorm's epsilon (X_NORM).
+    eps: f32,
 }
 
 struct Step {
@@ -36,8 +44,16 @@ struct Step {
 @group(0) @binding(4) var<storage, read> x_up: array<f32>;
 #include "gate.wgsl"
 #endif
-
+#ifdef X_NORM
+@group(0) @binding(5) var<storage, read> norm_w: array<f32>;
+// norm.wgsl's workgroup, so that the sum of squares is reduced in its order.
+const WG: u32 = 256u;
+#include "reduce.wgsl"
+// The token's RMSNorm scale, set before any value is read.
+var<private> norm_scale: f32;
+#else
 const WG: u32 = 64u;
+#endif
 
 // Element k of row t; 0 past the row's end.
 fn value(t: u32, k: u32) -> f32 {
@@ -49,6 +65,10 @@ fn value(t: u32, k: u32) -> f32 {
 #ifdef X_GLU
     // The gated product, as the CPU reference and quant.wgsl's x4 write it: gate(gate) · up.
     v = gate4(vec4<f32>(v)).x * x_up[e];
+#endif
+#ifdef X_NORM
+    // norm.wgsl's order: v * scale * w.
+    v = v * norm_scale * norm_w[k];
 #endif
     return v;
 }
@@ -75,19 +95,10 @@ fn write_unit(t: u32, u: u32, scale: f32, d: f32) {
     xq[i + 2u] = vec4<u32>(bitcast<u32>(d), bitcast<u32>(d * f32(sums.x)), bitcast<u32>(d * f32(sums.y)), 0u);
 }
 
-@compute @workgroup_size(WG)
-fn quantize(
-    @builtin(global_invocation_id) gid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let i = gid.x + gid.y * nwg.x * WG;
+// Quantizes unit `i` of token t's row, or with BLOCK_256 its 256-value block `i`.
+fn quantize_at(t: u32, i: u32) {
 #ifdef BLOCK_256
-    let blocks = qp.units / 8u;
-    if (i >= step.n_tokens * blocks) {
-        return;
-    }
-    let t = i / blocks;
-    let u0 = (i % blocks) * 8u;
+    let u0 = i * 8u;
     // The value of largest magnitude, with its sign (the first of equal magnitudes).
     var m = 0.0;
     for (var k = 0u; k < 256u; k++) {
@@ -102,17 +113,70 @@ fn quantize(
         write_unit(t, u, iscale, d);
     }
 #else
-    if (i >= step.n_tokens * qp.units) {
-        return;
-    }
-    let t = i / qp.units;
-    let u = i % qp.units;
     var amax = 0.0;
     for (var k = 0u; k < 32u; k++) {
-        amax = max(amax, abs(value(t, u * 32u + k)));
+        amax = max(amax, abs(value(t, i * 32u + k)));
     }
     // The integers from the exact scale, the stored scale rounded to f16 (llama.cpp's order).
     let scale = select(0.0, 127.0 / amax, amax > 0.0);
-    write_unit(t, u, scale, quantizeToF16(amax / 127.0));
+    write_unit(t, i, scale, quantizeToF16(amax / 127.0));
 #endif
 }
+
+// What quantize_at takes per token: units, or 256-value blocks.
+fn per_token() -> u32 {
+#ifdef BLOCK_256
+    return qp.units / 8u;
+#else
+    return qp.units;
+#endif
+}
+
+#ifdef X_NORM
+@compute @workgroup_size(WG)
+fn quantize(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+#ifdef SUBGROUPS
+    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_size) size: u32,
+#endif
+) {
+#ifdef SUBGROUPS
+    sg_lane = lane;
+    sg_size = size;
+#endif
+    let t = wid.x + wid.y * nwg.x;
+    if (t >= step.n_tokens) {
+        return;
+    }
+    let row = t * qp.cols;
+    var ss = 0.0;
+    for (var k = lid; k < qp.cols; k += WG) {
+        let v = x[row + k];
+        ss += v * v;
+    }
+#ifdef SUBGROUPS
+    ss = wg_sum(ss, lid, size);
+#else
+    ss = wg_sum(ss, lid, 0u);
+#endif
+    norm_scale = 1.0 / sqrt(ss / f32(qp.cols) + qp.eps);
+    for (var i = lid; i < per_token(); i += WG) {
+        quantize_at(t, i);
+    }
+}
+#else
+@compute @workgroup_size(WG)
+fn quantize(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= step.n_tokens * per_token()) {
+        return;
+    }
+    quantize_at(i / per_token(), i % per_token());
+}
+#endif

@@ -470,6 +470,19 @@ fn int_dot_switch_runs_the_packed_integer_products() {
     };
     let text = greedy(&["--int-dot", "on"]);
     assert!(text.starts_with(" Paris"), "{text:?}");
+    // With a GPU's choices the attention and FFN norms are done by the quantizes of the blocks'
+    // inputs, O and down add into the residual stream, and Q, K, V and gate, up are one product
+    // each: 10 per layer (13 with the joints apart); the greedy tokens are the unfolded ones'.
+    let gpu = ["--int-dot", "on", "--matvec-threads", "16", "--matvec-rows", "2", "--swiglu", "fused"];
+    let with = |extra: &[&'static str]| [&gpu[..], extra].concat();
+    assert_eq!(bench(&with(&["--norm", "fused"]))["decode_dispatches_per_token"], 1 + 30 * 10 + 1 + 2);
+    assert_eq!(bench(&with(&["--norm", "fused", "--join", "separate"]))["decode_dispatches_per_token"], 1 + 30 * 13 + 1 + 2);
+    let tokens = |extra: &[&str]| {
+        let mut a = vec!["generate", "-m", m, "-p", "The capital of France is", "-n", "16", "--temp", "0", "--json"];
+        a.extend_from_slice(extra);
+        last_json(&ok_stdout(&a))["tokens"].clone()
+    };
+    assert_eq!(tokens(&with(&["--norm", "fused"])), tokens(&with(&["--norm", "separate"])));
     let out = cli(&["bench", "-m", m, "--int-dot", "yes"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("on, off"));
 }

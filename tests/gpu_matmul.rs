@@ -22,7 +22,7 @@ mod common;
 
 use llama_webgpu::gguf::GgufFile;
 use llama_webgpu::model::Gate;
-use llama_webgpu::gpu::ops::{int_dot_supported, step_buffer, ActivationBlocks, DecodeInput, EmbeddingOp, MatmulConfig, MatmulOp, QuantizeOp, Step, XQ_UNIT_BYTES};
+use llama_webgpu::gpu::ops::{int_dot_supported, step_buffer, ActivationBlocks, DecodeInput, EmbeddingOp, MatmulConfig, MatmulOp, QuantizeOp, RmsNormOp, Step, XQ_UNIT_BYTES};
 use llama_webgpu::gpu::weights::GpuWeight;
 use llama_webgpu::gpu::{GpuContext, GpuError, GpuOptions};
 use llama_webgpu::quant::{dequantize, GgmlType};
@@ -416,6 +416,16 @@ fn joint_cases(ctx: &GpuContext, ty: GgmlType, seed: u64) {
                 assert!(*g == want, "{ty} joint decode product, {config:?}");
             }
         }
+        if int_dot_supported(ctx, ty) {
+            // The packed-integer joint: each output what the member's own product gives.
+            let (xq, _) = gpu_quantize(ctx, cols, &x, None, 1, ActivationBlocks::for_type(ty));
+            for config in [None, Some(shared(1, 4)), Some(shared(16, 2))] {
+                let got = gpu_int_decode(ctx, &whole, &xq, rows, None, config);
+                for (g, a) in got.iter().zip(&apart) {
+                    assert!(*g == gpu_int_matmul(ctx, a, &xq, 1, config), "{ty} packed-integer joint decode product, {config:?}");
+                }
+            }
+        }
     }
     // K at row 3 of rows this long starts at no multiple of 256 bytes (the alignment browsers
     // mostly have; lavapipe's is smaller), and for the legacy types, whose scales take 18 bytes
@@ -561,6 +571,116 @@ fn gpu_int_matmul(ctx: &GpuContext, w: &GpuWeight, xq: &wgpu::Buffer, n: usize, 
     y
 }
 
+/// Records `f` into one compute pass and submits it.
+fn submit_pass(ctx: &GpuContext, f: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        f(&mut pass);
+    }
+    ctx.queue.submit([enc.finish()]);
+}
+
+/// The RMSNorm (weight `norm_w`, epsilon 0.25) of `n` rows of `x` quantized on the GPU, in one
+/// dispatch ([`QuantizeOp::normed`]) and, with `apart`, as the norm kernel's output quantized:
+/// the bytes of each (xq holds one token more than used, which must stay untouched).
+fn gpu_quantize_normed(ctx: &GpuContext, cols: usize, x: &[f32], norm_w: &[f32], n: usize, blocks: ActivationBlocks) -> (Vec<u8>, Vec<u8>) {
+    let units = cols.div_ceil(32);
+    let xb = ctx.upload("x", bytemuck::cast_slice(x)).unwrap();
+    let nb = ctx.upload("norm", bytemuck::cast_slice(norm_w)).unwrap();
+    let hb = ctx.storage("h", 4 * x.len() as u64, wgpu::BufferUsages::empty()).unwrap();
+    let step = step_buffer(ctx).unwrap();
+    set_step(ctx, &step, n);
+    let len = (n + 1) * units * XQ_UNIT_BYTES as usize;
+    let run = |apart: bool| {
+        let xq = ctx.upload("xq", &vec![0xA5u8; len]).unwrap();
+        if apart {
+            let norm = RmsNormOp::new(ctx, &xb, &nb, &hb, cols as u32, 0.25, &step).unwrap();
+            let quantize = QuantizeOp::new(ctx, cols, &hb, None, &xq, &step, blocks).unwrap();
+            submit_pass(ctx, |p| {
+                norm.record(p, n as u32);
+                quantize.record(p, n as u32);
+            });
+        } else {
+            let op = QuantizeOp::normed(ctx, cols, &xb, &nb, 0.25, &xq, &step, blocks).unwrap();
+            submit_pass(ctx, |p| op.record(p, n as u32));
+        }
+        let mut bytes = pollster::block_on(ctx.read(&xq, 0, len as u64)).unwrap();
+        assert!(bytes[n * units * XQ_UNIT_BYTES as usize..].iter().all(|&b| b == 0xA5), "quantize wrote past the last token");
+        bytes.truncate(n * units * XQ_UNIT_BYTES as usize);
+        bytes
+    };
+    (run(false), run(true))
+}
+
+/// One token's packed-integer decode product ([`MatmulOp::int_dot_decode`]) into outputs of
+/// `rows` rows that start as `y0` (NaN for a plain write) and hold one NaN more that must stay.
+fn gpu_int_decode(ctx: &GpuContext, w: &GpuWeight, xq: &wgpu::Buffer, rows: &[usize], y0: Option<&[f32]>, config: Option<MatmulConfig>) -> Vec<Vec<f32>> {
+    let ys: Vec<wgpu::Buffer> = rows
+        .iter()
+        .map(|&r| {
+            let mut init = y0.map_or(vec![f32::NAN; r], |y| y.to_vec());
+            init.push(f32::NAN);
+            ctx.upload("y", bytemuck::cast_slice(&init)).unwrap()
+        })
+        .collect();
+    let outputs: Vec<(&wgpu::Buffer, usize)> = ys.iter().zip(rows).map(|(b, &r)| (b, r)).collect();
+    let step = step_buffer(ctx).unwrap();
+    set_step(ctx, &step, 1);
+    let op = MatmulOp::int_dot_decode(ctx, w, xq, &outputs, y0.is_some(), &step, config).unwrap();
+    submit_pass(ctx, |p| op.record(p, 1));
+    ys.iter()
+        .zip(rows)
+        .map(|(b, &r)| {
+            let mut y = ctx.read_f32(b, 0, r + 1).unwrap();
+            assert!(y[r].is_nan(), "the packed-integer decode product wrote past an output's rows");
+            y.truncate(r);
+            y
+        })
+        .collect()
+}
+
+/// A decode step's packed-integer products with the work around them folded in: the norm done
+/// by the quantize gives the norm kernel's output quantized, byte for byte (one token and
+/// three, each rounding the row allows), and near the CPU's rounding of the f64 norm; the
+/// residual add in the product's writes gives the plain product plus the residual, to the bit.
+fn int_decode_fusion_cases(ctx: &GpuContext, t: &Tensor, w: &GpuWeight, seed: u64) {
+    let blocks: &[ActivationBlocks] = if t.cols.is_multiple_of(256) { &[ActivationBlocks::Q8_0, ActivationBlocks::Q8K] } else { &[ActivationBlocks::Q8_0] };
+    let norm_w = activations(t.cols, 1, seed + 1);
+    for &b in blocks {
+        for n in [1, 3] {
+            let x = activations(t.cols, n, seed + n as u64);
+            let (folded, apart) = gpu_quantize_normed(ctx, t.cols, &x, &norm_w, n, b);
+            assert!(folded == apart, "{}: the normed quantize ({b:?}, {n} tokens) differs from the norm kernel's output quantized", t.label);
+            let h: Vec<f32> = x
+                .chunks_exact(t.cols)
+                .flat_map(|row| {
+                    let inv = 1.0 / (row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / t.cols as f64 + 0.25).sqrt();
+                    row.iter().zip(&norm_w).map(move |(&v, &g)| (v as f64 * inv * g as f64) as f32)
+                })
+                .collect();
+            int_dot::check_quantized(&format!("{} normed, {b:?}, {n} tokens", t.label), &h, t.cols, &int_dot::parse(&folded), b == ActivationBlocks::Q8K, 1e-5);
+        }
+    }
+    let x = activations(t.cols, 1, seed + 7);
+    let (xq, _) = gpu_quantize(ctx, t.cols, &x, None, 1, ActivationBlocks::for_type(t.ty));
+    let resid = activations(t.rows, 1, seed + 8);
+    let shared = |tpr, rpi| MatmulConfig { threads_per_row: tpr, rows_per_invocation: rpi, matvec_prefill: false, small_batch: 0 };
+    for config in [None, Some(shared(1, 4)), Some(shared(16, 2))] {
+        let plain = gpu_int_matmul(ctx, w, &xq, 1, config);
+        assert!(gpu_int_decode(ctx, w, &xq, &[t.rows], None, config)[0] == plain, "{}: packed-integer decode product, {config:?}", t.label);
+        let want: Vec<f32> = plain.iter().zip(&resid).map(|(a, b)| a + b).collect();
+        assert!(gpu_int_decode(ctx, w, &xq, &[t.rows], Some(&resid), config)[0] == want, "{}: packed-integer residual add, {config:?}", t.label);
+    }
+    // Outputs that do not take the weight's rows, or an add into several: typed errors.
+    let step = step_buffer(ctx).unwrap();
+    let y = ctx.storage("y", 4 * t.rows as u64, wgpu::BufferUsages::empty()).unwrap();
+    for (outputs, add) in [(vec![(&y, t.rows - 1)], false), (vec![], false), (vec![(&y, 1), (&y, t.rows - 1)], true)] {
+        let e = MatmulOp::int_dot_decode(ctx, w, &xq, &outputs, add, &step, None).err().expect("refused");
+        assert!(matches!(e, GpuError::Validation { .. }), "{e}");
+    }
+}
+
 /// The packed-integer path for one weight: activations quantized on the GPU (plain, and
 /// silu(gate)·up), then products through the device's configuration and the others.
 fn int_dot_cases(ctx: &GpuContext, t: &Tensor, w: &GpuWeight, seed: u64) -> f64 {
@@ -694,6 +814,7 @@ fn all_types(opts: GpuOptions) {
         let inexact = check_embedding(&t.label, t, &ids, &gpu_embedding(&ctx, &w, &ids));
         let int = if int_dot_supported(&ctx, t.ty) {
             int_types.insert(t.ty);
+            int_decode_fusion_cases(&ctx, t, &w, 1300 + ci as u64 * 13);
             format!("; packed-integer products: worst error {:.1e} of their bound's scale", int_dot_cases(&ctx, t, &w, 700 + ci as u64 * 11))
         } else {
             let xq = ctx.storage("xq", 1 << 16, wgpu::BufferUsages::empty()).unwrap();

@@ -77,7 +77,8 @@ struct Layer {
 /// the block has them and the step is short enough, else a one-token step's with the norms
 /// folded in where chosen, else the f32 ones.
 struct StepProducts<'a> {
-    int: Option<&'a IntDotLayer>,
+    int: Option<IntInputs<'a>>,
+    /// The norms and residual adds folded into the products (with either product set).
     fused: Option<&'a FusedDecode>,
     mm: &'a Products,
 }
@@ -85,8 +86,20 @@ struct StepProducts<'a> {
 impl Layer {
     fn products(&self, n: u32) -> StepProducts<'_> {
         let int = self.int_dot.as_ref().filter(|_| n <= INT_DOT_MAX_TOKENS);
-        let fused = self.fused.as_ref().filter(|_| n == 1 && int.is_none());
-        let mm = int.map(|i| &i.mm).or(fused.map(|f| &f.mm)).unwrap_or(&self.mm);
+        let int_decode = int.and_then(|i| i.decode.as_ref()).filter(|_| n == 1);
+        let fused = self.fused.as_ref().filter(|_| n == 1 && (int.is_none() || int_decode.is_some()));
+        let mm = match (int, int_decode, fused) {
+            (_, Some(d), _) => &d.mm,
+            (Some(i), None, _) => &i.mm,
+            (None, _, Some(f)) => &f.mm,
+            (None, _, None) => &self.mm,
+        };
+        let int = int.map(|i| IntInputs {
+            attn_in: int_decode.map_or(&i.quant_attn_in, |d| &d.quant_attn_in),
+            attn: &i.quant_attn,
+            ffn_in: int_decode.map_or(&i.quant_ffn_in, |d| &d.quant_ffn_in),
+            glu: &i.quant_glu,
+        });
         StepProducts { int, fused, mm }
     }
 }
@@ -118,7 +131,36 @@ impl Product {
 
 /// A block's matrices, with the input each reads and the output it writes (by a step that does
 /// not fold the norms in).
-struct Slots<'a>([(&'static str, &'a GpuWeight, &'a wgpu::Buffer, &'a wgpu::Buffer); 7]);
+struct Slots<'a>([Slot<'a>; 7]);
+
+/// A matrix's name, weight, input and output.
+type Slot<'a> = (&'static str, &'a GpuWeight, &'a wgpu::Buffer, &'a wgpu::Buffer);
+
+/// A decode product's maker: `W`'s rows written to the outputs (one, or a joint's members' each).
+type IntoOutputs<'a> = dyn Fn(&GpuWeight, &[(&wgpu::Buffer, usize)]) -> Result<MatmulOp, GpuError> + 'a;
+
+/// The decode products of matrices that read the same input: one over their joint (named
+/// `joint`) where the loader made one and `join` holds, else one per matrix.
+fn joined_products(slots: &[Slot<'_>], joint: &'static str, join: bool, make: &IntoOutputs<'_>) -> Result<Vec<Product>, GpuError> {
+    let weights: Vec<&GpuWeight> = slots.iter().map(|s| s.1).collect();
+    if let Some(j) = GpuWeight::join(&weights).filter(|_| join) {
+        let outputs: Vec<(&wgpu::Buffer, usize)> = slots.iter().map(|s| (s.3, s.1.rows)).collect();
+        return Ok(vec![Product::new(joint, &j, make(&j, &outputs)?)]);
+    }
+    slots.iter().map(|&(name, w, _, y)| Ok(Product::new(name, w, make(w, &[(y, w.rows)])?))).collect()
+}
+
+/// Q, K and V's decode products: over their joint, or (where V has its own type) Q and K over
+/// theirs and V apart, or one each.
+fn attn_in_products([q, k, v]: [Slot<'_>; 3], join: bool, make: &IntoOutputs<'_>) -> Result<Vec<Product>, GpuError> {
+    let all = joined_products(&[q, k, v], "attn_qkv", join, make)?;
+    if all.len() < 3 {
+        return Ok(all);
+    }
+    let mut p = joined_products(&[q, k], "attn_qk", join, make)?;
+    p.extend(joined_products(&[v], "attn_v", join, make)?);
+    Ok(p)
+}
 
 impl Products {
     /// One product per matrix, made by `op(weight, input, output)`.
@@ -166,6 +208,28 @@ struct IntDotLayer {
     quant_attn: QuantizeOp,
     quant_glu: QuantizeOp,
     mm: Products,
+    /// A decode step's set, where the norms are folded in (KernelTuning::fuse_norm).
+    decode: Option<IntDecode>,
+}
+
+/// A one-token step's packed-integer block with the norms and residual adds folded in, as
+/// [`FusedDecode`] folds them for the f32 products: the attention and FFN norms are done by
+/// the quantize of the block's input from the residual stream ([`QuantizeOp::normed`]), Q, K
+/// and V (and gate and up) are one product over their joint where the loader made one, and O
+/// and down add into the residual stream. Ten dispatches a block against fifteen, each
+/// result bit for bit the unfolded set's.
+struct IntDecode {
+    quant_attn_in: QuantizeOp,
+    quant_ffn_in: QuantizeOp,
+    mm: Products,
+}
+
+/// The quantizes a packed-integer step records before each product group.
+struct IntInputs<'a> {
+    attn_in: &'a QuantizeOp,
+    attn: &'a QuantizeOp,
+    ffn_in: &'a QuantizeOp,
+    glu: &'a QuantizeOp,
 }
 
 /// What a step returns.
@@ -330,17 +394,10 @@ impl GpuModel {
             MatmulOp::for_decode(&ctx, w, &x, DecodeInput::Norm { weight: norm, eps: c.rms_eps }, y, false, &step, None)
         };
         let join = fuse_norm && ctx.join_products();
-        // Products normalizing `x` as they load it into each slot's output: one over the
-        // slots' joint (named `joint`) where they make one and joining is chosen, else one each.
-        let norm_inputs = |slots: &[(&'static str, &GpuWeight, &wgpu::Buffer, &wgpu::Buffer)], norm: &wgpu::Buffer, joint: &'static str| -> Result<Vec<Product>, GpuModelError> {
-            let weights: Vec<&GpuWeight> = slots.iter().map(|s| s.1).collect();
-            if let Some(j) = GpuWeight::join(&weights).filter(|_| join) {
-                let outputs: Vec<(&wgpu::Buffer, usize)> = slots.iter().map(|s| (s.3, s.1.rows)).collect();
-                let input = DecodeInput::Norm { weight: norm, eps: c.rms_eps };
-                let op = MatmulOp::for_decode_into(&ctx, &j, &x, input, &outputs, &step, None)?;
-                return Ok(vec![Product::new(joint, &j, op)]);
-            }
-            Ok(slots.iter().map(|&(name, w, _, y)| Ok(Product::new(name, w, norm_input(w, norm, y)?))).collect::<Result<_, GpuError>>()?)
+        // A decode product normalizing `x` as it loads it into one output, or a joint's into several.
+        let norm_into = |norm: &wgpu::Buffer, w: &GpuWeight, outputs: &[(&wgpu::Buffer, usize)]| match outputs {
+            [(y, _)] => norm_input(w, norm, y),
+            _ => MatmulOp::for_decode_into(&ctx, w, &x, DecodeInput::Norm { weight: norm, eps: c.rms_eps }, outputs, &step, None),
         };
         // One buffer for every quantized input (each is consumed before the next is written),
         // sized for the widest and the longest integer step.
@@ -389,6 +446,7 @@ impl GpuModel {
                         quant_ffn_in: QuantizeOp::new(&ctx, e, &h, None, xq, &step, blocks(&wg))?,
                         quant_glu: QuantizeOp::new(&ctx, ff, &g, Some((&u, graph.gate)), xq, &step, blocks(&wd))?,
                         mm: Products::apart(&slots, |w, _, y| int(w, y))?,
+                        decode: None,
                     })
                 }
                 // A block with an F16/F32 matrix (or no integer products) keeps the f32 kernels.
@@ -437,6 +495,29 @@ impl GpuModel {
             };
             // A decode step's O and down add into x, or with post-norms write o for them.
             let (block_out, accumulate) = if post_adds.is_some() { (&o, false) } else { (&x, true) };
+            // A decode step's packed-integer products with the norms and adds folded in, as
+            // the f32 ones below: the joints made where the f32 set makes them.
+            let int_layer = match (int_layer, &xq) {
+                (Some(mut i), Some(xq)) if fuse_norm => {
+                    let int = |w: &GpuWeight, outputs: &[(&wgpu::Buffer, usize)], add: bool| MatmulOp::int_dot_decode(&ctx, w, xq, outputs, add, &step, None);
+                    let into = |w: &GpuWeight, outputs: &[(&wgpu::Buffer, usize)]| int(w, outputs, false);
+                    let [q, k, v, _, gate, up, _] = &slots.0;
+                    let attn_in = attn_in_products([*q, *k, *v], join, &into)?;
+                    let blocks = |w: &GpuWeight| ActivationBlocks::for_type(w.ty);
+                    i.decode = Some(IntDecode {
+                        quant_attn_in: QuantizeOp::normed(&ctx, e, &x, &attn_norm_w, c.rms_eps, xq, &step, blocks(&wq))?,
+                        quant_ffn_in: QuantizeOp::normed(&ctx, e, &x, &ffn_norm_w, c.rms_eps, xq, &step, blocks(&wg))?,
+                        mm: Products {
+                            attn_in,
+                            wo: Product::new("attn_output", &wo, int(&wo, &[(block_out, wo.rows)], accumulate)?),
+                            ffn_in: joined_products(&[*gate, *up], "ffn_gate_up", join, &into)?,
+                            down: Product::new("ffn_down", &wd, int(&wd, &[(block_out, wd.rows)], accumulate)?),
+                        },
+                    });
+                    Some(i)
+                }
+                (i, _) => i,
+            };
             let rope = RopeParams::for_layer(c, l);
             let layer_factors = freq_factors.as_ref().filter(|_| c.layer_rope(l).freq_factors);
             layers.push(Layer {
@@ -487,16 +568,12 @@ impl GpuModel {
                     let [q, k, v, _, gate, up, _] = &slots.0;
                     // Q, K and V in one product where the loader put them in one buffer, else
                     // Q and K in one; gate and up likewise.
-                    let mut attn_in = norm_inputs(&[*q, *k, *v], &attn_norm_w, "attn_qkv")?;
-                    if attn_in.len() == 3 {
-                        attn_in = norm_inputs(&[*q, *k], &attn_norm_w, "attn_qk")?;
-                        attn_in.extend(norm_inputs(&[*v], &attn_norm_w, "")?);
-                    }
+                    let attn_in = attn_in_products([*q, *k, *v], join, &|w, o| norm_into(&attn_norm_w, w, o))?;
                     Some(FusedDecode {
                         mm: Products {
                             attn_in,
                             wo: Product::new("attn_output", &wo, MatmulOp::for_decode(&ctx, &wo, &attn, DecodeInput::Plain, block_out, accumulate, &step, None)?),
-                            ffn_in: norm_inputs(&[*gate, *up], &ffn_norm_w, "ffn_gate_up")?,
+                            ffn_in: joined_products(&[*gate, *up], "ffn_gate_up", join, &|w, o| norm_into(&ffn_norm_w, w, o))?,
                             // SwiGLU in down's loads, or (where that is not chosen) a dispatch
                             // of its own before it, in place in `g`.
                             down: Product::new("ffn_down", &wd, MatmulOp::for_decode(&ctx, &wd, &g, if fuse_swiglu { DecodeInput::Glu { up: &u, gate: graph.gate } } else { DecodeInput::Plain }, block_out, accumulate, &step, None)?),
@@ -509,13 +586,17 @@ impl GpuModel {
                 },
             });
             // What a decode step reads, in the names its products have. Norm weights are f32
-            // vectors in every GGUF; folded in, the first product reading each reads it.
-            let StepProducts { fused: folded, mm: decode, .. } = layers.last().expect("pushed").products(1);
+            // vectors in every GGUF; folded in, the first product reading each reads it, or
+            // on 8-bit activations the quantize that normalizes.
+            let StepProducts { fused: folded, mm: decode, int } = layers.last().expect("pushed").products(1);
             let norm_bytes = e as u64 * 4;
             for (i, p) in decode.all().enumerate() {
                 let first_of_block = i == 0 || i == decode.attn_in.len() + 1;
-                let norm = if folded.is_some() && first_of_block { norm_bytes } else { 0 };
+                let norm = if folded.is_some() && int.is_none() && first_of_block { norm_bytes } else { 0 };
                 add_read(&mut weight_reads, p.name, p.weight_bytes + norm);
+            }
+            if folded.is_some() && int.is_some() {
+                add_read(&mut weight_reads, "quantize", 2 * norm_bytes);
             }
             if folded.is_none() {
                 add_read(&mut weight_reads, "attn_norm", norm_bytes);
@@ -644,16 +725,16 @@ impl GpuModel {
             if fused.is_none() {
                 rec("attn_norm", &mut |p| l.attn_norm.record(p, n));
             }
-            if let Some(i) = int {
-                rec("quantize", &mut |p| i.quant_attn_in.record(p, n));
+            if let Some(i) = &int {
+                rec("quantize", &mut |p| i.attn_in.record(p, n));
             }
             for m in &mm.attn_in {
                 rec(m.name, &mut |p| m.op.record(p, n));
             }
             rec("rope", &mut |p| l.rope.record(p, n));
             rec("attention", &mut |p| l.attention.record(p, n, self.pos));
-            if let Some(i) = int {
-                rec("quantize", &mut |p| i.quant_attn.record(p, n));
+            if let Some(i) = &int {
+                rec("quantize", &mut |p| i.attn.record(p, n));
             }
             rec(mm.wo.name, &mut |p| mm.wo.op.record(p, n));
             if let Some(op) = post_norm(0) {
@@ -662,22 +743,22 @@ impl GpuModel {
             if fused.is_none() {
                 rec("ffn_norm", &mut |p| l.ffn_norm.record(p, n));
             }
-            if let Some(i) = int {
-                rec("quantize", &mut |p| i.quant_ffn_in.record(p, n));
+            if let Some(i) = &int {
+                rec("quantize", &mut |p| i.ffn_in.record(p, n));
             }
             for m in &mm.ffn_in {
                 rec(m.name, &mut |p| m.op.record(p, n));
             }
             // SwiGLU forms as down's input is quantized, or in down's loads, or in a kernel of
             // its own.
-            let (own_swiglu, down) = match (int, fused, &l.down_glu) {
+            let (own_swiglu, down) = match (&int, fused, &l.down_glu) {
                 (Some(_), _, _) => (false, &mm.down.op),
                 (None, Some(f), _) => (!f.swiglu_in_down, &mm.down.op),
                 (None, None, Some(down_glu)) if n == 1 => (false, down_glu),
                 (None, None, _) => (true, &mm.down.op),
             };
-            if let Some(i) = int {
-                rec("quantize", &mut |p| i.quant_glu.record(p, n));
+            if let Some(i) = &int {
+                rec("quantize", &mut |p| i.glu.record(p, n));
             }
             if own_swiglu {
                 rec("glu", &mut |p| l.glu.record(p, n));

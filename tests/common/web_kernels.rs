@@ -232,8 +232,9 @@ pub async fn glu_matmul(ctx: &GpuContext, w: &GpuWeight, gate: &[f32], up: &[f32
 }
 
 /// The packed-integer products as Chrome compiles `dot4I8Packed` and `pack4xI8`: activations
-/// quantized on the GPU (plain, and silu(gate)·up), then every quantized type's product from a
-/// split weight, one and five tokens, against the CPU as in tests/gpu_matmul.rs.
+/// quantized on the GPU (plain, silu(gate)·up, and a block input's RMSNorm), then every
+/// quantized type's product from a split weight, one and five tokens, against the CPU as in
+/// tests/gpu_matmul.rs, and with the residual add in its writes.
 pub async fn packed_integer_products(v: Variant) {
     use GgmlType::*;
     let mut rng = Rng::new(17);
@@ -275,6 +276,36 @@ pub async fn packed_integer_products(v: Variant) {
                 let got = read_f32(&ctx, &yb, n * rows).await;
                 int_dot::check_int(&what, &values, cols, rows, &q, n, &got);
             }
+            // A decode step's block input: the norm done by the quantize gives the norm kernel's
+            // output quantized, byte for byte; the residual add in the product's writes gives the
+            // plain product plus the residual, to the bit.
+            let n = 3;
+            let blocks = ActivationBlocks::for_type(ty);
+            let up = |v: &[f32]| ctx.upload("in", bytemuck::cast_slice(v)).unwrap();
+            let (xb, nb) = (up(&rng.vec(n * cols, 3.0)), up(&rng.vec(cols, 2.0)));
+            let hb = ctx.storage("h", (n * cols * 4) as u64, wgpu::BufferUsages::empty()).unwrap();
+            let xq_bytes = (n * cols.div_ceil(32)) as u64 * XQ_UNIT_BYTES;
+            let [xq, xq_apart] = ["xq", "xq apart"].map(|l| ctx.storage(l, xq_bytes, wgpu::BufferUsages::empty()).unwrap());
+            let norm = RmsNormOp::new(&ctx, &xb, &nb, &hb, cols as u32, 1e-5, &step).unwrap();
+            let quantize = QuantizeOp::new(&ctx, cols, &hb, None, &xq_apart, &step, blocks).unwrap();
+            let normed = QuantizeOp::normed(&ctx, cols, &xb, &nb, 1e-5, &xq, &step, blocks).unwrap();
+            run(&ctx, &step, n as u32, |p| {
+                norm.record(p, n as u32);
+                quantize.record(p, n as u32);
+                normed.record(p, n as u32);
+            });
+            let folded = ctx.read(&xq, 0, xq_bytes).await.unwrap();
+            assert!(folded == ctx.read(&xq_apart, 0, xq_bytes).await.unwrap(), "{ty}, {v:?}: the normed quantize differs from the norm kernel's output quantized");
+            let resid = rng.vec(rows, 3.0);
+            let (yb, yr) = (up(&vec![f32::NAN; rows]), up(&resid));
+            let plain = MatmulOp::with_int_dot(&ctx, &w, &xq, &yb, &step, None).unwrap();
+            let add = MatmulOp::int_dot_decode(&ctx, &w, &xq, &[(&yr, rows)], true, &step, None).unwrap();
+            run(&ctx, &step, 1, |p| {
+                plain.record(p, 1);
+                add.record(p, 1);
+            });
+            let want: Vec<f32> = read_f32(&ctx, &yb, rows).await.iter().zip(&resid).map(|(a, b)| a + b).collect();
+            assert!(read_f32(&ctx, &yr, rows).await == want, "{ty}, {v:?}: the packed-integer residual add");
         }
     }
 }

@@ -114,7 +114,7 @@ test('f16 without subgroups (the workgroup-memory fallbacks) and the packed-inte
   assert.equal(b.page, b.native);
 });
 
-test("a GPU's kernel choices (norms folded, joint Q/K/V and gate/up, rows shared by 8) answer as the native CLI does with the same flags", async () => {
+test("a GPU's kernel choices (norms folded, joint Q/K/V and gate/up, rows shared by 8), on f32 and on packed-integer products, answer as the native CLI does with the same flags", async () => {
   // lavapipe is a CPU adapter, so the engine would not choose them here: the tuning option
   // forces them, as `--norm fused --swiglu fused --matvec-threads 8 --matvec-rows 2` does natively.
   const tuning = { norm: 'fused', swiglu: 'fused', chain: 'on', matvecThreads: 8, matvecRows: 2 };
@@ -131,6 +131,14 @@ test("a GPU's kernel choices (norms folded, joint Q/K/V and gate/up, rows shared
   for (const k of ['attn_q', 'attn_norm', 'ffn_up']) assert.ok(!kernels.includes(k), `${k} in ${kernels}`);
   await gpu.unload();
   engines.splice(engines.indexOf(gpu), 1);
+  // The packed-integer products with the same choices: the norms done by the quantizes of the
+  // blocks' inputs, the residual adds by O and down, 10 dispatches per layer.
+  const int = await load({ intDot: true, tuning: { norm: 'fused', swiglu: 'fused', matvecThreads: 8, matvecRows: 2 } });
+  const c = await answers(int, ['--int-dot', 'on', '--norm', 'fused', '--swiglu', 'fused', '--matvec-threads', '8', '--matvec-rows', '2']);
+  assert.equal(c.page, c.native);
+  assert.equal((await int.benchmark({ promptTokens: 4, decodeTokens: 2 })).decode.dispatchesPerToken, 1 + 30 * 10 + 3);
+  await int.unload();
+  engines.splice(engines.indexOf(int), 1);
   await assert.rejects(load({ tuning: { join: 'yes' } }), (e) => e.code === 'INVALID_ARGUMENT' && /join must be 'fused' or 'separate'/.test(e.message));
   await assert.rejects(load({ tuning: { chain: true } }), (e) => e.code === 'INVALID_ARGUMENT' && /chain must be 'on' or 'off'/.test(e.message));
   await assert.rejects(load({ tuning: { matvecRows: 3 } }), (e) => e.code === 'INVALID_ARGUMENT' && /power of two/.test(e.message));

@@ -156,12 +156,13 @@ impl ActivationBlocks {
 /// activation row `[max_tokens][cols]` to 8-bit integers and a scale ([`XQ_UNIT_BYTES`] each, in
 /// `xq`, `[max_tokens][ceil(cols / 32)]` units), rounded as `blocks` says. With an `up` buffer
 /// the row quantized is silu(x) ⊙ up (the down projection's input, SwiGLU formed as it
-/// quantizes).
+/// quantizes); [`QuantizeOp::normed`] quantizes the row's RMSNorm.
 pub struct QuantizeOp {
     pipeline: Arc<wgpu::ComputePipeline>,
     bind: wgpu::BindGroup,
-    /// Invocations per token: one per unit, or per 256-value block.
-    per_token: u32,
+    /// Invocations per token: one per unit, or per 256-value block; `None` for one workgroup
+    /// per token (the normed rows).
+    per_token: Option<u32>,
 }
 
 impl QuantizeOp {
@@ -174,10 +175,49 @@ impl QuantizeOp {
         step: &wgpu::Buffer,
         blocks: ActivationBlocks,
     ) -> Result<Self, GpuError> {
+        let input = match up {
+            Some((up, gate)) => DecodeInput::Glu { up, gate },
+            None => DecodeInput::Plain,
+        };
+        Self::build(ctx, cols, x, input, xq, step, blocks)
+    }
+
+    /// `xq[t] = quantize(rms_norm(x[t]) ⊙ weight)`: a block's input quantized straight from the
+    /// residual stream `x`, so that the norm needs no dispatch of its own. The integers and
+    /// scales are bit for bit those of [`RmsNormOp`](super::RmsNormOp)'s output quantized by
+    /// [`QuantizeOp::new`] (the same reduction order and arithmetic).
+    #[allow(clippy::too_many_arguments)]
+    pub fn normed(
+        ctx: &GpuContext,
+        cols: usize,
+        x: &wgpu::Buffer,
+        weight: &wgpu::Buffer,
+        eps: f32,
+        xq: &wgpu::Buffer,
+        step: &wgpu::Buffer,
+        blocks: ActivationBlocks,
+    ) -> Result<Self, GpuError> {
+        Self::build(ctx, cols, x, DecodeInput::Norm { weight, eps }, xq, step, blocks)
+    }
+
+    fn build(
+        ctx: &GpuContext,
+        cols: usize,
+        x: &wgpu::Buffer,
+        input: DecodeInput<'_>,
+        xq: &wgpu::Buffer,
+        step: &wgpu::Buffer,
+        blocks: ActivationBlocks,
+    ) -> Result<Self, GpuError> {
         let units = cols.div_ceil(32) as u32;
+        if cols == 0 {
+            return Err(GpuError::Validation { what: "quantize".into(), message: "rows of 0 values".into() });
+        }
         check_size("quantize input", x, 4 * cols as u64)?;
         check_size("quantized activations", xq, XQ_UNIT_BYTES * units as u64)?;
-        let mut defs = ShaderDefs::default();
+        // The normed variant reduces with subgroups where the norm kernel does.
+        let normed = matches!(input, DecodeInput::Norm { .. });
+        let mut defs = if normed { ctx.base_defs() } else { ShaderDefs::default() };
         let per_token = match blocks {
             ActivationBlocks::Q8_0 => units,
             ActivationBlocks::Q8K if cols.is_multiple_of(256) => {
@@ -191,22 +231,28 @@ impl QuantizeOp {
                 })
             }
         };
-        if let Some((up, gate)) = up {
-            check_size("quantize up input", up, 4 * cols as u64)?;
-            defs.set("X_GLU", 1);
-            super::set_gate(&mut defs, gate);
+        let mut eps = 0f32;
+        let mut entries = vec![(0, x), (1, xq)];
+        match input {
+            DecodeInput::Plain => {}
+            DecodeInput::Glu { up, gate } => {
+                check_size("quantize up input", up, 4 * cols as u64)?;
+                defs.set("X_GLU", 1);
+                super::set_gate(&mut defs, gate);
+                entries.push((4, up));
+            }
+            DecodeInput::Norm { weight, eps: e } => {
+                check_size("quantize norm weight", weight, 4 * cols as u64)?;
+                defs.set("X_NORM", 1);
+                eps = e;
+                entries.push((5, weight));
+            }
         }
         let pipeline = ctx.pipeline(kernels::QUANTIZE, "quantize", &defs)?;
-        let params = uniform(ctx, "quantize params", bytemuck::cast_slice(&[cols as u32, units]))?;
-        let mut entries = vec![
-            x.as_entire_binding(),
-            xq.as_entire_binding(),
-            params.as_entire_binding(),
-            step.as_entire_binding(),
-        ];
-        entries.extend(up.map(|(b, _)| b.as_entire_binding()));
-        let bind = ctx.bind(&pipeline, &entries);
-        Ok(QuantizeOp { pipeline, bind, per_token })
+        let params = uniform(ctx, "quantize params", bytemuck::cast_slice(&[cols as u32, units, eps.to_bits(), 0]))?;
+        entries.extend([(2, &params), (3, step)]);
+        let bind = ctx.bind_numbered(&pipeline, &entries);
+        Ok(QuantizeOp { pipeline, bind, per_token: (!normed).then_some(per_token) })
     }
 
     /// `n_tokens` must equal the step uniform's value for this submission.
@@ -216,7 +262,11 @@ impl QuantizeOp {
         }
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind, &[]);
-        let (a, b, c) = dispatch_1d(n_tokens * self.per_token, QUANTIZE_WG);
+        let (a, b, c) = match self.per_token {
+            Some(per_token) => dispatch_1d(n_tokens * per_token, QUANTIZE_WG),
+            // One workgroup per token.
+            None => dispatch_1d(n_tokens, 1),
+        };
         super::dispatch(pass, a, b, c);
     }
 }
@@ -407,6 +457,51 @@ impl MatmulOp {
         step: &wgpu::Buffer,
         config: Option<MatmulConfig>,
     ) -> Result<Self, GpuError> {
+        Self::int_dot(ctx, w, xq, y, Fusion::default(), step, config)
+    }
+
+    /// [`with_int_dot`](Self::with_int_dot) for one token with the work around a decode step's
+    /// product folded in, as [`for_decode`](Self::for_decode) and
+    /// [`for_decode_into`](Self::for_decode_into) fold it for the f32 products: the rows go to
+    /// one output, added to it with `accumulate` (the residual add), or, for a joint
+    /// ([`GpuWeight::join`]), each member's to its own output (two or three, without
+    /// `accumulate`). The norm before a block is the quantize's ([`QuantizeOp::normed`]).
+    /// [`record`](Self::record) takes `n_tokens == 1`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn int_dot_decode(
+        ctx: &GpuContext,
+        w: &GpuWeight,
+        xq: &wgpu::Buffer,
+        outputs: &[(&wgpu::Buffer, usize)],
+        accumulate: bool,
+        step: &wgpu::Buffer,
+        config: Option<MatmulConfig>,
+    ) -> Result<Self, GpuError> {
+        let rows: usize = outputs.iter().map(|o| o.1).sum();
+        if outputs.is_empty() || outputs.len() > 3 || rows != w.rows || outputs.iter().any(|o| o.1 == 0) || (accumulate && outputs.len() > 1) {
+            return Err(GpuError::Validation {
+                what: "packed-integer decode matmul".into(),
+                message: format!(
+                    "{} outputs of {rows} rows for a weight of {} rows{} (1 to 3 outputs of all its rows; an add into one)",
+                    outputs.len(),
+                    w.rows,
+                    if accumulate { ", added" } else { "" }
+                ),
+            });
+        }
+        let fusion = Fusion { accumulate, one_token: true, more_outputs: &outputs[1..], ..Fusion::default() };
+        Self::int_dot(ctx, w, xq, outputs[0].0, fusion, step, config)
+    }
+
+    fn int_dot(
+        ctx: &GpuContext,
+        w: &GpuWeight,
+        xq: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        fusion: Fusion<'_>,
+        step: &wgpu::Buffer,
+        config: Option<MatmulConfig>,
+    ) -> Result<Self, GpuError> {
         if !int_dot_supported(ctx, w.ty) {
             return Err(GpuError::Validation {
                 what: "packed-integer matmul".into(),
@@ -418,7 +513,7 @@ impl MatmulOp {
         }
         let config = config.unwrap_or_else(|| MatmulConfig::for_device(ctx, w));
         check_size("quantized activations", xq, XQ_UNIT_BYTES * w.units() as u64)?;
-        Self::build(ctx, w, xq, Fusion::default(), y, step, config, true)
+        Self::build(ctx, w, xq, fusion, y, step, config, true)
     }
 
     #[allow(clippy::too_many_arguments)]
