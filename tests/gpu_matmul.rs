@@ -209,6 +209,41 @@ fn set_step(ctx: &GpuContext, step: &wgpu::Buffer, n: usize) {
     );
 }
 
+/// Records `f` into one compute pass and submits it.
+fn submit_pass(ctx: &GpuContext, f: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        f(&mut pass);
+    }
+    ctx.queue.submit([enc.finish()]);
+}
+
+/// Outputs of `rows` rows each, starting as `y0` (NaN where none), with one NaN more that the
+/// product must leave.
+fn guarded_outputs(ctx: &GpuContext, rows: &[usize], y0: Option<&[f32]>) -> Vec<wgpu::Buffer> {
+    rows.iter()
+        .map(|&r| {
+            let mut init = y0.map_or(vec![f32::NAN; r], |y| y.to_vec());
+            init.push(f32::NAN);
+            ctx.upload("y", bytemuck::cast_slice(&init)).unwrap()
+        })
+        .collect()
+}
+
+/// Each output's `rows`, after checking that the NaN past them stayed.
+fn read_guarded(ctx: &GpuContext, ys: &[wgpu::Buffer], rows: &[usize], what: &str) -> Vec<Vec<f32>> {
+    ys.iter()
+        .zip(rows)
+        .map(|(b, &r)| {
+            let mut y = ctx.read_f32(b, 0, r + 1).unwrap();
+            assert!(y[r].is_nan(), "{what} wrote past an output's rows");
+            y.truncate(r);
+            y
+        })
+        .collect()
+}
+
 /// Runs the op API as the model graph does. Buffers hold two tokens more than used, filled with
 /// NaN: the kernels must neither read those inputs nor write those outputs.
 fn gpu_matmul(ctx: &GpuContext, w: &GpuWeight, x: &[f32], n: usize) -> Vec<f32> {
@@ -237,12 +272,7 @@ fn gpu_matmul_with(
         Some(c) => MatmulOp::with_config(ctx, w, &xb, &yb, &step, c),
     }
     .unwrap();
-    let mut enc = ctx.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        op.record(&mut pass, n as u32);
-    }
-    ctx.queue.submit([enc.finish()]);
+    submit_pass(ctx, |p| op.record(p, n as u32));
     let mut y = ctx.read_f32(&yb, 0, (n + 2) * rows).unwrap();
     assert!(
         y[n * rows..].iter().all(|v| v.is_nan()),
@@ -261,12 +291,7 @@ fn gpu_glu_matmul(ctx: &GpuContext, w: &GpuWeight, gate: &[f32], up: &[f32], g: 
     let step = step_buffer(ctx).unwrap();
     set_step(ctx, &step, 1);
     let op = MatmulOp::with_glu_input(ctx, w, &gb, &ub, g, &yb, &step, config).unwrap();
-    let mut enc = ctx.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        op.record(&mut pass, 1);
-    }
-    ctx.queue.submit([enc.finish()]);
+    submit_pass(ctx, |p| op.record(p, 1));
     let gate_after = ctx.read_f32(&gb, 0, gate.len()).unwrap();
     assert!(gate_after == gate, "the fused product wrote its gate input");
     ctx.read_f32(&yb, 0, w.rows).unwrap()
@@ -280,12 +305,7 @@ fn gpu_decode_matmul(ctx: &GpuContext, w: &GpuWeight, x: &[f32], input: DecodeIn
     let step = step_buffer(ctx).unwrap();
     set_step(ctx, &step, 1);
     let op = MatmulOp::for_decode(ctx, w, &xb, input, &yb, accumulate, &step, config).unwrap();
-    let mut enc = ctx.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        op.record(&mut pass, 1);
-    }
-    ctx.queue.submit([enc.finish()]);
+    submit_pass(ctx, |p| op.record(p, 1));
     assert!(ctx.read_f32(&xb, 0, x.len()).unwrap() == x, "the fused product wrote its input");
     ctx.read_f32(&yb, 0, w.rows).unwrap()
 }
@@ -353,26 +373,13 @@ fn decode_fusion_cases(ctx: &GpuContext, t: &Tensor, w: &GpuWeight, seed: u64) -
 /// long as its rows plus one NaN that must stay.
 fn gpu_decode_into(ctx: &GpuContext, w: &GpuWeight, x: &[f32], norm: &wgpu::Buffer, rows: &[usize], config: Option<MatmulConfig>) -> Vec<Vec<f32>> {
     let xb = ctx.upload("x", bytemuck::cast_slice(x)).unwrap();
-    let ys: Vec<wgpu::Buffer> = rows.iter().map(|&r| ctx.upload("y", bytemuck::cast_slice(&vec![f32::NAN; r + 1])).unwrap()).collect();
+    let ys = guarded_outputs(ctx, rows, None);
     let outputs: Vec<(&wgpu::Buffer, usize)> = ys.iter().zip(rows).map(|(b, &r)| (b, r)).collect();
     let step = step_buffer(ctx).unwrap();
     set_step(ctx, &step, 1);
     let op = MatmulOp::for_decode_into(ctx, w, &xb, DecodeInput::Norm { weight: norm, eps: 0.25 }, &outputs, &step, config).unwrap();
-    let mut enc = ctx.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        op.record(&mut pass, 1);
-    }
-    ctx.queue.submit([enc.finish()]);
-    ys.iter()
-        .zip(rows)
-        .map(|(b, &r)| {
-            let mut y = ctx.read_f32(b, 0, r + 1).unwrap();
-            assert!(y[r].is_nan(), "the joint product wrote past an output's rows");
-            y.truncate(r);
-            y
-        })
-        .collect()
+    submit_pass(ctx, |p| op.record(p, 1));
+    read_guarded(ctx, &ys, rows, "the joint product")
 }
 
 /// Joints (a layer's Q, K and V, or gate and up, in one buffer; WeightWriter::joint): each
@@ -505,12 +512,7 @@ fn gpu_embedding(ctx: &GpuContext, w: &GpuWeight, ids: &[u32]) -> Vec<f32> {
     let step = step_buffer(ctx).unwrap();
     set_step(ctx, &step, n);
     let op = EmbeddingOp::new(ctx, w, &idb, &out, &step).unwrap();
-    let mut enc = ctx.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        op.record(&mut pass, n as u32);
-    }
-    ctx.queue.submit([enc.finish()]);
+    submit_pass(ctx, |p| op.record(p, n as u32));
     let mut got = ctx.read_f32(&out, 0, (n + 2) * w.cols).unwrap();
     assert!(
         got[n * w.cols..].iter().all(|v| v.is_nan()),
@@ -541,12 +543,7 @@ fn gpu_quantize(ctx: &GpuContext, cols: usize, x: &[f32], up: Option<(&[f32], Ga
     let step = step_buffer(ctx).unwrap();
     set_step(ctx, &step, n);
     let op = QuantizeOp::new(ctx, cols, &xb, ub.as_ref().map(|(b, g)| (b, *g)), &xq, &step, blocks).unwrap();
-    let mut enc = ctx.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        op.record(&mut pass, n as u32);
-    }
-    ctx.queue.submit([enc.finish()]);
+    submit_pass(ctx, |p| op.record(p, n as u32));
     let bytes = pollster::block_on(ctx.read(&xq, 0, ((n + 1) * units) as u64 * XQ_UNIT_BYTES)).unwrap();
     let (used, rest) = bytes.split_at(n * units * XQ_UNIT_BYTES as usize);
     assert!(rest.iter().all(|&b| b == 0xA5), "quantize wrote past the last token");
@@ -559,26 +556,11 @@ fn gpu_int_matmul(ctx: &GpuContext, w: &GpuWeight, xq: &wgpu::Buffer, n: usize, 
     let step = step_buffer(ctx).unwrap();
     set_step(ctx, &step, n);
     let op = MatmulOp::with_int_dot(ctx, w, xq, &yb, &step, config).unwrap();
-    let mut enc = ctx.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        op.record(&mut pass, n as u32);
-    }
-    ctx.queue.submit([enc.finish()]);
+    submit_pass(ctx, |p| op.record(p, n as u32));
     let mut y = ctx.read_f32(&yb, 0, (n + 1) * w.rows).unwrap();
     assert!(y[n * w.rows..].iter().all(|v| v.is_nan()), "{n} tokens: outputs past the last token were written");
     y.truncate(n * w.rows);
     y
-}
-
-/// Records `f` into one compute pass and submits it.
-fn submit_pass(ctx: &GpuContext, f: impl FnOnce(&mut wgpu::ComputePass<'_>)) {
-    let mut enc = ctx.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        f(&mut pass);
-    }
-    ctx.queue.submit([enc.finish()]);
 }
 
 /// The RMSNorm (weight `norm_w`, epsilon 0.25) of `n` rows of `x` quantized on the GPU, in one
@@ -616,28 +598,13 @@ fn gpu_quantize_normed(ctx: &GpuContext, cols: usize, x: &[f32], norm_w: &[f32],
 /// One token's packed-integer decode product ([`MatmulOp::int_dot_decode`]) into outputs of
 /// `rows` rows that start as `y0` (NaN for a plain write) and hold one NaN more that must stay.
 fn gpu_int_decode(ctx: &GpuContext, w: &GpuWeight, xq: &wgpu::Buffer, rows: &[usize], y0: Option<&[f32]>, config: Option<MatmulConfig>) -> Vec<Vec<f32>> {
-    let ys: Vec<wgpu::Buffer> = rows
-        .iter()
-        .map(|&r| {
-            let mut init = y0.map_or(vec![f32::NAN; r], |y| y.to_vec());
-            init.push(f32::NAN);
-            ctx.upload("y", bytemuck::cast_slice(&init)).unwrap()
-        })
-        .collect();
+    let ys = guarded_outputs(ctx, rows, y0);
     let outputs: Vec<(&wgpu::Buffer, usize)> = ys.iter().zip(rows).map(|(b, &r)| (b, r)).collect();
     let step = step_buffer(ctx).unwrap();
     set_step(ctx, &step, 1);
     let op = MatmulOp::int_dot_decode(ctx, w, xq, &outputs, y0.is_some(), &step, config).unwrap();
     submit_pass(ctx, |p| op.record(p, 1));
-    ys.iter()
-        .zip(rows)
-        .map(|(b, &r)| {
-            let mut y = ctx.read_f32(b, 0, r + 1).unwrap();
-            assert!(y[r].is_nan(), "the packed-integer decode product wrote past an output's rows");
-            y.truncate(r);
-            y
-        })
-        .collect()
+    read_guarded(ctx, &ys, rows, "the packed-integer decode product")
 }
 
 /// A decode step's packed-integer products with the work around them folded in: the norm done

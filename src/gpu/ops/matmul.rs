@@ -104,6 +104,25 @@ fn activation_defs(ctx: &GpuContext, w: &GpuWeight) -> ShaderDefs {
     d
 }
 
+/// That `outputs` (buffers with the rows each takes) are `counts` in number and take all of
+/// `w`'s rows between them, each some.
+fn check_outputs(what: &str, w: &GpuWeight, outputs: &[(&wgpu::Buffer, usize)], counts: std::ops::RangeInclusive<usize>) -> Result<(), GpuError> {
+    let rows: usize = outputs.iter().map(|o| o.1).sum();
+    if !counts.contains(&outputs.len()) || rows != w.rows || outputs.iter().any(|o| o.1 == 0) {
+        return Err(GpuError::Validation {
+            what: what.into(),
+            message: format!(
+                "{} outputs of {rows} rows for a weight of {} rows ({} to {} outputs of all its rows)",
+                outputs.len(),
+                w.rows,
+                counts.start(),
+                counts.end()
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn check_size(what: &str, buf: &wgpu::Buffer, needed: u64) -> Result<(), GpuError> {
     if buf.size() < needed {
         return Err(GpuError::Validation {
@@ -209,10 +228,10 @@ impl QuantizeOp {
         step: &wgpu::Buffer,
         blocks: ActivationBlocks,
     ) -> Result<Self, GpuError> {
-        let units = cols.div_ceil(32) as u32;
         if cols == 0 {
             return Err(GpuError::Validation { what: "quantize".into(), message: "rows of 0 values".into() });
         }
+        let units = cols.div_ceil(32) as u32;
         check_size("quantize input", x, 4 * cols as u64)?;
         check_size("quantized activations", xq, XQ_UNIT_BYTES * units as u64)?;
         // The normed variant reduces with subgroups where the norm kernel does.
@@ -435,13 +454,7 @@ impl MatmulOp {
         step: &wgpu::Buffer,
         config: Option<MatmulConfig>,
     ) -> Result<Self, GpuError> {
-        let rows: usize = outputs.iter().map(|o| o.1).sum();
-        if !(2..=3).contains(&outputs.len()) || rows != w.rows || outputs.iter().any(|o| o.1 == 0) {
-            return Err(GpuError::Validation {
-                what: "matmul into several outputs".into(),
-                message: format!("{} outputs of {rows} rows for a weight of {} rows (2 or 3 outputs of all its rows)", outputs.len(), w.rows),
-            });
-        }
+        check_outputs("matmul into several outputs", w, outputs, 2..=3)?;
         Self::decode(ctx, w, x, input, outputs[0].0, false, &outputs[1..], step, config)
     }
 
@@ -477,18 +490,8 @@ impl MatmulOp {
         step: &wgpu::Buffer,
         config: Option<MatmulConfig>,
     ) -> Result<Self, GpuError> {
-        let rows: usize = outputs.iter().map(|o| o.1).sum();
-        if outputs.is_empty() || outputs.len() > 3 || rows != w.rows || outputs.iter().any(|o| o.1 == 0) || (accumulate && outputs.len() > 1) {
-            return Err(GpuError::Validation {
-                what: "packed-integer decode matmul".into(),
-                message: format!(
-                    "{} outputs of {rows} rows for a weight of {} rows{} (1 to 3 outputs of all its rows; an add into one)",
-                    outputs.len(),
-                    w.rows,
-                    if accumulate { ", added" } else { "" }
-                ),
-            });
-        }
+        // An add goes into one output.
+        check_outputs("packed-integer decode matmul", w, outputs, if accumulate { 1..=1 } else { 1..=3 })?;
         let fusion = Fusion { accumulate, one_token: true, more_outputs: &outputs[1..], ..Fusion::default() };
         Self::int_dot(ctx, w, xq, outputs[0].0, fusion, step, config)
     }
