@@ -7,18 +7,22 @@
 // workgroup-memory step with SUBGROUPS, a shared-memory tree otherwise) each emit the
 // workgroup's next best (id, logit) and let the winning invocation move to its next best:
 // every block yields its top M (params.m; M = K for argmax), sorted, into `parts`.
-// Pass 2, `topk_merge`: one workgroup merges the ≤ 256 sorted lists, one list per invocation, with
-// the same K rounds of arg-max over the lists' heads.
-// With K = 1 this is a plain two-pass argmax.
+// Argmax, pass 2 `topk_merge`: one workgroup takes the best of the ≤ 256 blocks' winners, one
+// per invocation, with one more round of arg-max: a plain two-pass argmax.
 //
-// For K > 1 most of those rounds are wasted: the blocks emit n_parts·K candidates for K places,
-// and every round costs a workgroup reduction (barriers). So top-k first prunes:
+// Top-k would need K rounds per block, each a workgroup reduction (barriers), for n_parts·K
+// candidates competing for K places. So it prunes first, and merges by rank, not by rounds:
 //   `topk_partial` with M about 2K / n_parts: each block emits only its top M;
-//   `topk_threshold`: one workgroup merges those lists far enough to find the K-th best of
-//     them, T. There are K logits ≥ T, so no logit below T can be among the top K;
-//   `topk_pruned`: each block emits its best logits while they are ≥ T (at most K), then an
-//     end marker;
-//   `topk_merge` as above.
+//   `topk_threshold`: the K-th best of those candidates, T. There are K logits ≥ T, so no
+//     logit below T can be among the top K;
+//   `topk_pruned`: each block emits its best logits while they are ≥ T (at most K; a few rounds
+//     where the top K are spread over the blocks), then end markers to the end of its list;
+//   `topk_merge`: every candidate in the lists finds its rank, the number of candidates ranked
+//     before it, by a binary search in each sorted list; ranks < K are written to out[rank].
+//     One invocation per candidate, no barriers.
+// `topk_threshold` ranks the same way (its candidate of rank K - 1 is T). A round costs a GPU
+// a few barriers, and lavapipe a pass over all 256 invocations per barrier: the 2K rounds this
+// replaced cost a decode step of SmolLM2 a quarter of its time there.
 // Ties at T are kept (≥), so the result is exactly the unpruned one.
 //
 // The passes are one entry point, `topk`, compiled per pass (see its defines at the end).
@@ -123,6 +127,7 @@ fn block_top(blk: u32, lid: u32, k: u32, t: f32) {
             bj = j;
         }
     }
+    var emitted = k;
     for (var r = 0u; r < k; r++) {
         let w = wg_best(bv, bi, lid);
         // Every invocation holds the same w, but it came through workgroup memory: the uniform
@@ -131,9 +136,7 @@ fn block_top(blk: u32, lid: u32, k: u32, t: f32) {
             win_sh = bitcast<f32>(w.x);
         }
         if (workgroupUniformLoad(&win_sh) < t) {
-            if (lid == 0u) {
-                parts[blk * k + r] = vec2<u32>(NONE, bitcast<u32>(LOWEST));
-            }
+            emitted = r;
             break;
         }
         if (lid == 0u) {
@@ -154,47 +157,55 @@ fn block_top(blk: u32, lid: u32, k: u32, t: f32) {
             }
         }
     }
+    // The rest of the list is end markers, so the merge's binary searches see a sorted list.
+    if (lid >= emitted && lid < k) {
+        parts[blk * k + lid] = vec2<u32>(NONE, bitcast<u32>(LOWEST));
+    }
 }
 
-fn merge_lists(lid: u32, stride: u32, rounds: u32, emit: bool) -> vec2<u32> {
-    var head = 0u;
+// The rank of the candidate `c` (id, logit bits) among all the lists of `stride` entries in
+// `parts`: how many entries rank before it, each list sorted with end markers after its last.
+fn rank_in_lists(c: vec2<u32>, stride: u32) -> u32 {
+    let cv = bitcast<f32>(c.y);
+    var rank = 0u;
+    for (var b = 0u; b < params.n_parts; b++) {
+        var lo = 0u;
+        var hi = stride;
+        while (lo < hi) {
+            let mid = (lo + hi) / 2u;
+            let e = parts[b * stride + mid];
+            if (better(bitcast<f32>(e.y), e.x, cv, c.x)) {
+                lo = mid + 1u;
+            } else {
+                hi = mid;
+            }
+        }
+        rank += lo;
+    }
+    return rank;
+}
+
+// Argmax's merge: the best of the blocks' winners, one per invocation, into out[0].
+fn merge_winners(lid: u32) {
     var v = LOWEST;
     var i = NONE;
     if (lid < params.n_parts) {
-        let e = parts[lid * stride];
+        let e = parts[lid];
         v = bitcast<f32>(e.y);
         i = e.x;
     }
-    var w = vec2<u32>(bitcast<u32>(LOWEST), NONE);
-    for (var r = 0u; r < rounds; r++) {
-        w = wg_best(v, i, lid);
-        if (emit && lid == 0u) {
-#ifdef ARGMAX
-            out[0] = w.y;
-#else
-            out[2u * r] = w.y;
-            out[2u * r + 1u] = w.x;
-#endif
-        }
-        if (w.y != NONE && w.y == i) {
-            head += 1u;
-            v = LOWEST;
-            i = NONE;
-            if (head < stride) {
-                let e = parts[lid * stride + head];
-                v = bitcast<f32>(e.y);
-                i = e.x;
-            }
-        }
+    let w = wg_best(v, i, lid);
+    if (lid == 0u) {
+        out[0] = w.y;
     }
-    return w;
 }
 
 // Every pass is this entry point, compiled per pass:
 // - `topk_partial`: one block's top M (K for argmax);
 // - `topk_pruned` (PRUNED): one block's logits ≥ the threshold T, at most K;
 // - `topk_threshold` (MERGE, THRESHOLD): the K-th best of the blocks' top M, T, into `thresh`;
-// - `topk_merge` (MERGE): the blocks' sorted lists merged into the top K, into `out`.
+// - `topk_merge` (MERGE): the blocks' sorted lists ranked into the top K, into `out` (argmax:
+//   the blocks' winners merged).
 @compute @workgroup_size(256)
 fn topk(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -210,13 +221,38 @@ fn topk(
 #endif
 #ifdef MERGE
 #ifdef THRESHOLD
-    // Fewer than K candidates leave the K-th round empty: T = LOWEST, nothing is pruned.
-    let w = merge_lists(lid, params.m, params.k, false);
+    // Fewer than K candidates leave rank K - 1 empty: T = LOWEST, nothing is pruned.
     if (lid == 0u) {
-        thresh[0] = w.x;
+        t_sh = LOWEST;
+    }
+    workgroupBarrier();
+    for (var c = lid; c < params.n_parts * params.m; c += WG) {
+        let e = parts[c];
+        if (e.x != NONE && rank_in_lists(e, params.m) == params.k - 1u) {
+            t_sh = bitcast<f32>(e.y);
+        }
+    }
+    workgroupBarrier();
+    if (lid == 0u) {
+        thresh[0] = bitcast<u32>(t_sh);
     }
 #else
-    merge_lists(lid, params.k, params.k, true);
+#ifdef ARGMAX
+    merge_winners(lid);
+#else
+    // One candidate per invocation; candidates past a list's K-th cannot rank below K.
+    let c = wid.x * WG + lid;
+    if (c < params.n_parts * params.k) {
+        let e = parts[c];
+        if (e.x != NONE) {
+            let rank = rank_in_lists(e, params.k);
+            if (rank < params.k) {
+                out[2u * rank] = e.x;
+                out[2u * rank + 1u] = e.y;
+            }
+        }
+    }
+#endif
 #endif
 #else
 #ifdef PRUNED
@@ -228,4 +264,76 @@ fn topk(
     block_top(wid.x, lid, params.m, LOWEST);
 #endif
 #endif
+}
+
+// The seeded draw after top-k, on the device so that a sampled step, like a greedy one, leaves
+// its token where the next step's embedding can copy it from without a round trip to the host.
+// It mirrors the host's draw (src/decode/sampling.rs `pick`) step for step, in f32 where the host
+// uses f64: top-p over the candidates' probabilities at temperature 1, then min-p relative to the
+// most likely, then the pick at `r` over the kept candidates at the temperature. The two choose
+// the same token unless `r`, or a top-p or min-p cut, falls within rounding of a boundary.
+// One invocation: at most 64 candidates, two exponentials each.
+struct DrawParams {
+    // Candidates kept by top-k, 2 ≤ k ≤ the top-k list's length.
+    k: u32,
+    temperature: f32,
+    top_p: f32,
+    min_p: f32,
+    // Uniform in [0, 1): the sampler's random number for this step.
+    r: f32,
+}
+
+// The top-k list (`out` of `topk_merge`): K pairs (id, logit bits), best first.
+@group(0) @binding(5) var<storage, read> top: array<vec2<u32>>;
+// The drawn id, where the argmax writes its own.
+@group(0) @binding(6) var<storage, read_write> token: array<u32>;
+@group(0) @binding(7) var<uniform> draw_params: DrawParams;
+
+fn top_logit(i: u32) -> f32 {
+    return bitcast<f32>(top[i].y);
+}
+
+@compute @workgroup_size(1)
+fn draw() {
+    let k = draw_params.k;
+    let best = top_logit(0u);
+    var sum = 0.0;
+    for (var i = 0u; i < k; i++) {
+        sum += exp(top_logit(i) - best);
+    }
+    var keep = k;
+    if (draw_params.top_p < 1.0) {
+        var cum = 0.0;
+        for (var i = 0u; i < k; i++) {
+            cum += exp(top_logit(i) - best) / sum;
+            if (cum >= draw_params.top_p) {
+                keep = i + 1u;
+                break;
+            }
+        }
+    }
+    if (draw_params.min_p > 0.0) {
+        // The most likely token's probability is 1 / sum.
+        let floor = (1.0 / sum) * draw_params.min_p;
+        var n = 0u;
+        while (n < k && exp(top_logit(n) - best) / sum >= floor) {
+            n++;
+        }
+        keep = min(keep, max(n, 1u));
+    }
+    let t = max(draw_params.temperature, 1e-6);
+    var sum_t = 0.0;
+    for (var i = 0u; i < keep; i++) {
+        sum_t += exp((top_logit(i) - best) / t);
+    }
+    var pick = top[keep - 1u].x;
+    var cum = 0.0;
+    for (var i = 0u; i < keep; i++) {
+        cum += exp((top_logit(i) - best) / t) / sum_t;
+        if (draw_params.r < cum) {
+            pick = top[i].x;
+            break;
+        }
+    }
+    token[0] = pick;
 }

@@ -17,6 +17,8 @@ wasm_bindgen_test_configure!(run_in_browser);
 mod random;
 #[path = "common/int_dot.rs"]
 mod int_dot;
+#[path = "common/draw.rs"]
+mod draw;
 #[path = "common/web_kernels.rs"]
 mod web_kernels;
 

@@ -295,20 +295,25 @@ fn bench_prints_speeds_and_bandwidth() {
 /// The kernel-tuning flags reach the GPU context (bench reports them), reject what the kernels
 /// cannot take, and change only the summation order: `score` with them agrees with the default
 /// kernels compiled under naga's loop bounding.
-/// `--chain on` (a GPU's default) queues each greedy step before the last token is read back;
-/// the generation is the same as one step at a time whether it ends at the end-of-turn token,
-/// at a stop string or at the length limit (each leaves a queued step to give back), and
-/// `bench` reports the choice.
+/// `--chain on` (a GPU's default) queues each greedy or sampled step before the last token is
+/// read back; the generation is the same as one step at a time whether it ends at the
+/// end-of-turn token, at a stop string or at the length limit (each leaves a queued step to
+/// give back), and `bench` reports the choice.
 #[test]
-fn chained_greedy_steps_generate_what_one_at_a_time_does() {
+fn chained_steps_generate_what_one_at_a_time_does() {
     let m = common::smollm2();
     let m = m.to_str().unwrap();
     let gen = |chain: &str, extra: &[&str]| {
-        let mut a = vec!["generate", "-m", m, "--chat", "-p", "Say hello.", "--temp", "0", "--json", "--chain", chain];
+        let mut a = vec!["generate", "-m", m, "--chat", "-p", "Say hello.", "--json", "--chain", chain];
         a.extend_from_slice(extra);
+        if !a.contains(&"--temp") {
+            a.extend(["--temp", "0"]);
+        }
         last_json(&ok_stdout(&a))
     };
-    for extra in [&["-n", "64"][..], &["-n", "64", "--stop", "help"], &["-n", "5"]] {
+    // The sampled case draws each token on the GPU with the sampler's next random number.
+    let sampled = ["-n", "40", "--temp", "1.2", "--top-k", "40", "--seed", "5"];
+    for extra in [&["-n", "64"][..], &["-n", "64", "--stop", "help"], &["-n", "5"], &sampled] {
         let (on, off) = (gen("on", extra), gen("off", extra));
         assert_eq!(on["tokens"], off["tokens"], "{extra:?}");
         assert_eq!(on["text"], off["text"], "{extra:?}");

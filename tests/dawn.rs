@@ -18,6 +18,8 @@ use wasm_bindgen_test::*;
 mod random;
 #[path = "common/int_dot.rs"]
 mod int_dot;
+#[path = "common/draw.rs"]
+mod draw;
 #[path = "common/web_kernels.rs"]
 mod web_kernels;
 

@@ -4,6 +4,8 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
+#[path = "common/draw.rs"]
+mod draw;
 
 use llama_webgpu::gguf::GgufFile;
 use llama_webgpu::gpu::loader::load_gguf;
@@ -209,6 +211,95 @@ fn chained_greedy_steps_equal_one_at_a_time() {
         let e = step(&mut gpu, &[], false).err().unwrap();
         assert_eq!(e.code(), "INVALID_ARGUMENT", "{e}");
     }
+}
+
+/// Sampled steps chain as greedy ones do: each draws its token on the device and the step on
+/// that token, with the next random number, is queued before the token is read back. Chained,
+/// they give the tokens of one step at a time; a queued step is taken only by a call with its
+/// token and its draw (another draw or a greedy step gives it back), and a draw the kernel
+/// cannot make is a typed error that leaves the position as it was.
+#[test]
+fn chained_sampled_steps_equal_one_at_a_time() {
+    let _shared = MEASURING_RSS.read().unwrap_or_else(|e| e.into_inner());
+    use llama_webgpu::decode::sampling::Draw;
+    use llama_webgpu::gpu::ops::DrawParams;
+    let file = GgufFile::open(common::smollm2()).unwrap();
+    let prompt = [1u32, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 30, 2, 198, 1, 4093, 198, 1780, 314];
+    let mut opts = GpuOptions::default();
+    opts.tuning.chain_steps = Some(true);
+    let mut gpu = load_gguf(Arc::new(common::gpu::new_context(opts)), &file, 64).unwrap();
+    let mut rng = llama_webgpu::decode::sampling::Rng::new(9);
+    // A high temperature, so the draws leave the argmax often.
+    let draws: Vec<DrawParams> = (0..14).map(|_| DrawParams::new(40, 1.5, 0.98, 0.0, rng.next_f64())).collect();
+    let step = |gpu: &mut GpuModel, tokens: &[u32], i: usize, queue: bool| {
+        pollster::block_on(gpu.sample_step(tokens, draws[i], queue.then(|| draws[i + 1])))
+    };
+    let mut serial = vec![step(&mut gpu, &prompt, 0, false).unwrap()];
+    for i in 1..13 {
+        let t = step(&mut gpu, &[serial[i - 1]], i, false).unwrap();
+        serial.push(t);
+    }
+    gpu.reset();
+    // One step at a time needed one readback buffer.
+    let created = gpu.ctx.staging_buffers_created();
+    let mut chained = vec![step(&mut gpu, &prompt, 0, true).unwrap()];
+    for i in 1..13 {
+        let t = step(&mut gpu, &[chained[i - 1]], i, i < 12).unwrap();
+        chained.push(t);
+    }
+    assert_eq!(chained, serial);
+    assert_eq!(gpu.position(), prompt.len() + 12);
+    assert_eq!(gpu.ctx.staging_buffers_created(), created + 1, "two steps in flight");
+    gpu.reset();
+    let greedy: Vec<u32> = std::iter::once(pollster::block_on(gpu.forward_argmax(&prompt)).unwrap())
+        .chain(pollster::block_on(gpu.decode_greedy(serial[0], 3)).unwrap())
+        .collect();
+    assert_ne!(serial[..4], greedy[..], "the draws never left the argmax: {serial:?}");
+
+    // Not taken: the same token with another draw, or a greedy step; each computes afresh.
+    let other = DrawParams::new(40, 1.5, 0.98, 0.0, 0.999);
+    let want_other = {
+        gpu.reset();
+        step(&mut gpu, &prompt, 0, false).unwrap();
+        pollster::block_on(gpu.sample_step(&[serial[0]], other, None)).unwrap()
+    };
+    gpu.reset();
+    step(&mut gpu, &prompt, 0, true).unwrap();
+    assert_eq!(pollster::block_on(gpu.sample_step(&[serial[0]], other, None)).unwrap(), want_other);
+    assert_eq!(gpu.position(), prompt.len() + 1);
+    gpu.reset();
+    step(&mut gpu, &prompt, 0, true).unwrap();
+    assert_eq!(pollster::block_on(gpu.greedy_step(&[serial[0]], false)).unwrap(), greedy[1]);
+
+    // A draw the kernel cannot make: a typed error, nothing queued or counted.
+    gpu.reset();
+    step(&mut gpu, &prompt, 0, true).unwrap();
+    let e = pollster::block_on(gpu.sample_step(&[serial[0]], DrawParams::new(8, 0.0, 0.9, 0.0, 0.5), None)).unwrap_err();
+    assert!(e.to_string().contains("draw"), "{e}");
+    assert_eq!(gpu.position(), prompt.len());
+    assert_eq!(step(&mut gpu, &[serial[0]], 1, false).unwrap(), serial[1], "the queued step after a refused draw");
+
+    // A vocabulary smaller than the top-k list (16 tokens): top-k 40 draws from all of them, as
+    // the host's draw does from the candidates it gets.
+    let path = std::env::temp_dir().join(format!("llama-webgpu-draw-tiny-{}.gguf", std::process::id()));
+    std::fs::write(&path, common::tiny::Tiny::new().bytes()).unwrap();
+    let tiny = GgufFile::open(&path).unwrap();
+    let mut small = load_gguf(gpu.ctx.clone(), &tiny, 16).unwrap();
+    let top = pollster::block_on(small.forward_top_k(&[1, 2, 3], 64)).unwrap();
+    assert_eq!(top.len(), common::tiny::N_VOCAB as usize);
+    let mut checked = 0;
+    for _ in 0..16 {
+        let host = Draw { k: 40, temperature: 1.0, top_p: 1.0, min_p: 0.0, r: rng.next_f64() };
+        small.reset();
+        let got = pollster::block_on(small.sample_step(&[1, 2, 3], DrawParams::new(40, 1.0, 1.0, 0.0, host.r), None)).unwrap();
+        assert!(got < 16, "{got}");
+        if draw::margin(&top, &Draw { k: top.len(), ..host }) >= draw::NEAR {
+            assert_eq!(got, host.pick(&top), "{host:?}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 12, "{checked} of 16 draws away from a boundary");
+    std::fs::remove_file(&path).ok();
 }
 
 /// Seeded sampling through the GPU's top-k (64 candidates read back) gives the same tokens as

@@ -8,14 +8,17 @@ mod common;
 
 use half::f16;
 use llama_webgpu::gpu::ops::{
-    step_buffer, ArgmaxOp, AttentionOp, AttentionScratch, KvCache, QkNorm, RmsNormOp, RopeOp, RopeParams, Scores, Step, TopKOp,
+    step_buffer, ArgmaxOp, AttentionOp, AttentionScratch, DrawOp, DrawParams, KvCache, QkNorm, RmsNormOp, RopeOp, RopeParams, Scores, Step, TopKOp,
 };
+use llama_webgpu::decode::sampling::Draw;
 use llama_webgpu::model::RopeStyle;
 use llama_webgpu::gpu::{GpuContext, GpuOptions};
 use llama_webgpu::reference::ops;
 
 #[path = "common/random.rs"]
 mod random;
+#[path = "common/draw.rs"]
+mod draw;
 
 use random::{Draws, Rng};
 
@@ -673,6 +676,79 @@ fn argmax_and_top_k_match_cpu() {
                 }
             }
         }
+    }
+}
+
+/// The seeded draw on the device (after the top-k kernel, as a sampled step runs them) picks the
+/// host's token (`Draw::pick`, in f64) for every k, temperature, top-p, min-p and random number
+/// tried, unless the host's own decision sits within 1e-5 of a boundary, where f32 rounding may
+/// move it; such cases are counted and must be rare. Parameters the shader cannot take are
+/// refused with typed errors.
+#[test]
+fn draw_matches_the_host_draw() {
+    let mut rng = Rng::new(11);
+    // The draw has no f16 or subgroup code of its own, but it is compiled in the module that has.
+    for (name, ctx) in contexts().into_iter().filter(|(_, c)| !c.features.f16) {
+        let out = ctx.storage("token", 16, wgpu::BufferUsages::empty()).unwrap();
+        let list = ctx.storage("top-k", 64 * 8, wgpu::BufferUsages::empty()).unwrap();
+        let (mut checked, mut near) = (0, 0);
+        for (what, logits) in [
+            ("spread", rng.vec(3000, 6.0)),
+            ("peaked", (0..3000).map(|i| if i == 1234 { 9.0 } else { rng.f() * 2.0 }).collect::<Vec<f32>>()),
+            // Ties on a grid, sorted by id within each.
+            ("ties", (0..3000).map(|_| (rng.f() * 64.0).round() / 16.0).collect()),
+        ] {
+            let lb = upload(&ctx, &logits);
+            let top_k = TopKOp::new(&ctx, &lb, logits.len() as u32, 64, &list).unwrap();
+            let draw = DrawOp::new(&ctx, &top_k, &list, &out).unwrap();
+            let top = cpu_top_k(&logits, 64);
+            for k in [2usize, 5, 40, 64] {
+                for (temperature, top_p, min_p) in [(0.8, 0.95, 0.05), (1.0, 1.0, 0.0), (0.05, 0.5, 0.0), (5.0, 1.0, 0.2), (0.7, 0.9, 0.0)] {
+                    for r in [0.0, rng.next_f64(), rng.next_f64(), rng.next_f64(), 0.377, 0.999_999_999] {
+                        let d = Draw { k, temperature, top_p, min_p, r };
+                        let p = DrawParams::new(k, temperature, top_p, min_p, r);
+                        draw.set(&ctx, &p).unwrap();
+                        run(&ctx, &step_buffer(&ctx).unwrap(), 1, 0, |pass| {
+                            top_k.record(pass);
+                            draw.record(pass);
+                        });
+                        ctx.check().unwrap();
+                        let got = ctx.read_u32(&out, 0, 1).unwrap()[0];
+                        let want = d.pick(&top);
+                        if draw::margin(&top, &d) < draw::NEAR {
+                            near += 1;
+                            assert!(top[..k].iter().any(|c| c.0 == got), "{name} {what} {d:?}: {got} is not a candidate");
+                        } else {
+                            checked += 1;
+                            assert_eq!(got, want, "{name} {what} {d:?}");
+                        }
+                    }
+                }
+            }
+        }
+        eprintln!("{name}: {checked} draws equal to the host's, {near} within rounding of a boundary");
+        assert!(near * 20 < checked, "{near} of {} draws near a boundary", near + checked);
+
+        let lb = upload(&ctx, &rng.vec(100, 1.0));
+        let top_k = TopKOp::new(&ctx, &lb, 100, 40, &list).unwrap();
+        let draw = DrawOp::new(&ctx, &top_k, &list, &out).unwrap();
+        for (bad, what) in [
+            (DrawParams::new(0, 0.8, 0.9, 0.0, 0.5), "k 0"),
+            (DrawParams::new(41, 0.8, 0.9, 0.0, 0.5), "k 41"),
+            (DrawParams::new(8, 0.0, 0.9, 0.0, 0.5), "temperature"),
+            (DrawParams::new(8, f32::INFINITY, 0.9, 0.0, 0.5), "temperature"),
+            (DrawParams::new(8, 0.8, 0.0, 0.0, 0.5), "top_p"),
+            (DrawParams::new(8, 0.8, 0.9, 1.5, 0.5), "min_p"),
+            (DrawParams::new(8, 0.8, 0.9, 0.0, -0.1), "random number"),
+        ] {
+            let e = draw.set(&ctx, &bad).unwrap_err();
+            assert!(e.to_string().starts_with("GPU validation error in draw"), "{e}");
+            assert!(e.to_string().contains(what.split(' ').next().unwrap()), "{what}: {e}");
+        }
+        // A random number that rounds to 1 in f32 stays below it.
+        assert!(DrawParams::new(8, 0.8, 0.9, 0.0, 0.999_999_999).r < 1.0);
+        let small = ctx.storage("small", 8, wgpu::BufferUsages::empty()).unwrap();
+        assert!(DrawOp::new(&ctx, &top_k, &small, &out).is_err(), "a top-k buffer too small");
     }
 }
 

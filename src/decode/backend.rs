@@ -2,7 +2,8 @@
 //! two models adapted to it. The CPU reference and the GPU graph come earlier on the data path
 //! and know nothing of generation; these adapters give them the trait's blocking shape.
 
-use super::{sampling, DecodeError};
+use super::sampling::{self, Draw};
+use super::DecodeError;
 use crate::reference::{KvCache, Logits, ReferenceModel};
 
 /// Anything that turns tokens into next-token logits while keeping its own KV state.
@@ -34,8 +35,16 @@ pub trait LogitsBackend {
         let _ = may_continue;
         self.forward_argmax(tokens)
     }
-    /// Gives back a step [`LogitsBackend::greedy_step`] queued (the generation ended at its
-    /// token).
+    /// The token `draw` picks from the step's top candidates. With `next` (the generation goes
+    /// on from the token unless it is a stop), a GPU backend whose device chains steps queues
+    /// the step on that token, drawing with `next`, before reading the token back, as
+    /// [`LogitsBackend::greedy_step`] does.
+    fn sample_step(&mut self, tokens: &[u32], draw: Draw, next: Option<Draw>) -> Result<u32, DecodeError> {
+        let _ = next;
+        Ok(draw.pick(&self.forward_top_k(tokens, draw.k)?))
+    }
+    /// Gives back a step [`LogitsBackend::greedy_step`] or [`LogitsBackend::sample_step`]
+    /// queued (the generation ended at its token).
     fn drop_queued(&mut self) {}
     /// Runs `n` greedy steps, the first on `token`, and returns their tokens, as generation
     /// runs them.
@@ -54,6 +63,13 @@ pub trait LogitsBackend {
     /// call); `None` for backends that do not dispatch.
     fn last_dispatches(&self) -> Option<u64> {
         None
+    }
+}
+
+/// A draw in the form the GPU's draw kernel takes.
+impl From<Draw> for crate::gpu::ops::DrawParams {
+    fn from(d: Draw) -> Self {
+        crate::gpu::ops::DrawParams::new(d.k, d.temperature, d.top_p, d.min_p, d.r)
     }
 }
 
@@ -125,6 +141,9 @@ impl LogitsBackend for GpuBackend {
     }
     fn greedy_step(&mut self, tokens: &[u32], may_continue: bool) -> Result<u32, DecodeError> {
         Ok(pollster::block_on(self.0.greedy_step(tokens, may_continue))?)
+    }
+    fn sample_step(&mut self, tokens: &[u32], draw: Draw, next: Option<Draw>) -> Result<u32, DecodeError> {
+        Ok(pollster::block_on(self.0.sample_step(tokens, draw.into(), next.map(Into::into)))?)
     }
     fn drop_queued(&mut self) {
         self.0.drop_queued()

@@ -70,21 +70,21 @@ impl Decoding {
             Need::Logits
         } else if self.sampler.is_plain_greedy() {
             Need::Argmax
-        } else if let Some(k) = self.sampler.candidates_needed() {
-            Need::TopK(k)
+        } else if let Some((now, next)) = self.sampler.draws() {
+            Need::Draw { now, next }
         } else {
             Need::Logits
         }
     }
 
-    /// Whether the step after the one on [`Decoding::feed`] will be the plain greedy step on
-    /// the token this one yields, unless that token is a stop token or completes a stop string:
-    /// neither the length limit nor the context (`position`, the backend's position after this
+    /// Whether the step after the one on [`Decoding::feed`] will be the greedy step, or the
+    /// draw ([`Need::Draw`]'s `next`), on the token this one yields, unless that token is a stop
+    /// token or completes a stop string: neither the length limit nor the context (`position`, the backend's position after this
     /// step) ends the generation at it. A GPU can then queue that step before reading the
     /// token, and discard it if the token ends the generation after all.
     pub fn may_continue(&self, position: usize, context_size: usize) -> bool {
         self.finish.is_none()
-            && matches!(self.need(), Need::Argmax)
+            && matches!(self.need(), Need::Argmax | Need::Draw { .. })
             && self.generated() + 1 < self.params.max_tokens
             && position + 1 < context_size
     }
@@ -111,8 +111,11 @@ impl Decoding {
         let mut logprobs = None;
         let next = match out {
             StepOutput::Argmax(t) if self.constraint.is_none() => t,
-            StepOutput::TopK(top) if self.constraint.is_none() => self.sampler.sample_top(&top),
-            StepOutput::Argmax(_) | StepOutput::TopK(_) => {
+            StepOutput::Drawn(t) if self.constraint.is_none() => {
+                self.sampler.take_draw();
+                t
+            }
+            StepOutput::Argmax(_) | StepOutput::Drawn(_) => {
                 return Err(DecodeError::InvalidArgument(
                     "a constrained generation needs the full logits each step".into(),
                 ))

@@ -90,7 +90,7 @@ pub fn generate_constrained(
         let may_continue = d.may_continue(backend.position() + d.feed().len(), ctx);
         let out = match d.need() {
             Need::Argmax => StepOutput::Argmax(backend.greedy_step(d.feed(), may_continue)?),
-            Need::TopK(k) => StepOutput::TopK(backend.forward_top_k(d.feed(), k)?),
+            Need::Draw { now, next } => StepOutput::Drawn(backend.sample_step(d.feed(), now, may_continue.then_some(next))?),
             Need::Logits => StepOutput::Logits(backend.forward_last(d.feed())?),
         };
         if d.generated() == 0 {

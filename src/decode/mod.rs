@@ -89,12 +89,14 @@ pub struct GenerateParams {
 
 
 /// What the backend must compute for the next token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Need {
     /// Only the most likely token (plain greedy decoding).
     Argmax,
-    /// The `k` most likely `(id, logit)` pairs (sampling that looks at no more than those).
-    TopK(usize),
+    /// A token drawn from the most likely few ([`sampling::Draw`]: sampling that looks at no
+    /// more than the top 64), with the next step's draw for a backend that queues that step
+    /// before reading the token back.
+    Draw { now: sampling::Draw, next: sampling::Draw },
     /// The whole vocabulary's logits (penalties, logit bias, top-p over everything, logprobs).
     Logits,
 }
@@ -103,7 +105,8 @@ pub enum Need {
 #[derive(Clone, Debug)]
 pub enum StepOutput {
     Argmax(u32),
-    TopK(Vec<(u32, f32)>),
+    /// The token of a [`Need::Draw`].
+    Drawn(u32),
     Logits(Vec<f32>),
 }
 

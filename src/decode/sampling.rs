@@ -252,59 +252,32 @@ impl Sampler {
         self.draw(cand)
     }
 
-    /// How many top candidates a backend must supply for [`Sampler::sample_top`] to give
-    /// exactly what [`Sampler::sample`] would: `Some(top_k)` when top-k is on (≤ 64) and no
-    /// penalty or bias can reorder tokens outside it.
-    pub fn candidates_needed(&self) -> Option<usize> {
+    /// This step's draw and the next one's, when sampling needs no more than the `k ≤ 64` most
+    /// likely tokens of the raw logits: no penalty or bias, and neither greedy (temperature 0 or
+    /// `top_k` 1) nor top-k off. A backend then draws the token from its own top-k, and a GPU
+    /// can queue the next step on the drawn token before reading it back, with the next draw's
+    /// random number. Neither number is consumed until [`Sampler::take_draw`].
+    pub fn draws(&self) -> Option<(Draw, Draw)> {
         let c = &self.cfg;
         let plain = c.repeat_penalty == 1.0 && c.frequency_penalty == 0.0 && c.presence_penalty == 0.0 && c.logit_bias.is_empty();
-        (plain && (1..=64).contains(&c.top_k)).then_some(c.top_k)
+        if !plain || self.is_plain_greedy() || !(2..=MAX_DRAW_K).contains(&c.top_k) {
+            return None;
+        }
+        let mut rng = self.rng.clone();
+        let draw = |r| Draw { k: c.top_k, temperature: c.temperature, top_p: c.top_p, min_p: c.min_p, r };
+        let now = draw(rng.next_f64());
+        Some((now, draw(rng.next_f64())))
     }
 
-    /// Samples from the top candidates `(id, logit)` sorted descending (ties by id), as a GPU
-    /// top-k returns them. Only valid when [`Sampler::candidates_needed`] is `Some`.
-    pub fn sample_top(&mut self, top: &[(u32, f32)]) -> u32 {
-        let k = self.cfg.top_k.max(1).min(top.len());
-        if k == 0 {
-            return 0;
-        }
-        if self.cfg.temperature <= 0.0 || k == 1 {
-            return top[0].0;
-        }
-        self.draw(top[..k].to_vec())
+    /// Consumes the random number of this step's draw from [`Sampler::draws`], once the backend
+    /// has drawn its token.
+    pub fn take_draw(&mut self) {
+        self.rng.next_f64();
     }
 
     /// top-p, min-p, temperature and the seeded draw over sorted candidates.
-    fn draw(&mut self, mut cand: Vec<(u32, f32)>) -> u32 {
-        let probs = softmax_of(&cand, 1.0);
-        // top-p: smallest prefix reaching the mass (always at least one token).
-        let mut keep = cand.len();
-        if self.cfg.top_p < 1.0 {
-            let mut cum = 0.0;
-            for (i, p) in probs.iter().enumerate() {
-                cum += p;
-                if cum >= self.cfg.top_p as f64 {
-                    keep = i + 1;
-                    break;
-                }
-            }
-        }
-        // min-p relative to the most likely token.
-        if self.cfg.min_p > 0.0 {
-            let floor = probs[0] * self.cfg.min_p as f64;
-            keep = keep.min(probs.iter().take_while(|&&p| p >= floor).count().max(1));
-        }
-        cand.truncate(keep);
-        let probs = softmax_of(&cand, self.cfg.temperature);
-        let r = self.rng.next_f64();
-        let mut cum = 0.0;
-        for (i, p) in probs.iter().enumerate() {
-            cum += p;
-            if r < cum {
-                return cand[i].0;
-            }
-        }
-        cand[cand.len() - 1].0
+    fn draw(&mut self, cand: Vec<(u32, f32)>) -> u32 {
+        pick(&cand, self.cfg.top_p, self.cfg.min_p, self.cfg.temperature, self.rng.next_f64())
     }
 
     fn apply_penalties(&self, logits: &mut [f32], history: &[u32]) {
@@ -330,6 +303,68 @@ impl Sampler {
             *l -= n as f32 * c.frequency_penalty + c.presence_penalty;
         }
     }
+}
+
+/// The most candidates a [`Draw`] takes: the top-k that a GPU step returns.
+pub const MAX_DRAW_K: usize = 64;
+
+/// One seeded draw from a step's top candidates: top-p, min-p and temperature over the `k` most
+/// likely tokens, then the pick at the uniform number `r`. It carries all the draw needs, so a
+/// GPU can make it on the device (shaders/sample.wgsl, in f32 where [`Draw::pick`] uses f64:
+/// the two choose alike unless `r` falls within rounding of a boundary between two tokens).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Draw {
+    /// Candidates kept by top-k, 2 to [`MAX_DRAW_K`].
+    pub k: usize,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub min_p: f32,
+    /// Uniform in [0, 1): the sampler's random number for this step.
+    pub r: f64,
+}
+
+impl Draw {
+    /// The draw over `top`, candidates `(id, logit)` sorted descending with ties by id (the first
+    /// `k` are used); 0 for no candidates.
+    pub fn pick(&self, top: &[(u32, f32)]) -> u32 {
+        let k = self.k.max(1).min(top.len());
+        if k == 0 {
+            return 0;
+        }
+        pick(&top[..k], self.top_p, self.min_p, self.temperature, self.r)
+    }
+}
+
+/// top-p, min-p, temperature and the draw at `r` over candidates sorted descending.
+fn pick(cand: &[(u32, f32)], top_p: f32, min_p: f32, temperature: f32, r: f64) -> u32 {
+    let probs = softmax_of(cand, 1.0);
+    // top-p: smallest prefix reaching the mass (always at least one token).
+    let mut keep = cand.len();
+    if top_p < 1.0 {
+        let mut cum = 0.0;
+        for (i, p) in probs.iter().enumerate() {
+            cum += p;
+            if cum >= top_p as f64 {
+                keep = i + 1;
+                break;
+            }
+        }
+    }
+    // min-p relative to the most likely token.
+    if min_p > 0.0 {
+        let floor = probs[0] * min_p as f64;
+        keep = keep.min(probs.iter().take_while(|&&p| p >= floor).count().max(1));
+    }
+    let cand = &cand[..keep];
+    let probs = softmax_of(cand, temperature);
+    let mut cum = 0.0;
+    for (i, p) in probs.iter().enumerate() {
+        cum += p;
+        if r < cum {
+            return cand[i].0;
+        }
+    }
+    cand[cand.len() - 1].0
 }
 
 /// Index of the largest logit; the lowest id wins ties (NaN is never chosen).
@@ -497,21 +532,39 @@ mod tests {
         assert!(e.to_string().contains("token 42"), "{e}");
     }
 
+    /// A draw from the top candidates, as a backend makes it from its top-k, picks what sampling
+    /// the whole vocabulary does, step after step with the sampler's numbers; the next step's
+    /// draw is the one after this one's.
     #[test]
-    fn sampling_from_top_candidates_equals_full_sampling() {
+    fn draws_from_top_candidates_equal_full_sampling() {
         let logits: Vec<f32> = (0..500).map(|i| ((i * 7919 % 503) as f32 / 50.0).sin() * 4.0).collect();
         let cfg = SamplerConfig { temperature: 0.9, top_k: 20, top_p: 0.9, min_p: 0.02, seed: 3, ..Default::default() };
         let mut full = Sampler::new(cfg.clone()).unwrap();
         let mut top = Sampler::new(cfg).unwrap();
-        assert_eq!(top.candidates_needed(), Some(20));
         let mut sorted: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
         sorted.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        sorted.truncate(64);
+        sorted.truncate(MAX_DRAW_K);
+        let mut seen = std::collections::BTreeSet::new();
         for _ in 0..200 {
-            assert_eq!(full.sample(&logits, &[]), top.sample_top(&sorted));
+            let (now, next) = top.draws().unwrap();
+            assert_eq!(now.k, 20);
+            let t = now.pick(&sorted);
+            assert_eq!(full.sample(&logits, &[]), t);
+            seen.insert(t);
+            top.take_draw();
+            assert_eq!(top.draws().unwrap().0, next);
         }
-        let pen = Sampler::new(SamplerConfig { repeat_penalty: 1.1, ..Default::default() }).unwrap();
-        assert_eq!(pen.candidates_needed(), None);
+        assert!(seen.len() > 2, "{seen:?}");
+        for cfg in [
+            SamplerConfig { repeat_penalty: 1.1, ..Default::default() },
+            SamplerConfig { logit_bias: vec![(3, 1.0)], ..Default::default() },
+            SamplerConfig { top_k: 0, ..Default::default() },
+            SamplerConfig { top_k: 65, ..Default::default() },
+            SamplerConfig::greedy(),
+            SamplerConfig { top_k: 1, ..Default::default() },
+        ] {
+            assert_eq!(Sampler::new(cfg.clone()).unwrap().draws(), None, "{cfg:?}");
+        }
     }
 
     /// Fuzz regression (tests/fixtures/fuzz-regressions/sampler/): with min-p off, a +inf logit
@@ -534,8 +587,8 @@ mod tests {
             }
             assert_eq!(seen, expected.into_iter().collect(), "T={temperature} k={top_k} p={top_p} min_p={min_p}");
         }
-        let mut s = Sampler::new(SamplerConfig { top_k: 3, min_p: 0.0, ..Default::default() }).unwrap();
-        assert_eq!(s.sample_top(&[(9, f32::INFINITY), (2, 5.0), (4, 1.0)]), 9);
+        let draw = Draw { k: 3, temperature: 0.8, top_p: 0.95, min_p: 0.0, r: 0.99 };
+        assert_eq!(draw.pick(&[(9, f32::INFINITY), (2, 5.0), (4, 1.0)]), 9);
     }
 
     #[test]

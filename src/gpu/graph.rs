@@ -4,7 +4,7 @@
 //! single command submission with no readback until its result.
 
 use super::ops::{
-    int_dot_supported, step_buffer, ActivationBlocks, AddOp, ArgmaxOp, AttentionOp, AttentionScratch, DecodeInput, TopKOp, EmbeddingOp,
+    int_dot_supported, step_buffer, ActivationBlocks, AddOp, ArgmaxOp, AttentionOp, AttentionScratch, DecodeInput, DrawOp, DrawParams, TopKOp, EmbeddingOp,
     GluOp, KvCache, MatmulOp, QkNorm, QuantizeOp, RmsNormOp, RopeOp, RopeParams, Scores, Step, XQ_UNIT_BYTES,
 };
 use super::weights::GpuWeight;
@@ -24,9 +24,9 @@ pub enum GpuModelError {
     Input(#[from] InputError),
     #[error(transparent)]
     Gguf(#[from] crate::gguf::GgufError),
-    /// A chained step with no greedy step before it to take its token from (an internal
-    /// invariant, reported rather than assumed).
-    #[error("a chained greedy step must follow a greedy step directly (with nothing truncated between)")]
+    /// A chained step with no greedy or sampled step before it to take its token from (an
+    /// internal invariant, reported rather than assumed).
+    #[error("a chained step must follow a greedy or sampled step directly (with nothing truncated between)")]
     NoChainedToken,
     /// A step with no tokens.
     #[error("a step needs at least one token")]
@@ -238,10 +238,19 @@ enum Want {
     Last,
     /// Logits of every token.
     All,
-    /// Only the argmax of the last token's logits.
-    Argmax,
+    /// Only the next token, picked on the device from the last token's logits.
+    Token(Pick),
     /// The top [`TOP_K`] `(id, logit)` of the last token.
     TopK,
+}
+
+/// How a step picks its token on the device, into `token_out`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Pick {
+    /// The most likely token.
+    Argmax,
+    /// The seeded draw after top-k.
+    Draw(DrawParams),
 }
 
 /// Where [`GpuModel::build`] gets its weights: matrices as [`GpuWeight`]s, 1-D tensors (norms,
@@ -269,13 +278,13 @@ pub struct GpuModel {
     /// Tokens per submission during prefill.
     max_batch: u32,
     pos: u32,
-    /// The position after the last greedy step while `argmax_out` still holds its token, which
-    /// a chained step ([`GpuModel::submit_argmax_chained`]) then feeds on the GPU.
-    argmax_at: Option<u32>,
-    /// A greedy step queued on the GPU on the token `.1` that the last step returned
-    /// ([`GpuModel::greedy_step`]); its position is not counted by [`GpuModel::position`] until
-    /// a step on that token takes it.
-    queued: Option<(PendingArgmax, u32)>,
+    /// The position after the last greedy or sampled step while `token_out` still holds its
+    /// token, which a chained step ([`GpuModel::submit_chained`]) then feeds on the GPU.
+    token_at: Option<u32>,
+    /// A step queued on the GPU on the token `.1` that the last step returned, picking its own
+    /// token as `.2` says ([`GpuModel::greedy_step`], [`GpuModel::sample_step`]); its position
+    /// is not counted by [`GpuModel::position`] until a step on that token takes it.
+    queued: Option<(PendingToken, u32, Pick)>,
     /// Dispatches in the last submitted chunk (see [`GpuModel::last_step_dispatches`]).
     last_dispatches: u64,
     step: wgpu::Buffer,
@@ -283,7 +292,8 @@ pub struct GpuModel {
     x: wgpu::Buffer,
     x_last: wgpu::Buffer,
     logits: wgpu::Buffer,
-    argmax_out: wgpu::Buffer,
+    /// The token a greedy or sampled step picked (a u32).
+    token_out: wgpu::Buffer,
     embed: EmbeddingOp,
     layers: Vec<Layer>,
     norm_all: RmsNormOp,
@@ -296,6 +306,7 @@ pub struct GpuModel {
     argmax: ArgmaxOp,
     top_k: TopKOp,
     top_k_out: wgpu::Buffer,
+    draw: DrawOp,
     /// Weight bytes each product of a decode step reads, by op name (see [`GpuModel::decode_weight_reads`]).
     weight_reads: Vec<(&'static str, u64)>,
     _kv: KvCache,
@@ -357,7 +368,7 @@ impl GpuModel {
         let x_last = act("x_last", e as u64)?;
         let h_last = act("h_last", e as u64)?;
         let logits = act("logits", mb * nv as u64)?;
-        let argmax_out = ctx.storage("argmax", 16, wgpu::BufferUsages::empty())?;
+        let token_out = ctx.storage("token", 16, wgpu::BufferUsages::empty())?;
         let kv = match tensors.kv_cache().filter(|kv| kv.capacity == context_size) {
             Some(kv) => kv,
             None => KvCache::new(
@@ -641,9 +652,10 @@ impl GpuModel {
         // the logits directly, and quantizing its input moved our log-probabilities away from
         // llama.cpp's (SmolLM2 Q4_1, teacher-forced: mean |Δ| 0.035 → 0.038 nats, agreement
         // 97.7 → 97.4%).
-        let argmax = ArgmaxOp::new(&ctx, &logits, nv as u32, &argmax_out)?;
+        let argmax = ArgmaxOp::new(&ctx, &logits, nv as u32, &token_out)?;
         let top_k_out = ctx.storage("top-k", TOP_K as u64 * 8, wgpu::BufferUsages::empty())?;
         let top_k = TopKOp::new(&ctx, &logits, nv as u32, TOP_K.min(nv as u32), &top_k_out)?;
+        let draw = DrawOp::new(&ctx, &top_k, &top_k_out, &token_out)?;
         weights.push(tok_embd);
         weights.extend(output_w);
         buffers.extend([h, q, k, v, attn, o, g, u, h_last, output_norm_w, step_one]);
@@ -655,7 +667,7 @@ impl GpuModel {
             context_size,
             max_batch,
             pos: 0,
-            argmax_at: None,
+            token_at: None,
             queued: None,
             last_dispatches: 0,
             step,
@@ -663,7 +675,7 @@ impl GpuModel {
             x,
             x_last,
             logits,
-            argmax_out,
+            token_out,
             embed,
             layers,
             norm_all,
@@ -674,6 +686,7 @@ impl GpuModel {
             argmax,
             top_k,
             top_k_out,
+            draw,
             weight_reads,
             _kv: kv,
             _weights: weights,
@@ -698,7 +711,7 @@ impl GpuModel {
         self.drop_queued();
         if (pos as u32) < self.pos {
             self.pos = pos as u32;
-            self.argmax_at = None;
+            self.token_at = None;
         }
     }
 
@@ -706,7 +719,7 @@ impl GpuModel {
     pub fn reset(&mut self) {
         self.drop_queued();
         self.pos = 0;
-        self.argmax_at = None;
+        self.token_at = None;
     }
 
 
@@ -819,7 +832,7 @@ impl GpuModel {
         enc.resolve_query_set(&qs, 0..n_queries as u32, &resolve, 0);
         ctx.queue.submit([enc.finish()]);
         self.pos += 1;
-        self.argmax_at = None;
+        self.token_at = None;
         let bytes = ctx.read(&resolve, 0, n_queries * 8).await?;
         let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes[..n_queries as usize * 8]);
         let period = ctx.queue.get_timestamp_period() as f64;
@@ -844,7 +857,7 @@ impl GpuModel {
                 ctx.write(&self.ids, 0, bytemuck::cast_slice(chunk));
                 chunk.len() as u32
             }
-            Feed::LastArgmax => 1,
+            Feed::LastToken => 1,
         };
         ctx.write(
             &self.step,
@@ -860,9 +873,14 @@ impl GpuModel {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("step"),
             });
-        if let Feed::LastArgmax = feed {
-            // The token id the last step's argmax wrote, in queue order after that step.
-            enc.copy_buffer_to_buffer(&self.argmax_out, 0, &self.ids, 0, 4);
+        if let Feed::LastToken = feed {
+            // The token id the last step's argmax or draw wrote, in queue order after that step.
+            enc.copy_buffer_to_buffer(&self.token_out, 0, &self.ids, 0, 4);
+        }
+        if let Want::Token(Pick::Draw(p)) = want {
+            // Checked by sample_step; written in queue order, so a step submitted earlier keeps
+            // its own.
+            self.draw.write(ctx, p);
         }
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -890,7 +908,11 @@ impl GpuModel {
                 }
             }
             match want {
-                Want::Argmax => self.argmax.record(&mut pass),
+                Want::Token(Pick::Argmax) => self.argmax.record(&mut pass),
+                Want::Token(Pick::Draw(_)) => {
+                    self.top_k.record(&mut pass);
+                    self.draw.record(&mut pass);
+                }
                 Want::TopK => self.top_k.record(&mut pass),
                 _ => {}
             }
@@ -899,7 +921,7 @@ impl GpuModel {
             Want::All => (&self.logits, n as u64 * self.cfg.shape.n_vocab as u64 * 4),
             _ if !last_chunk => (&self.logits, 0),
             Want::Last => (&self.logits, self.cfg.shape.n_vocab as u64 * 4),
-            Want::Argmax => (&self.argmax_out, 4),
+            Want::Token(_) => (&self.token_out, 4),
             Want::TopK => (&self.top_k_out, self.top_k.out_bytes()),
         };
         let staging = (bytes > 0).then(|| {
@@ -909,7 +931,7 @@ impl GpuModel {
         });
         ctx.queue.submit([enc.finish()]);
         self.pos += n;
-        self.argmax_at = (last_chunk && matches!(want, Want::Argmax)).then_some(self.pos);
+        self.token_at = (last_chunk && matches!(want, Want::Token(_))).then_some(self.pos);
         self.last_dispatches = super::ops::dispatches_recorded() - dispatched;
         staging
     }
@@ -955,7 +977,7 @@ impl GpuModel {
         Ok(match want {
             Want::All => (all, Vec::new()),
             Want::Last => (bytemuck::cast_slice::<u8, f32>(&last).to_vec(), Vec::new()),
-            Want::Argmax => (Vec::new(), vec![(u32::from_le_bytes(last[..4].try_into().expect("4 bytes")), f32::NAN)]),
+            Want::Token(_) => (Vec::new(), vec![(u32::from_le_bytes(last[..4].try_into().expect("4 bytes")), f32::NAN)]),
             Want::TopK => (Vec::new(), TopKOp::parse(&last)),
         })
     }
@@ -985,30 +1007,59 @@ impl GpuModel {
     /// [`GpuModel::truncate`], [`GpuModel::reset`] or [`GpuModel::drop_queued`] gives it back
     /// first (a stop token ended the generation).
     pub async fn greedy_step(&mut self, tokens: &[u32], may_continue: bool) -> Result<u32, GpuModelError> {
-        let current = match self.queued.take_if(|(_, t)| tokens == [*t]) {
-            Some((step, _)) => step,
-            // Gives back a step queued on another token first.
-            None => self.submit_argmax(tokens)?,
+        self.token_step(tokens, Pick::Argmax, may_continue.then_some(Pick::Argmax)).await
+    }
+
+    /// The sampled step: the token `draw` picks from the step's top-k, drawn on the device
+    /// (shaders/sample.wgsl), so 4 bytes come back. With `next` (the generation goes on from the
+    /// token unless it is a stop), the step on that token, drawing with `next`, is queued before
+    /// the token is read back where the device chains steps, as [`GpuModel::greedy_step`]
+    /// queues greedy ones; the next call takes it only with exactly that token and draw.
+    /// A `k` above the top-k list's length (a vocabulary smaller than 64) draws from all of it,
+    /// as the host's draw does.
+    pub async fn sample_step(&mut self, tokens: &[u32], draw: DrawParams, next: Option<DrawParams>) -> Result<u32, GpuModelError> {
+        let list = self.draw.list_len();
+        let clamp = |mut p: DrawParams| {
+            p.k = p.k.min(list);
+            p
         };
-        let next = if may_continue && self.ctx.chain_steps() { Some(self.submit_argmax_chained()?) } else { None };
-        let token = match self.read_argmax(current).await {
+        let (draw, next) = (clamp(draw), next.map(clamp));
+        for p in std::iter::once(&draw).chain(&next) {
+            self.draw.check(p)?;
+        }
+        self.token_step(tokens, Pick::Draw(draw), next.map(Pick::Draw)).await
+    }
+
+    /// A step that picks its token on the device as `pick` says, and queues the step on that
+    /// token picking as `next` says (see [`GpuModel::greedy_step`]).
+    async fn token_step(&mut self, tokens: &[u32], pick: Pick, next: Option<Pick>) -> Result<u32, GpuModelError> {
+        let current = match self.queued.take_if(|(_, t, p)| tokens == [*t] && *p == pick) {
+            Some((step, _, _)) => step,
+            // Gives back a step queued on another token, or picking otherwise, first.
+            None => self.submit_token(tokens, pick)?,
+        };
+        let next = match next {
+            Some(p) if self.ctx.chain_steps() => Some((self.submit_chained(p)?, p)),
+            _ => None,
+        };
+        let token = match self.read_token(current).await {
             Ok(t) => t,
             Err(e) => {
-                if let Some(step) = next {
-                    self.discard_argmax(step);
+                if let Some((step, _)) = next {
+                    self.discard_token(step);
                 }
                 return Err(e);
             }
         };
-        self.queued = next.map(|step| (step, token));
+        self.queued = next.map(|(step, p)| (step, token, p));
         Ok(token)
     }
 
-    /// Gives back the queued greedy step, if any ([`GpuModel::greedy_step`]): its position is
-    /// the next step's to overwrite.
+    /// Gives back the queued step, if any ([`GpuModel::greedy_step`]): its position is the
+    /// next step's to overwrite.
     pub fn drop_queued(&mut self) {
-        if let Some((step, _)) = self.queued.take() {
-            self.discard_argmax(step);
+        if let Some((step, _, _)) = self.queued.take() {
+            self.discard_token(step);
         }
     }
 
@@ -1024,9 +1075,9 @@ impl GpuModel {
         Ok(tokens)
     }
 
-    /// Submits the greedy step on `tokens` (in chunks of at most `max_batch`) without waiting
-    /// for it.
-    fn submit_argmax(&mut self, tokens: &[u32]) -> Result<PendingArgmax, GpuModelError> {
+    /// Submits the step on `tokens` (in chunks of at most `max_batch`) that picks its token as
+    /// `pick` says, without waiting for it.
+    fn submit_token(&mut self, tokens: &[u32], pick: Pick) -> Result<PendingToken, GpuModelError> {
         self.drop_queued();
         if tokens.is_empty() {
             return Err(GpuModelError::EmptyStep);
@@ -1036,26 +1087,26 @@ impl GpuModel {
         let chunks: Vec<&[u32]> = tokens.chunks(self.max_batch as usize).collect();
         let mut staging = None;
         for (i, chunk) in chunks.iter().enumerate() {
-            staging = self.submit_chunk(Feed::Tokens(chunk), &Want::Argmax, i + 1 == chunks.len());
+            staging = self.submit_chunk(Feed::Tokens(chunk), &Want::Token(pick), i + 1 == chunks.len());
         }
-        let (staging, _) = staging.expect("a greedy step's last chunk reads back");
-        Ok(PendingArgmax { staging })
+        let (staging, _) = staging.expect("a token step's last chunk reads back");
+        Ok(PendingToken { staging })
     }
 
-    /// Submits the greedy step on the token the last submitted step (a greedy one, with
-    /// nothing truncated since) chose, copied from its argmax on the GPU.
-    fn submit_argmax_chained(&mut self) -> Result<PendingArgmax, GpuModelError> {
-        if self.argmax_at != Some(self.pos) {
+    /// Submits the step on the token the last submitted step (a greedy or sampled one, with
+    /// nothing truncated since) picked, copied on the GPU.
+    fn submit_chained(&mut self, pick: Pick) -> Result<PendingToken, GpuModelError> {
+        if self.token_at != Some(self.pos) {
             return Err(GpuModelError::NoChainedToken);
         }
         check_input(&[0], self.cfg.shape.n_vocab, self.pos as usize, self.context_size as usize)?;
         self.ctx.check()?;
-        let (staging, _) = self.submit_chunk(Feed::LastArgmax, &Want::Argmax, true).expect("a greedy step reads back");
-        Ok(PendingArgmax { staging })
+        let (staging, _) = self.submit_chunk(Feed::LastToken, &Want::Token(pick), true).expect("a token step reads back");
+        Ok(PendingToken { staging })
     }
 
-    /// Waits for a submitted greedy step and returns its token.
-    async fn read_argmax(&self, step: PendingArgmax) -> Result<u32, GpuModelError> {
+    /// Waits for a submitted token step and returns its token.
+    async fn read_token(&self, step: PendingToken) -> Result<u32, GpuModelError> {
         // A lost device fails the readback first; report the loss, not the symptom.
         let data = match self.ctx.map_read(step.staging, 4).await {
             Ok(d) => d,
@@ -1065,12 +1116,12 @@ impl GpuModel {
         Ok(u32::from_le_bytes(data[..4].try_into().expect("4 bytes")))
     }
 
-    /// Drops the last submitted greedy step, unread: its position is freed for the next step
+    /// Drops the last submitted token step, unread: its position is freed for the next step
     /// to overwrite.
-    fn discard_argmax(&mut self, step: PendingArgmax) {
+    fn discard_token(&mut self, step: PendingToken) {
         self.ctx.recycle_staging(step.staging);
         self.pos = self.pos.saturating_sub(1);
-        self.argmax_at = None;
+        self.token_at = None;
     }
 
     /// Processes `tokens` and returns the `k` (≤ [`TOP_K`]) most likely next tokens with their
@@ -1087,13 +1138,13 @@ impl GpuModel {
 enum Feed<'a> {
     /// Tokens written from the host.
     Tokens(&'a [u32]),
-    /// The token the last greedy step's argmax chose, copied on the GPU.
-    LastArgmax,
+    /// The token the last greedy or sampled step picked, copied on the GPU.
+    LastToken,
 }
 
-/// A greedy step submitted to the GPU and not yet read back.
-#[must_use = "read the step's token with read_argmax, or give it back with discard_argmax"]
-struct PendingArgmax {
+/// A greedy or sampled step submitted to the GPU and not yet read back.
+#[must_use = "read the step's token with read_token, or give it back with discard_token"]
+struct PendingToken {
     staging: wgpu::Buffer,
 }
 

@@ -245,7 +245,7 @@ impl Engine {
             let may_continue = d.may_continue(s.model.position() + feed.len(), s.model.context_size());
             let out = match d.need() {
                 Need::Argmax => s.model.greedy_step(&feed, may_continue).await.map(StepOutput::Argmax),
-                Need::TopK(k) => s.model.forward_top_k(&feed, k).await.map(StepOutput::TopK),
+                Need::Draw { now, next } => s.model.sample_step(&feed, now.into(), may_continue.then(|| next.into())).await.map(StepOutput::Drawn),
                 Need::Logits => s.model.forward_last(&feed).await.map(StepOutput::Logits),
             };
             let out = match out {

@@ -5,12 +5,14 @@
 //! it. Bounds as natively: tests/gpu_matmul.rs, tests/gpu_ops.rs.
 #![allow(dead_code)]
 
+use super::draw;
 use super::int_dot;
 use super::random::{quant_weights as weights, Draws, Rng};
 use llama_webgpu::gpu::ops::{
-    int_dot_supported, step_buffer, ActivationBlocks, ArgmaxOp, DecodeInput, AttentionOp, AttentionScratch, KvCache, MatmulConfig, MatmulOp, QuantizeOp,
+    int_dot_supported, step_buffer, ActivationBlocks, ArgmaxOp, DecodeInput, DrawOp, DrawParams, AttentionOp, AttentionScratch, KvCache, MatmulConfig, MatmulOp, QuantizeOp,
     RmsNormOp, Scores, Step, TopKOp, XQ_UNIT_BYTES,
 };
+use llama_webgpu::decode::sampling::Draw;
 use llama_webgpu::model::Gate;
 use llama_webgpu::gpu::weights::GpuWeight;
 use llama_webgpu::gpu::{GpuContext, GpuOptions};
@@ -357,7 +359,8 @@ pub async fn rms_norm(v: Variant) {
 }
 
 /// The token selection kernels (subgroupMax/subgroupMin, or a workgroup-memory tree) pick
-/// exactly the CPU's tokens, ties to the lowest id.
+/// exactly the CPU's tokens, ties to the lowest id; the seeded draw after the top-k picks the
+/// host's token wherever rounding cannot move it (tests/common/draw.rs).
 pub async fn argmax_and_top_k(v: Variant) {
     let mut rng = Rng::new(5);
     {
@@ -384,6 +387,25 @@ pub async fn argmax_and_top_k(v: Variant) {
                 ctx.check().unwrap();
                 let want: Vec<(u32, f32)> = idx[..k].iter().map(|&i| (i, logits[i as usize])).collect();
                 assert_eq!(got, want, "subgroups {subgroups} n {n} {what}: top-{k}");
+                if k < 2 {
+                    continue;
+                }
+                let token = ctx.storage("token", 16, wgpu::BufferUsages::empty()).unwrap();
+                let drawer = DrawOp::new(&ctx, &op, &out, &token).unwrap();
+                for (temperature, top_p, min_p) in [(0.8, 0.95, 0.05), (2.0, 1.0, 0.0), (0.3, 0.7, 0.1)] {
+                    for r in [0.0, rng.next_f64(), rng.next_f64(), 0.999_999] {
+                        let d = Draw { k, temperature, top_p, min_p, r };
+                        drawer.set(&ctx, &DrawParams::new(k, temperature, top_p, min_p, r)).unwrap();
+                        run(&ctx, &step, 1, |p| drawer.record(p));
+                        let got = bytemuck::pod_read_unaligned::<u32>(&ctx.read(&token, 0, 4).await.unwrap()[..4]);
+                        ctx.check().unwrap();
+                        if draw::margin(&want, &d) >= draw::NEAR {
+                            assert_eq!(got, d.pick(&want), "subgroups {subgroups} n {n} {what}: {d:?}");
+                        } else {
+                            assert!(want.iter().any(|c| c.0 == got), "subgroups {subgroups} n {n} {what}: {d:?} drew {got}");
+                        }
+                    }
+                }
             }
         }
     }

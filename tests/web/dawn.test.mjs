@@ -58,7 +58,7 @@ test('on Dawn the engine runs f16 with subgroups of 8, and its greedy chat equal
   assert.equal(a.tokens, a.nativeTokens);
 });
 
-test('with chained steps (a GPU\'s default) each greedy step is queued on the GPU before the last token is read: a generation ended by the end-of-turn token, a stop string or an abort gives the queued step back, and the next turn reuses the cache and answers as a fresh run', async () => {
+test('with chained steps (a GPU\'s default) each greedy or sampled step is queued on the GPU before the last token is read: a generation ended by the end-of-turn token, a stop string or an abort gives the queued step back, and the next turn reuses the cache and answers as a fresh run', async () => {
   // lavapipe is a CPU adapter, where steps run one at a time unless forced.
   assert.equal(engines[0].info.kernels.chain, 'off');
   const engine = await load({ tuning: { chain: 'on' } });
@@ -97,6 +97,18 @@ test('with chained steps (a GPU\'s default) each greedy step is queued on the GP
   // The same answers as steps one at a time.
   const stepwise = await engines[0].chat.completions.create({ ...opts, messages: turn2 });
   assert.equal(stepwise.choices[0].message.content, fresh.choices[0].message.content);
+  // Seeded sampling: each token drawn on the GPU (Tint's build of the draw kernel) and the next
+  // step queued with the next random number, as the native CLI draws with the same seed, and as
+  // steps one at a time do.
+  const sampled = { messages: turn1, temperature: 1.2, top_k: 40, top_p: 0.95, min_p: 0.05, seed: 5, max_tokens: N };
+  const drawn = (await engine.chat.completions.create(sampled)).choices[0].message.content;
+  const drawnStepwise = (await engines[0].chat.completions.create(sampled)).choices[0].message.content;
+  const cli = native(['generate', '-m', H.DEFAULT_MODEL, '-p', QUESTION, '--chat', '-n', String(N), '--temp', '1.2', '--top-k', '40',
+    '--top-p', '0.95', '--min-p', '0.05', '--seed', '5', '--chain', 'on', '--json']);
+  assert.equal(drawn, cli.text);
+  assert.equal(drawnStepwise, cli.text);
+  const greedy = (await engine.chat.completions.create({ ...opts, messages: turn1, max_tokens: N })).choices[0].message.content;
+  assert.notEqual(drawn, greedy, 'the draws left the argmax');
   await engine.unload();
   engines.splice(engines.indexOf(engine), 1);
 });

@@ -5,7 +5,7 @@ use crate::args::{Backend, DeviceArgs};
 use crate::info::gpu_json;
 use crate::run::make_backend;
 use llama_webgpu::decode::constrain::{ConstraintEnv, ConstraintSpec};
-use llama_webgpu::decode::sampling::SamplerConfig;
+use llama_webgpu::decode::sampling::{Sampler, SamplerConfig};
 use llama_webgpu::decode::{generate_constrained, GenerateParams, LogitsBackend};
 use llama_webgpu::gguf::GgufFile;
 use llama_webgpu::gpu;
@@ -16,12 +16,29 @@ use llama_webgpu::{Error, Result};
 use serde_json::json;
 use std::path::PathBuf;
 
+/// `n` sampled decode steps from `first` as chat runs them: each draws its token from the step's
+/// top-k with the next seeded number, the step after it queued ahead where the device chains
+/// steps.
+fn decode_sampled(backend: &mut dyn LogitsBackend, first: u32, n: usize) -> Result<()> {
+    let cfg = SamplerConfig { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, seed: 0, ..Default::default() };
+    let mut sampler = Sampler::new(cfg).map_err(llama_webgpu::decode::DecodeError::from)?;
+    let mut t = first;
+    for i in 0..n {
+        let (now, next) = sampler.draws().expect("top-k 40 with no penalties is drawn from the top candidates");
+        t = backend.sample_step(&[t], now, (i + 1 < n).then_some(next))?;
+        sampler.take_draw();
+    }
+    backend.drop_queued();
+    Ok(())
+}
+
 pub(crate) fn bench(
     path: &PathBuf,
     prompt_len: usize,
     n: usize,
     as_json: bool,
     profile: bool,
+    sample: bool,
     device: &DeviceArgs,
 ) -> Result<()> {
     let model = GgufFile::open(path)?;
@@ -35,7 +52,11 @@ pub(crate) fn bench(
     let first = backend.forward_argmax(&prompt)?;
     let prefill_s = t0.elapsed().as_secs_f64();
     let t1 = web_time::Instant::now();
-    backend.decode_greedy(first, n)?;
+    if sample {
+        decode_sampled(backend.as_mut(), first, n)?;
+    } else {
+        backend.decode_greedy(first, n)?;
+    }
     let decode_s = t1.elapsed().as_secs_f64();
     // Each dispatch costs a fixed validation and barrier in a browser, whatever its size.
     let dispatches = backend.last_dispatches();
@@ -68,6 +89,7 @@ pub(crate) fn bench(
         "decode_weight_gb_per_s": weight_bytes as f64 * decode_tps / 1e9,
         "weight_bytes_per_token": weight_bytes,
         "decode_dispatches_per_token": dispatches,
+        "decode_sampled": sample,
         "constrained": mask,
         "profile": profile,
     });
@@ -98,10 +120,11 @@ pub(crate) fn bench(
         }
         let tuned = if tuned.is_empty() { String::new() } else { format!(" ({})", tuned.join(", ")) };
         println!(
-            "{}{tuned}: prefill {:.1} tok/s ({prompt_len} tokens) · decode {:.2} tok/s ({n} tokens) · {:.2} GB/s of weights",
+            "{}{tuned}: prefill {:.1} tok/s ({prompt_len} tokens) · decode {:.2} tok/s ({n} tokens{}) · {:.2} GB/s of weights",
             backend_name,
             v["prefill_tokens_per_s"].as_f64().unwrap_or(0.0),
             decode_tps,
+            if sample { ", sampled" } else { "" },
             v["decode_weight_gb_per_s"].as_f64().unwrap_or(0.0)
         );
         if let Some(d) = dispatches {

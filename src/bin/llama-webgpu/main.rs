@@ -89,6 +89,10 @@ enum Command {
         /// Also time each kernel of a decode step with timestamp queries (GPU backend).
         #[arg(long)]
         profile: bool,
+        /// Decode by seeded sampling, as chat does (temperature 0.8, top-k 40, top-p 0.95,
+        /// min-p 0.05, seed 0: each token drawn on the GPU), instead of greedily.
+        #[arg(long)]
+        sample: bool,
         #[command(flatten)]
         device: DeviceArgs,
     },
@@ -152,8 +156,9 @@ fn run(cli: Cli) -> Result<()> {
             n,
             json,
             profile,
+            sample,
             device,
-        } => bench::bench(&net.resolve(model)?, prompt_len, n, json, profile, &device),
+        } => bench::bench(&net.resolve(model)?, prompt_len, n, json, profile, sample, &device),
         Command::Synth(args) => files::synth(args),
         Command::Split {
             model,

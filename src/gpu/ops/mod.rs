@@ -18,7 +18,7 @@ pub use rope::{QkNorm, RopeOp, RopeParams};
 mod attention;
 pub use attention::{AttentionOp, AttentionScratch, KvCache, Scores};
 mod sample;
-pub use sample::{ArgmaxOp, TopKOp};
+pub use sample::{ArgmaxOp, DrawOp, DrawParams, TopKOp};
 
 use super::{GpuContext, GpuError, ShaderDefs};
 use crate::model::Gate;
