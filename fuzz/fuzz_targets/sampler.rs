@@ -6,13 +6,14 @@
 //! - the id is inside the logits (when there are any), and the same seed gives the same id;
 //! - without penalties or bias, a token with a NaN or -inf logit is never chosen over a finite
 //!   one, and a +inf logit always wins;
-//! - when `candidates_needed()` allows it, `sample_top` over the sorted top candidates (what the
-//!   GPU top-k returns) gives exactly what `sample` gives over all logits.
+//! - when `draws()` gives a draw, `Draw::pick` over the sorted top candidates (what the GPU
+//!   top-k returns) gives exactly what `sample` gives over all logits, step after step;
+//! - a draw over any candidates, with any k, picks one of them.
 #![no_main]
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use llama_webgpu::decode::sampling::{Sampler, SamplerConfig};
+use llama_webgpu::decode::sampling::{Draw, Sampler, SamplerConfig, MAX_DRAW_K};
 
 /// A float that is often special: NaN, ±inf, 0, -0, tiny, huge, in-range, or raw bits; half the
 /// time the typical (default) value, so valid configs are common.
@@ -146,33 +147,37 @@ fn run(data: &[u8]) -> Result<()> {
         }
     }
 
-    // The GPU path: top candidates sorted descending, ties by id.
-    if let Some(k) = sampler.candidates_needed() {
-        if !logits.is_empty() && logits.iter().all(|l| l.is_finite()) {
-            let mut top: Vec<(u32, f32)> = logits
-                .iter()
-                .enumerate()
-                .map(|(i, &l)| (i as u32, l))
-                .collect();
-            top.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
-            top.truncate(64.max(k));
-            let (mut full, mut part) = (sampler.clone(), sampler.clone());
-            for _ in 0..steps {
-                assert_eq!(
-                    full.sample(&logits, &[]),
-                    part.sample_top(&top),
-                    "sample_top == sample"
-                );
-            }
+    // The GPU path: the draw from the top candidates (sorted descending, ties by id) picks what
+    // sampling the whole vocabulary does, step after step with the sampler's numbers.
+    if sampler.draws().is_some() && !logits.is_empty() && logits.iter().all(|l| l.is_finite()) {
+        let mut top: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i as u32, l))
+            .collect();
+        top.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+        top.truncate(MAX_DRAW_K);
+        let (mut full, mut part) = (sampler.clone(), sampler.clone());
+        for _ in 0..steps {
+            let (now, _) = part.draws().expect("the same sampler draws every step");
+            assert_eq!(full.sample(&logits, &[]), now.pick(&top), "Draw::pick == sample");
+            part.take_draw();
         }
     }
-    // Whatever a caller passes to sample_top, it must not panic.
+    // Whatever candidates and k a draw gets, it must not panic and picks one of them.
     let n = u.int_in_range(0..=8usize)?;
     let mut top = Vec::with_capacity(n);
     for _ in 0..n {
         top.push((u.arbitrary()?, float(&mut u, 1.0)?));
     }
-    let id = sampler.clone().sample_top(&top);
+    let draw = Draw {
+        k: u.int_in_range(0..=70usize)?,
+        temperature: cfg.temperature,
+        top_p: cfg.top_p,
+        min_p: cfg.min_p,
+        r: u.int_in_range(0..=u32::MAX)? as f64 / (1u64 << 32) as f64,
+    };
+    let id = draw.pick(&top);
     assert!(top.is_empty() || top.iter().any(|t| t.0 == id));
     Ok(())
 }
