@@ -274,7 +274,7 @@ fn topk(
 // the same token unless `r`, or a top-p or min-p cut, falls within rounding of a boundary.
 // One invocation: at most 64 candidates, two exponentials each.
 struct DrawParams {
-    // Candidates kept by top-k, 2 ≤ k ≤ the top-k list's length.
+    // Candidates kept by top-k, 1 ≤ k ≤ the top-k list's length.
     k: u32,
     temperature: f32,
     top_p: f32,

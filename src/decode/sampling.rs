@@ -210,11 +210,13 @@ impl Sampler {
     /// backend may pick the token itself.
     pub fn is_plain_greedy(&self) -> bool {
         let c = &self.cfg;
-        (c.temperature <= 0.0 || c.top_k == 1)
-            && c.repeat_penalty == 1.0
-            && c.frequency_penalty == 0.0
-            && c.presence_penalty == 0.0
-            && c.logit_bias.is_empty()
+        (c.temperature <= 0.0 || c.top_k == 1) && self.ranks_raw_logits()
+    }
+
+    /// Whether no penalty or bias moves a logit, so the raw logits' ranking is the sampler's.
+    fn ranks_raw_logits(&self) -> bool {
+        let c = &self.cfg;
+        c.repeat_penalty == 1.0 && c.frequency_penalty == 0.0 && c.presence_penalty == 0.0 && c.logit_bias.is_empty()
     }
 
     /// Picks the next token from `logits` given the tokens so far (for penalties).
@@ -259,8 +261,7 @@ impl Sampler {
     /// random number. Neither number is consumed until [`Sampler::take_draw`].
     pub fn draws(&self) -> Option<(Draw, Draw)> {
         let c = &self.cfg;
-        let plain = c.repeat_penalty == 1.0 && c.frequency_penalty == 0.0 && c.presence_penalty == 0.0 && c.logit_bias.is_empty();
-        if !plain || self.is_plain_greedy() || !(2..=MAX_DRAW_K).contains(&c.top_k) {
+        if !self.ranks_raw_logits() || self.is_plain_greedy() || !(2..=MAX_DRAW_K).contains(&c.top_k) {
             return None;
         }
         let mut rng = self.rng.clone();
@@ -306,7 +307,7 @@ impl Sampler {
 }
 
 /// The most candidates a [`Draw`] takes: the top-k that a GPU step returns.
-pub const MAX_DRAW_K: usize = 64;
+pub const MAX_DRAW_K: usize = crate::model::memory::TOP_K as usize;
 
 /// One seeded draw from a step's top candidates: top-p, min-p and temperature over the `k` most
 /// likely tokens, then the pick at the uniform number `r`. It carries all the draw needs, so a
